@@ -1,8 +1,17 @@
 //! calsync: two-way calendar synchronisation engine for AWS Lambda.
 //!
-//! Layout: [`ical`] (canonical model, iCalendar via calcard), [`provider`] (one module per
-//! provider behind the [`provider::Provider`] port), [`store`] (DynamoDB state),
-//! [`queue`] (SQS jobs), [`secrets`] (Secrets Manager), [`engine`] (pull, push, merge),
-//! [`handlers`] (the Lambda entry points that the thin `main.rs` files call).
+//! Layout: [`ical`] (canonical model, iCalendar via calcard), [`model`] (records in DynamoDB),
+//! [`provider`] (one module per provider behind the [`provider::Provider`] port),
+//! [`store`] (DynamoDB state), [`queue`] (SQS jobs), [`secrets`] (Secrets Manager),
+//! [`engine`] (pull, push, merge), [`handlers`] (the Lambda entry points that the thin
+//! `main.rs` files call), [`config`] (resource names and clients).
 
+pub mod config;
+pub mod engine;
+pub mod handlers;
 pub mod ical;
+pub mod model;
+pub mod provider;
+pub mod queue;
+pub mod secrets;
+pub mod store;

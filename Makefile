@@ -1,0 +1,56 @@
+# calsync entry points. `make run` = the demo on the local stack; `make test` = what CI runs.
+SHELL := /bin/bash
+VENV  := .venv
+STACK := infra/local/stack.sh
+ICS   ?=
+
+# The functions read the standard AWS environment, pointed at moto locally.
+export AWS_ENDPOINT_URL      ?= http://127.0.0.1:4566
+export AWS_REGION            ?= us-east-1
+export AWS_ACCESS_KEY_ID     ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export CALSYNC_STACK         ?= calsync
+export CARGO_TERM_COLOR      ?= never
+
+.PHONY: run test lint build bench deploy stop stack venv unit e2e
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: infra/local/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r infra/local/requirements.txt
+	touch $@
+
+build:
+	cargo build --workspace --all-targets
+
+## run: fresh local stack, then the demo sync group (ICS=path/to/file.ics for your own calendar)
+run: venv
+	cargo build -p calsync-e2e --bin calsync-local
+	$(STACK) start
+	./target/debug/calsync-local demo $(if $(ICS),--ics "$(ICS)",)
+
+stack: venv
+	$(STACK) start
+
+stop:
+	$(STACK) stop
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint infra/template.yaml
+
+## test: lint, unit and corpus tests, then the integration tests against a fresh local stack
+test: venv lint
+	cargo build --workspace --all-targets
+	cargo test --workspace --lib --bins
+	cargo test -p calsync --test corpus_roundtrip -- --nocapture
+	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=2
+
+bench: venv
+	cargo build --release -p calsync-e2e --bin calsync-local
+	infra/local/with-stack.sh ./target/release/calsync-local bench --events 1000
+
+deploy:
+	cd infra && sam build --template template.yaml && sam deploy --guided

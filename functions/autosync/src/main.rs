@@ -1,0 +1,16 @@
+//! AutoSync fan-out: EventBridge schedule or `{"field":"AutoSync",...}` → sync jobs.
+//! Logic: [`calsync::handlers::autosync`].
+use calsync::{config::Ctx, handlers};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    handlers::init_tracing();
+    let ctx = Ctx::from_env().await;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+        Ok::<Value, Error>(handlers::autosync(ctx, ev.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,18 @@
+//! Per-link push (hub → remote) from the sync-back FIFO queue.
+//! Logic: [`calsync::handlers::handle_sqs`].
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use calsync::{config::Ctx, handlers};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    handlers::init_tracing();
+    let ctx = Ctx::from_env().await;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(
+            handlers::handle_sqs(ctx, ev.payload, handlers::Direction::Push).await,
+        )
+    }))
+    .await
+}

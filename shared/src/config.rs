@@ -1,0 +1,117 @@
+//! Names of the AWS resources, derived from the stack name as `infra/template.yaml` does,
+//! and the shared AWS / HTTP clients.
+
+use std::time::Duration;
+
+/// Resource names of one calsync stack. Tables and queues are named
+/// `<stack>-links`, `<stack>-sync-jobs.fifo`, ... (see `infra/template.yaml`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Links table (one item per member calendar).
+    pub links_table: String,
+    /// Hub events table (group_id, uid).
+    pub events_table: String,
+    /// Mappings table (link_id, uid).
+    pub mappings_table: String,
+    /// Cursors table (link_id): syncToken / deltaLink / sync-token / ctag / ETag.
+    pub cursors_table: String,
+    /// Leases table (link_id), TTL `expires_at`.
+    pub leases_table: String,
+    /// Run records table (link_id, run_id), TTL `expires_at`.
+    pub runs_table: String,
+    /// FIFO queue of pull jobs, resolved by name with GetQueueUrl.
+    pub sync_jobs_queue: String,
+    /// FIFO queue of push (sync-back) jobs.
+    pub sync_back_queue: String,
+}
+
+impl Config {
+    /// Names for the stack called `stack`.
+    pub fn for_stack(stack: &str) -> Self {
+        Self {
+            links_table: format!("{stack}-links"),
+            events_table: format!("{stack}-events"),
+            mappings_table: format!("{stack}-mappings"),
+            cursors_table: format!("{stack}-cursors"),
+            leases_table: format!("{stack}-leases"),
+            runs_table: format!("{stack}-runs"),
+            sync_jobs_queue: format!("{stack}-sync-jobs.fifo"),
+            sync_back_queue: format!("{stack}-sync-back.fifo"),
+        }
+    }
+
+    /// Names for the stack in `CALSYNC_STACK` (default `calsync`).
+    pub fn from_env() -> Self {
+        Self::for_stack(&std::env::var("CALSYNC_STACK").unwrap_or_else(|_| "calsync".into()))
+    }
+}
+
+/// The clients every function needs, built once per Lambda container.
+#[derive(Clone)]
+pub struct Clients {
+    /// DynamoDB (links, events, mappings, cursors, leases, runs).
+    pub ddb: aws_sdk_dynamodb::Client,
+    /// SQS (sync-jobs, sync-back).
+    pub sqs: aws_sdk_sqs::Client,
+    /// Secrets Manager (provider credentials).
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// HTTP client for providers: 30 s timeout, no redirects followed across hosts blindly.
+    pub http: reqwest::Client,
+}
+
+impl Clients {
+    /// Clients from the standard AWS environment (`AWS_ENDPOINT_URL`, region, credentials).
+    pub async fn from_env() -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static HTTP client configuration");
+        Self {
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            http,
+        }
+    }
+}
+
+/// Everything a handler needs: names and clients.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Resource names.
+    pub config: Config,
+    /// AWS and HTTP clients.
+    pub clients: Clients,
+}
+
+impl Ctx {
+    /// Context from the environment.
+    pub async fn from_env() -> Self {
+        Self {
+            config: Config::from_env(),
+            clients: Clients::from_env().await,
+        }
+    }
+
+    /// The DynamoDB state store.
+    pub fn store(&self) -> crate::store::Store {
+        crate::store::Store::new(self.clients.ddb.clone(), self.config.clone())
+    }
+
+    /// The job queues.
+    pub fn queues(&self) -> crate::queue::Queues {
+        crate::queue::Queues::new(self.clients.sqs.clone(), self.config.clone())
+    }
+}
+
+/// Current time in whole seconds since the Unix epoch (UTC).
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Current time in milliseconds since the Unix epoch (UTC).
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

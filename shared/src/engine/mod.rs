@@ -1,0 +1,584 @@
+//! The sync engine: pull (remote → hub) and push (hub → remote) for one link.
+//!
+//! State per (link, UID) is a [`Mapping`]: remote id and version, the content last agreed
+//! (the merge base) and the hub version the remote reflects (`synced_version`).
+//!
+//! - Echo suppression: a pulled object whose version equals the mapping's etag — the write
+//!   receipt of our own push, or simply unchanged — is skipped without fetching it.
+//! - Pull: a remote change to an event the hub has not changed since they agreed replaces
+//!   the hub version; if both changed, [`merge::merge`] decides field by field under the
+//!   link's [`ConflictPolicy`]. ICS members always win for their own events (the next feed
+//!   change wins). Removals tombstone the hub event unless the hub changed it since (an edit
+//!   beats a delete: the event is recreated). A pull that would delete more than the link's
+//!   brake allows is quarantined: its other changes apply, its deletions and cursor do not.
+//! - Push: creates at a deterministic id with `If-None-Match: *` (a crash between the remote
+//!   write and the mapping write finds the object on retry and adopts it), updates and
+//!   deletes with `If-Match`; a 412 asks for a pull of that link, which merges.
+//! - Hub writes are conditional on the version read; a lost race re-reads and retries.
+
+pub mod merge;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::now_millis;
+use crate::ical::EventSeries;
+use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, RunRecord};
+use crate::provider::{Provider, ProviderError, RemoteRef};
+use crate::store::{Store, StoreError};
+
+/// Engine failures that stop a run (per-event problems never do).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The provider failed for the calendar as a whole.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// DynamoDB failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a pull changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// The hub changed: other members need a push.
+    pub hub_changed: bool,
+    /// This link itself has hub changes waiting to be pushed.
+    pub self_pending: bool,
+    /// Deletions were held back by the brake.
+    pub quarantined: bool,
+}
+
+/// What a push left undone.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// A precondition failed: pull this link to merge the remote change, then push again.
+    pub needs_pull: bool,
+}
+
+const HUB_RETRIES: usize = 5;
+
+struct PullState<'a> {
+    store: &'a Store,
+    link: &'a Link,
+    maps: HashMap<String, Mapping>,
+    hub: HashMap<String, HubEvent>,
+    run: &'a mut RunRecord,
+    hub_changed: bool,
+}
+
+impl PullState<'_> {
+    async fn save_mapping(&mut self, mut m: Mapping) -> Result<(), StoreError> {
+        m.updated_ms = now_millis();
+        self.store.put_mapping(&m).await?;
+        self.maps.insert(m.uid.clone(), m);
+        Ok(())
+    }
+
+    /// Write a hub event conditionally; on a lost race reload it and return `false`.
+    async fn write_hub(&mut self, ev: HubEvent, expected: Option<i64>) -> Result<bool, StoreError> {
+        match self.store.put_event(&ev, expected).await {
+            Ok(()) => {
+                self.hub.insert(ev.uid.clone(), ev);
+                self.hub_changed = true;
+                Ok(true)
+            }
+            Err(StoreError::Conflict { .. }) => {
+                match self.store.get_event(&ev.group_id, &ev.uid).await? {
+                    Some(fresh) => self.hub.insert(ev.uid.clone(), fresh),
+                    None => self.hub.remove(&ev.uid),
+                };
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn new_hub(&self, uid: &str, ical: String, version: i64, deleted: bool) -> HubEvent {
+        HubEvent {
+            group_id: self.link.group_id.clone(),
+            uid: uid.into(),
+            version,
+            ical,
+            deleted,
+            updated_ms: now_millis(),
+            origin_link: self.link.link_id.clone(),
+        }
+    }
+
+    async fn mark_error(
+        &mut self,
+        key: String,
+        href: &str,
+        etag: Option<String>,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(link = %self.link.link_id, href, %reason, "event not synced");
+        let mut m = self
+            .maps
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| Mapping::new(&self.link.link_id, &key));
+        m.href = Some(href.into());
+        m.etag = etag;
+        m.status = EventStatus::Error;
+        m.error = Some(reason);
+        self.run.errors += 1;
+        self.save_mapping(m).await
+    }
+
+    fn key_for_href(&self, href: &str) -> String {
+        self.maps
+            .values()
+            .find(|m| m.href.as_deref() == Some(href))
+            .map(|m| m.uid.clone())
+            .unwrap_or_else(|| format!("href:{href}"))
+    }
+
+    async fn apply_item(&mut self, item: RemoteRef) -> Result<(), StoreError> {
+        let data = item.data.clone().unwrap_or_default();
+        let remote = match EventSeries::parse_single(&item.href, &data) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = self.key_for_href(&item.href);
+                return self
+                    .mark_error(key, &item.href, item.etag, e.to_string())
+                    .await;
+            }
+        };
+        // A previous error recorded under the href is superseded by the readable version.
+        let stale = format!("href:{}", item.href);
+        if self.maps.remove(&stale).is_some() {
+            self.store
+                .delete_mapping(&self.link.link_id, &stale)
+                .await?;
+        }
+        let policy = if self.link.read_only() {
+            ConflictPolicy::PreferRemote
+        } else {
+            self.link.conflict_policy
+        };
+        let uid = remote.uid.clone();
+        let remote_ical = remote.to_ical();
+        for _ in 0..HUB_RETRIES {
+            let h = self.hub.get(&uid).cloned();
+            let m = self.maps.get(&uid).cloned();
+            let mut mapping = m
+                .clone()
+                .unwrap_or_else(|| Mapping::new(&self.link.link_id, &uid));
+            mapping.href = Some(item.href.clone());
+            mapping.etag = item.etag.clone();
+            mapping.error = None;
+            mapping.conflict_remote = None;
+            let live = h.as_ref().filter(|h| !h.deleted);
+            let Some(h) = live else {
+                // New to the hub, or an edit of an event deleted elsewhere (edit wins).
+                let version = h.as_ref().map(|h| h.version + 1).unwrap_or(1);
+                let ev = self.new_hub(&uid, remote_ical.clone(), version, false);
+                if !self.write_hub(ev, h.as_ref().map(|h| h.version)).await? {
+                    continue;
+                }
+                self.run.created += 1;
+                mapping.base = Some(remote_ical.clone());
+                mapping.synced_version = version;
+                mapping.status = EventStatus::Synced;
+                return self.save_mapping(mapping).await;
+            };
+            let hub_series = match EventSeries::parse_single(&format!("hub:{uid}"), &h.ical) {
+                Ok(s) => s,
+                Err(_) => EventSeries::default(),
+            };
+            let agreed = m.as_ref().is_some_and(|m| {
+                m.synced_version == h.version && m.status != EventStatus::Conflict
+            });
+            if remote.same_content(&hub_series) {
+                mapping.base = Some(remote_ical.clone());
+                mapping.synced_version = h.version;
+                mapping.status = EventStatus::Synced;
+                return self.save_mapping(mapping).await;
+            }
+            if agreed {
+                let ev = self.new_hub(&uid, remote_ical.clone(), h.version + 1, false);
+                if !self.write_hub(ev, Some(h.version)).await? {
+                    continue;
+                }
+                self.run.updated += 1;
+                mapping.base = Some(remote_ical.clone());
+                mapping.synced_version = h.version + 1;
+                mapping.status = EventStatus::Synced;
+                return self.save_mapping(mapping).await;
+            }
+            let base = m
+                .as_ref()
+                .and_then(|m| m.base.as_deref())
+                .and_then(|b| EventSeries::parse_single("base", b).ok());
+            if base.as_ref().is_some_and(|b| remote.same_content(b)) {
+                // Only the remote version tag moved; the hub change is still to be pushed.
+                mapping.status = EventStatus::Pending;
+                return self.save_mapping(mapping).await;
+            }
+            let merged = merge::merge(base.as_ref(), &hub_series, &remote, policy);
+            if !merged.conflicts.is_empty() {
+                self.run.conflicts += 1;
+                tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?merged.conflicts, ?policy, "conflict");
+            }
+            if policy == ConflictPolicy::Manual && !merged.conflicts.is_empty() {
+                mapping.status = EventStatus::Conflict;
+                mapping.conflict_remote = Some(remote_ical.clone());
+                mapping.error = Some(format!(
+                    "conflict on {}; resolve manually",
+                    merged.conflicts.join(", ")
+                ));
+                return self.save_mapping(mapping).await;
+            }
+            let mut version = h.version;
+            if !merged.series.same_content(&hub_series) {
+                let ev = self.new_hub(&uid, merged.series.to_ical(), h.version + 1, false);
+                if !self.write_hub(ev, Some(h.version)).await? {
+                    continue;
+                }
+                self.run.updated += 1;
+                version = h.version + 1;
+            }
+            mapping.base = Some(remote_ical.clone());
+            if merged.series.same_content(&remote) {
+                mapping.synced_version = version;
+                mapping.status = EventStatus::Synced;
+            } else {
+                mapping.synced_version = m
+                    .as_ref()
+                    .map(|m| m.synced_version)
+                    .unwrap_or(0)
+                    .min(version - 1);
+                mapping.status = EventStatus::Pending;
+            }
+            if !merged.conflicts.is_empty() {
+                mapping.error = Some(format!(
+                    "conflict on {} resolved by {policy:?}",
+                    merged.conflicts.join(", ")
+                ));
+            }
+            return self.save_mapping(mapping).await;
+        }
+        Err(StoreError::Conflict {
+            table: format!("events (uid {uid}: {HUB_RETRIES} lost races)"),
+        })
+    }
+
+    async fn apply_removal(&mut self, uid: &str) -> Result<(), StoreError> {
+        for _ in 0..HUB_RETRIES {
+            let Some(m) = self.maps.get(uid).cloned() else {
+                return Ok(());
+            };
+            let h = self.hub.get(uid).cloned().filter(|h| !h.deleted);
+            match h {
+                None => {
+                    self.store.delete_mapping(&self.link.link_id, uid).await?;
+                    self.maps.remove(uid);
+                    return Ok(());
+                }
+                Some(h) if h.version == m.synced_version || self.link.read_only() => {
+                    let ev = self.new_hub(uid, h.ical.clone(), h.version + 1, true);
+                    if !self.write_hub(ev, Some(h.version)).await? {
+                        continue;
+                    }
+                    self.run.deleted += 1;
+                    self.store.delete_mapping(&self.link.link_id, uid).await?;
+                    self.maps.remove(uid);
+                    return Ok(());
+                }
+                Some(_) => {
+                    // Changed in the hub after the remote deleted it: the edit wins, recreate.
+                    let mut m = m;
+                    m.href = None;
+                    m.etag = None;
+                    m.status = EventStatus::Pending;
+                    return self.save_mapping(m).await;
+                }
+            }
+        }
+        Err(StoreError::Conflict {
+            table: format!("events (uid {uid}: {HUB_RETRIES} lost races)"),
+        })
+    }
+}
+
+/// Pull `link`'s remote changes into the hub. Counts go into `run`; the cursor is saved
+/// unless the deletion brake fired.
+pub async fn pull(
+    store: &Store,
+    link: &Link,
+    provider: &dyn Provider,
+    run: &mut RunRecord,
+) -> Result<PullOutcome, EngineError> {
+    let maps: HashMap<String, Mapping> = store
+        .mappings_of_link(&link.link_id)
+        .await?
+        .into_iter()
+        .map(|m| (m.uid.clone(), m))
+        .collect();
+    let by_href: HashMap<String, String> = maps
+        .values()
+        .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
+        .collect();
+    let cursor = store.get_cursor(&link.link_id).await?;
+    let res = provider.pull(cursor.as_deref()).await?;
+    let hub = store
+        .events_of_group(&link.group_id)
+        .await?
+        .into_iter()
+        .map(|e| (e.uid.clone(), e))
+        .collect();
+    let mut st = PullState {
+        store,
+        link,
+        maps,
+        hub,
+        run,
+        hub_changed: false,
+    };
+
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut items = Vec::new();
+    let mut to_fetch = Vec::new();
+    for r in res.changed {
+        seen.insert(r.href.clone());
+        let known = by_href.get(&r.href).and_then(|u| st.maps.get(u));
+        if known.is_some_and(|m| m.etag.is_some() && m.etag == r.etag) {
+            continue; // unchanged, or the echo of our own write
+        }
+        if r.data.is_some() {
+            items.push(r);
+        } else {
+            to_fetch.push(r.href);
+        }
+    }
+    if !to_fetch.is_empty() {
+        let fetched = provider.fetch(&to_fetch).await?;
+        items.extend(fetched);
+    }
+    for item in items {
+        st.apply_item(item).await?;
+    }
+    for (href, reason) in res.unreadable {
+        seen.insert(href.clone());
+        let key = by_href.get(&href).cloned().unwrap_or_else(|| {
+            href.strip_prefix("ics:")
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("href:{href}"))
+        });
+        st.mark_error(key, &href, None, reason).await?;
+    }
+
+    let removed_hrefs: Vec<String> = if res.full {
+        by_href
+            .keys()
+            .filter(|h| !seen.contains(*h))
+            .cloned()
+            .collect()
+    } else {
+        res.removed
+    };
+    let mut removed: Vec<String> = removed_hrefs
+        .iter()
+        .filter_map(|h| by_href.get(h).cloned())
+        .filter(|uid| !uid.starts_with("href:"))
+        .collect();
+    removed.sort();
+    let mapped = by_href.len();
+    let quarantined = !link.allow_mass_delete
+        && removed.len() >= link.brake_min as usize
+        && removed.len() as f64 > link.brake_ratio * mapped as f64;
+    if quarantined {
+        let reason = format!(
+            "deletion brake: the pull would delete {} of {} events (limit {:.0}% and at least {}); deletions held back",
+            removed.len(),
+            mapped,
+            link.brake_ratio * 100.0,
+            link.brake_min
+        );
+        tracing::warn!(link = %link.link_id, %reason);
+        st.run.error = Some(reason);
+    } else {
+        for uid in &removed {
+            st.apply_removal(uid).await?;
+        }
+        store.put_cursor(&link.link_id, &res.cursor).await?;
+    }
+    for uid in removed_hrefs
+        .iter()
+        .filter_map(|h| by_href.get(h))
+        .filter(|u| u.starts_with("href:"))
+    {
+        st.maps.remove(uid);
+        store.delete_mapping(&link.link_id, uid).await?;
+    }
+
+    let self_pending = !link.read_only()
+        && st.hub.values().any(|h| match st.maps.get(&h.uid) {
+            None => !h.deleted,
+            Some(m) if m.status == EventStatus::Conflict => false,
+            Some(m) => {
+                (h.deleted && m.href.is_some())
+                    || (!h.deleted && (m.href.is_none() || m.synced_version < h.version))
+            }
+        });
+    Ok(PullOutcome {
+        hub_changed: st.hub_changed,
+        self_pending,
+        quarantined,
+    })
+}
+
+/// Push hub changes to `link`. Per-event rejections mark the event `error` and go on.
+pub async fn push(
+    store: &Store,
+    link: &Link,
+    provider: &dyn Provider,
+    run: &mut RunRecord,
+) -> Result<PushOutcome, EngineError> {
+    let mut out = PushOutcome::default();
+    if link.read_only() {
+        return Ok(out);
+    }
+    let mut maps: HashMap<String, Mapping> = store
+        .mappings_of_link(&link.link_id)
+        .await?
+        .into_iter()
+        .map(|m| (m.uid.clone(), m))
+        .collect();
+    let mut events = store.events_of_group(&link.group_id).await?;
+    events.sort_by(|a, b| a.uid.cmp(&b.uid));
+    for ev in events {
+        let m = maps.remove(&ev.uid);
+        if m.as_ref()
+            .is_some_and(|m| m.status == EventStatus::Conflict)
+        {
+            continue;
+        }
+        if ev.deleted {
+            let Some(m) = m else { continue };
+            let Some(href) = m.href.clone() else {
+                store.delete_mapping(&link.link_id, &ev.uid).await?;
+                continue;
+            };
+            match provider.delete(&href, m.etag.as_deref()).await {
+                Ok(()) => {
+                    run.deleted += 1;
+                    store.delete_mapping(&link.link_id, &ev.uid).await?;
+                }
+                Err(ProviderError::PreconditionFailed(_)) => out.needs_pull = true,
+                Err(e) => event_failed(store, m, e, run).await?,
+            }
+            continue;
+        }
+        let needs_create = m.as_ref().is_none_or(|m| m.href.is_none());
+        let needs_update = m.as_ref().is_some_and(|m| m.synced_version < ev.version);
+        if !needs_create && !needs_update {
+            continue;
+        }
+        let mut mapping = m
+            .clone()
+            .unwrap_or_else(|| Mapping::new(&link.link_id, &ev.uid));
+        let written = if needs_create {
+            match provider.create(&ev.uid, &ev.ical).await {
+                Ok(w) => {
+                    run.created += 1;
+                    Ok(w)
+                }
+                Err(ProviderError::AlreadyExists(href)) => adopt(provider, &href, &ev, run).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            let href = mapping.href.clone().unwrap_or_default();
+            match provider
+                .update(&href, &ev.ical, mapping.etag.as_deref())
+                .await
+            {
+                Ok(w) => {
+                    run.updated += 1;
+                    Ok(w)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match written {
+            Ok(w) => {
+                mapping.href = Some(w.href);
+                mapping.etag = w.etag;
+                mapping.base = Some(ev.ical.clone());
+                mapping.synced_version = ev.version;
+                mapping.status = EventStatus::Synced;
+                mapping.error = None;
+                mapping.updated_ms = now_millis();
+                store.put_mapping(&mapping).await?;
+            }
+            Err(ProviderError::PreconditionFailed(_) | ProviderError::NotFound(_)) => {
+                out.needs_pull = true
+            }
+            Err(e) => event_failed(store, mapping, e, run).await?,
+        }
+    }
+    Ok(out)
+}
+
+/// Create met an existing object at our deterministic id: the result of an earlier attempt
+/// whose mapping write was lost. Adopt it if it already holds this content, else overwrite it
+/// under `If-Match` of the version just read.
+async fn adopt(
+    provider: &dyn Provider,
+    href: &str,
+    ev: &HubEvent,
+    run: &mut RunRecord,
+) -> Result<crate::provider::WriteResult, ProviderError> {
+    let found = provider
+        .fetch(&[href.to_string()])
+        .await?
+        .into_iter()
+        .next();
+    let Some(found) = found else {
+        return Err(ProviderError::PreconditionFailed(href.into()));
+    };
+    let same = match (
+        found
+            .data
+            .as_deref()
+            .map(|d| EventSeries::parse_single(href, d)),
+        EventSeries::parse_single("hub", &ev.ical),
+    ) {
+        (Some(Ok(r)), Ok(h)) => r.same_content(&h),
+        _ => false,
+    };
+    if same {
+        return Ok(crate::provider::WriteResult {
+            href: href.into(),
+            etag: found.etag,
+        });
+    }
+    let w = provider
+        .update(href, &ev.ical, found.etag.as_deref())
+        .await?;
+    run.updated += 1;
+    Ok(w)
+}
+
+/// A per-event provider failure: mark the event `error`, unless the failure concerns the
+/// whole calendar (auth, outage), which stops the run.
+async fn event_failed(
+    store: &Store,
+    mut m: Mapping,
+    e: ProviderError,
+    run: &mut RunRecord,
+) -> Result<(), EngineError> {
+    match e {
+        ProviderError::Unauthorized(_) | ProviderError::Unavailable { .. } => Err(e.into()),
+        e => {
+            tracing::warn!(link = %m.link_id, uid = %m.uid, error = %e, "event not written");
+            run.errors += 1;
+            m.status = EventStatus::Error;
+            m.error = Some(e.to_string());
+            m.updated_ms = now_millis();
+            store.put_mapping(&m).await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The Lambda entry points. Each `functions/*/src/main.rs` builds a [`Ctx`] and hands its
+//! events here, so the local runner and AWS run the same code.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde_json::{json, Value};
+
+use crate::config::{now_millis, now_secs, Ctx};
+use crate::engine::{self, EngineError};
+use crate::model::{Link, LinkStatus, RunRecord};
+use crate::provider::{self, ProviderError};
+use crate::queue::{QueueKind, SyncJob};
+
+/// Lease time while a link is worked on (seconds); longer than the function timeout.
+const LEASE_SECS: i64 = 900;
+/// Run records expire after this many seconds (TTL).
+const RUN_TTL_SECS: i64 = 30 * 86400;
+
+/// Which side of the sync an SQS handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// sync-worker: remote → hub.
+    Pull,
+    /// sync-back: hub → remote.
+    Push,
+}
+
+/// Why a job did not complete (the message is retried, then goes to the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The message body is not a [`SyncJob`].
+    #[error("message {0}: body is not a sync job: {1}")]
+    BadMessage(String, String),
+    /// The link does not exist (deleted after the job was queued): nothing to do.
+    #[error("link {0} does not exist")]
+    UnknownLink(String),
+    /// Another worker holds the link's lease.
+    #[error("link {0} is busy (lease held)")]
+    Busy(String),
+    /// The run failed.
+    #[error("link {link}: {source}")]
+    Failed {
+        /// Link id.
+        link: String,
+        /// Cause.
+        source: anyhow::Error,
+    },
+}
+
+/// Run one job: lease the link, pull or push, record the run, queue follow-up jobs.
+pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunRecord, JobError> {
+    let store = ctx.store();
+    let failed = |e: anyhow::Error| JobError::Failed {
+        link: job.link_id.clone(),
+        source: e,
+    };
+    let link = store
+        .get_link(&job.link_id)
+        .await
+        .map_err(|e| failed(e.into()))?
+        .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    let owner = uuid::Uuid::now_v7().to_string();
+    if !store
+        .acquire_lease(&link.link_id, &owner, LEASE_SECS)
+        .await
+        .map_err(|e| failed(e.into()))?
+    {
+        return Err(JobError::Busy(link.link_id.clone()));
+    }
+    let result = run_leased(ctx, &link, job, dir).await;
+    let _ = store.release_lease(&link.link_id, &owner).await;
+    result.map_err(failed)
+}
+
+async fn run_leased(
+    ctx: &Ctx,
+    link: &Link,
+    job: &SyncJob,
+    dir: Direction,
+) -> anyhow::Result<RunRecord> {
+    let store = ctx.store();
+    let mut run = RunRecord {
+        link_id: link.link_id.clone(),
+        run_id: uuid::Uuid::now_v7().to_string(),
+        kind: match dir {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+        .into(),
+        trigger: job.trigger.clone(),
+        started_ms: now_millis(),
+        expires_at: now_secs() + RUN_TTL_SECS,
+        ..Default::default()
+    };
+    let provider = match provider::connect(ctx, link).await {
+        Ok(p) => p,
+        Err(e) => {
+            run.outcome = "failed".into();
+            run.error = Some(e.to_string());
+            run.ended_ms = now_millis();
+            store.put_run(&run).await?;
+            store
+                .set_link_status(&link.link_id, LinkStatus::Error, Some(&e.to_string()))
+                .await?;
+            return Err(e);
+        }
+    };
+    let outcome = match dir {
+        Direction::Pull => engine::pull(&store, link, provider.as_ref(), &mut run)
+            .await
+            .map(|o| (Some(o), None)),
+        Direction::Push => engine::push(&store, link, provider.as_ref(), &mut run)
+            .await
+            .map(|o| (None, Some(o))),
+    };
+    run.api_calls = provider.requests();
+    run.ended_ms = now_millis();
+    let (status, reason) = match &outcome {
+        Ok((Some(p), _)) if p.quarantined => {
+            run.outcome = "quarantined".into();
+            (LinkStatus::Quarantined, run.error.clone())
+        }
+        Ok(_) => {
+            run.outcome = "ok".into();
+            (LinkStatus::Ok, None)
+        }
+        Err(EngineError::Provider(ProviderError::Unauthorized(_))) => {
+            run.outcome = "failed".into();
+            run.error = Some(
+                outcome
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+            );
+            (
+                LinkStatus::ReconnectNeeded,
+                Some("the provider rejected the credentials; reconnect the calendar".to_string()),
+            )
+        }
+        Err(e) => {
+            run.outcome = "failed".into();
+            run.error = Some(e.to_string());
+            (LinkStatus::Error, Some(e.to_string()))
+        }
+    };
+    store.put_run(&run).await?;
+    store
+        .set_link_status(&link.link_id, status, reason.as_deref())
+        .await?;
+    tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
+        created = run.created, updated = run.updated, deleted = run.deleted, conflicts = run.conflicts,
+        errors = run.errors, outcome = %run.outcome, "run finished");
+    let (pull, push) = outcome?;
+    let queues = ctx.queues();
+    if let Some(p) = pull {
+        store
+            .set_next_sync(&link.link_id, now_secs() + link.frequency_secs.max(60))
+            .await?;
+        let mut jobs = Vec::new();
+        if p.hub_changed {
+            for other in store.links_of_group(&link.group_id).await? {
+                if other.link_id != link.link_id && !other.read_only() {
+                    jobs.push(SyncJob::coalesced(&other.link_id, "sync-back", &run.run_id));
+                }
+            }
+        }
+        if p.self_pending {
+            jobs.push(SyncJob::coalesced(&link.link_id, "sync-back", &run.run_id));
+        }
+        queues.send(QueueKind::SyncBack, &jobs).await?;
+    }
+    if push.is_some_and(|p| p.needs_pull) {
+        queues
+            .send(
+                QueueKind::SyncJobs,
+                &[SyncJob::coalesced(&link.link_id, "retry", &run.run_id)],
+            )
+            .await?;
+    }
+    Ok(run)
+}
+
+/// SQS handler for sync-worker (`Pull`) and sync-back (`Push`): reports partial batch
+/// failures. Messages of a FIFO group after a failed one are failed too, so their order holds.
+pub async fn handle_sqs(ctx: &Ctx, event: SqsEvent, dir: Direction) -> SqsBatchResponse {
+    let mut resp = SqsBatchResponse::default();
+    let mut failed_groups: Vec<String> = Vec::new();
+    for msg in event.records {
+        let id = msg.message_id.clone().unwrap_or_default();
+        let group = msg
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_default();
+        if failed_groups.contains(&group) {
+            resp.add_failure(id);
+            continue;
+        }
+        let job: Result<SyncJob, JobError> =
+            serde_json::from_str(msg.body.as_deref().unwrap_or(""))
+                .map_err(|e| JobError::BadMessage(id.clone(), e.to_string()));
+        let result = match job {
+            Ok(job) => run_job(ctx, &job, dir).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {}
+            // Nothing will ever make these succeed: drop them instead of cycling to the DLQ.
+            Err(e @ (JobError::UnknownLink(_) | JobError::BadMessage(..))) => {
+                tracing::error!(error = %e, "dropping message");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "job failed; will be retried");
+                failed_groups.push(group);
+                resp.add_failure(id);
+            }
+        }
+    }
+    resp
+}
+
+fn api_answer(ok: bool, code: &str, message: String) -> Value {
+    json!({"Status": if ok { "OK" } else { "Error" }, "Statuscode": code, "Message": message})
+}
+
+/// AutoSync fan-out.
+///
+/// - EventBridge scheduled event (`"detail-type": "Scheduled Event"`): queue every link whose
+///   `next_sync_at` is due, coalesced per schedule minute.
+/// - `{"field":"AutoSync","arguments":{"userId":282,"calendarType":1,"silentNotification":1}}`
+///   (AppSync / API Gateway): queue that user's links of that `calendarType` (all types when
+///   absent) and answer `{"Status":"OK","Statuscode":"SU001","Message":"..."}`.
+/// - Anything else: `{"Status":"Error","Statuscode":"ER001",...}` naming what was wrong;
+///   `ER002` when queuing failed.
+pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
+    let payload = match payload
+        .get("body")
+        .and_then(Value::as_str)
+        .map(serde_json::from_str::<Value>)
+    {
+        Some(Ok(inner)) => inner, // API Gateway proxy event: the call is in the body
+        _ => payload,
+    };
+    let store = ctx.store();
+    let is_schedule = payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
+    let (links, trigger, slot) = if is_schedule {
+        match store.due_links(now_secs()).await {
+            Ok(l) => (l, "schedule", (now_secs() / 60).to_string()),
+            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+        }
+    } else {
+        if payload.get("field").and_then(Value::as_str) != Some("AutoSync") {
+            return api_answer(false, "ER001", "expected {\"field\":\"AutoSync\",\"arguments\":{\"userId\":...}} or a scheduled event".into());
+        }
+        let args = payload.get("arguments").cloned().unwrap_or(Value::Null);
+        let user = match args.get("userId") {
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+            Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().unwrap_or_default(),
+            Some(other) => {
+                return api_answer(
+                    false,
+                    "ER001",
+                    format!("arguments.userId must be an integer, got {other}"),
+                )
+            }
+            None => return api_answer(false, "ER001", "arguments.userId is required".into()),
+        };
+        let ctype = match args.get("calendarType") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            {
+                Some(t) => Some(t),
+                None => {
+                    return api_answer(
+                        false,
+                        "ER001",
+                        format!("arguments.calendarType must be an integer, got {v}"),
+                    )
+                }
+            },
+        };
+        match store.links_of_user(user).await {
+            Ok(l) => (
+                l.into_iter()
+                    .filter(|l| ctype.is_none_or(|t| l.calendar_type() == t))
+                    .collect(),
+                "autosync",
+                uuid::Uuid::now_v7().simple().to_string(),
+            ),
+            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+        }
+    };
+    let jobs: Vec<SyncJob> = links
+        .iter()
+        .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot))
+        .collect();
+    if let Err(e) = ctx.queues().send(QueueKind::SyncJobs, &jobs).await {
+        return api_answer(false, "ER002", format!("cannot queue sync jobs: {e}"));
+    }
+    if is_schedule {
+        for l in &links {
+            // Push the due time forward now so the next tick does not queue it again.
+            let _ = store
+                .set_next_sync(&l.link_id, now_secs() + l.frequency_secs.max(60))
+                .await;
+        }
+    }
+    api_answer(
+        true,
+        "SU001",
+        format!("{} calendar(s) queued for sync", jobs.len()),
+    )
+}
+
+/// Initialise tracing: JSON lines in Lambda, plain text locally; level from `RUST_LOG`.
+pub fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
+        builder.json().without_time().try_init()
+    } else {
+        builder.with_writer(std::io::stderr).try_init()
+    };
+}

@@ -1,0 +1,277 @@
+//! Records held in DynamoDB: links, hub events, mappings, cursors, run records.
+//! Times are whole seconds (`*_at`) or milliseconds (`*_ms`) since the Unix epoch, UTC.
+
+use serde::{Deserialize, Serialize};
+
+/// Which provider a link talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any CalDAV server (RFC 4791): Apple iCloud, Fastmail, Nextcloud, Radicale, Xandikos.
+    Caldav,
+    /// A read-only iCalendar feed over http(s) or webcal.
+    Ics,
+}
+
+impl ProviderKind {
+    /// The numeric `calendarType` of the AutoSync API: 1 Google, 2 Outlook, 3 CalDAV/iCloud,
+    /// 4 ICS subscription.
+    pub fn calendar_type(self) -> i64 {
+        match self {
+            ProviderKind::Caldav => 3,
+            ProviderKind::Ics => 4,
+        }
+    }
+}
+
+/// What to do when the same field changed on the hub and on the remote since they last agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictPolicy {
+    /// Field-level merge; where the same field changed on both sides the newer side wins
+    /// (LAST-MODIFIED), and the conflict is recorded.
+    #[default]
+    Merge,
+    /// The hub's value wins.
+    PreferHub,
+    /// The remote's value wins.
+    PreferRemote,
+    /// Keep both versions, mark the event `conflict`, apply neither.
+    Manual,
+}
+
+impl std::str::FromStr for ConflictPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "merge" => Ok(Self::Merge),
+            "prefer-hub" => Ok(Self::PreferHub),
+            "prefer-remote" => Ok(Self::PreferRemote),
+            "manual" => Ok(Self::Manual),
+            other => Err(format!(
+                "conflict policy {other:?}: expected merge, prefer-hub, prefer-remote or manual"
+            )),
+        }
+    }
+}
+
+/// Health of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// Last sync succeeded.
+    #[default]
+    Ok,
+    /// Last sync failed; `status_reason` says why.
+    Error,
+    /// A pull would have deleted too much; deletions held back (invariant 7).
+    Quarantined,
+    /// Credentials were rejected; the user must reconnect.
+    ReconnectNeeded,
+}
+
+/// One member calendar of a sync group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// Primary key.
+    pub link_id: String,
+    /// The sync group this calendar belongs to.
+    pub group_id: String,
+    /// Application user owning the link (AutoSync `userId`).
+    pub user_id: i64,
+    /// Provider.
+    pub provider: ProviderKind,
+    /// CalDAV: calendar collection URL; ICS: feed URL (http, https, webcal).
+    pub url: String,
+    /// Secrets Manager ARN of the credentials (CalDAV); never the credentials themselves.
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+    /// Seconds between scheduled syncs (e.g. 900, 3600, 86400).
+    pub frequency_secs: i64,
+    /// When the schedule next makes this link due (epoch seconds, UTC).
+    pub next_sync_at: i64,
+    /// Conflict policy applied when this link's pull meets a concurrent hub change.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// Deletion brake: a pull deleting more than this share of mapped events is quarantined...
+    pub brake_ratio: f64,
+    /// ...if it also deletes at least this many events.
+    pub brake_min: u32,
+    /// Set by an operator to let a quarantined mass deletion through once.
+    #[serde(default)]
+    pub allow_mass_delete: bool,
+    /// CalDAV only: use CS:getctag + getetag listing instead of RFC 6578 sync-collection.
+    #[serde(default)]
+    pub force_ctag: bool,
+    /// Health.
+    #[serde(default)]
+    pub status: LinkStatus,
+    /// Human-readable reason for a non-ok status.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// Name shown in reports.
+    #[serde(default)]
+    pub display_name: String,
+}
+
+impl Link {
+    /// A link with the defaults: hourly, merge policy, brake at >50% and >=5 deletions.
+    pub fn new(
+        link_id: &str,
+        group_id: &str,
+        user_id: i64,
+        provider: ProviderKind,
+        url: &str,
+    ) -> Self {
+        Self {
+            link_id: link_id.into(),
+            group_id: group_id.into(),
+            user_id,
+            provider,
+            url: url.into(),
+            secret_arn: None,
+            frequency_secs: 3600,
+            next_sync_at: 0,
+            conflict_policy: ConflictPolicy::Merge,
+            brake_ratio: 0.5,
+            brake_min: 5,
+            allow_mass_delete: false,
+            force_ctag: false,
+            status: LinkStatus::Ok,
+            status_reason: None,
+            display_name: link_id.into(),
+        }
+    }
+
+    /// The numeric `calendarType` (see [`ProviderKind::calendar_type`]).
+    pub fn calendar_type(&self) -> i64 {
+        self.provider.calendar_type()
+    }
+
+    /// ICS subscriptions are read-only members: nothing is pushed to them.
+    pub fn read_only(&self) -> bool {
+        self.provider == ProviderKind::Ics
+    }
+}
+
+/// The canonical event of a group: one UID, a monotonic version and a tombstone for deletes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubEvent {
+    /// Partition key.
+    pub group_id: String,
+    /// iCalendar UID (sort key).
+    pub uid: String,
+    /// Incremented on every change; writes are conditional on the previous value.
+    pub version: i64,
+    /// The series as a VCALENDAR object (see [`crate::ical::EventSeries::to_ical`]).
+    pub ical: String,
+    /// Tombstone: the event was deleted at `updated_ms`.
+    #[serde(default)]
+    pub deleted: bool,
+    /// Last change (epoch milliseconds).
+    pub updated_ms: i64,
+    /// Link whose pull produced the last change.
+    #[serde(default)]
+    pub origin_link: String,
+}
+
+/// Per-event sync status on one link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Remote and hub agree.
+    #[default]
+    Synced,
+    /// A change is waiting to be written to the remote.
+    Pending,
+    /// The provider rejected the event or its data is malformed; `error` says why.
+    Error,
+    /// Manual policy: both versions kept, neither applied.
+    Conflict,
+}
+
+/// Per (link, hub event): where the event lives remotely and what was last agreed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// Partition key.
+    pub link_id: String,
+    /// Hub UID (sort key); `href:<href>` for remote data without a readable UID.
+    pub uid: String,
+    /// Remote id: CalDAV href (path or absolute URL) or `ics:<uid>`.
+    #[serde(default)]
+    pub href: Option<String>,
+    /// Remote version (CalDAV etag, ICS content hash); a pulled version equal to this is our
+    /// own write echoed back (write receipt) or unchanged.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// Content last agreed between hub and remote (VCALENDAR), the base of three-way merges.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Hub version the remote reflects.
+    pub synced_version: i64,
+    /// Sync status of this event on this link.
+    #[serde(default)]
+    pub status: EventStatus,
+    /// Last provider error or conflict note.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Manual policy: the remote version kept aside.
+    #[serde(default)]
+    pub conflict_remote: Option<String>,
+    /// Last change (epoch milliseconds).
+    pub updated_ms: i64,
+}
+
+impl Mapping {
+    /// An empty mapping for `uid` on `link_id`.
+    pub fn new(link_id: &str, uid: &str) -> Self {
+        Self {
+            link_id: link_id.into(),
+            uid: uid.into(),
+            href: None,
+            etag: None,
+            base: None,
+            synced_version: 0,
+            status: EventStatus::Pending,
+            error: None,
+            conflict_remote: None,
+            updated_ms: crate::config::now_millis(),
+        }
+    }
+}
+
+/// Counts and outcome of one sync operation on one link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Partition key.
+    pub link_id: String,
+    /// uuid v7 (time-ordered), sort key.
+    pub run_id: String,
+    /// `pull` or `push`.
+    pub kind: String,
+    /// What started it: `schedule`, `autosync`, `webhook`, `sync-back`, `retry`, `manual`.
+    pub trigger: String,
+    /// Start (epoch ms).
+    pub started_ms: i64,
+    /// End (epoch ms).
+    pub ended_ms: i64,
+    /// Provider HTTP requests made.
+    pub api_calls: u32,
+    /// Events created (in the hub on pull, remotely on push).
+    pub created: u32,
+    /// Events updated.
+    pub updated: u32,
+    /// Events deleted.
+    pub deleted: u32,
+    /// Conflicts met (resolved by policy or left for manual resolution).
+    pub conflicts: u32,
+    /// Events that ended in status `error`.
+    pub errors: u32,
+    /// `ok`, `quarantined`, `busy` (lease held elsewhere) or `failed`.
+    pub outcome: String,
+    /// Failure or quarantine reason.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// TTL attribute (epoch seconds): records expire after 30 days.
+    pub expires_at: i64,
+}

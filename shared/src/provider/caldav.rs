@@ -1,0 +1,690 @@
+//! CalDAV provider (RFC 4791), incremental by RFC 6578 sync-collection with a CS:getctag +
+//! getetag fallback.
+//!
+//! - Discovery: `current-user-principal` (RFC 5397) → `calendar-home-set` (RFC 4791 §6.2.1)
+//!   → Depth 1 listing; hrefs are resolved against the URL that returned them, so absolute
+//!   hrefs on another host (iCloud partitions `pNN-caldav.icloud.com`) are kept.
+//! - Pull: `sync-collection` REPORT with Depth 0 (RFC 6578 §3.3); a member with status 404 is
+//!   removed; a 507 on the request-URI means truncated, so we repeat with the new token
+//!   (§3.6); a rejected token (403/409 `DAV:valid-sync-token`, or any 4xx on a tokened
+//!   request) restarts with an empty token = full enumeration.
+//! - Data: `calendar-multiget` REPORT (RFC 4791 §7.9), 50 hrefs per request.
+//! - Writes: PUT with `If-None-Match: *` at a deterministic href for creates, `If-Match` for
+//!   updates and deletes (RFC 4791 §5.3.2); when a PUT response has no ETag (server changed
+//!   the data, §5.3.4) the etag is re-read with PROPFIND.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest;
+
+use super::{
+    snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
+};
+
+const DAV: &str = "DAV:";
+const CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
+const CS: &str = "http://calendarserver.org/ns/";
+const MULTIGET_CHUNK: usize = 50;
+
+/// Cursor prefixes stored in the cursors table.
+const SYNC_PREFIX: &str = "sync:";
+const CTAG_PREFIX: &str = "ctag:";
+
+/// One calendar collection found by discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarInfo {
+    /// Absolute URL of the collection.
+    pub url: String,
+    /// DAV:displayname.
+    pub display_name: String,
+}
+
+/// A CalDAV client for one calendar collection.
+pub struct CalDav {
+    http: reqwest::Client,
+    collection: Url,
+    username: String,
+    password: SecretString,
+    force_ctag: bool,
+    counter: RequestCounter,
+}
+
+impl std::fmt::Debug for CalDav {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CalDav")
+            .field("collection", &self.collection.as_str())
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Response {
+    status: StatusCode,
+    etag: Option<String>,
+    body: String,
+    url: Url,
+}
+
+/// A `DAV:response` element of a multistatus body.
+#[derive(Debug, Default)]
+struct MsResponse {
+    href: String,
+    status: Option<u16>,
+    etag: Option<String>,
+    data: Option<String>,
+    ctag: Option<String>,
+    sync_token: Option<String>,
+    is_calendar: bool,
+    display_name: Option<String>,
+    home_set: Option<String>,
+    principal: Option<String>,
+}
+
+fn parse_multistatus(
+    url: &str,
+    body: &str,
+) -> Result<(Vec<MsResponse>, Option<String>), ProviderError> {
+    let doc = roxmltree::Document::parse(body).map_err(|e| ProviderError::Protocol {
+        url: url.into(),
+        detail: format!("invalid XML: {e}"),
+    })?;
+    let root = doc.root_element();
+    let mut out = Vec::new();
+    let mut token = None;
+    for node in root.children().filter(|n| n.is_element()) {
+        if node.has_tag_name((DAV, "sync-token")) {
+            token = node.text().map(|t| t.trim().to_string());
+        }
+        if !node.has_tag_name((DAV, "response")) {
+            continue;
+        }
+        let mut r = MsResponse::default();
+        for child in node.children().filter(|n| n.is_element()) {
+            if child.has_tag_name((DAV, "href")) {
+                r.href = child.text().unwrap_or("").trim().to_string();
+            } else if child.has_tag_name((DAV, "status")) {
+                r.status = parse_status(child.text().unwrap_or(""));
+            } else if child.has_tag_name((DAV, "propstat")) {
+                let ok = child
+                    .children()
+                    .find(|n| n.has_tag_name((DAV, "status")))
+                    .and_then(|n| parse_status(n.text().unwrap_or("")))
+                    .is_none_or(|s| (200..300).contains(&s));
+                if !ok {
+                    continue;
+                }
+                for prop in child.descendants().filter(|n| n.is_element()) {
+                    let text = || prop.text().map(|t| t.to_string());
+                    if prop.has_tag_name((DAV, "getetag")) {
+                        r.etag = text().map(|t| t.trim().to_string());
+                    } else if prop.has_tag_name((CALDAV, "calendar-data")) {
+                        r.data = text();
+                    } else if prop.has_tag_name((CS, "getctag")) {
+                        r.ctag = text().map(|t| t.trim().to_string());
+                    } else if prop.has_tag_name((DAV, "sync-token")) {
+                        r.sync_token = text().map(|t| t.trim().to_string());
+                    } else if prop.has_tag_name((CALDAV, "calendar")) {
+                        r.is_calendar = true;
+                    } else if prop.has_tag_name((DAV, "displayname")) {
+                        r.display_name = text();
+                    } else if prop.has_tag_name((CALDAV, "calendar-home-set")) {
+                        r.home_set = href_in(prop);
+                    } else if prop.has_tag_name((DAV, "current-user-principal")) {
+                        r.principal = href_in(prop);
+                    }
+                }
+            }
+        }
+        out.push(r);
+    }
+    Ok((out, token))
+}
+
+fn href_in(node: roxmltree::Node) -> Option<String> {
+    node.children()
+        .find(|n| n.has_tag_name((DAV, "href")))
+        .and_then(|n| n.text())
+        .map(|t| t.trim().to_string())
+}
+
+fn parse_status(line: &str) -> Option<u16> {
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The file name we give the event `uid` in a collection: the UID itself when it is made of
+/// URL-safe characters (so other clients see a familiar name), else its SHA-256. The same UID
+/// always gets the same name, which makes creates idempotent (invariant 2).
+pub fn deterministic_name(uid: &str) -> String {
+    let safe = !uid.is_empty()
+        && uid.len() <= 200
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if safe {
+        format!("{uid}.ics")
+    } else {
+        format!(
+            "{}.ics",
+            &hex::encode(sha2::Sha256::digest(uid.as_bytes()))[..40]
+        )
+    }
+}
+
+impl CalDav {
+    /// Client for the collection at `collection_url` (a trailing `/` is added if missing).
+    ///
+    /// Errors: the URL does not parse or is not http(s).
+    pub fn new(
+        http: reqwest::Client,
+        collection_url: &str,
+        username: &str,
+        password: SecretString,
+        force_ctag: bool,
+    ) -> Result<Self, ProviderError> {
+        let mut url = collection_url.to_string();
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        let collection = Url::parse(&url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ProviderError::Protocol {
+                url: collection_url.into(),
+                detail: "not an http(s) URL".into(),
+            })?;
+        Ok(Self {
+            http,
+            collection,
+            username: username.into(),
+            password,
+            force_ctag,
+            counter: RequestCounter::default(),
+        })
+    }
+
+    /// The collection URL.
+    pub fn collection(&self) -> &str {
+        self.collection.as_str()
+    }
+
+    fn resolve(&self, href: &str) -> Result<Url, ProviderError> {
+        self.collection
+            .join(href)
+            .map_err(|_| ProviderError::Protocol {
+                url: self.collection.to_string(),
+                detail: format!("invalid href {href:?}"),
+            })
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<Response, ProviderError> {
+        self.counter.hit();
+        let m = Method::from_bytes(method.as_bytes()).expect("valid method name");
+        let mut req = self
+            .http
+            .request(m, url.clone())
+            .basic_auth(&self.username, Some(self.password.expose_secret()));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| transport(url.as_str(), e))?;
+        let status = resp.status();
+        let final_url = resp.url().clone();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.map_err(|e| transport(url.as_str(), e))?;
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ProviderError::Unauthorized(url.to_string()));
+        }
+        if status.is_server_error() {
+            return Err(ProviderError::Unavailable {
+                url: url.to_string(),
+                detail: format!("HTTP {}: {}", status.as_u16(), snippet(&body)),
+            });
+        }
+        Ok(Response {
+            status,
+            etag,
+            body,
+            url: final_url,
+        })
+    }
+
+    fn rejected(url: &Url, r: &Response) -> ProviderError {
+        ProviderError::Rejected {
+            url: url.to_string(),
+            status: r.status.as_u16(),
+            detail: snippet(&r.body),
+        }
+    }
+
+    async fn propfind(
+        &self,
+        url: &Url,
+        depth: &str,
+        props: &str,
+    ) -> Result<(Vec<MsResponse>, Url), ProviderError> {
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:c="{CALDAV}" xmlns:cs="{CS}"><d:prop>{props}</d:prop></d:propfind>"#
+        );
+        let r = self
+            .request(
+                "PROPFIND",
+                url,
+                &[
+                    ("Depth", depth),
+                    ("Content-Type", "application/xml; charset=utf-8"),
+                ],
+                Some(body),
+            )
+            .await?;
+        if r.status.as_u16() != 207 {
+            return Err(Self::rejected(url, &r));
+        }
+        Ok((parse_multistatus(url.as_str(), &r.body)?.0, r.url))
+    }
+
+    /// Find the calendars of the account that `start_url` belongs to (server root or any URL
+    /// on it): current-user-principal → calendar-home-set → Depth 1 listing.
+    pub async fn discover(&self, start_url: &str) -> Result<Vec<CalendarInfo>, ProviderError> {
+        let start = Url::parse(start_url).map_err(|_| ProviderError::Protocol {
+            url: start_url.into(),
+            detail: "not a URL".into(),
+        })?;
+        let (rs, base) = self
+            .propfind(&start, "0", "<d:current-user-principal/>")
+            .await?;
+        let principal =
+            rs.iter()
+                .find_map(|r| r.principal.clone())
+                .ok_or_else(|| ProviderError::Protocol {
+                    url: start_url.into(),
+                    detail: "no current-user-principal".into(),
+                })?;
+        let principal = base.join(&principal).map_err(|_| ProviderError::Protocol {
+            url: start_url.into(),
+            detail: "bad principal href".into(),
+        })?;
+        let (rs, base) = self
+            .propfind(&principal, "0", "<c:calendar-home-set/>")
+            .await?;
+        let home =
+            rs.iter()
+                .find_map(|r| r.home_set.clone())
+                .ok_or_else(|| ProviderError::Protocol {
+                    url: principal.to_string(),
+                    detail: "no calendar-home-set".into(),
+                })?;
+        // An absolute href on another host (iCloud partition) is kept as is by join().
+        let home = base.join(&home).map_err(|_| ProviderError::Protocol {
+            url: principal.to_string(),
+            detail: "bad calendar-home-set href".into(),
+        })?;
+        let (rs, base) = self
+            .propfind(&home, "1", "<d:resourcetype/><d:displayname/>")
+            .await?;
+        Ok(rs
+            .into_iter()
+            .filter(|r| r.is_calendar)
+            .filter_map(|r| {
+                let url = base.join(&r.href).ok()?;
+                Some(CalendarInfo {
+                    url: url.to_string(),
+                    display_name: r.display_name.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Create this client's collection with MKCALENDAR (RFC 4791 §5.3.1). An existing
+    /// collection is an error.
+    pub async fn mkcalendar(&self, display_name: &str) -> Result<(), ProviderError> {
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><c:mkcalendar xmlns:d="DAV:" xmlns:c="{CALDAV}"><d:set><d:prop><d:displayname>{}</d:displayname><c:supported-calendar-component-set><c:comp name="VEVENT"/></c:supported-calendar-component-set></d:prop></d:set></c:mkcalendar>"#,
+            xml_escape(display_name)
+        );
+        let r = self
+            .request(
+                "MKCALENDAR",
+                &self.collection,
+                &[("Content-Type", "application/xml; charset=utf-8")],
+                Some(body),
+            )
+            .await?;
+        if r.status.is_success() {
+            Ok(())
+        } else {
+            Err(Self::rejected(&self.collection, &r))
+        }
+    }
+
+    /// One sync-collection round: (changed, removed, token, truncated).
+    async fn sync_collection(
+        &self,
+        token: &str,
+    ) -> Result<Result<(Vec<RemoteRef>, Vec<String>, String, bool), Response>, ProviderError> {
+        let body = format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#,
+            xml_escape(token)
+        );
+        let r = self
+            .request(
+                "REPORT",
+                &self.collection,
+                &[
+                    ("Depth", "0"),
+                    ("Content-Type", "application/xml; charset=utf-8"),
+                ],
+                Some(body),
+            )
+            .await?;
+        if r.status.as_u16() != 207 {
+            return Ok(Err(r));
+        }
+        let (rs, new_token) = parse_multistatus(self.collection.as_str(), &r.body)?;
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        let mut truncated = false;
+        let own_path = self.collection.path().to_string();
+        for resp in rs {
+            let is_self = self
+                .resolve(&resp.href)
+                .map(|u| u.path() == own_path)
+                .unwrap_or(false);
+            match resp.status {
+                Some(507) if is_self => truncated = true,
+                Some(404) => removed.push(resp.href),
+                _ if is_self => {}
+                _ if resp.href.ends_with('/') => {}
+                _ => changed.push(RemoteRef {
+                    href: resp.href,
+                    etag: resp.etag,
+                    data: None,
+                }),
+            }
+        }
+        let token = new_token.ok_or_else(|| ProviderError::Protocol {
+            url: self.collection.to_string(),
+            detail: "sync-collection response without DAV:sync-token".into(),
+        })?;
+        Ok(Ok((changed, removed, token, truncated)))
+    }
+
+    async fn pull_sync(&self, token: Option<&str>) -> Result<Option<PullResult>, ProviderError> {
+        let mut result = PullResult {
+            full: token.is_none(),
+            ..Default::default()
+        };
+        let mut token = token.unwrap_or("").to_string();
+        // Bounded truncation loop (RFC 6578 §3.6): each round returns a newer token.
+        for _ in 0..1000 {
+            match self.sync_collection(&token).await? {
+                Ok((changed, removed, new_token, truncated)) => {
+                    result.changed.extend(changed);
+                    result.removed.extend(removed);
+                    token = new_token;
+                    if !truncated {
+                        result.cursor = format!("{SYNC_PREFIX}{token}");
+                        return Ok(Some(result));
+                    }
+                }
+                Err(r) if !token.is_empty() && r.status.is_client_error() => {
+                    // DAV:valid-sync-token (403 sabre/dav, 409 others): start over, full.
+                    tracing::warn!(collection = %self.collection, status = r.status.as_u16(), "sync-token rejected; full re-enumeration");
+                    result = PullResult {
+                        full: true,
+                        ..Default::default()
+                    };
+                    token.clear();
+                }
+                Err(r) if r.status.is_client_error() => return Ok(None), // no RFC 6578 support
+                Err(r) => return Err(Self::rejected(&self.collection, &r)),
+            }
+        }
+        Err(ProviderError::Protocol {
+            url: self.collection.to_string(),
+            detail: "sync-collection kept answering 507 (truncated) 1000 times".into(),
+        })
+    }
+
+    async fn pull_ctag(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+        let old = cursor.and_then(|c| c.strip_prefix(CTAG_PREFIX));
+        let (rs, _) = self
+            .propfind(&self.collection, "0", "<cs:getctag/>")
+            .await?;
+        let ctag = rs.into_iter().find_map(|r| r.ctag);
+        if let (Some(old), Some(new)) = (old, ctag.as_deref()) {
+            if old == new {
+                return Ok(PullResult {
+                    cursor: format!("{CTAG_PREFIX}{new}"),
+                    ..Default::default()
+                });
+            }
+        }
+        let (rs, _) = self
+            .propfind(&self.collection, "1", "<d:getetag/><d:resourcetype/>")
+            .await?;
+        let own_path = self.collection.path().to_string();
+        let changed = rs
+            .into_iter()
+            .filter(|r| {
+                !r.href.ends_with('/')
+                    && self
+                        .resolve(&r.href)
+                        .map(|u| u.path() != own_path)
+                        .unwrap_or(true)
+            })
+            .map(|r| RemoteRef {
+                href: r.href,
+                etag: r.etag,
+                data: None,
+            })
+            .collect();
+        Ok(PullResult {
+            changed,
+            full: true,
+            // Without a ctag every pull lists everything; the etags still avoid refetching.
+            cursor: ctag
+                .map(|c| format!("{CTAG_PREFIX}{c}"))
+                .unwrap_or_default(),
+            ..Default::default()
+        })
+    }
+
+    async fn current_etag(&self, href: &str) -> Result<Option<String>, ProviderError> {
+        let url = self.resolve(href)?;
+        let (rs, _) = self.propfind(&url, "0", "<d:getetag/>").await?;
+        Ok(rs.into_iter().find_map(|r| r.etag))
+    }
+
+    async fn put(
+        &self,
+        href: &str,
+        ical: &str,
+        precondition: (&str, &str),
+    ) -> Result<WriteResult, ProviderError> {
+        let url = self.resolve(href)?;
+        let r = self
+            .request(
+                "PUT",
+                &url,
+                &[
+                    ("Content-Type", "text/calendar; charset=utf-8"),
+                    precondition,
+                ],
+                Some(ical.to_string()),
+            )
+            .await?;
+        match r.status.as_u16() {
+            200..=299 => {
+                let etag = match r.etag {
+                    Some(e) if !e.starts_with("W/") => Some(e),
+                    // No strong ETag: the server changed our data (RFC 4791 §5.3.4); re-read.
+                    _ => self.current_etag(href).await?,
+                };
+                Ok(WriteResult {
+                    href: href.to_string(),
+                    etag,
+                })
+            }
+            412 if precondition.0 == "If-None-Match" => {
+                Err(ProviderError::AlreadyExists(href.into()))
+            }
+            412 => Err(ProviderError::PreconditionFailed(href.into())),
+            404 | 410 => Err(ProviderError::NotFound(href.into())),
+            _ => Err(Self::rejected(&url, &r)),
+        }
+    }
+}
+
+#[async_trait]
+impl super::Provider for CalDav {
+    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+        if self.force_ctag || cursor.is_some_and(|c| c.starts_with(CTAG_PREFIX)) {
+            return self.pull_ctag(cursor).await;
+        }
+        let token = cursor
+            .and_then(|c| c.strip_prefix(SYNC_PREFIX))
+            .filter(|t| !t.is_empty());
+        match self.pull_sync(token).await? {
+            Some(r) => Ok(r),
+            None => self.pull_ctag(None).await,
+        }
+    }
+
+    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+        let mut out = Vec::new();
+        for chunk in hrefs.chunks(MULTIGET_CHUNK) {
+            let refs: String = chunk
+                .iter()
+                .map(|h| format!("<d:href>{}</d:href>", xml_escape(h)))
+                .collect();
+            let body = format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><c:calendar-multiget xmlns:d="DAV:" xmlns:c="{CALDAV}"><d:prop><d:getetag/><c:calendar-data/></d:prop>{refs}</c:calendar-multiget>"#
+            );
+            let r = self
+                .request(
+                    "REPORT",
+                    &self.collection,
+                    &[
+                        ("Depth", "1"),
+                        ("Content-Type", "application/xml; charset=utf-8"),
+                    ],
+                    Some(body),
+                )
+                .await?;
+            if r.status.as_u16() != 207 {
+                return Err(Self::rejected(&self.collection, &r));
+            }
+            let (rs, _) = parse_multistatus(self.collection.as_str(), &r.body)?;
+            // Servers may answer with a differently encoded href; map back to what we asked.
+            let asked: HashMap<String, &String> = chunk
+                .iter()
+                .filter_map(|h| self.resolve(h).ok().map(|u| (u.path().to_string(), h)))
+                .collect();
+            for resp in rs {
+                if resp.data.is_none() {
+                    continue;
+                }
+                let href = self
+                    .resolve(&resp.href)
+                    .ok()
+                    .and_then(|u| asked.get(u.path()).map(|h| (*h).clone()))
+                    .unwrap_or(resp.href);
+                out.push(RemoteRef {
+                    href,
+                    etag: resp.etag,
+                    data: resp.data,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, uid: &str, ical: &str) -> Result<WriteResult, ProviderError> {
+        let href = self.resolve(&deterministic_name(uid))?.path().to_string();
+        self.put(&href, ical, ("If-None-Match", "*")).await
+    }
+
+    async fn update(
+        &self,
+        href: &str,
+        ical: &str,
+        etag: Option<&str>,
+    ) -> Result<WriteResult, ProviderError> {
+        match etag {
+            Some(e) => self.put(href, ical, ("If-Match", e)).await,
+            None => self.put(href, ical, ("If-Match", "*")).await,
+        }
+    }
+
+    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+        let url = self.resolve(href)?;
+        let headers: Vec<(&str, &str)> = etag.map(|e| vec![("If-Match", e)]).unwrap_or_default();
+        let r = self.request("DELETE", &url, &headers, None).await?;
+        match r.status.as_u16() {
+            200..=299 | 404 | 410 => Ok(()),
+            412 => Err(ProviderError::PreconditionFailed(href.into())),
+            _ => Err(Self::rejected(&url, &r)),
+        }
+    }
+
+    fn requests(&self) -> u32 {
+        self.counter.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_collection_response_with_removal_and_truncation() {
+        let body = r#"<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">
+<d:response><d:href>/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+<d:response><d:href>/cal/b.ics</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>
+<d:response><d:href>/cal/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>
+<d:sync-token>http://example/ns/sync/7</d:sync-token></d:multistatus>"#;
+        let (rs, token) = parse_multistatus("u", body).unwrap();
+        assert_eq!(token.as_deref(), Some("http://example/ns/sync/7"));
+        assert_eq!(rs.len(), 3);
+        assert_eq!(rs[0].etag.as_deref(), Some("\"1\""));
+        assert_eq!(rs[1].status, Some(404));
+        assert_eq!(rs[2].status, Some(507));
+    }
+
+    #[test]
+    fn names_are_deterministic_and_safe() {
+        assert_eq!(deterministic_name("abc-1.x"), "abc-1.x.ics");
+        let n = deterministic_name("weird uid/with@chars");
+        assert_eq!(n, deterministic_name("weird uid/with@chars"));
+        assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
+        assert_ne!(n, deterministic_name("weird uid/with@chars2"));
+    }
+
+    #[test]
+    fn malformed_xml_is_a_protocol_error() {
+        let e = parse_multistatus("http://x/cal/", "<d:multistatus").unwrap_err();
+        assert!(matches!(e, ProviderError::Protocol { .. }));
+    }
+}

@@ -1,0 +1,220 @@
+//! ICS (webcal) subscription provider: a read-only member.
+//!
+//! - `webcal://` (IANA provisional scheme, HTTP assumed) and `webcals://` are fetched over
+//!   `https://`; loopback hosts over `http://` (the local stack).
+//! - Conditional GET (RFC 9110 §13.1): `If-None-Match` with the stored ETag and
+//!   `If-Modified-Since` with the stored Last-Modified; a 304 costs one request and nothing else.
+//! - A server that sends no validators is compared by a SHA-256 of the body.
+//! - A feed is a full snapshot: every pull is a full enumeration; UIDs missing from the new
+//!   snapshot are deletions. Each event's version is the hash of its content.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::{
+    snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
+};
+use crate::ical::parse_calendar;
+
+/// Validators stored as the link's cursor (JSON).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedCursor {
+    /// ETag of the last body.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// Last-Modified of the last body.
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// SHA-256 (hex) of the last body.
+    #[serde(default)]
+    pub hash: String,
+}
+
+/// A subscription to one feed.
+pub struct IcsFeed {
+    http: reqwest::Client,
+    url: String,
+    counter: RequestCounter,
+}
+
+/// The URL to fetch for a subscription URL: `webcal(s)://` becomes `https://`, or `http://`
+/// for loopback hosts. Errors: a scheme other than http, https, webcal, webcals.
+pub fn fetch_url(url: &str) -> Result<String, ProviderError> {
+    let bad = || ProviderError::Protocol {
+        url: url.into(),
+        detail: "expected an http, https, webcal or webcals URL".into(),
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let host = rest.split(['/', ':', '?']).next().unwrap_or("");
+    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" => Ok(url.to_string()),
+        "webcal" | "webcals" if loopback => Ok(format!("http://{rest}")),
+        "webcal" | "webcals" => Ok(format!("https://{rest}")),
+        _ => Err(bad()),
+    }
+}
+
+impl IcsFeed {
+    /// Subscription to `url` (http, https, webcal, webcals).
+    pub fn new(http: reqwest::Client, url: &str) -> Result<Self, ProviderError> {
+        Ok(Self {
+            http,
+            url: fetch_url(url)?,
+            counter: RequestCounter::default(),
+        })
+    }
+
+    /// The href under which a feed event is mapped.
+    pub fn href_of(uid: &str) -> String {
+        format!("ics:{uid}")
+    }
+}
+
+#[async_trait]
+impl super::Provider for IcsFeed {
+    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+        let old: FeedCursor = cursor
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or_default();
+        self.counter.hit();
+        let mut req = self.http.get(&self.url);
+        if let Some(e) = &old.etag {
+            req = req.header("If-None-Match", e);
+        }
+        if let Some(lm) = &old.last_modified {
+            req = req.header("If-Modified-Since", lm);
+        }
+        let resp = req.send().await.map_err(|e| transport(&self.url, e))?;
+        let status = resp.status();
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (etag, last_modified) = (header("etag"), header("last-modified"));
+        if status.as_u16() == 304 {
+            return Ok(PullResult {
+                cursor: cursor.unwrap_or_default().to_string(),
+                ..Default::default()
+            });
+        }
+        let body = resp.text().await.map_err(|e| transport(&self.url, e))?;
+        if !status.is_success() {
+            let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body));
+            return Err(if status.is_server_error() {
+                ProviderError::Unavailable {
+                    url: self.url.clone(),
+                    detail,
+                }
+            } else {
+                ProviderError::Rejected {
+                    url: self.url.clone(),
+                    status: status.as_u16(),
+                    detail: snippet(&body),
+                }
+            });
+        }
+        let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        let new_cursor = serde_json::to_string(&FeedCursor {
+            etag,
+            last_modified,
+            hash: hash.clone(),
+        })
+        .expect("cursor serialises");
+        if !old.hash.is_empty() && old.hash == hash {
+            return Ok(PullResult {
+                cursor: new_cursor,
+                ..Default::default()
+            });
+        }
+        // Feeds are sent as text/calendar, text/plain or octet-stream: sniff the content.
+        if !body
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("BEGIN:VCALENDAR")
+        {
+            return Err(ProviderError::Protocol {
+                url: self.url.clone(),
+                detail: "body is not an iCalendar stream (no BEGIN:VCALENDAR)".into(),
+            });
+        }
+        let parsed = parse_calendar(&self.url, &body).map_err(|e| ProviderError::Protocol {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut result = PullResult {
+            cursor: new_cursor,
+            full: true,
+            ..Default::default()
+        };
+        for s in parsed.series {
+            result.changed.push(RemoteRef {
+                href: Self::href_of(&s.uid),
+                etag: Some(s.content_hash()),
+                data: Some(s.to_ical()),
+            });
+        }
+        for (uid, err) in parsed.errors {
+            let href = uid
+                .as_deref()
+                .map(Self::href_of)
+                .unwrap_or_else(|| format!("ics:line:{}", err.line));
+            result.unreadable.push((href, err.to_string()));
+        }
+        Ok(result)
+    }
+
+    async fn fetch(&self, _hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+        // Pull always carries the data of a feed.
+        Ok(Vec::new())
+    }
+
+    async fn create(&self, _uid: &str, _ical: &str) -> Result<WriteResult, ProviderError> {
+        Err(ProviderError::ReadOnly(self.url.clone()))
+    }
+
+    async fn update(
+        &self,
+        _href: &str,
+        _ical: &str,
+        _etag: Option<&str>,
+    ) -> Result<WriteResult, ProviderError> {
+        Err(ProviderError::ReadOnly(self.url.clone()))
+    }
+
+    async fn delete(&self, _href: &str, _etag: Option<&str>) -> Result<(), ProviderError> {
+        Err(ProviderError::ReadOnly(self.url.clone()))
+    }
+
+    fn requests(&self) -> u32 {
+        self.counter.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webcal_urls_are_rewritten() {
+        assert_eq!(
+            fetch_url("webcal://example.com/a.ics").unwrap(),
+            "https://example.com/a.ics"
+        );
+        assert_eq!(
+            fetch_url("webcals://example.com/a.ics").unwrap(),
+            "https://example.com/a.ics"
+        );
+        assert_eq!(
+            fetch_url("webcal://127.0.0.1:9/a.ics").unwrap(),
+            "http://127.0.0.1:9/a.ics"
+        );
+        assert_eq!(fetch_url("https://x/y").unwrap(), "https://x/y");
+        assert!(fetch_url("ftp://x/y").is_err());
+        assert!(fetch_url("nonsense").is_err());
+    }
+}

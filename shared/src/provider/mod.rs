@@ -1,0 +1,180 @@
+//! The provider port and its implementations, one module per provider.
+//!
+//! A provider enumerates changes since a cursor, fetches event data, and writes events with
+//! preconditions (create only if absent, update/delete only if unchanged). It counts every
+//! HTTP request it makes so that each run records its API calls (invariant 5).
+
+pub mod caldav;
+pub mod ics;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+
+/// A remote calendar object seen in a pull: its id, version and (when already fetched) data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// Remote id (CalDAV href, `ics:<uid>`).
+    pub href: String,
+    /// Remote version (strong etag, content hash).
+    pub etag: Option<String>,
+    /// VCALENDAR data when the listing already carried it (ICS), else fetched on demand.
+    pub data: Option<String>,
+}
+
+/// What a pull found.
+#[derive(Debug, Default)]
+pub struct PullResult {
+    /// Objects that are new or changed since the cursor (all objects when `full`).
+    pub changed: Vec<RemoteRef>,
+    /// Ids removed since the cursor (empty when `full`: removals are then the mapped ids not
+    /// listed in `changed` or `unreadable`).
+    pub removed: Vec<String>,
+    /// Objects present but unusable, with the reason (id, reason).
+    pub unreadable: Vec<(String, String)>,
+    /// Cursor to store after applying this result.
+    pub cursor: String,
+    /// True when this is a complete enumeration (initial sync, token loss, ctag listing, feed).
+    pub full: bool,
+}
+
+/// Result of a successful write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// Where the object now lives.
+    pub href: String,
+    /// Its version after our write (the write receipt).
+    pub etag: Option<String>,
+}
+
+/// Provider failures. Messages never contain credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// If-Match failed: the remote object changed since we read it (HTTP 412).
+    #[error("precondition failed: {0} changed remotely")]
+    PreconditionFailed(String),
+    /// If-None-Match: * failed: an object already exists at this id (HTTP 412).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The object is gone (HTTP 404/410 on an object).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Credentials rejected (HTTP 401).
+    #[error("authentication failed for {0}")]
+    Unauthorized(String),
+    /// The provider refused the data or request (other 4xx).
+    #[error("{url}: HTTP {status}: {detail}")]
+    Rejected {
+        /// Request URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// First part of the response body.
+        detail: String,
+    },
+    /// Server error or transport failure; worth a retry.
+    #[error("{url}: {detail}")]
+    Unavailable {
+        /// Request URL.
+        url: String,
+        /// What happened.
+        detail: String,
+    },
+    /// Writes to a read-only member (ICS subscription).
+    #[error("{0} is read-only")]
+    ReadOnly(String),
+    /// The response could not be understood.
+    #[error("{url}: unexpected response: {detail}")]
+    Protocol {
+        /// Request URL.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// The port every provider implements.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Changes since `cursor` (`None`: initial full enumeration). A cursor the server no longer
+    /// accepts leads to a full enumeration (`full = true`), never to an error.
+    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError>;
+
+    /// Data of the given ids: `(href, etag, data)`; ids that no longer exist are left out.
+    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError>;
+
+    /// Create the event `uid` at its deterministic id, only if nothing is there
+    /// (`If-None-Match: *`). [`ProviderError::AlreadyExists`] carries the id when taken.
+    async fn create(&self, uid: &str, ical: &str) -> Result<WriteResult, ProviderError>;
+
+    /// Replace the object at `href` if its version is still `etag` (`If-Match`).
+    async fn update(
+        &self,
+        href: &str,
+        ical: &str,
+        etag: Option<&str>,
+    ) -> Result<WriteResult, ProviderError>;
+
+    /// Delete the object at `href` if its version is still `etag`. Already gone is success.
+    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+
+    /// HTTP requests made so far.
+    fn requests(&self) -> u32;
+}
+
+/// Counts requests; shared by the provider implementations.
+#[derive(Debug, Default)]
+pub struct RequestCounter(AtomicU32);
+
+impl RequestCounter {
+    /// One more request.
+    pub fn hit(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Requests so far.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Map a transport error without leaking the URL's userinfo (we never put credentials in URLs).
+pub(crate) fn transport(url: &str, e: reqwest::Error) -> ProviderError {
+    ProviderError::Unavailable {
+        url: url.into(),
+        detail: format!("transport error: {}", e.without_url()),
+    }
+}
+
+/// First 300 characters of a response body, for error messages.
+pub(crate) fn snippet(body: &str) -> String {
+    body.chars().take(300).collect()
+}
+
+/// Build the provider of `link`, reading its credentials from Secrets Manager.
+///
+/// Errors: unreadable secret (named by ARN), invalid URL, CalDAV link without a secret.
+pub async fn connect(
+    ctx: &crate::config::Ctx,
+    link: &crate::model::Link,
+) -> anyhow::Result<Box<dyn Provider>> {
+    use crate::model::ProviderKind;
+    match link.provider {
+        ProviderKind::Caldav => {
+            let arn = link.secret_arn.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("link {}: CalDAV link without secret_arn", link.link_id)
+            })?;
+            let creds = crate::secrets::caldav_credentials(&ctx.clients.secrets, arn).await?;
+            Ok(Box::new(caldav::CalDav::new(
+                ctx.clients.http.clone(),
+                &link.url,
+                &creds.username,
+                creds.password,
+                link.force_ctag,
+            )?))
+        }
+        ProviderKind::Ics => Ok(Box::new(ics::IcsFeed::new(
+            ctx.clients.http.clone(),
+            &link.url,
+        )?)),
+    }
+}

@@ -1,0 +1,176 @@
+//! Sync jobs on the FIFO queues. `MessageGroupId` = link id gives one worker per calendar at
+//! a time; the deduplication id coalesces repeated triggers within SQS's 5-minute window.
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+
+/// Body of a message on `sync-jobs` (pull) or `sync-back` (push).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncJob {
+    /// The link to sync.
+    pub link_id: String,
+    /// What caused it: `schedule`, `autosync`, `webhook`, `sync-back`, `retry`, `manual`.
+    pub trigger: String,
+    /// Deduplication id; jobs with the same id within 5 minutes are delivered once.
+    pub dedup: String,
+}
+
+impl SyncJob {
+    /// A job that is never coalesced with another (unique deduplication id).
+    pub fn unique(link_id: &str, trigger: &str) -> Self {
+        Self {
+            link_id: link_id.into(),
+            trigger: trigger.into(),
+            dedup: format!("{link_id}:{trigger}:{}", uuid::Uuid::now_v7().simple()),
+        }
+    }
+
+    /// A job coalesced with others of the same link, trigger and `slot` (e.g. schedule minute).
+    pub fn coalesced(link_id: &str, trigger: &str, slot: &str) -> Self {
+        Self {
+            link_id: link_id.into(),
+            trigger: trigger.into(),
+            dedup: format!("{link_id}:{trigger}:{slot}"),
+        }
+    }
+}
+
+/// Which queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// Pull jobs for the sync-worker.
+    SyncJobs,
+    /// Push jobs for sync-back.
+    SyncBack,
+}
+
+/// The two job queues, resolved by name (GetQueueUrl) on first use.
+#[derive(Clone)]
+pub struct Queues {
+    sqs: Client,
+    cfg: Config,
+    urls: std::sync::Arc<[OnceCell<String>; 2]>,
+}
+
+impl Queues {
+    /// Queues named in `cfg`.
+    pub fn new(sqs: Client, cfg: Config) -> Self {
+        Self {
+            sqs,
+            cfg,
+            urls: std::sync::Arc::new([OnceCell::new(), OnceCell::new()]),
+        }
+    }
+
+    /// The queue URL (GetQueueUrl by name, cached).
+    pub async fn url(&self, kind: QueueKind) -> anyhow::Result<String> {
+        let (cell, name) = match kind {
+            QueueKind::SyncJobs => (&self.urls[0], &self.cfg.sync_jobs_queue),
+            QueueKind::SyncBack => (&self.urls[1], &self.cfg.sync_back_queue),
+        };
+        cell.get_or_try_init(|| async {
+            let out = self
+                .sqs
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "GetQueueUrl {name}: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
+            out.queue_url
+                .ok_or_else(|| anyhow::anyhow!("GetQueueUrl {name}: no URL"))
+        })
+        .await
+        .cloned()
+    }
+
+    /// Send jobs in SendMessageBatch calls of 10; returns the number of batch calls made.
+    /// Errors when any entry fails, naming the link ids that were not queued.
+    pub async fn send(&self, kind: QueueKind, jobs: &[SyncJob]) -> anyhow::Result<usize> {
+        let url = self.url(kind).await?;
+        let mut calls = 0;
+        for chunk in jobs.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(j).expect("job serialises"))
+                        .message_group_id(&j.link_id)
+                        .message_deduplication_id(dedup_id(&j.dedup))
+                        .build()
+                        .expect("all required fields set")
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "SendMessageBatch: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
+            calls += 1;
+            if !out.failed.is_empty() {
+                let failed: Vec<String> = out
+                    .failed
+                    .iter()
+                    .filter_map(|f| f.id.parse::<usize>().ok())
+                    .filter_map(|i| chunk.get(i).map(|j| j.link_id.clone()))
+                    .collect();
+                anyhow::bail!("SendMessageBatch: jobs for links {failed:?} not queued");
+            }
+        }
+        Ok(calls)
+    }
+}
+
+/// SQS deduplication ids are at most 128 characters of `[A-Za-z0-9!-/:-@[-`{-~]`; longer ids
+/// are replaced by their SHA-256.
+fn dedup_id(raw: &str) -> String {
+    if raw.len() <= 128 && raw.chars().all(|c| c.is_ascii_graphic()) {
+        raw.to_string()
+    } else {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_ids_fit_sqs_rules() {
+        assert_eq!(dedup_id("l1:schedule:5"), "l1:schedule:5");
+        let long = "x".repeat(200);
+        assert_eq!(dedup_id(&long).len(), 64);
+        assert_eq!(dedup_id("a b").len(), 64);
+    }
+
+    #[test]
+    fn unique_jobs_do_not_coalesce() {
+        assert_ne!(
+            SyncJob::unique("l", "t").dedup,
+            SyncJob::unique("l", "t").dedup
+        );
+        assert_eq!(
+            SyncJob::coalesced("l", "t", "1").dedup,
+            SyncJob::coalesced("l", "t", "1").dedup
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! Provider credentials in AWS Secrets Manager. Values are held as [`SecretString`] and
+//! never formatted into logs or errors (invariant 10).
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// CalDAV Basic-auth credentials, stored as the JSON `{"username": "...", "password": "..."}`.
+#[derive(Deserialize)]
+pub struct CalDavCredentials {
+    /// Account name (Apple ID for iCloud).
+    pub username: String,
+    /// Password (iCloud: app-specific password).
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for CalDavCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CalDavCredentials")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Errors reading a secret. Messages name the secret ARN, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// GetSecretValue failed.
+    #[error("secret {arn}: cannot read: {reason}")]
+    Unreadable {
+        /// ARN of the secret.
+        arn: String,
+        /// AWS error text.
+        reason: String,
+    },
+    /// The value is not the expected JSON shape.
+    #[error("secret {arn}: not the expected JSON shape {{\"username\",\"password\"}}")]
+    Malformed {
+        /// ARN of the secret.
+        arn: String,
+    },
+}
+
+/// Read CalDAV credentials from the secret `arn`.
+pub async fn caldav_credentials(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<CalDavCredentials, SecretError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| SecretError::Unreadable {
+            arn: arn.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let text = out.secret_string().unwrap_or_default();
+    serde_json::from_str(text).map_err(|_| SecretError::Malformed { arn: arn.into() })
+}
+
+/// Store CalDAV credentials as a new secret named `name`; returns its ARN.
+pub async fn put_caldav_credentials(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    username: &str,
+    password: &SecretString,
+) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret;
+    let value = serde_json::json!({"username": username, "password": password.expose_secret()});
+    let out = client
+        .create_secret()
+        .name(name)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "create secret {name}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(out.arn().unwrap_or(name).to_string())
+}

@@ -1,0 +1,451 @@
+//! State in DynamoDB (tables defined in `infra/template.yaml`), items mapped with
+//! serde_dynamo. Concurrency is optimistic: hub events are written conditionally on their
+//! previous `version`, leases with a conditional put on expiry.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{now_millis, now_secs, Config};
+use crate::model::{HubEvent, Link, LinkStatus, Mapping, RunRecord};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost a race (version or lease changed).
+    #[error("conditional write on {table} failed: the item changed concurrently")]
+    Conflict {
+        /// Table name.
+        table: String,
+    },
+    /// Any other DynamoDB failure.
+    #[error("DynamoDB {op} on {table}: {reason}")]
+    Aws {
+        /// Operation.
+        op: &'static str,
+        /// Table name.
+        table: String,
+        /// Error text.
+        reason: String,
+    },
+    /// An item did not have the expected shape.
+    #[error("item in {table} is malformed: {reason}")]
+    Malformed {
+        /// Table name.
+        table: String,
+        /// serde_dynamo error text.
+        reason: String,
+    },
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// Access to the calsync tables.
+#[derive(Clone)]
+pub struct Store {
+    ddb: Client,
+    cfg: Config,
+}
+
+impl Store {
+    /// Store over the tables named in `cfg`.
+    pub fn new(ddb: Client, cfg: Config) -> Self {
+        Self { ddb, cfg }
+    }
+
+    fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+        op: &'static str,
+        table: &str,
+        e: SdkError<E, R>,
+    ) -> StoreError {
+        StoreError::Aws {
+            op,
+            table: table.into(),
+            reason: DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    fn to_item<T: Serialize>(table: &str, v: &T) -> Result<Item, StoreError> {
+        serde_dynamo::to_item(v).map_err(|e| StoreError::Malformed {
+            table: table.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn from_item<T: DeserializeOwned>(table: &str, item: Item) -> Result<T, StoreError> {
+        serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+            table: table.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn put<T: Serialize>(&self, table: &str, v: &T) -> Result<(), StoreError> {
+        self.ddb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(Self::to_item(table, v)?))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("PutItem", table, e))?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: Item,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("GetItem", table, e))?;
+        out.item.map(|i| Self::from_item(table, i)).transpose()
+    }
+
+    /// Query all items with partition key `pk_name = pk` (all pages), optionally on an index.
+    async fn query_all<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        pk_name: &str,
+        pk: AttributeValue,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let resp = self
+                .ddb
+                .query()
+                .table_name(table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression("#k = :v")
+                .expression_attribute_names("#k", pk_name)
+                .expression_attribute_values(":v", pk.clone())
+                .set_exclusive_start_key(start.take())
+                .set_consistent_read(index.is_none().then_some(true))
+                .send()
+                .await
+                .map_err(|e| Self::aws_err("Query", table, e))?;
+            for i in resp.items.unwrap_or_default() {
+                out.push(Self::from_item(table, i)?);
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- links ----
+
+    /// Create or replace a link.
+    pub async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
+        self.put(&self.cfg.links_table, link).await
+    }
+
+    /// One link by id.
+    pub async fn get_link(&self, link_id: &str) -> Result<Option<Link>, StoreError> {
+        let key = HashMap::from([("link_id".to_string(), s(link_id))]);
+        self.get(&self.cfg.links_table, key).await
+    }
+
+    /// All members of a sync group (GSI `group-index`).
+    pub async fn links_of_group(&self, group_id: &str) -> Result<Vec<Link>, StoreError> {
+        self.query_all(
+            &self.cfg.links_table,
+            Some("group-index"),
+            "group_id",
+            s(group_id),
+        )
+        .await
+    }
+
+    /// All links of an application user (GSI `user-index`).
+    pub async fn links_of_user(&self, user_id: i64) -> Result<Vec<Link>, StoreError> {
+        self.query_all(
+            &self.cfg.links_table,
+            Some("user-index"),
+            "user_id",
+            n(user_id),
+        )
+        .await
+    }
+
+    /// Links whose `next_sync_at` is at or before `now` (epoch seconds). A Scan with a filter:
+    /// the links table is small next to events and mappings.
+    pub async fn due_links(&self, now: i64) -> Result<Vec<Link>, StoreError> {
+        let table = &self.cfg.links_table;
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let resp = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .filter_expression("next_sync_at <= :now")
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Self::aws_err("Scan", table, e))?;
+            for i in resp.items.unwrap_or_default() {
+                out.push(Self::from_item(table, i)?);
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set when the schedule next makes the link due (epoch seconds).
+    pub async fn set_next_sync(&self, link_id: &str, next_sync_at: i64) -> Result<(), StoreError> {
+        let table = &self.cfg.links_table;
+        self.ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("SET next_sync_at = :t")
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_values(":t", n(next_sync_at))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(())
+    }
+
+    /// Record the link's health.
+    pub async fn set_link_status(
+        &self,
+        link_id: &str,
+        status: LinkStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let table = &self.cfg.links_table;
+        let status =
+            serde_dynamo::to_attribute_value(status).map_err(|e| StoreError::Malformed {
+                table: table.clone(),
+                reason: e.to_string(),
+            })?;
+        let reason = reason.map(s).unwrap_or(AttributeValue::Null(true));
+        self.ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("SET #s = :s, status_reason = :r")
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", status)
+            .expression_attribute_values(":r", reason)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(())
+    }
+
+    // ---- hub events ----
+
+    /// All hub events of a group, tombstones included.
+    pub async fn events_of_group(&self, group_id: &str) -> Result<Vec<HubEvent>, StoreError> {
+        self.query_all(&self.cfg.events_table, None, "group_id", s(group_id))
+            .await
+    }
+
+    /// One hub event.
+    pub async fn get_event(
+        &self,
+        group_id: &str,
+        uid: &str,
+    ) -> Result<Option<HubEvent>, StoreError> {
+        let key = HashMap::from([
+            ("group_id".to_string(), s(group_id)),
+            ("uid".to_string(), s(uid)),
+        ]);
+        self.get(&self.cfg.events_table, key).await
+    }
+
+    /// Write a hub event if its stored version is still `expected` (`None`: must not exist).
+    /// Errors: [`StoreError::Conflict`] when another writer got there first.
+    pub async fn put_event(&self, ev: &HubEvent, expected: Option<i64>) -> Result<(), StoreError> {
+        let table = &self.cfg.events_table;
+        let req = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(Self::to_item(table, ev)?));
+        let req = match expected {
+            None => req
+                .condition_expression("attribute_not_exists(#u)")
+                .expression_attribute_names("#u", "uid"),
+            Some(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        req.send().await.map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception())
+            {
+                StoreError::Conflict {
+                    table: table.clone(),
+                }
+            } else {
+                Self::aws_err("PutItem", table, e)
+            }
+        })?;
+        Ok(())
+    }
+
+    // ---- mappings ----
+
+    /// All mappings of a link.
+    pub async fn mappings_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
+        self.query_all(&self.cfg.mappings_table, None, "link_id", s(link_id))
+            .await
+    }
+
+    /// Create or replace a mapping.
+    pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
+        self.put(&self.cfg.mappings_table, m).await
+    }
+
+    /// Remove a mapping.
+    pub async fn delete_mapping(&self, link_id: &str, uid: &str) -> Result<(), StoreError> {
+        let table = &self.cfg.mappings_table;
+        self.ddb
+            .delete_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .key("uid", s(uid))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
+        Ok(())
+    }
+
+    // ---- cursors ----
+
+    /// The link's cursor (sync-token, ctag or feed validators), if any.
+    pub async fn get_cursor(&self, link_id: &str) -> Result<Option<String>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct C {
+            cursor: String,
+        }
+        let key = HashMap::from([("link_id".to_string(), s(link_id))]);
+        let c: Option<C> = self.get(&self.cfg.cursors_table, key).await?;
+        Ok(c.map(|c| c.cursor))
+    }
+
+    /// Save the link's cursor.
+    pub async fn put_cursor(&self, link_id: &str, cursor: &str) -> Result<(), StoreError> {
+        let v =
+            serde_json::json!({"link_id": link_id, "cursor": cursor, "updated_ms": now_millis()});
+        self.put(&self.cfg.cursors_table, &v).await
+    }
+
+    /// Forget the link's cursor (the next pull re-enumerates).
+    pub async fn delete_cursor(&self, link_id: &str) -> Result<(), StoreError> {
+        let table = &self.cfg.cursors_table;
+        self.ddb
+            .delete_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
+        Ok(())
+    }
+
+    // ---- leases ----
+
+    /// Take the link's lease for `ttl_secs` as `owner`. Returns `false` when another owner
+    /// holds an unexpired lease. Pull and push of a link never interleave.
+    pub async fn acquire_lease(
+        &self,
+        link_id: &str,
+        owner: &str,
+        ttl_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let table = &self.cfg.leases_table;
+        let now = now_secs();
+        let res = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .item("link_id", s(link_id))
+            .item("owner", s(owner))
+            .item("expires_at", n(now + ttl_secs))
+            .condition_expression("attribute_not_exists(link_id) OR expires_at < :now OR #o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::aws_err("PutItem", table, e)),
+        }
+    }
+
+    /// Release the lease if `owner` still holds it.
+    pub async fn release_lease(&self, link_id: &str, owner: &str) -> Result<(), StoreError> {
+        let table = &self.cfg.leases_table;
+        let res = self
+            .ddb
+            .delete_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
+        }
+    }
+
+    // ---- run records ----
+
+    /// Save a run record.
+    pub async fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.put(&self.cfg.runs_table, run).await
+    }
+
+    /// All run records of a link, oldest first.
+    pub async fn runs_of_link(&self, link_id: &str) -> Result<Vec<RunRecord>, StoreError> {
+        self.query_all(&self.cfg.runs_table, None, "link_id", s(link_id))
+            .await
+    }
+}
