@@ -63,15 +63,20 @@ impl Clients {
     /// Clients from the standard AWS environment (`AWS_ENDPOINT_URL`, region, credentials).
     pub async fn from_env() -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::from_sdk_config(&sdk)
+    }
+
+    /// Clients from an explicit SDK configuration.
+    pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("static HTTP client configuration");
         Self {
-            ddb: aws_sdk_dynamodb::Client::new(&sdk),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            ddb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
             http,
         }
     }

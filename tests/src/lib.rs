@@ -1,1 +1,38 @@
+//! Local stack support shared by the integration tests, the demo (`make run`) and the
+//! benchmark (`make bench`): the queue runner, a local ICS feed server and fixtures.
+//!
+//! Addresses (see `infra/local/stack.sh`): moto `127.0.0.1:4566`, Radicale `127.0.0.1:5232`,
+//! Xandikos `127.0.0.1:8080`; feeds on an ephemeral loopback port.
 
+pub mod bench;
+pub mod demo;
+pub mod feed;
+pub mod fixtures;
+pub mod runner;
+
+use calsync::config::{Clients, Config, Ctx};
+
+/// Context for the local stack: the standard AWS environment, with moto at
+/// `127.0.0.1:4566`, region `us-east-1` and test credentials where it sets nothing.
+pub async fn local_ctx() -> Ctx {
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region));
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "calsync-local",
+        ));
+    }
+    let sdk = loader.load().await;
+    Ctx {
+        config: Config::from_env(),
+        clients: Clients::from_sdk_config(&sdk),
+    }
+}

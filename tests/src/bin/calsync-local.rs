@@ -1,0 +1,66 @@
+//! Local runner for calsync on the local stack (not a Lambda function).
+//!
+//! ```text
+//! calsync-local demo [--ics FILE]   the main job (make run)
+//! calsync-local drain               run the queues until empty, as Lambda's SQS triggers would
+//! calsync-local schedule            fire the EventBridge schedule once, then drain
+//! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
+//! ```
+use std::process::ExitCode;
+
+use calsync_e2e::{bench, demo, local_ctx, runner};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    calsync::handlers::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo::run(flag("--ics").as_deref()).await.map(|ok| {
+            if !ok {
+                eprintln!("error: the members did not converge (see the report above)");
+            }
+            ok
+        }),
+        Some("drain") => {
+            let ctx = local_ctx().await;
+            runner::drain(&ctx).await.map(|s| {
+                println!("{s:?}");
+                true
+            })
+        }
+        Some("schedule") => {
+            let ctx = local_ctx().await;
+            println!("{}", runner::schedule_tick(&ctx).await);
+            runner::drain(&ctx).await.map(|s| {
+                println!("{s:?}");
+                true
+            })
+        }
+        Some("bench") => {
+            let n = flag("--events")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            bench::run(n).await.map(|_| true)
+        }
+        _ => {
+            eprintln!(
+                "usage: calsync-local demo [--ics FILE] | drain | schedule | bench [--events N]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

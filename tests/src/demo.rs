@@ -1,0 +1,321 @@
+//! `make run`: the main job on the local stack.
+//!
+//! Imports a calendar (the built-in sample, or `--ics FILE`) into a Radicale calendar the way
+//! a user's client would (one PUT per UID), links it with an empty Xandikos calendar and a
+//! small ICS subscription into one sync group, syncs to quiescence through the Lambda
+//! handlers, then shows both directions: a demo event created on Xandikos, edited on
+//! Radicale, deleted on Xandikos, and one occurrence of a demo series moved. Prints a report
+//! and whether all members converged.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use calsync::config::Ctx;
+use calsync::ical::{parse_calendar, EventSeries, Occurrence};
+use calsync::model::Link;
+use chrono::{Duration, Utc};
+
+use crate::feed::FeedServer;
+use crate::fixtures::{self, Server};
+
+/// The built-in sample calendar.
+pub const SAMPLE: &str = include_str!("sample.ics");
+
+/// The small ICS subscription added to the demo group.
+pub const FEED: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo feed//EN\r\n\
+BEGIN:VEVENT\r\nUID:feed-holiday-1@calsync.example\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20270101\r\n\
+DTEND;VALUE=DATE:20270102\r\nSUMMARY:New Year's Day (from the holiday feed)\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:feed-holiday-2@calsync.example\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20270501\r\n\
+DTEND;VALUE=DATE:20270502\r\nSUMMARY:Labour Day (from the holiday feed)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+const USER_ID: i64 = 282;
+const DEMO_EVENT: &str = "calsync-demo-event@calsync.example";
+const DEMO_SERIES: &str = "calsync-demo-series@calsync.example";
+
+fn demo_event(summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//demo client//EN\r\nBEGIN:VEVENT\r\nUID:{DEMO_EVENT}\r\n\
+DTSTAMP:20261122T100000Z\r\nDTSTART:20261210T150000Z\r\nDTEND:20261210T160000Z\r\nSUMMARY:{summary}\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn demo_series(moved: bool) -> String {
+    let over = if moved {
+        "BEGIN:VEVENT\r\nUID:calsync-demo-series@calsync.example\r\nDTSTAMP:20261122T100000Z\r\n\
+RECURRENCE-ID:20261203T080000Z\r\nDTSTART:20261204T120000Z\r\nDTEND:20261204T123000Z\r\n\
+SUMMARY:Demo series (this occurrence moved to Friday)\r\nEND:VEVENT\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//demo client//EN\r\nBEGIN:VEVENT\r\nUID:{DEMO_SERIES}\r\n\
+DTSTAMP:20261122T100000Z\r\nDTSTART:20261126T080000Z\r\nDTEND:20261126T083000Z\r\nRRULE:FREQ=WEEKLY;COUNT=6\r\n\
+SUMMARY:Demo series\r\nEND:VEVENT\r\n{over}END:VCALENDAR\r\n"
+    )
+}
+
+/// Occurrences of a set of series in `[now, now + 365 days)`.
+pub fn occurrences_next_year<'a>(
+    series: impl IntoIterator<Item = &'a EventSeries>,
+) -> BTreeSet<Occurrence> {
+    let from = Utc::now();
+    let to = from + Duration::days(365);
+    series
+        .into_iter()
+        .flat_map(|s| s.occurrences(from, to, 50_000).0)
+        .collect()
+}
+
+/// A calendar's state as seen by a client: UIDs and occurrences in the next 365 days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Distinct UIDs.
+    pub uids: BTreeSet<String>,
+    /// Occurrences in the next 365 days.
+    pub occurrences: BTreeSet<Occurrence>,
+}
+
+/// Snapshot of a CalDAV calendar.
+pub async fn snapshot(ctx: &Ctx, url: &str) -> anyhow::Result<Snapshot> {
+    let events = fixtures::events_in(ctx, url).await?;
+    Ok(Snapshot {
+        uids: events.iter().map(|(_, s)| s.uid.clone()).collect(),
+        occurrences: occurrences_next_year(events.iter().map(|(_, s)| s)),
+    })
+}
+
+/// Snapshot of the hub (live events of the group).
+pub async fn hub_snapshot(ctx: &Ctx, group: &str) -> anyhow::Result<Snapshot> {
+    let events = ctx.store().events_of_group(group).await?;
+    let series: Vec<EventSeries> = events
+        .iter()
+        .filter(|e| !e.deleted)
+        .filter_map(|e| EventSeries::parse_single(&e.uid, &e.ical).ok())
+        .collect();
+    Ok(Snapshot {
+        uids: series.iter().map(|s| s.uid.clone()).collect(),
+        occurrences: occurrences_next_year(&series),
+    })
+}
+
+/// Totals of a link's run records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTotals {
+    /// Provider requests.
+    pub requests: u32,
+    /// Created, updated, deleted.
+    pub created: u32,
+    /// Updated.
+    pub updated: u32,
+    /// Deleted.
+    pub deleted: u32,
+    /// Conflicts.
+    pub conflicts: u32,
+    /// Events in error.
+    pub errors: u32,
+    /// Runs.
+    pub runs: u32,
+}
+
+/// Sum of the run records of a link.
+pub async fn totals(ctx: &Ctx, link_id: &str) -> anyhow::Result<LinkTotals> {
+    let mut t = LinkTotals::default();
+    for r in ctx.store().runs_of_link(link_id).await? {
+        t.requests += r.api_calls;
+        t.created += r.created;
+        t.updated += r.updated;
+        t.deleted += r.deleted;
+        t.conflicts += r.conflicts;
+        t.errors += r.errors;
+        t.runs += 1;
+    }
+    Ok(t)
+}
+
+/// Run the demo; returns `Ok(true)` when all members converged.
+pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let ctx = crate::local_ctx().await;
+    let (name, text) = match ics {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+            (
+                path.to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        }
+        None => ("built-in sample".to_string(), SAMPLE.to_string()),
+    };
+    let parsed = parse_calendar(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "calendar: {name}: {} event series, {} unreadable",
+        parsed.series.len(),
+        parsed.errors.len()
+    );
+    for (_, e) in &parsed.errors {
+        println!("  skipped: {e}");
+    }
+
+    let radicale = fixtures::new_calendar(&ctx, Server::Radicale, "demo").await?;
+    let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, "demo").await?;
+    let mut rejected = 0;
+    for s in &parsed.series {
+        if let Err(e) = fixtures::client_put(&ctx, &radicale, &s.to_ical()).await {
+            rejected += 1;
+            println!("  Radicale rejected {}: {e}", s.uid);
+        }
+    }
+    println!(
+        "imported {} series into {radicale} ({rejected} rejected by the server)",
+        parsed.series.len() - rejected
+    );
+
+    let feed = FeedServer::start(FEED, true).await?;
+    let group = "demo-group";
+    let links: Vec<Link> = vec![
+        fixtures::caldav_link(&ctx, group, USER_ID, &radicale, "radicale").await?,
+        fixtures::caldav_link(&ctx, group, USER_ID, &xandikos, "xandikos").await?,
+        fixtures::ics_link(&ctx, group, USER_ID, &feed.url, "holiday-feed").await?,
+    ];
+
+    step(&ctx, "linking").await?;
+    // A second round reaches quiescence: nothing left to write anywhere.
+    step(&ctx, "quiescence check").await?;
+
+    fixtures::client_put(
+        &ctx,
+        &xandikos,
+        &demo_event("Demo event (created on Xandikos)"),
+    )
+    .await?;
+    fixtures::client_put(&ctx, &xandikos, &demo_series(false)).await?;
+    step(&ctx, "creating a demo event and a demo series on Xandikos").await?;
+    expect_summary(
+        &ctx,
+        &radicale,
+        DEMO_EVENT,
+        Some("Demo event (created on Xandikos)"),
+    )
+    .await?;
+
+    fixtures::client_edit(&ctx, &radicale, DEMO_EVENT, |_| {
+        demo_event("Demo event (edited on Radicale)")
+    })
+    .await?;
+    step(&ctx, "editing it on Radicale").await?;
+    expect_summary(
+        &ctx,
+        &xandikos,
+        DEMO_EVENT,
+        Some("Demo event (edited on Radicale)"),
+    )
+    .await?;
+
+    fixtures::client_delete(&ctx, &xandikos, DEMO_EVENT).await?;
+    step(&ctx, "deleting it on Xandikos").await?;
+    expect_summary(&ctx, &radicale, DEMO_EVENT, None).await?;
+
+    fixtures::client_edit(&ctx, &radicale, DEMO_SERIES, |_| demo_series(true)).await?;
+    step(&ctx, "moving one occurrence of the demo series on Radicale").await?;
+
+    // Report.
+    let hub = hub_snapshot(&ctx, group).await?;
+    let r = snapshot(&ctx, &radicale).await?;
+    let x = snapshot(&ctx, &xandikos).await?;
+    let moved = x
+        .occurrences
+        .iter()
+        .any(|o| o.summary.contains("moved to Friday"));
+    println!();
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "calendar", "events", "occurrences (365 days)"
+    );
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "hub",
+        hub.uids.len(),
+        hub.occurrences.len()
+    );
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "radicale",
+        r.uids.len(),
+        r.occurrences.len()
+    );
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "xandikos",
+        x.uids.len(),
+        x.occurrences.len()
+    );
+    println!();
+    println!(
+        "{:<14} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "link", "runs", "requests", "created", "updated", "deleted", "conflicts", "errors"
+    );
+    for l in &links {
+        let t = totals(&ctx, &l.link_id).await?;
+        println!(
+            "{:<14} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
+            l.display_name,
+            t.runs,
+            t.requests,
+            t.created,
+            t.updated,
+            t.deleted,
+            t.conflicts,
+            t.errors
+        );
+    }
+    println!();
+    println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "calendars: {radicale} and {xandikos} (user {}, password {}); feed {}",
+        fixtures::USER,
+        fixtures::PASSWORD,
+        feed.url
+    );
+    let feed_in_all = [
+        "feed-holiday-1@calsync.example",
+        "feed-holiday-2@calsync.example",
+    ]
+    .iter()
+    .all(|u| r.uids.contains(*u) && x.uids.contains(*u));
+    let converged = r == x && x == hub && feed_in_all && moved;
+    if converged {
+        println!("converged: yes — hub, Radicale and Xandikos hold the same {} events and {} occurrences", hub.uids.len(), hub.occurrences.len());
+    } else {
+        let diff: Vec<&String> = r.uids.symmetric_difference(&x.uids).collect();
+        println!(
+            "converged: NO — UIDs differing between Radicale and Xandikos: {diff:?}; occurrences equal: {}; hub equal: {}; feed events everywhere: {feed_in_all}; moved occurrence arrived: {moved}",
+            r.occurrences == x.occurrences,
+            x == hub
+        );
+    }
+    Ok(converged)
+}
+
+async fn step(ctx: &Ctx, label: &str) -> anyhow::Result<()> {
+    let stats = fixtures::sync_user(ctx, USER_ID).await?;
+    println!(
+        "sync after {label}: {} pulls, {} pushes, {} retried",
+        stats.pulls, stats.pushes, stats.failures
+    );
+    Ok(())
+}
+
+async fn expect_summary(ctx: &Ctx, url: &str, uid: &str, want: Option<&str>) -> anyhow::Result<()> {
+    let events = fixtures::events_in(ctx, url).await?;
+    let got = events
+        .iter()
+        .find(|(_, s)| s.uid == uid)
+        .map(|(_, s)| s.summary());
+    anyhow::ensure!(
+        got.as_deref() == want,
+        "{url}: {uid}: expected {want:?}, found {got:?}"
+    );
+    Ok(())
+}

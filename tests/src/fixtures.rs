@@ -1,0 +1,208 @@
+//! Fixtures: fresh CalDAV calendars on Radicale and Xandikos, links with credentials in
+//! Secrets Manager, and helpers to act like a user's CalDAV client.
+
+use calsync::config::Ctx;
+use calsync::ical::EventSeries;
+use calsync::model::{Link, ProviderKind};
+use calsync::provider::caldav::CalDav;
+use calsync::provider::Provider;
+use calsync::queue::{QueueKind, SyncJob};
+use secrecy::SecretString;
+
+/// Radicale at its default local address.
+pub const RADICALE: &str = "http://127.0.0.1:5232";
+/// Xandikos at its default local address.
+pub const XANDIKOS: &str = "http://127.0.0.1:8080";
+/// Demo/test account on both servers (Radicale htpasswd; Xandikos has no auth).
+pub const USER: &str = "alice";
+/// Its password (a local demo credential, see README).
+pub const PASSWORD: &str = "alice-demo-pw";
+
+/// Which local CalDAV server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// Radicale (127.0.0.1:5232).
+    Radicale,
+    /// Xandikos (127.0.0.1:8080).
+    Xandikos,
+}
+
+impl Server {
+    /// URL of the calendar collection `name` for [`USER`].
+    pub fn calendar_url(self, name: &str) -> String {
+        match self {
+            Server::Radicale => format!("{RADICALE}/{USER}/{name}/"),
+            Server::Xandikos => format!("{XANDIKOS}/{USER}/calendars/{name}/"),
+        }
+    }
+}
+
+/// A CalDAV client for a calendar, acting as the user's own client.
+pub fn client(ctx: &Ctx, url: &str) -> CalDav {
+    CalDav::new(
+        ctx.clients.http.clone(),
+        url,
+        USER,
+        SecretString::from(PASSWORD.to_string()),
+        false,
+    )
+    .expect("valid URL")
+}
+
+/// Create an empty calendar `name` on `server` and return its URL.
+pub async fn new_calendar(ctx: &Ctx, server: Server, name: &str) -> anyhow::Result<String> {
+    let url = server.calendar_url(name);
+    let c = client(ctx, &url);
+    // Discovery also makes Radicale create the principal's home on first login.
+    let root = match server {
+        Server::Radicale => RADICALE,
+        Server::Xandikos => XANDIKOS,
+    };
+    c.discover(&format!("{root}/")).await?;
+    c.mkcalendar(name).await?;
+    Ok(url)
+}
+
+/// A unique id with a readable prefix.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// Store the CalDAV credentials in Secrets Manager and the link in DynamoDB.
+pub async fn add_caldav_link(ctx: &Ctx, link: &mut Link) -> anyhow::Result<()> {
+    let arn = calsync::secrets::put_caldav_credentials(
+        &ctx.clients.secrets,
+        &format!("calsync/{}", link.link_id),
+        USER,
+        &SecretString::from(PASSWORD.to_string()),
+    )
+    .await?;
+    link.secret_arn = Some(arn);
+    ctx.store().put_link(link).await?;
+    Ok(())
+}
+
+/// A CalDAV link with the defaults, stored with its secret.
+pub async fn caldav_link(
+    ctx: &Ctx,
+    group: &str,
+    user_id: i64,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<Link> {
+    let mut link = Link::new(&unique(name), group, user_id, ProviderKind::Caldav, url);
+    link.display_name = name.into();
+    add_caldav_link(ctx, &mut link).await?;
+    Ok(link)
+}
+
+/// An ICS subscription link.
+pub async fn ics_link(
+    ctx: &Ctx,
+    group: &str,
+    user_id: i64,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<Link> {
+    let mut link = Link::new(&unique(name), group, user_id, ProviderKind::Ics, url);
+    link.display_name = name.into();
+    ctx.store().put_link(&link).await?;
+    Ok(link)
+}
+
+/// Queue a pull of one link and run the queues until they drain.
+pub async fn sync_link(ctx: &Ctx, link_id: &str) -> anyhow::Result<crate::runner::DrainStats> {
+    ctx.queues()
+        .send(QueueKind::SyncJobs, &[SyncJob::unique(link_id, "manual")])
+        .await?;
+    crate::runner::drain(ctx).await
+}
+
+/// Queue pulls of all links of `user_id` (AutoSync) and run the queues until they drain.
+pub async fn sync_user(ctx: &Ctx, user_id: i64) -> anyhow::Result<crate::runner::DrainStats> {
+    let answer = crate::runner::autosync_user(ctx, user_id).await;
+    anyhow::ensure!(answer["Status"] == "OK", "AutoSync answered {answer}");
+    crate::runner::drain(ctx).await
+}
+
+/// Every event series currently in a CalDAV calendar (one full listing, as a client would).
+pub async fn events_in(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<(String, EventSeries)>> {
+    let c = client(ctx, url);
+    let listing = c.pull(None).await?;
+    let hrefs: Vec<String> = listing.changed.into_iter().map(|r| r.href).collect();
+    let mut out = Vec::new();
+    for r in c.fetch(&hrefs).await? {
+        let s = EventSeries::parse_single(&r.href, r.data.as_deref().unwrap_or(""))?;
+        out.push((r.href, s));
+    }
+    out.sort_by(|a, b| a.1.uid.cmp(&b.1.uid));
+    Ok(out)
+}
+
+/// Put an event into a calendar the way a CalDAV client does (PUT `<uid>.ics`).
+pub async fn client_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<String> {
+    let s = EventSeries::parse_single("fixture", ical)?;
+    let name = calsync::provider::caldav::deterministic_name(&format!("client-{}", s.uid));
+    let target = reqwest::Url::parse(url)?.join(&name)?;
+    raw_put(ctx, target.as_str(), ical).await?;
+    Ok(target.path().to_string())
+}
+
+/// A plain PUT without preconditions, as simple clients do.
+async fn raw_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<()> {
+    let resp = ctx
+        .clients
+        .http
+        .put(url)
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Content-Type", "text/calendar; charset=utf-8")
+        .body(ical.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "PUT {url}: HTTP {}: {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Replace the event with `uid` in a calendar (as a client edit), whatever its etag.
+pub async fn client_edit(
+    ctx: &Ctx,
+    url: &str,
+    uid: &str,
+    edit: impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let events = events_in(ctx, url).await?;
+    let (href, s) = events
+        .iter()
+        .find(|(_, s)| s.uid == uid)
+        .ok_or_else(|| anyhow::anyhow!("{uid} not in {url}"))?;
+    let target = reqwest::Url::parse(url)?.join(href)?;
+    raw_put(ctx, target.as_str(), &edit(&s.to_ical())).await
+}
+
+/// Delete the event with `uid` from a calendar (as a client would).
+pub async fn client_delete(ctx: &Ctx, url: &str, uid: &str) -> anyhow::Result<()> {
+    let events = events_in(ctx, url).await?;
+    let (href, _) = events
+        .iter()
+        .find(|(_, s)| s.uid == uid)
+        .ok_or_else(|| anyhow::anyhow!("{uid} not in {url}"))?;
+    client(ctx, url).delete(href, None).await?;
+    Ok(())
+}
+
+/// A simple one-off event.
+pub fn simple_event(uid: &str, summary: &str, day: u32) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n\
+DTSTART:202701{day:02}T090000Z\r\nDTEND:202701{day:02}T100000Z\r\nSUMMARY:{summary}\r\nLOCATION:Room 1\r\n\
+LAST-MODIFIED:20260101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}

@@ -1,0 +1,125 @@
+//! The local stand-in for Lambda's SQS event source mappings and the EventBridge schedule:
+//! receives up to 10 messages, hands them to the same handler the Lambda binaries run (as the
+//! JSON event Lambda would deliver), deletes what succeeded and makes failures visible again.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use calsync::config::Ctx;
+use calsync::handlers::{self, Direction};
+use calsync::queue::QueueKind;
+use serde_json::json;
+
+/// What a drain did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Pull jobs handled.
+    pub pulls: u32,
+    /// Push jobs handled.
+    pub pushes: u32,
+    /// Messages reported as failed (retried).
+    pub failures: u32,
+}
+
+/// Process one batch from a queue; returns the number of messages received.
+pub async fn step(ctx: &Ctx, kind: QueueKind, stats: &mut DrainStats) -> anyhow::Result<usize> {
+    let sqs = &ctx.clients.sqs;
+    let url = ctx.queues().url(kind).await?;
+    let out = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(0)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    let msgs = out.messages.unwrap_or_default();
+    if msgs.is_empty() {
+        return Ok(0);
+    }
+    let records: Vec<serde_json::Value> = msgs
+        .iter()
+        .map(|m| {
+            let attrs: serde_json::Map<String, serde_json::Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attrs,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))?;
+    let dir = match kind {
+        QueueKind::SyncJobs => Direction::Pull,
+        QueueKind::SyncBack => Direction::Push,
+    };
+    let resp = handlers::handle_sqs(ctx, event, dir).await;
+    let failed: Vec<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for m in &msgs {
+        let handle = m.receipt_handle().unwrap_or_default();
+        if failed.contains(&m.message_id().unwrap_or_default()) {
+            stats.failures += 1;
+            sqs.change_message_visibility()
+                .queue_url(&url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await?;
+        } else {
+            match dir {
+                Direction::Pull => stats.pulls += 1,
+                Direction::Push => stats.pushes += 1,
+            }
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(handle)
+                .send()
+                .await?;
+        }
+    }
+    Ok(msgs.len())
+}
+
+/// Handle jobs until both queues are empty (bounded to `max_rounds` rounds).
+pub async fn drain(ctx: &Ctx) -> anyhow::Result<DrainStats> {
+    let mut stats = DrainStats::default();
+    for _ in 0..2000 {
+        let pulled = step(ctx, QueueKind::SyncJobs, &mut stats).await?;
+        let pushed = step(ctx, QueueKind::SyncBack, &mut stats).await?;
+        if pulled == 0 && pushed == 0 {
+            return Ok(stats);
+        }
+    }
+    anyhow::bail!("queues did not drain after 2000 rounds: {stats:?}")
+}
+
+/// Fire the AutoSync fan-out for `user_id` (all calendar types), as AppSync would.
+pub async fn autosync_user(ctx: &Ctx, user_id: i64) -> serde_json::Value {
+    handlers::autosync(
+        ctx,
+        json!({"field": "AutoSync", "arguments": {"userId": user_id}}),
+    )
+    .await
+}
+
+/// Fire the scheduled AutoSync, as EventBridge would.
+pub async fn schedule_tick(ctx: &Ctx) -> serde_json::Value {
+    handlers::autosync(
+        ctx,
+        json!({"version": "0", "id": uuid::Uuid::now_v7().to_string(), "detail-type": "Scheduled Event",
+               "source": "aws.events", "time": chrono::Utc::now().to_rfc3339(), "resources": [], "detail": {}}),
+    )
+    .await
+}
