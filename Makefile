@@ -46,7 +46,7 @@ test: venv lint
 	cargo build --workspace --all-targets
 	cargo test --workspace --lib --bins
 	cargo test -p calsync --test corpus_roundtrip -- --nocapture
-	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=2
+	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
 
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local

@@ -206,3 +206,55 @@ DTSTART:202701{day:02}T090000Z\r\nDTEND:202701{day:02}T100000Z\r\nSUMMARY:{summa
 LAST-MODIFIED:20260101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
 }
+
+/// A fresh sync group of one Radicale and one Xandikos calendar, for one fresh user.
+pub struct Pair {
+    /// Group id.
+    pub group: String,
+    /// Application user id (unique per pair).
+    pub user: i64,
+    /// Radicale calendar URL.
+    pub radicale: String,
+    /// Xandikos calendar URL.
+    pub xandikos: String,
+    /// The Radicale link.
+    pub r: Link,
+    /// The Xandikos link.
+    pub x: Link,
+}
+
+/// Create a [`Pair`], put `seed` events into Radicale as a client would, and sync until the
+/// queues drain.
+pub async fn pair(ctx: &Ctx, tag: &str, seed: &[String]) -> anyhow::Result<Pair> {
+    let name = unique(tag);
+    let radicale = new_calendar(ctx, Server::Radicale, &name).await?;
+    let xandikos = new_calendar(ctx, Server::Xandikos, &name).await?;
+    for ical in seed {
+        client_put(ctx, &radicale, ical).await?;
+    }
+    let group = unique("group");
+    let user = 1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let r = caldav_link(ctx, &group, user, &radicale, "radicale").await?;
+    let x = caldav_link(ctx, &group, user, &xandikos, "xandikos").await?;
+    sync_user(ctx, user).await?;
+    Ok(Pair {
+        group,
+        user,
+        radicale,
+        xandikos,
+        r,
+        x,
+    })
+}
+
+/// UIDs with their number of copies in a calendar.
+pub async fn uid_counts(
+    ctx: &Ctx,
+    url: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, s) in events_in(ctx, url).await? {
+        *out.entry(s.uid).or_insert(0) += 1;
+    }
+    Ok(out)
+}

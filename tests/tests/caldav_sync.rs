@@ -1,0 +1,513 @@
+//! Integration tests: two-way CalDAV sync between Radicale and Xandikos through the Lambda
+//! handlers, state in moto. Needs the local stack (`make test` starts it).
+
+use calsync::model::{ConflictPolicy, EventStatus, LinkStatus};
+use calsync::provider::Provider;
+use calsync::queue::{QueueKind, SyncJob};
+use calsync_e2e::demo::totals;
+use calsync_e2e::fixtures::{
+    self, client_edit, client_put, pair, simple_event, sync_link, uid_counts,
+};
+use calsync_e2e::local_ctx;
+
+fn seed(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            simple_event(
+                &format!("{tag}-{i}"),
+                &format!("Event {i}"),
+                (i % 27 + 1) as u32,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn initial_sync_copies_everything_and_a_quiet_sync_costs_one_request_per_link() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "quiet", &seed("quiet", 4)).await.unwrap();
+    let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(counts.len(), 4);
+    assert!(counts.values().all(|c| *c == 1));
+
+    let (r0, x0) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let (r1, x1) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    assert_eq!(
+        r1.requests - r0.requests,
+        1,
+        "radicale: one sync-collection REPORT"
+    );
+    assert_eq!(
+        x1.requests - x0.requests,
+        1,
+        "xandikos: one sync-collection REPORT"
+    );
+    for (a, b) in [(r0, r1), (x0, x1)] {
+        assert_eq!(
+            (b.created, b.updated, b.deleted),
+            (a.created, a.updated, a.deleted),
+            "a quiet group makes no writes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn edits_and_deletes_flow_both_ways() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "flow", &seed("flow", 3)).await.unwrap();
+    client_edit(&ctx, &p.xandikos, "flow-1", |t| {
+        t.replace("SUMMARY:Event 1", "SUMMARY:Renamed on Xandikos")
+    })
+    .await
+    .unwrap();
+    fixtures::client_delete(&ctx, &p.radicale, "flow-2")
+        .await
+        .unwrap();
+    client_put(
+        &ctx,
+        &p.xandikos,
+        &simple_event("flow-new", "Born on Xandikos", 20),
+    )
+    .await
+    .unwrap();
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let r = fixtures::events_in(&ctx, &p.radicale).await.unwrap();
+    let x = fixtures::events_in(&ctx, &p.xandikos).await.unwrap();
+    let summaries = |v: &Vec<(String, calsync::ical::EventSeries)>| {
+        v.iter()
+            .map(|(_, s)| (s.uid.clone(), s.summary()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summaries(&r), summaries(&x));
+    assert_eq!(
+        summaries(&r),
+        vec![
+            ("flow-0".into(), "Event 0".into()),
+            ("flow-1".into(), "Renamed on Xandikos".into()),
+            ("flow-new".into(), "Born on Xandikos".into())
+        ]
+    );
+    let hub = ctx
+        .store()
+        .get_event(&p.group, "flow-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hub.deleted, "the hub keeps a tombstone");
+}
+
+#[tokio::test]
+async fn invalidated_sync_token_reconciles_with_zero_creates_and_deletes() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "token", &seed("token", 5)).await.unwrap();
+    let store = ctx.store();
+    let before = store.events_of_group(&p.group).await.unwrap();
+    for link in [&p.r, &p.x] {
+        let cursor = store.get_cursor(&link.link_id).await.unwrap().unwrap();
+        assert!(cursor.starts_with("sync:"), "{cursor}");
+        store
+            .put_cursor(&link.link_id, &format!("{cursor}-invalidated"))
+            .await
+            .unwrap();
+    }
+    let (r0, x0) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let (r1, x1) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    for (a, b) in [(r0, r1), (x0, x1)] {
+        assert_eq!(
+            (b.created, b.updated, b.deleted),
+            (a.created, a.updated, a.deleted)
+        );
+        assert!(
+            b.requests - a.requests >= 2,
+            "rejected token, then a full enumeration"
+        );
+    }
+    let after = store.events_of_group(&p.group).await.unwrap();
+    assert_eq!(before, after, "hub untouched");
+    for link in [&p.r, &p.x] {
+        let cursor = store.get_cursor(&link.link_id).await.unwrap().unwrap();
+        assert!(
+            !cursor.ends_with("-invalidated"),
+            "a fresh token was stored"
+        );
+    }
+    assert_eq!(uid_counts(&ctx, &p.xandikos).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn redelivered_jobs_create_no_duplicates() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "redeliver", &[]).await.unwrap();
+    client_put(&ctx, &p.radicale, &simple_event("redeliver-a", "A", 3))
+        .await
+        .unwrap();
+    // The same pull and push jobs delivered three times each (SQS at-least-once).
+    let pull = SyncJob::unique(&p.r.link_id, "manual");
+    let push = SyncJob::unique(&p.x.link_id, "sync-back");
+    for _ in 0..3 {
+        calsync::handlers::run_job(&ctx, &pull, calsync::handlers::Direction::Pull)
+            .await
+            .unwrap();
+        calsync::handlers::run_job(&ctx, &push, calsync::handlers::Direction::Push)
+            .await
+            .unwrap();
+    }
+    calsync_e2e::runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        uid_counts(&ctx, &p.xandikos)
+            .await
+            .unwrap()
+            .get("redeliver-a"),
+        Some(&1)
+    );
+    assert_eq!(totals(&ctx, &p.x.link_id).await.unwrap().created, 1);
+}
+
+#[tokio::test]
+async fn crash_between_remote_write_and_mapping_write_creates_no_duplicate() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "crash", &[]).await.unwrap();
+    client_put(&ctx, &p.radicale, &simple_event("crash-a", "A", 4))
+        .await
+        .unwrap();
+    // Pull only: the hub has the event, Xandikos does not yet.
+    let pull = SyncJob::unique(&p.r.link_id, "manual");
+    calsync::handlers::run_job(&ctx, &pull, calsync::handlers::Direction::Pull)
+        .await
+        .unwrap();
+    let hub = ctx
+        .store()
+        .get_event(&p.group, "crash-a")
+        .await
+        .unwrap()
+        .unwrap();
+    // The remote write of a push happens, then the worker dies before writing the mapping.
+    let x = fixtures::client(&ctx, &p.xandikos);
+    x.create("crash-a", &hub.ical).await.unwrap();
+    assert!(ctx
+        .store()
+        .mappings_of_link(&p.x.link_id)
+        .await
+        .unwrap()
+        .is_empty());
+    // The retried push finds the object at the deterministic href and adopts it.
+    calsync_e2e::runner::drain(&ctx).await.unwrap();
+    let push = SyncJob::unique(&p.x.link_id, "retry");
+    calsync::handlers::run_job(&ctx, &push, calsync::handlers::Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(
+        uid_counts(&ctx, &p.xandikos).await.unwrap().get("crash-a"),
+        Some(&1)
+    );
+    let maps = ctx.store().mappings_of_link(&p.x.link_id).await.unwrap();
+    assert_eq!(maps.len(), 1);
+    assert_eq!(maps[0].status, EventStatus::Synced);
+    assert_eq!(maps[0].synced_version, hub.version);
+}
+
+async fn concurrent_edit(policy: ConflictPolicy) -> (String, String, calsync_e2e::fixtures::Pair) {
+    let ctx = local_ctx().await;
+    let tag = format!("conflict-{policy:?}").to_lowercase();
+    let uid = format!("{tag}-ev");
+    let p = pair(&ctx, &tag, &[simple_event(&uid, "Original", 5)])
+        .await
+        .unwrap();
+    for link in [&p.r, &p.x] {
+        let mut l = link.clone();
+        l.conflict_policy = policy;
+        ctx.store().put_link(&l).await.unwrap();
+    }
+    // Both sides edit SUMMARY; Radicale also edits LOCATION, Xandikos adds a DESCRIPTION.
+    client_edit(&ctx, &p.radicale, &uid, |t| {
+        t.replace("SUMMARY:Original", "SUMMARY:Radicale title")
+            .replace("LOCATION:Room 1", "LOCATION:Room R")
+            .replace(
+                "LAST-MODIFIED:20260101T000000Z",
+                "LAST-MODIFIED:20260301T000000Z",
+            )
+    })
+    .await
+    .unwrap();
+    client_edit(&ctx, &p.xandikos, &uid, |t| {
+        t.replace(
+            "SUMMARY:Original",
+            "SUMMARY:Xandikos title\r\nDESCRIPTION:Notes from Xandikos",
+        )
+        .replace(
+            "LAST-MODIFIED:20260101T000000Z",
+            "LAST-MODIFIED:20260401T000000Z",
+        )
+    })
+    .await
+    .unwrap();
+    // Radicale's pull reaches the hub first; the push to Xandikos meets its edit (412), and
+    // Xandikos' pull merges under its link's policy.
+    sync_link(&ctx, &p.r.link_id).await.unwrap();
+    sync_link(&ctx, &p.x.link_id).await.unwrap();
+    (tag, uid, p)
+}
+
+async fn field(ctx: &calsync::config::Ctx, url: &str, uid: &str, prop: &str) -> Option<String> {
+    let events = fixtures::events_in(ctx, url).await.unwrap();
+    events
+        .into_iter()
+        .find(|(_, s)| s.uid == uid)
+        .and_then(|(_, s)| s.text(prop))
+}
+
+#[tokio::test]
+async fn concurrent_edits_follow_the_merge_policy() {
+    let ctx = local_ctx().await;
+    let (_, uid, p) = concurrent_edit(ConflictPolicy::Merge).await;
+    for url in [&p.radicale, &p.xandikos] {
+        assert_eq!(
+            field(&ctx, url, &uid, "SUMMARY").await.as_deref(),
+            Some("Xandikos title"),
+            "newest wins"
+        );
+        assert_eq!(
+            field(&ctx, url, &uid, "LOCATION").await.as_deref(),
+            Some("Room R"),
+            "Radicale's field kept"
+        );
+        assert_eq!(
+            field(&ctx, url, &uid, "DESCRIPTION").await.as_deref(),
+            Some("Notes from Xandikos")
+        );
+    }
+    assert!(
+        totals(&ctx, &p.x.link_id).await.unwrap().conflicts >= 1,
+        "the conflict is recorded"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_edits_follow_prefer_hub() {
+    let ctx = local_ctx().await;
+    let (_, uid, p) = concurrent_edit(ConflictPolicy::PreferHub).await;
+    for url in [&p.radicale, &p.xandikos] {
+        assert_eq!(
+            field(&ctx, url, &uid, "SUMMARY").await.as_deref(),
+            Some("Radicale title")
+        );
+        assert_eq!(
+            field(&ctx, url, &uid, "LOCATION").await.as_deref(),
+            Some("Room R")
+        );
+        assert_eq!(
+            field(&ctx, url, &uid, "DESCRIPTION").await.as_deref(),
+            Some("Notes from Xandikos")
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_edits_follow_prefer_remote() {
+    let ctx = local_ctx().await;
+    let (_, uid, p) = concurrent_edit(ConflictPolicy::PreferRemote).await;
+    for url in [&p.radicale, &p.xandikos] {
+        assert_eq!(
+            field(&ctx, url, &uid, "SUMMARY").await.as_deref(),
+            Some("Xandikos title")
+        );
+        assert_eq!(
+            field(&ctx, url, &uid, "LOCATION").await.as_deref(),
+            Some("Room R")
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_edits_under_manual_policy_keep_both_and_mark_conflict() {
+    let ctx = local_ctx().await;
+    let (_, uid, p) = concurrent_edit(ConflictPolicy::Manual).await;
+    assert_eq!(
+        field(&ctx, &p.radicale, &uid, "SUMMARY").await.as_deref(),
+        Some("Radicale title")
+    );
+    assert_eq!(
+        field(&ctx, &p.xandikos, &uid, "SUMMARY").await.as_deref(),
+        Some("Xandikos title")
+    );
+    let maps = ctx.store().mappings_of_link(&p.x.link_id).await.unwrap();
+    let m = maps.iter().find(|m| m.uid == uid).unwrap();
+    assert_eq!(m.status, EventStatus::Conflict);
+    assert!(m
+        .conflict_remote
+        .as_deref()
+        .unwrap()
+        .contains("Xandikos title"));
+    assert!(
+        m.error.as_deref().unwrap().contains("SUMMARY"),
+        "{:?}",
+        m.error
+    );
+    // Another round changes nothing: the conflict waits for a person.
+    let before = totals(&ctx, &p.x.link_id).await.unwrap();
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let after = totals(&ctx, &p.x.link_id).await.unwrap();
+    assert_eq!(
+        (after.created, after.updated, after.deleted),
+        (before.created, before.updated, before.deleted)
+    );
+    assert_eq!(
+        field(&ctx, &p.xandikos, &uid, "SUMMARY").await.as_deref(),
+        Some("Xandikos title")
+    );
+}
+
+#[tokio::test]
+async fn deletion_brake_quarantines_a_mass_deletion() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "brake", &seed("brake", 8)).await.unwrap();
+    for i in 0..6 {
+        fixtures::client_delete(&ctx, &p.radicale, &format!("brake-{i}"))
+            .await
+            .unwrap();
+    }
+    sync_link(&ctx, &p.r.link_id).await.unwrap();
+    let link = ctx.store().get_link(&p.r.link_id).await.unwrap().unwrap();
+    assert_eq!(link.status, LinkStatus::Quarantined);
+    assert!(
+        link.status_reason.as_deref().unwrap().contains("6 of 8"),
+        "{:?}",
+        link.status_reason
+    );
+    assert_eq!(
+        uid_counts(&ctx, &p.xandikos).await.unwrap().len(),
+        8,
+        "nothing deleted elsewhere"
+    );
+    let live = ctx
+        .store()
+        .events_of_group(&p.group)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.deleted)
+        .count();
+    assert_eq!(live, 8);
+    let runs = ctx.store().runs_of_link(&p.r.link_id).await.unwrap();
+    assert_eq!(runs.last().unwrap().outcome, "quarantined");
+
+    // An operator lets it through once.
+    let mut l = link.clone();
+    l.allow_mass_delete = true;
+    ctx.store().put_link(&l).await.unwrap();
+    sync_link(&ctx, &p.r.link_id).await.unwrap();
+    assert_eq!(uid_counts(&ctx, &p.xandikos).await.unwrap().len(), 2);
+    assert_eq!(
+        ctx.store()
+            .get_link(&p.r.link_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        LinkStatus::Ok
+    );
+}
+
+#[tokio::test]
+async fn ctag_fallback_detects_changes_and_costs_one_request_when_quiet() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "ctag", &[]).await.unwrap();
+    let mut l = p.r.clone();
+    l.force_ctag = true;
+    ctx.store().put_link(&l).await.unwrap();
+    ctx.store().delete_cursor(&l.link_id).await.unwrap();
+    client_put(&ctx, &p.radicale, &simple_event("ctag-a", "A", 6))
+        .await
+        .unwrap();
+    sync_link(&ctx, &l.link_id).await.unwrap();
+    assert_eq!(
+        uid_counts(&ctx, &p.xandikos).await.unwrap().get("ctag-a"),
+        Some(&1)
+    );
+    assert!(ctx
+        .store()
+        .get_cursor(&l.link_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .starts_with("ctag:"));
+    let before = totals(&ctx, &l.link_id).await.unwrap();
+    sync_link(&ctx, &l.link_id).await.unwrap();
+    let after = totals(&ctx, &l.link_id).await.unwrap();
+    assert_eq!(
+        after.requests - before.requests,
+        1,
+        "one PROPFIND for CS:getctag"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_link_fails_its_message_for_retry() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "lease", &[]).await.unwrap();
+    assert!(ctx
+        .store()
+        .acquire_lease(&p.r.link_id, "someone-else", 60)
+        .await
+        .unwrap());
+    let job = SyncJob::unique(&p.r.link_id, "manual");
+    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+        {"messageId": "m1", "body": serde_json::to_string(&job).unwrap(), "attributes": {"MessageGroupId": p.r.link_id}},
+        {"messageId": "m2", "body": serde_json::to_string(&job).unwrap(), "attributes": {"MessageGroupId": p.r.link_id}},
+        {"messageId": "m3", "body": "not json", "attributes": {"MessageGroupId": "other"}}
+    ]}))
+    .unwrap();
+    let resp = calsync::handlers::handle_sqs(&ctx, event, calsync::handlers::Direction::Pull).await;
+    let failed: Vec<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["m1", "m2"],
+        "busy link retried in order; a bad body is dropped, not retried"
+    );
+    ctx.store()
+        .release_lease(&p.r.link_id, "someone-else")
+        .await
+        .unwrap();
+    assert!(ctx
+        .store()
+        .acquire_lease(&p.r.link_id, "me", 60)
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn queues_hold_jobs_per_link_group() {
+    let ctx = local_ctx().await;
+    let calls = ctx
+        .queues()
+        .send(
+            QueueKind::SyncJobs,
+            &(0..23)
+                .map(|i| SyncJob::unique(&format!("nolink-{i}"), "manual"))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(calls, 3, "SendMessageBatch calls of 10");
+    // Jobs for links that do not exist are dropped by the worker, not retried forever.
+    let stats = calsync_e2e::runner::drain(&ctx).await.unwrap();
+    assert_eq!(stats.failures, 0);
+}
