@@ -183,10 +183,8 @@ impl PullState<'_> {
                 mapping.status = EventStatus::Synced;
                 return self.save_mapping(mapping).await;
             };
-            let hub_series = match EventSeries::parse_single(&format!("hub:{uid}"), &h.ical) {
-                Ok(s) => s,
-                Err(_) => EventSeries::default(),
-            };
+            // The hub holds our own output; should it ever not parse, the remote replaces it.
+            let hub_series = EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
             let agreed = m.as_ref().is_some_and(|m| {
                 m.synced_version == h.version && m.status != EventStatus::Conflict
             });

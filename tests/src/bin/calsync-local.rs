@@ -21,11 +21,10 @@ async fn main() -> ExitCode {
             .cloned()
     };
     let result = match args.first().map(String::as_str) {
-        Some("demo") => demo::run(flag("--ics").as_deref()).await.map(|ok| {
+        Some("demo") => demo::run(flag("--ics").as_deref()).await.inspect(|ok| {
             if !ok {
                 eprintln!("error: the members did not converge (see the report above)");
             }
-            ok
         }),
         Some("drain") => {
             let ctx = local_ctx().await;
