@@ -4,8 +4,14 @@ VENV  := .venv
 STACK := infra/local/stack.sh
 ICS   ?=
 
+# Local stack ports (infra/local/stack.sh reads them too).
+export MOTO_PORT             ?= 4566
+export RADICALE_PORT         ?= 5232
+export XANDIKOS_PORT         ?= 8080
+export CALSYNC_RADICALE_URL  ?= http://127.0.0.1:$(RADICALE_PORT)
+export CALSYNC_XANDIKOS_URL  ?= http://127.0.0.1:$(XANDIKOS_PORT)
 # The functions read the standard AWS environment, pointed at moto locally.
-export AWS_ENDPOINT_URL      ?= http://127.0.0.1:4566
+export AWS_ENDPOINT_URL      ?= http://127.0.0.1:$(MOTO_PORT)
 export AWS_REGION            ?= us-east-1
 export AWS_ACCESS_KEY_ID     ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing

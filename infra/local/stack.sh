@@ -26,10 +26,23 @@ stop_one() {
   fi
 }
 
+# Readiness probe: any HTTP answer (even 401/404) means the server is up.
+is_up() {
+  "$VENV/bin/python" - "$1" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass
+except Exception:
+    sys.exit(1)
+PY
+}
+
 wait_port() {
   local name=$1 url=$2
   for _ in $(seq 1 300); do
-    if curl -s -o /dev/null "$url"; then return 0; fi
+    if is_up "$url"; then return 0; fi
     sleep 0.1
   done
   echo "ERROR: $name did not answer at $url; log: $STATE/$name.log" >&2

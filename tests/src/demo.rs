@@ -134,8 +134,19 @@ pub async fn totals(ctx: &Ctx, link_id: &str) -> anyhow::Result<LinkTotals> {
     Ok(t)
 }
 
-/// Run the demo; returns `Ok(true)` when all members converged.
-pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
+/// Run the demo; returns `Ok(true)` when all members converged. `name` names the demo
+/// calendars and group (default `demo`), so several demos can share one stack.
+pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> {
+    let name_tag = name.unwrap_or("demo");
+    let user_id = match name {
+        None => USER_ID,
+        Some(n) => {
+            10_000
+                + (n.bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+                    % 1_000_000_000) as i64
+        }
+    };
     let started = Instant::now();
     let ctx = crate::local_ctx().await;
     let (name, text) = match ics {
@@ -158,8 +169,8 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
         println!("  skipped: {e}");
     }
 
-    let radicale = fixtures::new_calendar(&ctx, Server::Radicale, "demo").await?;
-    let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, "demo").await?;
+    let radicale = fixtures::new_calendar(&ctx, Server::Radicale, name_tag).await?;
+    let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, name_tag).await?;
     let mut rejected = 0;
     for s in &parsed.series {
         if let Err(e) = fixtures::client_put(&ctx, &radicale, &s.to_ical()).await {
@@ -173,16 +184,16 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
     );
 
     let feed = FeedServer::start(FEED, true).await?;
-    let group = "demo-group";
+    let group = &format!("{name_tag}-group");
     let links: Vec<Link> = vec![
-        fixtures::caldav_link(&ctx, group, USER_ID, &radicale, "radicale").await?,
-        fixtures::caldav_link(&ctx, group, USER_ID, &xandikos, "xandikos").await?,
-        fixtures::ics_link(&ctx, group, USER_ID, &feed.url, "holiday-feed").await?,
+        fixtures::caldav_link(&ctx, group, user_id, &radicale, "radicale").await?,
+        fixtures::caldav_link(&ctx, group, user_id, &xandikos, "xandikos").await?,
+        fixtures::ics_link(&ctx, group, user_id, &feed.url, "holiday-feed").await?,
     ];
 
-    step(&ctx, "linking").await?;
+    step(&ctx, user_id, "linking").await?;
     // A second round reaches quiescence: nothing left to write anywhere.
-    step(&ctx, "quiescence check").await?;
+    step(&ctx, user_id, "quiescence check").await?;
 
     fixtures::client_put(
         &ctx,
@@ -191,7 +202,12 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
     )
     .await?;
     fixtures::client_put(&ctx, &xandikos, &demo_series(false)).await?;
-    step(&ctx, "creating a demo event and a demo series on Xandikos").await?;
+    step(
+        &ctx,
+        user_id,
+        "creating a demo event and a demo series on Xandikos",
+    )
+    .await?;
     expect_summary(
         &ctx,
         &radicale,
@@ -204,7 +220,7 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
         demo_event("Demo event (edited on Radicale)")
     })
     .await?;
-    step(&ctx, "editing it on Radicale").await?;
+    step(&ctx, user_id, "editing it on Radicale").await?;
     expect_summary(
         &ctx,
         &xandikos,
@@ -214,11 +230,16 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
     .await?;
 
     fixtures::client_delete(&ctx, &xandikos, DEMO_EVENT).await?;
-    step(&ctx, "deleting it on Xandikos").await?;
+    step(&ctx, user_id, "deleting it on Xandikos").await?;
     expect_summary(&ctx, &radicale, DEMO_EVENT, None).await?;
 
     fixtures::client_edit(&ctx, &radicale, DEMO_SERIES, |_| demo_series(true)).await?;
-    step(&ctx, "moving one occurrence of the demo series on Radicale").await?;
+    step(
+        &ctx,
+        user_id,
+        "moving one occurrence of the demo series on Radicale",
+    )
+    .await?;
 
     // Report.
     let hub = hub_snapshot(&ctx, group).await?;
@@ -298,8 +319,8 @@ pub async fn run(ics: Option<&str>) -> anyhow::Result<bool> {
     Ok(converged)
 }
 
-async fn step(ctx: &Ctx, label: &str) -> anyhow::Result<()> {
-    let stats = fixtures::sync_user(ctx, USER_ID).await?;
+async fn step(ctx: &Ctx, user_id: i64, label: &str) -> anyhow::Result<()> {
+    let stats = fixtures::sync_user(ctx, user_id).await?;
     println!(
         "sync after {label}: {} pulls, {} pushes, {} retried",
         stats.pulls, stats.pushes, stats.failures

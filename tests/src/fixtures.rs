@@ -9,10 +9,15 @@ use calsync::provider::Provider;
 use calsync::queue::{QueueKind, SyncJob};
 use secrecy::SecretString;
 
-/// Radicale at its default local address.
-pub const RADICALE: &str = "http://127.0.0.1:5232";
-/// Xandikos at its default local address.
-pub const XANDIKOS: &str = "http://127.0.0.1:8080";
+/// Radicale's base URL: `CALSYNC_RADICALE_URL`, default `http://127.0.0.1:5232`.
+pub fn radicale_base() -> String {
+    std::env::var("CALSYNC_RADICALE_URL").unwrap_or_else(|_| "http://127.0.0.1:5232".into())
+}
+
+/// Xandikos' base URL: `CALSYNC_XANDIKOS_URL`, default `http://127.0.0.1:8080`.
+pub fn xandikos_base() -> String {
+    std::env::var("CALSYNC_XANDIKOS_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
+}
 /// Demo/test account on both servers (Radicale htpasswd; Xandikos has no auth).
 pub const USER: &str = "alice";
 /// Its password (a local demo credential, see README).
@@ -31,8 +36,8 @@ impl Server {
     /// URL of the calendar collection `name` for [`USER`].
     pub fn calendar_url(self, name: &str) -> String {
         match self {
-            Server::Radicale => format!("{RADICALE}/{USER}/{name}/"),
-            Server::Xandikos => format!("{XANDIKOS}/{USER}/calendars/{name}/"),
+            Server::Radicale => format!("{}/{USER}/{name}/", radicale_base()),
+            Server::Xandikos => format!("{}/{USER}/calendars/{name}/", xandikos_base()),
         }
     }
 }
@@ -55,8 +60,8 @@ pub async fn new_calendar(ctx: &Ctx, server: Server, name: &str) -> anyhow::Resu
     let c = client(ctx, &url);
     // Discovery also makes Radicale create the principal's home on first login.
     let root = match server {
-        Server::Radicale => RADICALE,
-        Server::Xandikos => XANDIKOS,
+        Server::Radicale => radicale_base(),
+        Server::Xandikos => xandikos_base(),
     };
     c.discover(&format!("{root}/")).await?;
     c.mkcalendar(name).await?;

@@ -184,7 +184,8 @@ impl PullState<'_> {
                 return self.save_mapping(mapping).await;
             };
             // The hub holds our own output; should it ever not parse, the remote replaces it.
-            let hub_series = EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
+            let hub_series =
+                EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
             let agreed = m.as_ref().is_some_and(|m| {
                 m.synced_version == h.version && m.status != EventStatus::Conflict
             });

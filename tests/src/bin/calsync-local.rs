@@ -1,7 +1,7 @@
 //! Local runner for calsync on the local stack (not a Lambda function).
 //!
 //! ```text
-//! calsync-local demo [--ics FILE]   the main job (make run)
+//! calsync-local demo [--ics FILE] [--name N]   the main job (make run)
 //! calsync-local drain               run the queues until empty, as Lambda's SQS triggers would
 //! calsync-local schedule            fire the EventBridge schedule once, then drain
 //! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
@@ -21,11 +21,13 @@ async fn main() -> ExitCode {
             .cloned()
     };
     let result = match args.first().map(String::as_str) {
-        Some("demo") => demo::run(flag("--ics").as_deref()).await.inspect(|ok| {
-            if !ok {
-                eprintln!("error: the members did not converge (see the report above)");
-            }
-        }),
+        Some("demo") => demo::run(flag("--ics").as_deref(), flag("--name").as_deref())
+            .await
+            .inspect(|ok| {
+                if !ok {
+                    eprintln!("error: the members did not converge (see the report above)");
+                }
+            }),
         Some("drain") => {
             let ctx = local_ctx().await;
             runner::drain(&ctx).await.map(|s| {
@@ -49,7 +51,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] | drain | schedule | bench [--events N]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | bench [--events N]"
             );
             return ExitCode::from(2);
         }
