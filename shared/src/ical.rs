@@ -161,6 +161,8 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
             })
         }
     };
+    let mut ical = ical;
+    normalize_windows_tzids(&mut ical);
     if !matches!(
         ical.components.first().map(|c| &c.component_type),
         Some(ICalendarComponentType::VCalendar)
@@ -276,6 +278,53 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
         out.errors.push((Some(uid), err));
     }
     Ok(out)
+}
+
+/// The IANA name for a Windows time-zone name (e.g. `W. Europe Standard Time` →
+/// `Europe/Berlin`) by the CLDR `windowsZones` map (territory 001), as carried by the
+/// `windows-timezones` crate; `None` for IANA names and unknown names.
+pub fn windows_to_iana(tzid: &str) -> Option<&'static str> {
+    use std::str::FromStr;
+    if chrono_tz_is_iana(tzid) {
+        return None;
+    }
+    windows_timezones::WindowsTimezone::from_str(tzid.trim())
+        .ok()
+        .map(|w| w.tzdb_id())
+}
+
+fn chrono_tz_is_iana(tzid: &str) -> bool {
+    tzid.parse::<chrono_tz::Tz>().is_ok()
+}
+
+/// Rewrite Windows TZIDs (Outlook / Exchange) to IANA names, in TZID parameters and in
+/// VTIMEZONE TZID properties, so every member and the hub see one canonical zone name.
+/// calcard's own Windows table predates CLDR 48 for a few zones (e.g. Central Asia Standard
+/// Time → Asia/Bishkek), so the CLDR map decides.
+fn normalize_windows_tzids(ical: &mut ICalendar) {
+    use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarValue};
+    for comp in &mut ical.components {
+        for entry in &mut comp.entries {
+            if entry.name == ICalendarProperty::Tzid {
+                for v in &mut entry.values {
+                    if let ICalendarValue::Text(t) = v {
+                        if let Some(iana) = windows_to_iana(t) {
+                            *t = iana.to_string();
+                        }
+                    }
+                }
+            }
+            for p in &mut entry.params {
+                if p.name == ICalendarParameterName::Tzid {
+                    if let ICalendarParameterValue::Text(t) = &mut p.value {
+                        if let Some(iana) = windows_to_iana(t) {
+                            *t = iana.to_string();
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Write several series as one VCALENDAR stream (CRLF line endings).
@@ -579,6 +628,27 @@ BEGIN:VEVENT\r\nUID:bad\r\nDTSTART:garbage\r\nSUMMARY:broken\r\nEND:VEVENT\r\nEN
             p.errors[0].1.to_string(),
             "y.ics: line 3: UID a: MissingDtStart"
         );
+    }
+
+    #[test]
+    fn windows_tzids_become_iana() {
+        assert_eq!(
+            windows_to_iana("W. Europe Standard Time"),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(windows_to_iana("Europe/Berlin"), None);
+        assert_eq!(windows_to_iana("UTC"), None);
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:Central Asia Standard Time\r\nBEGIN:STANDARD\r\n\
+DTSTART:16010101T000000\r\nTZOFFSETFROM:+0600\r\nTZOFFSETTO:+0600\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:o\r\nDTSTART;TZID=Central Asia Standard Time:20260115T120000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let s = EventSeries::parse_single("outlook", text).unwrap();
+        assert!(
+            s.to_ical()
+                .contains("DTSTART;TZID=Asia/Bishkek:20260115T120000"),
+            "{}",
+            s.to_ical()
+        );
+        assert_eq!(s.timezones.keys().collect::<Vec<_>>(), vec!["Asia/Bishkek"]);
     }
 
     #[test]
