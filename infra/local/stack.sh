@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-STATE="$ROOT/.local"
+STATE="${CALSYNC_LOCAL_DIR:-$ROOT/.local}"
 VENV="$ROOT/.venv"
 : "${MOTO_PORT:=4566}" "${RADICALE_PORT:=5232}" "${XANDIKOS_PORT:=8080}"
 

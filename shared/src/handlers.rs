@@ -12,6 +12,8 @@ use crate::queue::{QueueKind, SyncJob};
 
 /// Lease time while a link is worked on (seconds); longer than the function timeout.
 const LEASE_SECS: i64 = 900;
+/// Trigger of the pull a push asks for after a precondition failure; such pulls re-enumerate.
+pub const RETRY: &str = "retry";
 /// Run records expire after this many seconds (TTL).
 const RUN_TTL_SECS: i64 = 30 * 86400;
 
@@ -105,9 +107,15 @@ async fn run_leased(
         }
     };
     let outcome = match dir {
-        Direction::Pull => engine::pull(&store, link, provider.as_ref(), &mut run)
-            .await
-            .map(|o| (Some(o), None)),
+        Direction::Pull => engine::pull(
+            &store,
+            link,
+            provider.as_ref(),
+            &mut run,
+            job.trigger == RETRY,
+        )
+        .await
+        .map(|o| (Some(o), None)),
         Direction::Push => engine::push(&store, link, provider.as_ref(), &mut run)
             .await
             .map(|o| (None, Some(o))),
@@ -173,7 +181,7 @@ async fn run_leased(
         queues
             .send(
                 QueueKind::SyncJobs,
-                &[SyncJob::coalesced(&link.link_id, "retry", &run.run_id)],
+                &[SyncJob::coalesced(&link.link_id, RETRY, &run.run_id)],
             )
             .await?;
     }

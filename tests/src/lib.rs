@@ -8,6 +8,7 @@ pub mod bench;
 pub mod demo;
 pub mod feed;
 pub mod fixtures;
+pub mod quirks;
 pub mod runner;
 
 use calsync::config::{Clients, Config, Ctx};

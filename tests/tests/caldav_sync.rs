@@ -511,3 +511,85 @@ async fn queues_hold_jobs_per_link_group() {
     let stats = calsync_e2e::runner::drain(&ctx).await.unwrap();
     assert_eq!(stats.failures, 0);
 }
+
+#[tokio::test]
+async fn an_edit_beats_a_concurrent_delete() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "editdel", &seed("editdel", 2)).await.unwrap();
+    // Radicale renames the event while Xandikos deletes it.
+    client_edit(&ctx, &p.radicale, "editdel-0", |t| {
+        t.replace("SUMMARY:Event 0", "SUMMARY:Kept by the edit")
+    })
+    .await
+    .unwrap();
+    fixtures::client_delete(&ctx, &p.xandikos, "editdel-0")
+        .await
+        .unwrap();
+    sync_link(&ctx, &p.r.link_id).await.unwrap();
+    sync_link(&ctx, &p.x.link_id).await.unwrap();
+    for url in [&p.radicale, &p.xandikos] {
+        let events = fixtures::events_in(&ctx, url).await.unwrap();
+        let e = events
+            .iter()
+            .find(|(_, s)| s.uid == "editdel-0")
+            .map(|(_, s)| s.summary());
+        assert_eq!(e.as_deref(), Some("Kept by the edit"), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn recurrence_exceptions_travel_as_one_series() {
+    let ctx = local_ctx().await;
+    let series = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:rec-1\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20270315T090000\r\nDTEND;TZID=Europe/Berlin:20270315T093000\r\n\
+RRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let p = pair(&ctx, "rec", &[series.to_string()]).await.unwrap();
+    // On Xandikos: cancel the 2nd occurrence with EXDATE and move the 4th (across DST start).
+    client_edit(&ctx, &p.xandikos, "rec-1", |t| {
+        t.replace("RRULE:FREQ=WEEKLY;COUNT=4\r\n", "RRULE:FREQ=WEEKLY;COUNT=4\r\nEXDATE;TZID=Europe/Berlin:20270322T090000\r\n")
+            .replace(
+                "END:VCALENDAR",
+                "BEGIN:VEVENT\r\nUID:rec-1\r\nDTSTAMP:20260101T000000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:20270405T090000\r\n\
+DTSTART;TZID=Europe/Berlin:20270406T150000\r\nDTEND;TZID=Europe/Berlin:20270406T153000\r\nSUMMARY:Weekly (moved)\r\nEND:VEVENT\r\nEND:VCALENDAR",
+            )
+    })
+    .await
+    .unwrap();
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let events = fixtures::events_in(&ctx, &p.radicale).await.unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "master and override stay one calendar object resource"
+    );
+    let from = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let to = chrono::DateTime::parse_from_rfc3339("2028-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let (occ, _) = events[0].1.occurrences(from, to, 100);
+    let got: Vec<(String, String)> = occ
+        .iter()
+        .map(|o| (o.start.to_rfc3339(), o.summary.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "2027-03-15T08:00:00+00:00".to_string(),
+                "Weekly".to_string()
+            ),
+            (
+                "2027-03-29T07:00:00+00:00".to_string(),
+                "Weekly".to_string()
+            ),
+            (
+                "2027-04-06T13:00:00+00:00".to_string(),
+                "Weekly (moved)".to_string()
+            ),
+        ]
+    );
+}

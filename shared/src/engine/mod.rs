@@ -302,12 +302,16 @@ impl PullState<'_> {
 }
 
 /// Pull `link`'s remote changes into the hub. Counts go into `run`; the cursor is saved
-/// unless the deletion brake fired.
+/// unless the deletion brake fired. `full` ignores the stored cursor and re-enumerates the
+/// calendar, reconciled by etag against the mappings (used after a push met a precondition
+/// failure: a server that omitted a change from its incremental report cannot make push and
+/// pull chase each other).
 pub async fn pull(
     store: &Store,
     link: &Link,
     provider: &dyn Provider,
     run: &mut RunRecord,
+    full: bool,
 ) -> Result<PullOutcome, EngineError> {
     let maps: HashMap<String, Mapping> = store
         .mappings_of_link(&link.link_id)
@@ -319,7 +323,11 @@ pub async fn pull(
         .values()
         .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
         .collect();
-    let cursor = store.get_cursor(&link.link_id).await?;
+    let cursor = if full {
+        None
+    } else {
+        store.get_cursor(&link.link_id).await?
+    };
     let res = provider.pull(cursor.as_deref()).await?;
     let hub = store
         .events_of_group(&link.group_id)

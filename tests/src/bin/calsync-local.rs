@@ -4,6 +4,7 @@
 //! calsync-local demo [--ics FILE] [--name N]   the main job (make run)
 //! calsync-local drain               run the queues until empty, as Lambda's SQS triggers would
 //! calsync-local schedule            fire the EventBridge schedule once, then drain
+//! calsync-local serve [--every S]   keep polling the queues; fire the schedule every S seconds (60)
 //! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
 //! ```
 use std::process::ExitCode;
@@ -43,6 +44,14 @@ async fn main() -> ExitCode {
                 true
             })
         }
+        Some("serve") => {
+            let every = flag("--every")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60u64);
+            runner::serve(&local_ctx().await, std::time::Duration::from_secs(every))
+                .await
+                .map(|_| true)
+        }
         Some("bench") => {
             let n = flag("--events")
                 .and_then(|v| v.parse().ok())
@@ -51,7 +60,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | bench [--events N]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] | bench [--events N]"
             );
             return ExitCode::from(2);
         }
