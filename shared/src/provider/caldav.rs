@@ -198,9 +198,22 @@ impl CalDav {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| ProviderError::Protocol {
-                url: collection_url.into(),
+                url: "(calendar URL)".into(),
                 detail: "not an http(s) URL".into(),
             })?;
+        if !collection.username().is_empty() || collection.password().is_some() {
+            // Credentials belong in Secrets Manager; never echo them back.
+            return Err(ProviderError::Protocol {
+                url: format!(
+                    "{}://{}/…",
+                    collection.scheme(),
+                    collection.host_str().unwrap_or("")
+                ),
+                detail:
+                    "the calendar URL carries credentials; store them in Secrets Manager instead"
+                        .into(),
+            });
+        }
         Ok(Self {
             http,
             collection,
@@ -680,6 +693,21 @@ mod tests {
         assert_eq!(n, deterministic_name("weird uid/with@chars"));
         assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
         assert_ne!(n, deterministic_name("weird uid/with@chars2"));
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_repeated() {
+        let e = CalDav::new(
+            reqwest::Client::new(),
+            "https://bob:hunter2@dav.example.com/cal/",
+            "bob",
+            SecretString::from("x".to_string()),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("Secrets Manager"), "{e}");
     }
 
     #[test]

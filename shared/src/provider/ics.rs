@@ -35,14 +35,30 @@ pub struct FeedCursor {
 pub struct IcsFeed {
     http: reqwest::Client,
     url: String,
+    /// The URL as shown in errors and logs: scheme and host only, because feed paths are
+    /// often secret (private calendar addresses carry a key in the path or query).
+    shown: String,
     counter: RequestCounter,
+}
+
+/// `scheme://host[:port]/…` of a URL: what errors may show of a feed address.
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(unparseable feed URL)".into(),
+    }
 }
 
 /// The URL to fetch for a subscription URL: `webcal(s)://` becomes `https://`, or `http://`
 /// for loopback hosts. Errors: a scheme other than http, https, webcal, webcals.
 pub fn fetch_url(url: &str) -> Result<String, ProviderError> {
     let bad = || ProviderError::Protocol {
-        url: url.into(),
+        url: redacted(url),
         detail: "expected an http, https, webcal or webcals URL".into(),
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
@@ -59,9 +75,11 @@ pub fn fetch_url(url: &str) -> Result<String, ProviderError> {
 impl IcsFeed {
     /// Subscription to `url` (http, https, webcal, webcals).
     pub fn new(http: reqwest::Client, url: &str) -> Result<Self, ProviderError> {
+        let url = fetch_url(url)?;
         Ok(Self {
             http,
-            url: fetch_url(url)?,
+            shown: redacted(&url),
+            url,
             counter: RequestCounter::default(),
         })
     }
@@ -86,7 +104,7 @@ impl super::Provider for IcsFeed {
         if let Some(lm) = &old.last_modified {
             req = req.header("If-Modified-Since", lm);
         }
-        let resp = req.send().await.map_err(|e| transport(&self.url, e))?;
+        let resp = req.send().await.map_err(|e| transport(&self.shown, e))?;
         let status = resp.status();
         let header = |n: &str| {
             resp.headers()
@@ -101,17 +119,17 @@ impl super::Provider for IcsFeed {
                 ..Default::default()
             });
         }
-        let body = resp.text().await.map_err(|e| transport(&self.url, e))?;
+        let body = resp.text().await.map_err(|e| transport(&self.shown, e))?;
         if !status.is_success() {
             let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body));
             return Err(if status.is_server_error() {
                 ProviderError::Unavailable {
-                    url: self.url.clone(),
+                    url: self.shown.clone(),
                     detail,
                 }
             } else {
                 ProviderError::Rejected {
-                    url: self.url.clone(),
+                    url: self.shown.clone(),
                     status: status.as_u16(),
                     detail: snippet(&body),
                 }
@@ -138,12 +156,12 @@ impl super::Provider for IcsFeed {
             .starts_with("BEGIN:VCALENDAR")
         {
             return Err(ProviderError::Protocol {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 detail: "body is not an iCalendar stream (no BEGIN:VCALENDAR)".into(),
             });
         }
-        let parsed = parse_calendar(&self.url, &body).map_err(|e| ProviderError::Protocol {
-            url: self.url.clone(),
+        let parsed = parse_calendar(&self.shown, &body).map_err(|e| ProviderError::Protocol {
+            url: self.shown.clone(),
             detail: e.to_string(),
         })?;
         let mut result = PullResult {
@@ -174,7 +192,7 @@ impl super::Provider for IcsFeed {
     }
 
     async fn create(&self, _uid: &str, _ical: &str) -> Result<WriteResult, ProviderError> {
-        Err(ProviderError::ReadOnly(self.url.clone()))
+        Err(ProviderError::ReadOnly(self.shown.clone()))
     }
 
     async fn update(
@@ -183,11 +201,11 @@ impl super::Provider for IcsFeed {
         _ical: &str,
         _etag: Option<&str>,
     ) -> Result<WriteResult, ProviderError> {
-        Err(ProviderError::ReadOnly(self.url.clone()))
+        Err(ProviderError::ReadOnly(self.shown.clone()))
     }
 
     async fn delete(&self, _href: &str, _etag: Option<&str>) -> Result<(), ProviderError> {
-        Err(ProviderError::ReadOnly(self.url.clone()))
+        Err(ProviderError::ReadOnly(self.shown.clone()))
     }
 
     fn requests(&self) -> u32 {
@@ -216,5 +234,14 @@ mod tests {
         assert_eq!(fetch_url("https://x/y").unwrap(), "https://x/y");
         assert!(fetch_url("ftp://x/y").is_err());
         assert!(fetch_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn errors_do_not_show_secret_feed_paths() {
+        let shown =
+            redacted("https://calendar.example.com/ical/abc%40x/private-5ecret/basic.ics?key=k");
+        assert_eq!(shown, "https://calendar.example.com/…");
+        let e = fetch_url("ftp://h/private-5ecret").unwrap_err().to_string();
+        assert!(!e.contains("5ecret"), "{e}");
     }
 }
