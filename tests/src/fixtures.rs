@@ -263,3 +263,20 @@ pub async fn uid_counts(
     }
     Ok(out)
 }
+
+/// The stored body of a calendar object, by a plain GET.
+pub async fn raw_get(ctx: &Ctx, url: &str) -> anyhow::Result<String> {
+    let resp = ctx
+        .clients
+        .http
+        .get(url)
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "GET {url}: HTTP {}",
+        resp.status()
+    );
+    Ok(resp.text().await?)
+}

@@ -593,3 +593,54 @@ DTSTART;TZID=Europe/Berlin:20270406T150000\r\nDTEND;TZID=Europe/Berlin:20270406T
         ]
     );
 }
+
+#[tokio::test]
+async fn sync_writes_carry_schedule_agent_client_and_stay_quiet() {
+    let ctx = local_ctx().await;
+    let meeting = simple_event("invite-1", "Meeting", 12).replace(
+        "LOCATION:Room 1\r\n",
+        "LOCATION:Room 1\r\nORGANIZER;CN=Ann:mailto:ann@example.com\r\nATTENDEE;CN=Bob;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com\r\n",
+    );
+    let p = pair(&ctx, "invite", &[meeting]).await.unwrap();
+    let events = fixtures::events_in(&ctx, &p.xandikos).await.unwrap();
+    let (href, _) = events.iter().find(|(_, s)| s.uid == "invite-1").unwrap();
+    let url = reqwest::Url::parse(&p.xandikos)
+        .unwrap()
+        .join(href)
+        .unwrap();
+    let stored = fixtures::raw_get(&ctx, url.as_str()).await.unwrap();
+    let unfolded = stored.replace("\r\n ", "");
+    assert!(
+        unfolded.contains("ORGANIZER;CN=Ann;SCHEDULE-AGENT=CLIENT:")
+            || unfolded.contains("SCHEDULE-AGENT=CLIENT;CN=Ann"),
+        "{stored}"
+    );
+    assert_eq!(
+        unfolded.matches("SCHEDULE-AGENT=CLIENT").count(),
+        2,
+        "{stored}"
+    );
+    let hub = ctx
+        .store()
+        .get_event(&p.group, "invite-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !hub.ical.contains("SCHEDULE-AGENT"),
+        "the mark stays out of the hub"
+    );
+    let (r0, x0) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let (r1, x1) = (
+        totals(&ctx, &p.r.link_id).await.unwrap(),
+        totals(&ctx, &p.x.link_id).await.unwrap(),
+    );
+    assert_eq!(
+        (r1.updated, x1.updated, r1.created, x1.created),
+        (r0.updated, x0.updated, r0.created, x0.created)
+    );
+}

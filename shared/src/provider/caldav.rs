@@ -537,6 +537,8 @@ impl CalDav {
         precondition: (&str, &str),
     ) -> Result<WriteResult, ProviderError> {
         let url = self.resolve(href)?;
+        // Invariant 8: a sync write never makes the server send invitations (RFC 6638 §7.1).
+        let body = crate::ical::schedule_agent_client(ical, true);
         let r = self
             .request(
                 "PUT",
@@ -545,7 +547,7 @@ impl CalDav {
                     ("Content-Type", "text/calendar; charset=utf-8"),
                     precondition,
                 ],
-                Some(ical.to_string()),
+                Some(body),
             )
             .await?;
         match r.status.as_u16() {
@@ -627,7 +629,9 @@ impl super::Provider for CalDav {
                 out.push(RemoteRef {
                     href,
                     etag: resp.etag,
-                    data: resp.data,
+                    data: resp
+                        .data
+                        .map(|d| crate::ical::schedule_agent_client(&d, false)),
                 });
             }
         }
