@@ -119,6 +119,27 @@ impl Store {
         out.item.map(|i| Self::from_item(table, i)).transpose()
     }
 
+    /// Follow `LastEvaluatedKey` until the last page; `page` makes one request from a start key.
+    async fn all_pages<T, F, Fut>(table: &str, mut page: F) -> Result<Vec<T>, StoreError>
+    where
+        T: DeserializeOwned,
+        F: FnMut(Option<Item>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<Item>, Option<Item>), StoreError>>,
+    {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let (items, last) = page(start.take()).await?;
+            for i in items {
+                out.push(Self::from_item(table, i)?);
+            }
+            match last {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Query all items with partition key `pk_name = pk` (all pages), optionally on an index.
     async fn query_all<T: DeserializeOwned>(
         &self,
@@ -127,10 +148,8 @@ impl Store {
         pk_name: &str,
         pk: AttributeValue,
     ) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
+        Self::all_pages(table, |start| {
+            let req = self
                 .ddb
                 .query()
                 .table_name(table)
@@ -138,20 +157,17 @@ impl Store {
                 .key_condition_expression("#k = :v")
                 .expression_attribute_names("#k", pk_name)
                 .expression_attribute_values(":v", pk.clone())
-                .set_exclusive_start_key(start.take())
-                .set_consistent_read(index.is_none().then_some(true))
-                .send()
-                .await
-                .map_err(|e| Self::aws_err("Query", table, e))?;
-            for i in resp.items.unwrap_or_default() {
-                out.push(Self::from_item(table, i)?);
+                .set_exclusive_start_key(start)
+                .set_consistent_read(index.is_none().then_some(true));
+            async move {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| Self::aws_err("Query", table, e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
             }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     // ---- links ----
@@ -193,28 +209,23 @@ impl Store {
     /// the links table is small next to events and mappings.
     pub async fn due_links(&self, now: i64) -> Result<Vec<Link>, StoreError> {
         let table = &self.cfg.links_table;
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
+        Self::all_pages(table, |start| {
+            let req = self
                 .ddb
                 .scan()
                 .table_name(table)
                 .filter_expression("next_sync_at <= :now")
                 .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Self::aws_err("Scan", table, e))?;
-            for i in resp.items.unwrap_or_default() {
-                out.push(Self::from_item(table, i)?);
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| Self::aws_err("Scan", table, e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
             }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
+        })
+        .await
     }
 
     /// Set when the schedule next makes the link due (epoch seconds).

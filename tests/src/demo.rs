@@ -172,10 +172,17 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
     let radicale = fixtures::new_calendar(&ctx, Server::Radicale, name_tag).await?;
     let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, name_tag).await?;
     let mut rejected = 0;
-    for s in &parsed.series {
+    for (i, s) in parsed.series.iter().enumerate() {
         if let Err(e) = fixtures::client_put(&ctx, &radicale, &s.to_ical()).await {
             rejected += 1;
             println!("  Radicale rejected {}: {e}", s.uid);
+        }
+        if (i + 1) % 200 == 0 {
+            println!(
+                "  imported {} of {} (Radicale's cost per PUT grows with the calendar)",
+                i + 1,
+                parsed.series.len()
+            );
         }
     }
     println!(
