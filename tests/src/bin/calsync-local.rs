@@ -13,7 +13,8 @@ use calsync_e2e::{bench, demo, local_ctx, runner};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    calsync::handlers::init_tracing();
+    // Reports go to stdout; logs (stderr) only for warnings unless RUST_LOG says otherwise.
+    calsync::handlers::init_tracing_with_default("warn");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {
         args.iter()
