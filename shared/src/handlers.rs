@@ -324,8 +324,13 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
 
 /// Initialise tracing: JSON lines in Lambda, plain text locally; level from `RUST_LOG`.
 pub fn init_tracing() {
+    init_tracing_with_default("info");
+}
+
+/// [`init_tracing`] with another default level for when `RUST_LOG` is unset.
+pub fn init_tracing_with_default(level: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
