@@ -313,6 +313,20 @@ pub async fn pull(
     run: &mut RunRecord,
     full: bool,
 ) -> Result<PullOutcome, EngineError> {
+    let cursor = if full {
+        None
+    } else {
+        store.get_cursor(&link.link_id).await?
+    };
+    let res = provider.pull(cursor.as_deref()).await?;
+    if !res.full && res.changed.is_empty() && res.removed.is_empty() && res.unreadable.is_empty() {
+        // Nothing changed remotely: one provider request, no reads of mappings or hub events.
+        // Hub changes reach this link through the sync-back jobs their pulls queue.
+        if cursor.as_deref() != Some(res.cursor.as_str()) {
+            store.put_cursor(&link.link_id, &res.cursor).await?;
+        }
+        return Ok(PullOutcome::default());
+    }
     let maps: HashMap<String, Mapping> = store
         .mappings_of_link(&link.link_id)
         .await?
@@ -323,12 +337,6 @@ pub async fn pull(
         .values()
         .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
         .collect();
-    let cursor = if full {
-        None
-    } else {
-        store.get_cursor(&link.link_id).await?
-    };
-    let res = provider.pull(cursor.as_deref()).await?;
     let hub = store
         .events_of_group(&link.group_id)
         .await?
