@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod emulators;
 pub mod feed;
 pub mod fixtures;
 pub mod quirks;

@@ -1,0 +1,816 @@
+//! Google Calendar API v3 emulator — events core (first slice of the Google issue).
+//!
+//! Built to the documented behaviour (`../shared/docs/provider-semantics.md` §1; discovery
+//! document `calendar.v3.json`; https://developers.google.com/workspace/calendar/api/guides/sync,
+//! …/guides/errors, …/guides/version-resources):
+//!
+//! - `GET  /calendar/v3/users/me/calendarList`
+//! - `GET  /calendar/v3/calendars/{calendarId}/events` — `maxResults` (1–2500, default 250),
+//!   `pageToken`, `syncToken`, `showDeleted`, `singleEvents=false`; opaque page and sync
+//!   tokens; pages may be short (see [`Config::page_cap`]); exactly one of `nextPageToken` /
+//!   `nextSyncToken` per page; parameters forbidden with `syncToken` → 400; expired or
+//!   garbage token → 410 `fullSyncRequired` with the documented body; incremental results
+//!   carry cancelled events with only the documented fields.
+//! - `POST /calendar/v3/calendars/{calendarId}/events` — client-chosen ids (base32hex, 5–1024)
+//!   with 409 `duplicate`; `start`/`end` required.
+//! - `GET | PUT | PATCH | DELETE …/events/{eventId}` — etags change on every write;
+//!   `If-Match` → 412 `conditionNotMet`; `If-None-Match` on GET → 304; delete of a deleted
+//!   event → 410 `deleted`; PATCH merges objects, replaces arrays, `null` removes a key.
+//! - The `sendUpdates` value of every write is recorded (`GET /emulator/sends`).
+//! - Per-user per-minute quota → 403 `userRateLimitExceeded` or 429 `rateLimitExceeded`.
+//! - Fault injection (`POST /emulator/faults`): the next N requests answer a given status.
+//! - Test setup: `POST /emulator/calendars`, `POST /emulator/calendars/{id}/expire-sync-tokens`.
+//!
+//! Not emulated yet: `singleEvents=true` and `events.instances` (400), `import`, batch,
+//! `watch` / `channels.stop`, the OAuth token endpoint, `timeMin`/`timeMax` filtering.
+
+// Handlers return the finished HTTP response as their error; it is built once per request.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+/// Emulator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// At most this many items per page, whatever `maxResults` asks (short pages are allowed
+    /// by the API and clients must follow `nextPageToken`).
+    pub page_cap: usize,
+    /// Requests per user (bearer token) per minute before quota errors.
+    pub quota_per_minute: usize,
+    /// Answer quota errors with 429 instead of 403 `userRateLimitExceeded`.
+    pub quota_with_429: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            page_cap: 2500,
+            quota_per_minute: 600,
+            quota_with_429: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredEvent {
+    resource: Value,
+    /// Change sequence number of the last write.
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Calendar {
+    summary: String,
+    time_zone: String,
+    events: BTreeMap<String, StoredEvent>,
+    /// Sync tokens issued before this sequence number are expired (410).
+    valid_from: u64,
+}
+
+/// One recorded write and its `sendUpdates` parameter (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SendRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Event id.
+    pub event_id: String,
+    /// The `sendUpdates` query parameter as sent.
+    pub send_updates: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: Config,
+    seq: u64,
+    calendars: BTreeMap<String, Calendar>,
+    sends: Vec<SendRecord>,
+    faults: VecDeque<u16>,
+    quota: HashMap<String, VecDeque<Instant>>,
+    requests: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// A running emulator; stops when dropped.
+pub struct GoogleEmulator {
+    /// Base URL, e.g. `http://127.0.0.1:41000` (API under `/calendar/v3`).
+    pub url: String,
+    inner: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GoogleEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GoogleEmulator {
+    /// Start on `addr` (`127.0.0.1:0` for an ephemeral port).
+    pub async fn start(addr: &str, config: Config) -> anyhow::Result<Self> {
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            config,
+            ..Default::default()
+        }));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = router(inner.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, inner, task })
+    }
+
+    /// Create a calendar (owned by the emulated user).
+    pub fn add_calendar(&self, id: &str, summary: &str, time_zone: &str) {
+        let mut s = self.inner.lock().expect("emulator lock");
+        s.calendars.insert(
+            id.into(),
+            Calendar {
+                summary: summary.into(),
+                time_zone: time_zone.into(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Every write's `sendUpdates` so far.
+    pub fn sends(&self) -> Vec<SendRecord> {
+        self.inner.lock().expect("emulator lock").sends.clone()
+    }
+
+    /// API requests served so far (control endpoints excluded).
+    pub fn requests(&self) -> u64 {
+        self.inner.lock().expect("emulator lock").requests
+    }
+}
+
+// The emulator's routes.
+fn router(inner: Shared) -> axum::Router {
+    axum::Router::new()
+        .route("/calendar/v3/users/me/calendarList", get(calendar_list))
+        .route(
+            "/calendar/v3/calendars/{cal}/events",
+            get(list_events).post(insert_event),
+        )
+        .route(
+            "/calendar/v3/calendars/{cal}/events/{id}",
+            get(get_event)
+                .put(update_event)
+                .patch(patch_event)
+                .delete(delete_event),
+        )
+        .route("/emulator/calendars", post(control_add_calendar))
+        .route(
+            "/emulator/calendars/{cal}/expire-sync-tokens",
+            post(control_expire),
+        )
+        .route("/emulator/faults", post(control_faults))
+        .route("/emulator/sends", get(control_sends))
+        .with_state(inner)
+}
+
+/// The documented error envelope:
+/// `{"error":{"errors":[{domain,reason,message,locationType?,location?}],"code":N,"message":…}}`.
+fn gerror(
+    status: u16,
+    domain: &str,
+    reason: &str,
+    message: &str,
+    location: Option<(&str, &str)>,
+) -> Response {
+    let mut item = json!({"domain": domain, "reason": reason, "message": message});
+    if let Some((lt, l)) = location {
+        item["locationType"] = json!(lt);
+        item["location"] = json!(l);
+    }
+    let body = json!({"error": {"errors": [item], "code": status, "message": message}});
+    (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
+}
+
+fn not_found() -> Response {
+    gerror(404, "global", "notFound", "Not Found", None)
+}
+
+fn bad_request(message: &str) -> Response {
+    gerror(400, "global", "invalid", message, None)
+}
+
+/// Authentication, fault injection and quota, in that order. `Err` is the response to send.
+fn admit(s: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
+    s.requests += 1;
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(gerror(
+            401,
+            "global",
+            "authError",
+            "Invalid Credentials",
+            Some(("header", "Authorization")),
+        ));
+    };
+    if let Some(status) = s.faults.pop_front() {
+        return Err(match status {
+            429 => gerror(
+                429,
+                "usageLimits",
+                "rateLimitExceeded",
+                "Rate Limit Exceeded",
+                None,
+            ),
+            403 => gerror(
+                403,
+                "usageLimits",
+                "userRateLimitExceeded",
+                "User Rate Limit Exceeded",
+                None,
+            ),
+            410 => gerror(
+                410,
+                "calendar",
+                "fullSyncRequired",
+                "Sync token is no longer valid, a full sync is required.",
+                Some(("parameter", "syncToken")),
+            ),
+            s => gerror(s, "global", "backendError", "Backend Error", None),
+        });
+    }
+    let (limit, with_429) = (s.config.quota_per_minute, s.config.quota_with_429);
+    let window = s.quota.entry(token.to_string()).or_default();
+    let now = Instant::now();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+    {
+        window.pop_front();
+    }
+    if window.len() >= limit {
+        return Err(if with_429 {
+            gerror(
+                429,
+                "usageLimits",
+                "rateLimitExceeded",
+                "Rate Limit Exceeded",
+                None,
+            )
+        } else {
+            gerror(
+                403,
+                "usageLimits",
+                "userRateLimitExceeded",
+                "User Rate Limit Exceeded",
+                None,
+            )
+        });
+    }
+    window.push_back(now);
+    Ok(())
+}
+
+fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn etag_of(seq: u64) -> String {
+    format!("\"{}\"", 3_000_000_000_000u64 + seq * 2)
+}
+
+fn encode_token(kind: &str, v: &Value) -> String {
+    format!(
+        "{kind}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    )
+}
+
+fn decode_token(kind: &str, t: &str) -> Option<Value> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t.strip_prefix(kind)?)
+        .ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// base32hex as the API documents for client-chosen ids: `[a-v0-9]`, 5–1024 characters.
+pub fn valid_event_id(id: &str) -> bool {
+    (5..=1024).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c))
+}
+
+/// What an incremental list shows of a cancelled event: `id`, `status`, and for a cancelled
+/// instance `recurringEventId` and `originalStartTime` (Event schema, `status` field).
+fn cancelled_view(ev: &Value) -> Value {
+    let mut out = Map::new();
+    for k in [
+        "kind",
+        "etag",
+        "id",
+        "status",
+        "recurringEventId",
+        "originalStartTime",
+    ] {
+        if let Some(v) = ev.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+async fn calendar_list(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let items: Vec<Value> = s
+        .calendars
+        .iter()
+        .map(|(id, c)| json!({"kind": "calendar#calendarListEntry", "id": id, "summary": c.summary, "timeZone": c.time_zone, "accessRole": "owner"}))
+        .collect();
+    Json(json!({"kind": "calendar#calendarList", "etag": etag_of(s.seq), "items": items}))
+        .into_response()
+}
+
+/// Query parameters `events.list` accepts here; the names are those of the discovery document.
+const LIST_PARAMS: &[&str] = &[
+    "maxResults",
+    "pageToken",
+    "syncToken",
+    "showDeleted",
+    "singleEvents",
+    "timeZone",
+    "maxAttendees",
+    "alwaysIncludeEmail",
+    "showHiddenInvitations",
+    "eventTypes",
+    // accepted without a syncToken only:
+    "iCalUID",
+    "orderBy",
+    "privateExtendedProperty",
+    "q",
+    "sharedExtendedProperty",
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+];
+const FORBIDDEN_WITH_SYNC: &[&str] = &[
+    "iCalUID",
+    "orderBy",
+    "privateExtendedProperty",
+    "q",
+    "sharedExtendedProperty",
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+];
+
+async fn list_events(
+    State(st): State<Shared>,
+    Path(cal): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if let Some((n, _)) = q.iter().find(|(n, _)| !LIST_PARAMS.contains(&n.as_str())) {
+        return bad_request(&format!("Invalid parameter: {n}"));
+    }
+    let max_results = match param("maxResults").map(str::parse::<usize>) {
+        None => 250,
+        Some(Ok(n)) if (1..=2500).contains(&n) => n,
+        Some(_) => {
+            return gerror(
+                400,
+                "global",
+                "invalid",
+                "Invalid value for: maxResults",
+                Some(("parameter", "maxResults")),
+            )
+        }
+    };
+    let show_deleted = param("showDeleted") == Some("true");
+    if param("singleEvents") == Some("true") {
+        return bad_request("singleEvents=true is not emulated");
+    }
+    let Some(calendar) = s.calendars.get(&cal) else {
+        return not_found();
+    };
+    let seq_now = s.seq;
+    // Sync token: the change sequence it was issued at.
+    let since: Option<u64> = match param("syncToken") {
+        None => None,
+        Some(t) => {
+            if let Some(bad) = FORBIDDEN_WITH_SYNC.iter().find(|p| param(p).is_some()) {
+                return bad_request(&format!(
+                    "The parameter {bad} cannot be used with syncToken"
+                ));
+            }
+            if param("showDeleted") == Some("false") {
+                return bad_request("showDeleted cannot be false with syncToken");
+            }
+            match decode_token("s1.", t)
+                .filter(|v| v["c"] == json!(cal))
+                .and_then(|v| v["s"].as_u64())
+            {
+                Some(n) if n >= calendar.valid_from && n <= seq_now => Some(n),
+                _ => {
+                    return gerror(
+                        410,
+                        "calendar",
+                        "fullSyncRequired",
+                        "Sync token is no longer valid, a full sync is required.",
+                        Some(("parameter", "syncToken")),
+                    )
+                }
+            }
+        }
+    };
+    // Page token: (query fingerprint, snapshot sequence, last id) — keyset paging over ids.
+    let fingerprint = format!("{cal}|{:?}|{show_deleted}", param("syncToken"));
+    let (snapshot, after) = match param("pageToken") {
+        None => (seq_now, String::new()),
+        Some(t) => match decode_token("p1.", t).filter(|v| v["f"] == json!(fingerprint)) {
+            Some(v) => (
+                v["s"].as_u64().unwrap_or(seq_now),
+                v["a"].as_str().unwrap_or("").to_string(),
+            ),
+            None => {
+                return gerror(
+                    400,
+                    "global",
+                    "invalid",
+                    "Invalid page token",
+                    Some(("parameter", "pageToken")),
+                )
+            }
+        },
+    };
+    let page_size = max_results.min(s.config.page_cap.max(1));
+    let calendar = s.calendars.get(&cal).expect("checked above");
+    let mut matching = calendar
+        .events
+        .iter()
+        .filter(|(id, _)| id.as_str() > after.as_str())
+        .filter(|(_, e)| e.seq <= snapshot)
+        .filter(|(_, e)| match since {
+            Some(n) => e.seq > n,
+            None => show_deleted || e.resource["status"] != "cancelled",
+        });
+    let mut items = Vec::new();
+    let mut last = None;
+    for (id, e) in matching.by_ref().take(page_size) {
+        let cancelled = e.resource["status"] == "cancelled";
+        items.push(if cancelled && since.is_some() && !show_deleted {
+            cancelled_view(&e.resource)
+        } else {
+            e.resource.clone()
+        });
+        last = Some(id.clone());
+    }
+    let more = matching.next().is_some();
+    let mut body = json!({
+        "kind": "calendar#events", "etag": etag_of(snapshot), "summary": calendar.summary,
+        "updated": rfc3339_now(), "timeZone": calendar.time_zone, "accessRole": "owner",
+        "defaultReminders": [], "items": items,
+    });
+    if more {
+        body["nextPageToken"] = json!(encode_token(
+            "p1.",
+            &json!({"f": fingerprint, "s": snapshot, "a": last})
+        ));
+    } else {
+        body["nextSyncToken"] = json!(encode_token("s1.", &json!({"c": cal, "s": snapshot})));
+    }
+    Json(body).into_response()
+}
+
+fn record_send(s: &mut Inner, method: &str, id: &str, q: &[(String, String)]) {
+    let send_updates = q
+        .iter()
+        .find(|(n, _)| n == "sendUpdates")
+        .map(|(_, v)| v.clone());
+    s.sends.push(SendRecord {
+        method: method.into(),
+        event_id: id.into(),
+        send_updates,
+    });
+}
+
+fn validate_times(ev: &Value) -> Result<(), Response> {
+    for k in ["start", "end"] {
+        let t = &ev[k];
+        if t.get("date").is_none() && t.get("dateTime").is_none() {
+            let msg = if k == "start" {
+                "Missing start time."
+            } else {
+                "Missing end time."
+            };
+            return Err(gerror(400, "global", "required", msg, None));
+        }
+    }
+    Ok(())
+}
+
+/// Store a new version of an event: fresh sequence number, etag and `updated`.
+fn store_write(s: &mut Inner, cal: &str, id: &str, mut resource: Value) -> Value {
+    s.seq += 1;
+    let seq = s.seq;
+    resource["etag"] = json!(etag_of(seq));
+    resource["updated"] = json!(rfc3339_now());
+    let calendar = s.calendars.get_mut(cal).expect("calendar checked");
+    calendar.events.insert(
+        id.into(),
+        StoredEvent {
+            resource: resource.clone(),
+            seq,
+        },
+    );
+    resource
+}
+
+async fn insert_event(
+    State(st): State<Shared>,
+    Path(cal): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+    Json(mut ev): Json<Value>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let Some(calendar) = s.calendars.get(&cal) else {
+        return not_found();
+    };
+    let id = match ev.get("id").and_then(Value::as_str) {
+        Some(id) if !valid_event_id(id) => {
+            return gerror(400, "global", "invalid", "Invalid resource id value.", None)
+        }
+        Some(id) => id.to_string(),
+        None => uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .map(|c| if c > 'v' { 'v' } else { c })
+            .collect(),
+    };
+    if calendar.events.contains_key(&id) {
+        return gerror(
+            409,
+            "global",
+            "duplicate",
+            "The requested identifier already exists.",
+            None,
+        );
+    }
+    if let Err(r) = validate_times(&ev) {
+        return r;
+    }
+    record_send(&mut s, "POST", &id, &q);
+    let now = rfc3339_now();
+    ev["kind"] = json!("calendar#event");
+    ev["id"] = json!(id);
+    ev["created"] = json!(now);
+    if ev.get("iCalUID").is_none() {
+        ev["iCalUID"] = json!(format!("{id}@google.com"));
+    }
+    if ev.get("status").is_none() {
+        ev["status"] = json!("confirmed");
+    }
+    if ev.get("sequence").is_none() {
+        ev["sequence"] = json!(0);
+    }
+    ev["organizer"] = json!({"email": cal, "self": true});
+    ev["creator"] = json!({"email": cal, "self": true});
+    let stored = store_write(&mut s, &cal, &id, ev);
+    Json(stored).into_response()
+}
+
+fn current<'a>(s: &'a Inner, cal: &str, id: &str) -> Result<&'a StoredEvent, Response> {
+    s.calendars
+        .get(cal)
+        .ok_or_else(not_found)?
+        .events
+        .get(id)
+        .ok_or_else(not_found)
+}
+
+fn if_match_fails(headers: &HeaderMap, etag: &Value) -> bool {
+    headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m != "*" && Some(m) != etag.as_str())
+}
+
+fn precondition_failed() -> Response {
+    gerror(
+        412,
+        "global",
+        "conditionNotMet",
+        "Precondition Failed",
+        Some(("header", "If-Match")),
+    )
+}
+
+async fn get_event(
+    State(st): State<Shared>,
+    Path((cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let e = match current(&s, &cal, &id) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == e.resource["etag"].as_str() {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    Json(e.resource.clone()).into_response()
+}
+
+/// Fields the server owns: kept from the stored version on update.
+const SERVER_FIELDS: &[&str] = &[
+    "kind",
+    "id",
+    "created",
+    "iCalUID",
+    "organizer",
+    "creator",
+    "htmlLink",
+    "recurringEventId",
+    "originalStartTime",
+];
+
+async fn update_event(
+    State(st): State<Shared>,
+    Path((cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+    Json(mut ev): Json<Value>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let old = match current(&s, &cal, &id) {
+        Ok(e) => e.resource.clone(),
+        Err(r) => return r,
+    };
+    if if_match_fails(&headers, &old["etag"]) {
+        return precondition_failed();
+    }
+    if let Err(r) = validate_times(&ev) {
+        return r;
+    }
+    record_send(&mut s, "PUT", &id, &q);
+    for k in SERVER_FIELDS {
+        if let Some(v) = old.get(*k) {
+            ev[*k] = v.clone();
+        }
+    }
+    if ev.get("status").is_none() {
+        ev["status"] = json!("confirmed");
+    }
+    if ev.get("sequence").is_none() {
+        ev["sequence"] = old["sequence"].clone();
+    }
+    Json(store_write(&mut s, &cal, &id, ev)).into_response()
+}
+
+/// Patch semantics: objects merge recursively, arrays and scalars replace, `null` removes.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else if v.is_object() && t.get(k).is_some_and(Value::is_object) {
+                    merge_patch(t.get_mut(k).expect("present"), v);
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+async fn patch_event(
+    State(st): State<Shared>,
+    Path((cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+    Json(patch): Json<Value>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let mut ev = match current(&s, &cal, &id) {
+        Ok(e) => e.resource.clone(),
+        Err(r) => return r,
+    };
+    if if_match_fails(&headers, &ev["etag"]) {
+        return precondition_failed();
+    }
+    record_send(&mut s, "PATCH", &id, &q);
+    let mut patch = patch;
+    if let Value::Object(p) = &mut patch {
+        for k in SERVER_FIELDS {
+            p.remove(*k);
+        }
+    }
+    merge_patch(&mut ev, &patch);
+    Json(store_write(&mut s, &cal, &id, ev)).into_response()
+}
+
+async fn delete_event(
+    State(st): State<Shared>,
+    Path((cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let mut ev = match current(&s, &cal, &id) {
+        Ok(e) => e.resource.clone(),
+        Err(r) => return r,
+    };
+    if ev["status"] == "cancelled" {
+        return gerror(410, "global", "deleted", "Resource has been deleted", None);
+    }
+    if if_match_fails(&headers, &ev["etag"]) {
+        return precondition_failed();
+    }
+    record_send(&mut s, "DELETE", &id, &q);
+    ev["status"] = json!("cancelled");
+    store_write(&mut s, &cal, &id, ev);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_add_calendar(State(st): State<Shared>, Json(body): Json<Value>) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    let Some(id) = body["id"].as_str() else {
+        return bad_request("id required");
+    };
+    s.calendars.insert(
+        id.into(),
+        Calendar {
+            summary: body["summary"].as_str().unwrap_or(id).into(),
+            time_zone: body["timeZone"].as_str().unwrap_or("UTC").into(),
+            ..Default::default()
+        },
+    );
+    StatusCode::CREATED.into_response()
+}
+
+async fn control_expire(State(st): State<Shared>, Path(cal): Path<String>) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    let seq = s.seq + 1;
+    s.seq = seq;
+    match s.calendars.get_mut(&cal) {
+        Some(c) => {
+            c.valid_from = seq;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found(),
+    }
+}
+
+/// `{"status": 503, "count": 2}`: the next `count` API requests answer `status`.
+async fn control_faults(State(st): State<Shared>, Json(body): Json<Value>) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    let (Some(status), count) = (body["status"].as_u64(), body["count"].as_u64().unwrap_or(1))
+    else {
+        return bad_request("status required");
+    };
+    for _ in 0..count {
+        s.faults.push_back(status as u16);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_sends(State(st): State<Shared>) -> Response {
+    Json(json!(st.lock().expect("emulator lock").sends)).into_response()
+}
