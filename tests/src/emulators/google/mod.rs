@@ -20,12 +20,17 @@
 //! - Per-user per-minute quota → 403 `userRateLimitExceeded` or 429 `rateLimitExceeded`.
 //! - Fault injection (`POST /emulator/faults`): the next N requests answer a given status.
 //! - Test setup: `POST /emulator/calendars`, `POST /emulator/calendars/{id}/expire-sync-tokens`.
+//! - OAuth 2.0 consent and token endpoints: see [`oauth`]. With
+//!   [`Config::require_issued_tokens`] the API accepts only unexpired access tokens issued
+//!   by the token endpoint (401 `authError` otherwise).
 //!
 //! Not emulated yet: `singleEvents=true` and `events.instances` (400), `import`, batch,
-//! `watch` / `channels.stop`, the OAuth token endpoint, `timeMin`/`timeMax` filtering.
+//! `watch` / `channels.stop`, `timeMin`/`timeMax` filtering.
 
 // Handlers return the finished HTTP response as their error; it is built once per request.
 #![allow(clippy::result_large_err)]
+
+pub mod oauth;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +54,10 @@ pub struct Config {
     pub quota_per_minute: usize,
     /// Answer quota errors with 429 instead of 403 `userRateLimitExceeded`.
     pub quota_with_429: bool,
+    /// Accept only access tokens issued by the token endpoint (else any bearer token).
+    pub require_issued_tokens: bool,
+    /// `expires_in` of issued access tokens, in seconds (Google: about 3600).
+    pub access_token_lifetime_secs: u64,
 }
 
 impl Default for Config {
@@ -57,6 +66,8 @@ impl Default for Config {
             page_cap: 2500,
             quota_per_minute: 600,
             quota_with_429: false,
+            require_issued_tokens: false,
+            access_token_lifetime_secs: 3599,
         }
     }
 }
@@ -91,6 +102,7 @@ pub struct SendRecord {
 #[derive(Default)]
 struct Inner {
     config: Config,
+    oauth: oauth::OAuth,
     seq: u64,
     calendars: BTreeMap<String, Calendar>,
     sends: Vec<SendRecord>,
@@ -170,6 +182,11 @@ fn router(inner: Shared) -> axum::Router {
                 .patch(patch_event)
                 .delete(delete_event),
         )
+        .route("/o/oauth2/v2/auth", get(oauth::authorize))
+        .route("/token", post(oauth::token))
+        .route("/emulator/oauth/clients", post(oauth::control_client))
+        .route("/emulator/oauth/revoke", post(oauth::control_revoke))
+        .route("/emulator/oauth/stats", get(oauth::control_stats))
         .route("/emulator/calendars", post(control_add_calendar))
         .route(
             "/emulator/calendars/{cal}/expire-sync-tokens",
@@ -213,7 +230,8 @@ fn admit(s: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+        .filter(|t| !s.config.require_issued_tokens || s.oauth.access_valid(t));
     let Some(token) = token else {
         return Err(gerror(
             401,
