@@ -218,6 +218,9 @@ pub struct Mapping {
     /// Manual policy: the remote version kept aside.
     #[serde(default)]
     pub conflict_remote: Option<String>,
+    /// Hub version whose write the provider rejected; not retried until the event changes.
+    #[serde(default)]
+    pub failed_version: Option<i64>,
     /// Last change (epoch milliseconds).
     pub updated_ms: i64,
 }
@@ -235,8 +238,14 @@ impl Mapping {
             status: EventStatus::Pending,
             error: None,
             conflict_remote: None,
+            failed_version: None,
             updated_ms: crate::config::now_millis(),
         }
+    }
+
+    /// True when the provider rejected hub version `version` of this event.
+    pub fn failed_at(&self, version: i64) -> bool {
+        self.status == EventStatus::Error && self.failed_version == Some(version)
     }
 }
 

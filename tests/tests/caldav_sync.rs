@@ -644,3 +644,62 @@ async fn sync_writes_carry_schedule_agent_client_and_stay_quiet() {
         (r0.updated, x0.updated, r0.created, x0.created)
     );
 }
+
+#[tokio::test]
+async fn data_one_server_rejects_is_marked_error_without_a_retry_loop() {
+    let ctx = local_ctx().await;
+    // Radicale accepts this VTIMEZONE; Xandikos rejects it ("Offset must be less than 24
+    // hours") with 412 + CALDAV:valid-calendar-data (khal's invalid_tzoffset.ics).
+    let odd = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\n\
+DTSTART:18930401T000000\r\nRDATE:18930401T000000\r\nTZNAME:CEST\r\nTZOFFSETFROM:+5328\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19810329T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nTZNAME:CEST\r\nTZOFFSETFROM:+0100\r\n\
+TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:odd-tz\r\nDTSTAMP:20121120T195239Z\r\n\
+DTSTART;TZID=Europe/Berlin:20271202T080000\r\nDTEND;TZID=Europe/Berlin:20271202T093000\r\nSUMMARY:Odd zone\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let p = pair(
+        &ctx,
+        "reject",
+        &[odd.to_string(), simple_event("reject-ok", "Fine", 3)],
+    )
+    .await
+    .unwrap();
+    let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec!["reject-ok"],
+        "the rest of the calendar synced"
+    );
+    let maps = ctx.store().mappings_of_link(&p.x.link_id).await.unwrap();
+    let bad = maps
+        .iter()
+        .find(|m| m.uid == "odd-tz")
+        .expect("status recorded");
+    assert_eq!(bad.status, EventStatus::Error);
+    assert!(
+        bad.error
+            .as_deref()
+            .unwrap()
+            .contains("valid-calendar-data"),
+        "{:?}",
+        bad.error
+    );
+    // Quiet afterwards: the error is not retried in a loop.
+    let before = totals(&ctx, &p.x.link_id).await.unwrap();
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    let after = totals(&ctx, &p.x.link_id).await.unwrap();
+    assert_eq!(after.requests - before.requests, 1);
+    // Once the event changes (edited on Radicale, its zone repaired), it is written again.
+    // (A VTIMEZONE change alone is not an edit: servers rewrite VTIMEZONEs freely.)
+    client_edit(&ctx, &p.radicale, "odd-tz", |t| {
+        t.replace("TZOFFSETFROM:+5328", "TZOFFSETFROM:+0100")
+            .replace("SUMMARY:Odd zone", "SUMMARY:Repaired zone")
+    })
+    .await
+    .unwrap();
+    fixtures::sync_user(&ctx, p.user).await.unwrap();
+    assert_eq!(uid_counts(&ctx, &p.xandikos).await.unwrap().len(), 2);
+    let maps = ctx.store().mappings_of_link(&p.x.link_id).await.unwrap();
+    assert_eq!(
+        maps.iter().find(|m| m.uid == "odd-tz").unwrap().status,
+        EventStatus::Synced
+    );
+}

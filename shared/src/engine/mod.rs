@@ -431,7 +431,7 @@ pub async fn pull(
     let self_pending = !link.read_only()
         && st.hub.values().any(|h| match st.maps.get(&h.uid) {
             None => !h.deleted,
-            Some(m) if m.status == EventStatus::Conflict => false,
+            Some(m) if m.status == EventStatus::Conflict || m.failed_at(h.version) => false,
             Some(m) => {
                 (h.deleted && m.href.is_some())
                     || (!h.deleted && (m.href.is_none() || m.synced_version < h.version))
@@ -466,7 +466,7 @@ pub async fn push(
     for ev in events {
         let m = maps.remove(&ev.uid);
         if m.as_ref()
-            .is_some_and(|m| m.status == EventStatus::Conflict)
+            .is_some_and(|m| m.status == EventStatus::Conflict || m.failed_at(ev.version))
         {
             continue;
         }
@@ -481,8 +481,10 @@ pub async fn push(
                     run.deleted += 1;
                     store.delete_mapping(&link.link_id, &ev.uid).await?;
                 }
-                Err(ProviderError::PreconditionFailed(_)) => out.needs_pull = true,
-                Err(e) => event_failed(store, m, e, run).await?,
+                Err(e @ ProviderError::PreconditionFailed(_)) => {
+                    precondition_failed(store, m, e, ev.version, run, &mut out).await?
+                }
+                Err(e) => event_failed(store, m, e, ev.version, run).await?,
             }
             continue;
         }
@@ -524,13 +526,14 @@ pub async fn push(
                 mapping.synced_version = ev.version;
                 mapping.status = EventStatus::Synced;
                 mapping.error = None;
+                mapping.failed_version = None;
                 mapping.updated_ms = now_millis();
                 store.put_mapping(&mapping).await?;
             }
-            Err(ProviderError::PreconditionFailed(_) | ProviderError::NotFound(_)) => {
-                out.needs_pull = true
+            Err(e @ (ProviderError::PreconditionFailed(_) | ProviderError::NotFound(_))) => {
+                precondition_failed(store, mapping, e, ev.version, run, &mut out).await?
             }
-            Err(e) => event_failed(store, mapping, e, run).await?,
+            Err(e) => event_failed(store, mapping, e, ev.version, run).await?,
         }
     }
     Ok(out)
@@ -551,7 +554,12 @@ async fn adopt(
         .into_iter()
         .next();
     let Some(found) = found else {
-        return Err(ProviderError::PreconditionFailed(href.into()));
+        // The server refuses the create yet holds nothing there: report, do not loop.
+        return Err(ProviderError::Rejected {
+            url: href.into(),
+            status: 412,
+            detail: "create refused (If-None-Match: *) but no object found at this href".into(),
+        });
     };
     let same = match (
         found
@@ -576,12 +584,53 @@ async fn adopt(
     Ok(w)
 }
 
-/// A per-event provider failure: mark the event `error`, unless the failure concerns the
-/// whole calendar (auth, outage), which stops the run.
+/// Note left on a mapping whose write met a precondition failure, until a pull looks again.
+const PRECONDITION_NOTE: &str = "precondition failed; re-reading the calendar";
+
+/// A write met 412 (or 404): the remote changed, so ask for a full pull that merges it. If
+/// the same write fails again with nothing new pulled in between (the note is still there),
+/// the server's preconditions cannot be satisfied: the event gets status `error` instead of
+/// push and pull chasing each other.
+async fn precondition_failed(
+    store: &Store,
+    mut m: Mapping,
+    e: ProviderError,
+    version: i64,
+    run: &mut RunRecord,
+    out: &mut PushOutcome,
+) -> Result<(), EngineError> {
+    if m.status == EventStatus::Pending && m.error.as_deref() == Some(PRECONDITION_NOTE) {
+        let url = m.href.clone().unwrap_or_default();
+        let detail = format!("{e} again after a full re-read");
+        return event_failed(
+            store,
+            m,
+            ProviderError::Rejected {
+                url,
+                status: 412,
+                detail,
+            },
+            version,
+            run,
+        )
+        .await;
+    }
+    m.status = EventStatus::Pending;
+    m.error = Some(PRECONDITION_NOTE.into());
+    m.updated_ms = now_millis();
+    store.put_mapping(&m).await?;
+    out.needs_pull = true;
+    Ok(())
+}
+
+/// A per-event provider failure: mark the event `error` for hub `version` (not retried until
+/// the event changes), unless the failure concerns the whole calendar (auth, outage), which
+/// stops the run.
 async fn event_failed(
     store: &Store,
     mut m: Mapping,
     e: ProviderError,
+    version: i64,
     run: &mut RunRecord,
 ) -> Result<(), EngineError> {
     match e {
@@ -591,6 +640,7 @@ async fn event_failed(
             run.errors += 1;
             m.status = EventStatus::Error;
             m.error = Some(e.to_string());
+            m.failed_version = Some(version);
             m.updated_ms = now_millis();
             store.put_mapping(&m).await?;
             Ok(())

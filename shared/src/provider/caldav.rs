@@ -143,6 +143,19 @@ fn parse_multistatus(
     Ok((out, token))
 }
 
+/// The precondition element named by a `DAV:error` body (RFC 4918 §16), e.g.
+/// `valid-calendar-data`, or `None` when the body is not such a document.
+fn dav_precondition(body: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(body).ok()?;
+    let root = doc.root_element();
+    if !root.has_tag_name((DAV, "error")) {
+        return None;
+    }
+    root.children()
+        .find(|n| n.is_element() && !n.has_tag_name((DAV, "responsedescription")))
+        .map(|n| n.tag_name().name().to_string())
+}
+
 fn href_in(node: roxmltree::Node) -> Option<String> {
     node.children()
         .find(|n| n.has_tag_name((DAV, "href")))
@@ -562,6 +575,10 @@ impl CalDav {
                     etag,
                 })
             }
+            // A 412 that names a CalDAV/WebDAV precondition (Xandikos answers invalid data
+            // with 412 + CALDAV:valid-calendar-data) is a rejection of the data, not an
+            // If-Match / If-None-Match failure.
+            412 if dav_precondition(&r.body).is_some() => Err(Self::rejected(&url, &r)),
             412 if precondition.0 == "If-None-Match" => {
                 Err(ProviderError::AlreadyExists(href.into()))
             }
@@ -688,6 +705,17 @@ mod tests {
         assert_eq!(rs[0].etag.as_deref(), Some("\"1\""));
         assert_eq!(rs[1].status, Some(404));
         assert_eq!(rs[2].status, Some(507));
+    }
+
+    #[test]
+    fn dav_error_bodies_name_their_precondition() {
+        let body = r#"<ns0:error xmlns:ns0="DAV:" xmlns:ns1="urn:ietf:params:xml:ns:caldav"><ns1:valid-calendar-data /><ns0:responsedescription>Not a valid calendar file</ns0:responsedescription></ns0:error>"#;
+        assert_eq!(
+            dav_precondition(body).as_deref(),
+            Some("valid-calendar-data")
+        );
+        assert_eq!(dav_precondition(""), None);
+        assert_eq!(dav_precondition("<html>412</html>"), None);
     }
 
     #[test]
