@@ -244,6 +244,11 @@ async fn sync_tokens_reject_forbidden_parameters_and_expire_with_410() {
     assert_eq!(status, 400);
     let (status, _) = api.list("?notAParameter=1").await;
     assert_eq!(status, 400);
+    let (status, body) = api.list("?timeMin=2027-01-01T00:00:00Z").await;
+    assert_eq!(
+        status, 400,
+        "filters that are not emulated are refused, not ignored: {body}"
+    );
 }
 
 #[tokio::test]
