@@ -51,7 +51,7 @@ lint: venv
 test: venv lint
 	cargo build --workspace --all-targets
 	cargo test --workspace --lib --bins
-	cargo test -p calsync --tests -- --nocapture
+	cargo test -p calsync --test '*' -- --nocapture
 	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
 
 bench: venv
