@@ -126,11 +126,14 @@ impl PullState<'_> {
         self.save_mapping(m).await
     }
 
+    /// The mapping key for a remote object: the UID already mapped to `href`, the UID an ICS
+    /// href carries (`ics:<uid>`), else `href:<href>`.
     fn key_for_href(&self, href: &str) -> String {
         self.maps
             .values()
             .find(|m| m.href.as_deref() == Some(href))
             .map(|m| m.uid.clone())
+            .or_else(|| href.strip_prefix("ics:").map(str::to_string))
             .unwrap_or_else(|| format!("href:{href}"))
     }
 
@@ -376,11 +379,7 @@ pub async fn pull(
     }
     for (href, reason) in res.unreadable {
         seen.insert(href.clone());
-        let key = by_href.get(&href).cloned().unwrap_or_else(|| {
-            href.strip_prefix("ics:")
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("href:{href}"))
-        });
+        let key = st.key_for_href(&href);
         st.mark_error(key, &href, None, reason).await?;
     }
 

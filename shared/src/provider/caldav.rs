@@ -217,11 +217,7 @@ impl CalDav {
         if !collection.username().is_empty() || collection.password().is_some() {
             // Credentials belong in Secrets Manager; never echo them back.
             return Err(ProviderError::Protocol {
-                url: format!(
-                    "{}://{}/…",
-                    collection.scheme(),
-                    collection.host_str().unwrap_or("")
-                ),
+                url: super::redacted(collection.as_str()),
                 detail:
                     "the calendar URL carries credentials; store them in Secrets Manager instead"
                         .into(),

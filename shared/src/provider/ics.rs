@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::{
-    snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
+    redacted, snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
 };
 use crate::ical::parse_calendar;
 
@@ -39,19 +39,6 @@ pub struct IcsFeed {
     /// often secret (private calendar addresses carry a key in the path or query).
     shown: String,
     counter: RequestCounter,
-}
-
-/// `scheme://host[:port]/…` of a URL: what errors may show of a feed address.
-pub fn redacted(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}://{}{}/…",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ),
-        Err(_) => "(unparseable feed URL)".into(),
-    }
 }
 
 /// The URL to fetch for a subscription URL: `webcal(s)://` becomes `https://`, or `http://`

@@ -145,6 +145,20 @@ pub(crate) fn transport(url: &str, e: reqwest::Error) -> ProviderError {
     }
 }
 
+/// `scheme://host[:port]/…` of a URL: all that errors and logs may show of a provider
+/// address, since paths and userinfo can carry secrets (private feed keys, passwords).
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
 /// First 300 characters of a response body, for error messages.
 pub(crate) fn snippet(body: &str) -> String {
     body.chars().take(300).collect()
