@@ -23,6 +23,15 @@ pub struct Config {
     pub sync_jobs_queue: String,
     /// FIFO queue of push (sync-back) jobs.
     pub sync_back_queue: String,
+    /// Google push channels table (channel_id), see [`crate::push`].
+    pub channels_table: String,
+    /// Pending OAuth consents table (state), TTL `expires_at`, see [`crate::connect`].
+    pub oauth_states_table: String,
+    /// Secrets Manager name of the Google OAuth client (`<stack>/google-oauth-client`).
+    pub google_client_secret: String,
+    /// Public URL of the webhook receiver's Google route (`CALSYNC_WEBHOOK_URL`), where
+    /// push channels deliver; `None`: no push channels, schedule only.
+    pub webhook_url: Option<String>,
 }
 
 impl Config {
@@ -37,12 +46,21 @@ impl Config {
             runs_table: format!("{stack}-runs"),
             sync_jobs_queue: format!("{stack}-sync-jobs.fifo"),
             sync_back_queue: format!("{stack}-sync-back.fifo"),
+            channels_table: format!("{stack}-channels"),
+            oauth_states_table: format!("{stack}-oauth-states"),
+            google_client_secret: format!("{stack}/google-oauth-client"),
+            webhook_url: None,
         }
     }
 
     /// Names for the stack in `CALSYNC_STACK` (default `calsync`).
     pub fn from_env() -> Self {
-        Self::for_stack(&std::env::var("CALSYNC_STACK").unwrap_or_else(|_| "calsync".into()))
+        let mut c =
+            Self::for_stack(&std::env::var("CALSYNC_STACK").unwrap_or_else(|_| "calsync".into()));
+        c.webhook_url = std::env::var("CALSYNC_WEBHOOK_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        c
     }
 }
 

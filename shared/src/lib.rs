@@ -11,6 +11,7 @@ pub mod engine;
 pub mod handlers;
 pub mod ical;
 pub mod model;
+pub mod oauth;
 pub mod provider;
 pub mod queue;
 pub mod secrets;

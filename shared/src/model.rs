@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
+    /// Google Calendar API v3; `url` is `<api root>/calendars/<calendarId>`, `secret_arn`
+    /// holds the OAuth tokens.
+    Google,
     /// Any CalDAV server (RFC 4791): Apple iCloud, Fastmail, Nextcloud, Radicale, Xandikos.
     Caldav,
     /// A read-only iCalendar feed over http(s) or webcal.
@@ -20,6 +23,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Caldav => 3,
             ProviderKind::Ics => 4,
+            ProviderKind::Google => 1,
         }
     }
 }
@@ -83,7 +87,8 @@ pub struct Link {
     pub provider: ProviderKind,
     /// CalDAV: calendar collection URL; ICS: feed URL (http, https, webcal).
     pub url: String,
-    /// Secrets Manager ARN of the credentials (CalDAV); never the credentials themselves.
+    /// Secrets Manager ARN of the credentials (CalDAV password, Google OAuth tokens); never
+    /// the credentials themselves.
     #[serde(default)]
     pub secret_arn: Option<String>,
     /// Seconds between scheduled syncs (e.g. 900, 3600, 86400).

@@ -59,6 +59,7 @@ const HUB_RETRIES: usize = 5;
 
 struct PullState<'a> {
     store: &'a Store,
+    provider: &'a dyn Provider,
     link: &'a Link,
     maps: HashMap<String, Mapping>,
     hub: HashMap<String, HubEvent>,
@@ -137,6 +138,12 @@ impl PullState<'_> {
             .unwrap_or_else(|| format!("href:{href}"))
     }
 
+    /// `ical` as the provider would read it back ([`Provider::project`]), parsed.
+    fn view(&self, ical: &str) -> Option<EventSeries> {
+        let p = self.provider.project(ical)?;
+        EventSeries::parse_single("projection", &p).ok()
+    }
+
     async fn apply_item(&mut self, item: RemoteRef) -> Result<(), StoreError> {
         let data = item.data.clone().unwrap_or_default();
         let remote = match EventSeries::parse_single(&item.href, &data) {
@@ -189,16 +196,19 @@ impl PullState<'_> {
             // The hub holds our own output; should it ever not parse, the remote replaces it.
             let hub_series =
                 EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
+            // What the remote can hold of the hub version (all of it, except for Google).
+            let hub_view = self.view(&h.ical).unwrap_or_else(|| hub_series.clone());
+            let lossy = hub_view != hub_series;
             let agreed = m.as_ref().is_some_and(|m| {
                 m.synced_version == h.version && m.status != EventStatus::Conflict
             });
-            if remote.same_content(&hub_series) {
+            if remote.same_content(&hub_view) {
                 mapping.base = Some(remote_ical.clone());
                 mapping.synced_version = h.version;
                 mapping.status = EventStatus::Synced;
                 return self.save_mapping(mapping).await;
             }
-            if agreed {
+            if agreed && !lossy {
                 let ev = self.new_hub(&uid, remote_ical.clone(), h.version + 1, false);
                 if !self.write_hub(ev, Some(h.version)).await? {
                     continue;
@@ -209,11 +219,19 @@ impl PullState<'_> {
                 mapping.status = EventStatus::Synced;
                 return self.save_mapping(mapping).await;
             }
-            let base = m
-                .as_ref()
-                .and_then(|m| m.base.as_deref())
-                .and_then(|b| EventSeries::parse_single("base", b).ok());
-            if base.as_ref().is_some_and(|b| remote.same_content(b)) {
+            // Merge base: for a lossy remote, in the remote's projection, so that what it
+            // cannot hold counts as unchanged there and the hub keeps it.
+            let base = if agreed {
+                Some(hub_view.clone())
+            } else {
+                m.as_ref()
+                    .and_then(|m| m.base.as_deref())
+                    .and_then(|b| match self.view(b) {
+                        Some(v) => Some(v),
+                        None => EventSeries::parse_single("base", b).ok(),
+                    })
+            };
+            if !agreed && base.as_ref().is_some_and(|b| remote.same_content(b)) {
                 // Only the remote version tag moved; the hub change is still to be pushed.
                 mapping.status = EventStatus::Pending;
                 return self.save_mapping(mapping).await;
@@ -242,7 +260,10 @@ impl PullState<'_> {
                 version = h.version + 1;
             }
             mapping.base = Some(remote_ical.clone());
-            if merged.series.same_content(&remote) {
+            let merged_view = self
+                .view(&merged.series.to_ical())
+                .unwrap_or_else(|| merged.series.clone());
+            if merged_view.same_content(&remote) {
                 mapping.synced_version = version;
                 mapping.status = EventStatus::Synced;
             } else {
@@ -348,6 +369,7 @@ pub async fn pull(
         .collect();
     let mut st = PullState {
         store,
+        provider,
         link,
         maps,
         hub,

@@ -5,6 +5,7 @@
 //! HTTP request it makes so that each run records its API calls (invariant 5).
 
 pub mod caldav;
+pub mod google;
 pub mod ics;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -118,6 +119,14 @@ pub trait Provider: Send + Sync {
     /// Delete the object at `href` if its version is still `etag`. Already gone is success.
     async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError>;
 
+    /// How `ical` reads back after a write to this provider, when the provider cannot hold
+    /// every property (Google): the engine then compares and merges in that projection, so
+    /// properties the provider drops stay in the hub instead of being taken for remote
+    /// deletions. `None`: the provider stores iCalendar as written (CalDAV, ICS).
+    fn project(&self, _ical: &str) -> Option<String> {
+        None
+    }
+
     /// HTTP requests made so far.
     fn requests(&self) -> u32;
 }
@@ -184,6 +193,19 @@ pub async fn connect(
                 &creds.username,
                 creds.password,
                 link.force_ctag,
+            )?))
+        }
+        ProviderKind::Google => {
+            let arn = link.secret_arn.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id)
+            })?;
+            let token =
+                crate::oauth::access_token(ctx, arn, crate::oauth::REFRESH_MARGIN_SECS).await?;
+            Ok(Box::new(google::GoogleCalendar::new(
+                ctx.clients.http.clone(),
+                &link.url,
+                token,
+                arn,
             )?))
         }
         ProviderKind::Ics => Ok(Box::new(ics::IcsFeed::new(

@@ -1,0 +1,421 @@
+//! OAuth 2.0 for Google (authorization code with `state` and PKCE, refresh tokens), on the
+//! `oauth2` crate. https://developers.google.com/identity/protocols/oauth2/web-server;
+//! RFC 6749 §4.1 (code grant), §6 (refresh); RFC 7636 (PKCE, `S256`).
+//!
+//! Where things live:
+//! - the application's client id/secret, consent and token endpoints and redirect URI: the
+//!   Secrets Manager secret [`crate::config::Config::google_client_secret`]
+//!   (`{"client_id","client_secret","auth_uri","token_uri","redirect_uri"}`);
+//! - a user's tokens: one secret per connected account, named by the link's `secret_arn`
+//!   (`{"access_token","refresh_token","expires_at"}`, `expires_at` in epoch seconds, UTC).
+//!
+//! Token values never reach logs, errors or DynamoDB: they are held as [`SecretString`],
+//! errors name the secret ARN and the OAuth error code only.
+//!
+//! Refresh: [`access_token`] refreshes a token that expires within [`REFRESH_MARGIN_SECS`].
+//! Concurrent Lambdas coordinate through a lease on `token:<secret ARN>` in the leases table:
+//! one refreshes and writes the secret, the others wait for the new value. Google does not
+//! rotate refresh tokens; if a token response carries a new one, it replaces the old.
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::{now_secs, Ctx};
+use crate::secrets::SecretError;
+
+/// Scope for two-way event sync (https://developers.google.com/workspace/calendar/api/auth).
+pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
+/// Refresh access tokens that expire within this many seconds.
+pub const REFRESH_MARGIN_SECS: i64 = 300;
+/// How long one refresher holds the per-account lease (seconds).
+const REFRESH_LEASE_SECS: i64 = 30;
+
+/// The application's OAuth client, as stored in Secrets Manager.
+#[derive(Deserialize)]
+pub struct OAuthClient {
+    /// Client id from the Google Cloud console.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: SecretString,
+    /// Consent endpoint (`https://accounts.google.com/o/oauth2/v2/auth`).
+    pub auth_uri: String,
+    /// Token endpoint (`https://oauth2.googleapis.com/token`).
+    pub token_uri: String,
+    /// Registered redirect URI (our `/oauth/google/callback`).
+    pub redirect_uri: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
+}
+
+/// Access and refresh token of one account.
+pub struct TokenSet {
+    /// Bearer token for API calls.
+    pub access_token: SecretString,
+    /// Long-lived refresh token (absent when consent was not `access_type=offline`).
+    pub refresh_token: Option<SecretString>,
+    /// Expiry of the access token, epoch seconds (UTC).
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredTokens {
+    access_token: SecretString,
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+    expires_at: i64,
+}
+
+impl TokenSet {
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "access_token": self.access_token.expose_secret(),
+            "refresh_token": self.refresh_token.as_ref().map(|t| t.expose_secret().to_string()),
+            "expires_at": self.expires_at,
+        })
+        .to_string()
+    }
+}
+
+/// OAuth failures. Messages carry OAuth error codes and secret ARNs, never token values.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The grant was revoked or expired (`invalid_grant`): the user must reconnect.
+    #[error("Google access was revoked or has expired (invalid_grant); reconnect the calendar")]
+    InvalidGrant,
+    /// The token secret holds no refresh token and the access token expired.
+    #[error(
+        "secret {0}: access token expired and no refresh token stored; reconnect the calendar"
+    )]
+    NoRefreshToken(String),
+    /// Secrets Manager failed or a secret has the wrong shape.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The token endpoint failed otherwise (worth a retry).
+    #[error("token endpoint: {0}")]
+    Endpoint(String),
+    /// Another worker is refreshing and did not finish in time (retry later).
+    #[error("token refresh for {0} is in progress elsewhere")]
+    Busy(String),
+}
+
+impl AuthError {
+    /// True when only the user can fix it (the link becomes `reconnect_needed`).
+    pub fn needs_reconnect(&self) -> bool {
+        matches!(self, AuthError::InvalidGrant | AuthError::NoRefreshToken(_))
+    }
+}
+
+/// What the consent redirect needs to be checked and exchanged later.
+pub struct Authorization {
+    /// URL to send the user to.
+    pub url: String,
+    /// The `state` value (CSRF protection, RFC 6749 §10.12); the callback must return it.
+    pub state: String,
+    /// PKCE verifier (RFC 7636 §4.1) to present with the code.
+    pub verifier: SecretString,
+}
+
+fn build(
+    c: &OAuthClient,
+) -> Result<
+    oauth2::Client<
+        oauth2::basic::BasicErrorResponse,
+        oauth2::basic::BasicTokenResponse,
+        oauth2::basic::BasicTokenIntrospectionResponse,
+        oauth2::StandardRevocableToken,
+        oauth2::basic::BasicRevocationErrorResponse,
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    AuthError,
+> {
+    let bad = |what: &str| AuthError::Endpoint(format!("OAuth client: invalid {what}"));
+    Ok(BasicClient::new(ClientId::new(c.client_id.clone()))
+        .set_client_secret(ClientSecret::new(
+            c.client_secret.expose_secret().to_string(),
+        ))
+        .set_auth_uri(AuthUrl::new(c.auth_uri.clone()).map_err(|_| bad("auth_uri"))?)
+        .set_token_uri(TokenUrl::new(c.token_uri.clone()).map_err(|_| bad("token_uri"))?)
+        .set_redirect_uri(
+            RedirectUrl::new(c.redirect_uri.clone()).map_err(|_| bad("redirect_uri"))?,
+        )
+        .set_auth_type(AuthType::RequestBody))
+}
+
+/// The consent URL for `scope`, with a fresh `state` and PKCE `S256` challenge, asking for a
+/// refresh token (`access_type=offline`, `prompt=consent`).
+///
+/// Errors: the client's URLs are invalid.
+pub fn authorization_url(c: &OAuthClient, scope: &str) -> Result<Authorization, AuthError> {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = build(c)?
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new(scope.into()))
+        .set_pkce_challenge(challenge)
+        .add_extra_param("access_type", "offline")
+        .add_extra_param("prompt", "consent")
+        .url();
+    Ok(Authorization {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        verifier: SecretString::from(verifier.secret().clone()),
+    })
+}
+
+/// oauth2's HTTP port on our reqwest client (no redirects: RFC 6749 §3.2 token responses are
+/// never redirects).
+async fn send(
+    http: &reqwest::Client,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, std::io::Error> {
+    let io = |e: reqwest::Error| std::io::Error::other(e.without_url().to_string());
+    let (parts, body) = req.into_parts();
+    let resp = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(io)?;
+    let mut out = http::Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        out = out.header(k, v);
+    }
+    let bytes = resp.bytes().await.map_err(io)?;
+    out.body(bytes.to_vec()).map_err(std::io::Error::other)
+}
+
+fn token_set(t: &oauth2::basic::BasicTokenResponse, keep: Option<SecretString>) -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(t.access_token().secret().clone()),
+        refresh_token: t
+            .refresh_token()
+            .map(|r| SecretString::from(r.secret().clone()))
+            .or(keep),
+        expires_at: now_secs() + t.expires_in().map(|d| d.as_secs() as i64).unwrap_or(3600),
+    }
+}
+
+fn endpoint_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+) -> AuthError {
+    match e {
+        RequestTokenError::ServerResponse(r)
+            if *r.error() == BasicErrorResponseType::InvalidGrant =>
+        {
+            AuthError::InvalidGrant
+        }
+        RequestTokenError::ServerResponse(r) => AuthError::Endpoint(format!("error {}", r.error())),
+        RequestTokenError::Request(e) => AuthError::Endpoint(format!("request failed: {e}")),
+        RequestTokenError::Parse(_, _) => AuthError::Endpoint("unreadable token response".into()),
+        RequestTokenError::Other(o) => AuthError::Endpoint(o),
+    }
+}
+
+/// Exchange an authorization code (RFC 6749 §4.1.3) with its PKCE verifier.
+///
+/// Errors: [`AuthError::InvalidGrant`] for a used, expired or mismatched code.
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    c: &OAuthClient,
+    code: &str,
+    verifier: &SecretString,
+) -> Result<TokenSet, AuthError> {
+    let client = |r| send(http, r);
+    let t = build(c)?
+        .exchange_code(AuthorizationCode::new(code.into()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()))
+        .request_async(&client)
+        .await
+        .map_err(endpoint_error)?;
+    Ok(token_set(&t, None))
+}
+
+/// Refresh an access token (RFC 6749 §6).
+///
+/// Errors: [`AuthError::InvalidGrant`] when the grant was revoked.
+pub async fn refresh(
+    http: &reqwest::Client,
+    c: &OAuthClient,
+    refresh_token: &SecretString,
+) -> Result<TokenSet, AuthError> {
+    let client = |r| send(http, r);
+    let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
+    let t = build(c)?
+        .exchange_refresh_token(&rt)
+        .request_async(&client)
+        .await
+        .map_err(endpoint_error)?;
+    Ok(token_set(&t, Some(refresh_token.clone())))
+}
+
+async fn get_secret(ctx: &Ctx, id: &str) -> Result<String, SecretError> {
+    let out = ctx
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SecretError::Unreadable {
+            arn: id.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    Ok(out.secret_string().unwrap_or_default().to_string())
+}
+
+/// The application's OAuth client from Secrets Manager.
+pub async fn load_client(ctx: &Ctx) -> Result<OAuthClient, SecretError> {
+    let id = &ctx.config.google_client_secret;
+    let text = get_secret(ctx, id).await?;
+    serde_json::from_str(&text).map_err(|_| SecretError::Malformed { arn: id.clone() })
+}
+
+/// The tokens stored in the secret `arn`.
+pub async fn read_tokens(ctx: &Ctx, arn: &str) -> Result<TokenSet, SecretError> {
+    let text = get_secret(ctx, arn).await?;
+    let s: StoredTokens =
+        serde_json::from_str(&text).map_err(|_| SecretError::Malformed { arn: arn.into() })?;
+    Ok(TokenSet {
+        access_token: s.access_token,
+        refresh_token: s.refresh_token,
+        expires_at: s.expires_at,
+    })
+}
+
+/// Replace the tokens in the secret `arn` (a new secret version).
+pub async fn write_tokens(ctx: &Ctx, arn: &str, t: &TokenSet) -> Result<(), SecretError> {
+    ctx.clients
+        .secrets
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(t.to_json())
+        .send()
+        .await
+        .map_err(|e| SecretError::Unreadable {
+            arn: arn.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    Ok(())
+}
+
+/// Store new tokens as the secret `name` (created, or updated when it exists); returns its ARN.
+pub async fn store_tokens(ctx: &Ctx, name: &str, t: &TokenSet) -> Result<String, SecretError> {
+    let sm = &ctx.clients.secrets;
+    match sm
+        .create_secret()
+        .name(name)
+        .secret_string(t.to_json())
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.arn().unwrap_or(name).to_string()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_exists_exception()) =>
+        {
+            write_tokens(ctx, name, t).await?;
+            let d = sm
+                .describe_secret()
+                .secret_id(name)
+                .send()
+                .await
+                .map_err(|e| SecretError::Unreadable {
+                    arn: name.into(),
+                    reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                })?;
+            Ok(d.arn().unwrap_or(name).to_string())
+        }
+        Err(e) => Err(SecretError::Unreadable {
+            arn: name.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        }),
+    }
+}
+
+/// A valid access token for the account whose tokens are in `arn`, refreshing it first if it
+/// expires within `margin_secs`; one refresher per account at a time (see module docs).
+///
+/// Errors: [`AuthError::InvalidGrant`] / [`AuthError::NoRefreshToken`] (reconnect needed),
+/// secret or endpoint failures, [`AuthError::Busy`] when another refresher did not finish.
+pub async fn access_token(
+    ctx: &Ctx,
+    arn: &str,
+    margin_secs: i64,
+) -> Result<SecretString, AuthError> {
+    let fresh = |t: &TokenSet| t.expires_at > now_secs() + margin_secs;
+    let t = read_tokens(ctx, arn).await?;
+    if fresh(&t) {
+        return Ok(t.access_token);
+    }
+    let store = ctx.store();
+    let lease = format!("token:{arn}");
+    let owner = uuid::Uuid::now_v7().to_string();
+    for _ in 0..40 {
+        let got = store
+            .acquire_lease(&lease, &owner, REFRESH_LEASE_SECS)
+            .await
+            .map_err(|e| AuthError::Endpoint(format!("refresh lease: {e}")))?;
+        if got {
+            let result = refresh_locked(ctx, arn, margin_secs).await;
+            let _ = store.release_lease(&lease, &owner).await;
+            return result;
+        }
+        // Another worker is refreshing: its new token will appear in the secret.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let t = read_tokens(ctx, arn).await?;
+        if fresh(&t) {
+            return Ok(t.access_token);
+        }
+    }
+    Err(AuthError::Busy(arn.into()))
+}
+
+async fn refresh_locked(ctx: &Ctx, arn: &str, margin_secs: i64) -> Result<SecretString, AuthError> {
+    // Re-read under the lease: the previous holder may have refreshed already.
+    let t = read_tokens(ctx, arn).await?;
+    if t.expires_at > now_secs() + margin_secs {
+        return Ok(t.access_token);
+    }
+    let rt = t
+        .refresh_token
+        .ok_or_else(|| AuthError::NoRefreshToken(arn.into()))?;
+    let client = load_client(ctx).await?;
+    let new = refresh(&ctx.clients.http, &client, &rt).await?;
+    write_tokens(ctx, arn, &new).await?;
+    tracing::info!(
+        secret = arn,
+        expires_at = new.expires_at,
+        "access token refreshed"
+    );
+    Ok(new.access_token)
+}

@@ -1,0 +1,935 @@
+//! Google Calendar Event resources ↔ the canonical iCalendar series.
+//!
+//! A Google series is a master event (with `recurrence` lines) plus exception events that
+//! carry `recurringEventId` and `originalStartTime`; a cancelled exception is a deleted
+//! instance. In iCalendar (RFC 5545) that is one VEVENT per RECURRENCE-ID and EXDATE on the
+//! master. Field mapping (Event schema, discovery document `calendar.v3.json`;
+//! https://developers.google.com/workspace/calendar/api/v3/reference/events):
+//!
+//! | Google                                   | iCalendar                                      |
+//! |------------------------------------------|------------------------------------------------|
+//! | `start/end.date`                         | `DTSTART;VALUE=DATE` (all day, end exclusive)  |
+//! | `start/end.dateTime` + `timeZone`        | `DTSTART;TZID=<IANA>` (UTC: `…Z`)              |
+//! | `recurrence[]` (RRULE/RDATE/EXDATE lines)| the same lines on the master                   |
+//! | exception (`recurringEventId`)           | VEVENT with `RECURRENCE-ID`                    |
+//! | cancelled exception                      | `EXDATE` on the master                         |
+//! | `reminders.overrides[]` (`useDefault: false`) | `VALARM` (`TRIGGER:-PT<n>M`, popup→DISPLAY, email→EMAIL) |
+//! | `conferenceData.entryPoints[video].uri`, `hangoutLink` | `CONFERENCE;VALUE=URI;FEATURE=VIDEO` (RFC 7986) |
+//! | `attendees[]`, `organizer`               | `ATTENDEE`, `ORGANIZER` (with attendees only)  |
+//! | `status` tentative                       | `STATUS:TENTATIVE` (confirmed is the default)  |
+//! | `transparency` transparent               | `TRANSP:TRANSPARENT`                           |
+//! | `visibility` public/private/confidential | `CLASS`                                        |
+//! | `colorId` 1–11                           | `COLOR` (RFC 7986 CSS3 name, nearest to Google's palette) |
+//! | `extendedProperties.shared["X-…"]`       | custom `X-…` properties (value only)           |
+//! | `extendedProperties.private.calsyncUid`  | `UID` (our id survives any iCalUID rewrite)    |
+//!
+//! What Google cannot hold (CATEGORIES, URL, GEO, PRIORITY, ATTACH, absolute or
+//! end-related alarms, parameters of X- properties, a custom VTIMEZONE) is dropped by
+//! [`to_google`]; [`project`] shows an event as it will read back, so the engine keeps those
+//! properties in the hub instead of taking their absence for a remote deletion.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::ical::{EventSeries, MASTER};
+
+/// Private extended property holding the hub UID.
+pub const UID_PROP: &str = "calsyncUid";
+/// Private extended properties holding the ORGANIZER we wrote (Google sets the organizer to
+/// the calendar owner on insert; https://developers.google.com/workspace/calendar/api/v3/reference/events/insert).
+const ORGANIZER_PROP: &str = "calsyncOrganizer";
+const ORGANIZER_CN_PROP: &str = "calsyncOrganizerCn";
+
+/// Google's event palette (`colors.get`, `event`) and the CSS3 colour names we write as
+/// RFC 7986 `COLOR`.
+const COLORS: &[(&str, &str)] = &[
+    ("1", "lavender"),
+    ("2", "mediumaquamarine"),
+    ("3", "plum"),
+    ("4", "salmon"),
+    ("5", "gold"),
+    ("6", "sandybrown"),
+    ("7", "mediumturquoise"),
+    ("8", "lightgray"),
+    ("9", "royalblue"),
+    ("10", "mediumseagreen"),
+    ("11", "crimson"),
+];
+
+/// One content line split into name, parameters and raw value (RFC 5545 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Property name, upper case.
+    pub name: String,
+    /// Parameters in order, names upper case, values unquoted.
+    pub params: Vec<(String, String)>,
+    /// Raw value (still escaped for TEXT).
+    pub value: String,
+}
+
+impl Line {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Unfold and split content lines (`BEGIN`/`END` included as lines).
+pub fn parse_lines(text: &str) -> Vec<Line> {
+    let unfolded = text
+        .replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
+        .replace("\n\t", "");
+    unfolded
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(parse_line)
+        .collect()
+}
+
+fn parse_line(l: &str) -> Option<Line> {
+    let l = l.trim_end_matches('\r');
+    let mut in_quote = false;
+    let mut split = None;
+    for (i, c) in l.char_indices() {
+        match c {
+            '"' => in_quote = !in_quote,
+            ':' if !in_quote => {
+                split = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let i = split?;
+    let (head, value) = (&l[..i], &l[i + 1..]);
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    in_quote = false;
+    for c in head.chars() {
+        match c {
+            '"' => in_quote = !in_quote,
+            ';' if !in_quote => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    let name = parts.remove(0).to_ascii_uppercase();
+    let params = parts
+        .into_iter()
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((k.to_ascii_uppercase(), v.to_string()))
+        })
+        .collect();
+    Some(Line {
+        name,
+        params,
+        value: value.to_string(),
+    })
+}
+
+/// RFC 5545 §3.3.11 TEXT unescaping.
+pub fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') | Some('N') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// RFC 5545 §3.3.11 TEXT escaping.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace("\r\n", "\\n")
+        .replace('\n', "\\n")
+}
+
+fn param_value(v: &str) -> String {
+    if v.contains([',', ';', ':']) {
+        format!("\"{}\"", v.replace('"', "'"))
+    } else {
+        v.to_string()
+    }
+}
+
+/// A zone name usable with Google: the IANA name itself, or the IANA name at the end of a
+/// vendor-prefixed TZID (`/mozilla.org/20050126_1/Europe/Berlin`).
+fn iana(tzid: &str) -> Option<chrono_tz::Tz> {
+    if let Ok(tz) = tzid.parse::<chrono_tz::Tz>() {
+        return Some(tz);
+    }
+    let parts: Vec<&str> = tzid.split('/').collect();
+    (1..parts.len()).find_map(|i| parts[i..].join("/").parse().ok())
+}
+
+fn is_utc_zone(tz: &str) -> bool {
+    matches!(tz, "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Z")
+}
+
+// ---------------------------------------------------------------- Google → iCalendar
+
+/// Render a Google time (`{date}` or `{dateTime, timeZone?}`) as an iCalendar date-time
+/// property `name`; `zone` is the zone to use when the time carries none.
+fn time_line(name: &str, t: &Value, zone: Option<&str>) -> Result<String, String> {
+    if let Some(d) = t.get("date").and_then(Value::as_str) {
+        let d = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| format!("{name}: invalid date {d:?}"))?;
+        return Ok(format!("{name};VALUE=DATE:{}", d.format("%Y%m%d")));
+    }
+    let Some(dt) = t.get("dateTime").and_then(Value::as_str) else {
+        return Err(format!("{name}: neither date nor dateTime"));
+    };
+    let instant = DateTime::parse_from_rfc3339(dt)
+        .map_err(|_| format!("{name}: invalid dateTime {dt:?}"))?
+        .with_timezone(&Utc);
+    let tz = t.get("timeZone").and_then(Value::as_str).or(zone);
+    match tz
+        .filter(|z| !is_utc_zone(z))
+        .and_then(|z| iana(z).map(|t| (z, t)))
+    {
+        Some((_, tz)) => Ok(format!(
+            "{name};TZID={}:{}",
+            tz.name(),
+            instant.with_timezone(&tz).format("%Y%m%dT%H%M%S")
+        )),
+        None => Ok(format!("{name}:{}", instant.format("%Y%m%dT%H%M%SZ"))),
+    }
+}
+
+fn minutes_to_trigger(m: i64) -> String {
+    if m == 0 {
+        "-PT0S".into()
+    } else {
+        format!("-PT{m}M")
+    }
+}
+
+/// The VEVENT lines of one Google event (master or exception), without BEGIN/END.
+fn event_lines(
+    ev: &Value,
+    uid: &str,
+    zone: Option<&str>,
+    exdates: &[String],
+) -> Result<Vec<String>, String> {
+    let mut out = vec![format!("UID:{uid}")];
+    if let Some(u) = ev.get("updated").and_then(Value::as_str) {
+        if let Ok(t) = DateTime::parse_from_rfc3339(u) {
+            out.push(format!(
+                "DTSTAMP:{}",
+                t.with_timezone(&Utc).format("%Y%m%dT%H%M%SZ")
+            ));
+        }
+    }
+    if let Some(o) = ev.get("originalStartTime") {
+        out.push(time_line("RECURRENCE-ID", o, zone)?);
+    }
+    out.push(time_line("DTSTART", &ev["start"], zone)?);
+    if ev.get("end").is_some_and(|e| !e.is_null()) {
+        out.push(time_line("DTEND", &ev["end"], zone)?);
+    }
+    for (key, prop) in [
+        ("summary", "SUMMARY"),
+        ("description", "DESCRIPTION"),
+        ("location", "LOCATION"),
+    ] {
+        if let Some(v) = ev.get(key).and_then(Value::as_str) {
+            out.push(format!("{prop}:{}", escape(v)));
+        }
+    }
+    if let Some(rec) = ev.get("recurrence").and_then(Value::as_array) {
+        out.extend(rec.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+    out.extend(exdates.iter().cloned());
+    if ev["status"] == "tentative" {
+        out.push("STATUS:TENTATIVE".into());
+    }
+    if ev["transparency"] == "transparent" {
+        out.push("TRANSP:TRANSPARENT".into());
+    }
+    if let Some(v) = ev.get("visibility").and_then(Value::as_str) {
+        if v != "default" {
+            out.push(format!("CLASS:{}", v.to_ascii_uppercase()));
+        }
+    }
+    if let Some(c) = ev.get("colorId").and_then(Value::as_str) {
+        if let Some((_, css)) = COLORS.iter().find(|(id, _)| *id == c) {
+            out.push(format!("COLOR:{css}"));
+        }
+    }
+    let video = ev["conferenceData"]["entryPoints"]
+        .as_array()
+        .and_then(|eps| {
+            eps.iter()
+                .find(|e| e["entryPointType"] == "video")
+                .and_then(|e| e["uri"].as_str())
+        })
+        .or_else(|| ev.get("hangoutLink").and_then(Value::as_str));
+    if let Some(uri) = video {
+        out.push(format!("CONFERENCE;VALUE=URI;FEATURE=VIDEO:{uri}"));
+    }
+    let private = &ev["extendedProperties"]["private"];
+    let attendees = ev
+        .get("attendees")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !attendees.is_empty() {
+        let (email, cn) = match private.get(ORGANIZER_PROP).and_then(Value::as_str) {
+            Some(e) => (
+                Some(e.to_string()),
+                private
+                    .get(ORGANIZER_CN_PROP)
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            ),
+            None => (
+                ev["organizer"]["email"]
+                    .as_str()
+                    .map(|e| format!("mailto:{e}")),
+                ev["organizer"]["displayName"].as_str().map(str::to_string),
+            ),
+        };
+        if let Some(email) = email {
+            let cn = cn
+                .map(|c| format!(";CN={}", param_value(&c)))
+                .unwrap_or_default();
+            out.push(format!("ORGANIZER{cn}:{email}"));
+        }
+    }
+    for a in &attendees {
+        let Some(email) = a["email"].as_str() else {
+            continue;
+        };
+        let mut l = String::from("ATTENDEE");
+        if let Some(cn) = a["displayName"].as_str() {
+            l.push_str(&format!(";CN={}", param_value(cn)));
+        }
+        let partstat = match a["responseStatus"].as_str().unwrap_or("needsAction") {
+            "accepted" => "ACCEPTED",
+            "declined" => "DECLINED",
+            "tentative" => "TENTATIVE",
+            _ => "NEEDS-ACTION",
+        };
+        l.push_str(&format!(";PARTSTAT={partstat}"));
+        if a["optional"] == true {
+            l.push_str(";ROLE=OPT-PARTICIPANT");
+        }
+        l.push_str(&format!(":mailto:{email}"));
+        out.push(l);
+    }
+    if let Some(shared) = ev["extendedProperties"]["shared"].as_object() {
+        for (k, v) in shared {
+            if k.starts_with("X-") && k.len() > 2 {
+                if let Some(v) = v.as_str() {
+                    out.push(format!("{}:{v}", k.to_ascii_uppercase()));
+                }
+            }
+        }
+    }
+    if ev["reminders"]["useDefault"] == false {
+        for o in ev["reminders"]["overrides"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(m) = o["minutes"].as_i64() else {
+                continue;
+            };
+            let action = if o["method"] == "email" {
+                "EMAIL"
+            } else {
+                "DISPLAY"
+            };
+            out.push("BEGIN:VALARM".into());
+            out.push(format!("ACTION:{action}"));
+            out.push(format!("TRIGGER:{}", minutes_to_trigger(m)));
+            out.push("DESCRIPTION:Reminder".into());
+            if action == "EMAIL" {
+                out.push("SUMMARY:Reminder".into());
+            }
+            out.push("END:VALARM".into());
+        }
+    }
+    Ok(out)
+}
+
+/// The UID of a Google event: ours if we wrote it, else its `iCalUID`, else its id.
+pub fn uid_of(ev: &Value) -> String {
+    ev["extendedProperties"]["private"][UID_PROP]
+        .as_str()
+        .or_else(|| ev["iCalUID"].as_str())
+        .or_else(|| ev["id"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// One Google series (master plus exceptions, cancelled ones included) as a VCALENDAR.
+///
+/// Errors (as text naming the event): no live master, or a time that is not a valid
+/// `date`/`dateTime`.
+pub fn series_to_ical(items: &[&Value]) -> Result<String, String> {
+    let master = items
+        .iter()
+        .find(|e| e.get("recurringEventId").is_none() && e["status"] != "cancelled")
+        .ok_or_else(|| "series without a live master event".to_string())?;
+    let id = master["id"].as_str().unwrap_or_default();
+    let uid = uid_of(master);
+    let zone = master["start"]["timeZone"].as_str();
+    let exceptions: Vec<&&Value> = items
+        .iter()
+        .filter(|e| e["recurringEventId"].as_str() == Some(id))
+        .collect();
+    // Cancelled instances become EXDATEs, unless the master's recurrence already has them.
+    let existing: Vec<(Option<String>, String)> = master["recurrence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(parse_line)
+        .filter(|l| l.name == "EXDATE")
+        .flat_map(|l| {
+            let tz = l.param("TZID").map(str::to_string);
+            l.value
+                .split(',')
+                .map(|v| (tz.clone(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut exdates = Vec::new();
+    for e in exceptions.iter().filter(|e| e["status"] == "cancelled") {
+        let line = time_line("EXDATE", &e["originalStartTime"], zone)
+            .map_err(|r| format!("event {id}: {r}"))?;
+        if let Some(l) = parse_line(&line) {
+            let key = (l.param("TZID").map(str::to_string), l.value.clone());
+            if !existing.contains(&key) && !exdates.contains(&line) {
+                exdates.push(line);
+            }
+        }
+    }
+    let mut text =
+        String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//google//EN\r\n");
+    let mut push_event = |lines: Vec<String>| {
+        text.push_str("BEGIN:VEVENT\r\n");
+        for l in lines {
+            text.push_str(&l);
+            text.push_str("\r\n");
+        }
+        text.push_str("END:VEVENT\r\n");
+    };
+    push_event(event_lines(master, &uid, zone, &exdates).map_err(|r| format!("event {id}: {r}"))?);
+    for e in exceptions.iter().filter(|e| e["status"] != "cancelled") {
+        let eid = e["id"].as_str().unwrap_or_default();
+        push_event(event_lines(e, &uid, zone, &[]).map_err(|r| format!("event {eid}: {r}"))?);
+    }
+    text.push_str("END:VCALENDAR\r\n");
+    Ok(text)
+}
+
+// ---------------------------------------------------------------- iCalendar → Google
+
+/// A series in Google's shape: the master body and, per RECURRENCE-ID, the instance id
+/// suffix (`20240108T090000Z`, all day `20240108`) and the exception body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoogleSeries {
+    /// Body of the master event (no `id`).
+    pub master: Value,
+    /// `(instance id suffix, body)` per overridden instance.
+    pub exceptions: Vec<(String, Value)>,
+}
+
+/// A parsed DTSTART/DTEND/RECURRENCE-ID.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    Date(NaiveDate),
+    Utc(DateTime<Utc>),
+    Zoned(NaiveDateTime, chrono_tz::Tz),
+    Floating(NaiveDateTime),
+}
+
+impl When {
+    fn parse(l: &Line) -> Result<Self, String> {
+        let v = l.value.trim();
+        if l.param("VALUE") == Some("DATE") || (v.len() == 8 && !v.contains('T')) {
+            return NaiveDate::parse_from_str(v, "%Y%m%d")
+                .map(When::Date)
+                .map_err(|_| format!("{}: invalid date {v:?}", l.name));
+        }
+        if let Some(u) = v.strip_suffix('Z') {
+            return NaiveDateTime::parse_from_str(u, "%Y%m%dT%H%M%S")
+                .map(|n| When::Utc(Utc.from_utc_datetime(&n)))
+                .map_err(|_| format!("{}: invalid date-time {v:?}", l.name));
+        }
+        let n = NaiveDateTime::parse_from_str(v, "%Y%m%dT%H%M%S")
+            .map_err(|_| format!("{}: invalid date-time {v:?}", l.name))?;
+        match l.param("TZID") {
+            None => Ok(When::Floating(n)),
+            Some(tzid) if is_utc_zone(tzid) => Ok(When::Utc(Utc.from_utc_datetime(&n))),
+            Some(tzid) => iana(tzid).map(|tz| When::Zoned(n, tz)).ok_or_else(|| {
+                format!(
+                    "{}: TZID {tzid:?} is not an IANA time zone (Google needs one)",
+                    l.name
+                )
+            }),
+        }
+    }
+
+    fn instant(self) -> DateTime<Utc> {
+        match self {
+            When::Date(d) => Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")),
+            When::Utc(u) => u,
+            When::Zoned(n, tz) => tz
+                .from_local_datetime(&n)
+                .earliest()
+                .or_else(|| tz.from_local_datetime(&(n + Duration::hours(1))).earliest())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|| Utc.from_utc_datetime(&n)),
+            // Floating times are read in UTC (Google needs an offset or a zone).
+            When::Floating(n) => Utc.from_utc_datetime(&n),
+        }
+    }
+
+    fn add(self, d: Duration) -> Self {
+        match self {
+            When::Date(x) => When::Date(x + Duration::days(d.num_days().max(1))),
+            When::Utc(x) => When::Utc(x + d),
+            When::Zoned(n, tz) => When::Zoned(n + d, tz),
+            When::Floating(n) => When::Floating(n + d),
+        }
+    }
+
+    /// The Google `EventDateTime`; recurring events need a `timeZone`.
+    fn google(self, recurring: bool) -> Value {
+        match self {
+            When::Date(d) => json!({"date": d.format("%Y-%m-%d").to_string()}),
+            When::Zoned(_, tz) => json!({
+                "dateTime": self.instant().with_timezone(&tz).to_rfc3339(),
+                "timeZone": tz.name(),
+            }),
+            When::Utc(_) | When::Floating(_) => {
+                let mut v = json!({"dateTime": self.instant().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+                if recurring {
+                    v["timeZone"] = json!("UTC");
+                }
+                v
+            }
+        }
+    }
+
+    /// Google's instance id suffix for an occurrence starting here.
+    fn instance_suffix(self) -> String {
+        match self {
+            When::Date(d) => d.format("%Y%m%d").to_string(),
+            other => other.instant().format("%Y%m%dT%H%M%SZ").to_string(),
+        }
+    }
+}
+
+/// RFC 5545 §3.3.6 duration to a chrono duration (`-P1DT2H`, `PT15M`, `P1W`).
+fn parse_duration(v: &str) -> Option<Duration> {
+    let (neg, rest) = match v.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let rest = rest.strip_prefix('P')?;
+    let mut total = Duration::zero();
+    let mut num = String::new();
+    let mut in_time = false;
+    for c in rest.chars() {
+        match c {
+            'T' => in_time = true,
+            '0'..='9' => num.push(c),
+            unit => {
+                let n: i64 = num.parse().ok()?;
+                num.clear();
+                total += match (unit, in_time) {
+                    ('W', false) => Duration::weeks(n),
+                    ('D', false) => Duration::days(n),
+                    ('H', true) => Duration::hours(n),
+                    ('M', true) => Duration::minutes(n),
+                    ('S', true) => Duration::seconds(n),
+                    _ => return None,
+                };
+            }
+        }
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(if neg { -total } else { total })
+}
+
+/// Reminder minutes of a VALARM block (a relative TRIGGER before the start), with its method.
+fn alarm(block: &str) -> Option<Value> {
+    let lines = parse_lines(block);
+    let trigger = lines.iter().find(|l| l.name == "TRIGGER")?;
+    if trigger.param("VALUE") == Some("DATE-TIME") || trigger.param("RELATED") == Some("END") {
+        return None;
+    }
+    let d = parse_duration(&trigger.value)?;
+    let minutes = -d.num_minutes();
+    if d > Duration::zero() || !(0..=40320).contains(&minutes) || d.num_seconds() % 60 != 0 {
+        return None;
+    }
+    let email = lines
+        .iter()
+        .any(|l| l.name == "ACTION" && l.value.eq_ignore_ascii_case("EMAIL"));
+    Some(json!({"method": if email { "email" } else { "popup" }, "minutes": minutes}))
+}
+
+/// The Google body of one VEVENT's fields. `recurring`: the series has a recurrence rule.
+fn component_body(
+    fields: &BTreeMap<String, Vec<String>>,
+    recurring: bool,
+    is_master: bool,
+) -> Result<(Value, Option<When>), String> {
+    let one = |name: &str| -> Option<Line> {
+        fields
+            .get(name)
+            .and_then(|v| v.first())
+            .and_then(|l| parse_lines(l).into_iter().next())
+    };
+    let all = |name: &str| -> Vec<Line> {
+        fields
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|l| parse_lines(l))
+            .collect()
+    };
+    let mut ev = Map::new();
+    let start = When::parse(&one("DTSTART").ok_or("no DTSTART")?)?;
+    let end = match (one("DTEND"), one("DURATION")) {
+        (Some(l), _) => When::parse(&l)?,
+        (None, Some(d)) => start.add(
+            parse_duration(&d.value).ok_or_else(|| format!("DURATION: invalid {:?}", d.value))?,
+        ),
+        (None, None) => match start {
+            When::Date(_) => start.add(Duration::days(1)),
+            other => other,
+        },
+    };
+    ev.insert("start".into(), start.google(recurring));
+    ev.insert("end".into(), end.google(recurring));
+    for (prop, key) in [
+        ("SUMMARY", "summary"),
+        ("DESCRIPTION", "description"),
+        ("LOCATION", "location"),
+    ] {
+        if let Some(l) = one(prop) {
+            ev.insert(key.into(), json!(unescape(&l.value)));
+        }
+    }
+    if is_master {
+        let rec: Vec<String> = ["RRULE", "RDATE", "EXDATE"]
+            .iter()
+            .flat_map(|p| fields.get(*p).into_iter().flatten())
+            .map(|l| l.replace("\r\n ", "").replace("\r\n", ""))
+            .collect();
+        if !rec.is_empty() {
+            ev.insert("recurrence".into(), json!(rec));
+        }
+    }
+    if let Some(s) = one("STATUS") {
+        if s.value.eq_ignore_ascii_case("TENTATIVE") {
+            ev.insert("status".into(), json!("tentative"));
+        }
+    }
+    if one("TRANSP").is_some_and(|l| l.value.eq_ignore_ascii_case("TRANSPARENT")) {
+        ev.insert("transparency".into(), json!("transparent"));
+    }
+    if let Some(c) = one("CLASS") {
+        let v = c.value.to_ascii_lowercase();
+        if ["public", "private", "confidential"].contains(&v.as_str()) {
+            ev.insert("visibility".into(), json!(v));
+        }
+    }
+    if let Some(c) = one("COLOR") {
+        if let Some((id, _)) = COLORS
+            .iter()
+            .find(|(_, css)| css.eq_ignore_ascii_case(c.value.trim()))
+        {
+            ev.insert("colorId".into(), json!(id));
+        }
+    }
+    if let Some(c) = all("CONFERENCE")
+        .into_iter()
+        .find(|l| l.value.contains("://"))
+    {
+        ev.insert(
+            "conferenceData".into(),
+            json!({
+                "conferenceSolution": {"key": {"type": "addOn"}, "name": "Video call"},
+                "entryPoints": [{"entryPointType": "video", "uri": c.value}],
+            }),
+        );
+    }
+    let mut private = Map::new();
+    let attendees: Vec<Value> = all("ATTENDEE")
+        .into_iter()
+        .filter_map(|a| {
+            let email = a
+                .value
+                .strip_prefix("mailto:")
+                .or_else(|| a.value.strip_prefix("MAILTO:"))?;
+            let mut v = json!({"email": email});
+            if let Some(cn) = a.param("CN") {
+                v["displayName"] = json!(cn);
+            }
+            v["responseStatus"] = json!(match a.param("PARTSTAT").unwrap_or("NEEDS-ACTION") {
+                "ACCEPTED" => "accepted",
+                "DECLINED" => "declined",
+                "TENTATIVE" => "tentative",
+                _ => "needsAction",
+            });
+            if a.param("ROLE") == Some("OPT-PARTICIPANT") {
+                v["optional"] = json!(true);
+            }
+            Some(v)
+        })
+        .collect();
+    if !attendees.is_empty() {
+        if let Some(o) = one("ORGANIZER") {
+            private.insert(ORGANIZER_PROP.into(), json!(o.value));
+            if let Some(cn) = o.param("CN") {
+                private.insert(ORGANIZER_CN_PROP.into(), json!(cn));
+            }
+        }
+        ev.insert("attendees".into(), json!(attendees));
+    }
+    let mut shared = Map::new();
+    for (name, lines) in fields {
+        if name.starts_with("X-") && name.len() <= 44 {
+            if let Some(l) = lines
+                .first()
+                .and_then(|l| parse_lines(l).into_iter().next())
+            {
+                if l.value.len() <= 1024 {
+                    shared.insert(name.clone(), json!(l.value));
+                }
+            }
+        }
+    }
+    if !shared.is_empty() {
+        ev.insert("extendedProperties".into(), json!({"shared": shared}));
+    }
+    if !private.is_empty() {
+        ev.entry("extendedProperties")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .insert("private".into(), Value::Object(private));
+    }
+    let overrides: Vec<Value> = fields
+        .get("BEGIN:VALARM")
+        .into_iter()
+        .flatten()
+        .filter_map(|b| alarm(b))
+        .take(5)
+        .collect();
+    if overrides.is_empty() {
+        ev.insert("reminders".into(), json!({"useDefault": true}));
+    } else {
+        ev.insert(
+            "reminders".into(),
+            json!({"useDefault": false, "overrides": overrides}),
+        );
+    }
+    let rid = match one("RECURRENCE-ID") {
+        Some(l) => Some(When::parse(&l)?),
+        None => None,
+    };
+    Ok((Value::Object(ev), rid))
+}
+
+/// The Google shape of a canonical series. Errors name the offending property.
+pub fn to_google(series: &EventSeries) -> Result<GoogleSeries, String> {
+    let master_fields = series
+        .components
+        .get(MASTER)
+        .ok_or("series has no master VEVENT (only RECURRENCE-ID overrides)")?;
+    let recurring = ["RRULE", "RDATE"]
+        .iter()
+        .any(|p| master_fields.contains_key(*p));
+    let (mut master, _) = component_body(master_fields, recurring, true)?;
+    let ext = master
+        .as_object_mut()
+        .expect("object")
+        .entry("extendedProperties")
+        .or_insert_with(|| json!({}));
+    ext["private"][UID_PROP] = json!(series.uid);
+    master["iCalUID"] = json!(series.uid);
+    let mut exceptions = Vec::new();
+    if recurring {
+        for (key, fields) in series
+            .components
+            .iter()
+            .filter(|(k, _)| k.as_str() != MASTER)
+        {
+            let (mut body, rid) = component_body(fields, true, false)?;
+            let rid = rid.ok_or_else(|| format!("override {key:?} without RECURRENCE-ID"))?;
+            body["originalStartTime"] = rid.google(true);
+            body["extendedProperties"]["private"][UID_PROP] = json!(series.uid);
+            exceptions.push((rid.instance_suffix(), body));
+        }
+    }
+    Ok(GoogleSeries { master, exceptions })
+}
+
+/// An event as it reads back after a round trip through Google: what [`to_google`] keeps,
+/// rendered by [`series_to_ical`]. `None` when it cannot be written at all.
+pub fn project(ical: &str) -> Option<String> {
+    let series = EventSeries::parse_single("hub", ical).ok()?;
+    let g = to_google(&series).ok()?;
+    let master_id = "projection";
+    let mut master = g.master.clone();
+    master["id"] = json!(master_id);
+    let mut items = vec![master];
+    for (suffix, mut body) in g.exceptions {
+        body["id"] = json!(format!("{master_id}_{suffix}"));
+        body["recurringEventId"] = json!(master_id);
+        items.push(body);
+    }
+    let refs: Vec<&Value> = items.iter().collect();
+    series_to_ical(&refs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(text: &str) -> EventSeries {
+        EventSeries::parse_single("t", text).expect("parses")
+    }
+
+    #[test]
+    fn zoned_recurring_event_with_exception_and_cancelled_instance() {
+        let master = json!({
+            "id": "abc123", "iCalUID": "u1@example.com", "status": "confirmed",
+            "summary": "Standup, daily", "start": {"dateTime": "2024-03-04T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": "2024-03-04T09:15:00+01:00", "timeZone": "Europe/Berlin"},
+            "recurrence": ["RRULE:FREQ=DAILY;COUNT=10"],
+            "reminders": {"useDefault": false, "overrides": [{"method": "popup", "minutes": 10}]},
+        });
+        let moved = json!({
+            "id": "abc123_20240305T080000Z", "recurringEventId": "abc123", "status": "confirmed",
+            "summary": "Standup (moved)", "originalStartTime": {"dateTime": "2024-03-05T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "start": {"dateTime": "2024-03-05T10:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": "2024-03-05T10:15:00+01:00", "timeZone": "Europe/Berlin"},
+        });
+        let cancelled = json!({
+            "id": "abc123_20240306T080000Z", "recurringEventId": "abc123", "status": "cancelled",
+            "originalStartTime": {"dateTime": "2024-03-06T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+        });
+        let ical = series_to_ical(&[&master, &moved, &cancelled]).expect("maps");
+        let s = series(&ical);
+        assert_eq!(s.uid, "u1@example.com");
+        let m = s.master().expect("master");
+        assert!(
+            m["DTSTART"][0].contains("TZID=Europe/Berlin:20240304T090000"),
+            "{ical}"
+        );
+        assert!(m["EXDATE"][0].contains("20240306T090000"), "{ical}");
+        assert_eq!(m["RRULE"].len(), 1);
+        assert!(m.contains_key("BEGIN:VALARM"));
+        assert_eq!(s.components.len(), 2, "{ical}");
+        // And back: the exception becomes an instance with Google's id suffix (UTC).
+        let g = to_google(&s).expect("back");
+        assert_eq!(g.exceptions.len(), 1);
+        assert_eq!(g.exceptions[0].0, "20240305T080000Z");
+        assert_eq!(g.master["summary"], "Standup, daily");
+        assert_eq!(g.master["start"]["timeZone"], "Europe/Berlin");
+        assert_eq!(g.master["reminders"]["overrides"][0]["minutes"], 10);
+        assert!(g.master["recurrence"]
+            .as_array()
+            .expect("recurrence")
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("EXDATE"))));
+        // The projection of what we produced is itself.
+        let p = project(&ical).expect("projects");
+        assert!(series(&p).same_content(&s), "{p}\n---\n{ical}");
+    }
+
+    #[test]
+    fn all_day_and_fields_round_trip() {
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:d1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;VALUE=DATE:20240701\r\nDTEND;VALUE=DATE:20240703\r\nSUMMARY:Holiday\\, beach\r\nTRANSP:TRANSPARENT\r\nCLASS:PRIVATE\r\nCOLOR:crimson\r\nSTATUS:TENTATIVE\r\nCONFERENCE;VALUE=URI;FEATURE=VIDEO:https://meet.example/abc\r\nORGANIZER;CN=\"Doe, Jane\":mailto:jane@example.com\r\nATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;ROLE=OPT-PARTICIPANT:mailto:c@example.com\r\nX-CUSTOM-FIELD:project-42\r\nCATEGORIES:Lost\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let s = series(text);
+        let g = to_google(&s).expect("maps");
+        assert_eq!(g.master["start"], json!({"date": "2024-07-01"}));
+        assert_eq!(g.master["end"], json!({"date": "2024-07-03"}));
+        assert_eq!(g.master["summary"], "Holiday, beach");
+        assert_eq!(g.master["transparency"], "transparent");
+        assert_eq!(g.master["visibility"], "private");
+        assert_eq!(g.master["colorId"], "11");
+        assert_eq!(g.master["status"], "tentative");
+        assert_eq!(g.master["attendees"][1]["optional"], true);
+        assert_eq!(
+            g.master["extendedProperties"]["shared"]["X-CUSTOM-FIELD"],
+            "project-42"
+        );
+        assert_eq!(g.master["extendedProperties"]["private"][UID_PROP], "d1");
+        assert_eq!(
+            g.master["conferenceData"]["entryPoints"][0]["uri"],
+            "https://meet.example/abc"
+        );
+        let p = series(&project(text).expect("projects"));
+        let m = p.master().expect("master");
+        assert!(!m.contains_key("CATEGORIES"), "not carried by Google");
+        for prop in [
+            "SUMMARY",
+            "TRANSP",
+            "CLASS",
+            "COLOR",
+            "STATUS",
+            "CONFERENCE",
+            "ORGANIZER",
+            "ATTENDEE",
+            "X-CUSTOM-FIELD",
+            "DTSTART",
+            "DTEND",
+        ] {
+            assert_eq!(m.get(prop), s.master().expect("m").get(prop), "{prop}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let bad = json!({"id": "x", "status": "confirmed", "start": {"dateTime": "yesterday"}, "end": {"date": "2024-01-01"}});
+        let e = series_to_ical(&[&bad]).expect_err("invalid");
+        assert!(e.contains("event x") && e.contains("yesterday"), "{e}");
+        let line = parse_line("DTSTART;TZID=Mars/Olympus:20240101T100000").expect("line");
+        let e = When::parse(&line).expect_err("no IANA zone");
+        assert!(e.contains("Mars/Olympus"), "{e}");
+        let vendor =
+            parse_line("DTSTART;TZID=/mozilla.org/20050126_1/Europe/Berlin:20240101T100000")
+                .expect("line");
+        assert!(matches!(
+            When::parse(&vendor),
+            Ok(When::Zoned(_, chrono_tz::Europe::Berlin))
+        ));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("-PT15M"), Some(Duration::minutes(-15)));
+        assert_eq!(parse_duration("-P1DT2H"), Some(Duration::hours(-26)));
+        assert_eq!(parse_duration("P1W"), Some(Duration::weeks(1)));
+        assert_eq!(parse_duration("PX"), None);
+    }
+}

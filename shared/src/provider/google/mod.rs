@@ -1,0 +1,747 @@
+//! Google Calendar API v3 provider.
+//!
+//! Behaviour taken from the API documentation (provider-semantics §1):
+//! - Sync (https://developers.google.com/workspace/calendar/api/guides/sync): a full
+//!   `events.list` (`showDeleted=true`, `singleEvents=false`) paged by `nextPageToken` until
+//!   the last page's `nextSyncToken`; incremental lists repeat the same query with `syncToken`.
+//!   410 `fullSyncRequired` → full re-enumeration, reconciled by the engine against the
+//!   mappings (no wipe, no duplicate).
+//! - A series is one remote object, addressed by the master's event id: its data is the master
+//!   plus its exceptions (`iCalUID` list). Its version is the master's etag, followed by `+` and
+//!   a digest of the exceptions' etags when it has any.
+//! - Writes: `events.insert` with a deterministic client id (base32hex) so a retried create
+//!   meets 409 `duplicate` instead of duplicating; exceptions are written to their instance
+//!   ids (`<masterId>_<originalStart UTC>`); `If-Match` on update and delete (412
+//!   `conditionNotMet`); every write carries `sendUpdates=none` so sync never e-mails guests.
+//! - Errors (https://developers.google.com/workspace/calendar/api/guides/errors): 403
+//!   `userRateLimitExceeded`/`rateLimitExceeded`, 429 and 5xx are retried with exponential
+//!   backoff and jitter; requests are paced per account below the documented 600
+//!   requests/minute/user (…/guides/quota).
+//! - Push (https://developers.google.com/workspace/calendar/api/guides/push): `events.watch`
+//!   and `channels.stop`, see [`GoogleCalendar::watch`].
+
+pub mod mapping;
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::BackoffBuilder;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    snippet, transport, Provider, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
+};
+use crate::ical::EventSeries;
+
+/// Requests per minute per user the API allows (quota guide); we pace at this rate with a
+/// small burst so that quota errors stay the exception.
+pub const USER_REQUESTS_PER_MINUTE: u32 = 600;
+/// Burst allowed by the per-account pacer.
+const BURST: u32 = 20;
+
+/// Retry schedule for rate-limit and server errors.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub min_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(16),
+            max_retries: 7,
+        }
+    }
+}
+
+/// A push channel as `events.watch` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Our channel id (`X-Goog-Channel-ID`).
+    pub id: String,
+    /// Google's id of the watched resource (`X-Goog-Resource-ID`), needed to stop it.
+    pub resource_id: String,
+    /// Expiry, milliseconds since the Unix epoch (UTC).
+    pub expiration_ms: i64,
+}
+
+/// One Google calendar, addressed as `<api root>/calendars/<calendarId>` (the API root is
+/// `https://www.googleapis.com/calendar/v3`, or an emulator's).
+pub struct GoogleCalendar {
+    http: reqwest::Client,
+    api: String,
+    calendar_id: String,
+    token: SecretString,
+    counter: RequestCounter,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    retry: RetryPolicy,
+    /// Master id → iCalUID, learnt while listing (to fetch a series by iCalUID).
+    ical_uids: Mutex<HashMap<String, String>>,
+}
+
+/// The per-account pacer (one per account key, shared by every calendar of the account
+/// within this process).
+fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {
+    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
+        OnceLock::new();
+    let map = LIMITERS.get_or_init(Default::default);
+    let mut map = map.lock().expect("limiter map");
+    map.entry(account.to_string())
+        .or_insert_with(|| {
+            let quota =
+                Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).expect("non-zero"))
+                    .allow_burst(NonZeroU32::new(BURST).expect("non-zero"));
+            Arc::new(RateLimiter::direct(quota))
+        })
+        .clone()
+}
+
+/// Split a calendar URL into API root and (decoded) calendar id.
+///
+/// Errors: the URL has no `/calendars/<id>` part.
+pub fn parse_calendar_url(url: &str) -> Result<(String, String), ProviderError> {
+    let bad = || ProviderError::Protocol {
+        url: super::redacted(url),
+        detail: "a Google calendar URL is <api root>/calendars/<calendarId>".into(),
+    };
+    let (api, rest) = url
+        .trim_end_matches('/')
+        .split_once("/calendars/")
+        .ok_or_else(bad)?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(bad());
+    }
+    let id = percent_decode(rest);
+    Ok((api.to_string(), id))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The client event id we give the event `uid`: base32hex (`[0-9a-v]`), 42 characters, the
+/// same on every attempt (https://developers.google.com/workspace/calendar/api/v3/reference/events#id).
+pub fn event_id_for(uid: &str) -> String {
+    let digest = hex::encode(Sha256::digest(uid.as_bytes()));
+    format!("cs{}", &digest[..40])
+}
+
+/// Version of a series: the master etag, plus a digest of the exceptions' etags.
+fn series_etag(items: &[&Value]) -> Option<String> {
+    let master = items.iter().find(|e| e.get("recurringEventId").is_none())?;
+    let metag = master["etag"].as_str()?.to_string();
+    let mut rest: Vec<String> = items
+        .iter()
+        .filter(|e| e.get("recurringEventId").is_some())
+        .map(|e| {
+            format!(
+                "{}={}",
+                e["id"].as_str().unwrap_or(""),
+                e["etag"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    if rest.is_empty() {
+        return Some(metag);
+    }
+    rest.sort();
+    let digest = hex::encode(Sha256::digest(rest.join("\n").as_bytes()));
+    Some(format!("{metag}+{}", &digest[..16]))
+}
+
+/// The master's etag inside a series version (for `If-Match`).
+fn master_etag(version: &str) -> &str {
+    match version.rsplit_once("\"+") {
+        Some((m, _)) => &version[..m.len() + 1],
+        None => version,
+    }
+}
+
+/// Reason of a Google error body (`error.errors[0].reason`).
+fn reason_of(body: &Value) -> &str {
+    body["error"]["errors"][0]["reason"].as_str().unwrap_or("")
+}
+
+fn retryable(status: u16, body: &Value) -> bool {
+    status == 429
+        || status >= 500
+        || (status == 403
+            && matches!(
+                reason_of(body),
+                "userRateLimitExceeded" | "rateLimitExceeded"
+            ))
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl GoogleCalendar {
+    /// A provider for the calendar at `url` using the OAuth access token `token`; requests are
+    /// paced per `account` (any stable key of the Google account, e.g. its secret ARN).
+    ///
+    /// Errors: `url` is not `<api root>/calendars/<calendarId>`.
+    pub fn new(
+        http: reqwest::Client,
+        url: &str,
+        token: SecretString,
+        account: &str,
+    ) -> Result<Self, ProviderError> {
+        let (api, calendar_id) = parse_calendar_url(url)?;
+        Ok(Self {
+            http,
+            api,
+            calendar_id,
+            token,
+            counter: RequestCounter::default(),
+            limiter: limiter_for(account),
+            retry: RetryPolicy::default(),
+            ical_uids: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Replace the retry schedule (tests use short delays).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    fn events_url(&self) -> String {
+        format!(
+            "{}/calendars/{}/events",
+            self.api,
+            percent_encode(&self.calendar_id)
+        )
+    }
+
+    fn event_url(&self, id: &str) -> String {
+        format!("{}/{}", self.events_url(), percent_encode(id))
+    }
+
+    /// One API call with pacing and retries. Statuses other than 401 and the retried ones are
+    /// returned to the caller.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ProviderError> {
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+            .build();
+        loop {
+            self.limiter.until_ready().await;
+            self.counter.hit();
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .query(query)
+                .bearer_auth(self.token.expose_secret());
+            if let Some(m) = if_match {
+                req = req.header("If-Match", m);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    let body =
+                        serde_json::from_str(&text).unwrap_or(json!({"raw": snippet(&text)}));
+                    Ok(Answer { status, body })
+                }
+                Err(e) => Err(transport(url, e)),
+            };
+            let retry = match &outcome {
+                Ok(a) => retryable(a.status, &a.body),
+                Err(_) => true,
+            };
+            if retry {
+                if let Some(d) = delays.next() {
+                    tracing::info!(
+                        url,
+                        delay_ms = d.as_millis() as u64,
+                        "Google API busy; backing off"
+                    );
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+            }
+            let a = outcome?;
+            if a.status == 401 {
+                return Err(ProviderError::Unauthorized(url.into()));
+            }
+            if retryable(a.status, &a.body) {
+                return Err(ProviderError::Unavailable {
+                    url: url.into(),
+                    detail: format!(
+                        "HTTP {} {} after {} retries",
+                        a.status,
+                        reason_of(&a.body),
+                        self.retry.max_retries
+                    ),
+                });
+            }
+            return Ok(a);
+        }
+    }
+
+    fn unexpected(url: &str, a: &Answer) -> ProviderError {
+        ProviderError::Rejected {
+            url: url.into(),
+            status: a.status,
+            detail: snippet(&a.body.to_string()),
+        }
+    }
+
+    /// All items of a list query, following `nextPageToken`; `Ok(None)` on 410 (sync token
+    /// no longer valid).
+    async fn list_all(
+        &self,
+        base: &[(&str, &str)],
+    ) -> Result<Option<(Vec<Value>, Option<String>)>, ProviderError> {
+        let url = self.events_url();
+        let mut items = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, &str)> = base.to_vec();
+            q.push(("maxResults", "2500"));
+            if let Some(p) = &page {
+                q.push(("pageToken", p));
+            }
+            let a = self.call(Method::GET, &url, &q, None, None).await?;
+            match a.status {
+                200 => {}
+                410 => return Ok(None),
+                _ => return Err(Self::unexpected(&url, &a)),
+            }
+            if let Some(arr) = a.body["items"].as_array() {
+                items.extend(arr.iter().cloned());
+            }
+            match (
+                a.body["nextPageToken"].as_str(),
+                a.body["nextSyncToken"].as_str(),
+            ) {
+                (Some(p), _) => page = Some(p.to_string()),
+                (None, s) => return Ok(Some((items, s.map(str::to_string)))),
+            }
+        }
+    }
+
+    /// The master and exceptions of the series `id` (cancelled ones included), or `None` when
+    /// the master is gone or cancelled.
+    async fn series(&self, id: &str) -> Result<Option<Vec<Value>>, ProviderError> {
+        let known = self.ical_uids.lock().expect("uid cache").get(id).cloned();
+        let ical_uid = match known {
+            Some(u) => u,
+            None => {
+                let url = self.event_url(id);
+                let a = self.call(Method::GET, &url, &[], None, None).await?;
+                match a.status {
+                    200 if a.body["status"] != "cancelled" => {}
+                    200 | 404 | 410 => return Ok(None),
+                    _ => return Err(Self::unexpected(&url, &a)),
+                }
+                match a.body["iCalUID"].as_str() {
+                    Some(u) => u.to_string(),
+                    None => return Ok(Some(vec![a.body])),
+                }
+            }
+        };
+        let Some((items, _)) = self
+            .list_all(&[("iCalUID", &ical_uid), ("showDeleted", "true")])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let members: Vec<Value> = items
+            .into_iter()
+            .filter(|e| e["id"] == id || e["recurringEventId"] == id)
+            .collect();
+        let live = members
+            .iter()
+            .any(|e| e["id"] == id && e["status"] != "cancelled");
+        Ok(live.then_some(members))
+    }
+
+    fn remote_ref(id: &str, members: &[&Value]) -> Result<RemoteRef, String> {
+        let data = mapping::series_to_ical(members)?;
+        Ok(RemoteRef {
+            href: id.into(),
+            etag: series_etag(members),
+            data: Some(data),
+        })
+    }
+
+    /// Write the exceptions of a series to their instance ids; returns their etags.
+    async fn write_exceptions(
+        &self,
+        master_id: &str,
+        exceptions: &[(String, Value)],
+    ) -> Result<Vec<Value>, ProviderError> {
+        let mut written = Vec::new();
+        for (suffix, body) in exceptions {
+            let id = format!("{master_id}_{suffix}");
+            let url = self.event_url(&id);
+            let a = self
+                .call(Method::PUT, &url, &WRITE_QUERY, Some(body), None)
+                .await?;
+            if a.status != 200 {
+                return Err(Self::unexpected(&url, &a));
+            }
+            written.push(a.body);
+        }
+        Ok(written)
+    }
+
+    fn to_google(href: &str, ical: &str) -> Result<mapping::GoogleSeries, ProviderError> {
+        let series =
+            EventSeries::parse_single(href, ical).map_err(|e| ProviderError::Rejected {
+                url: href.into(),
+                status: 400,
+                detail: e.to_string(),
+            })?;
+        mapping::to_google(&series).map_err(|e| ProviderError::Rejected {
+            url: href.into(),
+            status: 400,
+            detail: format!("cannot be written to Google: {e}"),
+        })
+    }
+
+    fn write_result(id: &str, master: Value, exceptions: Vec<Value>) -> WriteResult {
+        let mut all = vec![master];
+        all.extend(exceptions);
+        let refs: Vec<&Value> = all.iter().collect();
+        WriteResult {
+            href: id.into(),
+            etag: series_etag(&refs),
+        }
+    }
+
+    /// Start a push channel on this calendar's events (`events.watch`). `ttl_secs` is asked
+    /// through `params.ttl`; the answer's `expiration` is what counts.
+    ///
+    /// Errors: any non-200 answer.
+    pub async fn watch(
+        &self,
+        channel_id: &str,
+        address: &str,
+        token: &SecretString,
+        ttl_secs: i64,
+    ) -> Result<Channel, ProviderError> {
+        let url = format!("{}/watch", self.events_url());
+        let ttl = ttl_secs.to_string();
+        let body = json!({"id": channel_id, "type": "web_hook", "address": address,
+            "token": token.expose_secret(), "params": {"ttl": ttl}});
+        let a = self
+            .call(Method::POST, &url, &[], Some(&body), None)
+            .await?;
+        if a.status != 200 {
+            return Err(Self::unexpected(&url, &a));
+        }
+        let expiration_ms = match &a.body["expiration"] {
+            Value::String(s) => s.parse().unwrap_or(0),
+            v => v.as_i64().unwrap_or(0),
+        };
+        Ok(Channel {
+            id: channel_id.into(),
+            resource_id: a.body["resourceId"].as_str().unwrap_or_default().into(),
+            expiration_ms,
+        })
+    }
+
+    /// Stop a push channel (`channels.stop`). A channel Google no longer knows is stopped.
+    pub async fn stop_channel(
+        &self,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), ProviderError> {
+        let url = format!("{}/channels/stop", self.api);
+        let body = json!({"id": channel_id, "resourceId": resource_id});
+        let a = self
+            .call(Method::POST, &url, &[], Some(&body), None)
+            .await?;
+        match a.status {
+            200 | 204 | 404 => Ok(()),
+            _ => Err(Self::unexpected(&url, &a)),
+        }
+    }
+}
+
+/// Query of every write: no e-mails to guests, conference data honoured.
+const WRITE_QUERY: [(&str, &str); 2] = [("sendUpdates", "none"), ("conferenceDataVersion", "1")];
+
+#[async_trait]
+impl Provider for GoogleCalendar {
+    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+        let incremental = match cursor {
+            Some(token) => self.list_all(&[("syncToken", token)]).await?,
+            None => None,
+        };
+        let full = incremental.is_none();
+        let (items, next) = match incremental {
+            Some(r) => r,
+            None => self
+                .list_all(&[("showDeleted", "true")])
+                .await?
+                .ok_or_else(|| ProviderError::Protocol {
+                    url: self.events_url(),
+                    detail: "410 on a list without syncToken".into(),
+                })?,
+        };
+        let cursor = next.ok_or_else(|| ProviderError::Protocol {
+            url: self.events_url(),
+            detail: "last page without nextSyncToken".into(),
+        })?;
+        // Group by series: master id ← exceptions' recurringEventId.
+        let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+        for it in &items {
+            let key = it["recurringEventId"]
+                .as_str()
+                .or_else(|| it["id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            if let (Some(id), Some(u), None) = (
+                it["id"].as_str(),
+                it["iCalUID"].as_str(),
+                it.get("recurringEventId"),
+            ) {
+                self.ical_uids
+                    .lock()
+                    .expect("uid cache")
+                    .insert(id.into(), u.into());
+            }
+            groups.entry(key).or_default().push(it);
+        }
+        let mut out = PullResult {
+            cursor,
+            full,
+            ..Default::default()
+        };
+        for (id, members) in groups {
+            let master = members.iter().find(|e| e["id"] == id.as_str());
+            let master_cancelled = master.is_some_and(|m| m["status"] == "cancelled");
+            if master_cancelled {
+                if !full {
+                    out.removed.push(id);
+                }
+                continue;
+            }
+            // Complete data: a full listing, or a lone non-recurring event.
+            let complete = full
+                || (members.len() == 1 && master.is_some_and(|m| m.get("recurrence").is_none()));
+            if full && master.is_none() {
+                continue; // exceptions of a series that is not ours to list (no master)
+            }
+            let fetched;
+            let members: Vec<&Value> = if complete {
+                members
+            } else {
+                match self.series(&id).await? {
+                    Some(all) => {
+                        fetched = all;
+                        fetched.iter().collect()
+                    }
+                    None => {
+                        out.removed.push(id);
+                        continue;
+                    }
+                }
+            };
+            match Self::remote_ref(&id, &members) {
+                Ok(r) => out.changed.push(r),
+                Err(reason) => out.unreadable.push((id, reason)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+        let mut out = Vec::new();
+        for id in hrefs {
+            if let Some(members) = self.series(id).await? {
+                let refs: Vec<&Value> = members.iter().collect();
+                if let Ok(r) = Self::remote_ref(id, &refs) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, uid: &str, ical: &str) -> Result<WriteResult, ProviderError> {
+        let g = Self::to_google(uid, ical)?;
+        let id = event_id_for(uid);
+        let mut body = g.master.clone();
+        body["id"] = json!(id);
+        let url = self.events_url();
+        let a = self
+            .call(Method::POST, &url, &WRITE_QUERY, Some(&body), None)
+            .await?;
+        let master = match a.status {
+            200 => a.body,
+            409 => {
+                // Ours from an earlier attempt, or deleted (Google keeps deleted ids).
+                let eurl = self.event_url(&id);
+                let cur = self.call(Method::GET, &eurl, &[], None, None).await?;
+                if cur.status == 200 && cur.body["status"] == "cancelled" {
+                    let mut revived = g.master.clone();
+                    revived["status"] = json!("confirmed");
+                    let etag = cur.body["etag"].as_str().map(str::to_string);
+                    let r = self
+                        .call(
+                            Method::PUT,
+                            &eurl,
+                            &WRITE_QUERY,
+                            Some(&revived),
+                            etag.as_deref(),
+                        )
+                        .await?;
+                    if r.status != 200 {
+                        return Err(Self::unexpected(&eurl, &r));
+                    }
+                    r.body
+                } else {
+                    return Err(ProviderError::AlreadyExists(id));
+                }
+            }
+            _ => return Err(Self::unexpected(&url, &a)),
+        };
+        let exceptions = self.write_exceptions(&id, &g.exceptions).await?;
+        Ok(Self::write_result(&id, master, exceptions))
+    }
+
+    async fn update(
+        &self,
+        href: &str,
+        ical: &str,
+        etag: Option<&str>,
+    ) -> Result<WriteResult, ProviderError> {
+        let g = Self::to_google(href, ical)?;
+        let url = self.event_url(href);
+        let a = self
+            .call(
+                Method::PUT,
+                &url,
+                &WRITE_QUERY,
+                Some(&g.master),
+                etag.map(master_etag),
+            )
+            .await?;
+        match a.status {
+            200 => {}
+            412 => return Err(ProviderError::PreconditionFailed(href.into())),
+            404 | 410 => return Err(ProviderError::NotFound(href.into())),
+            _ => return Err(Self::unexpected(&url, &a)),
+        }
+        let exceptions = self.write_exceptions(href, &g.exceptions).await?;
+        Ok(Self::write_result(href, a.body, exceptions))
+    }
+
+    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+        let url = self.event_url(href);
+        let a = self
+            .call(
+                Method::DELETE,
+                &url,
+                &[("sendUpdates", "none")],
+                None,
+                etag.map(master_etag),
+            )
+            .await?;
+        match a.status {
+            200 | 204 | 404 | 410 => Ok(()),
+            412 => Err(ProviderError::PreconditionFailed(href.into())),
+            _ => Err(Self::unexpected(&url, &a)),
+        }
+    }
+
+    fn project(&self, ical: &str) -> Option<String> {
+        mapping::project(ical)
+    }
+
+    fn requests(&self) -> u32 {
+        self.counter.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_urls() {
+        let id = event_id_for("some-uid@example.com");
+        assert_eq!(id, event_id_for("some-uid@example.com"));
+        assert!(
+            id.len() >= 5
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c))
+        );
+        let (api, cal) =
+            parse_calendar_url("https://www.googleapis.com/calendar/v3/calendars/me%40example.com")
+                .expect("parses");
+        assert_eq!(api, "https://www.googleapis.com/calendar/v3");
+        assert_eq!(cal, "me@example.com");
+        assert!(parse_calendar_url("https://example.com/x").is_err());
+        assert_eq!(master_etag("\"123\"+abcdef"), "\"123\"");
+        assert_eq!(master_etag("\"123\""), "\"123\"");
+    }
+
+    #[test]
+    fn retry_classification() {
+        let rl = json!({"error": {"errors": [{"reason": "userRateLimitExceeded"}]}});
+        let forbidden = json!({"error": {"errors": [{"reason": "forbiddenForNonOrganizer"}]}});
+        assert!(retryable(403, &rl));
+        assert!(!retryable(403, &forbidden));
+        assert!(retryable(429, &json!({})));
+        assert!(retryable(503, &json!({})));
+        assert!(!retryable(412, &json!({})));
+    }
+}
