@@ -100,9 +100,22 @@ async fn run_leased(
             run.error = Some(e.to_string());
             run.ended_ms = now_millis();
             store.put_run(&run).await?;
+            // A revoked grant is for the user to fix: mark the link and stop retrying.
+            let reconnect = e
+                .downcast_ref::<crate::oauth::AuthError>()
+                .is_some_and(|a| a.needs_reconnect());
+            let status = if reconnect {
+                LinkStatus::ReconnectNeeded
+            } else {
+                LinkStatus::Error
+            };
             store
-                .set_link_status(&link.link_id, LinkStatus::Error, Some(&e.to_string()))
+                .set_link_status(&link.link_id, status, Some(&e.to_string()))
                 .await?;
+            if reconnect {
+                tracing::warn!(link = %link.link_id, reason = %e, "reconnect needed");
+                return Ok(run);
+            }
             return Err(e);
         }
     };
@@ -300,6 +313,11 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
             Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
         }
     };
+    // Links waiting for the user to reconnect are not retried until they do.
+    let links: Vec<Link> = links
+        .into_iter()
+        .filter(|l| l.status != LinkStatus::ReconnectNeeded)
+        .collect();
     let jobs: Vec<SyncJob> = links
         .iter()
         .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot))

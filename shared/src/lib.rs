@@ -4,15 +4,22 @@
 //! [`provider`] (one module per provider behind the [`provider::Provider`] port),
 //! [`store`] (DynamoDB state), [`queue`] (SQS jobs), [`secrets`] (Secrets Manager),
 //! [`engine`] (pull, push, merge), [`handlers`] (the Lambda entry points that the thin
-//! `main.rs` files call), [`config`] (resource names and clients).
+//! `main.rs` files call), [`config`] (resource names and clients), [`oauth`] and
+//! [`connect`] (Google OAuth 2.0 and connecting a calendar), [`push`] (Google push
+//! channels and the webhook), [`refresher`] (token and channel upkeep), [`http_api`] (the
+//! webhook-receiver's routes).
 
 pub mod config;
+pub mod connect;
 pub mod engine;
 pub mod handlers;
+pub mod http_api;
 pub mod ical;
 pub mod model;
 pub mod oauth;
 pub mod provider;
+pub mod push;
 pub mod queue;
+pub mod refresher;
 pub mod secrets;
 pub mod store;

@@ -289,3 +289,42 @@ pub struct RunRecord {
     /// TTL attribute (epoch seconds): records expire after 30 days.
     pub expires_at: i64,
 }
+
+/// A Google push channel (`events.watch`) of a link. The channel token itself is not stored:
+/// only its SHA-256, compared in constant time when a notification arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    /// Primary key: our channel id (`X-Goog-Channel-ID`).
+    pub channel_id: String,
+    /// The watched link.
+    pub link_id: String,
+    /// Token secret of the account (to stop the channel even after the link is gone).
+    pub secret_arn: String,
+    /// Calendar URL of the link (idem).
+    pub url: String,
+    /// Google's resource id (`X-Goog-Resource-ID`), needed by `channels.stop`.
+    pub resource_id: String,
+    /// SHA-256 (hex) of the channel token.
+    pub token_sha256: String,
+    /// Channel expiry, epoch milliseconds (UTC).
+    pub expiration_ms: i64,
+}
+
+/// A consent in progress (OAuth `state`), deleted when the callback uses it; TTL 10 minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthState {
+    /// Primary key: the `state` value sent to the consent page.
+    pub state: String,
+    /// PKCE verifier (RFC 7636) for the code exchange; single use, expires with the record.
+    pub verifier: String,
+    /// Group the new calendar joins.
+    pub group_id: String,
+    /// Application user.
+    pub user_id: i64,
+    /// Google calendar id to sync (`primary` or an id from calendarList).
+    pub calendar_id: String,
+    /// Name shown in reports.
+    pub display_name: String,
+    /// TTL (epoch seconds).
+    pub expires_at: i64,
+}

@@ -48,6 +48,10 @@ pub struct OAuthClient {
     pub token_uri: String,
     /// Registered redirect URI (our `/oauth/google/callback`).
     pub redirect_uri: String,
+    /// Calendar API root; absent: `https://www.googleapis.com/calendar/v3` (an emulator's
+    /// root on the local stack).
+    #[serde(default)]
+    pub api_root: Option<String>,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -141,23 +145,21 @@ pub struct Authorization {
     pub verifier: SecretString,
 }
 
-fn build(
-    c: &OAuthClient,
-) -> Result<
-    oauth2::Client<
-        oauth2::basic::BasicErrorResponse,
-        oauth2::basic::BasicTokenResponse,
-        oauth2::basic::BasicTokenIntrospectionResponse,
-        oauth2::StandardRevocableToken,
-        oauth2::basic::BasicRevocationErrorResponse,
-        oauth2::EndpointSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointNotSet,
-        oauth2::EndpointSet,
-    >,
-    AuthError,
-> {
+/// oauth2's client with the consent and token endpoints set.
+type GoogleOAuth = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    oauth2::basic::BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn build(c: &OAuthClient) -> Result<GoogleOAuth, AuthError> {
     let bad = |what: &str| AuthError::Endpoint(format!("OAuth client: invalid {what}"));
     Ok(BasicClient::new(ClientId::new(c.client_id.clone()))
         .set_client_secret(ClientSecret::new(
@@ -191,8 +193,22 @@ pub fn authorization_url(c: &OAuthClient, scope: &str) -> Result<Authorization, 
     })
 }
 
-/// oauth2's HTTP port on our reqwest client (no redirects: RFC 6749 §3.2 token responses are
-/// never redirects).
+/// oauth2's HTTP port on our reqwest client.
+struct Http<'a>(&'a reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(send(self.0, request))
+    }
+}
+
 async fn send(
     http: &reqwest::Client,
     req: oauth2::HttpRequest,
@@ -250,7 +266,7 @@ pub async fn exchange_code(
     code: &str,
     verifier: &SecretString,
 ) -> Result<TokenSet, AuthError> {
-    let client = |r| send(http, r);
+    let client = Http(http);
     let t = build(c)?
         .exchange_code(AuthorizationCode::new(code.into()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()))
@@ -268,7 +284,7 @@ pub async fn refresh(
     c: &OAuthClient,
     refresh_token: &SecretString,
 ) -> Result<TokenSet, AuthError> {
-    let client = |r| send(http, r);
+    let client = Http(http);
     let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
     let t = build(c)?
         .exchange_refresh_token(&rt)
@@ -372,9 +388,8 @@ pub async fn access_token(
     arn: &str,
     margin_secs: i64,
 ) -> Result<SecretString, AuthError> {
-    let fresh = |t: &TokenSet| t.expires_at > now_secs() + margin_secs;
     let t = read_tokens(ctx, arn).await?;
-    if fresh(&t) {
+    if fresh(&t, margin_secs) {
         return Ok(t.access_token);
     }
     let store = ctx.store();
@@ -393,11 +408,15 @@ pub async fn access_token(
         // Another worker is refreshing: its new token will appear in the secret.
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let t = read_tokens(ctx, arn).await?;
-        if fresh(&t) {
+        if fresh(&t, margin_secs) {
             return Ok(t.access_token);
         }
     }
     Err(AuthError::Busy(arn.into()))
+}
+
+fn fresh(t: &TokenSet, margin_secs: i64) -> bool {
+    t.expires_at > now_secs() + margin_secs
 }
 
 async fn refresh_locked(ctx: &Ctx, arn: &str, margin_secs: i64) -> Result<SecretString, AuthError> {

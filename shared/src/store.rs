@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{now_millis, now_secs, Config};
-use crate::model::{HubEvent, Link, LinkStatus, Mapping, RunRecord};
+use crate::model::{ChannelRecord, HubEvent, Link, LinkStatus, Mapping, OAuthState, RunRecord};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -458,5 +458,85 @@ impl Store {
     pub async fn runs_of_link(&self, link_id: &str) -> Result<Vec<RunRecord>, StoreError> {
         self.query_all(&self.cfg.runs_table, None, "link_id", s(link_id))
             .await
+    }
+
+    // ---- push channels ----
+
+    /// Save a channel record.
+    pub async fn put_channel(&self, c: &ChannelRecord) -> Result<(), StoreError> {
+        self.put(&self.cfg.channels_table, c).await
+    }
+
+    /// The channel `channel_id`, if known.
+    pub async fn get_channel(&self, channel_id: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        let key = HashMap::from([("channel_id".to_string(), s(channel_id))]);
+        self.get(&self.cfg.channels_table, key).await
+    }
+
+    /// Forget a channel.
+    pub async fn delete_channel(&self, channel_id: &str) -> Result<(), StoreError> {
+        let table = &self.cfg.channels_table;
+        self.ddb
+            .delete_item()
+            .table_name(table)
+            .key("channel_id", s(channel_id))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
+        Ok(())
+    }
+
+    /// Every channel (a Scan: one item per watched calendar).
+    pub async fn all_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.scan_all(&self.cfg.channels_table).await
+    }
+
+    /// Every link (a Scan; used by the token refresher).
+    pub async fn all_links(&self) -> Result<Vec<Link>, StoreError> {
+        self.scan_all(&self.cfg.links_table).await
+    }
+
+    async fn scan_all<T: DeserializeOwned>(&self, table: &str) -> Result<Vec<T>, StoreError> {
+        Self::all_pages(table, |start| {
+            let req = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start);
+            async move {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| Self::aws_err("Scan", table, e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+            }
+        })
+        .await
+    }
+
+    // ---- OAuth consents ----
+
+    /// Remember a consent in progress.
+    pub async fn put_oauth_state(&self, st: &OAuthState) -> Result<(), StoreError> {
+        self.put(&self.cfg.oauth_states_table, st).await
+    }
+
+    /// Take (read and delete, once) the consent `state`; `None` when unknown, used or expired.
+    pub async fn take_oauth_state(&self, state: &str) -> Result<Option<OAuthState>, StoreError> {
+        let table = &self.cfg.oauth_states_table;
+        let res = self
+            .ddb
+            .delete_item()
+            .table_name(table)
+            .key("state", s(state))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
+        let Some(item) = res.attributes else {
+            return Ok(None);
+        };
+        let st: OAuthState = Self::from_item(table, item)?;
+        Ok((st.expires_at > now_secs()).then_some(st))
     }
 }

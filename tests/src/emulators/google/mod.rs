@@ -33,6 +33,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod oauth;
+pub mod push;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -111,6 +112,8 @@ struct Inner {
     faults: VecDeque<u16>,
     quota: HashMap<String, VecDeque<Instant>>,
     requests: u64,
+    channels: BTreeMap<String, push::WatchChannel>,
+    push_log: Arc<Mutex<Vec<push::Delivery>>>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -177,6 +180,16 @@ fn router(inner: Shared) -> axum::Router {
             "/calendar/v3/calendars/{cal}/events",
             get(list_events).post(insert_event),
         )
+        .route(
+            "/calendar/v3/calendars/{cal}/events/watch",
+            post(push::watch),
+        )
+        .route(
+            "/calendar/v3/calendars/{cal}/events/import",
+            post(import_event),
+        )
+        .route("/calendar/v3/channels/stop", post(push::stop))
+        .route("/emulator/push", get(push::control_log))
         .route(
             "/calendar/v3/calendars/{cal}/events/{id}",
             get(get_event)
@@ -366,6 +379,7 @@ async fn calendar_list(State(st): State<Shared>, headers: HeaderMap) -> Response
 
 /// Query parameters `events.list` honours; the names are those of the discovery document.
 const LIST_PARAMS: &[&str] = &[
+    "iCalUID",
     "maxResults",
     "pageToken",
     "syncToken",
@@ -407,7 +421,11 @@ async fn list_events(
         return bad_request(&format!("Invalid parameter: {n}"));
     }
     if param("syncToken").is_none() {
-        if let Some(p) = FORBIDDEN_WITH_SYNC.iter().find(|p| param(p).is_some()) {
+        if let Some(p) = FORBIDDEN_WITH_SYNC
+            .iter()
+            .filter(|p| !LIST_PARAMS.contains(p))
+            .find(|p| param(p).is_some())
+        {
             return bad_request(&format!("The parameter {p} is not emulated"));
         }
     }
@@ -462,7 +480,12 @@ async fn list_events(
         }
     };
     // Page token: (query fingerprint, snapshot sequence, last id) — keyset paging over ids.
-    let fingerprint = format!("{cal}|{:?}|{show_deleted}", param("syncToken"));
+    let fingerprint = format!(
+        "{cal}|{:?}|{show_deleted}|{:?}",
+        param("syncToken"),
+        param("iCalUID")
+    );
+    let ical_uid = param("iCalUID").map(str::to_string);
     let (snapshot, after) = match param("pageToken") {
         None => (seq_now, String::new()),
         Some(t) => match decode_token("p1.", t).filter(|v| v["f"] == json!(fingerprint)) {
@@ -488,6 +511,11 @@ async fn list_events(
         .iter()
         .filter(|(id, _)| id.as_str() > after.as_str())
         .filter(|(_, e)| e.seq <= snapshot)
+        .filter(|(_, e)| {
+            ical_uid
+                .as_deref()
+                .is_none_or(|u| e.resource["iCalUID"] == u)
+        })
         .filter(|(_, e)| match since {
             Some(n) => e.seq > n,
             None => show_deleted || e.resource["status"] != "cancelled",
@@ -561,6 +589,7 @@ fn store_write(s: &mut Inner, cal: &str, id: &str, mut resource: Value) -> Value
             seq,
         },
     );
+    push::notify(s, cal);
     resource
 }
 
@@ -622,6 +651,66 @@ async fn insert_event(
     Json(stored).into_response()
 }
 
+/// `events.import`: a private copy of an existing event, keyed by its `iCalUID` (required);
+/// importing the same `iCalUID` again replaces that event. No `sendUpdates` (discovery).
+async fn import_event(
+    State(st): State<Shared>,
+    Path(cal): Path<String>,
+    headers: HeaderMap,
+    Json(mut ev): Json<Value>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let Some(calendar) = s.calendars.get(&cal) else {
+        return not_found();
+    };
+    let Some(uid) = ev
+        .get("iCalUID")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return gerror(400, "global", "required", "Missing iCalUID.", None);
+    };
+    if let Err(r) = validate_times(&ev) {
+        return r;
+    }
+    let existing = calendar
+        .events
+        .iter()
+        .find(|(_, e)| {
+            e.resource["iCalUID"] == uid.as_str() && e.resource.get("recurringEventId").is_none()
+        })
+        .map(|(id, e)| (id.clone(), e.resource.clone()));
+    let now = rfc3339_now();
+    let id = match &existing {
+        Some((id, old)) => {
+            ev["created"] = old["created"].clone();
+            id.clone()
+        }
+        None => {
+            ev["created"] = json!(now);
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .chars()
+                .map(|c| if c > 'v' { 'v' } else { c })
+                .collect()
+        }
+    };
+    ev["kind"] = json!("calendar#event");
+    ev["id"] = json!(id);
+    if ev.get("status").is_none() {
+        ev["status"] = json!("confirmed");
+    }
+    if ev.get("organizer").is_none() {
+        ev["organizer"] = json!({"email": cal, "self": true});
+    }
+    let stored = store_write(&mut s, &cal, &id, ev);
+    Json(stored).into_response()
+}
+
 fn current<'a>(s: &'a Inner, cal: &str, id: &str) -> Result<&'a StoredEvent, Response> {
     s.calendars
         .get(cal)
@@ -629,6 +718,63 @@ fn current<'a>(s: &'a Inner, cal: &str, id: &str) -> Result<&'a StoredEvent, Res
         .events
         .get(id)
         .ok_or_else(not_found)
+}
+
+/// The stored event `id`, or — for an id `<masterId>_<start>` of an instance of a recurring
+/// master that has no exception yet — the instance as the master generates it (Google's
+/// instance ids: `_<YYYYMMDDTHHMMSSZ>`, all-day `_<YYYYMMDD>`; writing to one creates the
+/// exception, deleting it cancels that instance).
+fn current_or_instance(s: &Inner, cal: &str, id: &str) -> Result<Value, Response> {
+    if let Ok(e) = current(s, cal, id) {
+        return Ok(e.resource.clone());
+    }
+    let (master_id, suffix) = id.rsplit_once('_').ok_or_else(not_found)?;
+    let master = current(s, cal, master_id)?.resource.clone();
+    if master["status"] == "cancelled" || master.get("recurrence").is_none() {
+        return Err(not_found());
+    }
+    instance_of(&master, suffix).ok_or_else(not_found)
+}
+
+/// The virtual instance of `master` starting at the id suffix `suffix`.
+pub fn instance_of(master: &Value, suffix: &str) -> Option<Value> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    let master_id = master["id"].as_str()?;
+    let (orig, start, end) = if suffix.len() == 8 {
+        let d = NaiveDate::parse_from_str(suffix, "%Y%m%d").ok()?;
+        let ms = NaiveDate::parse_from_str(master["start"]["date"].as_str()?, "%Y-%m-%d").ok()?;
+        let me = NaiveDate::parse_from_str(master["end"]["date"].as_str()?, "%Y-%m-%d").ok()?;
+        let fmt = |d: NaiveDate| json!({"date": d.format("%Y-%m-%d").to_string()});
+        (fmt(d), fmt(d), fmt(d + (me - ms)))
+    } else {
+        let t = NaiveDateTime::parse_from_str(suffix.strip_suffix('Z')?, "%Y%m%dT%H%M%S").ok()?;
+        let t = Utc.from_utc_datetime(&t);
+        let ms =
+            chrono::DateTime::parse_from_rfc3339(master["start"]["dateTime"].as_str()?).ok()?;
+        let me = chrono::DateTime::parse_from_rfc3339(master["end"]["dateTime"].as_str()?).ok()?;
+        let tz = master["start"]["timeZone"].as_str();
+        let fmt = |t: chrono::DateTime<Utc>| {
+            let local = tz
+                .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+                .map(|z| t.with_timezone(&z).to_rfc3339())
+                .unwrap_or_else(|| t.to_rfc3339());
+            let mut v = json!({ "dateTime": local });
+            if let Some(z) = tz {
+                v["timeZone"] = json!(z);
+            }
+            v
+        };
+        (fmt(t), fmt(t), fmt(t + (me - ms)))
+    };
+    let mut inst = master.clone();
+    let o = inst.as_object_mut()?;
+    o.remove("recurrence");
+    o.insert("id".into(), json!(format!("{master_id}_{suffix}")));
+    o.insert("recurringEventId".into(), json!(master_id));
+    o.insert("originalStartTime".into(), orig);
+    o.insert("start".into(), start);
+    o.insert("end".into(), end);
+    Some(inst)
 }
 
 fn if_match_fails(headers: &HeaderMap, etag: &Value) -> bool {
@@ -657,14 +803,14 @@ async fn get_event(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let e = match current(&s, &cal, &id) {
+    let e = match current_or_instance(&s, &cal, &id) {
         Ok(e) => e,
         Err(r) => return r,
     };
-    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == e.resource["etag"].as_str() {
+    if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == e["etag"].as_str() {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    Json(e.resource.clone()).into_response()
+    Json(e).into_response()
 }
 
 /// Fields the server owns: kept from the stored version on update.
@@ -691,8 +837,8 @@ async fn update_event(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let old = match current(&s, &cal, &id) {
-        Ok(e) => e.resource.clone(),
+    let old = match current_or_instance(&s, &cal, &id) {
+        Ok(e) => e,
         Err(r) => return r,
     };
     if if_match_fails(&headers, &old["etag"]) {
@@ -745,8 +891,8 @@ async fn patch_event(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let mut ev = match current(&s, &cal, &id) {
-        Ok(e) => e.resource.clone(),
+    let mut ev = match current_or_instance(&s, &cal, &id) {
+        Ok(e) => e,
         Err(r) => return r,
     };
     if if_match_fails(&headers, &ev["etag"]) {
@@ -773,8 +919,8 @@ async fn delete_event(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let mut ev = match current(&s, &cal, &id) {
-        Ok(e) => e.resource.clone(),
+    let mut ev = match current_or_instance(&s, &cal, &id) {
+        Ok(e) => e,
         Err(r) => return r,
     };
     if ev["status"] == "cancelled" {
@@ -786,6 +932,18 @@ async fn delete_event(
     record_send(&mut s, "DELETE", &id, &q);
     ev["status"] = json!("cancelled");
     store_write(&mut s, &cal, &id, ev);
+    // Deleting a series cancels its exceptions too.
+    let exceptions: Vec<(String, Value)> = s.calendars[&cal]
+        .events
+        .iter()
+        .filter(|(_, e)| e.resource["recurringEventId"] == id.as_str())
+        .filter(|(_, e)| e.resource["status"] != "cancelled")
+        .map(|(k, e)| (k.clone(), e.resource.clone()))
+        .collect();
+    for (k, mut e) in exceptions {
+        e["status"] = json!("cancelled");
+        store_write(&mut s, &cal, &k, e);
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -1,0 +1,25 @@
+//! Webhook receiver (API Gateway HTTP API): Google push notifications and the OAuth consent
+//! redirect. Logic: [`calsync::http_api::route`].
+use calsync::{config::Ctx, handlers, http_api};
+use lambda_http::{service_fn, Body, Error, Request, Response};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    handlers::init_tracing();
+    let ctx = Ctx::from_env().await;
+    let ctx = &ctx;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        let (parts, _body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let a = http_api::route(ctx, parts.method, path, query, parts.headers).await;
+        let mut resp = Response::builder()
+            .status(a.status)
+            .header("content-type", "text/plain; charset=utf-8");
+        if let Some(l) = a.location {
+            resp = resp.header("location", l);
+        }
+        Ok::<_, Error>(resp.body(Body::from(a.body))?)
+    }))
+    .await
+}

@@ -1,0 +1,81 @@
+//! The token refresher (scheduled): keeps every Google link's access token fresh and its push
+//! channel alive, so sync runs and notifications never wait on either.
+
+use serde::Serialize;
+
+use crate::config::Ctx;
+use crate::model::{LinkStatus, ProviderKind};
+use crate::oauth;
+use crate::push::{self, ChannelReport};
+
+/// Refresh tokens expiring within this many seconds (the schedule runs every 10 minutes).
+pub const MARGIN_SECS: i64 = 1200;
+
+/// What one refresher run did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Google links looked at.
+    pub links: u32,
+    /// Links whose token was fresh or is now refreshed.
+    pub tokens_ok: u32,
+    /// Links set to `reconnect_needed` (revoked grant).
+    pub reconnect_needed: u32,
+    /// Links whose refresh failed for another reason (retried next run).
+    pub failed: u32,
+    /// Push channels started.
+    pub channels_started: u32,
+    /// Push channels renewed.
+    pub channels_renewed: u32,
+    /// Push channels stopped (orphaned, expired or replaced).
+    pub channels_stopped: u32,
+}
+
+/// One run: refresh tokens of Google links that expire soon (one refresher per account, see
+/// [`oauth::access_token`]), mark revoked ones `reconnect_needed`, then maintain channels.
+///
+/// Errors: DynamoDB failures reading links or channels.
+pub async fn run(ctx: &Ctx) -> anyhow::Result<RefreshReport> {
+    let store = ctx.store();
+    let mut links = store.all_links().await?;
+    let mut report = RefreshReport::default();
+    for link in links
+        .iter_mut()
+        .filter(|l| l.provider == ProviderKind::Google && l.status != LinkStatus::ReconnectNeeded)
+    {
+        report.links += 1;
+        let Some(arn) = link.secret_arn.clone() else {
+            continue;
+        };
+        match oauth::access_token(ctx, &arn, MARGIN_SECS).await {
+            Ok(_) => report.tokens_ok += 1,
+            Err(e) if e.needs_reconnect() => {
+                report.reconnect_needed += 1;
+                tracing::warn!(link = %link.link_id, reason = %e, "reconnect needed");
+                store
+                    .set_link_status(
+                        &link.link_id,
+                        LinkStatus::ReconnectNeeded,
+                        Some(&e.to_string()),
+                    )
+                    .await?;
+                link.status = LinkStatus::ReconnectNeeded;
+            }
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(link = %link.link_id, error = %e, "token refresh failed; retried next run");
+            }
+        }
+    }
+    let ChannelReport {
+        started,
+        renewed,
+        stopped,
+        failed,
+    } = push::maintain_channels(ctx, &links).await?;
+    report.channels_started = started;
+    report.channels_renewed = renewed;
+    report.channels_stopped = stopped;
+    report.failed += failed;
+    tracing::info!(?report, "token refresher finished");
+    Ok(report)
+}
