@@ -196,10 +196,20 @@ fn time_line(name: &str, t: &Value, zone: Option<&str>) -> Result<String, String
     let Some(dt) = t.get("dateTime").and_then(Value::as_str) else {
         return Err(format!("{name}: neither date nor dateTime"));
     };
-    let instant = DateTime::parse_from_rfc3339(dt)
-        .map_err(|_| format!("{name}: invalid dateTime {dt:?}"))?
-        .with_timezone(&Utc);
     let tz = t.get("timeZone").and_then(Value::as_str).or(zone);
+    let instant = match DateTime::parse_from_rfc3339(dt) {
+        Ok(i) => i.with_timezone(&Utc),
+        // Without an offset the time is local to `timeZone` (Event schema, start.dateTime).
+        Err(_) => {
+            let local = NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S")
+                .map_err(|_| format!("{name}: invalid dateTime {dt:?}"))?;
+            let when = match tz.filter(|z| !is_utc_zone(z)).and_then(iana) {
+                Some(z) => When::Zoned(local, z),
+                None => When::Utc(Utc.from_utc_datetime(&local)),
+            };
+            when.instant()
+        }
+    };
     match tz
         .filter(|z| !is_utc_zone(z))
         .and_then(|z| iana(z).map(|t| (z, t)))
@@ -378,6 +388,21 @@ pub fn uid_of(ev: &Value) -> String {
         .or_else(|| ev["id"].as_str())
         .unwrap_or_default()
         .to_string()
+}
+
+/// Group Google events into series: master id → the master and its exceptions
+/// (`recurringEventId`), in input order.
+pub fn group_series(items: &[Value]) -> BTreeMap<String, Vec<&Value>> {
+    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for it in items {
+        let key = it["recurringEventId"]
+            .as_str()
+            .or_else(|| it["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        groups.entry(key).or_default().push(it);
+    }
+    groups
 }
 
 /// One Google series (master plus exceptions, cancelled ones included) as a VCALENDAR.

@@ -22,7 +22,7 @@
 
 pub mod mapping;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -539,26 +539,15 @@ impl Provider for GoogleCalendar {
             url: self.events_url(),
             detail: "last page without nextSyncToken".into(),
         })?;
-        // Group by series: master id ← exceptions' recurringEventId.
-        let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-        for it in &items {
-            let key = it["recurringEventId"]
-                .as_str()
-                .or_else(|| it["id"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            if let (Some(id), Some(u), None) = (
-                it["id"].as_str(),
-                it["iCalUID"].as_str(),
-                it.get("recurringEventId"),
-            ) {
+        for it in items.iter().filter(|i| i.get("recurringEventId").is_none()) {
+            if let (Some(id), Some(u)) = (it["id"].as_str(), it["iCalUID"].as_str()) {
                 self.ical_uids
                     .lock()
                     .expect("uid cache")
                     .insert(id.into(), u.into());
             }
-            groups.entry(key).or_default().push(it);
         }
+        let groups = mapping::group_series(&items);
         let mut out = PullResult {
             cursor,
             full,
