@@ -9,6 +9,7 @@ pub mod demo;
 pub mod emulators;
 pub mod feed;
 pub mod fixtures;
+pub mod google;
 pub mod quirks;
 pub mod runner;
 

@@ -166,6 +166,13 @@ impl GoogleEmulator {
         self.inner.lock().expect("emulator lock").sends.clone()
     }
 
+    /// Push deliveries so far (channel, state, message number, receiver's status).
+    pub fn push_deliveries(&self) -> Vec<push::Delivery> {
+        let s = self.inner.lock().expect("emulator lock");
+        let log = s.push_log.lock().expect("push log").clone();
+        log
+    }
+
     /// API requests served so far (control endpoints excluded).
     pub fn requests(&self) -> u64 {
         self.inner.lock().expect("emulator lock").requests

@@ -1,0 +1,532 @@
+//! Google ↔ Radicale ↔ Xandikos through the Google emulator: connection by OAuth, convergence,
+//! API economy, 410, duplicates, 412 races, quota storms, push notifications, forged
+//! webhooks, token refresh and revocation. Needs the local stack (`make test` starts it).
+
+use std::collections::BTreeSet;
+
+use calsync::model::{LinkStatus, RunRecord};
+use calsync::provider::Provider;
+use calsync_e2e::emulators::google::Config;
+use calsync_e2e::fixtures::{self, pair, simple_event, sync_user};
+use calsync_e2e::google::{all_occurrences, google_series, LocalGoogle};
+use calsync_e2e::local_ctx;
+use serde_json::json;
+
+async fn runs(ctx: &calsync::config::Ctx, link: &str) -> Vec<RunRecord> {
+    ctx.store().runs_of_link(link).await.expect("runs")
+}
+
+fn assert_no_notifications(lg: &LocalGoogle) {
+    let sends: Vec<_> = lg
+        .emu
+        .sends()
+        .into_iter()
+        .filter(|s| s.send_updates.as_deref() != Some(calsync_e2e::google::USER_SEND_UPDATES))
+        .collect();
+    assert!(!sends.is_empty(), "no writes recorded");
+    for s in &sends {
+        assert_eq!(s.send_updates.as_deref(), Some("none"), "{s:?}");
+    }
+}
+
+async fn caldav_occurrences(
+    ctx: &calsync::config::Ctx,
+    url: &str,
+) -> BTreeSet<calsync::ical::Occurrence> {
+    let events = fixtures::events_in(ctx, url).await.expect("events");
+    all_occurrences(events.iter().map(|(_, s)| s))
+}
+
+/// Three-way convergence for a calendar; then a sync with no change costs one Google request
+/// and writes nothing; no write asks Google to e-mail guests.
+async fn converge(tag: &str, ical_file: Option<&str>) {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let text = match ical_file {
+        Some(p) => std::fs::read_to_string(p).expect("corpus file"),
+        None => calsync_e2e::demo::SAMPLE.to_string(),
+    };
+    let parsed = calsync::ical::parse_calendar("seed", &text).expect("parses");
+    let seed: Vec<String> = parsed.series.iter().map(|s| s.to_ical()).collect();
+    let p = pair(&lg.ctx, tag, &seed).await.expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, &format!("{tag}@example.com"), "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let provider = lg.provider(&g).await.expect("provider");
+    let google = google_series(&provider).await.expect("google events");
+    let r = caldav_occurrences(&ctx, &p.radicale).await;
+    let x = caldav_occurrences(&ctx, &p.xandikos).await;
+    let gocc = all_occurrences(&google);
+    assert_eq!(
+        google.len(),
+        parsed.series.len(),
+        "every series in Google once"
+    );
+    assert!(!r.is_empty());
+    let diff = |a: &BTreeSet<calsync::ical::Occurrence>,
+                b: &BTreeSet<calsync::ical::Occurrence>| {
+        let only_a: Vec<_> = a.difference(b).take(4).collect();
+        let only_b: Vec<_> = b.difference(a).take(4).collect();
+        format!("only left: {only_a:?}\nonly right: {only_b:?}")
+    };
+    // Google holds, for every event, exactly what it can hold of the CalDAV version (the
+    // projection); the CalDAV members keep the rest (compared by occurrence below).
+    let rad = fixtures::events_in(&ctx, &p.radicale)
+        .await
+        .expect("events");
+    assert_eq!(
+        rad.iter()
+            .map(|(_, s)| s.uid.clone())
+            .collect::<BTreeSet<_>>(),
+        google
+            .iter()
+            .map(|s| s.uid.clone())
+            .collect::<BTreeSet<_>>()
+    );
+    for (_, s) in &rad {
+        let projected =
+            calsync::provider::google::mapping::project(&s.to_ical()).expect("writable");
+        let projected = calsync::ical::EventSeries::parse_single("p", &projected).expect("parses");
+        let g = google.iter().find(|g| g.uid == s.uid).expect("in Google");
+        assert!(
+            g.same_content(&projected),
+            "{}: Google\n{}\nvs projection of Radicale\n{}",
+            s.uid,
+            g.to_ical(),
+            projected.to_ical()
+        );
+    }
+    assert!(!gocc.is_empty());
+    assert!(r == x, "Radicale and Xandikos differ:\n{}", diff(&r, &x));
+
+    // No change: one request for the Google pull, no writes anywhere.
+    let writes = lg.emu.sends().len();
+    let before = runs(&ctx, &g.link_id).await.len();
+    let stats = sync_user(&lg.ctx, p.user).await.expect("sync");
+    assert_eq!(stats.pushes, 0, "nothing to push: {stats:?}");
+    let after = runs(&ctx, &g.link_id).await;
+    assert_eq!(after.len(), before + 1);
+    let last = after.last().expect("run");
+    assert_eq!(
+        (last.kind.as_str(), last.api_calls),
+        ("pull", 1),
+        "{last:?}"
+    );
+    assert_eq!(lg.emu.sends().len(), writes);
+    assert_no_notifications(&lg);
+}
+
+#[tokio::test]
+async fn sample_calendar_converges_three_ways() {
+    converge("gsample", None).await;
+}
+
+#[tokio::test]
+async fn recurring_corpus_calendars_converge_three_ways() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/ics/recurring-ical-events"
+    );
+    for f in ["issue_62_moved_event.ics", "issue_48_dst.ics"] {
+        converge("grecur", Some(&format!("{dir}/{f}"))).await;
+    }
+}
+
+#[tokio::test]
+async fn push_notification_syncs_and_forged_webhooks_are_refused() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let p = pair(
+        &lg.ctx,
+        "gpush",
+        &[simple_event("push-1@test", "Before", 5)],
+    )
+    .await
+    .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "push@example.com", "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let channels: Vec<_> = ctx
+        .store()
+        .all_channels()
+        .await
+        .expect("channels")
+        .into_iter()
+        .filter(|c| c.link_id == g.link_id)
+        .collect();
+    assert_eq!(channels.len(), 1, "one channel per Google link");
+
+    // Forged: unknown channel, then the right channel with a wrong token → 4xx, no job.
+    let http = reqwest::Client::new();
+    let post = |id: &str, token: &str| {
+        http.post(lg.hooks.push_url())
+            .header("X-Goog-Channel-ID", id)
+            .header("X-Goog-Channel-Token", token)
+            .header("X-Goog-Resource-State", "exists")
+            .header("X-Goog-Message-Number", "99")
+            .header("X-Goog-Resource-ID", "res")
+            .send()
+    };
+    assert_eq!(post("nope", "x").await.expect("post").status(), 404);
+    assert_eq!(
+        post(&channels[0].channel_id, "forged")
+            .await
+            .expect("post")
+            .status(),
+        403
+    );
+    let stats = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    assert_eq!(
+        (stats.pulls, stats.pushes),
+        (0, 0),
+        "forged webhooks queued work"
+    );
+
+    // An edit in Google: the emulator delivers `exists`, our webhook queues the sync.
+    let api = lg.user_api(&g).await.expect("api");
+    let item = api
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .next()
+        .expect("event");
+    let delivered_before = lg.emu.push_deliveries().len();
+    api.patch(
+        item["id"].as_str().expect("id"),
+        json!({"summary": "Edited on Google"}),
+    )
+    .await
+    .expect("patch");
+    let mut waited = 0;
+    while !lg.emu.push_deliveries()[delivered_before..]
+        .iter()
+        .any(|d| d.state == "exists" && d.status == 200)
+    {
+        waited += 1;
+        assert!(
+            waited < 200,
+            "no push delivered: {:?}",
+            lg.emu.push_deliveries()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let stats = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    assert!(stats.pulls >= 1 && stats.pushes >= 1, "{stats:?}");
+    let r = fixtures::events_in(&ctx, &p.radicale)
+        .await
+        .expect("events");
+    assert_eq!(r[0].1.summary(), "Edited on Google");
+    let x = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events");
+    assert_eq!(x[0].1.summary(), "Edited on Google");
+    assert!(runs(&ctx, &g.link_id)
+        .await
+        .iter()
+        .any(|r| r.trigger == "push"));
+    assert!(lg
+        .emu
+        .push_deliveries()
+        .iter()
+        .any(|d| d.state == "sync" && d.number == 1));
+}
+
+#[tokio::test]
+async fn sync_token_loss_duplicate_create_and_412_race() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(
+        &ctx,
+        Config {
+            page_cap: 2,
+            ..Config::default()
+        },
+    )
+    .await
+    .expect("google");
+    let seed: Vec<String> = (1..=5)
+        .map(|i| simple_event(&format!("tok-{i}@test"), &format!("E{i}"), i))
+        .collect();
+    let p = pair(&lg.ctx, "g410", &seed).await.expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "g410@example.com", "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+
+    // 410: the next pull re-enumerates (short pages), creates and deletes nothing.
+    reqwest::Client::new()
+        .post(format!(
+            "{}/emulator/calendars/g410@example.com/expire-sync-tokens",
+            lg.emu.url
+        ))
+        .send()
+        .await
+        .expect("expire");
+    let writes = lg.emu.sends().len();
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    let last = runs(&ctx, &g.link_id)
+        .await
+        .into_iter()
+        .rfind(|r| r.kind == "pull")
+        .expect("run");
+    assert_eq!(
+        (last.created, last.deleted, last.updated),
+        (0, 0, 0),
+        "{last:?}"
+    );
+    assert!(last.api_calls >= 4, "410 then paged full listing: {last:?}");
+    assert_eq!(lg.emu.sends().len(), writes, "410 wrote to Google");
+    let provider = lg.provider(&g).await.expect("provider");
+    assert_eq!(google_series(&provider).await.expect("list").len(), 5);
+
+    // Crash after the insert: the event is in Google, the mapping write was lost. The retry
+    // meets 409 on the deterministic id and adopts the event.
+    let uid = "crash-1@test";
+    let ical = simple_event(uid, "Crash", 20);
+    provider.create(uid, &ical).await.expect("first attempt");
+    fixtures::client_put(&ctx, &p.radicale, &ical)
+        .await
+        .expect("put");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let google = google_series(&provider).await.expect("list");
+    assert_eq!(
+        google.iter().filter(|s| s.uid == uid).count(),
+        1,
+        "no duplicate"
+    );
+    assert_eq!(google.len(), 6);
+
+    // 412 race: the same event edited in Google (summary) and in Radicale (location) before
+    // either syncs; the Radicale change is pushed with a stale If-Match, the 412 makes calsync
+    // re-read Google and merge (policy merge): both edits survive everywhere.
+    let api = lg.user_api(&g).await.expect("api");
+    let item = api
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|e| e["extendedProperties"]["private"]["calsyncUid"] == "tok-1@test")
+        .expect("tok-1");
+    api.patch(
+        item["id"].as_str().expect("id"),
+        json!({"summary": "Google title"}),
+    )
+    .await
+    .expect("patch");
+    fixtures::client_edit(&ctx, &p.radicale, "tok-1@test", |s| {
+        s.replace("LOCATION:Room 1", "LOCATION:Room 9")
+    })
+    .await
+    .expect("edit");
+    fixtures::sync_link(&lg.ctx, &p.r.link_id)
+        .await
+        .expect("sync");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    for url in [&p.radicale, &p.xandikos] {
+        let ev = fixtures::events_in(&ctx, url).await.expect("events");
+        let s = &ev
+            .iter()
+            .find(|(_, s)| s.uid == "tok-1@test")
+            .expect("tok-1")
+            .1;
+        assert_eq!(s.summary(), "Google title", "{url}");
+        assert_eq!(s.text("LOCATION").as_deref(), Some("Room 9"), "{url}");
+    }
+    let s = google_series(&provider).await.expect("list");
+    let t = s.iter().find(|s| s.uid == "tok-1@test").expect("tok-1");
+    assert_eq!(
+        (t.summary().as_str(), t.text("LOCATION").as_deref()),
+        ("Google title", Some("Room 9"))
+    );
+    assert_no_notifications(&lg);
+}
+
+#[tokio::test]
+async fn quota_storms_delay_but_lose_nothing() {
+    let ctx = local_ctx().await;
+    for with_429 in [false, true] {
+        let lg = LocalGoogle::start(
+            &ctx,
+            Config {
+                quota_with_429: with_429,
+                ..Config::default()
+            },
+        )
+        .await
+        .expect("google");
+        let seed: Vec<String> = (1..=4)
+            .map(|i| simple_event(&format!("storm-{i}@test"), "S", i))
+            .collect();
+        let p = pair(&lg.ctx, "gstorm", &seed).await.expect("pair");
+        let g = lg
+            .connect(&p.group, p.user, "storm@example.com", "google")
+            .await
+            .expect("connect");
+        let status = if with_429 { 429 } else { 403 };
+        reqwest::Client::new()
+            .post(format!("{}/emulator/faults", lg.emu.url))
+            .json(&json!({"status": status, "count": 4}))
+            .send()
+            .await
+            .expect("faults");
+        let stats = sync_user(&lg.ctx, p.user).await.expect("sync");
+        assert_eq!(stats.failures, 0, "backoff absorbed the storm: {stats:?}");
+        let provider = lg.provider(&g).await.expect("provider");
+        assert_eq!(google_series(&provider).await.expect("list").len(), 4);
+        let calls: u32 = runs(&ctx, &g.link_id)
+            .await
+            .iter()
+            .map(|r| r.api_calls)
+            .sum();
+        assert!(calls >= 4 + 4, "the refused requests were retried: {calls}");
+    }
+}
+
+#[tokio::test]
+async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnect() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let p = pair(&lg.ctx, "gtok", &[simple_event("tok@test", "T", 3)])
+        .await
+        .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "tok@example.com", "google")
+        .await
+        .expect("connect");
+    let arn = g.secret_arn.clone().expect("arn");
+    let stats_url = format!("{}/emulator/oauth/stats", lg.emu.url);
+    let refreshes = || async {
+        let v: serde_json::Value = reqwest::get(&stats_url)
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["refresh_grants"].as_u64().expect("count")
+    };
+    // Expire the stored access token; eight workers want a token at once.
+    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let old_access = {
+        use secrecy::ExposeSecret;
+        t.access_token.expose_secret().to_string()
+    };
+    t.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .await
+        .expect("write");
+    let before = refreshes().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let c = lg.ctx.clone();
+        let a = arn.clone();
+        set.spawn(async move { calsync::oauth::access_token(&c, &a, 60).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task").expect("token");
+    }
+    assert_eq!(
+        refreshes().await - before,
+        1,
+        "one refresh for eight concurrent callers"
+    );
+
+    // Token values appear nowhere in DynamoDB.
+    let fresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let values: Vec<String> = {
+        use secrecy::ExposeSecret;
+        let mut v = vec![old_access, fresh.access_token.expose_secret().to_string()];
+        v.extend(
+            fresh
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_string()),
+        );
+        v
+    };
+    let dump = format!(
+        "{:?}{:?}{:?}{:?}",
+        ctx.store().all_links().await.expect("links"),
+        ctx.store().all_channels().await.expect("channels"),
+        runs(&ctx, &g.link_id).await,
+        ctx.store()
+            .mappings_of_link(&g.link_id)
+            .await
+            .expect("maps"),
+    );
+    for v in &values {
+        assert!(!dump.contains(v.as_str()), "a token value reached DynamoDB");
+    }
+
+    // Revocation: the link becomes reconnect_needed with a readable reason, and the
+    // fan-out stops queueing it.
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
+        .json(&json!({"refresh_token": values.last().expect("refresh token")}))
+        .send()
+        .await
+        .expect("revoke")
+        .error_for_status()
+        .expect("revoked");
+    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    t.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .await
+        .expect("write");
+    let stats = fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "not retried: {stats:?}");
+    let link = ctx
+        .store()
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(link.status, LinkStatus::ReconnectNeeded);
+    assert!(
+        link.status_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("reconnect"),
+        "{link:?}"
+    );
+    let answer = calsync_e2e::runner::autosync_user(&lg.ctx, p.user).await;
+    assert!(
+        answer["Message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("2 calendar"),
+        "{answer}"
+    );
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    // The refresher leaves it alone too and stops its channel.
+    let report = calsync::refresher::run(&lg.ctx).await.expect("refresher");
+    assert!(
+        ctx.store()
+            .all_channels()
+            .await
+            .expect("channels")
+            .iter()
+            .all(|c| c.link_id != g.link_id),
+        "{report:?}"
+    );
+}
