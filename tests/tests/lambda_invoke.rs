@@ -146,5 +146,17 @@ async fn lambda_binaries_answer_through_the_runtime_api() {
             json!({"batchItemFailures": []})
         );
     }
+    // webhook-receiver (lambda_http): the sample notification names a channel that does not
+    // exist → 404, nothing queued; token-refresher with no Google links does nothing.
+    let hook = invoke(
+        "webhook-receiver",
+        Invoke::File("webhook-google-forged.json"),
+    );
+    assert_eq!(hook["statusCode"], 404, "{hook}");
+    let refresher = invoke(
+        "token-refresher",
+        Invoke::File("token-refresher-schedule.json"),
+    );
+    assert!(refresher["links"].is_u64(), "{refresher}");
     calsync_e2e::runner::drain(&ctx).await.unwrap();
 }
