@@ -294,33 +294,24 @@ pub async fn refresh(
     Ok(token_set(&t, Some(refresh_token.clone())))
 }
 
-async fn get_secret(ctx: &Ctx, id: &str) -> Result<String, SecretError> {
-    let out = ctx
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| SecretError::Unreadable {
-            arn: id.into(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-        })?;
-    Ok(out.secret_string().unwrap_or_default().to_string())
-}
-
 /// The application's OAuth client from Secrets Manager.
 pub async fn load_client(ctx: &Ctx) -> Result<OAuthClient, SecretError> {
-    let id = &ctx.config.google_client_secret;
-    let text = get_secret(ctx, id).await?;
-    serde_json::from_str(&text).map_err(|_| SecretError::Malformed { arn: id.clone() })
+    crate::secrets::read_json(
+        &ctx.clients.secrets,
+        &ctx.config.google_client_secret,
+        r#"{"client_id","client_secret","auth_uri","token_uri","redirect_uri"}"#,
+    )
+    .await
 }
 
 /// The tokens stored in the secret `arn`.
 pub async fn read_tokens(ctx: &Ctx, arn: &str) -> Result<TokenSet, SecretError> {
-    let text = get_secret(ctx, arn).await?;
-    let s: StoredTokens =
-        serde_json::from_str(&text).map_err(|_| SecretError::Malformed { arn: arn.into() })?;
+    let s: StoredTokens = crate::secrets::read_json(
+        &ctx.clients.secrets,
+        arn,
+        r#"{"access_token","refresh_token","expires_at"}"#,
+    )
+    .await?;
     Ok(TokenSet {
         access_token: s.access_token,
         refresh_token: s.refresh_token,

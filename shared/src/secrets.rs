@@ -34,11 +34,36 @@ pub enum SecretError {
         reason: String,
     },
     /// The value is not the expected JSON shape.
-    #[error("secret {arn}: not the expected JSON shape {{\"username\",\"password\"}}")]
+    #[error("secret {arn}: not the expected JSON shape {expected}")]
     Malformed {
         /// ARN of the secret.
         arn: String,
+        /// The shape that was expected, e.g. `{"username","password"}`.
+        expected: &'static str,
     },
+}
+
+/// Read the secret `id` (name or ARN) as JSON of type `T`; `expected` names its shape in the
+/// error.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+    expected: &'static str,
+) -> Result<T, SecretError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SecretError::Unreadable {
+            arn: id.into(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let text = out.secret_string().unwrap_or_default();
+    serde_json::from_str(text).map_err(|_| SecretError::Malformed {
+        arn: id.into(),
+        expected,
+    })
 }
 
 /// Read CalDAV credentials from the secret `arn`.
@@ -46,17 +71,7 @@ pub async fn caldav_credentials(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
 ) -> Result<CalDavCredentials, SecretError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| SecretError::Unreadable {
-            arn: arn.into(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-        })?;
-    let text = out.secret_string().unwrap_or_default();
-    serde_json::from_str(text).map_err(|_| SecretError::Malformed { arn: arn.into() })
+    read_json(client, arn, r#"{"username","password"}"#).await
 }
 
 /// Store CalDAV credentials as a new secret named `name`; returns its ARN.

@@ -119,6 +119,45 @@ impl Store {
         out.item.map(|i| Self::from_item(table, i)).transpose()
     }
 
+    async fn delete(&self, table: &str, key: Item) -> Result<(), StoreError> {
+        self.ddb
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
+        Ok(())
+    }
+
+    /// Every item of `table`, optionally filtered by `(expression, ":now", value)` (a Scan).
+    async fn scan<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        filter: Option<(&str, &str, AttributeValue)>,
+    ) -> Result<Vec<T>, StoreError> {
+        Self::all_pages(table, |start| {
+            let mut req = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start);
+            if let Some((expr, name, value)) = &filter {
+                req = req
+                    .filter_expression(*expr)
+                    .expression_attribute_values(*name, value.clone());
+            }
+            async move {
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| Self::aws_err("Scan", table, e))?;
+                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+            }
+        })
+        .await
+    }
+
     /// Follow `LastEvaluatedKey` until the last page; `page` makes one request from a start key.
     async fn all_pages<T, F, Fut>(table: &str, mut page: F) -> Result<Vec<T>, StoreError>
     where
@@ -208,24 +247,8 @@ impl Store {
     /// Links whose `next_sync_at` is at or before `now` (epoch seconds). A Scan with a filter:
     /// the links table is small next to events and mappings.
     pub async fn due_links(&self, now: i64) -> Result<Vec<Link>, StoreError> {
-        let table = &self.cfg.links_table;
-        Self::all_pages(table, |start| {
-            let req = self
-                .ddb
-                .scan()
-                .table_name(table)
-                .filter_expression("next_sync_at <= :now")
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start);
-            async move {
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| Self::aws_err("Scan", table, e))?;
-                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-            }
-        })
-        .await
+        let filter = ("next_sync_at <= :now", ":now", n(now));
+        self.scan(&self.cfg.links_table, Some(filter)).await
     }
 
     /// Set when the schedule next makes the link due (epoch seconds).
@@ -340,16 +363,11 @@ impl Store {
 
     /// Remove a mapping.
     pub async fn delete_mapping(&self, link_id: &str, uid: &str) -> Result<(), StoreError> {
-        let table = &self.cfg.mappings_table;
-        self.ddb
-            .delete_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
-            .key("uid", s(uid))
-            .send()
-            .await
-            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
-        Ok(())
+        let key = HashMap::from([
+            ("link_id".to_string(), s(link_id)),
+            ("uid".to_string(), s(uid)),
+        ]);
+        self.delete(&self.cfg.mappings_table, key).await
     }
 
     // ---- cursors ----
@@ -374,15 +392,8 @@ impl Store {
 
     /// Forget the link's cursor (the next pull re-enumerates).
     pub async fn delete_cursor(&self, link_id: &str) -> Result<(), StoreError> {
-        let table = &self.cfg.cursors_table;
-        self.ddb
-            .delete_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
-            .send()
-            .await
-            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
-        Ok(())
+        let key = HashMap::from([("link_id".to_string(), s(link_id))]);
+        self.delete(&self.cfg.cursors_table, key).await
     }
 
     // ---- leases ----
@@ -475,43 +486,18 @@ impl Store {
 
     /// Forget a channel.
     pub async fn delete_channel(&self, channel_id: &str) -> Result<(), StoreError> {
-        let table = &self.cfg.channels_table;
-        self.ddb
-            .delete_item()
-            .table_name(table)
-            .key("channel_id", s(channel_id))
-            .send()
-            .await
-            .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
-        Ok(())
+        let key = HashMap::from([("channel_id".to_string(), s(channel_id))]);
+        self.delete(&self.cfg.channels_table, key).await
     }
 
     /// Every channel (a Scan: one item per watched calendar).
     pub async fn all_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.scan_all(&self.cfg.channels_table).await
+        self.scan(&self.cfg.channels_table, None).await
     }
 
     /// Every link (a Scan; used by the token refresher).
     pub async fn all_links(&self) -> Result<Vec<Link>, StoreError> {
-        self.scan_all(&self.cfg.links_table).await
-    }
-
-    async fn scan_all<T: DeserializeOwned>(&self, table: &str) -> Result<Vec<T>, StoreError> {
-        Self::all_pages(table, |start| {
-            let req = self
-                .ddb
-                .scan()
-                .table_name(table)
-                .set_exclusive_start_key(start);
-            async move {
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| Self::aws_err("Scan", table, e))?;
-                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-            }
-        })
-        .await
+        self.scan(&self.cfg.links_table, None).await
     }
 
     // ---- OAuth consents ----

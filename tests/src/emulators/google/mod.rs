@@ -343,6 +343,11 @@ fn decode_token(kind: &str, t: &str) -> Option<Value> {
     serde_json::from_slice(&raw).ok()
 }
 
+/// An id the server chooses: 32 base32hex characters (hex digits fit `[0-9a-v]`).
+fn server_event_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// base32hex as the API documents for client-chosen ids: `[a-v0-9]`, 5–1024 characters.
 pub fn valid_event_id(id: &str) -> bool {
     (5..=1024).contains(&id.len())
@@ -619,12 +624,7 @@ async fn insert_event(
             return gerror(400, "global", "invalid", "Invalid resource id value.", None)
         }
         Some(id) => id.to_string(),
-        None => uuid::Uuid::new_v4()
-            .simple()
-            .to_string()
-            .chars()
-            .map(|c| if c > 'v' { 'v' } else { c })
-            .collect(),
+        None => server_event_id(),
     };
     if calendar.events.contains_key(&id) {
         return gerror(
@@ -698,12 +698,7 @@ async fn import_event(
         }
         None => {
             ev["created"] = json!(now);
-            uuid::Uuid::new_v4()
-                .simple()
-                .to_string()
-                .chars()
-                .map(|c| if c > 'v' { 'v' } else { c })
-                .collect()
+            server_event_id()
         }
     };
     ev["kind"] = json!("calendar#event");
