@@ -1,11 +1,13 @@
 //! `make run`: the main job on the local stack.
 //!
 //! Imports a calendar (the built-in sample, or `--ics FILE`) into a Radicale calendar the way
-//! a user's client would (one PUT per UID), links it with an empty Xandikos calendar and a
-//! small ICS subscription into one sync group, syncs to quiescence through the Lambda
-//! handlers, then shows both directions: a demo event created on Xandikos, edited on
-//! Radicale, deleted on Xandikos, and one occurrence of a demo series moved. Prints a report
-//! and whether all members converged.
+//! a user's client would (one PUT per UID), links it with an empty Xandikos calendar, a small
+//! ICS subscription and a Google calendar (the emulator, connected through the OAuth consent
+//! round trip) into one sync group, syncs to quiescence through the Lambda handlers, then
+//! shows both directions: a demo event created on Xandikos, edited on Radicale, deleted on
+//! Xandikos, one occurrence of a demo series moved, and the series renamed on Google, which
+//! reaches the CalDAV members through a push notification without the schedule. Prints a
+//! report (with the Google requests) and whether all members converged.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -16,8 +18,10 @@ use calsync::ical::{parse_calendar, EventSeries, Occurrence};
 use calsync::model::Link;
 use chrono::{Duration, Utc};
 
+use crate::emulators::google::Config as GoogleConfig;
 use crate::feed::FeedServer;
 use crate::fixtures::{self, Server};
+use crate::google::{google_series, LocalGoogle};
 
 /// The built-in sample calendar.
 pub const SAMPLE: &str = include_str!("sample.ics");
@@ -32,6 +36,7 @@ DTEND;VALUE=DATE:20270502\r\nSUMMARY:Labour Day (from the holiday feed)\r\nEND:V
 const USER_ID: i64 = 282;
 const DEMO_EVENT: &str = "calsync-demo-event@calsync.example";
 const DEMO_SERIES: &str = "calsync-demo-series@calsync.example";
+const RENAMED_ON_GOOGLE: &str = "Demo series (renamed on Google)";
 
 fn demo_event(summary: &str) -> String {
     format!(
@@ -157,7 +162,10 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
         }
     };
     let started = Instant::now();
-    let ctx = crate::local_ctx().await;
+    // The Google emulator and the webhook receiver's routes on local ports; the context's
+    // webhook URL points at them, so channels started for the Google link deliver there.
+    let google = LocalGoogle::start(&crate::local_ctx().await, GoogleConfig::default()).await?;
+    let ctx = google.ctx.clone();
     let (name, text) = match ics {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
@@ -201,11 +209,21 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
 
     let feed = FeedServer::start(FEED, true).await?;
     let group = &format!("{name_tag}-group");
-    let links: Vec<Link> = vec![
+    let mut links: Vec<Link> = vec![
         fixtures::caldav_link(&ctx, group, user_id, &radicale, "radicale").await?,
         fixtures::caldav_link(&ctx, group, user_id, &xandikos, "xandikos").await?,
         fixtures::ics_link(&ctx, group, user_id, &feed.url, "holiday-feed").await?,
     ];
+    let gcal = format!("{name_tag}@calsync.example");
+    let g = google.connect(group, user_id, &gcal, "google").await?;
+    println!(
+        "connected Google calendar {gcal} (emulator at {}) through the OAuth consent round trip: \
+tokens in Secrets Manager ({}), push channel to {}",
+        google.emu.url,
+        g.secret_arn.as_deref().unwrap_or("?"),
+        google.hooks.push_url()
+    );
+    links.push(g.clone());
 
     step(&ctx, user_id, "linking").await?;
     // A second round reaches quiescence: nothing left to write anywhere.
@@ -257,6 +275,43 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
     )
     .await?;
 
+    // A person renames the series in Google (another app): Google notifies our webhook, which
+    // queues the sync; the queues are drained, the schedule is not fired.
+    let api = google.user_api(&g).await?;
+    let master = api
+        .list()
+        .await?
+        .into_iter()
+        .find(|e| e["iCalUID"] == DEMO_SERIES && e["recurringEventId"].is_null())
+        .ok_or_else(|| anyhow::anyhow!("{DEMO_SERIES} not in Google"))?;
+    let delivered = google.emu.push_deliveries().len();
+    api.patch(
+        master["id"].as_str().unwrap_or_default(),
+        serde_json::json!({"summary": RENAMED_ON_GOOGLE}),
+    )
+    .await?;
+    let push = google
+        .emu
+        .wait_for_delivery(
+            delivered,
+            |d| d.state == "exists",
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .ok_or_else(|| anyhow::anyhow!("Google sent no push notification within 30 s"))?;
+    anyhow::ensure!(
+        push.status == 200,
+        "the webhook receiver answered {} to the push notification",
+        push.status
+    );
+    let stats = crate::runner::drain(&ctx).await?;
+    println!(
+        "renaming the series on Google: push message #{} → webhook 200 → sync job; no schedule: {} pulls, {} pushes",
+        push.number, stats.pulls, stats.pushes
+    );
+    expect_summary(&ctx, &radicale, DEMO_SERIES, Some(RENAMED_ON_GOOGLE)).await?;
+    expect_summary(&ctx, &xandikos, DEMO_SERIES, Some(RENAMED_ON_GOOGLE)).await?;
+
     // Report.
     // Invariant 1 holds modulo reported provider limits: events a member refused (status
     // `error` on its link) are listed and left out of the comparison.
@@ -277,6 +332,31 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
     let hub = hub_snapshot(&ctx, group).await?.without(&refused);
     let r = snapshot(&ctx, &radicale).await?.without(&refused);
     let x = snapshot(&ctx, &xandikos).await?.without(&refused);
+    let google_requests_before_report = google.emu.requests();
+    let gseries: Vec<EventSeries> = google_series(&google.provider(&g).await?)
+        .await?
+        .into_iter()
+        .filter(|s| !refused.contains(&s.uid))
+        .collect();
+    let gs = Snapshot {
+        uids: gseries.iter().map(|s| s.uid.clone()).collect(),
+        occurrences: occurrences_next_year(&gseries),
+    };
+    // Google holds, of every event, what Google can hold (its projection); properties it
+    // cannot carry stay in the hub and on the CalDAV members.
+    let mut unlike_google = Vec::new();
+    for (_, s) in fixtures::events_in(&ctx, &radicale).await? {
+        if refused.contains(&s.uid) {
+            continue;
+        }
+        let projected = calsync::provider::google::mapping::project(&s.to_ical())
+            .and_then(|p| EventSeries::parse_single("projection", &p).ok());
+        let held = gseries.iter().find(|g| g.uid == s.uid);
+        match (projected, held) {
+            (Some(p), Some(h)) if h.same_content(&p) => {}
+            _ => unlike_google.push(s.uid.clone()),
+        }
+    }
     let moved = x
         .occurrences
         .iter()
@@ -304,6 +384,12 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
         x.uids.len(),
         x.occurrences.len()
     );
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "google",
+        gs.uids.len(),
+        gs.occurrences.len()
+    );
     println!();
     println!(
         "{:<14} {:>5} {:>9} {:>8} {:>8} {:>8} {:>9} {:>7}",
@@ -323,7 +409,25 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
             t.errors
         );
     }
+    let sends = google.emu.sends();
+    let calsync_writes: Vec<_> = sends
+        .iter()
+        .filter(|w| w.send_updates.as_deref() != Some(crate::google::USER_SEND_UPDATES))
+        .collect();
+    let notifying = calsync_writes
+        .iter()
+        .filter(|w| w.send_updates.as_deref() != Some("none"))
+        .count();
+    let deliveries = google.emu.push_deliveries();
     println!();
+    println!(
+        "Google emulator: {google_requests_before_report} API requests served during the sync \
+({} writes by calsync, {notifying} of them with sendUpdates other than none); {} push \
+messages delivered ({} answered 200)",
+        calsync_writes.len(),
+        deliveries.len(),
+        deliveries.iter().filter(|d| d.status == 200).count()
+    );
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
     println!(
         "calendars: {radicale} and {xandikos} (user {}, password {}); feed {}",
@@ -336,8 +440,9 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
         "feed-holiday-2@calsync.example",
     ]
     .iter()
-    .all(|u| r.uids.contains(*u) && x.uids.contains(*u));
-    let converged = r == x && x == hub && feed_in_all && moved;
+    .all(|u| r.uids.contains(*u) && x.uids.contains(*u) && gs.uids.contains(*u));
+    let google_same = gs.uids == x.uids && unlike_google.is_empty();
+    let converged = r == x && x == hub && google_same && feed_in_all && moved && notifying == 0;
     if converged {
         let note = if refused.is_empty() {
             String::new()
@@ -345,16 +450,17 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
             format!(" ({} refused by a server, listed above)", refused.len())
         };
         println!(
-            "converged: yes — hub, Radicale and Xandikos hold the same {} events and {} occurrences{note}",
+            "converged: yes — hub, Radicale, Xandikos and Google hold the same {} events and {} occurrences{note}",
             hub.uids.len(),
             hub.occurrences.len()
         );
     } else {
         let diff: Vec<&String> = r.uids.symmetric_difference(&x.uids).collect();
         println!(
-            "converged: NO — UIDs differing between Radicale and Xandikos: {diff:?}; occurrences equal: {}; hub equal: {}; feed events everywhere: {feed_in_all}; moved occurrence arrived: {moved}",
+            "converged: NO — UIDs differing between Radicale and Xandikos: {diff:?}; occurrences equal: {}; hub equal: {}; feed events everywhere: {feed_in_all}; moved occurrence arrived: {moved}; Google differs on {unlike_google:?} (UIDs equal: {}); Google writes notifying guests: {notifying}",
             r.occurrences == x.occurrences,
-            x == hub
+            x == hub,
+            gs.uids == x.uids
         );
     }
     Ok(converged)

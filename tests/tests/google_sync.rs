@@ -206,19 +206,14 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
     )
     .await
     .expect("patch");
-    let mut waited = 0;
-    while !lg.emu.push_deliveries()[delivered_before..]
-        .iter()
-        .any(|d| d.state == "exists" && d.status == 200)
-    {
-        waited += 1;
-        assert!(
-            waited < 200,
-            "no push delivered: {:?}",
-            lg.emu.push_deliveries()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    lg.emu
+        .wait_for_delivery(
+            delivered_before,
+            |d| d.state == "exists" && d.status == 200,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|| panic!("no push delivered: {:?}", lg.emu.push_deliveries()));
     let stats = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
     assert!(stats.pulls >= 1 && stats.pushes >= 1, "{stats:?}");
     let r = fixtures::events_in(&ctx, &p.radicale)

@@ -557,6 +557,15 @@ impl When {
         }
     }
 
+    /// The calendar date as written (UTC date for `…Z` values).
+    fn as_date(self) -> Self {
+        match self {
+            When::Date(d) => When::Date(d),
+            When::Utc(t) => When::Date(t.date_naive()),
+            When::Zoned(n, _) | When::Floating(n) => When::Date(n.date()),
+        }
+    }
+
     /// Google's instance id suffix for an occurrence starting here.
     fn instance_suffix(self) -> String {
         match self {
@@ -808,7 +817,13 @@ pub fn to_google(series: &EventSeries) -> Result<GoogleSeries, String> {
             .filter(|(k, _)| k.as_str() != MASTER)
         {
             let (mut body, rid) = component_body(fields, true, false)?;
-            let rid = rid.ok_or_else(|| format!("override {key:?} without RECURRENCE-ID"))?;
+            let mut rid = rid.ok_or_else(|| format!("override {key:?} without RECURRENCE-ID"))?;
+            // RFC 5545 §3.8.4.4: RECURRENCE-ID has DTSTART's value type. Some producers give
+            // an all-day series date-time RECURRENCE-IDs (`…T000000Z`); Google names the
+            // instances of an all-day series by date (`<id>_20021226`), so use the date.
+            if master["start"]["date"].is_string() {
+                rid = rid.as_date();
+            }
             body["originalStartTime"] = rid.google(true);
             body["extendedProperties"]["private"][UID_PROP] = json!(series.uid);
             exceptions.push((rid.instance_suffix(), body));
@@ -889,6 +904,20 @@ mod tests {
         // The projection of what we produced is itself.
         let p = project(&ical).expect("projects");
         assert!(series(&p).same_content(&s), "{p}\n---\n{ical}");
+    }
+
+    #[test]
+    fn all_day_series_with_date_time_recurrence_ids_use_date_instance_ids() {
+        // As in ical4j's google_aus_holidays.ics: a DATE master, `…T000000Z` RECURRENCE-IDs.
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:b1\r\nDTSTAMP:20060425T020651Z\r\nDTSTART:20021226\r\nRRULE:FREQ=YEARLY;UNTIL=20041225;BYMONTH=12\r\nSUMMARY:Boxing Day\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:b1\r\nDTSTAMP:20060425T020651Z\r\nRECURRENCE-ID:20031226T000000Z\r\nDTSTART;VALUE=DATE:20031226\r\nDTEND;VALUE=DATE:20031227\r\nSUMMARY:Boxing Day (observed)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let series = EventSeries::parse_single("b1", text).expect("parses");
+        let g = to_google(&series).expect("maps");
+        assert_eq!(g.exceptions.len(), 1);
+        assert_eq!(g.exceptions[0].0, "20031226");
+        assert_eq!(
+            g.exceptions[0].1["originalStartTime"],
+            json!({"date": "2003-12-26"})
+        );
     }
 
     #[test]

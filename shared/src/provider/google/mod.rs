@@ -642,7 +642,17 @@ impl Provider for GoogleCalendar {
             }
             _ => return Err(Self::unexpected(&url, &a)),
         };
-        let exceptions = self.write_exceptions(&id, &g.exceptions).await?;
+        let exceptions = match self.write_exceptions(&id, &g.exceptions).await {
+            Ok(e) => e,
+            Err(e @ (ProviderError::Rejected { .. } | ProviderError::NotFound(_))) => {
+                // Google refused an exception (e.g. an override of an instance the rule does
+                // not generate). Roll the master back: a series without its exceptions and no
+                // synced base would read, on the next pull, as their removal.
+                let _ = self.delete(&id, None).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self::write_result(&id, master, exceptions))
     }
 

@@ -34,6 +34,7 @@
 
 pub mod oauth;
 pub mod push;
+pub mod recurrence;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,7 @@ struct Inner {
     quota: HashMap<String, VecDeque<Instant>>,
     requests: u64,
     channels: BTreeMap<String, push::WatchChannel>,
-    push_log: Arc<Mutex<Vec<push::Delivery>>>,
+    push_log: Arc<push::PushLog>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -168,9 +169,20 @@ impl GoogleEmulator {
 
     /// Push deliveries so far (channel, state, message number, receiver's status).
     pub fn push_deliveries(&self) -> Vec<push::Delivery> {
-        let s = self.inner.lock().expect("emulator lock");
-        let log = s.push_log.lock().expect("push log").clone();
-        log
+        let log = self.inner.lock().expect("emulator lock").push_log.clone();
+        log.entries()
+    }
+
+    /// Wait for a push delivery, after the first `after` ones, that satisfies `pred` (woken
+    /// by each delivery, no polling); `None` when none arrives within `timeout`.
+    pub async fn wait_for_delivery(
+        &self,
+        after: usize,
+        pred: impl Fn(&push::Delivery) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<push::Delivery> {
+        let log = self.inner.lock().expect("emulator lock").push_log.clone();
+        log.wait_for(after, pred, timeout).await
     }
 
     /// API requests served so far (control endpoints excluded).
@@ -194,6 +206,10 @@ fn router(inner: Shared) -> axum::Router {
         .route(
             "/calendar/v3/calendars/{cal}/events/import",
             post(import_event),
+        )
+        .route(
+            "/calendar/v3/calendars/{cal}/events/{id}/instances",
+            get(list_instances),
         )
         .route("/calendar/v3/channels/stop", post(push::stop))
         .route("/emulator/push", get(push::control_log))
@@ -455,9 +471,7 @@ async fn list_events(
         }
     };
     let show_deleted = param("showDeleted") == Some("true");
-    if param("singleEvents") == Some("true") {
-        return bad_request("singleEvents=true is not emulated");
-    }
+    let single_events = param("singleEvents") == Some("true");
     let Some(calendar) = s.calendars.get(&cal) else {
         return not_found();
     };
@@ -493,7 +507,7 @@ async fn list_events(
     };
     // Page token: (query fingerprint, snapshot sequence, last id) — keyset paging over ids.
     let fingerprint = format!(
-        "{cal}|{:?}|{show_deleted}|{:?}",
+        "{cal}|{:?}|{show_deleted}|{single_events}|{:?}",
         param("syncToken"),
         param("iCalUID")
     );
@@ -518,8 +532,12 @@ async fn list_events(
     };
     let page_size = max_results.min(s.config.page_cap.max(1));
     let calendar = s.calendars.get(&cal).expect("checked above");
-    let mut matching = calendar
-        .events
+    let view: std::borrow::Cow<'_, BTreeMap<String, StoredEvent>> = if single_events {
+        std::borrow::Cow::Owned(expand_series(calendar, since.is_some()))
+    } else {
+        std::borrow::Cow::Borrowed(&calendar.events)
+    };
+    let mut matching = view
         .iter()
         .filter(|(id, _)| id.as_str() > after.as_str())
         .filter(|(_, e)| e.seq <= snapshot)
@@ -556,6 +574,194 @@ async fn list_events(
         ));
     } else {
         body["nextSyncToken"] = json!(encode_token("s1.", &json!({"c": cal, "s": snapshot})));
+    }
+    Json(body).into_response()
+}
+
+/// The calendar as `singleEvents=true` shows it: recurring masters replaced by their
+/// instances (stored exceptions, else generated from the master, at most
+/// [`recurrence::MAX_INSTANCES`] per series); one-off events as they are. A cancelled master
+/// shows only in incremental listings (its cancellation is the change to report).
+fn expand_series(calendar: &Calendar, incremental: bool) -> BTreeMap<String, StoredEvent> {
+    let mut out = BTreeMap::new();
+    for (id, e) in &calendar.events {
+        let r = &e.resource;
+        if r.get("recurrence").is_none() || r.get("recurringEventId").is_some() {
+            out.insert(id.clone(), e.clone());
+            continue;
+        }
+        if r["status"] == "cancelled" {
+            if incremental {
+                out.insert(id.clone(), e.clone());
+            }
+            continue;
+        }
+        for suffix in recurrence::suffixes(r, None, None, recurrence::MAX_INSTANCES) {
+            let iid = format!("{id}_{suffix}");
+            if calendar.events.contains_key(&iid) {
+                continue; // the stored exception is listed as itself
+            }
+            if let Some(resource) = instance_of(r, &suffix) {
+                out.insert(
+                    iid,
+                    StoredEvent {
+                        resource,
+                        seq: e.seq,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Query parameters of `events.instances` (discovery document).
+const INSTANCES_PARAMS: &[&str] = &[
+    "maxResults",
+    "pageToken",
+    "showDeleted",
+    "timeMin",
+    "timeMax",
+    "originalStart",
+    "timeZone",
+    "maxAttendees",
+    "alwaysIncludeEmail",
+];
+
+/// `GET …/events/{eventId}/instances`: the instances of a recurring event in start order —
+/// exceptions as stored, the others generated from the master; cancelled instances only with
+/// `showDeleted=true`. `timeMin` is inclusive on the instance's end, `timeMax` exclusive on
+/// its start (the reference's wording), `originalStart` picks one instance. Pages of
+/// `maxResults` (≤ 2500) with an opaque `nextPageToken`; no sync token (the method has
+/// none). Unknown or cancelled master: 404 / 410 `deleted`. An event without `recurrence`
+/// has no instances here (empty list; Google's answer for that case is not documented).
+async fn list_instances(
+    State(st): State<Shared>,
+    Path((cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let param = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if let Some((n, _)) = q
+        .iter()
+        .find(|(n, _)| !INSTANCES_PARAMS.contains(&n.as_str()))
+    {
+        return bad_request(&format!("Invalid parameter: {n}"));
+    }
+    let max_results = match param("maxResults").map(str::parse::<usize>) {
+        None => 250,
+        Some(Ok(n)) if (1..=2500).contains(&n) => n,
+        Some(_) => return bad_request("Invalid value for: maxResults"),
+    };
+    let time = |k: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
+        match param(k) {
+            None => Ok(None),
+            Some(v) => chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| Some(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| bad_request(&format!("Invalid value for: {k}"))),
+        }
+    };
+    let (time_min, time_max) = match (time("timeMin"), time("timeMax")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    if let (Some(a), Some(b)) = (time_min, time_max) {
+        if b <= a {
+            return gerror(
+                400,
+                "calendar",
+                "timeRangeEmpty",
+                "The specified time range is empty.",
+                Some(("parameter", "timeMax")),
+            );
+        }
+    }
+    let show_deleted = param("showDeleted") == Some("true");
+    let Some(calendar) = s.calendars.get(&cal) else {
+        return not_found();
+    };
+    let Some(master) = calendar.events.get(&id).map(|e| e.resource.clone()) else {
+        return not_found();
+    };
+    if master["status"] == "cancelled" {
+        return gerror(410, "global", "deleted", "Resource has been deleted", None);
+    }
+    // Every instance, exceptions included (a moved exception keeps its original slot).
+    let mut items: Vec<Value> = Vec::new();
+    for suffix in recurrence::suffixes(&master, None, None, recurrence::MAX_INSTANCES) {
+        let iid = format!("{id}_{suffix}");
+        let inst = match calendar.events.get(&iid) {
+            Some(e) => e.resource.clone(),
+            None => match instance_of(&master, &suffix) {
+                Some(i) => i,
+                None => continue,
+            },
+        };
+        if inst["status"] == "cancelled" && !show_deleted {
+            continue;
+        }
+        items.push(inst);
+    }
+    let instant = |v: &Value| -> Option<chrono::DateTime<chrono::Utc>> {
+        match (v["dateTime"].as_str(), v["date"].as_str()) {
+            (Some(t), _) => chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            (None, Some(d)) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc()),
+            _ => None,
+        }
+    };
+    items.retain(|i| {
+        let (start, end) = (instant(&i["start"]), instant(&i["end"]));
+        time_min.is_none_or(|m| end.is_none_or(|e| e >= m))
+            && time_max.is_none_or(|m| start.is_none_or(|s| s < m))
+    });
+    if let Some(o) = param("originalStart") {
+        let Ok(o) = chrono::DateTime::parse_from_rfc3339(o) else {
+            return bad_request("Invalid value for: originalStart");
+        };
+        items.retain(|i| instant(&i["originalStartTime"]) == Some(o.with_timezone(&chrono::Utc)));
+    }
+    items.sort_by_key(|i| instant(&i["start"]));
+    let fingerprint = format!(
+        "{cal}|{id}|{:?}|{:?}|{show_deleted}",
+        param("timeMin"),
+        param("timeMax")
+    );
+    let offset = match param("pageToken") {
+        None => 0,
+        Some(t) => match decode_token("i1.", t).filter(|v| v["f"] == json!(fingerprint)) {
+            Some(v) => v["o"].as_u64().unwrap_or(0) as usize,
+            None => {
+                return gerror(
+                    400,
+                    "global",
+                    "invalid",
+                    "Invalid page token",
+                    Some(("parameter", "pageToken")),
+                )
+            }
+        },
+    };
+    let page_size = max_results.min(s.config.page_cap.max(1));
+    let page: Vec<Value> = items.iter().skip(offset).take(page_size).cloned().collect();
+    let mut body = json!({
+        "kind": "calendar#events", "etag": etag_of(s.seq), "summary": calendar.summary,
+        "updated": rfc3339_now(), "timeZone": calendar.time_zone, "accessRole": "owner",
+        "defaultReminders": [], "items": page,
+    });
+    if offset + page_size < items.len() {
+        body["nextPageToken"] = json!(encode_token(
+            "i1.",
+            &json!({"f": fingerprint, "o": offset + page_size})
+        ));
     }
     Json(body).into_response()
 }
@@ -732,7 +938,7 @@ fn current_or_instance(s: &Inner, cal: &str, id: &str) -> Result<Value, Response
     }
     let (master_id, suffix) = id.rsplit_once('_').ok_or_else(not_found)?;
     let master = current(s, cal, master_id)?.resource.clone();
-    if master["status"] == "cancelled" || master.get("recurrence").is_none() {
+    if master["status"] == "cancelled" || !recurrence::generates(&master, suffix) {
         return Err(not_found());
     }
     instance_of(&master, suffix).ok_or_else(not_found)

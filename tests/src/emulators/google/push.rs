@@ -48,11 +48,69 @@ pub struct Delivery {
     pub status: u16,
 }
 
-fn deliveries(s: &mut Inner) -> Arc<Mutex<Vec<Delivery>>> {
+/// Every delivery attempt, and a counter that waiters watch (no polling).
+pub(super) struct PushLog {
+    entries: Mutex<Vec<Delivery>>,
+    count: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for PushLog {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+            count: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl PushLog {
+    fn record(&self, d: Delivery) {
+        let n = {
+            let mut e = self.entries.lock().expect("push log");
+            e.push(d);
+            e.len()
+        };
+        self.count.send_replace(n);
+    }
+
+    /// Deliveries so far, oldest first.
+    pub(super) fn entries(&self) -> Vec<Delivery> {
+        self.entries.lock().expect("push log").clone()
+    }
+
+    /// Wait until a delivery after the first `after` ones satisfies `pred`; `None` after
+    /// `timeout`.
+    pub(super) async fn wait_for(
+        &self,
+        after: usize,
+        pred: impl Fn(&Delivery) -> bool,
+        timeout: std::time::Duration,
+    ) -> Option<Delivery> {
+        let mut rx = self.count.subscribe();
+        let find = || self.entries().into_iter().skip(after).find(|d| pred(d));
+        tokio::time::timeout(timeout, async {
+            loop {
+                // Subscribed before the first look: a delivery recorded after any look
+                // wakes `changed`, so none is missed.
+                if let Some(d) = find() {
+                    return Some(d);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+fn deliveries(s: &mut Inner) -> Arc<PushLog> {
     s.push_log.clone()
 }
 
-fn deliver(log: Arc<Mutex<Vec<Delivery>>>, ch: &WatchChannel, state: &'static str) {
+fn deliver(log: Arc<PushLog>, ch: &WatchChannel, state: &'static str) {
     let ch = ch.clone();
     tokio::spawn(async move {
         let expires = chrono::DateTime::from_timestamp_millis(ch.expiration_ms)
@@ -84,7 +142,7 @@ fn deliver(log: Arc<Mutex<Vec<Delivery>>>, ch: &WatchChannel, state: &'static st
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         };
-        log.lock().expect("push log").push(Delivery {
+        log.record(Delivery {
             channel_id: ch.id.clone(),
             state: state.into(),
             number: ch.message_number,
@@ -202,7 +260,7 @@ pub(super) async fn stop(
 /// `GET /emulator/push`: deliveries so far, and the live channel ids.
 pub(super) async fn control_log(State(st): State<Shared>) -> Response {
     let s = st.lock().expect("emulator lock");
-    let log = s.push_log.lock().expect("push log").clone();
+    let log = s.push_log.entries();
     let live: Vec<&String> = s.channels.keys().collect();
     Json(json!({"deliveries": log, "channels": live})).into_response()
 }
