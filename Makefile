@@ -18,7 +18,7 @@ export AWS_SECRET_ACCESS_KEY ?= testing
 export CALSYNC_STACK         ?= calsync
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run test lint build bench deploy stop stack venv unit e2e
+.PHONY: run test lint build bench deploy stop stack venv unit e2e connect-google
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: infra/local/requirements.txt
@@ -35,6 +35,13 @@ run: venv
 	cargo build -p calsync-e2e --bin calsync-local
 	$(STACK) start
 	./target/debug/calsync-local demo $(if $(ICS),--ics "$(ICS)",)
+
+## connect-google: OAuth consent for a Google calendar on the local stack (GROUP=, USER_ID=,
+## CALENDAR=primary, PORT=8765; the OAuth client in Secrets Manager, see the README)
+connect-google:
+	cargo build -p calsync-e2e --bin calsync-local
+	./target/debug/calsync-local connect-google --group "$(GROUP)" --user "$(USER_ID)" \
+		--calendar "$(or $(CALENDAR),primary)" --port "$(or $(PORT),8765)"
 
 stack: venv
 	$(STACK) start

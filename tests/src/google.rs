@@ -18,6 +18,8 @@ pub const CLIENT_SECRET: &str = "local-demo-client-secret";
 pub struct WebhookServer {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
+    /// Answers of completed OAuth callbacks (`connected: link <id>` or the refusal), in order.
+    callbacks: tokio::sync::watch::Receiver<Vec<(u16, String)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,10 +34,13 @@ impl WebhookServer {
     pub async fn start(ctx: Ctx, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
         let url = format!("http://{}", listener.local_addr()?);
         let ctx = std::sync::Arc::new(ctx);
+        let (done, callbacks) = tokio::sync::watch::channel(Vec::new());
+        let done = std::sync::Arc::new(done);
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let ctx = ctx.clone();
+            let (ctx, done) = (ctx.clone(), done.clone());
             async move {
                 let (parts, _) = req.into_parts();
+                let callback = parts.uri.path().ends_with("/oauth/google/callback");
                 let a = calsync::http_api::route(
                     &ctx,
                     parts.method,
@@ -44,6 +49,10 @@ impl WebhookServer {
                     parts.headers,
                 )
                 .await;
+                if callback {
+                    let body = a.body.clone();
+                    done.send_modify(|v| v.push((a.status, body)));
+                }
                 let mut resp = axum::http::Response::builder().status(a.status);
                 if let Some(l) = a.location {
                     resp = resp.header("location", l);
@@ -55,7 +64,47 @@ impl WebhookServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { url, task })
+        Ok(Self {
+            url,
+            callbacks,
+            task,
+        })
+    }
+
+    /// Completed OAuth callbacks so far.
+    pub fn callbacks_seen(&self) -> usize {
+        self.callbacks.borrow().len()
+    }
+
+    /// Wait for the OAuth callback after the first `after` ones (woken by it, no polling);
+    /// returns the new link id, or the refusal as an error; `timeout` bounds the wait.
+    pub async fn wait_connected(
+        &self,
+        after: usize,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<String> {
+        let mut rx = self.callbacks.clone();
+        let seen = tokio::time::timeout(timeout, rx.wait_for(|v| v.len() > after))
+            .await
+            .map_err(|_| anyhow::anyhow!("no OAuth callback within {} s", timeout.as_secs()))?
+            .map_err(|_| anyhow::anyhow!("webhook server stopped"))?;
+        let (status, body) = seen[after].clone();
+        anyhow::ensure!(status == 200, "connect refused: {status} {body}");
+        body.strip_prefix("connected: link ")
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("unexpected callback answer {body:?}"))
+    }
+
+    /// The consent start URL for a calendar (what the application backend would call for a
+    /// signed-in user; it redirects to Google's consent page).
+    pub fn start_url(&self, group: &str, user_id: i64, calendar_id: &str, name: &str) -> String {
+        let q: String = url_query(&[
+            ("group_id", group),
+            ("user_id", &user_id.to_string()),
+            ("calendar_id", calendar_id),
+            ("display_name", name),
+        ]);
+        format!("{}/oauth/google/start?{q}", self.url)
     }
 
     /// The Google push route.
@@ -98,15 +147,26 @@ impl LocalGoogle {
             .send()
             .await?
             .error_for_status()?;
-        let client = json!({
-            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-            "auth_uri": format!("{}/o/oauth2/v2/auth", emu.url),
-            "token_uri": format!("{}/token", emu.url),
-            "redirect_uri": redirect,
-            "api_root": format!("{}/calendar/v3", emu.url),
-        });
+        let client = client_json(&emu.url, &redirect);
         put_secret(&ctx, &ctx.config.google_client_secret, &client.to_string()).await?;
         Ok(Self { emu, hooks, ctx })
+    }
+
+    /// Register `redirect` as the OAuth client's redirect URI, with the emulator and in
+    /// Secrets Manager (as a person would for `calsync-local connect-google`).
+    pub async fn use_redirect(&self, redirect: &str) -> anyhow::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/oauth/clients", self.emu.url))
+            .json(&json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [redirect]}))
+            .send()
+            .await?
+            .error_for_status()?;
+        put_secret(
+            &self.ctx,
+            &self.ctx.config.google_client_secret,
+            &client_json(&self.emu.url, redirect).to_string(),
+        )
+        .await
     }
 
     /// Connect the emulator calendar `calendar_id` (created here) to `group` through the
@@ -119,21 +179,20 @@ impl LocalGoogle {
         name: &str,
     ) -> anyhow::Result<Link> {
         self.emu.add_calendar(calendar_id, name, "Europe/Berlin");
-        let start = format!(
-            "{}/oauth/google/start?group_id={group}&user_id={user_id}&calendar_id={calendar_id}&display_name={name}",
-            self.hooks.url
-        );
+        let start = self.hooks.start_url(group, user_id, calendar_id, name);
+        let seen = self.hooks.callbacks_seen();
         // Follows: our start (302) → emulator consent (302) → our callback (200).
         let resp = reqwest::Client::new().get(start).send().await?;
         let status = resp.status();
         let body = resp.text().await?;
         anyhow::ensure!(status.is_success(), "connect failed: {status} {body}");
-        let link_id = body
-            .strip_prefix("connected: link ")
-            .ok_or_else(|| anyhow::anyhow!("unexpected callback answer {body:?}"))?;
+        let link_id = self
+            .hooks
+            .wait_connected(seen, std::time::Duration::from_secs(10))
+            .await?;
         self.ctx
             .store()
-            .get_link(link_id)
+            .get_link(&link_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("link {link_id} not stored"))
     }
@@ -235,6 +294,59 @@ impl UserApi {
             .json()
             .await?)
     }
+}
+
+/// The OAuth client secret's JSON for the emulator at `emu_url`.
+fn client_json(emu_url: &str, redirect: &str) -> serde_json::Value {
+    json!({
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+        "auth_uri": format!("{emu_url}/o/oauth2/v2/auth"),
+        "token_uri": format!("{emu_url}/token"),
+        "redirect_uri": redirect,
+        "api_root": format!("{emu_url}/calendar/v3"),
+    })
+}
+
+fn url_query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", calsync::provider::google::percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `calsync-local connect-google`: serve the webhook-receiver routes on `listener` (its
+/// address is the redirect URI registered for the OAuth client,
+/// `http://127.0.0.1:<port>/oauth/google/callback`), print the consent URL for the person to
+/// open, and wait for Google's redirect; returns the new link. The OAuth client comes from
+/// Secrets Manager (`{stack}/google-oauth-client`), as for the Lambda.
+pub async fn connect_interactively(
+    ctx: Ctx,
+    listener: tokio::net::TcpListener,
+    group: &str,
+    user_id: i64,
+    calendar_id: &str,
+    name: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Link> {
+    let hooks = WebhookServer::start(ctx.clone(), listener).await?;
+    let seen = hooks.callbacks_seen();
+    println!(
+        "open this address in a browser and consent (waiting {} s):\n  {}",
+        timeout.as_secs(),
+        hooks.start_url(group, user_id, calendar_id, name)
+    );
+    let link_id = hooks.wait_connected(seen, timeout).await?;
+    let link = ctx
+        .store()
+        .get_link(&link_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("link {link_id} not stored"))?;
+    println!(
+        "connected: link {} ({}), first sync queued; `calsync-local drain` runs it",
+        link.link_id, link.display_name
+    );
+    Ok(link)
 }
 
 async fn put_secret(ctx: &Ctx, name: &str, value: &str) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod emulators;
 pub mod feed;
 pub mod fixtures;
 pub mod google;
+pub mod logs;
 pub mod quirks;
 pub mod runner;
 

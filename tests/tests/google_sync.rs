@@ -394,6 +394,7 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
     let lg = LocalGoogle::start(&ctx, Config::default())
         .await
         .expect("google");
+    let logs = calsync_e2e::logs::capture();
     let p = pair(&lg.ctx, "gtok", &[simple_event("tok@test", "T", 3)])
         .await
         .expect("pair");
@@ -513,6 +514,23 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
         "{answer}"
     );
     calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    // Issue 3: no token value in logs (the connect, refresh, sync, revocation and failure
+    // paths above, at trace level for calsync, debug for HTTP and the AWS SDK) or in the
+    // error text the link now carries.
+    let text = logs.text();
+    assert!(text.contains("run finished"), "logs were captured");
+    assert!(
+        text.contains("reconnect needed"),
+        "the revocation was logged"
+    );
+    let dump = format!("{:?}", ctx.store().all_links().await.expect("links"));
+    for v in &values {
+        assert!(!text.contains(v.as_str()), "a token value reached the logs");
+        assert!(
+            !dump.contains(v.as_str()),
+            "a token value reached a link's status"
+        );
+    }
     // The refresher leaves it alone too and stops its channel.
     let report = calsync::refresher::run(&lg.ctx).await.expect("refresher");
     assert!(
@@ -524,4 +542,95 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
             .all(|c| c.link_id != g.link_id),
         "{report:?}"
     );
+}
+
+/// `calsync-local connect-google` (`make connect-google`): the command serves the callback on
+/// its port, the person opens the printed address and consents, the command returns the
+/// link; a forged callback makes it fail with the refusal instead of waiting.
+#[tokio::test]
+async fn command_line_connect_waits_for_the_consent_redirect() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    lg.emu
+        .add_calendar("cli@example.com", "cli", "Europe/Berlin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    lg.use_redirect(&format!("http://{addr}/oauth/google/callback"))
+        .await
+        .expect("redirect");
+    let cli = calsync_e2e::google::connect_interactively(
+        lg.ctx.clone(),
+        listener,
+        "gcli-group",
+        77_001,
+        "cli@example.com",
+        "cli",
+        std::time::Duration::from_secs(30),
+    );
+    let person = async {
+        // What the command printed; the emulator's consent page consents at once.
+        let url = format!(
+            "http://{addr}/oauth/google/start?group_id=gcli-group&user_id=77001&calendar_id=cli%40example.com&display_name=cli"
+        );
+        let resp = reqwest::get(url).await.expect("consent round trip");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    };
+    let (link, (status, body)) = tokio::join!(cli, person);
+    assert_eq!(status, 200, "{body}");
+    let link = link.expect("connected");
+    assert_eq!(
+        (
+            link.group_id.as_str(),
+            link.user_id,
+            link.display_name.as_str()
+        ),
+        ("gcli-group", 77_001, "cli")
+    );
+    assert!(
+        link.url.ends_with("/calendars/cli%40example.com"),
+        "{}",
+        link.url
+    );
+    let arn = link.secret_arn.as_deref().expect("token secret");
+    calsync::oauth::read_tokens(&lg.ctx, arn)
+        .await
+        .expect("tokens stored");
+    // The first sync it queued runs while the emulator is up (the queues are shared).
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let first = runs(&ctx, &link.link_id).await;
+    assert!(
+        first.iter().any(|r| r.kind == "pull" && r.outcome == "ok"),
+        "{first:?}"
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cli = calsync_e2e::google::connect_interactively(
+        lg.ctx.clone(),
+        listener,
+        "gcli-group",
+        77_001,
+        "cli@example.com",
+        "cli",
+        std::time::Duration::from_secs(30),
+    );
+    let forged = async {
+        reqwest::get(format!(
+            "http://{addr}/oauth/google/callback?code=stolen&state=forged"
+        ))
+        .await
+        .expect("callback")
+        .status()
+        .as_u16()
+    };
+    let (refused, status) = tokio::join!(cli, forged);
+    assert!((400..500).contains(&status), "{status}");
+    let err = refused.expect_err("a forged callback does not connect");
+    assert!(err.to_string().contains("connect refused"), "{err}");
 }

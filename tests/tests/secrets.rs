@@ -1,34 +1,12 @@
 //! Invariant 10: the CalDAV password lives in Secrets Manager only — it never appears in the
 //! logs (captured at debug level, AWS SDK and HTTP client included) or in any DynamoDB item.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use calsync_e2e::fixtures::{self, pair, simple_event, PASSWORD};
 use calsync_e2e::local_ctx;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_caldav_password_reaches_neither_logs_nor_dynamodb() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = calsync_e2e::logs::capture();
     let ctx = local_ctx().await;
     let p = pair(&ctx, "secret", &[simple_event("secret-1", "S", 9)])
         .await
@@ -39,7 +17,7 @@ async fn the_caldav_password_reaches_neither_logs_nor_dynamodb() {
     ctx.store().put_link(&broken).await.unwrap();
     fixtures::sync_link(&ctx, &broken.link_id).await.unwrap();
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_string();
+    let logs = capture.text();
     assert!(logs.contains("run finished"), "logs were captured");
     assert!(!logs.contains(PASSWORD), "password in the logs");
 

@@ -6,6 +6,9 @@
 //! calsync-local schedule            fire the EventBridge schedule once, then drain
 //! calsync-local serve [--every S]   keep polling the queues; fire the schedule every S seconds (60)
 //! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
+//! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
+//!                                   OAuth consent for a Google calendar: serves the callback on
+//!                                   127.0.0.1:P (8765), prints the consent URL, waits (10 min)
 //! ```
 use std::process::ExitCode;
 
@@ -59,9 +62,34 @@ async fn main() -> ExitCode {
                 .unwrap_or(1000);
             bench::run(n).await.map(|_| true)
         }
+        Some("connect-google") => {
+            let (Some(group), Some(user)) = (flag("--group"), flag("--user")) else {
+                eprintln!("connect-google needs --group G and --user U (an integer)");
+                return ExitCode::from(2);
+            };
+            let Ok(user) = user.parse::<i64>() else {
+                eprintln!("--user must be an integer, got {user:?}");
+                return ExitCode::from(2);
+            };
+            let port = flag("--port").unwrap_or_else(|| "8765".into());
+            match tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await {
+                Err(e) => Err(anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}")),
+                Ok(listener) => calsync_e2e::google::connect_interactively(
+                    local_ctx().await,
+                    listener,
+                    &group,
+                    user,
+                    &flag("--calendar").unwrap_or_else(|| "primary".into()),
+                    &flag("--name").unwrap_or_else(|| "Google".into()),
+                    std::time::Duration::from_secs(600),
+                )
+                .await
+                .map(|_| true),
+            }
+        }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] | bench [--events N]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] | bench [--events N] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }
