@@ -1,9 +1,8 @@
 //! The Google adapter against the emulator alone (no AWS stack): writes of recurring series
-//! whose shape Google constrains. Bulk writes through the batch endpoint are in
-//! `google_batch` tests below.
+//! whose shape Google constrains, and bulk writes through the batch endpoint.
 
 use calsync::provider::google::GoogleCalendar;
-use calsync::provider::{Provider, ProviderError};
+use calsync::provider::{Provider, ProviderError, Write};
 use calsync_e2e::emulators::google::{Config, GoogleEmulator};
 use secrecy::SecretString;
 
@@ -66,4 +65,205 @@ DTSTART:20270105T110000Z\r\nDTEND:20270105T120000Z\r\nSUMMARY:Standup (moved)\r\
         "a partial series stayed in Google: {:?}",
         pulled.changed
     );
+}
+
+fn series_ical(uid: &str, i: usize) -> String {
+    // Every third event is a weekly series with one moved instance.
+    let day = 4 + (i % 20);
+    if i.is_multiple_of(3) {
+        vcal(&format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:202701{day:02}T090000Z\r\n\
+DTEND:202701{day:02}T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Series {i}\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nRECURRENCE-ID:202701{day:02}T090000Z\r\n\
+DTSTART:202701{day:02}T140000Z\r\nDTEND:202701{day:02}T150000Z\r\nSUMMARY:Series {i} (moved)\r\nEND:VEVENT\r\n"
+        ))
+    } else {
+        vcal(&format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:202701{day:02}T090000Z\r\n\
+DTEND:202701{day:02}T100000Z\r\nSUMMARY:Event {i}\r\nEND:VEVENT\r\n"
+        ))
+    }
+}
+
+async fn sends_all_none(emu: &GoogleEmulator) -> usize {
+    let sends = emu.sends();
+    assert!(
+        sends
+            .iter()
+            .all(|s| s.send_updates.as_deref() == Some("none")),
+        "{sends:?}"
+    );
+    sends.len()
+}
+
+#[tokio::test]
+async fn bulk_writes_go_through_two_batch_requests() {
+    let (emu, g) = adapter("bulk").await;
+    let uids: Vec<String> = (0..30).map(|i| format!("bulk-{i}@t")).collect();
+    let icals: Vec<String> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| series_ical(u, i))
+        .collect();
+    let writes: Vec<Write<'_>> = uids
+        .iter()
+        .zip(&icals)
+        .map(|(uid, ical)| Write::Create { uid, ical })
+        .collect();
+    let results = g.write_all(&writes).await;
+    assert_eq!(results.len(), 30);
+    let written: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("written").expect("a location"))
+        .collect();
+    assert_eq!(
+        g.requests(),
+        2,
+        "one batch for the 30 masters, one for the 10 exceptions"
+    );
+    assert_eq!(emu.requests(), 40, "each call of a batch counts (quota)");
+    assert_eq!(sends_all_none(&emu).await, 40);
+    let pulled = g.pull(None).await.expect("pull");
+    assert_eq!(pulled.changed.len(), 30);
+    let moved = pulled
+        .changed
+        .iter()
+        .filter(|r| r.data.as_deref().unwrap_or("").contains("(moved)"))
+        .count();
+    assert_eq!(moved, 10, "every series kept its moved instance");
+
+    // A mixed bulk: updates (one with a stale version), deletes, one unwritable event.
+    let before = g.requests();
+    let stale = "\"1\"";
+    let renamed: Vec<String> = (0..3)
+        .map(|i| series_ical(&uids[i], i).replace("SUMMARY:", "SUMMARY:Renamed "))
+        .collect();
+    let bad = vcal("BEGIN:VEVENT\r\nUID:bad@t\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:no start\r\nEND:VEVENT\r\n");
+    let writes = vec![
+        Write::Update {
+            href: &written[0].href,
+            ical: &renamed[0],
+            etag: written[0].etag.as_deref(),
+        },
+        Write::Update {
+            href: &written[1].href,
+            ical: &renamed[1],
+            etag: Some(stale),
+        },
+        Write::Update {
+            href: &written[2].href,
+            ical: &renamed[2],
+            etag: written[2].etag.as_deref(),
+        },
+        Write::Delete {
+            href: &written[4].href,
+            etag: written[4].etag.as_deref(),
+        },
+        Write::Delete {
+            href: "cs0000000000000000000000000000000000000000",
+            etag: None,
+        },
+        Write::Create {
+            uid: "bad@t",
+            ical: &bad,
+        },
+    ];
+    let r = g.write_all(&writes).await;
+    assert!(r[0].as_ref().is_ok_and(|w| w.is_some()), "{:?}", r[0]);
+    assert_eq!(
+        r[1],
+        Err(ProviderError::PreconditionFailed(written[1].href.clone()))
+    );
+    assert!(r[2].is_ok(), "{:?}", r[2]);
+    assert_eq!(r[3], Ok(None));
+    assert_eq!(r[4], Ok(None), "already gone is success");
+    assert!(
+        matches!(r[5], Err(ProviderError::Rejected { status: 400, .. })),
+        "{:?}",
+        r[5]
+    );
+    assert_eq!(
+        g.requests() - before,
+        2,
+        "masters batch, then exceptions of series 0"
+    );
+}
+
+#[tokio::test]
+async fn calls_busy_inside_a_batch_are_retried_alone() {
+    let (emu, g) = adapter("storm").await;
+    let g = g.with_retry(calsync::provider::google::RetryPolicy {
+        min_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(20),
+        max_retries: 5,
+    });
+    // The next three calls (inside the first batch) answer 429 / 403 rate limit / 503.
+    for status in [429, 403, 503] {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/faults", emu.url))
+            .json(&serde_json::json!({"status": status, "count": 1}))
+            .send()
+            .await
+            .expect("faults")
+            .error_for_status()
+            .expect("accepted");
+    }
+    let uids: Vec<String> = (0..8).map(|i| format!("storm-{i}@t")).collect();
+    let icals: Vec<String> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| series_ical(u, i + 1))
+        .collect();
+    let writes: Vec<Write<'_>> = uids
+        .iter()
+        .zip(&icals)
+        .map(|(uid, ical)| Write::Create { uid, ical })
+        .collect();
+    for r in g.write_all(&writes).await {
+        r.expect("written despite the storm");
+    }
+    assert_eq!(
+        g.requests(),
+        3,
+        "masters batch, one batch of the three busy calls again, exceptions batch"
+    );
+    assert_eq!(g.pull(None).await.expect("pull").changed.len(), 8);
+    assert_eq!(
+        sends_all_none(&emu).await,
+        8 + 2,
+        "8 masters and 2 exceptions, each written once"
+    );
+}
+
+#[tokio::test]
+async fn the_batch_endpoint_refuses_more_than_1000_calls_and_other_apis() {
+    let emu = GoogleEmulator::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("emulator");
+    let part =
+        |path: &str| format!("--B\r\nContent-Type: application/http\r\n\r\nGET {path}\r\n\r\n");
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{}/batch/calendar/v3", emu.url))
+            .bearer_auth("t")
+            .header("Content-Type", "multipart/mixed; boundary=B")
+            .body(body)
+            .send()
+    };
+    let many: String = (0..1001)
+        .map(|_| part("/calendar/v3/users/me/calendarList"))
+        .collect::<String>()
+        + "--B--\r\n";
+    assert_eq!(post(many).await.expect("post").status(), 400);
+    let other = part("/drive/v3/files") + "--B--\r\n";
+    assert_eq!(post(other).await.expect("post").status(), 400);
+    let ok = part("/calendar/v3/users/me/calendarList") + "--B--\r\n";
+    let resp = post(ok).await.expect("post");
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("multipart/mixed; boundary=")));
+    assert!(resp.text().await.expect("body").contains("HTTP/1.1 200 OK"));
 }

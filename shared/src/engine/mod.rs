@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, RunRecord};
-use crate::provider::{Provider, ProviderError, RemoteRef};
+use crate::provider::{Provider, ProviderError, RemoteRef, Write, WriteOutcome};
 use crate::store::{Store, StoreError};
 
 /// Engine failures that stop a run (per-event problems never do).
@@ -484,6 +484,8 @@ pub async fn push(
         .collect();
     let mut events = store.events_of_group(&link.group_id).await?;
     events.sort_by(|a, b| a.uid.cmp(&b.uid));
+    // Plan: which writes this link needs.
+    let mut plan: Vec<(HubEvent, Mapping, Planned)> = Vec::new();
     for ev in events {
         let m = maps.remove(&ev.uid);
         if m.as_ref()
@@ -493,20 +495,11 @@ pub async fn push(
         }
         if ev.deleted {
             let Some(m) = m else { continue };
-            let Some(href) = m.href.clone() else {
+            if m.href.is_none() {
                 store.delete_mapping(&link.link_id, &ev.uid).await?;
                 continue;
-            };
-            match provider.delete(&href, m.etag.as_deref()).await {
-                Ok(()) => {
-                    run.deleted += 1;
-                    store.delete_mapping(&link.link_id, &ev.uid).await?;
-                }
-                Err(e @ ProviderError::PreconditionFailed(_)) => {
-                    precondition_failed(store, m, e, ev.version, run, &mut out).await?
-                }
-                Err(e) => event_failed(store, m, e, ev.version, run).await?,
             }
+            plan.push((ev, m, Planned::Delete));
             continue;
         }
         let needs_create = m.as_ref().is_none_or(|m| m.href.is_none());
@@ -514,50 +507,117 @@ pub async fn push(
         if !needs_create && !needs_update {
             continue;
         }
-        let mut mapping = m
-            .clone()
-            .unwrap_or_else(|| Mapping::new(&link.link_id, &ev.uid));
-        let written = if needs_create {
-            match provider.create(&ev.uid, &ev.ical).await {
-                Ok(w) => {
-                    run.created += 1;
-                    Ok(w)
-                }
-                Err(ProviderError::AlreadyExists(href)) => adopt(provider, &href, &ev, run).await,
-                Err(e) => Err(e),
-            }
+        let mapping = m.unwrap_or_else(|| Mapping::new(&link.link_id, &ev.uid));
+        let kind = if needs_create {
+            Planned::Create
         } else {
-            let href = mapping.href.clone().unwrap_or_default();
-            match provider
-                .update(&href, &ev.ical, mapping.etag.as_deref())
-                .await
-            {
-                Ok(w) => {
-                    run.updated += 1;
-                    Ok(w)
-                }
-                Err(e) => Err(e),
-            }
+            Planned::Update
         };
-        match written {
-            Ok(w) => {
-                mapping.href = Some(w.href);
-                mapping.etag = w.etag;
-                mapping.base = Some(ev.ical.clone());
-                mapping.synced_version = ev.version;
-                mapping.status = EventStatus::Synced;
-                mapping.error = None;
-                mapping.failed_version = None;
-                mapping.updated_ms = now_millis();
-                store.put_mapping(&mapping).await?;
-            }
-            Err(e @ (ProviderError::PreconditionFailed(_) | ProviderError::NotFound(_))) => {
-                precondition_failed(store, mapping, e, ev.version, run, &mut out).await?
-            }
-            Err(e) => event_failed(store, mapping, e, ev.version, run).await?,
+        plan.push((ev, mapping, kind));
+    }
+    // Write in chunks (one bulk request per chunk where the provider has one), recording
+    // each chunk's outcome before the next, so a crash loses at most one chunk's receipts.
+    for chunk in plan.chunks(PUSH_CHUNK) {
+        let writes: Vec<Write<'_>> = chunk
+            .iter()
+            .map(|(ev, m, kind)| match kind {
+                Planned::Create => Write::Create {
+                    uid: &ev.uid,
+                    ical: &ev.ical,
+                },
+                Planned::Update => Write::Update {
+                    href: m.href.as_deref().unwrap_or_default(),
+                    ical: &ev.ical,
+                    etag: m.etag.as_deref(),
+                },
+                Planned::Delete => Write::Delete {
+                    href: m.href.as_deref().unwrap_or_default(),
+                    etag: m.etag.as_deref(),
+                },
+            })
+            .collect();
+        let results = provider.write_all(&writes).await;
+        for ((ev, mapping, kind), result) in chunk.iter().cloned().zip(results) {
+            record_write(store, provider, run, &mut out, ev, mapping, kind, result).await?;
         }
     }
     Ok(out)
+}
+
+/// Writes a push sends per [`Provider::write_all`] call (Google: one batch request).
+const PUSH_CHUNK: usize = 50;
+
+/// The write a push plans for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planned {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Record the outcome of one planned write: the mapping (href, receipt etag, base) on
+/// success; a precondition failure asks for a re-reading pull; other failures mark the
+/// event `error`. A create that met our own earlier object adopts it.
+#[allow(clippy::too_many_arguments)]
+async fn record_write(
+    store: &Store,
+    provider: &dyn Provider,
+    run: &mut RunRecord,
+    out: &mut PushOutcome,
+    ev: HubEvent,
+    mut mapping: Mapping,
+    kind: Planned,
+    result: WriteOutcome,
+) -> Result<(), EngineError> {
+    if kind == Planned::Delete {
+        return match result {
+            Ok(_) => {
+                run.deleted += 1;
+                store.delete_mapping(&mapping.link_id, &ev.uid).await?;
+                Ok(())
+            }
+            Err(e @ ProviderError::PreconditionFailed(_)) => {
+                precondition_failed(store, mapping, e, ev.version, run, out).await
+            }
+            Err(e) => event_failed(store, mapping, e, ev.version, run).await,
+        };
+    }
+    let written = match (kind, result) {
+        (Planned::Create, Ok(Some(w))) => {
+            run.created += 1;
+            Ok(w)
+        }
+        (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
+            adopt(provider, &href, &ev, run).await
+        }
+        (_, Ok(Some(w))) => {
+            run.updated += 1;
+            Ok(w)
+        }
+        (_, Ok(None)) => Err(ProviderError::Protocol {
+            url: mapping.href.clone().unwrap_or_default(),
+            detail: "a write reported no location".into(),
+        }),
+        (_, Err(e)) => Err(e),
+    };
+    match written {
+        Ok(w) => {
+            mapping.href = Some(w.href);
+            mapping.etag = w.etag;
+            mapping.base = Some(ev.ical.clone());
+            mapping.synced_version = ev.version;
+            mapping.status = EventStatus::Synced;
+            mapping.error = None;
+            mapping.failed_version = None;
+            mapping.updated_ms = now_millis();
+            store.put_mapping(&mapping).await?;
+            Ok(())
+        }
+        Err(e @ (ProviderError::PreconditionFailed(_) | ProviderError::NotFound(_))) => {
+            precondition_failed(store, mapping, e, ev.version, run, out).await
+        }
+        Err(e) => event_failed(store, mapping, e, ev.version, run).await,
+    }
 }
 
 /// Create met an existing object at our deterministic id: the result of an earlier attempt

@@ -48,6 +48,38 @@ pub struct WriteResult {
     pub etag: Option<String>,
 }
 
+/// One write of a bulk push ([`Provider::write_all`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// [`Provider::create`].
+    Create {
+        /// Event UID.
+        uid: &'a str,
+        /// VCALENDAR text.
+        ical: &'a str,
+    },
+    /// [`Provider::update`].
+    Update {
+        /// Remote id.
+        href: &'a str,
+        /// VCALENDAR text.
+        ical: &'a str,
+        /// Version the write is conditional on.
+        etag: Option<&'a str>,
+    },
+    /// [`Provider::delete`].
+    Delete {
+        /// Remote id.
+        href: &'a str,
+        /// Version the delete is conditional on.
+        etag: Option<&'a str>,
+    },
+}
+
+/// Result of one write of [`Provider::write_all`]: where the object lives now and its
+/// version (`None` for a delete).
+pub type WriteOutcome = Result<Option<WriteResult>, ProviderError>;
+
 /// Provider failures. Messages never contain credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -118,6 +150,21 @@ pub trait Provider: Send + Sync {
 
     /// Delete the object at `href` if its version is still `etag`. Already gone is success.
     async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+
+    /// Several writes with the semantics of [`Provider::create`], [`Provider::update`] and
+    /// [`Provider::delete`]; one result per write, in order. Providers with a bulk endpoint
+    /// (Google's batch) send them together; the default sends them one by one.
+    async fn write_all(&self, writes: &[Write<'_>]) -> Vec<WriteOutcome> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(match *w {
+                Write::Create { uid, ical } => self.create(uid, ical).await.map(Some),
+                Write::Update { href, ical, etag } => self.update(href, ical, etag).await.map(Some),
+                Write::Delete { href, etag } => self.delete(href, etag).await.map(|()| None),
+            });
+        }
+        out
+    }
 
     /// How `ical` reads back after a write to this provider, when the provider cannot hold
     /// every property (Google): the engine then compares and merges in that projection, so

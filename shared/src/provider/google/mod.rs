@@ -13,6 +13,8 @@
 //!   meets 409 `duplicate` instead of duplicating; exceptions are written to their instance
 //!   ids (`<masterId>_<originalStart UTC>`); `If-Match` on update and delete (412
 //!   `conditionNotMet`); every write carries `sendUpdates=none` so sync never e-mails guests.
+//!   Several writes go through the batch endpoint ([`batch`], …/guides/batch): masters in one
+//!   batch, then their exceptions in another (a batch runs its calls in any order).
 //! - Errors (https://developers.google.com/workspace/calendar/api/guides/errors): 403
 //!   `userRateLimitExceeded`/`rateLimitExceeded`, 429 and 5xx are retried with exponential
 //!   backoff and jitter; requests are paced per account below the documented 600
@@ -20,6 +22,7 @@
 //! - Push (https://developers.google.com/workspace/calendar/api/guides/push): `events.watch`
 //!   and `channels.stop`, see [`GoogleCalendar::watch`].
 
+pub mod batch;
 pub mod mapping;
 
 use std::collections::HashMap;
@@ -36,7 +39,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    snippet, transport, Provider, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
+    snippet, transport, Provider, ProviderError, PullResult, RemoteRef, RequestCounter, Write,
+    WriteOutcome, WriteResult,
 };
 use crate::ical::EventSeries;
 
@@ -258,48 +262,40 @@ impl GoogleCalendar {
         format!("{}/{}", self.events_url(), percent_encode(id))
     }
 
-    /// One API call with pacing and retries. Statuses other than 401 and the retried ones are
-    /// returned to the caller.
-    async fn call(
+    /// One HTTP request built by `build` (the bearer token is added here), paced by
+    /// `permits` calls of the per-account quota, retried with exponential backoff and jitter
+    /// on transport errors, 429, 5xx and 403 rate-limit reasons. Returns status, content type
+    /// and body text; 401 → [`ProviderError::Unauthorized`], still busy after the retries →
+    /// [`ProviderError::Unavailable`].
+    async fn send(
         &self,
-        method: Method,
         url: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
-    ) -> Result<Answer, ProviderError> {
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build();
+        permits: usize,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(u16, String, String), ProviderError> {
+        let mut delays = self.delays();
         loop {
-            self.limiter.until_ready().await;
+            for _ in 0..permits.max(1) {
+                self.limiter.until_ready().await;
+            }
             self.counter.hit();
-            let mut req = self
-                .http
-                .request(method.clone(), url)
-                .query(query)
-                .bearer_auth(self.token.expose_secret());
-            if let Some(m) = if_match {
-                req = req.header("If-Match", m);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let outcome = match req.send().await {
+            let outcome = match build().bearer_auth(self.token.expose_secret()).send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let ct = resp
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
                     let text = resp.text().await.unwrap_or_default();
-                    let body =
-                        serde_json::from_str(&text).unwrap_or(json!({"raw": snippet(&text)}));
-                    Ok(Answer { status, body })
+                    Ok((status, ct, text))
                 }
                 Err(e) => Err(transport(url, e)),
             };
+            let error_body = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
             let retry = match &outcome {
-                Ok(a) => retryable(a.status, &a.body),
+                Ok((status, _, text)) => retryable(*status, &error_body(text)),
                 Err(_) => true,
             };
             if retry {
@@ -313,23 +309,170 @@ impl GoogleCalendar {
                     continue;
                 }
             }
-            let a = outcome?;
-            if a.status == 401 {
+            let (status, ct, text) = outcome?;
+            if status == 401 {
                 return Err(ProviderError::Unauthorized(url.into()));
             }
-            if retryable(a.status, &a.body) {
+            let body = error_body(&text);
+            if retryable(status, &body) {
                 return Err(ProviderError::Unavailable {
                     url: url.into(),
                     detail: format!(
-                        "HTTP {} {} after {} retries",
-                        a.status,
-                        reason_of(&a.body),
+                        "HTTP {status} {} after {} retries",
+                        reason_of(&body),
                         self.retry.max_retries
                     ),
                 });
             }
-            return Ok(a);
+            return Ok((status, ct, text));
         }
+    }
+
+    fn delays(&self) -> backon::ExponentialBackoff {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries)
+            .with_jitter()
+            .build()
+    }
+
+    /// One API call (see [`Self::send`]); the answer's body parsed as JSON.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Answer, ProviderError> {
+        let (status, _, text) = self
+            .send(url, 1, || {
+                let mut req = self.http.request(method.clone(), url).query(query);
+                if let Some(m) = if_match {
+                    req = req.header("If-Match", m);
+                }
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                req
+            })
+            .await?;
+        let body = serde_json::from_str(&text).unwrap_or(json!({"raw": snippet(&text)}));
+        Ok(Answer { status, body })
+    }
+
+    /// Several independent calls: one alone goes out as itself, more go through the batch
+    /// endpoint in batches of at most [`batch::MAX_CALLS`]. Calls answered with a retryable
+    /// status are sent again (backoff as for single calls). One answer per call, in order.
+    async fn call_many(&self, calls: Vec<batch::Call>) -> Vec<Result<Answer, ProviderError>> {
+        if calls.len() == 1 {
+            let c = &calls[0];
+            let q: Vec<(&str, &str)> = c
+                .query
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            return vec![
+                self.call(
+                    c.method.clone(),
+                    &c.url,
+                    &q,
+                    c.body.as_ref(),
+                    c.if_match.as_deref(),
+                )
+                .await,
+            ];
+        }
+        let mut out: Vec<Option<Result<Answer, ProviderError>>> =
+            (0..calls.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..calls.len()).collect();
+        let mut delays = self.delays();
+        while !pending.is_empty() {
+            let mut busy = Vec::new();
+            for chunk in pending.chunks(batch::MAX_CALLS) {
+                let part: Vec<&batch::Call> = chunk.iter().map(|i| &calls[*i]).collect();
+                match self.send_batch(&part).await {
+                    Err(e) => chunk.iter().for_each(|i| out[*i] = Some(Err(e.clone()))),
+                    Ok(answers) => {
+                        for (i, (status, body)) in chunk.iter().zip(answers) {
+                            if retryable(status, &body) {
+                                busy.push(*i);
+                            } else if status == 401 {
+                                out[*i] =
+                                    Some(Err(ProviderError::Unauthorized(calls[*i].url.clone())));
+                            } else {
+                                out[*i] = Some(Ok(Answer { status, body }));
+                            }
+                        }
+                    }
+                }
+            }
+            if busy.is_empty() {
+                break;
+            }
+            match delays.next() {
+                Some(d) => {
+                    tracing::info!(
+                        calls = busy.len(),
+                        delay_ms = d.as_millis() as u64,
+                        "Google API busy inside a batch; backing off"
+                    );
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    for i in &busy {
+                        out[*i] = Some(Err(ProviderError::Unavailable {
+                            url: calls[*i].url.clone(),
+                            detail: format!(
+                                "busy inside a batch after {} retries",
+                                self.retry.max_retries
+                            ),
+                        }));
+                    }
+                    busy.clear();
+                }
+            }
+            pending = busy;
+        }
+        out.into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Err(ProviderError::Protocol {
+                        url: self.api.clone(),
+                        detail: "batch call without an answer".into(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// One batch request; `(status, body)` per call in call order. Each call takes one permit
+    /// of the per-account pacer (the quota counts calls, not batches).
+    async fn send_batch(&self, calls: &[&batch::Call]) -> Result<Vec<(u16, Value)>, ProviderError> {
+        let url = batch::batch_url(&self.api).ok_or_else(|| ProviderError::Protocol {
+            url: self.api.clone(),
+            detail: "API root is not an absolute URL".into(),
+        })?;
+        let boundary = format!("calsync_{}", uuid::Uuid::new_v4().simple());
+        let body = batch::encode(calls, &boundary);
+        let (status, ct, text) = self
+            .send(&url, calls.len(), || {
+                self.http
+                    .post(&url)
+                    .header(
+                        "Content-Type",
+                        format!("multipart/mixed; boundary={boundary}"),
+                    )
+                    .body(body.clone())
+            })
+            .await?;
+        if status != 200 {
+            let body = serde_json::from_str(&text).unwrap_or(json!({"raw": snippet(&text)}));
+            return Err(Self::unexpected(&url, &Answer { status, body }));
+        }
+        batch::decode(&ct, &text, calls.len())
+            .map_err(|detail| ProviderError::Protocol { url, detail })
     }
 
     fn unexpected(url: &str, a: &Answer) -> ProviderError {
@@ -419,25 +562,31 @@ impl GoogleCalendar {
         })
     }
 
-    /// Write the exceptions of a series to their instance ids; returns their etags.
-    async fn write_exceptions(
-        &self,
-        master_id: &str,
-        exceptions: &[(String, Value)],
-    ) -> Result<Vec<Value>, ProviderError> {
-        let mut written = Vec::new();
-        for (suffix, body) in exceptions {
-            let id = format!("{master_id}_{suffix}");
-            let url = self.event_url(&id);
-            let a = self
-                .call(Method::PUT, &url, &WRITE_QUERY, Some(body), None)
+    /// `events.insert` met 409 at our deterministic id `id`: Google keeps deleted ids, so a
+    /// cancelled event there is revived with `g`'s master (`Some(master)`); a live one is
+    /// ours from an earlier attempt ([`ProviderError::AlreadyExists`], the engine adopts it).
+    async fn revive(&self, id: &str, master: &Value) -> Result<Value, ProviderError> {
+        let eurl = self.event_url(id);
+        let cur = self.call(Method::GET, &eurl, &[], None, None).await?;
+        if cur.status == 200 && cur.body["status"] == "cancelled" {
+            let mut revived = master.clone();
+            revived["status"] = json!("confirmed");
+            let etag = cur.body["etag"].as_str().map(str::to_string);
+            let r = self
+                .call(
+                    Method::PUT,
+                    &eurl,
+                    &WRITE_QUERY,
+                    Some(&revived),
+                    etag.as_deref(),
+                )
                 .await?;
-            if a.status != 200 {
-                return Err(Self::unexpected(&url, &a));
+            if r.status != 200 {
+                return Err(Self::unexpected(&eurl, &r));
             }
-            written.push(a.body);
+            return Ok(r.body);
         }
-        Ok(written)
+        Err(ProviderError::AlreadyExists(id.into()))
     }
 
     fn to_google(href: &str, ical: &str) -> Result<mapping::GoogleSeries, ProviderError> {
@@ -511,6 +660,18 @@ impl GoogleCalendar {
             200 | 204 | 404 => Ok(()),
             _ => Err(Self::unexpected(&url, &a)),
         }
+    }
+}
+
+/// The one result of a one-write [`Provider::write_all`].
+fn single(mut r: Vec<WriteOutcome>) -> Result<WriteResult, ProviderError> {
+    match r.pop() {
+        Some(Ok(Some(w))) => Ok(w),
+        Some(Err(e)) => Err(e),
+        _ => Err(ProviderError::Protocol {
+            url: String::new(),
+            detail: "a write without its result".into(),
+        }),
     }
 }
 
@@ -605,55 +766,7 @@ impl Provider for GoogleCalendar {
     }
 
     async fn create(&self, uid: &str, ical: &str) -> Result<WriteResult, ProviderError> {
-        let g = Self::to_google(uid, ical)?;
-        let id = event_id_for(uid);
-        let mut body = g.master.clone();
-        body["id"] = json!(id);
-        let url = self.events_url();
-        let a = self
-            .call(Method::POST, &url, &WRITE_QUERY, Some(&body), None)
-            .await?;
-        let master = match a.status {
-            200 => a.body,
-            409 => {
-                // Ours from an earlier attempt, or deleted (Google keeps deleted ids).
-                let eurl = self.event_url(&id);
-                let cur = self.call(Method::GET, &eurl, &[], None, None).await?;
-                if cur.status == 200 && cur.body["status"] == "cancelled" {
-                    let mut revived = g.master.clone();
-                    revived["status"] = json!("confirmed");
-                    let etag = cur.body["etag"].as_str().map(str::to_string);
-                    let r = self
-                        .call(
-                            Method::PUT,
-                            &eurl,
-                            &WRITE_QUERY,
-                            Some(&revived),
-                            etag.as_deref(),
-                        )
-                        .await?;
-                    if r.status != 200 {
-                        return Err(Self::unexpected(&eurl, &r));
-                    }
-                    r.body
-                } else {
-                    return Err(ProviderError::AlreadyExists(id));
-                }
-            }
-            _ => return Err(Self::unexpected(&url, &a)),
-        };
-        let exceptions = match self.write_exceptions(&id, &g.exceptions).await {
-            Ok(e) => e,
-            Err(e @ (ProviderError::Rejected { .. } | ProviderError::NotFound(_))) => {
-                // Google refused an exception (e.g. an override of an instance the rule does
-                // not generate). Roll the master back: a series without its exceptions and no
-                // synced base would read, on the next pull, as their removal.
-                let _ = self.delete(&id, None).await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(Self::write_result(&id, master, exceptions))
+        single(self.write_all(&[Write::Create { uid, ical }]).await)
     }
 
     async fn update(
@@ -662,43 +775,180 @@ impl Provider for GoogleCalendar {
         ical: &str,
         etag: Option<&str>,
     ) -> Result<WriteResult, ProviderError> {
-        let g = Self::to_google(href, ical)?;
-        let url = self.event_url(href);
-        let a = self
-            .call(
-                Method::PUT,
-                &url,
-                &WRITE_QUERY,
-                Some(&g.master),
-                etag.map(master_etag),
-            )
-            .await?;
-        match a.status {
-            200 => {}
-            412 => return Err(ProviderError::PreconditionFailed(href.into())),
-            404 | 410 => return Err(ProviderError::NotFound(href.into())),
-            _ => return Err(Self::unexpected(&url, &a)),
-        }
-        let exceptions = self.write_exceptions(href, &g.exceptions).await?;
-        Ok(Self::write_result(href, a.body, exceptions))
+        single(self.write_all(&[Write::Update { href, ical, etag }]).await)
     }
 
     async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
-        let url = self.event_url(href);
-        let a = self
-            .call(
-                Method::DELETE,
-                &url,
-                &[("sendUpdates", "none")],
-                None,
-                etag.map(master_etag),
-            )
-            .await?;
-        match a.status {
-            200 | 204 | 404 | 410 => Ok(()),
-            412 => Err(ProviderError::PreconditionFailed(href.into())),
-            _ => Err(Self::unexpected(&url, &a)),
+        let mut r = self.write_all(&[Write::Delete { href, etag }]).await;
+        r.pop().unwrap_or(Ok(None)).map(|_| ())
+    }
+
+    /// Masters first (inserts with deterministic ids, updates and deletes under `If-Match`),
+    /// then the exceptions of the written masters at their instance ids: two batches for any
+    /// number of writes (one call each when alone). A 409 on insert revives a deleted id or
+    /// reports [`ProviderError::AlreadyExists`]; a refused exception rolls a created series
+    /// back (a series without its exceptions and no synced base would read, on the next
+    /// pull, as their removal).
+    async fn write_all(&self, writes: &[Write<'_>]) -> Vec<WriteOutcome> {
+        let n = writes.len();
+        let mut results: Vec<Option<WriteOutcome>> = (0..n).map(|_| None).collect();
+        let mut series: Vec<Option<(String, mapping::GoogleSeries)>> =
+            (0..n).map(|_| None).collect();
+        let mut calls = Vec::new();
+        let mut owners = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            let (id, g) = match *w {
+                Write::Delete { href, etag } => {
+                    calls.push(batch::Call::new(
+                        Method::DELETE,
+                        self.event_url(href),
+                        &[("sendUpdates", "none")],
+                        None,
+                        etag.map(master_etag),
+                    ));
+                    owners.push(i);
+                    continue;
+                }
+                Write::Create { uid, ical } => (event_id_for(uid), Self::to_google(uid, ical)),
+                Write::Update { href, ical, .. } => (href.to_string(), Self::to_google(href, ical)),
+            };
+            let g = match g {
+                Ok(g) => g,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let mut body = g.master.clone();
+            let call = match *w {
+                Write::Update { etag, .. } => batch::Call::new(
+                    Method::PUT,
+                    self.event_url(&id),
+                    &WRITE_QUERY,
+                    Some(body),
+                    etag.map(master_etag),
+                ),
+                _ => {
+                    body["id"] = json!(id);
+                    batch::Call::new(
+                        Method::POST,
+                        self.events_url(),
+                        &WRITE_QUERY,
+                        Some(body),
+                        None,
+                    )
+                }
+            };
+            calls.push(call);
+            owners.push(i);
+            series[i] = Some((id, g));
         }
+        let urls: Vec<String> = calls.iter().map(|c| c.url.clone()).collect();
+        let answers = self.call_many(calls).await;
+        let mut masters: Vec<Option<Value>> = (0..n).map(|_| None).collect();
+        for ((i, url), a) in owners.into_iter().zip(urls).zip(answers) {
+            let a = match a {
+                Ok(a) => a,
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let id = series[i].as_ref().map(|(id, _)| id.as_str());
+            let outcome = match (&writes[i], a.status, id) {
+                (Write::Delete { .. }, 200 | 204 | 404 | 410, _) => Ok(None),
+                (Write::Delete { href, .. } | Write::Update { href, .. }, 412, _) => {
+                    Err(ProviderError::PreconditionFailed(href.to_string()))
+                }
+                (Write::Update { href, .. }, 404 | 410, _) => {
+                    Err(ProviderError::NotFound(href.to_string()))
+                }
+                (Write::Create { .. } | Write::Update { .. }, 200, Some(_)) => {
+                    masters[i] = Some(a.body);
+                    continue;
+                }
+                (Write::Create { .. }, 409, Some(id)) => {
+                    let master = &series[i].as_ref().expect("series of a create").1.master;
+                    match self.revive(id, master).await {
+                        Ok(m) => {
+                            masters[i] = Some(m);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => Err(Self::unexpected(&url, &a)),
+            };
+            results[i] = Some(outcome);
+        }
+        // Exceptions, once their masters exist.
+        let mut calls = Vec::new();
+        let mut owners = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            if let (Some(_), Some((id, g))) = (&masters[i], s) {
+                for (suffix, body) in &g.exceptions {
+                    calls.push(batch::Call::new(
+                        Method::PUT,
+                        self.event_url(&format!("{id}_{suffix}")),
+                        &WRITE_QUERY,
+                        Some(body.clone()),
+                        None,
+                    ));
+                    owners.push(i);
+                }
+            }
+        }
+        let urls: Vec<String> = calls.iter().map(|c| c.url.clone()).collect();
+        let answers = self.call_many(calls).await;
+        let mut written: Vec<Vec<Value>> = (0..n).map(|_| Vec::new()).collect();
+        let mut failed: Vec<Option<ProviderError>> = (0..n).map(|_| None).collect();
+        for ((i, url), a) in owners.into_iter().zip(urls).zip(answers) {
+            match a {
+                Ok(a) if a.status == 200 => written[i].push(a.body),
+                Ok(a) => {
+                    failed[i].get_or_insert(Self::unexpected(&url, &a));
+                }
+                Err(e) => {
+                    failed[i].get_or_insert(e);
+                }
+            }
+        }
+        for i in 0..n {
+            let (Some(master), Some((id, _))) = (masters[i].take(), series[i].as_ref()) else {
+                continue;
+            };
+            results[i] = Some(match failed[i].take() {
+                None => Ok(Some(Self::write_result(
+                    id,
+                    master,
+                    std::mem::take(&mut written[i]),
+                ))),
+                Some(e) => {
+                    let refused = matches!(
+                        e,
+                        ProviderError::Rejected { .. } | ProviderError::NotFound(_)
+                    );
+                    if refused && matches!(writes[i], Write::Create { .. }) {
+                        let url = self.event_url(id);
+                        let _ = self
+                            .call(Method::DELETE, &url, &[("sendUpdates", "none")], None, None)
+                            .await;
+                    }
+                    Err(e)
+                }
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ProviderError::Protocol {
+                        url: self.events_url(),
+                        detail: "write without an answer".into(),
+                    })
+                })
+            })
+            .collect()
     }
 
     fn project(&self, ical: &str) -> Option<String> {

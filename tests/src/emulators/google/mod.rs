@@ -32,6 +32,7 @@
 // Handlers return the finished HTTP response as their error; it is built once per request.
 #![allow(clippy::result_large_err)]
 
+pub mod batch;
 pub mod oauth;
 pub mod push;
 pub mod recurrence;
@@ -212,6 +213,7 @@ fn router(inner: Shared) -> axum::Router {
             get(list_instances),
         )
         .route("/calendar/v3/channels/stop", post(push::stop))
+        .route("/batch/calendar/v3", post(batch::batch))
         .route("/emulator/push", get(push::control_log))
         .route(
             "/calendar/v3/calendars/{cal}/events/{id}",
