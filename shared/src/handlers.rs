@@ -60,6 +60,18 @@ pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunReco
         .await
         .map_err(|e| failed(e.into()))?
         .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    if dir == Direction::Pull && job.push_seq.is_some_and(|seq| seq <= link.covered_push_seq) {
+        // A pull that began after this notification was counted has listed the change.
+        tracing::info!(link = %link.link_id, push_seq = ?job.push_seq, covered = link.covered_push_seq,
+            "push notification already covered by a later pull");
+        return Ok(RunRecord {
+            link_id: link.link_id.clone(),
+            kind: "pull".into(),
+            trigger: job.trigger.clone(),
+            outcome: "covered".into(),
+            ..Default::default()
+        });
+    }
     let owner = uuid::Uuid::now_v7().to_string();
     if !store
         .acquire_lease(&link.link_id, &owner, LEASE_SECS)
@@ -175,7 +187,11 @@ async fn run_leased(
     let queues = ctx.queues();
     if let Some(p) = pull {
         store
-            .set_next_sync(&link.link_id, now_secs() + link.frequency_secs.max(60))
+            .set_next_sync(
+                &link.link_id,
+                now_secs() + link.frequency_secs.max(60),
+                Some(link.push_seq),
+            )
             .await?;
         let mut jobs = Vec::new();
         if p.hub_changed {
@@ -329,7 +345,7 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
         for l in &links {
             // Push the due time forward now so the next tick does not queue it again.
             let _ = store
-                .set_next_sync(&l.link_id, now_secs() + l.frequency_secs.max(60))
+                .set_next_sync(&l.link_id, now_secs() + l.frequency_secs.max(60), None)
                 .await;
         }
     }

@@ -117,6 +117,13 @@ pub struct Link {
     /// Name shown in reports.
     #[serde(default)]
     pub display_name: String,
+    /// Push notifications received for this link so far (a counter the webhook increments).
+    #[serde(default)]
+    pub push_seq: i64,
+    /// The `push_seq` read at the start of the last successful pull: notifications up to it
+    /// arrived before that pull listed the calendar, so their jobs have nothing left to do.
+    #[serde(default)]
+    pub covered_push_seq: i64,
 }
 
 impl Link {
@@ -145,6 +152,8 @@ impl Link {
             status: LinkStatus::Ok,
             status_reason: None,
             display_name: link_id.into(),
+            push_seq: 0,
+            covered_push_seq: 0,
         }
     }
 

@@ -95,11 +95,23 @@ pub async fn google_notification(ctx: &Ctx, headers: &http::HeaderMap) -> Webhoo
             reason: "channel confirmed",
         };
     }
+    // Counted before queueing: a pull that reads the link after this knows it covers it.
+    let seq = match ctx.store().bump_push_seq(&channel.link_id).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "push: cannot count the notification");
+            return WebhookAnswer {
+                status: 500,
+                reason: "cannot queue the sync",
+            };
+        }
+    };
     let job = SyncJob::coalesced(
         &channel.link_id,
         PUSH_TRIGGER,
         &format!("{channel_id}-{number}"),
-    );
+    )
+    .with_push_seq(seq);
     match ctx.queues().send(QueueKind::SyncJobs, &[job]).await {
         Ok(_) => {
             tracing::info!(link = %channel.link_id, %channel_id, %number, %state, "push: sync queued");

@@ -17,6 +17,10 @@ pub struct SyncJob {
     pub trigger: String,
     /// Deduplication id; jobs with the same id within 5 minutes are delivered once.
     pub dedup: String,
+    /// For jobs queued by a push notification: the link's `push_seq` after counting it. A
+    /// pull that started later covers it ([`crate::model::Link::covered_push_seq`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_seq: Option<i64>,
 }
 
 impl SyncJob {
@@ -26,6 +30,7 @@ impl SyncJob {
             link_id: link_id.into(),
             trigger: trigger.into(),
             dedup: format!("{link_id}:{trigger}:{}", uuid::Uuid::now_v7().simple()),
+            push_seq: None,
         }
     }
 
@@ -35,7 +40,14 @@ impl SyncJob {
             link_id: link_id.into(),
             trigger: trigger.into(),
             dedup: format!("{link_id}:{trigger}:{slot}"),
+            push_seq: None,
         }
+    }
+
+    /// This job, marked as caused by the push notification counted as `seq`.
+    pub fn with_push_seq(mut self, seq: i64) -> Self {
+        self.push_seq = Some(seq);
+        self
     }
 }
 

@@ -251,20 +251,58 @@ impl Store {
         self.scan(&self.cfg.links_table, Some(filter)).await
     }
 
-    /// Set when the schedule next makes the link due (epoch seconds).
-    pub async fn set_next_sync(&self, link_id: &str, next_sync_at: i64) -> Result<(), StoreError> {
+    /// Set when the schedule next makes the link due (epoch seconds, UTC); after a successful
+    /// pull also the `push_seq` that pull covers ([`crate::model::Link::covered_push_seq`]).
+    pub async fn set_next_sync(
+        &self,
+        link_id: &str,
+        next_sync_at: i64,
+        covered_push_seq: Option<i64>,
+    ) -> Result<(), StoreError> {
         let table = &self.cfg.links_table;
-        self.ddb
+        let mut req = self
+            .ddb
             .update_item()
             .table_name(table)
             .key("link_id", s(link_id))
-            .update_expression("SET next_sync_at = :t")
             .condition_expression("attribute_exists(link_id)")
-            .expression_attribute_values(":t", n(next_sync_at))
-            .send()
+            .expression_attribute_values(":t", n(next_sync_at));
+        req = match covered_push_seq {
+            Some(c) => req
+                .update_expression("SET next_sync_at = :t, covered_push_seq = :c")
+                .expression_attribute_values(":c", n(c)),
+            None => req.update_expression("SET next_sync_at = :t"),
+        };
+        req.send()
             .await
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
         Ok(())
+    }
+
+    /// Count one push notification for `link_id` (atomic `ADD push_seq 1`); returns the new
+    /// count.
+    ///
+    /// Errors: the link does not exist (conditional check), or DynamoDB fails.
+    pub async fn bump_push_seq(&self, link_id: &str) -> Result<i64, StoreError> {
+        let table = &self.cfg.links_table;
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("ADD push_seq :one")
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get("push_seq"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Record the link's health.

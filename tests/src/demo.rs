@@ -421,9 +421,9 @@ tokens in Secrets Manager ({}), push channel to {}",
     let deliveries = google.emu.push_deliveries();
     println!();
     println!(
-        "Google emulator: {google_requests_before_report} API requests served during the sync \
-({} writes by calsync, {notifying} of them with sendUpdates other than none); {} push \
-messages delivered ({} answered 200)",
+        "Google emulator: {google_requests_before_report} API calls served during the sync (each \
+call of a batch counts, as for quota; {} writes by calsync, {notifying} of them with \
+sendUpdates other than none); {} push messages delivered ({} answered 200)",
         calsync_writes.len(),
         deliveries.len(),
         deliveries.iter().filter(|d| d.status == 200).count()

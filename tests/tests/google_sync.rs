@@ -233,6 +233,51 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
         .push_deliveries()
         .iter()
         .any(|d| d.state == "sync" && d.number == 1));
+
+    // A burst of edits: one notification each, but the first pull covers them all; the other
+    // jobs cost no Google request.
+    let pulls_before = runs(&ctx, &g.link_id)
+        .await
+        .iter()
+        .filter(|r| r.trigger == "push")
+        .count();
+    let delivered_before = lg.emu.push_deliveries().len();
+    for i in 1..=4 {
+        api.patch(
+            item["id"].as_str().expect("id"),
+            json!({"summary": format!("Burst {i}")}),
+        )
+        .await
+        .expect("patch");
+    }
+    for n in 0..4 {
+        lg.emu
+            .wait_for_delivery(
+                delivered_before + n,
+                |d| d.state == "exists" && d.status == 200,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+    let requests_before = lg.emu.requests();
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let push_pulls = runs(&ctx, &g.link_id)
+        .await
+        .iter()
+        .filter(|r| r.trigger == "push")
+        .count()
+        - pulls_before;
+    assert_eq!(push_pulls, 1, "four notifications, one pull");
+    let x = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events");
+    assert_eq!(x[0].1.summary(), "Burst 4");
+    assert!(
+        lg.emu.requests() - requests_before <= 2,
+        "one list (and at most one series read): {}",
+        lg.emu.requests() - requests_before
+    );
 }
 
 #[tokio::test]
