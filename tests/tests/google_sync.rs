@@ -600,22 +600,32 @@ async fn command_line_connect_waits_for_the_consent_redirect() {
         .expect("google");
     lg.emu
         .add_calendar("cli@example.com", "cli", "Europe/Berlin");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    // The command: its callback server on a port of its own, waiting for the redirect.
+    let command = || async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let ctx = lg.ctx.clone();
+        let run = async move {
+            let timeout = std::time::Duration::from_secs(30);
+            calsync_e2e::google::connect_interactively(
+                ctx,
+                listener,
+                "gcli-group",
+                77_001,
+                "cli@example.com",
+                "cli",
+                timeout,
+            )
+            .await
+        };
+        (addr, run)
+    };
+    let (addr, cli) = command().await;
     lg.use_redirect(&format!("http://{addr}/oauth/google/callback"))
         .await
         .expect("redirect");
-    let cli = calsync_e2e::google::connect_interactively(
-        lg.ctx.clone(),
-        listener,
-        "gcli-group",
-        77_001,
-        "cli@example.com",
-        "cli",
-        std::time::Duration::from_secs(30),
-    );
     let person = async {
         // What the command printed; the emulator's consent page consents at once.
         let url = format!(
@@ -652,19 +662,7 @@ async fn command_line_connect_waits_for_the_consent_redirect() {
         "{first:?}"
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let cli = calsync_e2e::google::connect_interactively(
-        lg.ctx.clone(),
-        listener,
-        "gcli-group",
-        77_001,
-        "cli@example.com",
-        "cli",
-        std::time::Duration::from_secs(30),
-    );
+    let (addr, cli) = command().await;
     let forged = async {
         reqwest::get(format!(
             "http://{addr}/oauth/google/callback?code=stolen&state=forged"
