@@ -267,3 +267,41 @@ async fn the_batch_endpoint_refuses_more_than_1000_calls_and_other_apis() {
         .is_some_and(|c| c.starts_with("multipart/mixed; boundary=")));
     assert!(resp.text().await.expect("body").contains("HTTP/1.1 200 OK"));
 }
+
+#[tokio::test]
+async fn slow_answers_past_the_client_timeout_are_retried() {
+    let emu = GoogleEmulator::start("127.0.0.1:0", Config::default())
+        .await
+        .expect("emulator");
+    emu.add_calendar("slow", "slow", "UTC");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let g = GoogleCalendar::new(
+        client,
+        &format!("{}/calendar/v3/calendars/slow", emu.url),
+        SecretString::from("any-token"),
+        "acct-slow",
+    )
+    .expect("adapter")
+    .with_retry(calsync::provider::google::RetryPolicy {
+        min_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(20),
+        max_retries: 3,
+    });
+    // The next call answers after 2 s (past the 300 ms timeout), the one after in 100 ms.
+    for ms in [2000, 100] {
+        reqwest::Client::new()
+            .post(format!("{}/emulator/faults", emu.url))
+            .json(&serde_json::json!({"delay_ms": ms, "count": 1}))
+            .send()
+            .await
+            .expect("faults")
+            .error_for_status()
+            .expect("accepted");
+    }
+    let pulled = g.pull(None).await.expect("pull after a timeout");
+    assert!(pulled.changed.is_empty());
+    assert_eq!(g.requests(), 2, "the timed-out list was sent again once");
+}

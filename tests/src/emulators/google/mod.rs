@@ -1,33 +1,36 @@
-//! Google Calendar API v3 emulator — events core (first slice of the Google issue).
+//! Google Calendar API v3 emulator.
 //!
 //! Built to the documented behaviour (`../shared/docs/provider-semantics.md` §1; discovery
 //! document `calendar.v3.json`; https://developers.google.com/workspace/calendar/api/guides/sync,
-//! …/guides/errors, …/guides/version-resources):
+//! …/guides/errors, …/guides/version-resources, …/guides/recurringevents, …/guides/batch,
+//! …/guides/push):
 //!
 //! - `GET  /calendar/v3/users/me/calendarList`
 //! - `GET  /calendar/v3/calendars/{calendarId}/events` — `maxResults` (1–2500, default 250),
-//!   `pageToken`, `syncToken`, `showDeleted`, `singleEvents=false`; opaque page and sync
+//!   `pageToken`, `syncToken`, `showDeleted`, `singleEvents`, `iCalUID`; opaque page and sync
 //!   tokens; pages may be short (see [`Config::page_cap`]); exactly one of `nextPageToken` /
 //!   `nextSyncToken` per page; parameters forbidden with `syncToken` → 400; expired or
 //!   garbage token → 410 `fullSyncRequired` with the documented body; incremental results
 //!   carry cancelled events with only the documented fields.
-//! - `POST /calendar/v3/calendars/{calendarId}/events` — client-chosen ids (base32hex, 5–1024)
-//!   with 409 `duplicate`; `start`/`end` required.
+//! - `POST …/events` (insert: client-chosen ids, base32hex 5–1024, 409 `duplicate`;
+//!   `start`/`end` required) and `POST …/events/import` (keyed by `iCalUID`).
 //! - `GET | PUT | PATCH | DELETE …/events/{eventId}` — etags change on every write;
 //!   `If-Match` → 412 `conditionNotMet`; `If-None-Match` on GET → 304; delete of a deleted
 //!   event → 410 `deleted`; PATCH merges objects, replaces arrays, `null` removes a key.
+//!   Instance ids `<masterId>_<start>` of instances the rule generates ([`recurrence`]).
+//! - `GET …/events/{eventId}/instances`; `POST /batch/calendar/v3` ([`batch`]);
+//!   `POST …/events/watch` and `/channels/stop` with real deliveries ([`push`]).
 //! - The `sendUpdates` value of every write is recorded (`GET /emulator/sends`).
 //! - Per-user per-minute quota → 403 `userRateLimitExceeded` or 429 `rateLimitExceeded`.
-//! - Fault injection (`POST /emulator/faults`): the next N requests answer a given status.
+//! - Fault injection (`POST /emulator/faults`): `{"status": S, "count": N}` — the next N API
+//!   calls answer S; `{"delay_ms": D, "count": N}` — the next N API calls answer D ms late.
 //! - Test setup: `POST /emulator/calendars`, `POST /emulator/calendars/{id}/expire-sync-tokens`.
 //! - OAuth 2.0 consent and token endpoints: see [`oauth`]. With
 //!   [`Config::require_issued_tokens`] the API accepts only unexpired access tokens issued
 //!   by the token endpoint (401 `authError` otherwise).
 //!
-//! Not emulated yet (answered with 400, never silently ignored): `singleEvents=true`,
-//! `events.instances`, the list filters `timeMin`/`timeMax`/`updatedMin`/`q`/`iCalUID`/
-//! `orderBy`/`*ExtendedProperty`. Not there yet at all: `import`, batch, `watch` /
-//! `channels.stop`.
+//! Not emulated (answered with 400, never silently ignored): the list filters
+//! `timeMin`/`timeMax`/`updatedMin`/`q`/`orderBy`/`*ExtendedProperty`.
 
 // Handlers return the finished HTTP response as their error; it is built once per request.
 #![allow(clippy::result_large_err)]
@@ -112,6 +115,8 @@ struct Inner {
     calendars: BTreeMap<String, Calendar>,
     sends: Vec<SendRecord>,
     faults: VecDeque<u16>,
+    /// Delays (ms) for the next API calls, injected by tests.
+    slow: VecDeque<u64>,
     quota: HashMap<String, VecDeque<Instant>>,
     requests: u64,
     channels: BTreeMap<String, push::WatchChannel>,
@@ -234,7 +239,31 @@ fn router(inner: Shared) -> axum::Router {
         )
         .route("/emulator/faults", post(control_faults))
         .route("/emulator/sends", get(control_sends))
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            slow_down,
+        ))
         .with_state(inner)
+}
+
+/// Injected latency: an API call (not `/emulator/…`, not a whole batch) waits the next queued
+/// delay before it is handled.
+async fn slow_down(
+    State(st): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let api = path.starts_with("/calendar/v3/");
+    let delay = if api {
+        st.lock().expect("emulator lock").slow.pop_front()
+    } else {
+        None
+    };
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    next.run(req).await
 }
 
 /// The documented error envelope:
@@ -1189,12 +1218,11 @@ async fn control_expire(State(st): State<Shared>, Path(cal): Path<String>) -> Re
 /// `{"status": 503, "count": 2}`: the next `count` API requests answer `status`.
 async fn control_faults(State(st): State<Shared>, Json(body): Json<Value>) -> Response {
     let mut s = st.lock().expect("emulator lock");
-    let (Some(status), count) = (body["status"].as_u64(), body["count"].as_u64().unwrap_or(1))
-    else {
-        return bad_request("status required");
-    };
-    for _ in 0..count {
-        s.faults.push_back(status as u16);
+    let count = body["count"].as_u64().unwrap_or(1);
+    match (body["status"].as_u64(), body["delay_ms"].as_u64()) {
+        (Some(status), _) => (0..count).for_each(|_| s.faults.push_back(status as u16)),
+        (None, Some(ms)) => (0..count).for_each(|_| s.slow.push_back(ms)),
+        (None, None) => return bad_request("status or delay_ms required"),
     }
     StatusCode::NO_CONTENT.into_response()
 }
