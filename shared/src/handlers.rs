@@ -48,7 +48,9 @@ pub enum JobError {
     },
 }
 
-/// Run one job: lease the link, pull or push, record the run, queue follow-up jobs.
+/// Run one job: lease the link, pull or push, record the run, queue follow-up jobs. Not run
+/// (an unrecorded [`RunRecord`] with outcome `skipped` / `covered`): links waiting for their
+/// user to reconnect, and push-triggered pulls a later pull already covered.
 pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunRecord, JobError> {
     let store = ctx.store();
     let failed = |e: anyhow::Error| JobError::Failed {
@@ -60,17 +62,27 @@ pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunReco
         .await
         .map_err(|e| failed(e.into()))?
         .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    let not_run = |outcome: &str| RunRecord {
+        link_id: link.link_id.clone(),
+        kind: match dir {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+        .into(),
+        trigger: job.trigger.clone(),
+        outcome: outcome.into(),
+        ..Default::default()
+    };
+    if link.status == LinkStatus::ReconnectNeeded {
+        // Its credentials were refused: no provider call until the user connects again.
+        tracing::info!(link = %link.link_id, reason = ?link.status_reason, "skipped: reconnect needed");
+        return Ok(not_run("skipped"));
+    }
     if dir == Direction::Pull && job.push_seq.is_some_and(|seq| seq <= link.covered_push_seq) {
         // A pull that began after this notification was counted has listed the change.
         tracing::info!(link = %link.link_id, push_seq = ?job.push_seq, covered = link.covered_push_seq,
             "push notification already covered by a later pull");
-        return Ok(RunRecord {
-            link_id: link.link_id.clone(),
-            kind: "pull".into(),
-            trigger: job.trigger.clone(),
-            outcome: "covered".into(),
-            ..Default::default()
-        });
+        return Ok(not_run("covered"));
     }
     let owner = uuid::Uuid::now_v7().to_string();
     if !store
@@ -196,7 +208,12 @@ async fn run_leased(
         let mut jobs = Vec::new();
         if p.hub_changed {
             for other in store.links_of_group(&link.group_id).await? {
-                if other.link_id != link.link_id && !other.read_only() {
+                // A link waiting for its user to reconnect gets its pending changes from
+                // the first sync after reconnection.
+                if other.link_id != link.link_id
+                    && !other.read_only()
+                    && other.status != LinkStatus::ReconnectNeeded
+                {
                     jobs.push(SyncJob::coalesced(&other.link_id, "sync-back", &run.run_id));
                 }
             }

@@ -463,6 +463,21 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
             gs.uids == x.uids
         );
     }
+    // The emulator stops with this process: stop the link's push channel while it can
+    // answer, and park the link so that later schedules (`calsync-local serve`) and the
+    // token refresher leave it alone instead of retrying a dead address.
+    for ch in ctx.store().all_channels().await? {
+        if ch.link_id == g.link_id {
+            calsync::push::stop_channel(&ctx, &ch).await?;
+        }
+    }
+    ctx.store()
+        .set_link_status(
+            &g.link_id,
+            calsync::model::LinkStatus::ReconnectNeeded,
+            Some("the demo's Google emulator stopped with `make run`; connect a real account with `make connect-google`"),
+        )
+        .await?;
     Ok(converged)
 }
 

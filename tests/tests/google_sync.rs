@@ -550,6 +550,39 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
             .contains("reconnect"),
         "{link:?}"
     );
+    // A job for it (say, queued before the revocation) runs no request and records no run;
+    // edits elsewhere queue no sync-back for it.
+    let (runs_before, refreshes_before, calls_before) = (
+        runs(&ctx, &g.link_id).await.len(),
+        refreshes().await,
+        lg.emu.requests(),
+    );
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    fixtures::client_edit(&ctx, &p.radicale, "tok@test", |t| {
+        t.replace("SUMMARY:T", "SUMMARY:Edited while disconnected")
+    })
+    .await
+    .expect("edit");
+    fixtures::sync_link(&lg.ctx, &p.r.link_id)
+        .await
+        .expect("sync");
+    let x = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events");
+    assert_eq!(
+        x[0].1.summary(),
+        "Edited while disconnected",
+        "the others sync"
+    );
+    assert_eq!(runs(&ctx, &g.link_id).await.len(), runs_before);
+    assert_eq!(refreshes().await, refreshes_before);
+    assert_eq!(
+        lg.emu.requests(),
+        calls_before,
+        "no Google call for a disconnected link"
+    );
     let answer = calsync_e2e::runner::autosync_user(&lg.ctx, p.user).await;
     assert!(
         answer["Message"]
