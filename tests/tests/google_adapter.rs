@@ -184,8 +184,9 @@ async fn bulk_writes_go_through_two_batch_requests() {
     );
     assert_eq!(
         g.requests() - before,
-        2,
-        "masters batch, then exceptions of series 0"
+        3,
+        "the exceptions Google holds for series 0 (the one recurring update), the masters \
+batch, then series 0's exceptions"
     );
 }
 

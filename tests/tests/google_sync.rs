@@ -710,3 +710,85 @@ async fn command_line_connect_waits_for_the_consent_redirect() {
     let err = refused.expect_err("a forged callback does not connect");
     assert!(err.to_string().contains("connect refused"), "{err}");
 }
+
+/// A moved occurrence put back on CalDAV (the override removed) is put back in Google too,
+/// and the next pull does not bring the old override back.
+#[tokio::test]
+async fn a_reverted_occurrence_is_reverted_in_google() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let series = |moved: bool| {
+        let over = if moved {
+            "BEGIN:VEVENT\r\nUID:rev@test\r\nDTSTAMP:20260101T000000Z\r\nRECURRENCE-ID:20270112T090000Z\r\n\
+DTSTART:20270112T150000Z\r\nDTEND:20270112T160000Z\r\nSUMMARY:Weekly (moved)\r\nEND:VEVENT\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:rev@test\r\n\
+DTSTAMP:20260101T000000Z\r\nDTSTART:20270105T090000Z\r\nDTEND:20270105T100000Z\r\n\
+RRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\n{over}END:VCALENDAR\r\n"
+        )
+    };
+    let p = pair(&lg.ctx, "grev", &[series(true)]).await.expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "rev@example.com", "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let provider = lg.provider(&g).await.expect("provider");
+    let moved_in_google = || async {
+        let s = google_series(&provider).await.expect("google");
+        all_occurrences(&s)
+            .iter()
+            .any(|o| o.summary.contains("moved"))
+    };
+    assert!(moved_in_google().await, "the override reached Google");
+
+    fixtures::client_edit(&ctx, &p.radicale, "rev@test", |_| series(false))
+        .await
+        .expect("revert");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    sync_user(&lg.ctx, p.user).await.expect("sync again");
+    assert!(
+        !moved_in_google().await,
+        "Google still holds the moved occurrence"
+    );
+    for url in [&p.radicale, &p.xandikos] {
+        let occ = caldav_occurrences(&ctx, url).await;
+        assert_eq!(occ.len(), 4);
+        assert!(
+            occ.iter().all(|o| !o.summary.contains("moved")),
+            "the override came back to {url}"
+        );
+    }
+
+    // Google now keeps an exception object identical to its occurrence. Renaming the series
+    // elsewhere renames that occurrence too (it is reset with the master, not left stale).
+    fixtures::client_edit(&ctx, &p.radicale, "rev@test", |_| {
+        series(false).replace("SUMMARY:Weekly", "SUMMARY:Weekly renamed")
+    })
+    .await
+    .expect("rename");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    sync_user(&lg.ctx, p.user).await.expect("sync again");
+    let google = google_series(&provider).await.expect("google");
+    let summaries: BTreeSet<String> = all_occurrences(&google)
+        .iter()
+        .map(|o| o.summary.clone())
+        .collect();
+    assert_eq!(
+        summaries,
+        BTreeSet::from(["Weekly renamed".to_string()]),
+        "every Google occurrence renamed"
+    );
+    for url in [&p.radicale, &p.xandikos] {
+        let occ = caldav_occurrences(&ctx, url).await;
+        assert!(
+            occ.iter().all(|o| o.summary == "Weekly renamed"),
+            "{url}: {occ:?}"
+        );
+    }
+}

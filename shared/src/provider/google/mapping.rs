@@ -459,12 +459,137 @@ pub fn series_to_ical(items: &[&Value]) -> Result<String, String> {
         text.push_str("END:VEVENT\r\n");
     };
     push_event(event_lines(master, &uid, zone, &exdates).map_err(|r| format!("event {id}: {r}"))?);
-    for e in exceptions.iter().filter(|e| e["status"] != "cancelled") {
+    for e in exceptions
+        .iter()
+        .filter(|e| e["status"] != "cancelled" && !unmodified(e, master))
+    {
         let eid = e["id"].as_str().unwrap_or_default();
         push_event(event_lines(e, &uid, zone, &[]).map_err(|r| format!("event {eid}: {r}"))?);
     }
     text.push_str("END:VCALENDAR\r\n");
     Ok(text)
+}
+
+/// Fields in which an instance differs from its master by nature, or that the server sets.
+const INSTANCE_KEYS: &[&str] = &[
+    "id",
+    "etag",
+    "recurringEventId",
+    "originalStartTime",
+    "start",
+    "end",
+    "recurrence",
+    "updated",
+    "created",
+    "sequence",
+    "htmlLink",
+    "iCalUID",
+    "kind",
+    "organizer",
+    "creator",
+];
+
+/// A Google `EventDateTime` as an instant (`date`: midnight UTC of that date).
+fn instant_of(v: &Value) -> Option<DateTime<Utc>> {
+    match (v["dateTime"].as_str(), v["date"].as_str()) {
+        (Some(t), _) => DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        (None, Some(d)) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc()),
+        _ => None,
+    }
+}
+
+fn duration_of(ev: &Value) -> Option<Duration> {
+    Some(instant_of(&ev["end"])? - instant_of(&ev["start"])?)
+}
+
+/// Whether exception `e` is just the occurrence `master` generates: Google keeps exception
+/// objects with the start of their original slot, the master's duration and every other field
+/// as the master's (after an override is put back, and after "edit all events", as in the
+/// Compass recording `edit_all_all-1.json`). Such an exception is no override, and
+/// [`series_to_ical`] leaves it out.
+pub fn unmodified(e: &Value, master: &Value) -> bool {
+    let start = instant_of(&e["start"]);
+    if start.is_none()
+        || start != instant_of(&e["originalStartTime"])
+        || duration_of(e) != duration_of(master)
+    {
+        return false;
+    }
+    let (Some(a), Some(b)) = (e.as_object(), master.as_object()) else {
+        return false;
+    };
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| !INSTANCE_KEYS.contains(&k.as_str()))
+        .all(|k| a.get(k) == b.get(k))
+}
+
+/// The exceptions Google holds (`existing`, live ones; cancelled ones are left as they are)
+/// that `new` has no override for and that differ from the occurrence of `written` (the
+/// master as Google answered our write of `new`), as `(instance id suffix, body)` putting
+/// each back to that occurrence: the master's fields, its original start, the master's
+/// duration. Empty when `new` is not recurring.
+pub fn reset_instances(
+    existing: &[Value],
+    new: &GoogleSeries,
+    written: &Value,
+) -> Vec<(String, Value)> {
+    let Some(duration) = duration_of(&new.master) else {
+        return Vec::new();
+    };
+    if new.master.get("recurrence").is_none() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, Value)> = Vec::new();
+    for e in existing.iter().filter(|e| e["status"] != "cancelled") {
+        let Some(suffix) = e["id"]
+            .as_str()
+            .and_then(|id| id.rsplit_once('_'))
+            .map(|(_, s)| s)
+        else {
+            continue;
+        };
+        if new.exceptions.iter().any(|(s, _)| s == suffix) {
+            continue;
+        }
+        let original = &e["originalStartTime"];
+        let Some(start) = instant_of(original) else {
+            continue;
+        };
+        let end = match original["date"].as_str() {
+            Some(_) => json!({"date": (start + duration).format("%Y-%m-%d").to_string()}),
+            None => {
+                let offset =
+                    DateTime::parse_from_rfc3339(original["dateTime"].as_str().unwrap_or(""))
+                        .map(|t| *t.offset())
+                        .unwrap_or_else(|_| chrono::FixedOffset::east_opt(0).expect("zero offset"));
+                let mut v =
+                    json!({"dateTime": (start + duration).with_timezone(&offset).to_rfc3339()});
+                if let Some(z) = original.get("timeZone") {
+                    v["timeZone"] = z.clone();
+                }
+                v
+            }
+        };
+        let mut body = new.master.clone();
+        if let Some(o) = body.as_object_mut() {
+            o.remove("recurrence");
+            o.remove("id");
+        }
+        body["originalStartTime"] = original.clone();
+        body["start"] = original.clone();
+        body["end"] = end;
+        if unmodified(e, written) {
+            continue; // already the generated occurrence
+        }
+        out.push((suffix.to_string(), body));
+    }
+    out
 }
 
 // ---------------------------------------------------------------- iCalendar → Google
@@ -904,6 +1029,43 @@ mod tests {
         // The projection of what we produced is itself.
         let p = project(&ical).expect("projects");
         assert!(series(&p).same_content(&s), "{p}\n---\n{ical}");
+    }
+
+    #[test]
+    fn exceptions_the_new_version_drops_are_put_back_and_read_as_no_override() {
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20270105T100000\r\nDTEND;TZID=Europe/Berlin:20270105T110000\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let new = to_google(&EventSeries::parse_single("w", text).expect("parses")).expect("maps");
+        let mut master = new.master.clone();
+        master["id"] = json!("m1");
+        master["etag"] = json!("\"1\"");
+        // Google holds a moved instance the new version no longer overrides.
+        let moved = json!({"id": "m1_20270112T090000Z", "recurringEventId": "m1", "status": "confirmed",
+            "summary": "Moved", "etag": "\"2\"",
+            "originalStartTime": {"dateTime": "2027-01-12T10:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "start": {"dateTime": "2027-01-12T16:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": "2027-01-12T17:00:00+01:00", "timeZone": "Europe/Berlin"}});
+        let resets = reset_instances(std::slice::from_ref(&moved), &new, &master);
+        assert_eq!(resets.len(), 1);
+        let (suffix, body) = &resets[0];
+        assert_eq!(suffix, "20270112T090000Z");
+        assert_eq!(body["summary"], "Weekly");
+        assert_eq!(body["start"], moved["originalStartTime"]);
+        assert_eq!(body["end"]["dateTime"], "2027-01-12T11:00:00+01:00");
+        assert!(body.get("recurrence").is_none());
+
+        // Read back, the put-back exception is no override; a changed one still is.
+        let mut exc = body.clone();
+        exc["id"] = json!("m1_20270112T090000Z");
+        exc["recurringEventId"] = json!("m1");
+        exc["etag"] = json!("\"3\"");
+        let read = series_to_ical(&[&master, &exc]).expect("reads");
+        assert!(!read.contains("RECURRENCE-ID"), "{read}");
+        assert!(
+            reset_instances(std::slice::from_ref(&exc), &new, &master).is_empty(),
+            "nothing to reset"
+        );
+        let read = series_to_ical(&[&master, &moved]).expect("reads");
+        assert!(read.contains("RECURRENCE-ID"), "{read}");
     }
 
     #[test]

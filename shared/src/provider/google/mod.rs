@@ -562,6 +562,53 @@ impl GoogleCalendar {
         })
     }
 
+    /// For each write: the exceptions Google holds for the series an update rewrites (empty
+    /// for other writes, one-off events, and when the list fails: then nothing is reset).
+    async fn existing_exceptions(
+        &self,
+        writes: &[Write<'_>],
+        series: &[Option<(String, mapping::GoogleSeries)>],
+    ) -> Vec<Vec<Value>> {
+        let mut out: Vec<Vec<Value>> = (0..writes.len()).map(|_| Vec::new()).collect();
+        let mut calls = Vec::new();
+        let mut owners = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            let (Write::Update { .. }, Some((_, g))) = (w, &series[i]) else {
+                continue;
+            };
+            let Some(uid) = g.master["iCalUID"].as_str() else {
+                continue;
+            };
+            if g.master.get("recurrence").is_none() {
+                continue;
+            }
+            calls.push(batch::Call::new(
+                Method::GET,
+                self.events_url(),
+                &[
+                    ("iCalUID", uid),
+                    ("showDeleted", "true"),
+                    ("maxResults", "2500"),
+                ],
+                None,
+                None,
+            ));
+            owners.push(i);
+        }
+        for (i, a) in owners.into_iter().zip(self.call_many(calls).await) {
+            let Ok(a) = a else { continue };
+            let Some((id, _)) = &series[i] else { continue };
+            out[i] = a.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["recurringEventId"] == id.as_str())
+                .cloned()
+                .collect();
+        }
+        out
+    }
+
     /// `events.insert` met 409 at our deterministic id `id`: Google keeps deleted ids, so a
     /// cancelled event there is revived with `g`'s master (`Some(master)`); a live one is
     /// ours from an earlier attempt ([`ProviderError::AlreadyExists`], the engine adopts it).
@@ -843,6 +890,10 @@ impl Provider for GoogleCalendar {
             owners.push(i);
             series[i] = Some((id, g));
         }
+        // The exceptions Google holds now for the recurring series being updated (one list
+        // by iCalUID each, batched): those the new version has no override for are put back
+        // to what the new master generates, or they would keep stale or dropped changes.
+        let existing = self.existing_exceptions(writes, &series).await;
         let urls: Vec<String> = calls.iter().map(|c| c.url.clone()).collect();
         let answers = self.call_many(calls).await;
         let mut masters: Vec<Option<Value>> = (0..n).map(|_| None).collect();
@@ -881,12 +932,21 @@ impl Provider for GoogleCalendar {
             };
             results[i] = Some(outcome);
         }
-        // Exceptions, once their masters exist.
+        // Exceptions, once their masters exist; and occurrences whose override the new
+        // version drops, put back to what the master generates (`revert`: an instance the
+        // rule no longer generates is gone already, 404/410).
         let mut calls = Vec::new();
         let mut owners = Vec::new();
         for (i, s) in series.iter().enumerate() {
             if let (Some(_), Some((id, g))) = (&masters[i], s) {
-                for (suffix, body) in &g.exceptions {
+                let written = masters[i].as_ref().expect("checked above");
+                let reverts = mapping::reset_instances(&existing[i], g, written);
+                let all = g
+                    .exceptions
+                    .iter()
+                    .map(|e| (e, false))
+                    .chain(reverts.iter().map(|e| (e, true)));
+                for ((suffix, body), revert) in all {
                     calls.push(batch::Call::new(
                         Method::PUT,
                         self.event_url(&format!("{id}_{suffix}")),
@@ -894,7 +954,7 @@ impl Provider for GoogleCalendar {
                         Some(body.clone()),
                         None,
                     ));
-                    owners.push(i);
+                    owners.push((i, revert));
                 }
             }
         }
@@ -902,9 +962,10 @@ impl Provider for GoogleCalendar {
         let answers = self.call_many(calls).await;
         let mut written: Vec<Vec<Value>> = (0..n).map(|_| Vec::new()).collect();
         let mut failed: Vec<Option<ProviderError>> = (0..n).map(|_| None).collect();
-        for ((i, url), a) in owners.into_iter().zip(urls).zip(answers) {
+        for (((i, revert), url), a) in owners.into_iter().zip(urls).zip(answers) {
             match a {
                 Ok(a) if a.status == 200 => written[i].push(a.body),
+                Ok(a) if revert && matches!(a.status, 404 | 410) => {}
                 Ok(a) => {
                     failed[i].get_or_insert(Self::unexpected(&url, &a));
                 }
