@@ -1,4 +1,6 @@
-//! `make bench`: a generated calendar synced Radicale → Xandikos, then a no-change sync.
+//! `make bench`: a generated calendar synced Radicale → Xandikos, then a no-change sync; then
+//! a Google calendar (the emulator) joins the group: initial sync through batch requests and a
+//! no-change sync, with HTTP requests and quota calls.
 
 use std::time::Instant;
 
@@ -62,6 +64,36 @@ pub async fn run(n: usize) -> anyhow::Result<()> {
         (ua.requests + ub.requests) - (ta.requests + tb.requests),
         ua.requests - ta.requests,
         ub.requests - tb.requests
+    );
+
+    // Google joins: creates go out in batch requests; each call still counts for the quota
+    // (600 calls/minute/user), which paces the initial sync.
+    let google =
+        crate::google::LocalGoogle::start(&ctx, crate::emulators::google::Config::default())
+            .await?;
+    let g = google
+        .connect(&group, user, &format!("{tag}@calsync.example"), "google")
+        .await?;
+    let t = Instant::now();
+    fixtures::sync_user(&google.ctx, user).await?;
+    let initial = t.elapsed();
+    let tg = crate::demo::totals(&ctx, &g.link_id).await?;
+    println!(
+        "initial sync to Google, {n} events: {:.2} s wall (paced at 600 calls/min), {} HTTP requests, {} API calls (quota), {} created",
+        initial.as_secs_f64(),
+        tg.requests,
+        google.emu.requests(),
+        tg.created
+    );
+    let calls = google.emu.requests();
+    let t = Instant::now();
+    fixtures::sync_user(&google.ctx, user).await?;
+    let ug = crate::demo::totals(&ctx, &g.link_id).await?;
+    println!(
+        "no-change sync with Google: {:.3} s wall, {} Google HTTP requests, {} API calls",
+        t.elapsed().as_secs_f64(),
+        ug.requests - tg.requests,
+        google.emu.requests() - calls
     );
     Ok(())
 }
