@@ -280,6 +280,18 @@ impl UserApi {
             .await?)
     }
 
+    /// `events.delete` of one event or instance (an instance becomes a cancelled exception).
+    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        self.http
+            .delete(format!("{}/{id}", self.events))
+            .query(&[("sendUpdates", USER_SEND_UPDATES)])
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// `events.insert`.
     pub async fn insert(&self, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
         Ok(self

@@ -791,4 +791,33 @@ RRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\n{over}END:VCALENDAR
             "{url}: {occ:?}"
         );
     }
+
+    // One occurrence deleted in Google (a cancelled instance) is excluded everywhere; restored
+    // on Radicale (EXDATE removed), it comes back in Google too.
+    let api = lg.user_api(&g).await.expect("api");
+    let master = api
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|e| e["iCalUID"] == "rev@test" && e["recurringEventId"].is_null())
+        .expect("master");
+    let id = master["id"].as_str().expect("id");
+    api.delete(&format!("{id}_20270119T090000Z"))
+        .await
+        .expect("delete instance");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    assert_eq!(caldav_occurrences(&ctx, &p.xandikos).await.len(), 3);
+    fixtures::client_edit(&ctx, &p.radicale, "rev@test", |_| {
+        series(false).replace("SUMMARY:Weekly", "SUMMARY:Weekly renamed")
+    })
+    .await
+    .expect("restore");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    sync_user(&lg.ctx, p.user).await.expect("sync again");
+    let google = google_series(&provider).await.expect("google");
+    assert_eq!(all_occurrences(&google).len(), 4, "restored in Google");
+    for url in [&p.radicale, &p.xandikos] {
+        assert_eq!(caldav_occurrences(&ctx, url).await.len(), 4, "{url}");
+    }
 }

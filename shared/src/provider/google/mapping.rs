@@ -523,17 +523,25 @@ pub fn unmodified(e: &Value, master: &Value) -> bool {
     let (Some(a), Some(b)) = (e.as_object(), master.as_object()) else {
         return false;
     };
+    let confirmed = json!("confirmed");
+    let field = |m: &'_ Map<String, Value>, k: &str| -> Option<Value> {
+        match (k, m.get(k)) {
+            ("status", None) => Some(confirmed.clone()), // the documented default
+            (_, v) => v.cloned(),
+        }
+    };
     a.keys()
         .chain(b.keys())
         .filter(|k| !INSTANCE_KEYS.contains(&k.as_str()))
-        .all(|k| a.get(k) == b.get(k))
+        .all(|k| field(a, k) == field(b, k))
 }
 
-/// The exceptions Google holds (`existing`, live ones; cancelled ones are left as they are)
-/// that `new` has no override for and that differ from the occurrence of `written` (the
-/// master as Google answered our write of `new`), as `(instance id suffix, body)` putting
-/// each back to that occurrence: the master's fields, its original start, the master's
-/// duration. Empty when `new` is not recurring.
+/// The exceptions Google holds (`existing`) that `new` has no override for and that differ
+/// from the occurrence of `written` (the master as Google answered our write of `new`), as
+/// `(instance id suffix, body)` putting each back to that occurrence: the master's fields,
+/// its original start, the master's duration. A cancelled instance `new` does not exclude
+/// (no EXDATE for it: the occurrence was restored) is put back the same way. Empty when
+/// `new` is not recurring.
 pub fn reset_instances(
     existing: &[Value],
     new: &GoogleSeries,
@@ -545,8 +553,30 @@ pub fn reset_instances(
     if new.master.get("recurrence").is_none() {
         return Vec::new();
     }
+    let excluded: Vec<DateTime<Utc>> = new.master["recurrence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(parse_line)
+        .filter(|l| l.name == "EXDATE")
+        .flat_map(|l| {
+            l.value
+                .split(',')
+                .filter_map(|v| {
+                    let mut one = l.clone();
+                    one.value = v.to_string();
+                    When::parse(&one).ok().map(When::instant)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let mut out: Vec<(String, Value)> = Vec::new();
-    for e in existing.iter().filter(|e| e["status"] != "cancelled") {
+    for e in existing {
+        let cancelled = e["status"] == "cancelled";
+        if cancelled && instant_of(&e["originalStartTime"]).is_none_or(|t| excluded.contains(&t)) {
+            continue; // still excluded
+        }
         let Some(suffix) = e["id"]
             .as_str()
             .and_then(|id| id.rsplit_once('_'))
@@ -584,7 +614,10 @@ pub fn reset_instances(
         body["originalStartTime"] = original.clone();
         body["start"] = original.clone();
         body["end"] = end;
-        if unmodified(e, written) {
+        if body.get("status").is_none() {
+            body["status"] = json!("confirmed");
+        }
+        if !cancelled && unmodified(e, written) {
             continue; // already the generated occurrence
         }
         out.push((suffix.to_string(), body));
@@ -1066,6 +1099,21 @@ mod tests {
         );
         let read = series_to_ical(&[&master, &moved]).expect("reads");
         assert!(read.contains("RECURRENCE-ID"), "{read}");
+
+        // A cancelled instance comes back unless the new version excludes it.
+        let cancelled = json!({"id": "m1_20270119T090000Z", "recurringEventId": "m1",
+            "status": "cancelled",
+            "originalStartTime": {"dateTime": "2027-01-19T10:00:00+01:00", "timeZone": "Europe/Berlin"}});
+        let resets = reset_instances(std::slice::from_ref(&cancelled), &new, &master);
+        assert_eq!(resets.len(), 1);
+        assert_eq!(resets[0].1["status"], "confirmed");
+        let excluding = text.replace(
+            "RRULE:FREQ=WEEKLY;COUNT=4\r\n",
+            "RRULE:FREQ=WEEKLY;COUNT=4\r\nEXDATE;TZID=Europe/Berlin:20270119T100000\r\n",
+        );
+        let new2 =
+            to_google(&EventSeries::parse_single("w", &excluding).expect("parses")).expect("maps");
+        assert!(reset_instances(std::slice::from_ref(&cancelled), &new2, &master).is_empty());
     }
 
     #[test]
