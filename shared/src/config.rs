@@ -32,6 +32,11 @@ pub struct Config {
     /// Public URL of the webhook receiver's Google route (`CALSYNC_WEBHOOK_URL`), where
     /// push channels deliver; `None`: no push channels, schedule only.
     pub webhook_url: Option<String>,
+    /// Seconds a push run may write before it stops after the current chunk and queues its
+    /// own continuation (`CALSYNC_RUN_BUDGET_SECS`, default 420: inside the sync-back
+    /// Lambda's 600 s timeout, so a large first sync paced by a provider quota finishes over
+    /// several runs instead of timing out).
+    pub run_budget_secs: u64,
 }
 
 impl Config {
@@ -50,6 +55,7 @@ impl Config {
             oauth_states_table: format!("{stack}-oauth-states"),
             google_client_secret: format!("{stack}/google-oauth-client"),
             webhook_url: None,
+            run_budget_secs: 420,
         }
     }
 
@@ -60,6 +66,12 @@ impl Config {
         c.webhook_url = std::env::var("CALSYNC_WEBHOOK_URL")
             .ok()
             .filter(|u| !u.is_empty());
+        if let Some(b) = std::env::var("CALSYNC_RUN_BUDGET_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            c.run_budget_secs = b;
+        }
         c
     }
 }

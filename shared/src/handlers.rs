@@ -153,9 +153,13 @@ async fn run_leased(
         )
         .await
         .map(|o| (Some(o), None)),
-        Direction::Push => engine::push(&store, link, provider.as_ref(), &mut run)
-            .await
-            .map(|o| (None, Some(o))),
+        Direction::Push => {
+            let deadline = std::time::Instant::now()
+                + std::time::Duration::from_secs(ctx.config.run_budget_secs);
+            engine::push(&store, link, provider.as_ref(), &mut run, Some(deadline))
+                .await
+                .map(|o| (None, Some(o)))
+        }
     };
     run.api_calls = provider.requests();
     run.ended_ms = now_millis();
@@ -222,6 +226,15 @@ async fn run_leased(
             jobs.push(SyncJob::coalesced(&link.link_id, "sync-back", &run.run_id));
         }
         queues.send(QueueKind::SyncBack, &jobs).await?;
+    }
+    if push.is_some_and(|p| p.more) {
+        // Out of time with writes left: the next run carries on from the saved mappings.
+        queues
+            .send(
+                QueueKind::SyncBack,
+                &[SyncJob::coalesced(&link.link_id, "continue", &run.run_id)],
+            )
+            .await?;
     }
     if push.is_some_and(|p| p.needs_pull) {
         queues

@@ -13,7 +13,8 @@ use crate::config::Config;
 pub struct SyncJob {
     /// The link to sync.
     pub link_id: String,
-    /// What caused it: `schedule`, `autosync`, `webhook`, `sync-back`, `retry`, `manual`.
+    /// What caused it: `schedule`, `autosync`, `push`, `sync-back`, `retry`, `continue`,
+    /// `manual`.
     pub trigger: String,
     /// Deduplication id; jobs with the same id within 5 minutes are delivered once.
     pub dedup: String,

@@ -821,3 +821,46 @@ RRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\n{over}END:VCALENDAR
         assert_eq!(caldav_occurrences(&ctx, url).await.len(), 4, "{url}");
     }
 }
+
+/// A push with more writes than fit in a run's time budget stops after a chunk and queues its
+/// continuation: everything arrives, once, over several runs.
+#[tokio::test]
+async fn a_push_past_its_budget_continues_in_another_run() {
+    let ctx = local_ctx().await;
+    let mut lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let events: Vec<String> = (0..120)
+        .map(|i| {
+            simple_event(
+                &format!("budget-{i}@test"),
+                &format!("E{i}"),
+                1 + (i % 28) as u32,
+            )
+        })
+        .collect();
+    let p = pair(&lg.ctx, "gbudget", &events).await.expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "budget@example.com", "google")
+        .await
+        .expect("connect");
+    lg.ctx.config.run_budget_secs = 0; // one chunk (50 writes) per run
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let pushes: Vec<RunRecord> = runs(&ctx, &g.link_id)
+        .await
+        .into_iter()
+        .filter(|r| r.kind == "push" && r.created > 0)
+        .collect();
+    assert_eq!(
+        pushes.iter().map(|r| r.created).collect::<Vec<_>>(),
+        vec![50, 50, 20],
+        "three runs of at most one chunk"
+    );
+    assert!(
+        pushes.iter().any(|r| r.trigger == "continue"),
+        "a continuation was queued: {:?}",
+        pushes.iter().map(|r| &r.trigger).collect::<Vec<_>>()
+    );
+    let provider = lg.provider(&g).await.expect("provider");
+    assert_eq!(google_series(&provider).await.expect("google").len(), 120);
+}

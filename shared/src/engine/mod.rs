@@ -53,6 +53,8 @@ pub struct PullOutcome {
 pub struct PushOutcome {
     /// A precondition failed: pull this link to merge the remote change, then push again.
     pub needs_pull: bool,
+    /// The run stopped at its deadline with writes left: push again (a continuation).
+    pub more: bool,
 }
 
 const HUB_RETRIES: usize = 5;
@@ -465,12 +467,15 @@ pub async fn pull(
     })
 }
 
-/// Push hub changes to `link`. Per-event rejections mark the event `error` and go on.
+/// Push hub changes to `link`. Per-event rejections mark the event `error` and go on. With a
+/// `deadline`, no chunk of writes after the first starts past it; the outcome then says
+/// `more`.
 pub async fn push(
     store: &Store,
     link: &Link,
     provider: &dyn Provider,
     run: &mut RunRecord,
+    deadline: Option<std::time::Instant>,
 ) -> Result<PushOutcome, EngineError> {
     let mut out = PushOutcome::default();
     if link.read_only() {
@@ -517,7 +522,12 @@ pub async fn push(
     }
     // Write in chunks (one bulk request per chunk where the provider has one), recording
     // each chunk's outcome before the next, so a crash loses at most one chunk's receipts.
-    for chunk in plan.chunks(PUSH_CHUNK) {
+    for (n, chunk) in plan.chunks(PUSH_CHUNK).enumerate() {
+        // Every run writes at least one chunk, so continuations always progress.
+        if n > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            out.more = true;
+            break;
+        }
         let writes: Vec<Write<'_>> = chunk
             .iter()
             .map(|(ev, m, kind)| match kind {
