@@ -261,50 +261,49 @@ impl UserApi {
         }
     }
 
+    /// A write as the user's app sends it: [`USER_SEND_UPDATES`], the user's token; `id` is
+    /// the event or instance id (`None`: the collection).
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        id: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = match id {
+            Some(id) => format!("{}/{id}", self.events),
+            None => self.events.clone(),
+        };
+        let mut req = self
+            .http
+            .request(method, url)
+            .query(&[("sendUpdates", USER_SEND_UPDATES)])
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Ok(req.send().await?.error_for_status()?)
+    }
+
     /// `events.patch` of one event.
     pub async fn patch(
         &self,
         id: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        Ok(self
-            .http
-            .patch(format!("{}/{id}", self.events))
-            .query(&[("sendUpdates", USER_SEND_UPDATES)])
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let resp = self.write(reqwest::Method::PATCH, Some(id), Some(body));
+        Ok(resp.await?.json().await?)
     }
 
     /// `events.delete` of one event or instance (an instance becomes a cancelled exception).
     pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
-        self.http
-            .delete(format!("{}/{id}", self.events))
-            .query(&[("sendUpdates", USER_SEND_UPDATES)])
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?;
+        self.write(reqwest::Method::DELETE, Some(id), None).await?;
         Ok(())
     }
 
     /// `events.insert`.
     pub async fn insert(&self, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        Ok(self
-            .http
-            .post(&self.events)
-            .query(&[("sendUpdates", USER_SEND_UPDATES)])
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        let resp = self.write(reqwest::Method::POST, None, Some(body));
+        Ok(resp.await?.json().await?)
     }
 }
 

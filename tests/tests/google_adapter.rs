@@ -200,14 +200,7 @@ async fn calls_busy_inside_a_batch_are_retried_alone() {
     });
     // The next three calls (inside the first batch) answer 429 / 403 rate limit / 503.
     for status in [429, 403, 503] {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/faults", emu.url))
-            .json(&serde_json::json!({"status": status, "count": 1}))
-            .send()
-            .await
-            .expect("faults")
-            .error_for_status()
-            .expect("accepted");
+        emu.fail_next(status, 1);
     }
     let uids: Vec<String> = (0..8).map(|i| format!("storm-{i}@t")).collect();
     let icals: Vec<String> = uids
@@ -293,14 +286,7 @@ async fn slow_answers_past_the_client_timeout_are_retried() {
     });
     // The next call answers after 2 s (past the 300 ms timeout), the one after in 100 ms.
     for ms in [2000, 100] {
-        reqwest::Client::new()
-            .post(format!("{}/emulator/faults", emu.url))
-            .json(&serde_json::json!({"delay_ms": ms, "count": 1}))
-            .send()
-            .await
-            .expect("faults")
-            .error_for_status()
-            .expect("accepted");
+        emu.slow_next(ms, 1);
     }
     let pulled = g.pull(None).await.expect("pull after a timeout");
     assert!(pulled.changed.is_empty());

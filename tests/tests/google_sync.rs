@@ -414,12 +414,7 @@ async fn quota_storms_delay_but_lose_nothing() {
             .await
             .expect("connect");
         let status = if with_429 { 429 } else { 403 };
-        reqwest::Client::new()
-            .post(format!("{}/emulator/faults", lg.emu.url))
-            .json(&json!({"status": status, "count": 4}))
-            .send()
-            .await
-            .expect("faults");
+        lg.emu.fail_next(status, 4);
         let stats = sync_user(&lg.ctx, p.user).await.expect("sync");
         assert_eq!(stats.failures, 0, "backoff absorbed the storm: {stats:?}");
         let provider = lg.provider(&g).await.expect("provider");

@@ -422,20 +422,9 @@ pub fn series_to_ical(items: &[&Value]) -> Result<String, String> {
         .filter(|e| e["recurringEventId"].as_str() == Some(id))
         .collect();
     // Cancelled instances become EXDATEs, unless the master's recurrence already has them.
-    let existing: Vec<(Option<String>, String)> = master["recurrence"]
-        .as_array()
+    let existing: Vec<(Option<String>, String)> = exdate_values(master)
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(parse_line)
-        .filter(|l| l.name == "EXDATE")
-        .flat_map(|l| {
-            let tz = l.param("TZID").map(str::to_string);
-            l.value
-                .split(',')
-                .map(|v| (tz.clone(), v.to_string()))
-                .collect::<Vec<_>>()
-        })
+        .map(|l| (l.param("TZID").map(str::to_string), l.value))
         .collect();
     let mut exdates = Vec::new();
     for e in exceptions.iter().filter(|e| e["status"] == "cancelled") {
@@ -468,6 +457,28 @@ pub fn series_to_ical(items: &[&Value]) -> Result<String, String> {
     }
     text.push_str("END:VCALENDAR\r\n");
     Ok(text)
+}
+
+/// The EXDATE values of a Google event's `recurrence` lines, one [`Line`] per value (a line
+/// with several comma-separated values is split, its parameters kept).
+fn exdate_values(master: &Value) -> Vec<Line> {
+    master["recurrence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(parse_line)
+        .filter(|l| l.name == "EXDATE")
+        .flat_map(|l| {
+            l.value
+                .split(',')
+                .map(|v| Line {
+                    value: v.to_string(),
+                    ..l.clone()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Fields in which an instance differs from its master by nature, or that the server sets.
@@ -553,23 +564,9 @@ pub fn reset_instances(
     if new.master.get("recurrence").is_none() {
         return Vec::new();
     }
-    let excluded: Vec<DateTime<Utc>> = new.master["recurrence"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(parse_line)
-        .filter(|l| l.name == "EXDATE")
-        .flat_map(|l| {
-            l.value
-                .split(',')
-                .filter_map(|v| {
-                    let mut one = l.clone();
-                    one.value = v.to_string();
-                    When::parse(&one).ok().map(When::instant)
-                })
-                .collect::<Vec<_>>()
-        })
+    let excluded: Vec<DateTime<Utc>> = exdate_values(&new.master)
+        .iter()
+        .filter_map(|l| When::parse(l).ok().map(When::instant))
         .collect();
     let mut out: Vec<(String, Value)> = Vec::new();
     for e in existing {

@@ -123,6 +123,16 @@ struct Inner {
     push_log: Arc<push::PushLog>,
 }
 
+impl Inner {
+    fn fail_next(&mut self, status: u16, count: usize) {
+        self.faults.extend(std::iter::repeat_n(status, count));
+    }
+
+    fn slow_next(&mut self, delay_ms: u64, count: usize) {
+        self.slow.extend(std::iter::repeat_n(delay_ms, count));
+    }
+}
+
 type Shared = Arc<Mutex<Inner>>;
 
 /// A running emulator; stops when dropped.
@@ -189,6 +199,22 @@ impl GoogleEmulator {
     ) -> Option<push::Delivery> {
         let log = self.inner.lock().expect("emulator lock").push_log.clone();
         log.wait_for(after, pred, timeout).await
+    }
+
+    /// The next `count` API calls answer `status` (as `POST /emulator/faults`).
+    pub fn fail_next(&self, status: u16, count: usize) {
+        self.inner
+            .lock()
+            .expect("emulator lock")
+            .fail_next(status, count);
+    }
+
+    /// The next `count` API calls answer `delay_ms` late (as `POST /emulator/faults`).
+    pub fn slow_next(&self, delay_ms: u64, count: usize) {
+        self.inner
+            .lock()
+            .expect("emulator lock")
+            .slow_next(delay_ms, count);
     }
 
     /// API requests served so far (control endpoints excluded).
@@ -488,18 +514,9 @@ async fn list_events(
             return bad_request(&format!("The parameter {p} is not emulated"));
         }
     }
-    let max_results = match param("maxResults").map(str::parse::<usize>) {
-        None => 250,
-        Some(Ok(n)) if (1..=2500).contains(&n) => n,
-        Some(_) => {
-            return gerror(
-                400,
-                "global",
-                "invalid",
-                "Invalid value for: maxResults",
-                Some(("parameter", "maxResults")),
-            )
-        }
+    let max_results = match max_results(param("maxResults")) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let show_deleted = param("showDeleted") == Some("true");
     let single_events = param("singleEvents") == Some("true");
@@ -683,10 +700,9 @@ async fn list_instances(
     {
         return bad_request(&format!("Invalid parameter: {n}"));
     }
-    let max_results = match param("maxResults").map(str::parse::<usize>) {
-        None => 250,
-        Some(Ok(n)) if (1..=2500).contains(&n) => n,
-        Some(_) => return bad_request("Invalid value for: maxResults"),
+    let max_results = match max_results(param("maxResults")) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let time = |k: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
         match param(k) {
@@ -795,6 +811,21 @@ async fn list_instances(
         ));
     }
     Json(body).into_response()
+}
+
+/// `maxResults` of `events.list` and `events.instances`: 1–2500, default 250 (discovery).
+fn max_results(v: Option<&str>) -> Result<usize, Response> {
+    match v.map(str::parse::<usize>) {
+        None => Ok(250),
+        Some(Ok(n)) if (1..=2500).contains(&n) => Ok(n),
+        Some(_) => Err(gerror(
+            400,
+            "global",
+            "invalid",
+            "Invalid value for: maxResults",
+            Some(("parameter", "maxResults")),
+        )),
+    }
 }
 
 fn record_send(s: &mut Inner, method: &str, id: &str, q: &[(String, String)]) {
@@ -1218,10 +1249,10 @@ async fn control_expire(State(st): State<Shared>, Path(cal): Path<String>) -> Re
 /// `{"status": 503, "count": 2}`: the next `count` API requests answer `status`.
 async fn control_faults(State(st): State<Shared>, Json(body): Json<Value>) -> Response {
     let mut s = st.lock().expect("emulator lock");
-    let count = body["count"].as_u64().unwrap_or(1);
+    let count = body["count"].as_u64().unwrap_or(1) as usize;
     match (body["status"].as_u64(), body["delay_ms"].as_u64()) {
-        (Some(status), _) => (0..count).for_each(|_| s.faults.push_back(status as u16)),
-        (None, Some(ms)) => (0..count).for_each(|_| s.slow.push_back(ms)),
+        (Some(status), _) => s.fail_next(status as u16, count),
+        (None, Some(ms)) => s.slow_next(ms, count),
         (None, None) => return bad_request("status or delay_ms required"),
     }
     StatusCode::NO_CONTENT.into_response()
