@@ -26,6 +26,16 @@ pub enum Direction {
     Push,
 }
 
+impl Direction {
+    /// The run kind recorded for this direction (`pull` / `push`).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+    }
+}
+
 /// Why a job did not complete (the message is retried, then goes to the DLQ).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -64,11 +74,7 @@ pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunReco
         .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
     let not_run = |outcome: &str| RunRecord {
         link_id: link.link_id.clone(),
-        kind: match dir {
-            Direction::Pull => "pull",
-            Direction::Push => "push",
-        }
-        .into(),
+        kind: dir.kind().into(),
         trigger: job.trigger.clone(),
         outcome: outcome.into(),
         ..Default::default()
@@ -107,11 +113,7 @@ async fn run_leased(
     let mut run = RunRecord {
         link_id: link.link_id.clone(),
         run_id: uuid::Uuid::now_v7().to_string(),
-        kind: match dir {
-            Direction::Pull => "pull",
-            Direction::Push => "push",
-        }
-        .into(),
+        kind: dir.kind().into(),
         trigger: job.trigger.clone(),
         started_ms: now_millis(),
         expires_at: now_secs() + RUN_TTL_SECS,
