@@ -27,6 +27,12 @@ pub struct Config {
     pub channels_table: String,
     /// Pending OAuth consents table (state), TTL `expires_at`, see [`crate::connect`].
     pub oauth_states_table: String,
+    /// Sync groups table (group_id; GSI `user-index`), see [`crate::model::Group`].
+    pub groups_table: String,
+    /// Idempotency-Key records of the API (key), TTL `expires_at` (24 h).
+    pub idempotency_table: String,
+    /// The stack name: prefix of every resource and secret name.
+    pub stack: String,
     /// Secrets Manager name of the Google OAuth client (`<stack>/google-oauth-client`).
     pub google_client_secret: String,
     /// Public URL of the webhook receiver's Google route (`CALSYNC_WEBHOOK_URL`), where
@@ -53,6 +59,9 @@ impl Config {
             sync_back_queue: format!("{stack}-sync-back.fifo"),
             channels_table: format!("{stack}-channels"),
             oauth_states_table: format!("{stack}-oauth-states"),
+            groups_table: format!("{stack}-groups"),
+            idempotency_table: format!("{stack}-idempotency"),
+            stack: stack.to_string(),
             google_client_secret: format!("{stack}/google-oauth-client"),
             webhook_url: None,
             run_budget_secs: 420,

@@ -1,10 +1,15 @@
 //! Connecting a Google calendar: the OAuth 2.0 consent round trip that ends in a new link.
 //!
-//! 1. [`start`]: a consent URL with `state` and a PKCE challenge; the state and verifier wait
-//!    in the oauth-states table (single use, 10 minutes).
-//! 2. The user consents; Google redirects to `redirect_uri` (our `/oauth/google/callback`,
+//! 1. [`start`] (an authenticated API call, bound to the calling user and their group): a
+//!    consent with `state` and a PKCE challenge waits in the oauth-states table (single use,
+//!    10 minutes); the answer is our begin URL `…/oauth/google/begin?state=…`.
+//! 2. [`begin`]: the user's browser opens it; the state is marked begun (once) and bound to
+//!    that browser by the cookie [`STATE_COOKIE`] (`__Host-`, Secure, HttpOnly,
+//!    SameSite=Lax), and the browser is redirected to Google's consent page.
+//! 3. The user consents; Google redirects to `redirect_uri` (our `/oauth/google/callback`,
 //!    served by the webhook-receiver function, or the CLI) with `code` and `state`.
-//! 3. [`finish`]: the state is taken (a replayed or forged state finds nothing), the code is
+//! 4. [`finish`]: the callback must come from the browser that began (its cookie names the
+//!    state), the state is taken (a replayed or forged state finds nothing), the code is
 //!    exchanged with the verifier, the tokens go to a new Secrets Manager secret, the link is
 //!    created, a push channel is started when a webhook URL is configured, and a first sync
 //!    is queued.
@@ -20,6 +25,9 @@ use crate::queue::{QueueKind, SyncJob};
 pub const GOOGLE_API_ROOT: &str = "https://www.googleapis.com/calendar/v3";
 /// Seconds a consent may take.
 const STATE_TTL_SECS: i64 = 600;
+/// The cookie binding a consent to the browser that began it (RFC 6265bis `__Host-` prefix:
+/// Secure, no Domain, Path=/).
+pub const STATE_COOKIE: &str = "__Host-calsync-oauth";
 
 /// Who connects which calendar.
 #[derive(Debug, Clone)]
@@ -34,7 +42,9 @@ pub struct ConnectRequest {
     pub display_name: String,
 }
 
-/// Begin a consent: returns the URL to send the user to.
+/// Prepare a consent for `req` (whose user the caller has verified): returns the begin URL to
+/// send the user's browser to, `<base>/oauth/google/begin?state=…`, where `<base>` is the
+/// OAuth client's `redirect_uri` less `/oauth/google/callback`.
 ///
 /// Errors: the OAuth client secret is missing or malformed; DynamoDB failure.
 pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
@@ -48,10 +58,49 @@ pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
             user_id: req.user_id,
             calendar_id: req.calendar_id.clone(),
             display_name: req.display_name.clone(),
+            auth_url: auth.url.clone(),
+            begun: false,
             expires_at: now_secs() + STATE_TTL_SECS,
         })
         .await?;
-    Ok(auth.url)
+    let base = client
+        .redirect_uri
+        .trim_end_matches('/')
+        .trim_end_matches("/oauth/google/callback");
+    Ok(format!(
+        "{base}/oauth/google/begin?state={}",
+        crate::provider::google::percent_encode(&auth.state)
+    ))
+}
+
+/// The browser opens the begin URL: mark the consent begun (once) and answer the provider's
+/// consent page and the `Set-Cookie` value that binds the consent to this browser.
+///
+/// Errors: [`CallbackError::BadState`] for an unknown, expired or already begun state.
+pub async fn begin(ctx: &Ctx, state: &str) -> Result<(String, String), CallbackError> {
+    let st = ctx
+        .store()
+        .begin_oauth_state(state)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or(CallbackError::BadState)?;
+    let cookie = format!(
+        "{STATE_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={STATE_TTL_SECS}",
+        st.state
+    );
+    Ok((st.auth_url, cookie))
+}
+
+/// The value of the [`STATE_COOKIE`] in a `Cookie` request header, if any.
+pub fn state_cookie(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == STATE_COOKIE)
+        .map(|(_, v)| v.to_string())
 }
 
 /// Why a callback was refused.
@@ -60,6 +109,9 @@ pub enum CallbackError {
     /// Unknown, used or expired `state`.
     #[error("unknown or expired OAuth state; start the connection again")]
     BadState,
+    /// The callback did not come from the browser that began the consent.
+    #[error("this consent was started in another browser; start the connection again")]
+    OtherBrowser,
     /// The user refused consent (`error=access_denied`) or Google reported another error.
     #[error("consent not given: {0}")]
     Denied(String),
@@ -68,23 +120,35 @@ pub enum CallbackError {
     Failed(#[from] anyhow::Error),
 }
 
-/// Complete a consent from the callback's `code` and `state`; returns the new link.
+/// Complete a consent from the callback's `code` and `state`, and the state cookie the
+/// browser sent (`cookie`); returns the new link.
 ///
-/// Errors: see [`CallbackError`].
-pub async fn finish(ctx: &Ctx, code: &str, state: &str) -> Result<Link, CallbackError> {
+/// Errors: see [`CallbackError`]; the state is used up even when the browser is wrong.
+pub async fn finish(
+    ctx: &Ctx,
+    code: &str,
+    state: &str,
+    cookie: Option<&str>,
+) -> Result<Link, CallbackError> {
+    use subtle::ConstantTimeEq;
     let store = ctx.store();
     let pending = store
         .take_oauth_state(state)
         .await
         .map_err(anyhow::Error::from)?
         .ok_or(CallbackError::BadState)?;
+    let same_browser = cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
+    if !pending.begun || !same_browser {
+        tracing::warn!(group = %pending.group_id, "OAuth callback from another browser refused");
+        return Err(CallbackError::OtherBrowser);
+    }
     let client = oauth::load_client(ctx).await.map_err(anyhow::Error::from)?;
     let verifier = SecretString::from(pending.verifier.clone());
     let tokens = oauth::exchange_code(&ctx.clients.http, &client, code, &verifier)
         .await
         .map_err(anyhow::Error::from)?;
     let link_id = format!("google-{}", uuid::Uuid::now_v7().simple());
-    let secret_name = format!("{}/google-tokens/{link_id}", stack_prefix(ctx));
+    let secret_name = format!("{}/google-tokens/{link_id}", ctx.config.stack);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
         .await
         .map_err(anyhow::Error::from)?;
@@ -118,13 +182,4 @@ pub async fn finish(ctx: &Ctx, code: &str, state: &str) -> Result<Link, Callback
         .await?;
     tracing::info!(link = %link.link_id, group = %link.group_id, "Google calendar connected");
     Ok(link)
-}
-
-fn stack_prefix(ctx: &Ctx) -> String {
-    ctx.config
-        .google_client_secret
-        .split('/')
-        .next()
-        .unwrap_or("calsync")
-        .to_string()
 }

@@ -204,6 +204,15 @@ async fn run_leased(
     let (pull, push) = outcome?;
     let queues = ctx.queues();
     if let Some(p) = pull {
+        if link.allow_mass_delete && !p.quarantined {
+            // A released mass deletion goes through once; the brake holds again afterwards.
+            store
+                .update_link_fields(
+                    &link.link_id,
+                    vec![("allow_mass_delete", store.attr(false)?)],
+                )
+                .await?;
+        }
         store
             .set_next_sync(
                 &link.link_id,

@@ -2,16 +2,16 @@
 //! the Lambda runtime so the local stack serves the same code:
 //!
 //! - `POST …/webhooks/google` — Google push notifications ([`crate::push`]).
-//! - `GET  …/oauth/google/start?group_id&user_id&calendar_id[&display_name]` — 302 to the
-//!   consent page ([`crate::connect::start`]). Call it from the application backend for a
-//!   signed-in user.
-//! - `GET  …/oauth/google/callback?code&state` (or `error`) — the consent redirect
-//!   ([`crate::connect::finish`]).
+//! - `GET  …/oauth/google/begin?state` — the consent URL the API answered
+//!   (`POST /v1/groups/{group_id}/links/oauth/google`, [`crate::connect::start`]): binds the
+//!   consent to this browser with a cookie and 302s to Google ([`crate::connect::begin`]).
+//! - `GET  …/oauth/google/callback?code&state` (or `error`) — the consent redirect, accepted
+//!   only from the browser that began ([`crate::connect::finish`]).
 //!
 //! Paths match by suffix so that stage prefixes (`/prod/…`) work.
 
 use crate::config::Ctx;
-use crate::connect::{self, CallbackError, ConnectRequest};
+use crate::connect::{self, CallbackError};
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct HttpAnswer {
     pub status: u16,
     /// `Location` header (redirects).
     pub location: Option<String>,
+    /// `Set-Cookie` header.
+    pub set_cookie: Option<String>,
     /// Plain-text body.
     pub body: String,
 }
@@ -29,6 +31,7 @@ impl HttpAnswer {
         Self {
             status,
             location: None,
+            set_cookie: None,
             body: body.into(),
         }
     }
@@ -70,28 +73,21 @@ async fn route_inner(
         let a = crate::push::google_notification(ctx, &headers).await;
         return HttpAnswer::text(a.status, a.reason);
     }
-    if path.ends_with("/oauth/google/start") && method == http::Method::GET {
-        let (Some(group_id), Some(user_id)) = (get("group_id"), get("user_id")) else {
-            return HttpAnswer::text(400, "group_id and user_id are required");
+    if path.ends_with("/oauth/google/begin") && method == http::Method::GET {
+        let Some(state) = get("state") else {
+            return HttpAnswer::text(400, "state is required");
         };
-        let Ok(user_id) = user_id.parse::<i64>() else {
-            return HttpAnswer::text(400, format!("user_id must be an integer, got {user_id:?}"));
-        };
-        let req = ConnectRequest {
-            group_id,
-            user_id,
-            calendar_id: get("calendar_id").unwrap_or_else(|| "primary".into()),
-            display_name: get("display_name").unwrap_or_else(|| "Google".into()),
-        };
-        return match connect::start(ctx, &req).await {
-            Ok(url) => HttpAnswer {
+        return match connect::begin(ctx, &state).await {
+            Ok((url, cookie)) => HttpAnswer {
                 status: 302,
                 location: Some(url),
+                set_cookie: Some(cookie),
                 body: String::new(),
             },
+            Err(e @ CallbackError::BadState) => HttpAnswer::text(400, e.to_string()),
             Err(e) => {
-                tracing::error!(error = %e, "OAuth start failed");
-                HttpAnswer::text(500, format!("cannot start the connection: {e}"))
+                tracing::error!(error = %e, "OAuth begin failed");
+                HttpAnswer::text(500, "cannot start the connection")
             }
         };
     }
@@ -103,9 +99,12 @@ async fn route_inner(
         let (Some(code), Some(state)) = (get("code"), get("state")) else {
             return HttpAnswer::text(400, "code and state are required");
         };
-        return match connect::finish(ctx, &code, &state).await {
+        let cookie = connect::state_cookie(&headers);
+        return match connect::finish(ctx, &code, &state, cookie.as_deref()).await {
             Ok(link) => HttpAnswer::text(200, format!("connected: link {}", link.link_id)),
-            Err(e @ CallbackError::BadState) => HttpAnswer::text(400, e.to_string()),
+            Err(e @ (CallbackError::BadState | CallbackError::OtherBrowser)) => {
+                HttpAnswer::text(400, e.to_string())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "OAuth callback failed");
                 HttpAnswer::text(502, format!("connection failed: {e}"))

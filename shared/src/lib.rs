@@ -7,8 +7,10 @@
 //! `main.rs` files call), [`config`] (resource names and clients), [`oauth`] and
 //! [`connect`] (Google OAuth 2.0 and connecting a calendar), [`push`] (Google push
 //! channels and the webhook), [`refresher`] (token and channel upkeep), [`http_api`] (the
-//! webhook-receiver's routes).
+//! webhook-receiver's routes), [`api`] (the application's `/v1` API), [`net`] (outbound
+//! HTTP for user-supplied addresses).
 
+pub mod api;
 pub mod config;
 pub mod connect;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod handlers;
 pub mod http_api;
 pub mod ical;
 pub mod model;
+pub mod net;
 pub mod oauth;
 pub mod provider;
 pub mod push;

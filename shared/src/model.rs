@@ -334,6 +334,27 @@ pub struct OAuthState {
     pub calendar_id: String,
     /// Name shown in reports.
     pub display_name: String,
+    /// The provider's consent page with this state and PKCE challenge; the browser is sent
+    /// there by the begin route, which binds the consent to that browser.
+    #[serde(default)]
+    pub auth_url: String,
+    /// Set once the begin route has bound the consent to a browser (single use).
+    #[serde(default)]
+    pub begun: bool,
     /// TTL (epoch seconds).
     pub expires_at: i64,
+}
+
+/// A sync group: the application's own calendar (the hub) of one user and its members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// Primary key (`grp-<uuid v7>`, chosen by calsync).
+    pub group_id: String,
+    /// The application user who owns it (from the verified token, never from a request).
+    pub user_id: i64,
+    /// Name shown to the user.
+    #[serde(default)]
+    pub name: String,
+    /// Creation time (epoch milliseconds, UTC).
+    pub created_ms: i64,
 }

@@ -48,6 +48,10 @@ pub struct OAuthClient {
     pub token_uri: String,
     /// Registered redirect URI (our `/oauth/google/callback`).
     pub redirect_uri: String,
+    /// Revocation endpoint (RFC 7009); absent: `https://oauth2.googleapis.com/revoke`
+    /// (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke).
+    #[serde(default)]
+    pub revoke_uri: Option<String>,
     /// Calendar API root; absent: `https://www.googleapis.com/calendar/v3` (an emulator's
     /// root on the local stack).
     #[serde(default)]
@@ -428,4 +432,31 @@ async fn refresh_locked(ctx: &Ctx, arn: &str, margin_secs: i64) -> Result<Secret
         "access token refreshed"
     );
     Ok(new.access_token)
+}
+
+/// Google's token revocation endpoint.
+pub const GOOGLE_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+
+/// Revoke the grant whose tokens are in `arn` (the refresh token, else the access token) at
+/// the client's revocation endpoint (RFC 7009 §2.1: `token=` form POST). A token the
+/// provider no longer knows (400 `invalid_token`) counts as revoked.
+///
+/// Errors: the secret is unreadable, the endpoint fails (the message holds no token).
+pub async fn revoke(ctx: &Ctx, arn: &str) -> Result<(), AuthError> {
+    let t = read_tokens(ctx, arn).await?;
+    let client = load_client(ctx).await?;
+    let uri = client.revoke_uri.as_deref().unwrap_or(GOOGLE_REVOKE_URI);
+    let token = t.refresh_token.unwrap_or(t.access_token);
+    let resp = ctx
+        .clients
+        .http
+        .post(uri)
+        .form(&[("token", token.expose_secret())])
+        .send()
+        .await
+        .map_err(|e| AuthError::Endpoint(format!("revoke: {}", e.without_url())))?;
+    match resp.status().as_u16() {
+        200..=299 | 400 => Ok(()),
+        s => Err(AuthError::Endpoint(format!("revoke: HTTP {s}"))),
+    }
 }

@@ -83,6 +83,25 @@ pub async fn put_caldav_credentials(
 ) -> anyhow::Result<String> {
     use secrecy::ExposeSecret;
     let value = serde_json::json!({"username": username, "password": password.expose_secret()});
+    put_json(client, name, &value).await
+}
+
+/// The address of an ICS feed kept in Secrets Manager (`{"url"}`): private feed URLs carry
+/// a key in their path or query.
+#[derive(serde::Deserialize)]
+pub struct FeedSecret {
+    /// The feed URL (http, https, webcal).
+    pub url: SecretString,
+}
+
+/// Store a JSON secret `value` under `name`; returns its ARN.
+///
+/// Errors: Secrets Manager refused (the message names the secret, never its value).
+pub async fn put_json(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &serde_json::Value,
+) -> anyhow::Result<String> {
     let out = client
         .create_secret()
         .name(name)
@@ -96,4 +115,28 @@ pub async fn put_caldav_credentials(
             )
         })?;
     Ok(out.arn().unwrap_or(name).to_string())
+}
+
+/// Delete the secret `arn` at once (no recovery window: the user disconnected the calendar).
+/// A secret that is already gone is success.
+pub async fn delete(client: &aws_sdk_secretsmanager::Client, arn: &str) -> anyhow::Result<()> {
+    match client
+        .delete_secret()
+        .secret_id(arn)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "delete secret {arn}: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        )),
+    }
 }

@@ -57,6 +57,9 @@ impl WebhookServer {
                 if let Some(l) = a.location {
                     resp = resp.header("location", l);
                 }
+                if let Some(c) = a.set_cookie {
+                    resp = resp.header("set-cookie", c);
+                }
                 resp.body(axum::body::Body::from(a.body))
                     .expect("static response parts")
             }
@@ -93,18 +96,6 @@ impl WebhookServer {
         body.strip_prefix("connected: link ")
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("unexpected callback answer {body:?}"))
-    }
-
-    /// The consent start URL for a calendar (what the application backend would call for a
-    /// signed-in user; it redirects to Google's consent page).
-    pub fn start_url(&self, group: &str, user_id: i64, calendar_id: &str, name: &str) -> String {
-        let q: String = url_query(&[
-            ("group_id", group),
-            ("user_id", &user_id.to_string()),
-            ("calendar_id", calendar_id),
-            ("display_name", name),
-        ]);
-        format!("{}/oauth/google/start?{q}", self.url)
     }
 
     /// The Google push route.
@@ -179,13 +170,11 @@ impl LocalGoogle {
         name: &str,
     ) -> anyhow::Result<Link> {
         self.emu.add_calendar(calendar_id, name, "Europe/Berlin");
-        let start = self.hooks.start_url(group, user_id, calendar_id, name);
+        let start = consent_url(&self.ctx, group, user_id, calendar_id, name).await?;
         let seen = self.hooks.callbacks_seen();
-        // Follows: our start (302) → emulator consent (302) → our callback (200).
-        let resp = reqwest::Client::new().get(start).send().await?;
-        let status = resp.status();
-        let body = resp.text().await?;
-        anyhow::ensure!(status.is_success(), "connect failed: {status} {body}");
+        // Follows: our begin (302, cookie) → emulator consent (302) → our callback (200).
+        let (status, body) = Browser::default().open(&start).await?;
+        anyhow::ensure!(status == 200, "connect failed: {status} {body}");
         let link_id = self
             .hooks
             .wait_connected(seen, std::time::Duration::from_secs(10))
@@ -318,35 +307,28 @@ fn client_json(emu_url: &str, redirect: &str) -> serde_json::Value {
     })
 }
 
-fn url_query(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", calsync::provider::google::percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// `calsync-local connect-google`: serve the webhook-receiver routes on `listener` (its
 /// address is the redirect URI registered for the OAuth client,
 /// `http://127.0.0.1:<port>/oauth/google/callback`), print the consent URL for the person to
-/// open, and wait for Google's redirect; returns the new link. The OAuth client comes from
-/// Secrets Manager (`{stack}/google-oauth-client`), as for the Lambda.
+/// open (also sent to `printed`), and wait for Google's redirect; returns the new link. The
+/// OAuth client comes from Secrets Manager (`{stack}/google-oauth-client`), as for the Lambda.
 pub async fn connect_interactively(
     ctx: Ctx,
     listener: tokio::net::TcpListener,
-    group: &str,
-    user_id: i64,
-    calendar_id: &str,
-    name: &str,
+    req: &calsync::connect::ConnectRequest,
     timeout: std::time::Duration,
+    printed: Option<tokio::sync::oneshot::Sender<String>>,
 ) -> anyhow::Result<Link> {
     let hooks = WebhookServer::start(ctx.clone(), listener).await?;
     let seen = hooks.callbacks_seen();
+    let url = calsync::connect::start(&ctx, req).await?;
     println!(
-        "open this address in a browser and consent (waiting {} s):\n  {}",
+        "open this address in a browser and consent (waiting {} s):\n  {url}",
         timeout.as_secs(),
-        hooks.start_url(group, user_id, calendar_id, name)
     );
+    if let Some(tx) = printed {
+        let _ = tx.send(url);
+    }
     let link_id = hooks.wait_connected(seen, timeout).await?;
     let link = ctx
         .store()
@@ -358,6 +340,77 @@ pub async fn connect_interactively(
         link.link_id, link.display_name
     );
     Ok(link)
+}
+
+/// The consent URL for a calendar, as `POST /v1/groups/{group}/links/oauth/google` answers
+/// it to the authenticated `user_id` ([`calsync::connect::start`]).
+pub async fn consent_url(
+    ctx: &Ctx,
+    group: &str,
+    user_id: i64,
+    calendar_id: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    calsync::connect::start(
+        ctx,
+        &calsync::connect::ConnectRequest {
+            group_id: group.into(),
+            user_id,
+            calendar_id: calendar_id.into(),
+            display_name: name.into(),
+        },
+    )
+    .await
+}
+
+/// A minimal browser for consent round trips: follows redirects itself and keeps the cookies
+/// each host sets (name=value only; `Secure` cookies are kept on loopback http as browsers do
+/// for localhost), so the callback carries the state cookie that [`calsync::connect::begin`]
+/// set.
+#[derive(Default)]
+pub struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    /// GET `url` and follow up to 10 redirects; returns the final status and body.
+    pub async fn open(&mut self, url: &str) -> anyhow::Result<(u16, String)> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut url = reqwest::Url::parse(url)?;
+        for _ in 0..10 {
+            let origin = url.origin().ascii_serialization();
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .filter(|(o, _)| *o == origin)
+                .map(|(_, c)| c.clone())
+                .collect();
+            let mut req = http.get(url.clone());
+            if !jar.is_empty() {
+                req = req.header("cookie", jar.join("; "));
+            }
+            let resp = req.send().await?;
+            for c in resp.headers().get_all("set-cookie") {
+                if let Some(kv) = c.to_str().ok().and_then(|c| c.split(';').next()) {
+                    self.cookies.push((origin.clone(), kv.trim().to_string()));
+                }
+            }
+            if resp.status().is_redirection() {
+                let loc = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| anyhow::anyhow!("redirect without Location"))?;
+                url = url.join(loc)?;
+                continue;
+            }
+            let status = resp.status().as_u16();
+            return Ok((status, resp.text().await?));
+        }
+        anyhow::bail!("too many redirects")
+    }
 }
 
 async fn put_secret(ctx: &Ctx, name: &str, value: &str) -> anyhow::Result<()> {

@@ -4,12 +4,14 @@
 //! Addresses (see `infra/local/stack.sh`): moto `127.0.0.1:4566`, Radicale `127.0.0.1:5232`,
 //! Xandikos `127.0.0.1:8080`; feeds on an ephemeral loopback port.
 
+pub mod api;
 pub mod bench;
 pub mod demo;
 pub mod emulators;
 pub mod feed;
 pub mod fixtures;
 pub mod google;
+pub mod issuer;
 pub mod logs;
 pub mod quirks;
 pub mod runner;

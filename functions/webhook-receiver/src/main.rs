@@ -1,5 +1,5 @@
 //! Webhook receiver (API Gateway HTTP API): Google push notifications and the OAuth consent
-//! redirect. Logic: [`calsync::http_api::route`].
+//! begin and redirect. Logic: [`calsync::http_api::route`].
 use calsync::{config::Ctx, handlers, http_api};
 use lambda_http::{service_fn, Body, Error, Request, Response};
 
@@ -18,6 +18,9 @@ async fn main() -> Result<(), Error> {
             .header("content-type", "text/plain; charset=utf-8");
         if let Some(l) = a.location {
             resp = resp.header("location", l);
+        }
+        if let Some(c) = a.set_cookie {
+            resp = resp.header("set-cookie", c);
         }
         Ok::<_, Error>(resp.body(Body::from(a.body))?)
     }))

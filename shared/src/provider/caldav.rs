@@ -378,6 +378,24 @@ impl CalDav {
             .collect())
     }
 
+    /// Is this client's URL a calendar collection? `Some` with its display name when it is,
+    /// `None` when the server answers but the URL is another kind of resource (an account
+    /// or server URL: run [`CalDav::discover`] from it). One PROPFIND, Depth 0.
+    ///
+    /// Errors: [`ProviderError::Unauthorized`] for refused credentials; other failures.
+    pub async fn probe(&self) -> Result<Option<CalendarInfo>, ProviderError> {
+        let (rs, base) = self
+            .propfind(&self.collection, "0", "<d:resourcetype/><d:displayname/>")
+            .await?;
+        Ok(rs
+            .into_iter()
+            .find(|r| r.is_calendar)
+            .map(|r| CalendarInfo {
+                url: base.as_str().to_string(),
+                display_name: r.display_name.unwrap_or_default(),
+            }))
+    }
+
     /// Create this client's collection with MKCALENDAR (RFC 4791 §5.3.1). An existing
     /// collection is an error.
     pub async fn mkcalendar(&self, display_name: &str) -> Result<(), ProviderError> {

@@ -228,6 +228,7 @@ pub async fn connect(
     link: &crate::model::Link,
 ) -> anyhow::Result<Box<dyn Provider>> {
     use crate::model::ProviderKind;
+    use secrecy::{ExposeSecret, SecretString};
     match link.provider {
         ProviderKind::Caldav => {
             let arn = link.secret_arn.as_deref().ok_or_else(|| {
@@ -255,9 +256,25 @@ pub async fn connect(
                 arn,
             )?))
         }
-        ProviderKind::Ics => Ok(Box::new(ics::IcsFeed::new(
-            ctx.clients.http.clone(),
-            &link.url,
-        )?)),
+        ProviderKind::Ics => {
+            // A feed connected through the API keeps its address in Secrets Manager (private
+            // feed URLs carry a key); the link holds only its redacted form.
+            let url = match link.secret_arn.as_deref() {
+                Some(arn) => {
+                    crate::secrets::read_json::<crate::secrets::FeedSecret>(
+                        &ctx.clients.secrets,
+                        arn,
+                        r#"{"url"}"#,
+                    )
+                    .await?
+                    .url
+                }
+                None => SecretString::from(link.url.clone()),
+            };
+            Ok(Box::new(ics::IcsFeed::new(
+                ctx.clients.http.clone(),
+                url.expose_secret(),
+            )?))
+        }
     }
 }

@@ -77,11 +77,14 @@ async fn main() -> ExitCode {
                 Ok(listener) => calsync_e2e::google::connect_interactively(
                     local_ctx().await,
                     listener,
-                    &group,
-                    user,
-                    &flag("--calendar").unwrap_or_else(|| "primary".into()),
-                    &flag("--name").unwrap_or_else(|| "Google".into()),
+                    &calsync::connect::ConnectRequest {
+                        group_id: group,
+                        user_id: user,
+                        calendar_id: flag("--calendar").unwrap_or_else(|| "primary".into()),
+                        display_name: flag("--name").unwrap_or_else(|| "Google".into()),
+                    },
                     std::time::Duration::from_secs(600),
+                    None,
                 )
                 .await
                 .map(|_| true),

@@ -1,0 +1,532 @@
+//! Links, the member calendars of a group: connect (CalDAV / iCloud with discovery, ICS
+//! feeds, OAuth consent for Google), settings, disconnect, sync now, run history, and
+//! releasing a quarantined mass deletion.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::settings::frequency_secs;
+use super::{
+    decode_cursor, encode_cursor, owned_group, owned_link, ApiResult, ApiState, Caller, Problem,
+};
+use crate::model::{ConflictPolicy, Link, ProviderKind};
+use crate::provider::caldav::CalDav;
+use crate::provider::{ics::IcsFeed, redacted, Provider, ProviderError};
+use crate::queue::{QueueKind, SyncJob};
+
+/// iCloud's CalDAV entry point (discovery starts here when no URL is given).
+pub const ICLOUD_CALDAV: &str = "https://caldav.icloud.com/";
+
+/// The JSON document of a link (no secret, a feed address only redacted).
+pub fn link_json(l: &Link) -> Value {
+    json!({
+        "link_id": l.link_id,
+        "group_id": l.group_id,
+        "provider": l.provider,
+        "display_name": l.display_name,
+        "url": if l.provider == ProviderKind::Caldav { l.url.clone() } else { redacted(&l.url) },
+        "read_only": l.read_only(),
+        "frequency_secs": l.frequency_secs,
+        "next_sync_at": l.next_sync_at,
+        "conflict_policy": l.conflict_policy,
+        "brake_ratio": l.brake_ratio,
+        "brake_min": l.brake_min,
+        "allow_mass_delete": l.allow_mass_delete,
+        "status": l.status,
+        "status_reason": l.status_reason,
+    })
+}
+
+/// Body of `POST /v1/groups/{group_id}/links`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLink {
+    /// `caldav`, `icloud` or `ics` (Google: `POST …/links/oauth/google`).
+    pub provider: String,
+    /// CalDAV: a calendar collection URL, or an account / server URL to discover from
+    /// (iCloud: optional, default [`ICLOUD_CALDAV`]); ICS: the feed URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// CalDAV: the account name (Apple ID for iCloud).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// CalDAV: the password (iCloud: an app-specific password from appleid.apple.com).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// CalDAV: which discovered calendar (display name or URL) when `url` is no calendar.
+    #[serde(default)]
+    pub calendar: Option<String>,
+    /// Name shown to the user.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// See [`frequency_secs`]; default hourly.
+    #[serde(default)]
+    pub frequency: Option<Value>,
+    /// `merge` (default), `prefer-hub`, `prefer-remote`, `manual`.
+    #[serde(default)]
+    pub conflict_policy: Option<String>,
+}
+
+fn caldav_problem(e: ProviderError) -> Problem {
+    match e {
+        ProviderError::Unauthorized(_) => Problem::invalid_field(
+            "/password",
+            "the server refused the username or password (HTTP 401); iCloud needs an app-specific password",
+        ),
+        other => Problem::invalid_field("/url", format!("the CalDAV server answered: {other}")),
+    }
+}
+
+/// `POST /v1/groups/{group_id}/links`: connect a CalDAV / iCloud calendar or an ICS feed.
+/// The server is asked first (a refused password or a URL that is no calendar answers 422
+/// with its reason, and nothing is stored); the password and the feed address go to Secrets
+/// Manager; the first sync is queued. 201 with the link.
+pub async fn create(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    owned_group(&st, caller, &group_id).await?;
+    let b: NewLink = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid_field("/", format!("not a link: {e}")))?;
+    let frequency = b
+        .frequency
+        .as_ref()
+        .map(frequency_secs)
+        .transpose()
+        .map_err(|e| Problem::invalid_field("/frequency", e))?;
+    let policy: Option<ConflictPolicy> =
+        b.conflict_policy
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| Problem::invalid_field("/conflict_policy", e))?;
+    let link_id = format!("lnk-{}", uuid::Uuid::now_v7().simple());
+    let ctx = &st.ctx;
+    let (mut link, secret_name, secret) =
+        match b.provider.as_str() {
+            "caldav" | "icloud" => {
+                let url = match (&b.url, b.provider.as_str()) {
+                    (Some(u), _) => u.clone(),
+                    (None, "icloud") => ICLOUD_CALDAV.to_string(),
+                    (None, _) => return Err(Problem::invalid_field("/url", "is required")),
+                };
+                let username = b
+                    .username
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| Problem::invalid_field("/username", "is required"))?;
+                let password = b
+                    .password
+                    .clone()
+                    .ok_or_else(|| Problem::invalid_field("/password", "is required"))?;
+                let client = CalDav::new(
+                    ctx.clients.http.clone(),
+                    &url,
+                    &username,
+                    password.clone(),
+                    false,
+                )
+                .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
+                let cal = match client.probe().await.map_err(caldav_problem)? {
+                    Some(c) => c,
+                    None => {
+                        let found = client.discover(&url).await.map_err(caldav_problem)?;
+                        let pick = b.calendar.as_deref().and_then(|want| {
+                            found
+                                .iter()
+                                .find(|c| c.display_name == want || c.url == want)
+                                .cloned()
+                        });
+                        match pick {
+                            Some(c) => c,
+                            None => {
+                                let names: Vec<String> = found
+                                    .iter()
+                                    .map(|c| format!("{:?} ({})", c.display_name, c.url))
+                                    .collect();
+                                let pointer = if b.calendar.is_some() {
+                                    "/calendar"
+                                } else {
+                                    "/url"
+                                };
+                                return Err(Problem::invalid_field(
+                                    pointer,
+                                    format!(
+                                    "not a calendar collection; choose one with \"calendar\": {}",
+                                    if names.is_empty() {
+                                        "the account has no calendars".into()
+                                    } else {
+                                        names.join(", ")
+                                    }
+                                ),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let mut link = Link::new(
+                    &link_id,
+                    &group_id,
+                    caller.0,
+                    ProviderKind::Caldav,
+                    &cal.url,
+                );
+                link.display_name =
+                    b.display_name
+                        .clone()
+                        .unwrap_or(if cal.display_name.is_empty() {
+                            "CalDAV".into()
+                        } else {
+                            cal.display_name.clone()
+                        });
+                let secret = {
+                    use secrecy::ExposeSecret;
+                    json!({"username": username, "password": password.expose_secret()})
+                };
+                (
+                    link,
+                    format!("{}/caldav/{link_id}", ctx.config.stack),
+                    secret,
+                )
+            }
+            "ics" => {
+                let url = b
+                    .url
+                    .clone()
+                    .ok_or_else(|| Problem::invalid_field("/url", "is required"))?;
+                let feed = IcsFeed::new(ctx.clients.http.clone(), &url)
+                    .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
+                if let Err(e) = feed.pull(None).await {
+                    return Err(Problem::invalid_field(
+                        "/url",
+                        format!("the feed could not be read: {e}"),
+                    ));
+                }
+                let mut link = Link::new(
+                    &link_id,
+                    &group_id,
+                    caller.0,
+                    ProviderKind::Ics,
+                    &redacted(&url),
+                );
+                link.display_name = b
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| "Subscription".into());
+                (
+                    link,
+                    format!("{}/ics/{link_id}", ctx.config.stack),
+                    json!({"url": url}),
+                )
+            }
+            "google" => return Err(Problem::invalid_field(
+                "/provider",
+                "Google calendars connect through POST /v1/groups/{group_id}/links/oauth/google",
+            )),
+            other => {
+                return Err(Problem::invalid_field(
+                    "/provider",
+                    format!("expected caldav, icloud or ics, got {other:?}"),
+                ))
+            }
+        };
+    if let Some(f) = frequency {
+        link.frequency_secs = f;
+    }
+    if let Some(p) = policy {
+        link.conflict_policy = p;
+    }
+    let arn = crate::secrets::put_json(&ctx.clients.secrets, &secret_name, &secret)
+        .await
+        .map_err(Problem::internal)?;
+    link.secret_arn = Some(arn);
+    ctx.store().put_link(&link).await?;
+    ctx.queues()
+        .send(
+            QueueKind::SyncJobs,
+            &[SyncJob::unique(&link.link_id, "connected")],
+        )
+        .await
+        .map_err(Problem::internal)?;
+    tracing::info!(link = %link.link_id, group = %group_id, provider = ?link.provider, "calendar connected");
+    Ok((StatusCode::CREATED, Json(link_json(&link))).into_response())
+}
+
+/// Body of `POST …/links/oauth/{provider}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthStart {
+    /// Google calendar id (default `primary`).
+    #[serde(default)]
+    pub calendar_id: Option<String>,
+    /// Name shown to the user.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `POST /v1/groups/{group_id}/links/oauth/{provider}`: `{consent_url}` for the caller and
+/// this group. Send the user's browser there: it is bound to that browser by a cookie, and
+/// the consent is single-use and expires in 10 minutes.
+pub async fn oauth_start(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path((group_id, provider)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    owned_group(&st, caller, &group_id).await?;
+    if provider != "google" {
+        return Err(Problem::invalid_parameter(
+            "provider",
+            format!("expected google, got {provider:?}"),
+        ));
+    }
+    let b: OAuthStart = if body.is_empty() {
+        OAuthStart::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Problem::invalid_field("/", e.to_string()))?
+    };
+    let req = crate::connect::ConnectRequest {
+        group_id,
+        user_id: caller.0,
+        calendar_id: b.calendar_id.unwrap_or_else(|| "primary".into()),
+        display_name: b.display_name.unwrap_or_else(|| "Google".into()),
+    };
+    let url = crate::connect::start(&st.ctx, &req)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(Json(json!({"consent_url": url})))
+}
+
+/// `GET /v1/groups/{group_id}/links`.
+pub async fn list(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    owned_group(&st, caller, &group_id).await?;
+    let mut ls = st.ctx.store().links_of_group(&group_id).await?;
+    ls.sort_by(|a, b| a.link_id.cmp(&b.link_id));
+    Ok(Json(
+        json!({"links": ls.iter().map(link_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `GET /v1/links/{link_id}`.
+pub async fn get(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(link_json(&owned_link(&st, caller, &link_id).await?)))
+}
+
+/// Body of `PATCH /v1/links/{link_id}` (every member optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPatch {
+    /// Name shown to the user.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// See [`frequency_secs`].
+    #[serde(default)]
+    pub frequency: Option<Value>,
+    /// `merge`, `prefer-hub`, `prefer-remote`, `manual`.
+    #[serde(default)]
+    pub conflict_policy: Option<String>,
+    /// Deletion brake: share of mapped events (0 < r ≤ 1)…
+    #[serde(default)]
+    pub brake_ratio: Option<f64>,
+    /// …and least number of deletions that quarantine a pull.
+    #[serde(default)]
+    pub brake_min: Option<u32>,
+}
+
+/// `PATCH /v1/links/{link_id}`: change settings; 200 with the link.
+pub async fn patch(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    owned_link(&st, caller, &link_id).await?;
+    let p: LinkPatch = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid_field("/", format!("not a link patch: {e}")))?;
+    let store = st.ctx.store();
+    let mut fields = Vec::new();
+    if let Some(n) = &p.display_name {
+        if n.trim().is_empty() || n.chars().count() > 200 {
+            return Err(Problem::invalid_field(
+                "/display_name",
+                "must be 1 to 200 characters",
+            ));
+        }
+        fields.push(("display_name", store.attr(n.trim())?));
+    }
+    if let Some(f) = &p.frequency {
+        let secs = frequency_secs(f).map_err(|e| Problem::invalid_field("/frequency", e))?;
+        fields.push(("frequency_secs", store.attr(secs)?));
+        // The new frequency counts from now.
+        fields.push((
+            "next_sync_at",
+            store.attr(crate::config::now_secs() + secs)?,
+        ));
+    }
+    if let Some(c) = &p.conflict_policy {
+        let c: ConflictPolicy = c
+            .parse()
+            .map_err(|e: String| Problem::invalid_field("/conflict_policy", e))?;
+        fields.push(("conflict_policy", store.attr(c)?));
+    }
+    if let Some(r) = p.brake_ratio {
+        if !(r > 0.0 && r <= 1.0) {
+            return Err(Problem::invalid_field(
+                "/brake_ratio",
+                "must be above 0 and at most 1",
+            ));
+        }
+        fields.push(("brake_ratio", store.attr(r)?));
+    }
+    if let Some(m) = p.brake_min {
+        if m == 0 {
+            return Err(Problem::invalid_field("/brake_min", "must be at least 1"));
+        }
+        fields.push(("brake_min", store.attr(m)?));
+    }
+    store.update_link_fields(&link_id, fields).await?;
+    let l = owned_link(&st, caller, &link_id).await?;
+    Ok(Json(link_json(&l)))
+}
+
+/// Disconnect a link: stop its push channels, revoke its OAuth grant, delete its secret, its
+/// mappings, cursor and the link. The events copied to and from it stay where they are.
+pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
+    let ctx = &st.ctx;
+    let store = ctx.store();
+    if link.provider == ProviderKind::Google {
+        for ch in store
+            .all_channels()
+            .await?
+            .into_iter()
+            .filter(|c| c.link_id == link.link_id)
+        {
+            crate::push::stop_channel(ctx, &ch)
+                .await
+                .map_err(Problem::internal)?;
+        }
+        if let Some(arn) = &link.secret_arn {
+            if let Err(e) = crate::oauth::revoke(ctx, arn).await {
+                // The grant may already be gone; the secret is deleted either way.
+                tracing::warn!(link = %link.link_id, error = %e, "OAuth grant not revoked");
+            }
+        }
+    }
+    if let Some(arn) = &link.secret_arn {
+        crate::secrets::delete(&ctx.clients.secrets, arn)
+            .await
+            .map_err(Problem::internal)?;
+    }
+    let n = store.forget_link_state(link).await?;
+    store.delete_link(&link.link_id).await?;
+    tracing::info!(link = %link.link_id, mappings = n, "calendar disconnected");
+    Ok(())
+}
+
+/// `DELETE /v1/links/{link_id}`: [`disconnect`]; 204.
+pub async fn delete(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+) -> ApiResult<Response> {
+    let l = owned_link(&st, caller, &link_id).await?;
+    disconnect(&st, &l).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /v1/links/{link_id}/sync`: queue a pull now (its changes then reach the other
+/// members); 202.
+pub async fn sync_now(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+) -> ApiResult<Response> {
+    let l = owned_link(&st, caller, &link_id).await?;
+    let job = SyncJob::unique(&l.link_id, "manual");
+    st.ctx
+        .queues()
+        .send(QueueKind::SyncJobs, std::slice::from_ref(&job))
+        .await
+        .map_err(Problem::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"link_id": l.link_id, "queued": true})),
+    )
+        .into_response())
+}
+
+/// Query of `GET …/runs`.
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    /// Page size 1–100 (default 20).
+    pub limit: Option<i32>,
+    /// The `cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/links/{link_id}/runs?limit&cursor`: run records, newest first.
+pub async fn runs(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Json<Value>> {
+    let l = owned_link(&st, caller, &link_id).await?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::invalid_parameter("limit", "must be 1 to 100"));
+    }
+    let before: Option<String> = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = st
+        .ctx
+        .store()
+        .runs_page(&l.link_id, before.as_deref(), limit)
+        .await?;
+    Ok(Json(json!({
+        "runs": page.items,
+        "cursor": page.next.map(|n| encode_cursor(&n)),
+    })))
+}
+
+/// `POST /v1/links/{link_id}/release-deletions`: let the quarantined mass deletion through
+/// once (the flag resets after the next pull uses it) and queue that pull; 202.
+pub async fn release_deletions(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+) -> ApiResult<Response> {
+    let l = owned_link(&st, caller, &link_id).await?;
+    let store = st.ctx.store();
+    store
+        .update_link_fields(&l.link_id, vec![("allow_mass_delete", store.attr(true)?)])
+        .await?;
+    st.ctx
+        .queues()
+        .send(
+            QueueKind::SyncJobs,
+            &[SyncJob::unique(&l.link_id, "manual")],
+        )
+        .await
+        .map_err(Problem::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"link_id": l.link_id, "released": true})),
+    )
+        .into_response())
+}
