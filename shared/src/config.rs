@@ -1,8 +1,6 @@
 //! Names of the AWS resources, derived from the stack name as `infra/template.yaml` does,
 //! and the shared AWS / HTTP clients.
 
-use std::time::Duration;
-
 /// Resource names of one calsync stack. Tables and queues are named
 /// `<stack>-links`, `<stack>-sync-jobs.fifo`, ... (see `infra/template.yaml`).
 #[derive(Debug, Clone)]
@@ -94,7 +92,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     /// Secrets Manager (provider credentials).
     pub secrets: aws_sdk_secretsmanager::Client,
-    /// HTTP client for providers: 30 s timeout, no redirects followed across hosts blindly.
+    /// HTTP client for providers and user-supplied addresses: 30 s timeout, public addresses
+    /// only (plus `CALSYNC_ALLOW_NETS`), at most 3 checked redirects ([`crate::net`]).
     pub http: reqwest::Client,
 }
 
@@ -105,13 +104,15 @@ impl Clients {
         Self::from_sdk_config(&sdk)
     }
 
-    /// Clients from an explicit SDK configuration.
+    /// Clients from an explicit SDK configuration, outbound HTTP under the policy of the
+    /// environment ([`crate::net::NetPolicy::from_env`]).
     pub fn from_sdk_config(sdk: &aws_config::SdkConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("static HTTP client configuration");
+        Self::with_net_policy(sdk, crate::net::NetPolicy::from_env())
+    }
+
+    /// Clients from an explicit SDK configuration and outbound address policy.
+    pub fn with_net_policy(sdk: &aws_config::SdkConfig, policy: crate::net::NetPolicy) -> Self {
+        let http = crate::net::guarded_client(policy);
         Self {
             ddb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),

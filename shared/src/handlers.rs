@@ -142,6 +142,12 @@ async fn run_leased(
                 tracing::warn!(link = %link.link_id, reason = %e, "reconnect needed");
                 return Ok(run);
             }
+            if e.downcast_ref::<ProviderError>()
+                .is_some_and(ProviderError::is_permanent)
+            {
+                tracing::warn!(link = %link.link_id, reason = %e, "link cannot be synced as configured");
+                return Ok(run);
+            }
             return Err(e);
         }
     };
@@ -201,6 +207,15 @@ async fn run_leased(
     tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
         created = run.created, updated = run.updated, deleted = run.deleted, conflicts = run.conflicts,
         errors = run.errors, outcome = %run.outcome, "run finished");
+    if let Err(EngineError::Provider(e)) = &outcome {
+        if e.is_permanent() {
+            // Retrying cannot help (a refused address, a body over its cap): the link shows
+            // the reason and the job is done; the next change of the link or of the data
+            // (a schedule tick) tries again.
+            tracing::warn!(link = %link.link_id, reason = %e, "sync failed permanently");
+            return Ok(run);
+        }
+    }
     let (pull, push) = outcome?;
     let queues = ctx.queues();
     if let Some(p) = pull {

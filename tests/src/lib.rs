@@ -18,6 +18,9 @@ pub mod runner;
 
 use calsync::config::{Clients, Config, Ctx};
 
+/// The networks the local stack admits for outbound requests (`CALSYNC_ALLOW_NETS`).
+pub const LOCAL_ALLOW_NETS: &str = "127.0.0.1/32";
+
 /// Context for the local stack: the standard AWS environment, with moto at
 /// `127.0.0.1:4566`, region `us-east-1` and test credentials where it sets nothing.
 pub async fn local_ctx() -> Ctx {
@@ -37,8 +40,14 @@ pub async fn local_ctx() -> Ctx {
         ));
     }
     let sdk = loader.load().await;
+    // The local stack's servers all listen on 127.0.0.1: exactly that is admitted besides
+    // public addresses (tests use 127.0.0.2 as a forbidden target).
+    let policy = match std::env::var("CALSYNC_ALLOW_NETS") {
+        Ok(v) => calsync::net::NetPolicy::parse(&v),
+        Err(_) => calsync::net::NetPolicy::parse(LOCAL_ALLOW_NETS),
+    };
     Ctx {
         config: Config::from_env(),
-        clients: Clients::from_sdk_config(&sdk),
+        clients: Clients::with_net_policy(&sdk, policy),
     }
 }

@@ -192,6 +192,37 @@ pub fn deterministic_name(uid: &str) -> String {
     }
 }
 
+/// May a CalDAV client for `base` follow an href to `target`? Only within `base`'s origin
+/// (scheme, host, port), except that an iCloud account (https, a host under `icloud.com`) may
+/// move to its partition hosts (`pNN-caldav.icloud.com`, also https). Untrusted hrefs can
+/// thus not send our credentials, or our requests, anywhere else.
+pub fn may_follow(base: &Url, target: &Url) -> bool {
+    if base.origin() == target.origin() {
+        return true;
+    }
+    let icloud = |u: &Url| {
+        u.scheme() == "https"
+            && u.port().is_none()
+            && u.host_str()
+                .is_some_and(|h| h == "icloud.com" || h.ends_with(".icloud.com"))
+    };
+    icloud(base) && icloud(target)
+}
+
+fn confined(base: &Url, target: Url) -> Result<Url, ProviderError> {
+    if may_follow(base, &target) {
+        Ok(target)
+    } else {
+        Err(ProviderError::Forbidden {
+            url: super::redacted(base.as_str()),
+            detail: format!(
+                "the server pointed to {}, outside the calendar's origin",
+                super::redacted(target.as_str())
+            ),
+        })
+    }
+}
+
 impl CalDav {
     /// Client for the collection at `collection_url` (a trailing `/` is added if missing).
     ///
@@ -214,6 +245,10 @@ impl CalDav {
                 url: "(calendar URL)".into(),
                 detail: "not an http(s) URL".into(),
             })?;
+        crate::net::check_address(&collection).map_err(|e| ProviderError::Forbidden {
+            url: super::redacted(collection.as_str()),
+            detail: e.to_string(),
+        })?;
         if !collection.username().is_empty() || collection.password().is_some() {
             // Credentials belong in Secrets Manager; never echo them back.
             return Err(ProviderError::Protocol {
@@ -239,12 +274,14 @@ impl CalDav {
     }
 
     fn resolve(&self, href: &str) -> Result<Url, ProviderError> {
-        self.collection
+        let url = self
+            .collection
             .join(href)
             .map_err(|_| ProviderError::Protocol {
                 url: self.collection.to_string(),
                 detail: format!("invalid href {href:?}"),
-            })
+            })?;
+        confined(&self.collection, url)
     }
 
     async fn request(
@@ -274,7 +311,13 @@ impl CalDav {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.text().await.map_err(|e| transport(url.as_str(), e))?;
+        let body = super::body_text(
+            &super::redacted(url.as_str()),
+            resp,
+            crate::net::CALDAV_MAX_BYTES,
+            "CalDAV response",
+        )
+        .await?;
         if status == StatusCode::UNAUTHORIZED {
             return Err(ProviderError::Unauthorized(url.to_string()));
         }
@@ -333,6 +376,10 @@ impl CalDav {
             url: start_url.into(),
             detail: "not a URL".into(),
         })?;
+        crate::net::check_address(&start).map_err(|e| ProviderError::Forbidden {
+            url: super::redacted(start_url),
+            detail: e.to_string(),
+        })?;
         let (rs, base) = self
             .propfind(&start, "0", "<d:current-user-principal/>")
             .await?;
@@ -347,6 +394,7 @@ impl CalDav {
             url: start_url.into(),
             detail: "bad principal href".into(),
         })?;
+        let principal = confined(&start, principal)?;
         let (rs, base) = self
             .propfind(&principal, "0", "<c:calendar-home-set/>")
             .await?;
@@ -362,6 +410,7 @@ impl CalDav {
             url: principal.to_string(),
             detail: "bad calendar-home-set href".into(),
         })?;
+        let home = confined(&start, home)?;
         let (rs, base) = self
             .propfind(&home, "1", "<d:resourcetype/><d:displayname/>")
             .await?;
@@ -369,7 +418,7 @@ impl CalDav {
             .into_iter()
             .filter(|r| r.is_calendar)
             .filter_map(|r| {
-                let url = base.join(&r.href).ok()?;
+                let url = confined(&start, base.join(&r.href).ok()?).ok()?;
                 Some(CalendarInfo {
                     url: url.to_string(),
                     display_name: r.display_name.unwrap_or_default(),
@@ -699,6 +748,71 @@ impl super::Provider for CalDav {
 
     fn requests(&self) -> u32 {
         self.counter.get()
+    }
+}
+
+#[cfg(test)]
+mod confinement_tests {
+    use super::*;
+
+    #[test]
+    fn hrefs_stay_within_the_calendar_origin() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let cases = [
+            (
+                "http://127.0.0.1:5232/alice/cal/",
+                "http://127.0.0.1:5232/alice/cal/x.ics",
+                true,
+            ),
+            (
+                "http://127.0.0.1:5232/alice/cal/",
+                "http://127.0.0.1:5233/x.ics",
+                false,
+            ),
+            (
+                "http://127.0.0.1:5232/alice/cal/",
+                "http://127.0.0.2:5232/x.ics",
+                false,
+            ),
+            (
+                "https://dav.example.com/c/",
+                "http://dav.example.com/c/x.ics",
+                false,
+            ),
+            (
+                "https://dav.example.com/c/",
+                "https://evil.example.com/c/x.ics",
+                false,
+            ),
+            (
+                "https://caldav.icloud.com/",
+                "https://p42-caldav.icloud.com/123/calendars/",
+                true,
+            ),
+            (
+                "https://p42-caldav.icloud.com/1/",
+                "https://p07-caldav.icloud.com/1/x.ics",
+                true,
+            ),
+            (
+                "https://caldav.icloud.com/",
+                "http://p42-caldav.icloud.com/",
+                false,
+            ),
+            (
+                "https://caldav.icloud.com/",
+                "https://icloud.com.evil.example/",
+                false,
+            ),
+            (
+                "https://dav.example.com/",
+                "https://p42-caldav.icloud.com/",
+                false,
+            ),
+        ];
+        for (base, target, want) in cases {
+            assert_eq!(may_follow(&u(base), &u(target)), want, "{base} -> {target}");
+        }
     }
 }
 

@@ -61,8 +61,18 @@ pub fn fetch_url(url: &str) -> Result<String, ProviderError> {
 
 impl IcsFeed {
     /// Subscription to `url` (http, https, webcal, webcals).
+    ///
+    /// Errors: another scheme; an address the outbound policy refuses ([`crate::net`]).
     pub fn new(http: reqwest::Client, url: &str) -> Result<Self, ProviderError> {
         let url = fetch_url(url)?;
+        let parsed = reqwest::Url::parse(&url).map_err(|_| ProviderError::Protocol {
+            url: redacted(&url),
+            detail: "not a URL".into(),
+        })?;
+        crate::net::check_address(&parsed).map_err(|e| ProviderError::Forbidden {
+            url: redacted(&url),
+            detail: e.to_string(),
+        })?;
         Ok(Self {
             http,
             shown: redacted(&url),
@@ -106,7 +116,8 @@ impl super::Provider for IcsFeed {
                 ..Default::default()
             });
         }
-        let body = resp.text().await.map_err(|e| transport(&self.shown, e))?;
+        let body =
+            super::body_text(&self.shown, resp, crate::net::ICS_MAX_BYTES, "ICS feed").await?;
         if !status.is_success() {
             let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body));
             return Err(if status.is_server_error() {

@@ -116,6 +116,23 @@ pub enum ProviderError {
     /// Writes to a read-only member (ICS subscription).
     #[error("{0} is read-only")]
     ReadOnly(String),
+    /// The address is not one calsync connects to (private, loopback, link-local, a
+    /// redirect downgrade): see [`crate::net`]. Permanent until the link changes.
+    #[error("{url}: refused: {detail}")]
+    Forbidden {
+        /// Request URL (redacted).
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// A response larger than its cap ([`crate::net`]). Permanent until the data shrinks.
+    #[error("{url}: {detail}")]
+    TooLarge {
+        /// Request URL (redacted).
+        url: String,
+        /// What and the cap.
+        detail: String,
+    },
     /// The response could not be understood.
     #[error("{url}: unexpected response: {detail}")]
     Protocol {
@@ -194,10 +211,51 @@ impl RequestCounter {
 }
 
 /// Map a transport error without leaking the URL's userinfo (we never put credentials in URLs).
+/// A refusal of the outbound policy ([`crate::net`]) is [`ProviderError::Forbidden`].
 pub(crate) fn transport(url: &str, e: reqwest::Error) -> ProviderError {
+    if let Some(detail) = crate::net::refusal(&e) {
+        return ProviderError::Forbidden {
+            url: url.into(),
+            detail,
+        };
+    }
     ProviderError::Unavailable {
         url: url.into(),
         detail: format!("transport error: {}", e.without_url()),
+    }
+}
+
+/// Read a body under `limit` bytes as text (lossy UTF-8).
+///
+/// Errors: [`ProviderError::TooLarge`], or a transport failure.
+pub(crate) async fn body_text(
+    url: &str,
+    resp: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+) -> Result<String, ProviderError> {
+    match crate::net::read_capped(resp, limit, what).await {
+        Ok(b) => Ok(String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        Err(e @ crate::net::BodyError::TooLarge { .. }) => Err(ProviderError::TooLarge {
+            url: url.into(),
+            detail: e.to_string(),
+        }),
+        Err(e) => Err(ProviderError::Unavailable {
+            url: url.into(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+impl ProviderError {
+    /// Errors that retrying the same job cannot fix (the link is marked `error` and the job
+    /// is not retried): a refused address, a body over its cap.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Forbidden { .. } | ProviderError::TooLarge { .. }
+        )
     }
 }
 

@@ -288,8 +288,17 @@ impl GoogleCalendar {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    let text = resp.text().await.unwrap_or_default();
-                    Ok((status, ct, text))
+                    match super::body_text(
+                        url,
+                        resp,
+                        crate::net::GOOGLE_MAX_BYTES,
+                        "Google response",
+                    )
+                    .await
+                    {
+                        Ok(text) => Ok((status, ct, text)),
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(e) => Err(transport(url, e)),
             };
