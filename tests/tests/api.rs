@@ -744,3 +744,74 @@ async fn a_manual_conflict_is_listed_resolved_through_the_api_and_converges() {
         .collect();
     assert_eq!(series.len(), 1);
 }
+
+#[tokio::test]
+async fn autosync_over_http_and_appsync_act_for_the_caller_only() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let (_group, _, _, _, _) = two_member_group(&ctx, &api, "auto", "merge").await;
+    let other = api
+        .post(
+            "/v1/autosync",
+            &json!({"field": "AutoSync", "arguments": {"userId": user + 1}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.status, other.body["Statuscode"].as_str()),
+        (403, Some("ER003")),
+        "{}",
+        other.body
+    );
+    let mine = api
+        .post(
+            "/v1/autosync",
+            &json!({"field": "AutoSync", "arguments": {"userId": user, "calendarType": 3}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.body["Message"], "2 calendar(s) queued for sync");
+    let anon = ApiClient::new(&srv.url, None)
+        .post("/v1/autosync", &json!({"arguments": {"userId": user}}))
+        .await
+        .unwrap();
+    assert_eq!(anon.status, 401);
+    runner::drain(&ctx).await.unwrap();
+    // AppSync: the same operations by operation id, as the identity AppSync verified.
+    let st = calsync::api::ApiState {
+        ctx: std::sync::Arc::new(ctx.clone()),
+        auth: std::sync::Arc::new(calsync::api::Verifier::new(
+            Some(srv.issuer.auth_config()),
+            ctx.clients.http.clone(),
+        )),
+    };
+    let ident = |u: i64| json!({"sub": u.to_string(), "claims": {"sub": u.to_string()}});
+    let made = calsync::api::appsync::handle(&st, json!({"field": "createGroup", "arguments": {"name": "via appsync"}, "identity": ident(user)}))
+        .await
+        .expect("createGroup");
+    let gid = made["group_id"].as_str().unwrap().to_string();
+    let put = calsync::api::appsync::handle(
+        &st,
+        json!({"field": "putEvent", "arguments": {"group_id": gid, "event_id": "as-1",
+        "ical": simple_event("as-1", "From AppSync", 2)}, "identity": ident(user)}),
+    )
+    .await
+    .expect("putEvent");
+    assert_eq!(put["version"], 1);
+    let theirs = calsync::api::appsync::handle(
+        &st,
+        json!({"field": "getGroup", "arguments": {"group_id": gid}, "identity": ident(user + 1)}),
+    )
+    .await
+    .expect_err("another user's group");
+    assert_eq!(theirs["status"], 404);
+    let unknown = calsync::api::appsync::handle(
+        &st,
+        json!({"field": "dropTables", "arguments": {}, "identity": ident(user)}),
+    )
+    .await;
+    assert_eq!(unknown.expect_err("unknown field")["status"], 400);
+}

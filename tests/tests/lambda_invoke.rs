@@ -158,5 +158,13 @@ async fn lambda_binaries_answer_through_the_runtime_api() {
         Invoke::File("token-refresher-schedule.json"),
     );
     assert!(refresher["links"].is_u64(), "{refresher}");
+    // api: an AppSync resolver event (the identity AppSync verified) and an HTTP request
+    // without a token (401 problem, nothing done).
+    let groups = invoke("api", Invoke::File("api-appsync-list-groups.json"));
+    assert!(groups["groups"].is_array(), "{groups}");
+    let auto = invoke("api", Invoke::File("api-appsync-autosync.json"));
+    assert_eq!(auto["Statuscode"], "SU001", "{auto}");
+    let anon = invoke("api", Invoke::File("api-http-no-token.json"));
+    assert_eq!(anon["statusCode"], 401, "{anon}");
     calsync_e2e::runner::drain(&ctx).await.unwrap();
 }

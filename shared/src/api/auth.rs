@@ -95,6 +95,11 @@ impl Verifier {
         }
     }
 
+    /// The claim holding the user id (`sub` when unconfigured).
+    pub fn user_claim(&self) -> &str {
+        self.cfg.as_ref().map_or("sub", |c| c.user_claim.as_str())
+    }
+
     /// The user id a valid token carries.
     ///
     /// Errors: [`AuthError`]; a user claim that is not an integer (or a string of one) is

@@ -8,6 +8,7 @@
 //! and everything another user owns answers 404. `POST` routes honour `Idempotency-Key`
 //! ([`idempotency`]).
 
+pub mod appsync;
 pub mod auth;
 mod conflicts;
 pub mod decide;
@@ -93,6 +94,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/groups/{group_id}/conflicts/{action}",
             post(conflicts::resolve),
         )
+        .route("/v1/autosync", post(appsync::autosync))
         .fallback(|| async { Problem::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
