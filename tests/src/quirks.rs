@@ -6,7 +6,8 @@
 //!   request-URI and an intermediate token (RFC 6578 §3.6);
 //! - `conflict_on_bad_token`: a rejected sync-token answers 409 instead of Radicale's 403;
 //! - `strip_put_etag`: PUT responses carry no ETag (RFC 4791 §5.3.4, sabre/dav, DAViCal);
-//! - `partition_home`: `calendar-home-set` is an absolute URL on a second host:port, as
+//! - `partition_home`: `calendar-home-set` is an absolute URL on a second host:port (another
+//!   origin, which calsync refuses outside iCloud), as
 //!   iCloud's `pNN-caldav.icloud.com` partition hosts are.
 //!
 //! Everything else is forwarded unchanged, so the data is Radicale's.

@@ -205,8 +205,12 @@ async fn a_put_without_etag_is_reread_and_the_next_sync_is_quiet() {
     );
 }
 
+/// A calendar-home-set on another origin (what iCloud's `pNN-caldav.icloud.com` partitions
+/// look like) is followed only for iCloud hosts (`calsync::provider::caldav::may_follow`,
+/// unit-tested); any other server pointing elsewhere is refused, so an href cannot send our
+/// requests and credentials to a host the user did not name.
 #[tokio::test]
-async fn discovery_keeps_a_calendar_home_on_another_host() {
+async fn discovery_refuses_a_calendar_home_on_another_origin() {
     let ctx = local_ctx().await;
     let proxy = QuirkProxy::start(
         &radicale_base(),
@@ -218,20 +222,25 @@ async fn discovery_keeps_a_calendar_home_on_another_host() {
     .await
     .unwrap();
     let name = unique("partition");
-    let direct = fixtures::new_calendar(&ctx, Server::Radicale, &name)
+    fixtures::new_calendar(&ctx, Server::Radicale, &name)
         .await
         .unwrap();
     let client = fixtures::client(&ctx, &format!("{}/", proxy.url));
-    let calendars = client.discover(&format!("{}/", proxy.url)).await.unwrap();
-    let found = calendars
-        .iter()
-        .find(|c| c.url.ends_with(&format!("/{name}/")))
-        .expect("calendar found");
+    let err = client
+        .discover(&format!("{}/", proxy.url))
+        .await
+        .expect_err("the home on the other origin is refused");
     assert!(
-        found.url.starts_with(&proxy.partition),
-        "absolute href on the partition host kept: {}",
-        found.url
+        matches!(&err, calsync::provider::ProviderError::Forbidden { detail, .. } if detail.contains("outside the calendar's origin")),
+        "{err}"
     );
-    assert_eq!(found.display_name, name);
-    assert!(direct.ends_with(&format!("/{name}/")));
+    // The same server without the cross-origin home is discovered as usual.
+    let plain = fixtures::client(&ctx, &format!("{}/", radicale_base()));
+    let calendars = plain
+        .discover(&format!("{}/", radicale_base()))
+        .await
+        .unwrap();
+    assert!(calendars
+        .iter()
+        .any(|c| c.url.ends_with(&format!("/{name}/"))));
 }
