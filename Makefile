@@ -16,6 +16,9 @@ export AWS_REGION            ?= us-east-1
 export AWS_ACCESS_KEY_ID     ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export CALSYNC_STACK         ?= calsync
+# Outbound requests reach public addresses only; the local stack's servers listen on
+# 127.0.0.1, admitted here and nowhere else (see shared/src/net.rs).
+export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
 .PHONY: run test lint build bench deploy stop stack venv unit e2e connect-google

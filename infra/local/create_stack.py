@@ -35,3 +35,14 @@ if status != "CREATE_COMPLETE":
     sys.exit(f"stack creation ended in {status}")
 resources = cfn.list_stack_resources(StackName="calsync")["StackResourceSummaries"]
 print(f"stack calsync: {status}, {len(resources)} resources")
+
+# Local only: the application's notifications (EventBridge bus calsync-bus) also land in an
+# SQS queue, which the tests read and `make serve` prints.
+session = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+sqs = boto3.client("sqs", **session)
+events = boto3.client("events", **session)
+queue_url = sqs.create_queue(QueueName="calsync-notifications")["QueueUrl"]
+queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+events.put_rule(Name="calsync-notifications-tap", EventBusName="calsync-bus", EventPattern='{"source": ["calsync"]}')
+events.put_targets(Rule="calsync-notifications-tap", EventBusName="calsync-bus", Targets=[{"Id": "queue", "Arn": queue_arn}])
+print("notifications: bus calsync-bus -> queue calsync-notifications")

@@ -31,6 +31,8 @@ pub struct Config {
     pub idempotency_table: String,
     /// The stack name: prefix of every resource and secret name.
     pub stack: String,
+    /// EventBridge bus of the application's notifications (`<stack>-bus`, [`crate::notify`]).
+    pub event_bus: String,
     /// Secrets Manager name of the Google OAuth client (`<stack>/google-oauth-client`).
     pub google_client_secret: String,
     /// Public URL of the webhook receiver's Google route (`CALSYNC_WEBHOOK_URL`), where
@@ -60,6 +62,7 @@ impl Config {
             groups_table: format!("{stack}-groups"),
             idempotency_table: format!("{stack}-idempotency"),
             stack: stack.to_string(),
+            event_bus: format!("{stack}-bus"),
             google_client_secret: format!("{stack}/google-oauth-client"),
             webhook_url: None,
             run_budget_secs: 420,
@@ -92,6 +95,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     /// Secrets Manager (provider credentials).
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// EventBridge (notifications to the application).
+    pub events: aws_sdk_eventbridge::Client,
     /// HTTP client for providers and user-supplied addresses: 30 s timeout, public addresses
     /// only (plus `CALSYNC_ALLOW_NETS`), at most 3 checked redirects ([`crate::net`]).
     pub http: reqwest::Client,
@@ -117,6 +122,7 @@ impl Clients {
             ddb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
             http,
         }
     }

@@ -138,6 +138,7 @@ async fn run_leased(
             store
                 .set_link_status(&link.link_id, status, Some(&e.to_string()))
                 .await?;
+            finish_notices(ctx, link, job, status, Some(&e.to_string()), &run).await;
             if reconnect {
                 tracing::warn!(link = %link.link_id, reason = %e, "reconnect needed");
                 return Ok(run);
@@ -204,6 +205,7 @@ async fn run_leased(
     store
         .set_link_status(&link.link_id, status, reason.as_deref())
         .await?;
+    finish_notices(ctx, link, job, status, reason.as_deref(), &run).await;
     tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
         created = run.created, updated = run.updated, deleted = run.deleted, conflicts = run.conflicts,
         errors = run.errors, outcome = %run.outcome, "run finished");
@@ -271,6 +273,42 @@ async fn run_leased(
             .await?;
     }
     Ok(run)
+}
+
+/// Count the run towards the link's failure streak and tell the application what changed
+/// ([`crate::notify::decide`]), unless the job is silent. Never fails the run.
+async fn finish_notices(
+    ctx: &Ctx,
+    link: &Link,
+    job: &SyncJob,
+    status: LinkStatus,
+    reason: Option<&str>,
+    run: &RunRecord,
+) {
+    let store = ctx.store();
+    let failures = if run.outcome == "failed" {
+        link.consecutive_failures + 1
+    } else {
+        0
+    };
+    if failures != link.consecutive_failures {
+        let set = match store.attr(failures) {
+            Ok(v) => {
+                store
+                    .update_link_fields(&link.link_id, vec![("consecutive_failures", v)])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = set {
+            tracing::warn!(link = %link.link_id, error = %e, "failure count not saved");
+        }
+    }
+    if job.silent {
+        return;
+    }
+    let notes = crate::notify::decide(link, status, reason, failures, run);
+    crate::notify::send(ctx, &notes).await;
 }
 
 /// SQS handler for sync-worker (`Pull`) and sync-back (`Push`): reports partial batch
@@ -390,9 +428,16 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
         .into_iter()
         .filter(|l| l.status != LinkStatus::ReconnectNeeded)
         .collect();
+    let silent = !is_schedule
+        && payload
+            .get("arguments")
+            .and_then(|a| a.get("silentNotification"))
+            .is_some_and(|v| {
+                v.as_i64() == Some(1) || v.as_bool() == Some(true) || v.as_str() == Some("1")
+            });
     let jobs: Vec<SyncJob> = links
         .iter()
-        .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot))
+        .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot).silenced(silent))
         .collect();
     if let Err(e) = ctx.queues().send(QueueKind::SyncJobs, &jobs).await {
         return api_answer(false, "ER002", format!("cannot queue sync jobs: {e}"));

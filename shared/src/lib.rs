@@ -19,6 +19,7 @@ pub mod http_api;
 pub mod ical;
 pub mod model;
 pub mod net;
+pub mod notify;
 pub mod oauth;
 pub mod provider;
 pub mod push;

@@ -124,6 +124,10 @@ pub struct Link {
     /// arrived before that pull listed the calendar, so their jobs have nothing left to do.
     #[serde(default)]
     pub covered_push_seq: i64,
+    /// Runs that failed in a row (reset by a successful run); the application hears of a
+    /// failing link when it reaches 3.
+    #[serde(default)]
+    pub consecutive_failures: i64,
 }
 
 impl Link {
@@ -154,6 +158,7 @@ impl Link {
             display_name: link_id.into(),
             push_seq: 0,
             covered_push_seq: 0,
+            consecutive_failures: 0,
         }
     }
 
@@ -295,8 +300,49 @@ pub struct RunRecord {
     /// Failure or quarantine reason.
     #[serde(default)]
     pub error: Option<String>,
+    /// Events that entered status `conflict` or `error` in this run (at most
+    /// [`RunRecord::MAX_NOTICES`]), each notified to the application once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<EventNotice>,
     /// TTL attribute (epoch seconds): records expire after 30 days.
     pub expires_at: i64,
+}
+
+impl RunRecord {
+    /// Most notices a run record keeps.
+    pub const MAX_NOTICES: usize = 50;
+
+    /// Note that `event_id` entered `kind` in this run, for `reason`.
+    pub fn notice(&mut self, kind: NoticeKind, event_id: &str, reason: &str) {
+        if self.notices.len() < Self::MAX_NOTICES {
+            self.notices.push(EventNotice {
+                kind,
+                event_id: event_id.into(),
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+/// What happened to one event in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// Manual policy: both versions kept, waiting for the application to resolve.
+    Conflict,
+    /// The provider refused the event, or its data could not be read.
+    Error,
+}
+
+/// One event's change of status in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventNotice {
+    /// Conflict or error.
+    pub kind: NoticeKind,
+    /// Hub UID (or `href:<href>` for unreadable remote data).
+    pub event_id: String,
+    /// Readable reason (the provider's words; never a secret).
+    pub reason: String,
 }
 
 /// A Google push channel (`events.watch`) of a link. The channel token itself is not stored:

@@ -22,6 +22,9 @@ pub struct SyncJob {
     /// pull that started later covers it ([`crate::model::Link::covered_push_seq`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_seq: Option<i64>,
+    /// AutoSync's `silentNotification: 1`: the run sends the application no notification.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub silent: bool,
 }
 
 impl SyncJob {
@@ -32,6 +35,7 @@ impl SyncJob {
             trigger: trigger.into(),
             dedup: format!("{link_id}:{trigger}:{}", uuid::Uuid::now_v7().simple()),
             push_seq: None,
+            silent: false,
         }
     }
 
@@ -42,7 +46,14 @@ impl SyncJob {
             trigger: trigger.into(),
             dedup: format!("{link_id}:{trigger}:{slot}"),
             push_seq: None,
+            silent: false,
         }
+    }
+
+    /// This job, with notifications suppressed when `silent`.
+    pub fn silenced(mut self, silent: bool) -> Self {
+        self.silent = silent;
+        self
     }
 
     /// This job, marked as caused by the push notification counted as `seq`.

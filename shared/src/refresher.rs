@@ -58,6 +58,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<RefreshReport> {
                         Some(&e.to_string()),
                     )
                     .await?;
+                let notes = crate::notify::decide(
+                    link,
+                    LinkStatus::ReconnectNeeded,
+                    Some(&e.to_string()),
+                    link.consecutive_failures,
+                    &crate::model::RunRecord::default(),
+                );
+                crate::notify::send(ctx, &notes).await;
                 link.status = LinkStatus::ReconnectNeeded;
             }
             Err(e) => {

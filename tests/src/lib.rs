@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod google;
 pub mod issuer;
 pub mod logs;
+pub mod notifications;
 pub mod quirks;
 pub mod runner;
 

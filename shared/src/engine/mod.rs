@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::config::now_millis;
 use crate::ical::EventSeries;
-use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, RunRecord};
+use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, NoticeKind, RunRecord};
 use crate::provider::{Provider, ProviderError, RemoteRef, Write, WriteOutcome};
 use crate::store::{Store, StoreError};
 
@@ -121,6 +121,9 @@ impl PullState<'_> {
             .get(&key)
             .cloned()
             .unwrap_or_else(|| Mapping::new(&self.link.link_id, &key));
+        if m.status != EventStatus::Error || m.error.as_deref() != Some(reason.as_str()) {
+            self.run.notice(NoticeKind::Error, &key, &reason);
+        }
         m.href = Some(href.into());
         m.etag = etag;
         m.status = EventStatus::Error;
@@ -244,6 +247,10 @@ impl PullState<'_> {
                 tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?merged.conflicts, ?policy, "conflict");
             }
             if policy == ConflictPolicy::Manual && !merged.conflicts.is_empty() {
+                if m.as_ref().is_none_or(|m| m.status != EventStatus::Conflict) {
+                    let why = format!("changed on both sides: {}", merged.conflicts.join(", "));
+                    self.run.notice(NoticeKind::Conflict, &uid, &why);
+                }
                 mapping.status = EventStatus::Conflict;
                 mapping.conflict_remote = Some(remote_ical.clone());
                 mapping.error = Some(format!(
@@ -729,6 +736,9 @@ async fn event_failed(
         e => {
             tracing::warn!(link = %m.link_id, uid = %m.uid, error = %e, "event not written");
             run.errors += 1;
+            if !m.failed_at(version) {
+                run.notice(NoticeKind::Error, &m.uid, &e.to_string());
+            }
             m.status = EventStatus::Error;
             m.error = Some(e.to_string());
             m.failed_version = Some(version);
