@@ -21,7 +21,8 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run test lint build bench deploy stop stack venv unit e2e connect-google
+.PHONY: run serve test lint build bench deploy stop stack venv unit e2e connect-google
+API_PORT ?= 8000
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: infra/local/requirements.txt
@@ -38,6 +39,13 @@ run: venv
 	cargo build -p calsync-e2e --bin calsync-local
 	$(STACK) start
 	./target/debug/calsync-local demo $(if $(ICS),--ics "$(ICS)",)
+
+## serve: fresh local stack, then the API (http://127.0.0.1:$(API_PORT)/v1), token issuer,
+## webhook routes, Google emulator, queue runner and schedule in the foreground (Ctrl-C stops)
+serve: venv
+	cargo build -p calsync-e2e --bin calsync-local
+	$(STACK) start
+	./target/debug/calsync-local serve --api-port $(API_PORT)
 
 ## connect-google: OAuth consent for a Google calendar on the local stack (GROUP=, USER_ID=,
 ## CALENDAR=primary, PORT=8765; the OAuth client in Secrets Manager, see the README)

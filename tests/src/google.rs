@@ -169,11 +169,22 @@ impl LocalGoogle {
         calendar_id: &str,
         name: &str,
     ) -> anyhow::Result<Link> {
-        self.emu.add_calendar(calendar_id, name, "Europe/Berlin");
         let start = consent_url(&self.ctx, group, user_id, calendar_id, name).await?;
+        self.finish_consent(calendar_id, name, &start).await
+    }
+
+    /// Create the emulator calendar `calendar_id` and open `consent_url` (what the API's
+    /// `POST /v1/groups/{group}/links/oauth/google` answered) in a browser: our begin (302,
+    /// cookie) → emulator consent (302) → our callback (200). Returns the new link.
+    pub async fn finish_consent(
+        &self,
+        calendar_id: &str,
+        name: &str,
+        consent_url: &str,
+    ) -> anyhow::Result<Link> {
+        self.emu.add_calendar(calendar_id, name, "Europe/Berlin");
         let seen = self.hooks.callbacks_seen();
-        // Follows: our begin (302, cookie) → emulator consent (302) → our callback (200).
-        let (status, body) = Browser::default().open(&start).await?;
+        let (status, body) = Browser::default().open(consent_url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");
         let link_id = self
             .hooks

@@ -5,7 +5,7 @@
 //! (mode 0600, a development key that signs nothing outside this machine) so that
 //! `calsync-local token` can sign for the running server.
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
@@ -121,5 +121,66 @@ impl DevIssuer {
             .to_pkcs8_pem(Default::default())
             .expect("PEM encoding")
             .to_string()
+    }
+}
+
+/// What `calsync-local serve` leaves in `.local/dev-issuer.json` for `calsync-local token`:
+/// the issuer URL, key id and private key (a development key of this machine only; the
+/// file is mode 0600 and `.local/` is not in the repository).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct IssuerFile {
+    /// Issuer URL.
+    pub url: String,
+    /// Key id.
+    pub kid: String,
+    /// PKCS#8 PEM of the Ed25519 key.
+    pub key_pem: String,
+}
+
+impl IssuerFile {
+    /// Where the running `serve` keeps it (`$CALSYNC_LOCAL_DIR` or `.local/`).
+    pub fn path() -> std::path::PathBuf {
+        std::path::PathBuf::from(
+            std::env::var("CALSYNC_LOCAL_DIR").unwrap_or_else(|_| ".local".into()),
+        )
+        .join("dev-issuer.json")
+    }
+
+    /// Write it for `issuer` (mode 0600).
+    pub fn save(issuer: &DevIssuer) -> anyhow::Result<std::path::PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = IssuerFile {
+            url: issuer.url.clone(),
+            kid: issuer.kid.clone(),
+            key_pem: issuer.key_pem(),
+        };
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        out.write_all(serde_json::to_string(&f)?.as_bytes())?;
+        Ok(path)
+    }
+
+    /// A token for `user` valid `ttl_secs`, signed with the saved key.
+    ///
+    /// Errors: no running `serve` left the file, or it is unreadable.
+    pub fn token(user: i64, ttl_secs: i64) -> anyhow::Result<String> {
+        let path = Self::path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; start `make serve` first", path.display()))?;
+        let f: IssuerFile = serde_json::from_str(&text)?;
+        let key = SigningKey::from_pkcs8_pem(&f.key_pem)
+            .map_err(|e| anyhow::anyhow!("dev issuer key: {e}"))?;
+        let now = calsync::config::now_secs();
+        let claims = json!({"iss": f.url, "aud": AUDIENCE, "sub": user.to_string(), "iat": now, "exp": now + ttl_secs});
+        Ok(sign(&key, &f.kid, &claims))
     }
 }

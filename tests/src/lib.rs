@@ -16,6 +16,7 @@ pub mod logs;
 pub mod notifications;
 pub mod quirks;
 pub mod runner;
+pub mod serve;
 
 use calsync::config::{Clients, Config, Ctx};
 

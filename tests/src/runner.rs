@@ -123,25 +123,3 @@ pub async fn schedule_tick(ctx: &Ctx) -> serde_json::Value {
     )
     .await
 }
-
-/// Run like the deployed system until interrupted: poll both queues every second (as an event
-/// source mapping would) and fire the schedule every `every`.
-pub async fn serve(ctx: &Ctx, every: std::time::Duration) -> anyhow::Result<()> {
-    let mut schedule = tokio::time::interval(every);
-    let mut poll = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = schedule.tick() => {
-                let answer = schedule_tick(ctx).await;
-                tracing::info!(%answer, "schedule fired");
-            }
-            _ = poll.tick() => {
-                let stats = drain(ctx).await?;
-                if stats != DrainStats::default() {
-                    tracing::info!(?stats, "jobs handled");
-                }
-            }
-        }
-    }
-}

@@ -120,10 +120,36 @@ pub fn parse_event_body(
     }
 }
 
+/// `text` with a `DTSTAMP` (now, UTC) in every VEVENT that has none: RFC 5545 §3.6.1 requires
+/// it, strict servers (Xandikos) refuse events without it, and JSCalendar has no such
+/// property. DTSTAMP is volatile for comparisons, so adding it is never an edit.
+fn with_dtstamp(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let stamp = chrono::Utc::now()
+        .format("DTSTAMP:%Y%m%dT%H%M%SZ\r\n")
+        .to_string();
+    let mut blocks = text.split_inclusive("BEGIN:VEVENT");
+    if let Some(first) = blocks.next() {
+        out.push_str(first);
+    }
+    for block in blocks {
+        let end = block.find("END:VEVENT").unwrap_or(block.len());
+        let has = block[..end].lines().any(|l| l.starts_with("DTSTAMP"));
+        let (nl, rest) = block.split_at(block.find('\n').map_or(0, |i| i + 1));
+        out.push_str(nl);
+        if !has {
+            out.push_str(&stamp);
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
 /// One event series from VCALENDAR text whose UID must be `uid` (422 at `pointer` otherwise).
 pub fn parse_ical(text: &str, uid: &str, pointer: &str) -> Result<EventSeries, Problem> {
     let at = if pointer.is_empty() { "/" } else { pointer };
-    let series = EventSeries::parse_single(uid, text)
+    let text = with_dtstamp(text);
+    let series = EventSeries::parse_single(uid, &text)
         .map_err(|e| Problem::invalid_field(at, format!("invalid calendar data: {e}")))?;
     if series.uid != uid {
         return Err(Problem::invalid_field(
@@ -168,6 +194,16 @@ DTEND;TZID=Europe/Berlin:20270111T150000\r\nSUMMARY:Weekly (moved)\r\nEND:VEVENT
             b.occurrences(from, to, 100).0,
             "{back}"
         );
+    }
+
+    #[test]
+    fn events_without_dtstamp_get_one() {
+        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20270101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let out = with_dtstamp(text);
+        assert_eq!(out.matches("DTSTAMP:").count(), 1, "{out}");
+        assert!(out.contains("BEGIN:VEVENT\r\nDTSTAMP:"));
+        assert_eq!(with_dtstamp(&out), out, "an existing DTSTAMP is kept");
+        assert_eq!(with_dtstamp(WEEKLY), WEEKLY);
     }
 
     #[test]

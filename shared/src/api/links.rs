@@ -148,10 +148,14 @@ pub async fn create(
                         match pick {
                             Some(c) => c,
                             None => {
-                                let names: Vec<String> = found
+                                let mut names: Vec<String> = found
                                     .iter()
+                                    .take(20)
                                     .map(|c| format!("{:?} ({})", c.display_name, c.url))
                                     .collect();
+                                if found.len() > 20 {
+                                    names.push(format!("and {} more", found.len() - 20));
+                                }
                                 let pointer = if b.calendar.is_some() {
                                     "/calendar"
                                 } else {

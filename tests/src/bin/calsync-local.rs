@@ -4,7 +4,11 @@
 //! calsync-local demo [--ics FILE] [--name N]   the main job (make run)
 //! calsync-local drain               run the queues until empty, as Lambda's SQS triggers would
 //! calsync-local schedule            fire the EventBridge schedule once, then drain
-//! calsync-local serve [--every S]   keep polling the queues; fire the schedule every S seconds (60)
+//! calsync-local serve [--every S] [--api-port P]
+//!                                   the API on 127.0.0.1:P (8000) with a development token
+//!                                   issuer, webhook routes, Google emulator, queue runner,
+//!                                   schedule every S seconds (60), notifications (make serve)
+//! calsync-local token --user N [--ttl S]  a development token for user N (needs serve)
 //! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
 //! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
 //!                                   OAuth consent for a Google calendar: serves the callback on
@@ -52,9 +56,23 @@ async fn main() -> ExitCode {
             let every = flag("--every")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(60u64);
-            runner::serve(&local_ctx().await, std::time::Duration::from_secs(every))
+            let port = flag("--api-port")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8000u16);
+            calsync_e2e::serve::run(port, std::time::Duration::from_secs(every))
                 .await
                 .map(|_| true)
+        }
+        Some("token") => {
+            let Some(user) = flag("--user").and_then(|u| u.parse::<i64>().ok()) else {
+                eprintln!("token needs --user N (an integer)");
+                return ExitCode::from(2);
+            };
+            let ttl = flag("--ttl").and_then(|v| v.parse().ok()).unwrap_or(3600);
+            calsync_e2e::issuer::IssuerFile::token(user, ttl).map(|t| {
+                println!("{t}");
+                true
+            })
         }
         Some("bench") => {
             let n = flag("--events")
@@ -92,7 +110,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] | bench [--events N] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }

@@ -1,13 +1,16 @@
 //! `make run`: the main job on the local stack.
 //!
 //! Imports a calendar (the built-in sample, or `--ics FILE`) into a Radicale calendar the way
-//! a user's client would (one PUT per UID), links it with an empty Xandikos calendar, a small
-//! ICS subscription and a Google calendar (the emulator, connected through the OAuth consent
-//! round trip) into one sync group, syncs to quiescence through the Lambda handlers, then
+//! a user's client would (one PUT per UID). Then, as an application would, through the API
+//! (`/v1`, a development token): creates a sync group and connects that calendar, an empty
+//! Xandikos calendar, a small ICS subscription and a Google calendar (the emulator, through
+//! the consent URL the API answers), syncs to quiescence through the Lambda handlers, and
 //! shows both directions: a demo event created on Xandikos, edited on Radicale, deleted on
-//! Xandikos, one occurrence of a demo series moved, and the series renamed on Google, which
-//! reaches the CalDAV members through a push notification without the schedule. Prints a
-//! report (with the Google requests) and whether all members converged.
+//! Xandikos, one occurrence of a demo series moved, a hub event written and edited through
+//! the API arriving everywhere, a manual conflict resolved through the API, and the series
+//! renamed on Google, which reaches the CalDAV members through a push notification without
+//! the schedule. Prints a report (with the Google requests and the API calls) and whether
+//! all members converged.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -18,13 +21,14 @@ use calsync::ical::{parse_calendar, EventSeries, Occurrence};
 use calsync::model::Link;
 use chrono::{Duration, Utc};
 
+use crate::api::ApiServer;
 use crate::emulators::google::Config as GoogleConfig;
 use crate::feed::FeedServer;
 use crate::fixtures::{self, Server};
 use crate::google::{google_series, LocalGoogle};
 
 /// The built-in sample calendar.
-pub const SAMPLE: &str = include_str!("sample.ics");
+pub const SAMPLE: &str = include_str!("../sample.ics");
 
 /// The small ICS subscription added to the demo group.
 pub const FEED: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo feed//EN\r\n\
@@ -32,6 +36,8 @@ BEGIN:VEVENT\r\nUID:feed-holiday-1@calsync.example\r\nDTSTAMP:20260101T000000Z\r
 DTEND;VALUE=DATE:20270102\r\nSUMMARY:New Year's Day (from the holiday feed)\r\nEND:VEVENT\r\n\
 BEGIN:VEVENT\r\nUID:feed-holiday-2@calsync.example\r\nDTSTAMP:20260101T000000Z\r\nDTSTART;VALUE=DATE:20270501\r\n\
 DTEND;VALUE=DATE:20270502\r\nSUMMARY:Labour Day (from the holiday feed)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+mod app;
 
 const USER_ID: i64 = 282;
 const DEMO_EVENT: &str = "calsync-demo-event@calsync.example";
@@ -208,17 +214,45 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
     );
 
     let feed = FeedServer::start(FEED, true).await?;
-    let group = &format!("{name_tag}-group");
+    // The application's side: the API with a development issuer, a token for the user.
+    let srv = ApiServer::start_local(ctx.clone()).await?;
+    let api = srv.as_user(user_id);
+    let group = &api.create_group(name_tag).await?;
+    let caldav = |url: &str, name: &str| {
+        serde_json::json!({"provider": "caldav", "url": url, "username": fixtures::USER,
+            "password": fixtures::PASSWORD, "display_name": name})
+    };
     let mut links: Vec<Link> = vec![
-        fixtures::caldav_link(&ctx, group, user_id, &radicale, "radicale").await?,
-        fixtures::caldav_link(&ctx, group, user_id, &xandikos, "xandikos").await?,
-        fixtures::ics_link(&ctx, group, user_id, &feed.url, "holiday-feed").await?,
+        app::connect_link(&ctx, &api, group, caldav(&radicale, "radicale")).await?,
+        app::connect_link(&ctx, &api, group, caldav(&xandikos, "xandikos")).await?,
+        app::connect_link(
+            &ctx,
+            &api,
+            group,
+            serde_json::json!({"provider": "ics", "url": feed.url, "display_name": "holiday-feed"}),
+        )
+        .await?,
     ];
     let gcal = format!("{name_tag}@calsync.example");
-    let g = google.connect(group, user_id, &gcal, "google").await?;
+    let consent = api
+        .post(
+            &format!("/v1/groups/{group}/links/oauth/google"),
+            &serde_json::json!({"calendar_id": gcal, "display_name": "google"}),
+        )
+        .await?;
+    anyhow::ensure!(
+        consent.status == 200,
+        "consent URL: {} {}",
+        consent.status,
+        consent.body
+    );
+    let url = consent.body["consent_url"].as_str().unwrap_or_default();
+    let g = google.finish_consent(&gcal, "google", url).await?;
     println!(
-        "connected Google calendar {gcal} (emulator at {}) through the OAuth consent round trip: \
-tokens in Secrets Manager ({}), push channel to {}",
+        "API {}/v1: group {group}; connected Radicale, Xandikos and the feed (POST …/links), and \
+Google calendar {gcal} (emulator at {}) through the consent URL the API answered: tokens in \
+Secrets Manager ({}), push channel to {}",
+        srv.url,
         google.emu.url,
         g.secret_arn.as_deref().unwrap_or("?"),
         google.hooks.push_url()
@@ -275,17 +309,27 @@ tokens in Secrets Manager ({}), push channel to {}",
     )
     .await?;
 
+    app::writes_and_conflict(
+        &ctx,
+        &api,
+        group,
+        user_id,
+        [&radicale, &xandikos],
+        &links[0].link_id,
+    )
+    .await?;
+
     // A person renames the series in Google (another app): Google notifies our webhook, which
     // queues the sync; the queues are drained, the schedule is not fired.
-    let api = google.user_api(&g).await?;
-    let master = api
+    let gapi = google.user_api(&g).await?;
+    let master = gapi
         .list()
         .await?
         .into_iter()
         .find(|e| e["iCalUID"] == DEMO_SERIES && e["recurringEventId"].is_null())
         .ok_or_else(|| anyhow::anyhow!("{DEMO_SERIES} not in Google"))?;
     let delivered = google.emu.push_deliveries().len();
-    api.patch(
+    gapi.patch(
         master["id"].as_str().unwrap_or_default(),
         serde_json::json!({"summary": RENAMED_ON_GOOGLE}),
     )
@@ -428,6 +472,10 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
         deliveries.len(),
         deliveries.iter().filter(|d| d.status == 200).count()
     );
+    println!(
+        "API: {} calls as user {user_id} (groups, links, consent, hub event writes, conflict listing and resolution)",
+        api.calls()
+    );
     println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
     println!(
         "calendars: {radicale} and {xandikos} (user {}, password {}); feed {}",
@@ -481,7 +529,7 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
     Ok(converged)
 }
 
-async fn step(ctx: &Ctx, user_id: i64, label: &str) -> anyhow::Result<()> {
+pub(crate) async fn step(ctx: &Ctx, user_id: i64, label: &str) -> anyhow::Result<()> {
     let stats = fixtures::sync_user(ctx, user_id).await?;
     println!(
         "sync after {label}: {} pulls, {} pushes, {} retried",
@@ -490,7 +538,12 @@ async fn step(ctx: &Ctx, user_id: i64, label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn expect_summary(ctx: &Ctx, url: &str, uid: &str, want: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn expect_summary(
+    ctx: &Ctx,
+    url: &str,
+    uid: &str,
+    want: Option<&str>,
+) -> anyhow::Result<()> {
     let events = fixtures::events_in(ctx, url).await?;
     let got = events
         .iter()
