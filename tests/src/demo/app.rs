@@ -82,20 +82,14 @@ pub(super) async fn writes_and_conflict(
     .await?;
     for url in [radicale, xandikos] {
         expect_summary(
-            &ctx,
+            ctx,
             url,
             API_EVENT,
             Some("Planning (written through the API)"),
         )
         .await?;
     }
-    let etag = put_api_event(
-        &api,
-        group,
-        "Planning (edited through the API)",
-        Some(&etag),
-    )
-    .await?;
+    let etag = put_api_event(api, group, "Planning (edited through the API)", Some(&etag)).await?;
     step(ctx, user_id, "editing it through the API (If-Match)").await?;
     expect_summary(
         ctx,
