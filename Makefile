@@ -64,6 +64,7 @@ lint: venv
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(VENV)/bin/openapi-spec-validator docs/openapi.json
 
 ## test: lint, unit and corpus tests, then the integration tests against a fresh local stack
 test: venv lint

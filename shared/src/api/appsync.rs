@@ -216,6 +216,22 @@ pub async fn handle(st: &ApiState, payload: Value) -> Result<Value, Value> {
 /// `{"field":"AutoSync","arguments":{"userId":…,"calendarType":…}}` or just the arguments,
 /// for the calling user only: a `userId` other than the caller's is refused (403,
 /// `ER003`); absent, it is the caller's.
+#[utoipa::path(
+    post,
+    path = "/v1/autosync",
+    operation_id = "AutoSync",
+    tag = "autosync",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body(
+        content((Object = "application/json")),
+        description = "`{\"field\":\"AutoSync\",\"arguments\":{\"userId\",\"calendarType\",\"silentNotification\"}}`, or just the arguments"
+    ),
+    responses(
+        (status = 200, description = "`{Status: OK, Statuscode: SU001, Message}`"),
+        (status = 403, description = "`userId` is not the caller (ER003)"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn autosync(
     axum::extract::State(st): axum::extract::State<ApiState>,
     caller: Caller,

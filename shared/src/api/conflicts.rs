@@ -19,6 +19,18 @@ use crate::store::StoreError;
 
 /// `GET /v1/groups/{group_id}/conflicts`: every event in conflict on a member, with both
 /// versions as JSCalendar.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}/conflicts",
+    operation_id = "listConflicts",
+    tag = "conflicts",
+    params(("group_id" = String, Path, description = "Sync group id")),
+    responses(
+        (status = 200, description = "`{conflicts: [{event_id, link_id, hub, remote, detail}]}`"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn list(
     State(st): State<ApiState>,
     caller: Caller,
@@ -45,7 +57,7 @@ pub async fn list(
 }
 
 /// Body of `POST …/conflicts/{event_id}:resolve`: exactly one of `keep` or `event` / `ical`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
     /// `hub` or `remote`.
@@ -53,6 +65,7 @@ pub struct Resolve {
     pub keep: Option<String>,
     /// A merged event (JSCalendar).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub event: Option<Value>,
     /// A merged event (iCalendar).
     #[serde(default)]
@@ -65,6 +78,20 @@ pub struct Resolve {
 
 /// `POST /v1/groups/{group_id}/conflicts/{event_id}:resolve`: apply the chosen version to
 /// the hub, clear the conflict, and push the result everywhere. 200 with the hub event.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/conflicts/{event_id}:resolve",
+    operation_id = "resolveConflict",
+    tag = "conflicts",
+    params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body = Resolve,
+    responses(
+        (status = 200, description = "The resolved hub event; pushed to every member"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn resolve(
     State(st): State<ApiState>,
     caller: Caller,

@@ -214,6 +214,25 @@ fn answer(status: StatusCode, ev: &HubEvent, fmt: Format, doc: Value) -> Respons
 
 /// `PUT /v1/groups/{group_id}/events/{event_id}`: idempotent upsert (201 created, 200
 /// updated or unchanged); `If-Match` / `If-None-Match: *` → 412 when they do not hold.
+#[utoipa::path(
+    put,
+    path = "/v1/groups/{group_id}/events/{event_id}",
+    operation_id = "putEvent",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application"), ("If-Match" = Option<String>, Header, description = "ETag of the version this write replaces"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
+    request_body(
+        content((Object = "application/jscalendar+json"), (String = "text/calendar")),
+        description = "A JSCalendar Event (RFC 8984), or one VCALENDAR (RFC 5545) whose UID is the event id"
+    ),
+    responses(
+        (status = 201, description = "Created; `ETag` header"),
+        (status = 200, description = "Updated, or unchanged (same content: nothing pushed)"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match / If-None-Match did not hold", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn put(
     State(st): State<ApiState>,
     caller: Caller,
@@ -237,6 +256,18 @@ pub async fn put(
 }
 
 /// `GET /v1/groups/{group_id}/events/{event_id}`: the event and its status on each member.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}/events/{event_id}",
+    operation_id = "getEvent",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application")),
+    responses(
+        (status = 200, description = "The event (JSON with JSCalendar and per-link status; or by `Accept`: JSCalendar, iCalendar)"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn get(
     State(st): State<ApiState>,
     caller: Caller,
@@ -271,6 +302,19 @@ pub async fn get(
 }
 
 /// `DELETE /v1/groups/{group_id}/events/{event_id}`: 204; the deletion reaches every member.
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{group_id}/events/{event_id}",
+    operation_id = "deleteEvent",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application"), ("If-Match" = Option<String>, Header, description = "ETag of the version deleted")),
+    responses(
+        (status = 204, description = "Deleted everywhere (idempotent)"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match did not hold", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
@@ -287,7 +331,8 @@ pub async fn delete(
 }
 
 /// Query of `GET …/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only events with an occurrence ending after this instant (RFC 3339).
     pub start: Option<String>,
@@ -323,6 +368,19 @@ fn limit_of(v: Option<usize>) -> ApiResult<usize> {
 
 /// `GET /v1/groups/{group_id}/events?start&end&limit&cursor&expand`: live events in event
 /// id order, keyset-paged (`cursor` continues after the last event of a page).
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}/events",
+    operation_id = "listEvents",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ListQuery),
+    responses(
+        (status = 200, description = "`{events: [...], cursor}` in event id order"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn list(
     State(st): State<ApiState>,
     caller: Caller,
@@ -405,7 +463,8 @@ pub async fn list(
 }
 
 /// Query of `GET …/changes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// The `cursor` of the previous page; absent: from the beginning.
     pub cursor: Option<String>,
@@ -417,6 +476,19 @@ pub struct ChangesQuery {
 /// change order, tombstones included (`deleted: true`). `more: true` means call again right
 /// away; a caught-up page's cursor repeats the last [`CHANGES_SETTLE_MS`] of changes, so a
 /// change may be delivered twice (apply by `version`) but is never skipped.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}/changes",
+    operation_id = "listChanges",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ChangesQuery),
+    responses(
+        (status = 200, description = "`{changes: [...], cursor, more}`, tombstones included"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn changes(
     State(st): State<ApiState>,
     caller: Caller,
@@ -453,7 +525,7 @@ pub async fn changes(
 }
 
 /// One item of `POST …/events:batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
     /// `upsert` or `delete`.
@@ -462,6 +534,7 @@ pub struct BatchItem {
     pub event_id: String,
     /// Upsert: the event as JSCalendar…
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub event: Option<Value>,
     /// …or as iCalendar text.
     #[serde(default)]
@@ -472,7 +545,7 @@ pub struct BatchItem {
 }
 
 /// Body of `POST …/events:batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
     /// 1–100 operations, applied in order; one failing does not undo the others.
@@ -525,6 +598,20 @@ async fn batch_item(
 
 /// `POST /v1/groups/{group_id}/events:batch`: up to 100 upserts / deletes, applied in order
 /// without rollback; 207 with one result per item (`status`, `etag`, or `problem`).
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/events:batch",
+    operation_id = "batchEvents",
+    tag = "events",
+    params(("group_id" = String, Path, description = "Sync group id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body = Batch,
+    responses(
+        (status = 207, description = "`{results: [{event_id, status, etag | problem}]}`"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn batch(
     State(st): State<ApiState>,
     caller: Caller,

@@ -16,7 +16,7 @@ fn group_json(g: &Group) -> Value {
 }
 
 /// Body of `POST /v1/groups`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// Name shown to the user (1–200 characters).
@@ -24,6 +24,16 @@ pub struct NewGroup {
 }
 
 /// `GET /v1/groups`: the caller's groups.
+#[utoipa::path(
+    get,
+    path = "/v1/groups",
+    operation_id = "listGroups",
+    tag = "groups",
+    responses(
+        (status = 200, description = "The caller's groups: `{groups: [{group_id, name, created_ms}]}`"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn list(State(st): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     let mut gs = st.ctx.store().groups_of_user(caller.0).await?;
     gs.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -33,6 +43,19 @@ pub async fn list(State(st): State<ApiState>, caller: Caller) -> ApiResult<Json<
 }
 
 /// `POST /v1/groups` `{"name"}`: 201 with the new group.
+#[utoipa::path(
+    post,
+    path = "/v1/groups",
+    operation_id = "createGroup",
+    tag = "groups",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body = NewGroup,
+    responses(
+        (status = 201, description = "The new group"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
@@ -59,6 +82,18 @@ pub async fn create(
 }
 
 /// `GET /v1/groups/{group_id}`: the group and its links.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}",
+    operation_id = "getGroup",
+    tag = "groups",
+    params(("group_id" = String, Path, description = "Sync group id")),
+    responses(
+        (status = 200, description = "The group and its links"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn get(
     State(st): State<ApiState>,
     caller: Caller,
@@ -73,6 +108,18 @@ pub async fn get(
 
 /// `DELETE /v1/groups/{group_id}`: disconnects every link (as `DELETE /v1/links/{id}`) and
 /// removes the hub events; the copies on the members stay. 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{group_id}",
+    operation_id = "deleteGroup",
+    tag = "groups",
+    params(("group_id" = String, Path, description = "Sync group id")),
+    responses(
+        (status = 204, description = "Links disconnected, hub events removed; copies on the members stay"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,

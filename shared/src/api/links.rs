@@ -44,7 +44,7 @@ pub fn link_json(l: &Link) -> Value {
 }
 
 /// Body of `POST /v1/groups/{group_id}/links`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
     /// `caldav`, `icloud` or `ics` (Google: `POST …/links/oauth/google`).
@@ -58,6 +58,7 @@ pub struct NewLink {
     pub username: Option<String>,
     /// CalDAV: the password (iCloud: an app-specific password from appleid.apple.com).
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
     /// CalDAV: which discovered calendar (display name or URL) when `url` is no calendar.
     #[serde(default)]
@@ -67,6 +68,7 @@ pub struct NewLink {
     pub display_name: Option<String>,
     /// See [`frequency_secs`]; default hourly.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "hourly")]
     pub frequency: Option<Value>,
     /// `merge` (default), `prefer-hub`, `prefer-remote`, `manual`.
     #[serde(default)]
@@ -87,6 +89,20 @@ fn caldav_problem(e: ProviderError) -> Problem {
 /// The server is asked first (a refused password or a URL that is no calendar answers 422
 /// with its reason, and nothing is stored); the password and the feed address go to Secrets
 /// Manager; the first sync is queued. 201 with the link.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/links",
+    operation_id = "createLink",
+    tag = "links",
+    params(("group_id" = String, Path, description = "Sync group id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body = NewLink,
+    responses(
+        (status = 201, description = "The link; its first sync is queued"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
@@ -265,7 +281,7 @@ pub async fn create(
 }
 
 /// Body of `POST …/links/oauth/{provider}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthStart {
     /// Google calendar id (default `primary`).
@@ -279,6 +295,20 @@ pub struct OAuthStart {
 /// `POST /v1/groups/{group_id}/links/oauth/{provider}`: `{consent_url}` for the caller and
 /// this group. Send the user's browser there: it is bound to that browser by a cookie, and
 /// the consent is single-use and expires in 10 minutes.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/links/oauth/{provider}",
+    operation_id = "startOAuth",
+    tag = "links",
+    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "`google`")),
+    request_body = OAuthStart,
+    responses(
+        (status = 200, description = "`{consent_url}`: send the user's browser there (single use, 10 minutes)"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn oauth_start(
     State(st): State<ApiState>,
     caller: Caller,
@@ -310,6 +340,18 @@ pub async fn oauth_start(
 }
 
 /// `GET /v1/groups/{group_id}/links`.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group_id}/links",
+    operation_id = "listLinks",
+    tag = "links",
+    params(("group_id" = String, Path, description = "Sync group id")),
+    responses(
+        (status = 200, description = "`{links: [...]}`"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn list(
     State(st): State<ApiState>,
     caller: Caller,
@@ -324,6 +366,18 @@ pub async fn list(
 }
 
 /// `GET /v1/links/{link_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/links/{link_id}",
+    operation_id = "getLink",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id")),
+    responses(
+        (status = 200, description = "The link: provider, status, reason, frequency, policy, brake"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn get(
     State(st): State<ApiState>,
     caller: Caller,
@@ -333,7 +387,7 @@ pub async fn get(
 }
 
 /// Body of `PATCH /v1/links/{link_id}` (every member optional).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPatch {
     /// Name shown to the user.
@@ -341,6 +395,7 @@ pub struct LinkPatch {
     pub display_name: Option<String>,
     /// See [`frequency_secs`].
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "15m")]
     pub frequency: Option<Value>,
     /// `merge`, `prefer-hub`, `prefer-remote`, `manual`.
     #[serde(default)]
@@ -354,6 +409,20 @@ pub struct LinkPatch {
 }
 
 /// `PATCH /v1/links/{link_id}`: change settings; 200 with the link.
+#[utoipa::path(
+    patch,
+    path = "/v1/links/{link_id}",
+    operation_id = "updateLink",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id")),
+    request_body = LinkPatch,
+    responses(
+        (status = 200, description = "The changed link"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn patch(
     State(st): State<ApiState>,
     caller: Caller,
@@ -444,6 +513,18 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
 }
 
 /// `DELETE /v1/links/{link_id}`: [`disconnect`]; 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/links/{link_id}",
+    operation_id = "deleteLink",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id")),
+    responses(
+        (status = 204, description = "Push channels stopped, grant revoked, secret and mappings deleted; the copies stay"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
@@ -456,6 +537,18 @@ pub async fn delete(
 
 /// `POST /v1/links/{link_id}/sync`: queue a pull now (its changes then reach the other
 /// members); 202.
+#[utoipa::path(
+    post,
+    path = "/v1/links/{link_id}/sync",
+    operation_id = "syncLink",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    responses(
+        (status = 202, description = "A pull is queued"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn sync_now(
     State(st): State<ApiState>,
     caller: Caller,
@@ -476,7 +569,8 @@ pub async fn sync_now(
 }
 
 /// Query of `GET …/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Page size 1–100 (default 20).
     pub limit: Option<i32>,
@@ -485,6 +579,19 @@ pub struct RunsQuery {
 }
 
 /// `GET /v1/links/{link_id}/runs?limit&cursor`: run records, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/links/{link_id}/runs",
+    operation_id = "listRuns",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id"), RunsQuery),
+    responses(
+        (status = 200, description = "`{runs: [run records, newest first], cursor}`"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn runs(
     State(st): State<ApiState>,
     caller: Caller,
@@ -510,6 +617,18 @@ pub async fn runs(
 
 /// `POST /v1/links/{link_id}/release-deletions`: let the quarantined mass deletion through
 /// once (the flag resets after the next pull uses it) and queue that pull; 202.
+#[utoipa::path(
+    post,
+    path = "/v1/links/{link_id}/release-deletions",
+    operation_id = "releaseDeletions",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    responses(
+        (status = 202, description = "The next pull applies the held deletions once"),
+        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+    ),
+)]
 pub async fn release_deletions(
     State(st): State<ApiState>,
     caller: Caller,

@@ -17,6 +17,7 @@ pub mod formats;
 mod groups;
 pub mod idempotency;
 mod links;
+pub mod openapi;
 pub mod problem;
 pub mod settings;
 
@@ -95,6 +96,7 @@ pub fn router(state: ApiState) -> Router {
             post(conflicts::resolve),
         )
         .route("/v1/autosync", post(appsync::autosync))
+        .route("/v1/openapi.json", get(openapi::serve))
         .fallback(|| async { Problem::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

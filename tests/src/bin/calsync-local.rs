@@ -9,6 +9,7 @@
 //!                                   issuer, webhook routes, Google emulator, queue runner,
 //!                                   schedule every S seconds (60), notifications (make serve)
 //! calsync-local token --user N [--ttl S]  a development token for user N (needs serve)
+//! calsync-local openapi             print the API's OpenAPI document (docs/openapi.json)
 //! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
 //! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
 //!                                   OAuth consent for a Google calendar: serves the callback on
@@ -62,6 +63,10 @@ async fn main() -> ExitCode {
             calsync_e2e::serve::run(port, std::time::Duration::from_secs(every))
                 .await
                 .map(|_| true)
+        }
+        Some("openapi") => {
+            print!("{}", calsync::api::openapi::document());
+            Ok(true)
         }
         Some("token") => {
             let Some(user) = flag("--user").and_then(|u| u.parse::<i64>().ok()) else {
