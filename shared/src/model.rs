@@ -128,6 +128,9 @@ pub struct Link {
     /// failing link when it reaches 3.
     #[serde(default)]
     pub consecutive_failures: i64,
+    /// What this member gets of each event ([`crate::engine::transform`]).
+    #[serde(default)]
+    pub transforms: crate::engine::transform::Transforms,
 }
 
 impl Link {
@@ -159,6 +162,7 @@ impl Link {
             push_seq: 0,
             covered_push_seq: 0,
             consecutive_failures: 0,
+            transforms: Default::default(),
         }
     }
 
@@ -240,6 +244,10 @@ pub struct Mapping {
     /// Hub version whose write the provider rejected; not retried until the event changes.
     #[serde(default)]
     pub failed_version: Option<i64>,
+    /// The link's transforms leave this event out (version `synced_version`): nothing is
+    /// on the member, and nothing is owed to it.
+    #[serde(default)]
+    pub excluded: bool,
     /// Last change (epoch milliseconds).
     pub updated_ms: i64,
 }
@@ -258,6 +266,7 @@ impl Mapping {
             error: None,
             conflict_remote: None,
             failed_version: None,
+            excluded: false,
             updated_ms: crate::config::now_millis(),
         }
     }

@@ -38,6 +38,7 @@ pub fn link_json(l: &Link) -> Value {
         "brake_ratio": l.brake_ratio,
         "brake_min": l.brake_min,
         "allow_mass_delete": l.allow_mass_delete,
+        "transforms": l.transforms,
         "status": l.status,
         "status_reason": l.status_reason,
     })
@@ -406,6 +407,10 @@ pub struct LinkPatch {
     /// …and least number of deletions that quarantine a pull.
     #[serde(default)]
     pub brake_min: Option<u32>,
+    /// What this member gets of each event (replaces the link's transforms; `{}` for none).
+    /// A change rewrites the member's copies.
+    #[serde(default)]
+    pub transforms: Option<crate::engine::transform::Transforms>,
 }
 
 /// `PATCH /v1/links/{link_id}`: change settings; 200 with the link.
@@ -473,7 +478,38 @@ pub async fn patch(
         }
         fields.push(("brake_min", store.attr(m)?));
     }
+    let before = owned_link(&st, caller, &link_id).await?;
+    let rewrite = p
+        .transforms
+        .as_ref()
+        .is_some_and(|t| *t != before.transforms);
+    if let Some(t) = &p.transforms {
+        if before.read_only() && !t.is_identity() {
+            return Err(Problem::invalid_field(
+                "/transforms",
+                "a read-only feed is not written to",
+            ));
+        }
+        t.validate()
+            .map_err(|(at, why)| Problem::invalid_field(at, why))?;
+        fields.push(("transforms", store.attr(t)?));
+    }
     store.update_link_fields(&link_id, fields).await?;
+    if rewrite {
+        // Every copy on the member is written again under the new transforms.
+        for mut m in store.mappings_of_link(&link_id).await? {
+            m.synced_version = 0;
+            store.put_mapping(&m).await?;
+        }
+        st.ctx
+            .queues()
+            .send(
+                QueueKind::SyncBack,
+                &[SyncJob::unique(&link_id, "transforms")],
+            )
+            .await
+            .map_err(Problem::internal)?;
+    }
     let l = owned_link(&st, caller, &link_id).await?;
     Ok(Json(link_json(&l)))
 }

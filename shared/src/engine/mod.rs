@@ -17,6 +17,7 @@
 //! - Hub writes are conditional on the version read; a lost race re-reads and retries.
 
 pub mod merge;
+pub mod transform;
 
 use std::collections::{HashMap, HashSet};
 
@@ -143,9 +144,14 @@ impl PullState<'_> {
             .unwrap_or_else(|| format!("href:{href}"))
     }
 
-    /// `ical` as the provider would read it back ([`Provider::project`]), parsed.
+    /// `ical` as this member shows it: what the provider reads back ([`Provider::project`])
+    /// of what the link's transforms write ([`transform::view`]), parsed; `None` when the
+    /// member holds it as it is.
     fn view(&self, ical: &str) -> Option<EventSeries> {
-        let p = self.provider.project(ical)?;
+        let t = &self.link.transforms;
+        let shown = transform::view(t, ical, chrono::Utc::now());
+        let projected = self.provider.project(shown.as_deref().unwrap_or(ical));
+        let p = projected.or(shown)?;
         EventSeries::parse_single("projection", &p).ok()
     }
 
@@ -241,7 +247,16 @@ impl PullState<'_> {
                 mapping.status = EventStatus::Pending;
                 return self.save_mapping(mapping).await;
             }
-            let merged = merge::merge(base.as_ref(), &hub_series, &remote, policy);
+            // Fields the link's transforms own (a busy copy's title, …) are not the member's
+            // to change: compared against what was agreed, its edits of them are no edits.
+            // (The member's copy itself is compared below as it is: a shielded edit there is
+            // written over with the member's view.)
+            let shielded = match (&base, self.link.transforms.is_identity()) {
+                (_, true) => remote.clone(),
+                (Some(b), false) => transform::shield(&self.link.transforms, &remote, b),
+                (None, false) => transform::shield(&self.link.transforms, &remote, &hub_view),
+            };
+            let merged = merge::merge(base.as_ref(), &hub_series, &shielded, policy);
             if !merged.conflicts.is_empty() {
                 self.run.conflicts += 1;
                 tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?merged.conflicts, ?policy, "conflict");
@@ -462,6 +477,7 @@ pub async fn pull(
         && st.hub.values().any(|h| match st.maps.get(&h.uid) {
             None => !h.deleted,
             Some(m) if m.status == EventStatus::Conflict || m.failed_at(h.version) => false,
+            Some(m) if m.excluded && m.synced_version >= h.version => false,
             Some(m) => {
                 (h.deleted && m.href.is_some())
                     || (!h.deleted && (m.href.is_none() || m.synced_version < h.version))
@@ -498,8 +514,35 @@ pub async fn push(
     events.sort_by(|a, b| a.uid.cmp(&b.uid));
     // Plan: which writes this link needs.
     let mut plan: Vec<(HubEvent, Mapping, Planned)> = Vec::new();
-    for ev in events {
+    let now = chrono::Utc::now();
+    for mut ev in events {
         let m = maps.remove(&ev.uid);
+        if !ev.deleted && !link.transforms.is_identity() {
+            match transform::render(&link.transforms, &ev.ical, now) {
+                transform::Rendered::Write(shown) => ev.ical = shown,
+                transform::Rendered::Exclude => {
+                    if m.as_ref()
+                        .is_some_and(|m| m.excluded && m.synced_version >= ev.version)
+                    {
+                        continue;
+                    }
+                    match m {
+                        // On the member from before: take it away there.
+                        Some(m) if m.href.is_some() => plan.push((ev, m, Planned::Delete)),
+                        m => {
+                            let mut m = m.unwrap_or_else(|| Mapping::new(&link.link_id, &ev.uid));
+                            m.excluded = true;
+                            m.synced_version = ev.version;
+                            m.status = EventStatus::Synced;
+                            m.error = Some("left out by the link's transforms".into());
+                            m.updated_ms = now_millis();
+                            store.put_mapping(&m).await?;
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
         if m.as_ref()
             .is_some_and(|m| m.status == EventStatus::Conflict || m.failed_at(ev.version))
         {
@@ -626,6 +669,7 @@ async fn record_write(
             mapping.status = EventStatus::Synced;
             mapping.error = None;
             mapping.failed_version = None;
+            mapping.excluded = false;
             mapping.updated_ms = now_millis();
             store.put_mapping(&mapping).await?;
             Ok(())

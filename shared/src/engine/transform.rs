@@ -1,0 +1,487 @@
+//! Per-link transforms, applied when writing to that member only (the hub and the other
+//! members keep the full event): `busy_only` (title "Busy"; no description, location,
+//! attendees, organizer, conference or URL), `title_template` (`{title}` stands for the
+//! title, e.g. `"{title} (work)"`), and exclusions: `exclude_all_day`, `exclude_declined`
+//! (events the link's `self_address` declined, RFC 5545 `PARTSTAT=DECLINED`), `window`
+//! (only series with an occurrence from `past_days` before to `future_days` after the
+//! write).
+//!
+//! Reading back, the fields a transform owns are shielded ([`shield`]): an edit of the title
+//! of a busy copy, or a description added to it, never reaches the hub, while edits of the
+//! fields the member does hold (times, recurrence) do. Pure functions, tested with tables.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ical::EventSeries;
+
+/// The title of a busy-only copy.
+pub const BUSY: &str = "Busy";
+/// Properties a busy-only copy does not carry (and whose edits there are ignored).
+pub const BUSY_HIDDEN: &[&str] = &[
+    "DESCRIPTION",
+    "LOCATION",
+    "ATTENDEE",
+    "ORGANIZER",
+    "CONFERENCE",
+    "URL",
+    "ATTACH",
+    "COMMENT",
+    "CONTACT",
+];
+
+/// The time window of a member (whole days around the time of the write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Days before now.
+    pub past_days: u32,
+    /// Days after now.
+    pub future_days: u32,
+}
+
+/// The transforms of one link (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transforms {
+    /// Title "Busy", no description, location, attendees, organizer, conference, URL.
+    #[serde(default)]
+    pub busy_only: bool,
+    /// Title pattern with `{title}`, e.g. `"{title} (work)"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_template: Option<String>,
+    /// Leave out events the link's `self_address` declined.
+    #[serde(default)]
+    pub exclude_declined: bool,
+    /// The member's own calendar address (`mailto:` optional), for `exclude_declined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_address: Option<String>,
+    /// Leave out all-day events.
+    #[serde(default)]
+    pub exclude_all_day: bool,
+    /// Only series with an occurrence in this window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+}
+
+impl Transforms {
+    /// No transform at all.
+    pub fn is_identity(&self) -> bool {
+        *self == Transforms::default()
+    }
+
+    /// Check the settings.
+    ///
+    /// Errors: `(JSON pointer, reason)` of the first bad member.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(t) = &self.title_template {
+            if !t.contains("{title}") || t.chars().count() > 200 {
+                return Err((
+                    "/transforms/title_template",
+                    "must contain {title} and be at most 200 characters".into(),
+                ));
+            }
+        }
+        if self.exclude_declined
+            && self
+                .self_address
+                .as_deref()
+                .is_none_or(|a| !a.contains('@'))
+        {
+            return Err((
+                "/transforms/self_address",
+                "exclude_declined needs the member's own address (name@example.com)".into(),
+            ));
+        }
+        if let Some(w) = self.window {
+            if w.past_days > 3650 || w.future_days > 3650 || w.past_days + w.future_days == 0 {
+                return Err((
+                    "/transforms/window",
+                    "past_days and future_days: 0 to 3650, not both 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Does this link show a different title (so its title is owned by the transform)?
+    fn owns_title(&self) -> bool {
+        self.busy_only || self.title_template.is_some()
+    }
+}
+
+/// What a member gets of a hub event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    /// This content.
+    Write(String),
+    /// Nothing: the event is left out of (or removed from) this member.
+    Exclude,
+}
+
+/// RFC 5545 §3.3.11 TEXT escaping.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace('\n', "\\n")
+}
+
+/// The unescaped TEXT value of a content line (`NAME;PARAM="a:b":value\r\n`).
+fn text_value(line: &str) -> String {
+    let mut quoted = false;
+    let start = line
+        .char_indices()
+        .find(|(_, c)| {
+            if *c == '"' {
+                quoted = !quoted;
+            }
+            *c == ':' && !quoted
+        })
+        .map_or(line.len(), |(i, _)| i + 1);
+    let raw = line[start..].trim_end_matches(['\r', '\n']);
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') | Some('N') => out.push('\n'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `SUMMARY` content line for `title`.
+fn summary_line(title: &str) -> String {
+    format!("SUMMARY:{}\r\n", escape(title))
+}
+
+/// The title `template` makes of `title`; a title that already has the template's form is
+/// kept (so applying twice is applying once).
+pub fn templated(template: &str, title: &str) -> String {
+    let (pre, post) = template.split_once("{title}").unwrap_or((template, ""));
+    if title.starts_with(pre) && title.ends_with(post) && title.len() >= pre.len() + post.len() {
+        return title.to_string();
+    }
+    template.replacen("{title}", title, 1)
+}
+
+fn declined_by(series: &EventSeries, me: &str) -> bool {
+    let me = me.trim_start_matches("mailto:").to_ascii_lowercase();
+    let Some(master) = series
+        .master()
+        .or_else(|| series.components.values().next())
+    else {
+        return false;
+    };
+    master.get("ATTENDEE").into_iter().flatten().any(|line| {
+        let upper = line.to_ascii_uppercase();
+        let address = line
+            .rsplit_once(':')
+            .map(|(_, a)| a.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        upper.contains("PARTSTAT=DECLINED") && address.trim_start_matches("mailto:") == me
+    })
+}
+
+fn all_day(series: &EventSeries) -> bool {
+    series
+        .master()
+        .or_else(|| series.components.values().next())
+        .and_then(|f| f.get("DTSTART"))
+        .and_then(|l| l.first())
+        .is_some_and(|l| {
+            l.to_ascii_uppercase().contains("VALUE=DATE")
+                && !l.to_ascii_uppercase().contains("VALUE=DATE-TIME")
+        })
+}
+
+fn in_window(series: &EventSeries, w: Window, now: DateTime<Utc>) -> bool {
+    let from = now - Duration::days(w.past_days as i64);
+    let to = now + Duration::days(w.future_days as i64);
+    // An occurrence running into the window counts too (started up to a year before).
+    let (occ, _) = series.occurrences(from - Duration::days(366), to, 5000);
+    occ.iter().any(|o| o.end > from && o.start < to)
+}
+
+/// What `t` makes of the hub event `ical` for its member, at `now`.
+pub fn render(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Rendered {
+    if t.is_identity() {
+        return Rendered::Write(ical.to_string());
+    }
+    let Ok(mut series) = EventSeries::parse_single("hub", ical) else {
+        return Rendered::Write(ical.to_string());
+    };
+    if (t.exclude_all_day && all_day(&series))
+        || (t.exclude_declined
+            && t.self_address
+                .as_deref()
+                .is_some_and(|me| declined_by(&series, me)))
+        || t.window.is_some_and(|w| !in_window(&series, w, now))
+    {
+        return Rendered::Exclude;
+    }
+    for fields in series.components.values_mut() {
+        if t.busy_only {
+            for p in BUSY_HIDDEN {
+                fields.remove(*p);
+            }
+            fields.insert("SUMMARY".into(), vec![summary_line(BUSY)]);
+        }
+        if let Some(tpl) = &t.title_template {
+            if !t.busy_only {
+                let title = fields
+                    .get("SUMMARY")
+                    .and_then(|l| l.first())
+                    .map(|l| text_value(l))
+                    .unwrap_or_default();
+                fields.insert(
+                    "SUMMARY".into(),
+                    vec![summary_line(&templated(tpl, &title))],
+                );
+            }
+        }
+    }
+    Rendered::Write(series.to_ical())
+}
+
+/// The view of a hub event on its member, for comparing: [`render`]'s content, or the event
+/// itself when it is excluded there.
+pub fn view(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Option<String> {
+    match render(t, ical, now) {
+        Rendered::Write(v) if v != ical => Some(v),
+        _ => None,
+    }
+}
+
+/// `remote` with the fields the transforms own taken from `base` (the version last agreed,
+/// as the member shows it): edits of those fields on the member's copy are not changes.
+pub fn shield(t: &Transforms, remote: &EventSeries, base: &EventSeries) -> EventSeries {
+    let mut owned: Vec<&str> = Vec::new();
+    if t.busy_only {
+        owned.extend(BUSY_HIDDEN);
+    }
+    if t.owns_title() {
+        owned.push("SUMMARY");
+    }
+    if owned.is_empty() {
+        return remote.clone();
+    }
+    let mut out = remote.clone();
+    for (key, fields) in out.components.iter_mut() {
+        let from = base.components.get(key).or_else(|| base.master());
+        for p in &owned {
+            match from.and_then(|f| f.get(*p)) {
+                Some(v) => {
+                    fields.insert((*p).to_string(), v.clone());
+                }
+                None => {
+                    fields.remove(*p);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(extra: &str, start: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:t1\r\nDTSTAMP:20260101T000000Z\r\n{start}\r\n\
+SUMMARY:Dentist\\, Dr. Who\r\nDESCRIPTION:Root canal\r\nLOCATION:Main St 1\r\n{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2027-01-10T12:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    fn series(text: &str) -> EventSeries {
+        EventSeries::parse_single("t", text).unwrap()
+    }
+
+    #[test]
+    fn render_table() {
+        let timed = ev("", "DTSTART:20270112T090000Z\r\nDTEND:20270112T100000Z");
+        let allday = ev("", "DTSTART;VALUE=DATE:20270112");
+        let declined = ev(
+            "ATTENDEE;PARTSTAT=DECLINED:mailto:me@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:x@example.com\r\n",
+            "DTSTART:20270112T090000Z\r\nDTEND:20270112T100000Z",
+        );
+        let far = ev("", "DTSTART:20280112T090000Z\r\nDTEND:20280112T100000Z");
+        let weekly_old = ev(
+            "RRULE:FREQ=WEEKLY\r\n",
+            "DTSTART:20200106T090000Z\r\nDTEND:20200106T100000Z",
+        );
+        let t = |f: fn(&mut Transforms)| {
+            let mut t = Transforms::default();
+            f(&mut t);
+            t
+        };
+        let win = Some(Window {
+            past_days: 7,
+            future_days: 30,
+        });
+        let cases: Vec<(Transforms, &String, Option<&str>)> = vec![
+            (
+                Transforms::default(),
+                &timed,
+                Some("SUMMARY:Dentist\\, Dr. Who"),
+            ),
+            (t(|t| t.busy_only = true), &timed, Some("SUMMARY:Busy")),
+            (
+                t(|t| t.title_template = Some("{title} (work)".into())),
+                &timed,
+                Some("SUMMARY:Dentist\\, Dr. Who (work)"),
+            ),
+            (t(|t| t.exclude_all_day = true), &allday, None),
+            (
+                t(|t| t.exclude_all_day = true),
+                &timed,
+                Some("SUMMARY:Dentist"),
+            ),
+            (
+                t(|t| {
+                    t.exclude_declined = true;
+                    t.self_address = Some("mailto:Me@Example.com".into())
+                }),
+                &declined,
+                None,
+            ),
+            (
+                t(|t| {
+                    t.exclude_declined = true;
+                    t.self_address = Some("x@example.com".into())
+                }),
+                &declined,
+                Some("ATTENDEE"),
+            ),
+            (
+                Transforms {
+                    window: win,
+                    ..Default::default()
+                },
+                &timed,
+                Some("Dentist"),
+            ),
+            (
+                Transforms {
+                    window: win,
+                    ..Default::default()
+                },
+                &far,
+                None,
+            ),
+            (
+                Transforms {
+                    window: win,
+                    ..Default::default()
+                },
+                &weekly_old,
+                Some("RRULE"),
+            ),
+        ];
+        for (t, input, want) in cases {
+            match (render(&t, input, now()), want) {
+                (Rendered::Write(out), Some(has)) => assert!(out.contains(has), "{t:?}: {out}"),
+                (Rendered::Exclude, None) => {}
+                (got, want) => panic!("{t:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        let Rendered::Write(busy) = render(&t(|t| t.busy_only = true), &timed, now()) else {
+            panic!()
+        };
+        for hidden in ["DESCRIPTION", "LOCATION", "Root canal"] {
+            assert!(!busy.contains(hidden), "{busy}");
+        }
+        assert!(busy.contains("DTSTART:20270112T090000Z"));
+    }
+
+    #[test]
+    fn text_values_are_unescaped() {
+        assert_eq!(
+            text_value("SUMMARY:Dentist\\, Dr. Who\r\n"),
+            "Dentist, Dr. Who"
+        );
+        assert_eq!(text_value("SUMMARY;LANGUAGE=\"x:y\":A\\;B\r\n"), "A;B");
+    }
+
+    #[test]
+    fn templates_apply_once() {
+        assert_eq!(templated("{title} (work)", "Lunch"), "Lunch (work)");
+        assert_eq!(templated("{title} (work)", "Lunch (work)"), "Lunch (work)");
+        assert_eq!(templated("[W] {title}", "[W] Lunch"), "[W] Lunch");
+        let t = Transforms {
+            title_template: Some("{title} (work)".into()),
+            ..Default::default()
+        };
+        let once = view(&t, &ev("", "DTSTART:20270112T090000Z"), now()).unwrap();
+        assert_eq!(
+            view(&t, &once, now()),
+            None,
+            "rendering a rendered copy changes nothing"
+        );
+    }
+
+    #[test]
+    fn shielded_fields_keep_the_agreed_value() {
+        let t = Transforms {
+            busy_only: true,
+            ..Default::default()
+        };
+        let base = series(&view(&t, &ev("", "DTSTART:20270112T090000Z"), now()).unwrap());
+        // On the member: the title changed, a description added, and the time moved.
+        let edited = ev("", "DTSTART:20270112T140000Z").replace("Dentist\\, Dr. Who", "Lunch");
+        let out = shield(&t, &series(&edited), &base);
+        assert_eq!(out.summary(), "Busy");
+        assert!(out.master().unwrap().get("DESCRIPTION").is_none());
+        assert!(
+            out.to_ical().contains("DTSTART:20270112T140000Z"),
+            "the time edit stays"
+        );
+        assert_eq!(
+            shield(&Transforms::default(), &series(&edited), &base),
+            series(&edited)
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let bad = [
+            Transforms {
+                title_template: Some("work".into()),
+                ..Default::default()
+            },
+            Transforms {
+                exclude_declined: true,
+                ..Default::default()
+            },
+            Transforms {
+                window: Some(Window {
+                    past_days: 0,
+                    future_days: 0,
+                }),
+                ..Default::default()
+            },
+        ];
+        for t in bad {
+            assert!(t.validate().is_err(), "{t:?}");
+        }
+        assert!(Transforms {
+            busy_only: true,
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
+    }
+}
