@@ -77,5 +77,6 @@ bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events 1000
 
-deploy:
-	cd infra && sam build --template template.yaml && sam deploy --guided
+## deploy: sam build + sam deploy with infra/samconfig.toml (ARGS=--guided the first time)
+deploy: venv
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build && sam deploy $(ARGS)
