@@ -23,6 +23,21 @@ pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port)).await?;
     let srv = ApiServer::start(ctx.clone(), listener, issuer).await?;
     let token = srv.issuer.token(42);
+    // Empty calendars to connect (the README's examples use them).
+    let mut calendars = Vec::new();
+    for server in [
+        crate::fixtures::Server::Radicale,
+        crate::fixtures::Server::Xandikos,
+    ] {
+        let url = server.calendar_url("work");
+        if crate::fixtures::new_calendar(&ctx, server, "work")
+            .await
+            .is_err()
+        {
+            tracing::info!(%url, "calendar exists already");
+        }
+        calendars.push(url);
+    }
     println!("calsync is serving on the local stack (Ctrl-C stops):");
     println!(
         "  API            {}/v1   (OpenAPI: {}/v1/openapi.json)",
@@ -45,6 +60,13 @@ pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
     println!(
         "  queues         drained every second; schedule every {} s",
         every.as_secs()
+    );
+    println!(
+        "  calendars      {} and {} (user {}, password {})",
+        calendars[0],
+        calendars[1],
+        crate::fixtures::USER,
+        crate::fixtures::PASSWORD
     );
     println!();
     println!(

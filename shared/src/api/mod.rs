@@ -107,6 +107,9 @@ pub fn router(state: ApiState) -> Router {
 
 /// The group `group_id` if `caller` owns it; 404 otherwise (also for other users' groups).
 pub async fn owned_group(st: &ApiState, caller: Caller, group_id: &str) -> ApiResult<Group> {
+    if !plausible_id(group_id) {
+        return Err(Problem::not_found(format!("group {group_id:?}")));
+    }
     match st.ctx.store().get_group(group_id).await? {
         Some(g) if g.user_id == caller.0 => Ok(g),
         _ => Err(Problem::not_found(format!("group {group_id:?}"))),
@@ -115,10 +118,19 @@ pub async fn owned_group(st: &ApiState, caller: Caller, group_id: &str) -> ApiRe
 
 /// The link `link_id` if `caller` owns it; 404 otherwise.
 pub async fn owned_link(st: &ApiState, caller: Caller, link_id: &str) -> ApiResult<Link> {
+    if !plausible_id(link_id) {
+        return Err(Problem::not_found(format!("link {link_id:?}")));
+    }
     match st.ctx.store().get_link(link_id).await? {
         Some(l) if l.user_id == caller.0 => Ok(l),
         _ => Err(Problem::not_found(format!("link {link_id:?}"))),
     }
+}
+
+/// Ids calsync issues are 1–200 characters (DynamoDB refuses empty keys): anything else
+/// cannot exist.
+fn plausible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 200
 }
 
 /// Queue one sync-back job for each writable member of the group (read-only feeds and links
