@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build bench deploy stop stack venv unit e2e connect-google
+.PHONY: run serve test lint build bench deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -30,6 +30,24 @@ $(VENV)/.installed: infra/local/requirements.txt
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r infra/local/requirements.txt
 	touch $@
+
+# The AWS SAM CLI pins another boto3 than moto: it gets a virtualenv of its own.
+SAM_VENV := .venv-sam
+sam-venv: $(SAM_VENV)/.installed
+$(SAM_VENV)/.installed: infra/local/requirements-sam.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q -r infra/local/requirements-sam.txt
+	touch $@
+
+## sam-check: `sam validate --lint`, then `sam build` of every function from the repository
+## (x86_64 and a quick release profile here, so that it checks the build, not the optimiser)
+sam-check: venv sam-venv
+	cd infra && AWS_DEFAULT_REGION=us-east-1 ../$(SAM_VENV)/bin/sam validate --lint
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 \
+		CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
+		../$(SAM_VENV)/bin/sam build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/check
+	test -x infra/.aws-sam/check/ApiFunction/bootstrap && test -x infra/.aws-sam/check/SyncWorkerFunction/bootstrap
 
 build:
 	cargo build --workspace --all-targets
@@ -72,11 +90,13 @@ test: venv lint
 	cargo test --workspace --lib --bins
 	cargo test -p calsync --test '*' -- --nocapture
 	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
+	$(MAKE) sam-check
 
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events 1000
 
 ## deploy: sam build + sam deploy with infra/samconfig.toml (ARGS=--guided the first time)
-deploy: venv
-	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build && sam deploy $(ARGS)
+deploy: venv sam-venv
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam build && \
+		PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" sam deploy $(ARGS)

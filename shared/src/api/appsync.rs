@@ -229,7 +229,7 @@ pub async fn handle(st: &ApiState, payload: Value) -> Result<Value, Value> {
     responses(
         (status = 200, description = "`{Status: OK, Statuscode: SU001, Message}`"),
         (status = 403, description = "`userId` is not the caller (ER003)"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn autosync(

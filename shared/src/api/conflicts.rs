@@ -27,8 +27,8 @@ use crate::store::StoreError;
     params(("group_id" = String, Path, description = "Sync group id")),
     responses(
         (status = 200, description = "`{conflicts: [{event_id, link_id, hub, remote, detail}]}`"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn list(
@@ -87,9 +87,9 @@ pub struct Resolve {
     request_body = Resolve,
     responses(
         (status = 200, description = "The resolved hub event; pushed to every member"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn resolve(
@@ -128,9 +128,10 @@ pub async fn resolve(
         .ok_or_else(|| Problem::not_found(format!("event {event_id:?}")))?;
     let parse = |text: &str| EventSeries::parse_single(event_id, text).ok();
     let hub_series = parse(&hub.ical).ok_or_else(|| Problem::internal("unreadable hub event"))?;
-    let chosen: EventSeries = match (r.keep.as_deref(), &r.event, &r.ical) {
-        (Some("hub"), None, None) => hub_series.clone(),
-        (Some("remote"), None, None) => {
+    let merged = formats::event_member(r.event.as_ref(), r.ical.as_deref(), event_id, "")?;
+    let chosen: EventSeries = match (r.keep.as_deref(), merged) {
+        (Some("hub"), None) => hub_series.clone(),
+        (Some("remote"), None) => {
             let remotes: Vec<EventSeries> = conflicts
                 .iter()
                 .filter_map(|m| m.conflict_remote.as_deref().and_then(parse))
@@ -147,17 +148,13 @@ pub async fn resolve(
             }
             first
         }
-        (Some(other), None, None) => {
+        (Some(other), None) => {
             return Err(Problem::invalid_field(
                 "/keep",
                 format!("expected hub or remote, got {other:?}"),
             ))
         }
-        (None, Some(js), None) => {
-            let ical = formats::from_jscalendar(js.clone(), event_id, "/event")?;
-            formats::parse_ical(&ical, event_id, "/event")?
-        }
-        (None, None, Some(text)) => formats::parse_ical(text, event_id, "/ical")?,
+        (None, Some(series)) => series,
         _ => {
             return Err(Problem::invalid_field(
                 "/",

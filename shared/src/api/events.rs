@@ -227,10 +227,10 @@ fn answer(status: StatusCode, ev: &HubEvent, fmt: Format, doc: Value) -> Respons
     responses(
         (status = 201, description = "Created; `ETag` header"),
         (status = 200, description = "Updated, or unchanged (same content: nothing pushed)"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match / If-None-Match did not hold", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::PreconditionFailed,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn put(
@@ -264,8 +264,8 @@ pub async fn put(
     params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application")),
     responses(
         (status = 200, description = "The event (JSON with JSCalendar and per-link status; or by `Accept`: JSCalendar, iCalendar)"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn get(
@@ -310,9 +310,9 @@ pub async fn get(
     params(("group_id" = String, Path, description = "Sync group id"), ("event_id" = String, Path, description = "Event id (the iCalendar UID), chosen by the application"), ("If-Match" = Option<String>, Header, description = "ETag of the version deleted")),
     responses(
         (status = 204, description = "Deleted everywhere (idempotent)"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match did not hold", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::PreconditionFailed,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn delete(
@@ -376,9 +376,9 @@ fn limit_of(v: Option<usize>) -> ApiResult<usize> {
     params(("group_id" = String, Path, description = "Sync group id"), ListQuery),
     responses(
         (status = 200, description = "`{events: [...], cursor}` in event id order"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn list(
@@ -484,9 +484,9 @@ pub struct ChangesQuery {
     params(("group_id" = String, Path, description = "Sync group id"), ChangesQuery),
     responses(
         (status = 200, description = "`{changes: [...], cursor, more}`, tombstones included"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn changes(
@@ -573,19 +573,18 @@ async fn batch_item(
     };
     match item.op.as_str() {
         "upsert" => {
-            let series = match (&item.event, &item.ical) {
-                (Some(js), None) => {
-                    let ical = formats::from_jscalendar(js.clone(), &item.event_id, &at("event"))?;
-                    formats::parse_ical(&ical, &item.event_id, &at("event"))?
-                }
-                (None, Some(text)) => formats::parse_ical(text, &item.event_id, &at("ical"))?,
-                _ => {
-                    return Err(Problem::invalid_field(
-                        &format!("/items/{i}"),
-                        "an upsert needs exactly one of event (JSCalendar) or ical",
-                    ))
-                }
-            };
+            let series = formats::event_member(
+                item.event.as_ref(),
+                item.ical.as_deref(),
+                &item.event_id,
+                &format!("/items/{i}"),
+            )?
+            .ok_or_else(|| {
+                Problem::invalid_field(
+                    &format!("/items/{i}"),
+                    "an upsert needs event (JSCalendar) or ical",
+                )
+            })?;
             upsert(store, group_id, &series, pre).await
         }
         "delete" => remove(store, group_id, &item.event_id, pre).await,
@@ -607,9 +606,9 @@ async fn batch_item(
     request_body = Batch,
     responses(
         (status = 207, description = "`{results: [{event_id, status, etag | problem}]}`"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn batch(

@@ -145,6 +145,30 @@ fn with_dtstamp(text: &str) -> String {
     out
 }
 
+/// The event a JSON body member holds: `event` (a JSCalendar object) or `ical` (text), both
+/// found under the JSON pointer `at` (`/items/3`, or empty for the body). `None` when the body
+/// has neither; both at once is 422.
+pub fn event_member(
+    event: Option<&Value>,
+    ical: Option<&str>,
+    uid: &str,
+    at: &str,
+) -> Result<Option<EventSeries>, Problem> {
+    match (event, ical) {
+        (None, None) => Ok(None),
+        (Some(js), None) => {
+            let pointer = format!("{at}/event");
+            let text = from_jscalendar(js.clone(), uid, &pointer)?;
+            parse_ical(&text, uid, &pointer).map(Some)
+        }
+        (None, Some(text)) => parse_ical(text, uid, &format!("{at}/ical")).map(Some),
+        (Some(_), Some(_)) => Err(Problem::invalid_field(
+            if at.is_empty() { "/" } else { at },
+            "give event (JSCalendar) or ical, not both",
+        )),
+    }
+}
+
 /// One event series from VCALENDAR text whose UID must be `uid` (422 at `pointer` otherwise).
 pub fn parse_ical(text: &str, uid: &str, pointer: &str) -> Result<EventSeries, Problem> {
     let at = if pointer.is_empty() { "/" } else { pointer };

@@ -31,7 +31,7 @@ pub struct NewGroup {
     tag = "groups",
     responses(
         (status = 200, description = "The caller's groups: `{groups: [{group_id, name, created_ms}]}`"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn list(State(st): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -52,8 +52,8 @@ pub async fn list(State(st): State<ApiState>, caller: Caller) -> ApiResult<Json<
     request_body = NewGroup,
     responses(
         (status = 201, description = "The new group"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn create(
@@ -90,8 +90,8 @@ pub async fn create(
     params(("group_id" = String, Path, description = "Sync group id")),
     responses(
         (status = 200, description = "The group and its links"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn get(
@@ -116,8 +116,8 @@ pub async fn get(
     params(("group_id" = String, Path, description = "Sync group id")),
     responses(
         (status = 204, description = "Links disconnected, hub events removed; copies on the members stay"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn delete(

@@ -99,9 +99,9 @@ fn caldav_problem(e: ProviderError) -> Problem {
     request_body = NewLink,
     responses(
         (status = 201, description = "The link; its first sync is queued"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn create(
@@ -305,9 +305,9 @@ pub struct OAuthStart {
     request_body = OAuthStart,
     responses(
         (status = 200, description = "`{consent_url}`: send the user's browser there (single use, 10 minutes)"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn oauth_start(
@@ -349,8 +349,8 @@ pub async fn oauth_start(
     params(("group_id" = String, Path, description = "Sync group id")),
     responses(
         (status = 200, description = "`{links: [...]}`"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn list(
@@ -375,8 +375,8 @@ pub async fn list(
     params(("link_id" = String, Path, description = "Link id")),
     responses(
         (status = 200, description = "The link: provider, status, reason, frequency, policy, brake"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn get(
@@ -423,9 +423,9 @@ pub struct LinkPatch {
     request_body = LinkPatch,
     responses(
         (status = 200, description = "The changed link"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn patch(
@@ -557,8 +557,8 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     params(("link_id" = String, Path, description = "Link id")),
     responses(
         (status = 204, description = "Push channels stopped, grant revoked, secret and mappings deleted; the copies stay"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn delete(
@@ -581,8 +581,8 @@ pub async fn delete(
     params(("link_id" = String, Path, description = "Link id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
     responses(
         (status = 202, description = "A pull is queued"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn sync_now(
@@ -623,9 +623,9 @@ pub struct RunsQuery {
     params(("link_id" = String, Path, description = "Link id"), RunsQuery),
     responses(
         (status = 200, description = "`{runs: [run records, newest first], cursor}`"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A bad input, named in `errors`", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn runs(
@@ -661,8 +661,8 @@ pub async fn runs(
     params(("link_id" = String, Path, description = "Link id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
     responses(
         (status = 202, description = "The next pull applies the held deletions once"),
-        (status = 404, description = "Not found, or another user's", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = crate::api::openapi::ProblemDoc, content_type = "application/problem+json")
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
     ),
 )]
 pub async fn release_deletions(

@@ -38,6 +38,30 @@ pub struct InputErrorDoc {
     header: Option<String>,
 }
 
+/// No valid bearer token (RFC 6750; `WWW-Authenticate: Bearer`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+#[response(status = 401, content_type = "application/problem+json")]
+pub struct Unauthorized(#[to_schema] ProblemDoc);
+
+/// Not found, or another user's (the two are not told apart).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+#[response(status = 404, content_type = "application/problem+json")]
+pub struct NotFound(#[to_schema] ProblemDoc);
+
+/// A bad input, named in `errors`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+#[response(status = 422, content_type = "application/problem+json")]
+pub struct Invalid(#[to_schema] ProblemDoc);
+
+/// `If-Match` / `If-None-Match` did not hold.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+#[response(status = 412, content_type = "application/problem+json")]
+pub struct PreconditionFailed(#[to_schema] ProblemDoc);
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

@@ -119,46 +119,9 @@ pub enum Rendered {
     Exclude,
 }
 
-/// RFC 5545 §3.3.11 TEXT escaping.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace(';', "\\;")
-        .replace(',', "\\,")
-        .replace('\n', "\\n")
-}
-
-/// The unescaped TEXT value of a content line (`NAME;PARAM="a:b":value\r\n`).
-fn text_value(line: &str) -> String {
-    let mut quoted = false;
-    let start = line
-        .char_indices()
-        .find(|(_, c)| {
-            if *c == '"' {
-                quoted = !quoted;
-            }
-            *c == ':' && !quoted
-        })
-        .map_or(line.len(), |(i, _)| i + 1);
-    let raw = line[start..].trim_end_matches(['\r', '\n']);
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') | Some('N') => out.push('\n'),
-                Some(o) => out.push(o),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// `SUMMARY` content line for `title`.
 fn summary_line(title: &str) -> String {
-    format!("SUMMARY:{}\r\n", escape(title))
+    format!("SUMMARY:{}\r\n", crate::ical::text::escape(title))
 }
 
 /// The title `template` makes of `title`; a title that already has the template's form is
@@ -238,7 +201,7 @@ pub fn render(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Rendered {
                 let title = fields
                     .get("SUMMARY")
                     .and_then(|l| l.first())
-                    .map(|l| text_value(l))
+                    .map(|l| crate::ical::text::line_value(l))
                     .unwrap_or_default();
                 fields.insert(
                     "SUMMARY".into(),
@@ -405,15 +368,6 @@ SUMMARY:Dentist\\, Dr. Who\r\nDESCRIPTION:Root canal\r\nLOCATION:Main St 1\r\n{e
             assert!(!busy.contains(hidden), "{busy}");
         }
         assert!(busy.contains("DTSTART:20270112T090000Z"));
-    }
-
-    #[test]
-    fn text_values_are_unescaped() {
-        assert_eq!(
-            text_value("SUMMARY:Dentist\\, Dr. Who\r\n"),
-            "Dentist, Dr. Who"
-        );
-        assert_eq!(text_value("SUMMARY;LANGUAGE=\"x:y\":A\\;B\r\n"), "A;B");
     }
 
     #[test]

@@ -134,32 +134,7 @@ fn parse_line(l: &str) -> Option<Line> {
     })
 }
 
-/// RFC 5545 §3.3.11 TEXT unescaping.
-pub fn unescape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') | Some('N') => out.push('\n'),
-                Some(o) => out.push(o),
-                None => {}
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// RFC 5545 §3.3.11 TEXT escaping.
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace(';', "\\;")
-        .replace(',', "\\,")
-        .replace("\r\n", "\\n")
-        .replace('\n', "\\n")
-}
+pub use crate::ical::text::{escape, unescape};
 
 fn param_value(v: &str) -> String {
     if v.contains([',', ';', ':']) {

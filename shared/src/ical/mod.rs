@@ -13,6 +13,8 @@
 //! servers and clients rewrite without a user edit ([`VOLATILE`]) are kept but ignored when
 //! comparing content.
 
+pub mod text;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
