@@ -84,13 +84,14 @@ lint: venv
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(VENV)/bin/openapi-spec-validator docs/openapi.json
 
-## test: lint, unit and corpus tests, then the integration tests against a fresh local stack
+## test: lint, sam validate + sam build, unit and corpus tests, then the integration tests
+## against a fresh local stack
 test: venv lint
 	cargo build --workspace --all-targets
+	$(MAKE) sam-check
 	cargo test --workspace --lib --bins
 	cargo test -p calsync --test '*' -- --nocapture
 	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
-	$(MAKE) sam-check
 
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local

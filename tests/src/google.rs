@@ -313,6 +313,7 @@ fn client_json(emu_url: &str, redirect: &str) -> serde_json::Value {
         "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
         "auth_uri": format!("{emu_url}/o/oauth2/v2/auth"),
         "token_uri": format!("{emu_url}/token"),
+        "revoke_uri": format!("{emu_url}/revoke"),
         "redirect_uri": redirect,
         "api_root": format!("{emu_url}/calendar/v3"),
     })

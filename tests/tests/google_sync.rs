@@ -935,3 +935,83 @@ async fn a_consent_finishes_only_in_the_browser_that_began_it() {
         "nothing connected"
     );
 }
+
+/// Disconnecting a Google calendar through the API stops its push channel at Google, revokes
+/// the grant (RFC 7009 at the revocation endpoint) and deletes the token secret; the copies
+/// stay in Google.
+#[tokio::test]
+async fn disconnecting_google_stops_the_channel_and_revokes_the_grant() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let user = 89_001 + (uuid::Uuid::now_v7().as_u128() % 1_000) as i64;
+    let link = lg
+        .connect("gone-group", user, "gone@example.com", "gone")
+        .await
+        .expect("connect");
+    fixtures::sync_link(&lg.ctx, &link.link_id)
+        .await
+        .expect("sync");
+    let arn = link.secret_arn.clone().expect("token secret");
+    let refresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .unwrap()
+        .refresh_token
+        .expect("refresh token");
+    let channels = |ctx: calsync::config::Ctx, id: String| async move {
+        ctx.store()
+            .all_channels()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.link_id == id)
+            .count()
+    };
+    assert_eq!(channels(lg.ctx.clone(), link.link_id.clone()).await, 1);
+    let srv = calsync_e2e::api::ApiServer::start_local(lg.ctx.clone())
+        .await
+        .unwrap();
+    let gone = srv
+        .as_user(user)
+        .delete(&format!("/v1/links/{}", link.link_id))
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(
+        channels(lg.ctx.clone(), link.link_id.clone()).await,
+        0,
+        "channel record gone"
+    );
+    let stats: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["revocations"], 1, "{stats}");
+    let client = calsync::oauth::load_client(&lg.ctx).await.unwrap();
+    let again = calsync::oauth::refresh(&lg.ctx.clients.http, &client, &refresh).await;
+    assert!(
+        again.is_err_and(|e| e.needs_reconnect()),
+        "the grant is revoked"
+    );
+    assert!(
+        lg.ctx
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .is_err(),
+        "secret deleted"
+    );
+    assert!(lg
+        .ctx
+        .store()
+        .get_link(&link.link_id)
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -255,6 +255,7 @@ fn router(inner: Shared) -> axum::Router {
         )
         .route("/o/oauth2/v2/auth", get(oauth::authorize))
         .route("/token", post(oauth::token))
+        .route("/revoke", post(oauth::revoke))
         .route("/emulator/oauth/clients", post(oauth::control_client))
         .route("/emulator/oauth/revoke", post(oauth::control_revoke))
         .route("/emulator/oauth/stats", get(oauth::control_stats))

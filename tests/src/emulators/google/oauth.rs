@@ -13,6 +13,8 @@
 //!   (Google does not rotate); a revoked or unknown refresh token is 400
 //!   `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`;
 //!   a wrong client secret is 401 `invalid_client`.
+//! - `POST /revoke` (`token=`): Google's revocation endpoint (RFC 7009); 400 `invalid_token`
+//!   for an unknown or revoked token.
 //! - Control: `POST /emulator/oauth/clients`, `POST /emulator/oauth/revoke`,
 //!   `GET /emulator/oauth/stats` (refresh grants served).
 
@@ -59,6 +61,7 @@ pub(super) struct OAuth {
     refresh: HashMap<String, RefreshGrant>,
     access: HashMap<String, Instant>,
     refresh_grants: u64,
+    revocations: u64,
 }
 
 impl OAuth {
@@ -252,6 +255,45 @@ pub(super) async fn control_client(State(st): State<Shared>, Json(b): Json<Value
     StatusCode::CREATED.into_response()
 }
 
+/// `POST /revoke` (`token` in the form body or the query), Google's token revocation
+/// endpoint (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke,
+/// RFC 7009): revoking a refresh token ends the grant and its access tokens; revoking an
+/// access token ends it (the emulator does not tie access tokens to grants, so all of them
+/// end, as `control_revoke` does). Unknown or already revoked: 400 `invalid_token`.
+pub(super) async fn revoke(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    s.oauth.revocations += 1;
+    let token = f
+        .get("token")
+        .or_else(|| q.get("token"))
+        .cloned()
+        .unwrap_or_default();
+    let known_refresh = s.oauth.refresh.get_mut(&token).filter(|g| !g.revoked);
+    let ok = match known_refresh {
+        Some(g) => {
+            g.revoked = true;
+            true
+        }
+        None => s.oauth.access.remove(&token).is_some(),
+    };
+    if ok {
+        s.oauth.access.clear();
+        StatusCode::OK.into_response()
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": "invalid_token", "error_description": "Token expired or revoked"}),
+            ),
+        )
+            .into_response()
+    }
+}
+
 /// `{"refresh_token": "..."}`: the user revokes the grant (its access tokens stop working too).
 pub(super) async fn control_revoke(State(st): State<Shared>, Json(b): Json<Value>) -> Response {
     let mut s = st.lock().expect("emulator lock");
@@ -270,5 +312,6 @@ pub(super) async fn control_revoke(State(st): State<Shared>, Json(b): Json<Value
 
 pub(super) async fn control_stats(State(st): State<Shared>) -> Response {
     let s = st.lock().expect("emulator lock");
-    Json(json!({"refresh_grants": s.oauth.refresh_grants})).into_response()
+    Json(json!({"refresh_grants": s.oauth.refresh_grants, "revocations": s.oauth.revocations}))
+        .into_response()
 }
