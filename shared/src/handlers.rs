@@ -14,6 +14,8 @@ use crate::queue::{QueueKind, SyncJob};
 const LEASE_SECS: i64 = 900;
 /// Trigger of the pull a push asks for after a precondition failure; such pulls re-enumerate.
 pub const RETRY: &str = "retry";
+/// How often a link with a time window gets a push without changes (seconds).
+const WINDOW_RECHECK_SECS: i64 = 86_400;
 /// Run records expire after this many seconds (TTL).
 const RUN_TTL_SECS: i64 = 30 * 86400;
 
@@ -250,7 +252,20 @@ async fn run_leased(
                 }
             }
         }
-        if p.self_pending {
+        // A time window moves with the days: once a day, push even without changes so that
+        // events entering or leaving the window arrive on (or leave) the member.
+        let window_due = !link.read_only()
+            && link.transforms.window.is_some()
+            && now_secs() - link.window_checked_at >= WINDOW_RECHECK_SECS;
+        if window_due {
+            store
+                .update_link_fields(
+                    &link.link_id,
+                    vec![("window_checked_at", store.attr(now_secs())?)],
+                )
+                .await?;
+        }
+        if p.self_pending || window_due {
             jobs.push(SyncJob::coalesced(&link.link_id, "sync-back", &run.run_id));
         }
         queues.send(QueueKind::SyncBack, &jobs).await?;

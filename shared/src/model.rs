@@ -131,6 +131,11 @@ pub struct Link {
     /// What this member gets of each event ([`crate::engine::transform`]).
     #[serde(default)]
     pub transforms: crate::engine::transform::Transforms,
+    /// When a push last re-applied the link's time window (epoch seconds, UTC): the window
+    /// moves with the days, so a pull queues such a push once a day even when nothing
+    /// changed.
+    #[serde(default)]
+    pub window_checked_at: i64,
 }
 
 impl Link {
@@ -163,6 +168,7 @@ impl Link {
             covered_push_seq: 0,
             consecutive_failures: 0,
             transforms: Default::default(),
+            window_checked_at: 0,
         }
     }
 

@@ -226,3 +226,83 @@ async fn transformed_members_hold_their_view_and_edits_there_keep_hidden_fields(
     sorted.sort();
     assert_eq!(sorted, ["Conference", "Dentist", "Holiday"]);
 }
+
+/// The window moves with the days: a pull of a windowed link queues, once a day, a push that
+/// removes the events that left the window and writes those that entered it (simulated here
+/// by moving the window under the link, as the passing days would).
+#[tokio::test]
+async fn a_moving_window_is_applied_once_a_day_without_changes() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(5_100_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000) as i64);
+    let name = unique("win");
+    let cal = new_calendar(&ctx, Server::Xandikos, &name).await.unwrap();
+    let group = api.create_group("window").await.unwrap();
+    let link = connect(&api, &group, &cal, "windowed").await;
+    let p = api
+        .patch(
+            &format!("/v1/links/{link}"),
+            &json!({"transforms": {"window": {"past_days": 7, "future_days": 30}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    let old = event(
+        "win-old",
+        "Old",
+        &format!("DTSTART:{}", at(-3, 9)),
+        &format!("DTEND:{}", at(-3, 10)),
+    );
+    let later = event(
+        "win-later",
+        "Later",
+        &format!("DTSTART:{}", at(45, 9)),
+        &format!("DTEND:{}", at(45, 10)),
+    );
+    for (id, ical) in [("win-old", &old), ("win-later", &later)] {
+        assert_eq!(
+            api.put_ical(&format!("/v1/groups/{group}/events/{id}"), ical, &[])
+                .await
+                .unwrap()
+                .status,
+            201
+        );
+    }
+    runner::drain(&ctx).await.unwrap();
+    let uids = |ctx: calsync::config::Ctx, url: String| async move {
+        fixtures::events_in(&ctx, &url)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s.uid)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uids(ctx.clone(), cal.clone()).await, ["win-old"]);
+    // Days later: the old event has left the window and the later one entered it, and the
+    // day's check is due. Nothing changed in the hub or on the member.
+    let store = ctx.store();
+    let mut l = store.get_link(&link).await.unwrap().unwrap();
+    l.transforms.window = Some(calsync::engine::transform::Window {
+        past_days: 1,
+        future_days: 60,
+    });
+    l.window_checked_at = 0;
+    store.put_link(&l).await.unwrap();
+    fixtures::sync_link(&ctx, &link).await.unwrap();
+    assert_eq!(
+        uids(ctx.clone(), cal.clone()).await,
+        ["win-later"],
+        "the window moved without a change"
+    );
+    assert_eq!(
+        api.get(&format!("/v1/groups/{group}/events/win-old"))
+            .await
+            .unwrap()
+            .body["deleted"],
+        false,
+        "the hub keeps it"
+    );
+    // Within the same day another pull pushes nothing.
+    let stats = fixtures::sync_link(&ctx, &link).await.unwrap();
+    assert_eq!(stats.pushes, 0, "one window push a day: {stats:?}");
+}
