@@ -83,13 +83,16 @@ pub fn router(state: ApiState) -> Router {
             "/v1/links/{link_id}/release-deletions",
             post(links::release_deletions),
         )
-        .route("/v1/groups/{group_id}/events", get(events::list))
-        .route("/v1/groups/{group_id}/events:batch", post(events::batch))
+        .route("/v1/groups/{group_id}/events", get(events::pages::list))
+        .route(
+            "/v1/groups/{group_id}/events:batch",
+            post(events::batch::batch),
+        )
         .route(
             "/v1/groups/{group_id}/events/{event_id}",
             put(events::put).get(events::get).delete(events::delete),
         )
-        .route("/v1/groups/{group_id}/changes", get(events::changes))
+        .route("/v1/groups/{group_id}/changes", get(events::pages::changes))
         .route("/v1/groups/{group_id}/conflicts", get(conflicts::list))
         .route(
             "/v1/groups/{group_id}/conflicts/{action}",

@@ -36,10 +36,17 @@ pub async fn push(
     // Plan: which writes this link needs.
     let mut plan: Vec<(HubEvent, Mapping, Planned)> = Vec::new();
     let now = chrono::Utc::now();
+    let t = &link.transforms;
     for mut ev in events {
         let m = maps.remove(&ev.uid);
-        if !ev.deleted && !link.transforms.is_identity() {
-            match transform::render(&link.transforms, &ev.ical, now) {
+        // Rendering parses (and for a window expands) the event: only for events owed a
+        // write, or, where the transforms can leave events out, for every live event (its
+        // inclusion can change with the days).
+        let owed = m
+            .as_ref()
+            .is_none_or(|m| m.href.is_none() || m.synced_version < ev.version);
+        if !ev.deleted && !t.is_identity() && (owed || t.may_exclude()) {
+            match transform::render(t, &ev.ical, now) {
                 transform::Rendered::Write(shown) => ev.ical = shown,
                 transform::Rendered::Exclude => {
                     if m.as_ref()
@@ -73,11 +80,10 @@ pub async fn push(
             plan.push((ev, m, Planned::Delete));
             continue;
         }
-        let needs_create = m.as_ref().is_none_or(|m| m.href.is_none());
-        let needs_update = m.as_ref().is_some_and(|m| m.synced_version < ev.version);
-        if !needs_create && !needs_update {
+        if !owed {
             continue;
         }
+        let needs_create = m.as_ref().is_none_or(|m| m.href.is_none());
         let mapping = m.unwrap_or_else(|| Mapping::new(&link.link_id, &ev.uid));
         let kind = if needs_create {
             Planned::Create

@@ -70,6 +70,11 @@ impl Transforms {
         *self == Transforms::default()
     }
 
+    /// Can these transforms leave events out of the member (rather than only rewrite them)?
+    pub fn may_exclude(&self) -> bool {
+        self.exclude_all_day || self.exclude_declined || self.window.is_some()
+    }
+
     /// Check the settings.
     ///
     /// Errors: `(JSON pointer, reason)` of the first bad member.

@@ -1,0 +1,318 @@
+//! Connecting a calendar: CalDAV / iCloud (the server asked first, through discovery when
+//! the URL is no calendar), ICS feeds (read once), and the Google consent URL.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::link_json;
+use crate::api::settings::frequency_secs;
+use crate::api::{owned_group, ApiResult, ApiState, Caller, Problem};
+use crate::model::{ConflictPolicy, Link, ProviderKind};
+use crate::provider::caldav::CalDav;
+use crate::provider::{ics::IcsFeed, redacted, Provider, ProviderError};
+use crate::queue::{QueueKind, SyncJob};
+
+/// iCloud's CalDAV entry point (discovery starts here when no URL is given).
+pub const ICLOUD_CALDAV: &str = "https://caldav.icloud.com/";
+
+/// Body of `POST /v1/groups/{group_id}/links`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLink {
+    /// `caldav`, `icloud` or `ics` (Google: `POST …/links/oauth/google`).
+    pub provider: String,
+    /// CalDAV: a calendar collection URL, or an account / server URL to discover from
+    /// (iCloud: optional, default [`ICLOUD_CALDAV`]); ICS: the feed URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// CalDAV: the account name (Apple ID for iCloud).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// CalDAV: the password (iCloud: an app-specific password from appleid.apple.com).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
+    /// CalDAV: which discovered calendar (display name or URL) when `url` is no calendar.
+    #[serde(default)]
+    pub calendar: Option<String>,
+    /// Name shown to the user.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// See [`frequency_secs`]; default hourly.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "hourly")]
+    pub frequency: Option<Value>,
+    /// `merge` (default), `prefer-hub`, `prefer-remote`, `manual`.
+    #[serde(default)]
+    pub conflict_policy: Option<String>,
+}
+
+fn caldav_problem(e: ProviderError) -> Problem {
+    match e {
+        ProviderError::Unauthorized(_) => Problem::invalid_field(
+            "/password",
+            "the server refused the username or password (HTTP 401); iCloud needs an app-specific password",
+        ),
+        other => Problem::invalid_field("/url", format!("the CalDAV server answered: {other}")),
+    }
+}
+
+/// `POST /v1/groups/{group_id}/links`: connect a CalDAV / iCloud calendar or an ICS feed.
+/// The server is asked first (a refused password or a URL that is no calendar answers 422
+/// with its reason, and nothing is stored); the password and the feed address go to Secrets
+/// Manager; the first sync is queued. 201 with the link.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/links",
+    operation_id = "createLink",
+    tag = "links",
+    params(("group_id" = String, Path, description = "Sync group id"), ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h; another body with the same key is 422")),
+    request_body = NewLink,
+    responses(
+        (status = 201, description = "The link; its first sync is queued"),
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
+    ),
+)]
+pub async fn create(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    owned_group(&st, caller, &group_id).await?;
+    let b: NewLink = serde_json::from_slice(&body)
+        .map_err(|e| Problem::invalid_field("/", format!("not a link: {e}")))?;
+    let frequency = b
+        .frequency
+        .as_ref()
+        .map(frequency_secs)
+        .transpose()
+        .map_err(|e| Problem::invalid_field("/frequency", e))?;
+    let policy: Option<ConflictPolicy> =
+        b.conflict_policy
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| Problem::invalid_field("/conflict_policy", e))?;
+    let link_id = format!("lnk-{}", uuid::Uuid::now_v7().simple());
+    let ctx = &st.ctx;
+    let (mut link, secret_name, secret) =
+        match b.provider.as_str() {
+            "caldav" | "icloud" => {
+                let url = match (&b.url, b.provider.as_str()) {
+                    (Some(u), _) => u.clone(),
+                    (None, "icloud") => ICLOUD_CALDAV.to_string(),
+                    (None, _) => return Err(Problem::invalid_field("/url", "is required")),
+                };
+                let username = b
+                    .username
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| Problem::invalid_field("/username", "is required"))?;
+                let password = b
+                    .password
+                    .clone()
+                    .ok_or_else(|| Problem::invalid_field("/password", "is required"))?;
+                let client = CalDav::new(
+                    ctx.clients.http.clone(),
+                    &url,
+                    &username,
+                    password.clone(),
+                    false,
+                )
+                .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
+                let cal = match client.probe().await.map_err(caldav_problem)? {
+                    Some(c) => c,
+                    None => {
+                        let found = client.discover(&url).await.map_err(caldav_problem)?;
+                        let pick = b.calendar.as_deref().and_then(|want| {
+                            found
+                                .iter()
+                                .find(|c| c.display_name == want || c.url == want)
+                                .cloned()
+                        });
+                        match pick {
+                            Some(c) => c,
+                            None => {
+                                let mut names: Vec<String> = found
+                                    .iter()
+                                    .take(20)
+                                    .map(|c| format!("{:?} ({})", c.display_name, c.url))
+                                    .collect();
+                                if found.len() > 20 {
+                                    names.push(format!("and {} more", found.len() - 20));
+                                }
+                                let pointer = if b.calendar.is_some() {
+                                    "/calendar"
+                                } else {
+                                    "/url"
+                                };
+                                return Err(Problem::invalid_field(
+                                    pointer,
+                                    format!(
+                                    "not a calendar collection; choose one with \"calendar\": {}",
+                                    if names.is_empty() {
+                                        "the account has no calendars".into()
+                                    } else {
+                                        names.join(", ")
+                                    }
+                                ),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let mut link = Link::new(
+                    &link_id,
+                    &group_id,
+                    caller.0,
+                    ProviderKind::Caldav,
+                    &cal.url,
+                );
+                link.display_name =
+                    b.display_name
+                        .clone()
+                        .unwrap_or(if cal.display_name.is_empty() {
+                            "CalDAV".into()
+                        } else {
+                            cal.display_name.clone()
+                        });
+                let secret = {
+                    use secrecy::ExposeSecret;
+                    json!({"username": username, "password": password.expose_secret()})
+                };
+                (
+                    link,
+                    format!("{}/caldav/{link_id}", ctx.config.stack),
+                    secret,
+                )
+            }
+            "ics" => {
+                let url = b
+                    .url
+                    .clone()
+                    .ok_or_else(|| Problem::invalid_field("/url", "is required"))?;
+                let feed = IcsFeed::new(ctx.clients.http.clone(), &url)
+                    .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
+                if let Err(e) = feed.pull(None).await {
+                    return Err(Problem::invalid_field(
+                        "/url",
+                        format!("the feed could not be read: {e}"),
+                    ));
+                }
+                let mut link = Link::new(
+                    &link_id,
+                    &group_id,
+                    caller.0,
+                    ProviderKind::Ics,
+                    &redacted(&url),
+                );
+                link.display_name = b
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| "Subscription".into());
+                (
+                    link,
+                    format!("{}/ics/{link_id}", ctx.config.stack),
+                    json!({"url": url}),
+                )
+            }
+            "google" => return Err(Problem::invalid_field(
+                "/provider",
+                "Google calendars connect through POST /v1/groups/{group_id}/links/oauth/google",
+            )),
+            other => {
+                return Err(Problem::invalid_field(
+                    "/provider",
+                    format!("expected caldav, icloud or ics, got {other:?}"),
+                ))
+            }
+        };
+    if let Some(f) = frequency {
+        link.frequency_secs = f;
+    }
+    if let Some(p) = policy {
+        link.conflict_policy = p;
+    }
+    let arn = crate::secrets::put_json(&ctx.clients.secrets, &secret_name, &secret)
+        .await
+        .map_err(Problem::internal)?;
+    link.secret_arn = Some(arn);
+    ctx.store().put_link(&link).await?;
+    ctx.queues()
+        .send(
+            QueueKind::SyncJobs,
+            &[SyncJob::unique(&link.link_id, "connected")],
+        )
+        .await
+        .map_err(Problem::internal)?;
+    tracing::info!(link = %link.link_id, group = %group_id, provider = ?link.provider, "calendar connected");
+    Ok((StatusCode::CREATED, Json(link_json(&link))).into_response())
+}
+
+/// Body of `POST …/links/oauth/{provider}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthStart {
+    /// Google calendar id (default `primary`).
+    #[serde(default)]
+    pub calendar_id: Option<String>,
+    /// Name shown to the user.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// `POST /v1/groups/{group_id}/links/oauth/{provider}`: `{consent_url}` for the caller and
+/// this group. Send the user's browser there: it is bound to that browser by a cookie, and
+/// the consent is single-use and expires in 10 minutes.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group_id}/links/oauth/{provider}",
+    operation_id = "startOAuth",
+    tag = "links",
+    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "`google`")),
+    request_body = OAuthStart,
+    responses(
+        (status = 200, description = "`{consent_url}`: send the user's browser there (single use, 10 minutes)"),
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Invalid,
+        crate::api::openapi::Unauthorized
+    ),
+)]
+pub async fn oauth_start(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path((group_id, provider)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    owned_group(&st, caller, &group_id).await?;
+    if provider != "google" {
+        return Err(Problem::invalid_parameter(
+            "provider",
+            format!("expected google, got {provider:?}"),
+        ));
+    }
+    let b: OAuthStart = if body.is_empty() {
+        OAuthStart::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Problem::invalid_field("/", e.to_string()))?
+    };
+    let req = crate::connect::ConnectRequest {
+        group_id,
+        user_id: caller.0,
+        calendar_id: b.calendar_id.unwrap_or_else(|| "primary".into()),
+        display_name: b.display_name.unwrap_or_else(|| "Google".into()),
+    };
+    let url = crate::connect::start(&st.ctx, &req)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(Json(json!({"consent_url": url})))
+}
