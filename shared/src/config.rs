@@ -21,7 +21,8 @@ pub struct Config {
     pub sync_jobs_queue: String,
     /// FIFO queue of push (sync-back) jobs.
     pub sync_back_queue: String,
-    /// Google push channels table (channel_id), see [`crate::push`].
+    /// Push channels table (channel_id): Google channels, Graph subscriptions
+    /// ([`crate::push`]).
     pub channels_table: String,
     /// Pending OAuth consents table (state), TTL `expires_at`, see [`crate::connect`].
     pub oauth_states_table: String,
@@ -33,11 +34,10 @@ pub struct Config {
     pub stack: String,
     /// EventBridge bus of the application's notifications (`<stack>-bus`, [`crate::notify`]).
     pub event_bus: String,
-    /// Secrets Manager name of the Google OAuth client (`<stack>/google-oauth-client`).
-    pub google_client_secret: String,
-    /// Public URL of the webhook receiver's Google route (`CALSYNC_WEBHOOK_URL`), where
-    /// push channels deliver; `None`: no push channels, schedule only.
-    pub webhook_url: Option<String>,
+    /// Public base URL of the webhook receiver (`CALSYNC_WEBHOOK_URL`, the HTTP API's URL):
+    /// providers deliver to `<base>/webhooks/<slug>` ([`Config::webhook_url`]); `None`: no
+    /// push channels, schedule only.
+    pub webhook_base: Option<String>,
     /// Seconds a push run may write before it stops after the current chunk and queues its
     /// own continuation (`CALSYNC_RUN_BUDGET_SECS`, default 420: inside the sync-back
     /// Lambda's 600 s timeout, so a large first sync paced by a provider quota finishes over
@@ -63,8 +63,7 @@ impl Config {
             idempotency_table: format!("{stack}-idempotency"),
             stack: stack.to_string(),
             event_bus: format!("{stack}-bus"),
-            google_client_secret: format!("{stack}/google-oauth-client"),
-            webhook_url: None,
+            webhook_base: None,
             run_budget_secs: 420,
         }
     }
@@ -73,9 +72,10 @@ impl Config {
     pub fn from_env() -> Self {
         let mut c =
             Self::for_stack(&std::env::var("CALSYNC_STACK").unwrap_or_else(|_| "calsync".into()));
-        c.webhook_url = std::env::var("CALSYNC_WEBHOOK_URL")
+        c.webhook_base = std::env::var("CALSYNC_WEBHOOK_URL")
             .ok()
-            .filter(|u| !u.is_empty());
+            .filter(|u| !u.is_empty())
+            .map(|u| webhook_base(&u));
         if let Some(b) = std::env::var("CALSYNC_RUN_BUDGET_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -83,6 +83,25 @@ impl Config {
             c.run_budget_secs = b;
         }
         c
+    }
+}
+
+impl Config {
+    /// Where the provider `slug` delivers notifications: `<base>/webhooks/<slug>`.
+    pub fn webhook_url(&self, slug: &str) -> Option<String> {
+        self.webhook_base
+            .as_ref()
+            .map(|b| format!("{}/webhooks/{slug}", b.trim_end_matches('/')))
+    }
+}
+
+/// The base of a webhook URL: `u` less a trailing `/webhooks/<slug>` (the form of
+/// `CALSYNC_WEBHOOK_URL` before push became provider-neutral) and `/`.
+pub fn webhook_base(u: &str) -> String {
+    let u = u.trim_end_matches('/');
+    match u.rsplit_once("/webhooks/") {
+        Some((base, slug)) if !slug.contains('/') => base.to_string(),
+        _ => u.to_string(),
     }
 }
 
@@ -165,4 +184,26 @@ pub fn now_secs() -> i64 {
 /// Current time in milliseconds since the Unix epoch (UTC).
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn webhook_urls_per_provider() {
+        for (env, want) in [
+            ("https://h/prod", "https://h/prod"),
+            ("https://h/prod/", "https://h/prod"),
+            ("https://h/webhooks/google", "https://h"),
+            ("https://h/x/webhooks/google/", "https://h/x"),
+        ] {
+            assert_eq!(super::webhook_base(env), want, "{env}");
+        }
+        let mut c = super::Config::for_stack("s");
+        assert_eq!(c.webhook_url("google"), None);
+        c.webhook_base = Some("https://h/prod".into());
+        assert_eq!(
+            c.webhook_url("outlook").as_deref(),
+            Some("https://h/prod/webhooks/outlook")
+        );
+    }
 }

@@ -1,13 +1,15 @@
-//! Connecting a Google calendar: the OAuth 2.0 consent round trip that ends in a new link.
+//! Connecting a calendar through OAuth 2.0 (any provider whose registry module has an
+//! [`OAuthProfile`]): the consent round trip that ends in a new link.
 //!
 //! 1. [`start`] (an authenticated API call, bound to the calling user and their group): a
 //!    consent with `state` and a PKCE challenge waits in the oauth-states table (single use,
-//!    10 minutes); the answer is our begin URL `…/oauth/google/begin?state=…`.
+//!    10 minutes); the answer is our begin URL `…/oauth/<slug>/begin?state=…`.
 //! 2. [`begin`]: the user's browser opens it; the state is marked begun (once) and bound to
 //!    that browser by the cookie [`STATE_COOKIE`] (`__Host-`, Secure, HttpOnly,
-//!    SameSite=Lax), and the browser is redirected to Google's consent page.
-//! 3. The user consents; Google redirects to `redirect_uri` (our `/oauth/google/callback`,
-//!    served by the webhook-receiver function, or the CLI) with `code` and `state`.
+//!    SameSite=Lax), and the browser is redirected to the provider's consent page.
+//! 3. The user consents; the provider redirects to `redirect_uri` (our
+//!    `/oauth/<slug>/callback`, served by the webhook-receiver function, or the CLI) with
+//!    `code` and `state`.
 //! 4. [`finish`]: the callback must come from the browser that began (its cookie names the
 //!    state), the state is taken (a replayed or forged state finds nothing), the code is
 //!    exchanged with the verifier, the tokens go to a new Secrets Manager secret, the link is
@@ -18,11 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{now_secs, Ctx};
 use crate::model::{Link, OAuthState, ProviderKind};
-use crate::oauth::{self, CALENDAR_SCOPE};
+use crate::oauth::{self, OAuthProfile};
 use crate::queue::{QueueKind, SyncJob};
 
-/// Default API root (https://developers.google.com/workspace/calendar/api/v3/reference).
-pub const GOOGLE_API_ROOT: &str = "https://www.googleapis.com/calendar/v3";
 /// Seconds a consent may take.
 const STATE_TTL_SECS: i64 = 600;
 /// The cookie binding a consent to the browser that began it (RFC 6265bis `__Host-` prefix:
@@ -32,30 +32,47 @@ pub const STATE_COOKIE: &str = "__Host-calsync-oauth";
 /// Who connects which calendar.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
+    /// The provider (its registry module must have an OAuth profile).
+    pub provider: ProviderKind,
     /// Sync group to join.
     pub group_id: String,
     /// Application user.
     pub user_id: i64,
-    /// Google calendar id (`primary`, or an id from calendarList).
+    /// Calendar id in the provider's terms (Google `primary` or a calendarList id).
     pub calendar_id: String,
     /// Name shown in reports.
     pub display_name: String,
 }
 
-/// Prepare a consent for `req` (whose user the caller has verified): returns the begin URL to
-/// send the user's browser to, `<base>/oauth/google/begin?state=…`, where `<base>` is the
-/// OAuth client's `redirect_uri` less `/oauth/google/callback`.
+/// The OAuth profile of `kind`.
 ///
-/// Errors: the OAuth client secret is missing or malformed; DynamoDB failure.
+/// Errors: the provider does not connect through OAuth.
+pub fn profile(kind: ProviderKind) -> anyhow::Result<&'static OAuthProfile> {
+    kind.module().oauth().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} calendars do not connect through OAuth",
+            kind.module().display_name()
+        )
+    })
+}
+
+/// Prepare a consent for `req` (whose user the caller has verified): returns the begin URL to
+/// send the user's browser to, `<base>/oauth/<slug>/begin?state=…`, where `<base>` is the
+/// OAuth client's `redirect_uri` less `/oauth/<slug>/callback`.
+///
+/// Errors: the provider has no OAuth profile; the OAuth client secret is missing or
+/// malformed; DynamoDB failure.
 pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
-    let client = oauth::load_client(ctx).await?;
-    let auth = oauth::authorization_url(&client, CALENDAR_SCOPE)?;
+    let p = profile(req.provider)?;
+    let client = oauth::load_client(ctx, p).await?;
+    let auth = oauth::authorization_url(&client, p)?;
     ctx.store()
         .put_oauth_state(&OAuthState {
             state: auth.state.clone(),
             verifier: auth.verifier.expose_secret().to_string(),
             group_id: req.group_id.clone(),
             user_id: req.user_id,
+            provider: req.provider,
             calendar_id: req.calendar_id.clone(),
             display_name: req.display_name.clone(),
             auth_url: auth.url.clone(),
@@ -63,13 +80,15 @@ pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
             expires_at: now_secs() + STATE_TTL_SECS,
         })
         .await?;
+    let slug = p.slug();
+    let callback = format!("/oauth/{slug}/callback");
     let base = client
         .redirect_uri
         .trim_end_matches('/')
-        .trim_end_matches("/oauth/google/callback");
+        .trim_end_matches(callback.as_str());
     Ok(format!(
-        "{base}/oauth/google/begin?state={}",
-        crate::provider::google::percent_encode(&auth.state)
+        "{base}/oauth/{slug}/begin?state={}",
+        crate::provider::percent_encode(&auth.state)
     ))
 }
 
@@ -112,7 +131,7 @@ pub enum CallbackError {
     /// The callback did not come from the browser that began the consent.
     #[error("this consent was started in another browser; start the connection again")]
     OtherBrowser,
-    /// The user refused consent (`error=access_denied`) or Google reported another error.
+    /// The user refused consent (`error=access_denied`) or the provider reported another error.
     #[error("consent not given: {0}")]
     Denied(String),
     /// Exchange, secret or link creation failed.
@@ -142,34 +161,38 @@ pub async fn finish(
         tracing::warn!(group = %pending.group_id, "OAuth callback from another browser refused");
         return Err(CallbackError::OtherBrowser);
     }
-    let client = oauth::load_client(ctx).await.map_err(anyhow::Error::from)?;
+    let p = profile(pending.provider)?;
+    let client = oauth::load_client(ctx, p)
+        .await
+        .map_err(anyhow::Error::from)?;
     let verifier = SecretString::from(pending.verifier.clone());
     let tokens = oauth::exchange_code(&ctx.clients.http, &client, code, &verifier)
         .await
         .map_err(anyhow::Error::from)?;
-    let link_id = format!("google-{}", uuid::Uuid::now_v7().simple());
-    let secret_name = format!("{}/google-tokens/{link_id}", ctx.config.stack);
+    let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
+    let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
         .await
         .map_err(anyhow::Error::from)?;
-    let api_root = client.api_root.as_deref().unwrap_or(GOOGLE_API_ROOT);
-    let url = format!(
-        "{}/calendars/{}",
-        api_root.trim_end_matches('/'),
-        crate::provider::google::percent_encode(&pending.calendar_id)
-    );
+    let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
+    let url = (p.calendar_url)(api_root, &pending.calendar_id);
     let mut link = Link::new(
         &link_id,
         &pending.group_id,
         pending.user_id,
-        ProviderKind::Google,
+        pending.provider,
         &url,
     );
     link.secret_arn = Some(arn);
     link.display_name = pending.display_name.clone();
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
-    if let Some(addr) = &ctx.config.webhook_url {
-        if let Err(e) = crate::push::start_channel(ctx, &link, addr).await {
+    let push_url = p
+        .provider
+        .module()
+        .push()
+        .and(ctx.config.webhook_url(p.slug()));
+    if let Some(addr) = push_url {
+        if let Err(e) = crate::push::start_channel(ctx, &link, &addr).await {
             // Polling still syncs the link; the token refresher retries the channel.
             tracing::warn!(link = %link.link_id, error = %e, "push channel not started");
         }
@@ -180,6 +203,6 @@ pub async fn finish(
             &[SyncJob::unique(&link.link_id, "connected")],
         )
         .await?;
-    tracing::info!(link = %link.link_id, group = %link.group_id, "Google calendar connected");
+    tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
     Ok(link)
 }

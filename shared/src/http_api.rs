@@ -1,17 +1,21 @@
 //! The HTTP routes of the webhook-receiver function (API Gateway HTTP API), independent of
-//! the Lambda runtime so the local stack serves the same code:
+//! the Lambda runtime so the local stack serves the same code. `{slug}` is a provider's
+//! registry name ([`crate::provider::registry::ProviderModule::slug`]):
 //!
-//! - `POST …/webhooks/google` — Google push notifications ([`crate::push`]).
-//! - `GET  …/oauth/google/begin?state` — the consent URL the API answered
-//!   (`POST /v1/groups/{group_id}/links/oauth/google`, [`crate::connect::start`]): binds the
-//!   consent to this browser with a cookie and 302s to Google ([`crate::connect::begin`]).
-//! - `GET  …/oauth/google/callback?code&state` (or `error`) — the consent redirect, accepted
+//! - `POST …/webhooks/{slug}` — push notifications and validation handshakes, read by the
+//!   provider's [`crate::push::PushPort`] ([`crate::push::handle`]).
+//! - `GET  …/oauth/{slug}/begin?state` — the consent URL the API answered
+//!   (`POST /v1/groups/{group_id}/links/oauth/{slug}`, [`crate::connect::start`]): binds the
+//!   consent to this browser with a cookie and 302s to the provider
+//!   ([`crate::connect::begin`]).
+//! - `GET  …/oauth/{slug}/callback?code&state` (or `error`) — the consent redirect, accepted
 //!   only from the browser that began ([`crate::connect::finish`]).
 //!
 //! Paths match by suffix so that stage prefixes (`/prod/…`) work.
 
 use crate::config::Ctx;
 use crate::connect::{self, CallbackError};
+use crate::model::ProviderKind;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,33 +51,72 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// One request to the webhook receiver.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: http::Method,
+    /// Path (any stage prefix included).
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: String,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
 /// Serve one request. The future is boxed as `Send` here, where its lifetimes are concrete,
 /// so that Lambda and axum services can hold it.
 pub fn route(
     ctx: &Ctx,
-    method: http::Method,
-    path: String,
-    query: String,
-    headers: http::HeaderMap,
+    req: HttpRequest,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HttpAnswer> + Send + '_>> {
-    Box::pin(route_inner(ctx, method, path, query, headers))
+    Box::pin(route_inner(ctx, req))
 }
 
-async fn route_inner(
-    ctx: &Ctx,
-    method: http::Method,
-    path: String,
-    query: String,
-    headers: http::HeaderMap,
-) -> HttpAnswer {
-    let q = query_pairs(&query);
+/// `(first, second)` of a path ending in `/<first>/<second>` (`/oauth/google/begin` →
+/// `("google", "begin")` under `oauth`), for the segment names `prefix`.
+fn tail<'a>(path: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let mut it = path.rsplit('/');
+    let last = it.next()?;
+    let slug = it.next()?;
+    (it.next()? == prefix).then_some((slug, last))
+}
+
+/// `slug` of a path ending in `/webhooks/<slug>`.
+fn webhook_slug(path: &str) -> Option<&str> {
+    let (head, slug) = path.rsplit_once('/')?;
+    (head.rsplit('/').next()? == "webhooks").then_some(slug)
+}
+
+async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
+    let q = query_pairs(&req.query);
     let get = |k: &'static str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let path = path.trim_end_matches('/');
-    if path.ends_with("/webhooks/google") && method == http::Method::POST {
-        let a = crate::push::google_notification(ctx, &headers).await;
-        return HttpAnswer::text(a.status, a.reason);
+    let path = req.path.trim_end_matches('/');
+    if let Some(slug) = webhook_slug(path) {
+        if req.method != http::Method::POST {
+            return HttpAnswer::text(405, "POST only");
+        }
+        let Some(kind) = ProviderKind::from_slug(slug) else {
+            return HttpAnswer::text(404, "no such provider");
+        };
+        let pr = crate::push::PushRequest {
+            method: &req.method,
+            query: &q,
+            headers: &req.headers,
+            body: &req.body,
+        };
+        let a = crate::push::handle(ctx, kind, &pr).await;
+        return HttpAnswer::text(a.status, a.body);
     }
-    if path.ends_with("/oauth/google/begin") && method == http::Method::GET {
+    let Some((slug, step)) = tail(path, "oauth") else {
+        return HttpAnswer::text(404, "no such route");
+    };
+    if ProviderKind::from_slug(slug).is_none_or(|k| k.module().oauth().is_none()) {
+        return HttpAnswer::text(404, "no such provider");
+    }
+    if step == "begin" && req.method == http::Method::GET {
         let Some(state) = get("state") else {
             return HttpAnswer::text(400, "state is required");
         };
@@ -91,7 +134,7 @@ async fn route_inner(
             }
         };
     }
-    if path.ends_with("/oauth/google/callback") && method == http::Method::GET {
+    if step == "callback" && req.method == http::Method::GET {
         if let Some(err) = get("error") {
             // The state is left to expire; nothing was created.
             return HttpAnswer::text(400, CallbackError::Denied(err).to_string());
@@ -99,7 +142,7 @@ async fn route_inner(
         let (Some(code), Some(state)) = (get("code"), get("state")) else {
             return HttpAnswer::text(400, "code and state are required");
         };
-        let cookie = connect::state_cookie(&headers);
+        let cookie = connect::state_cookie(&req.headers);
         return match connect::finish(ctx, &code, &state, cookie.as_deref()).await {
             Ok(link) => HttpAnswer::text(200, format!("connected: link {}", link.link_id)),
             Err(e @ (CallbackError::BadState | CallbackError::OtherBrowser)) => {
@@ -112,4 +155,22 @@ async fn route_inner(
         };
     }
     HttpAnswer::text(404, "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn oauth_paths_name_provider_and_step() {
+        let t = super::tail;
+        assert_eq!(t("/oauth/google/begin", "oauth"), Some(("google", "begin")));
+        assert_eq!(
+            t("/prod/oauth/outlook/callback", "oauth"),
+            Some(("outlook", "callback"))
+        );
+        assert_eq!(t("/x/google/begin", "oauth"), None);
+        assert_eq!(t("/begin", "oauth"), None);
+        assert_eq!(super::webhook_slug("/prod/webhooks/google"), Some("google"));
+        assert_eq!(super::webhook_slug("/webhooks/outlook"), Some("outlook"));
+        assert_eq!(super::webhook_slug("/hooks/google"), None);
+    }
 }

@@ -1,11 +1,12 @@
 //! calsync: two-way calendar synchronisation engine for AWS Lambda.
 //!
 //! Layout: [`ical`] (canonical model, iCalendar via calcard), [`model`] (records in DynamoDB),
-//! [`provider`] (one module per provider behind the [`provider::Provider`] port),
+//! [`provider`] (one module per provider behind the [`provider::Provider`] port, found
+//! through [`provider::registry`]),
 //! [`store`] (DynamoDB state), [`queue`] (SQS jobs), [`secrets`] (Secrets Manager),
 //! [`engine`] (pull, push, merge), [`handlers`] (the Lambda entry points that the thin
 //! `main.rs` files call), [`config`] (resource names and clients), [`oauth`] and
-//! [`connect`] (Google OAuth 2.0 and connecting a calendar), [`push`] (Google push
+//! [`connect`] (OAuth 2.0 consent and connecting a calendar), [`push`] (the push port,
 //! channels and the webhook), [`refresher`] (token and channel upkeep), [`http_api`] (the
 //! webhook-receiver's routes), [`api`] (the application's `/v1` API), [`net`] (outbound
 //! HTTP for user-supplied addresses).

@@ -3,30 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which provider a link talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Google Calendar API v3; `url` is `<api root>/calendars/<calendarId>`, `secret_arn`
-    /// holds the OAuth tokens.
-    Google,
-    /// Any CalDAV server (RFC 4791): Apple iCloud, Fastmail, Nextcloud, Radicale, Xandikos.
-    Caldav,
-    /// A read-only iCalendar feed over http(s) or webcal.
-    Ics,
-}
-
-impl ProviderKind {
-    /// The numeric `calendarType` of the AutoSync API: 1 Google, 2 Outlook, 3 CalDAV/iCloud,
-    /// 4 ICS subscription.
-    pub fn calendar_type(self) -> i64 {
-        match self {
-            ProviderKind::Caldav => 3,
-            ProviderKind::Ics => 4,
-            ProviderKind::Google => 1,
-        }
-    }
-}
+pub use crate::provider::registry::ProviderKind;
 
 /// What to do when the same field changed on the hub and on the remote since they last agreed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -177,9 +154,10 @@ impl Link {
         self.provider.calendar_type()
     }
 
-    /// ICS subscriptions are read-only members: nothing is pushed to them.
+    /// Read-only members (ICS subscriptions) get nothing pushed
+    /// ([`crate::provider::registry::ProviderModule::read_only`]).
     pub fn read_only(&self) -> bool {
-        self.provider == ProviderKind::Ics
+        self.provider.module().read_only()
     }
 }
 
@@ -360,24 +338,36 @@ pub struct EventNotice {
     pub reason: String,
 }
 
-/// A Google push channel (`events.watch`) of a link. The channel token itself is not stored:
-/// only its SHA-256, compared in constant time when a notification arrives.
+/// A push channel of a link: a Google channel (`events.watch`) or a Graph subscription,
+/// started and read by the provider's [`crate::push::PushPort`]. The channel's secret
+/// (Google channel token, Graph `clientState`) is not stored: only its SHA-256, compared in
+/// constant time when a notification arrives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelRecord {
-    /// Primary key: our channel id (`X-Goog-Channel-ID`).
+    /// Primary key: the channel id (ours for Google, `X-Goog-Channel-ID`; the subscription
+    /// id Graph chose).
     pub channel_id: String,
     /// The watched link.
     pub link_id: String,
+    /// Whose channel it is. Records written before the registry carry no provider; Google
+    /// was then the only provider with push.
+    #[serde(default = "legacy_channel_provider")]
+    pub provider: ProviderKind,
     /// Token secret of the account (to stop the channel even after the link is gone).
     pub secret_arn: String,
     /// Calendar URL of the link (idem).
     pub url: String,
-    /// Google's resource id (`X-Goog-Resource-ID`), needed by `channels.stop`.
+    /// The provider's id of the watched resource (Google `X-Goog-Resource-ID`, needed by
+    /// `channels.stop`; Graph's subscription `resource`).
     pub resource_id: String,
-    /// SHA-256 (hex) of the channel token.
+    /// SHA-256 (hex) of the channel's secret.
     pub token_sha256: String,
     /// Channel expiry, epoch milliseconds (UTC).
     pub expiration_ms: i64,
+}
+
+fn legacy_channel_provider() -> ProviderKind {
+    ProviderKind::Google
 }
 
 /// A consent in progress (OAuth `state`), deleted when the callback uses it; TTL 10 minutes.
@@ -391,7 +381,11 @@ pub struct OAuthState {
     pub group_id: String,
     /// Application user.
     pub user_id: i64,
-    /// Google calendar id to sync (`primary` or an id from calendarList).
+    /// The provider whose consent this is. Records written before the registry carry none
+    /// (Google was then the only OAuth provider); they expire within 10 minutes.
+    #[serde(default = "legacy_channel_provider")]
+    pub provider: ProviderKind,
+    /// Calendar to sync, in the provider's terms (Google `primary` or a calendarList id).
     pub calendar_id: String,
     /// Name shown in reports.
     pub display_name: String,

@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 
 use crate::config::Ctx;
-use crate::model::{Link, LinkStatus, NoticeKind, ProviderKind, RunRecord};
+use crate::model::{Link, LinkStatus, NoticeKind, RunRecord};
 
 /// Event source of every calsync notification.
 pub const SOURCE: &str = "calsync";
@@ -66,11 +66,11 @@ fn base(link: &Link, reason: &str) -> Value {
 
 /// What the user calls to connect `link` again.
 fn reconnect_call(link: &Link) -> Value {
-    match link.provider {
-        ProviderKind::Google => {
-            json!({"method": "POST", "path": format!("/v1/groups/{}/links/oauth/google", link.group_id)})
+    match link.provider.module().oauth() {
+        Some(p) => {
+            json!({"method": "POST", "path": format!("/v1/groups/{}/links/oauth/{}", link.group_id, p.slug())})
         }
-        _ => json!({"method": "POST", "path": format!("/v1/groups/{}/links", link.group_id)}),
+        None => json!({"method": "POST", "path": format!("/v1/groups/{}/links", link.group_id)}),
     }
 }
 

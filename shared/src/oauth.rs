@@ -1,21 +1,26 @@
-//! OAuth 2.0 for Google (authorization code with `state` and PKCE, refresh tokens), on the
-//! `oauth2` crate. https://developers.google.com/identity/protocols/oauth2/web-server;
-//! RFC 6749 §4.1 (code grant), §6 (refresh); RFC 7636 (PKCE, `S256`).
+//! OAuth 2.0 for the providers connected through a consent (authorization code with `state`
+//! and PKCE, refresh tokens), on the `oauth2` crate: RFC 6749 §4.1 (code grant), §6
+//! (refresh); RFC 7636 (PKCE, `S256`). What differs between providers (scopes, extra
+//! consent parameters, default endpoints, refresh-token rotation) is the provider module's
+//! [`OAuthProfile`].
 //!
 //! Where things live:
 //! - the application's client id/secret, consent and token endpoints and redirect URI: the
-//!   Secrets Manager secret [`crate::config::Config::google_client_secret`]
-//!   (`{"client_id","client_secret","auth_uri","token_uri","redirect_uri"}`);
+//!   Secrets Manager secret [`OAuthProfile::client_secret_name`] (`<stack>/<slug>-oauth-client`,
+//!   `{"client_id","client_secret","auth_uri","token_uri","redirect_uri"}`);
 //! - a user's tokens: one secret per connected account, named by the link's `secret_arn`
-//!   (`{"access_token","refresh_token","expires_at"}`, `expires_at` in epoch seconds, UTC).
+//!   (`<stack>/<slug>-tokens/<link>`, `{"access_token","refresh_token","expires_at"}`,
+//!   `expires_at` in epoch seconds, UTC).
 //!
 //! Token values never reach logs, errors or DynamoDB: they are held as [`SecretString`],
 //! errors name the secret ARN and the OAuth error code only.
 //!
 //! Refresh: [`access_token`] refreshes a token that expires within [`REFRESH_MARGIN_SECS`].
 //! Concurrent Lambdas coordinate through a lease on `token:<secret ARN>` in the leases table:
-//! one refreshes and writes the secret, the others wait for the new value. Google does not
-//! rotate refresh tokens; if a token response carries a new one, it replaces the old.
+//! one refreshes and writes the secret, the others wait for the new value. When a token
+//! response carries a new refresh token (Microsoft rotates them on every use; Google does
+//! not), it replaces the old. Mid-run, a provider asks its [`TokenSource`] for a fresh bearer
+//! after a 401 ([`TokenSource::refresh_after_401`]).
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
@@ -26,10 +31,48 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::config::{now_secs, Ctx};
+use crate::model::ProviderKind;
 use crate::secrets::SecretError;
 
-/// Scope for two-way event sync (https://developers.google.com/workspace/calendar/api/auth).
-pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
+/// How one provider does OAuth 2.0: what its module's
+/// [`crate::provider::registry::ProviderModule::oauth`] answers.
+#[derive(Debug)]
+pub struct OAuthProfile {
+    /// The provider (its slug names routes and secrets).
+    pub provider: ProviderKind,
+    /// Scopes asked at consent, space-separated in the request.
+    pub scopes: &'static [&'static str],
+    /// Extra consent parameters (Google `access_type=offline`, `prompt=consent`).
+    pub extra_params: &'static [(&'static str, &'static str)],
+    /// Revocation endpoint (RFC 7009) when the client secret names none; `None`: the
+    /// provider has none (a disconnect then only deletes the tokens).
+    pub revoke_uri: Option<&'static str>,
+    /// API root when the client secret names none (the secret's `api_root` points at an
+    /// emulator on the local stack).
+    pub api_root: &'static str,
+    /// Calendar a consent connects when the caller names none (Google `primary`).
+    pub default_calendar: &'static str,
+    /// A link's URL from the API root and the calendar id.
+    pub calendar_url: fn(api_root: &str, calendar_id: &str) -> String,
+}
+
+impl OAuthProfile {
+    /// The provider's route and name segment (`google`).
+    pub fn slug(&self) -> &'static str {
+        self.provider.module().slug()
+    }
+
+    /// Secrets Manager name of the application's OAuth client: `<stack>/<slug>-oauth-client`.
+    pub fn client_secret_name(&self, stack: &str) -> String {
+        format!("{stack}/{}-oauth-client", self.slug())
+    }
+
+    /// Secrets Manager name of one link's tokens: `<stack>/<slug>-tokens/<link_id>`.
+    pub fn token_secret_name(&self, stack: &str, link_id: &str) -> String {
+        format!("{stack}/{}-tokens/{link_id}", self.slug())
+    }
+}
+
 /// Refresh access tokens that expire within this many seconds.
 pub const REFRESH_MARGIN_SECS: i64 = 300;
 /// How long one refresher holds the per-account lease (seconds).
@@ -38,22 +81,22 @@ const REFRESH_LEASE_SECS: i64 = 30;
 /// The application's OAuth client, as stored in Secrets Manager.
 #[derive(Deserialize)]
 pub struct OAuthClient {
-    /// Client id from the Google Cloud console.
+    /// Client id (Google Cloud console, Microsoft Entra app registration).
     pub client_id: String,
     /// Client secret.
     pub client_secret: SecretString,
-    /// Consent endpoint (`https://accounts.google.com/o/oauth2/v2/auth`).
+    /// Consent endpoint (`https://accounts.google.com/o/oauth2/v2/auth`,
+    /// `https://login.microsoftonline.com/common/oauth2/v2.0/authorize`).
     pub auth_uri: String,
-    /// Token endpoint (`https://oauth2.googleapis.com/token`).
+    /// Token endpoint (`https://oauth2.googleapis.com/token`, `…/oauth2/v2.0/token`).
     pub token_uri: String,
-    /// Registered redirect URI (our `/oauth/google/callback`).
+    /// Registered redirect URI (our `/oauth/<slug>/callback`).
     pub redirect_uri: String,
-    /// Revocation endpoint (RFC 7009); absent: `https://oauth2.googleapis.com/revoke`
-    /// (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke).
+    /// Revocation endpoint (RFC 7009); absent: [`OAuthProfile::revoke_uri`].
     #[serde(default)]
     pub revoke_uri: Option<String>,
-    /// Calendar API root; absent: `https://www.googleapis.com/calendar/v3` (an emulator's
-    /// root on the local stack).
+    /// Calendar API root; absent: [`OAuthProfile::api_root`] (an emulator's root on the
+    /// local stack).
     #[serde(default)]
     pub api_root: Option<String>,
 }
@@ -113,9 +156,10 @@ impl TokenSet {
 /// OAuth failures. Messages carry OAuth error codes and secret ARNs, never token values.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The grant was revoked or expired (`invalid_grant`): the user must reconnect.
-    #[error("Google access was revoked or has expired (invalid_grant); reconnect the calendar")]
-    InvalidGrant,
+    /// The grant was revoked or expired (`invalid_grant`, `interaction_required`): the user
+    /// must reconnect.
+    #[error("the provider revoked the access or it expired ({0}); reconnect the calendar")]
+    InvalidGrant(String),
     /// The token secret holds no refresh token and the access token expired.
     #[error(
         "secret {0}: access token expired and no refresh token stored; reconnect the calendar"
@@ -135,7 +179,10 @@ pub enum AuthError {
 impl AuthError {
     /// True when only the user can fix it (the link becomes `reconnect_needed`).
     pub fn needs_reconnect(&self) -> bool {
-        matches!(self, AuthError::InvalidGrant | AuthError::NoRefreshToken(_))
+        matches!(
+            self,
+            AuthError::InvalidGrant(_) | AuthError::NoRefreshToken(_)
+        )
     }
 }
 
@@ -150,7 +197,7 @@ pub struct Authorization {
 }
 
 /// oauth2's client with the consent and token endpoints set.
-type GoogleOAuth = oauth2::Client<
+type OAuth = oauth2::Client<
     oauth2::basic::BasicErrorResponse,
     oauth2::basic::BasicTokenResponse,
     oauth2::basic::BasicTokenIntrospectionResponse,
@@ -163,7 +210,7 @@ type GoogleOAuth = oauth2::Client<
     oauth2::EndpointSet,
 >;
 
-fn build(c: &OAuthClient) -> Result<GoogleOAuth, AuthError> {
+fn build(c: &OAuthClient) -> Result<OAuth, AuthError> {
     let bad = |what: &str| AuthError::Endpoint(format!("OAuth client: invalid {what}"));
     Ok(BasicClient::new(ClientId::new(c.client_id.clone()))
         .set_client_secret(ClientSecret::new(
@@ -177,19 +224,21 @@ fn build(c: &OAuthClient) -> Result<GoogleOAuth, AuthError> {
         .set_auth_type(AuthType::RequestBody))
 }
 
-/// The consent URL for `scope`, with a fresh `state` and PKCE `S256` challenge, asking for a
-/// refresh token (`access_type=offline`, `prompt=consent`).
+/// The consent URL for the profile's scopes and extra parameters, with a fresh `state` and
+/// PKCE `S256` challenge.
 ///
 /// Errors: the client's URLs are invalid.
-pub fn authorization_url(c: &OAuthClient, scope: &str) -> Result<Authorization, AuthError> {
+pub fn authorization_url(c: &OAuthClient, p: &OAuthProfile) -> Result<Authorization, AuthError> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = build(c)?
+    let client = build(c)?;
+    let mut req = client
         .authorize_url(CsrfToken::new_random)
-        .add_scope(Scope::new(scope.into()))
-        .set_pkce_challenge(challenge)
-        .add_extra_param("access_type", "offline")
-        .add_extra_param("prompt", "consent")
-        .url();
+        .add_scopes(p.scopes.iter().map(|s| Scope::new((*s).into())))
+        .set_pkce_challenge(challenge);
+    for (k, v) in p.extra_params {
+        req = req.add_extra_param(*k, *v);
+    }
+    let (url, state) = req.url();
     Ok(Authorization {
         url: url.to_string(),
         state: state.secret().clone(),
@@ -250,14 +299,29 @@ fn endpoint_error<RE: std::error::Error + 'static>(
 ) -> AuthError {
     match e {
         RequestTokenError::ServerResponse(r)
-            if *r.error() == BasicErrorResponseType::InvalidGrant =>
+            if *r.error() == BasicErrorResponseType::InvalidGrant
+                || r.error().as_ref() == "interaction_required" =>
         {
-            AuthError::InvalidGrant
+            AuthError::InvalidGrant(grant_error(&r))
         }
         RequestTokenError::ServerResponse(r) => AuthError::Endpoint(format!("error {}", r.error())),
         RequestTokenError::Request(e) => AuthError::Endpoint(format!("request failed: {e}")),
         RequestTokenError::Parse(_, _) => AuthError::Endpoint("unreadable token response".into()),
         RequestTokenError::Other(o) => AuthError::Endpoint(o),
+    }
+}
+
+/// The error code and, for Microsoft, the AADSTS number (`invalid_grant AADSTS70008`): the
+/// description's first word when it is one; never the rest of the description.
+fn grant_error(r: &oauth2::basic::BasicErrorResponse) -> String {
+    let code = r.error().as_ref().to_string();
+    match r
+        .error_description()
+        .and_then(|d| d.split([':', ' ']).next())
+        .filter(|w| w.starts_with("AADSTS") && w[6..].bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(aad) => format!("{code} {aad}"),
+        None => code,
     }
 }
 
@@ -298,11 +362,11 @@ pub async fn refresh(
     Ok(token_set(&t, Some(refresh_token.clone())))
 }
 
-/// The application's OAuth client from Secrets Manager.
-pub async fn load_client(ctx: &Ctx) -> Result<OAuthClient, SecretError> {
+/// The application's OAuth client for profile `p` from Secrets Manager.
+pub async fn load_client(ctx: &Ctx, p: &OAuthProfile) -> Result<OAuthClient, SecretError> {
     crate::secrets::read_json(
         &ctx.clients.secrets,
-        &ctx.config.google_client_secret,
+        &p.client_secret_name(&ctx.config.stack),
         r#"{"client_id","client_secret","auth_uri","token_uri","redirect_uri"}"#,
     )
     .await
@@ -380,11 +444,28 @@ pub async fn store_tokens(ctx: &Ctx, name: &str, t: &TokenSet) -> Result<String,
 /// secret or endpoint failures, [`AuthError::Busy`] when another refresher did not finish.
 pub async fn access_token(
     ctx: &Ctx,
+    p: &OAuthProfile,
     arn: &str,
     margin_secs: i64,
 ) -> Result<SecretString, AuthError> {
+    token_for(ctx, p, arn, margin_secs, None).await
+}
+
+/// [`access_token`], and when `rejected` is given (the provider answered 401 to it), a token
+/// other than that one: refreshed now unless another worker already replaced it.
+async fn token_for(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    arn: &str,
+    margin_secs: i64,
+    rejected: Option<&SecretString>,
+) -> Result<SecretString, AuthError> {
+    let usable = |t: &TokenSet| {
+        fresh(t, margin_secs)
+            && rejected.is_none_or(|r| r.expose_secret() != t.access_token.expose_secret())
+    };
     let t = read_tokens(ctx, arn).await?;
-    if fresh(&t, margin_secs) {
+    if usable(&t) {
         return Ok(t.access_token);
     }
     let store = ctx.store();
@@ -396,14 +477,14 @@ pub async fn access_token(
             .await
             .map_err(|e| AuthError::Endpoint(format!("refresh lease: {e}")))?;
         if got {
-            let result = refresh_locked(ctx, arn, margin_secs).await;
+            let result = refresh_locked(ctx, p, arn, &usable).await;
             let _ = store.release_lease(&lease, &owner).await;
             return result;
         }
         // Another worker is refreshing: its new token will appear in the secret.
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let t = read_tokens(ctx, arn).await?;
-        if fresh(&t, margin_secs) {
+        if usable(&t) {
             return Ok(t.access_token);
         }
     }
@@ -414,16 +495,21 @@ fn fresh(t: &TokenSet, margin_secs: i64) -> bool {
     t.expires_at > now_secs() + margin_secs
 }
 
-async fn refresh_locked(ctx: &Ctx, arn: &str, margin_secs: i64) -> Result<SecretString, AuthError> {
+async fn refresh_locked(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    arn: &str,
+    usable: &(dyn Fn(&TokenSet) -> bool + Sync),
+) -> Result<SecretString, AuthError> {
     // Re-read under the lease: the previous holder may have refreshed already.
     let t = read_tokens(ctx, arn).await?;
-    if t.expires_at > now_secs() + margin_secs {
+    if usable(&t) {
         return Ok(t.access_token);
     }
     let rt = t
         .refresh_token
         .ok_or_else(|| AuthError::NoRefreshToken(arn.into()))?;
-    let client = load_client(ctx).await?;
+    let client = load_client(ctx, p).await?;
     let new = refresh(&ctx.clients.http, &client, &rt).await?;
     write_tokens(ctx, arn, &new).await?;
     tracing::info!(
@@ -434,18 +520,18 @@ async fn refresh_locked(ctx: &Ctx, arn: &str, margin_secs: i64) -> Result<Secret
     Ok(new.access_token)
 }
 
-/// Google's token revocation endpoint.
-pub const GOOGLE_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
-
 /// Revoke the grant whose tokens are in `arn` (the refresh token, else the access token) at
-/// the client's revocation endpoint (RFC 7009 §2.1: `token=` form POST). A token the
-/// provider no longer knows (400 `invalid_token`) counts as revoked.
+/// the client's revocation endpoint (RFC 7009 §2.1: `token=` form POST), or the profile's.
+/// A token the provider no longer knows (400 `invalid_token`) counts as revoked; a provider
+/// without a revocation endpoint has nothing to call.
 ///
 /// Errors: the secret is unreadable, the endpoint fails (the message holds no token).
-pub async fn revoke(ctx: &Ctx, arn: &str) -> Result<(), AuthError> {
+pub async fn revoke(ctx: &Ctx, p: &OAuthProfile, arn: &str) -> Result<(), AuthError> {
     let t = read_tokens(ctx, arn).await?;
-    let client = load_client(ctx).await?;
-    let uri = client.revoke_uri.as_deref().unwrap_or(GOOGLE_REVOKE_URI);
+    let client = load_client(ctx, p).await?;
+    let Some(uri) = client.revoke_uri.as_deref().or(p.revoke_uri) else {
+        return Ok(());
+    };
     let token = t.refresh_token.unwrap_or(t.access_token);
     let resp = ctx
         .clients
@@ -458,5 +544,90 @@ pub async fn revoke(ctx: &Ctx, arn: &str) -> Result<(), AuthError> {
     match resp.status().as_u16() {
         200..=299 | 400 => Ok(()),
         s => Err(AuthError::Endpoint(format!("revoke: HTTP {s}"))),
+    }
+}
+
+/// Where a provider gets its bearer token during a run.
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token believed valid.
+    ///
+    /// Errors: see [`AuthError`].
+    async fn bearer(&self) -> Result<SecretString, AuthError>;
+
+    /// The provider answered 401 to `rejected`: a fresh token (refreshed at the token
+    /// endpoint unless another worker already replaced it). Providers ask once per request
+    /// before they report [`crate::provider::ProviderError::Unauthorized`].
+    ///
+    /// Errors: [`AuthError::InvalidGrant`] / [`AuthError::NoRefreshToken`] when only the
+    /// user can fix it; others are worth a retry.
+    async fn refresh_after_401(&self, rejected: &SecretString) -> Result<SecretString, AuthError>;
+}
+
+/// The tokens of one link in Secrets Manager ([`access_token`]), the bearer cached for the run.
+pub struct LinkTokens {
+    ctx: Ctx,
+    profile: &'static OAuthProfile,
+    arn: String,
+    current: tokio::sync::Mutex<Option<SecretString>>,
+}
+
+impl LinkTokens {
+    /// Tokens in the secret `arn`, refreshed through `profile`'s client.
+    pub fn new(ctx: &Ctx, profile: &'static OAuthProfile, arn: &str) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            profile,
+            arn: arn.into(),
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for LinkTokens {
+    async fn bearer(&self) -> Result<SecretString, AuthError> {
+        let mut cur = self.current.lock().await;
+        if let Some(t) = cur.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = access_token(&self.ctx, self.profile, &self.arn, REFRESH_MARGIN_SECS).await?;
+        *cur = Some(t.clone());
+        Ok(t)
+    }
+
+    async fn refresh_after_401(&self, rejected: &SecretString) -> Result<SecretString, AuthError> {
+        let mut cur = self.current.lock().await;
+        if let Some(t) = cur
+            .as_ref()
+            .filter(|t| t.expose_secret() != rejected.expose_secret())
+        {
+            return Ok(t.clone());
+        }
+        let t = token_for(
+            &self.ctx,
+            self.profile,
+            &self.arn,
+            REFRESH_MARGIN_SECS,
+            Some(rejected),
+        )
+        .await?;
+        tracing::info!(secret = %self.arn, "bearer refused (401); token refreshed");
+        *cur = Some(t.clone());
+        Ok(t)
+    }
+}
+
+/// A fixed bearer token (tools and tests); a 401 cannot be repaired.
+pub struct StaticToken(pub SecretString);
+
+#[async_trait::async_trait]
+impl TokenSource for StaticToken {
+    async fn bearer(&self) -> Result<SecretString, AuthError> {
+        Ok(self.0.clone())
+    }
+
+    async fn refresh_after_401(&self, _rejected: &SecretString) -> Result<SecretString, AuthError> {
+        Err(AuthError::NoRefreshToken("(fixed token)".into()))
     }
 }

@@ -1,198 +1,332 @@
-//! Google push notifications: the webhook (channel lookup, token check, one sync job per
-//! change) and the channels' life (watch, renew, stop).
+//! Push notifications, provider-neutral: the [`PushPort`] each provider with push implements
+//! (Google channels in `provider::google::push`), the webhook ([`handle`]: `/webhooks/{slug}`)
+//! and the channels' life ([`maintain_channels`], run by the token refresher).
 //!
-//! https://developers.google.com/workspace/calendar/api/guides/push (provider-semantics
-//! §1.6): a notification has no body; `X-Goog-Resource-State` is `sync` right after the
-//! watch (acknowledge only) and `exists` / `not_exists` for changes; `X-Goog-Channel-Token`
-//! echoes the token we set. Notifications are not fully reliable, so the schedule keeps
-//! polling as well.
+//! A port starts, renews and stops channels and reads an incoming request into
+//! [`Verdict`]s; everything a verdict causes (one coalesced sync job per notified link,
+//! renewals, recreation, full pulls) happens here, the same for every provider.
+//! Notifications are not fully reliable, so the schedule keeps polling as well.
 
-use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{now_millis, Ctx};
-use crate::model::{ChannelRecord, Link, ProviderKind};
-use crate::provider::google::GoogleCalendar;
+use crate::model::{ChannelRecord, Link, LinkStatus, ProviderKind};
 use crate::queue::{QueueKind, SyncJob};
 
-/// Channel life we ask for (seconds): Google's observed maximum, a week.
-pub const CHANNEL_TTL_SECS: i64 = 604_800;
-/// Channels expiring within this many milliseconds are renewed by the token refresher.
-pub const RENEW_BEFORE_MS: i64 = 24 * 3600 * 1000;
-/// Trigger of the sync jobs a notification queues.
+/// Trigger of the sync jobs a change notification queues.
 pub const PUSH_TRIGGER: &str = "push";
 
-/// The webhook's answer: HTTP status and a short plain-text reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookAnswer {
-    /// HTTP status (2xx: accepted; Google retries 5xx).
-    pub status: u16,
-    /// Reason, for logs and the response body.
-    pub reason: &'static str,
+/// An incoming webhook request as the receiver got it.
+#[derive(Debug, Clone, Copy)]
+pub struct PushRequest<'a> {
+    /// HTTP method.
+    pub method: &'a http::Method,
+    /// Decoded query parameters.
+    pub query: &'a [(String, String)],
+    /// Headers (name lookup is case-insensitive).
+    pub headers: &'a http::HeaderMap,
+    /// Body bytes (empty for Google).
+    pub body: &'a [u8],
 }
 
-fn sha256_hex(v: &str) -> String {
+impl PushRequest<'_> {
+    /// A header as text, `""` when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// A query parameter, if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A channel event that is not a change (Graph lifecycle notifications,
+/// https://learn.microsoft.com/graph/change-notifications-lifecycle-events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The provider wants the subscription reauthorized: renew it.
+    Reauthorize,
+    /// The provider removed the subscription: start a new one, and pull in full.
+    Removed,
+    /// Notifications were lost: pull in full.
+    Missed,
+}
+
+/// What one notification in a request means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A validation handshake: answer 200 `text/plain` with exactly this text.
+    Handshake(String),
+    /// Genuine, nothing to do (Google's `sync` message after a watch).
+    Acknowledge,
+    /// The link's calendar changed; `dedupe` identifies the notification (retries of the
+    /// same one queue nothing new).
+    Changed {
+        /// Link to pull.
+        link_id: String,
+        /// The notification's identity.
+        dedupe: String,
+    },
+    /// A lifecycle event of a known, verified channel.
+    Lifecycle {
+        /// The channel.
+        channel: ChannelRecord,
+        /// What happened.
+        event: Lifecycle,
+    },
+    /// Refused without any work: HTTP status and reason.
+    Reject {
+        /// 400 malformed, 403 wrong secret, 404 unknown channel, 500 lookup failed.
+        status: u16,
+        /// Short reason.
+        reason: &'static str,
+    },
+}
+
+/// A provider's push mechanism.
+#[async_trait::async_trait]
+pub trait PushPort: Send + Sync {
+    /// Status answered for accepted notifications (Google 200; Graph 202).
+    fn accepted_status(&self) -> u16 {
+        200
+    }
+
+    /// Channels expiring within this many milliseconds are renewed.
+    fn renew_before_ms(&self) -> i64;
+
+    /// Start a channel on `link` delivering to `address`, and return its record (the caller
+    /// stores it).
+    ///
+    /// Errors: token or Secrets Manager failure, the provider refused.
+    async fn start(&self, ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord>;
+
+    /// Extend `rec`: the record to keep (the caller stores it and, when its id differs,
+    /// stops and forgets `rec`). Default: start a new channel (Google's advice: new first,
+    /// then stop the old, so that the two overlap).
+    ///
+    /// Errors: as [`PushPort::start`].
+    async fn renew(
+        &self,
+        ctx: &Ctx,
+        link: &Link,
+        _rec: &ChannelRecord,
+        address: &str,
+    ) -> anyhow::Result<ChannelRecord> {
+        self.start(ctx, link, address).await
+    }
+
+    /// Stop `rec` at the provider. A channel the provider no longer knows is stopped.
+    ///
+    /// Errors: the provider or its account is unreachable (the caller logs it and forgets
+    /// the record; the channel then expires).
+    async fn stop(&self, ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()>;
+
+    /// Read `req` into verdicts (one per notification it carries), looking channels up in
+    /// the store and checking their secret with [`secret_matches`].
+    async fn verify(&self, ctx: &Ctx, req: &PushRequest<'_>) -> Vec<Verdict>;
+}
+
+/// SHA-256 (hex) of a channel secret, as [`ChannelRecord::token_sha256`] holds it.
+pub fn secret_digest(v: &str) -> String {
     hex::encode(Sha256::digest(v.as_bytes()))
 }
 
-/// Handle one Google notification given its headers (name lookup is case-insensitive).
-/// Unknown channel → 404, wrong or missing token → 403, both without any work; `sync` → 200;
-/// `exists`/`not_exists` → one sync job for the link, deduplicated per message number, 200.
-pub async fn google_notification(ctx: &Ctx, headers: &http::HeaderMap) -> WebhookAnswer {
-    let h = |n: &'static str| -> String {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (channel_id, state, number, token) = (
-        h("x-goog-channel-id"),
-        h("x-goog-resource-state"),
-        h("x-goog-message-number"),
-        h("x-goog-channel-token"),
-    );
-    if channel_id.is_empty() || state.is_empty() {
-        return WebhookAnswer {
-            status: 400,
-            reason:
-                "not a Google push notification (X-Goog-Channel-ID / X-Goog-Resource-State missing)",
-        };
-    }
-    let channel = match ctx.store().get_channel(&channel_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            tracing::warn!(%channel_id, "notification for an unknown channel");
-            return WebhookAnswer {
-                status: 404,
-                reason: "unknown channel",
-            };
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "channel lookup failed");
-            return WebhookAnswer {
-                status: 500,
-                reason: "channel lookup failed",
-            };
-        }
-    };
-    let presented = sha256_hex(&token);
-    let token_ok: bool = presented
-        .as_bytes()
-        .ct_eq(channel.token_sha256.as_bytes())
-        .into();
-    if !token_ok || token.is_empty() {
-        tracing::warn!(%channel_id, "notification with a wrong channel token");
-        return WebhookAnswer {
-            status: 403,
-            reason: "channel token mismatch",
-        };
-    }
-    if state == "sync" {
-        return WebhookAnswer {
-            status: 200,
-            reason: "channel confirmed",
-        };
-    }
-    // Counted before queueing: a pull that reads the link after this knows it covers it.
-    let seq = match ctx.store().bump_push_seq(&channel.link_id).await {
-        Ok(seq) => seq,
-        Err(e) => {
-            tracing::error!(error = %e, "push: cannot count the notification");
-            return WebhookAnswer {
-                status: 500,
-                reason: "cannot queue the sync",
-            };
-        }
-    };
-    let job = SyncJob::coalesced(
-        &channel.link_id,
-        PUSH_TRIGGER,
-        &format!("{channel_id}-{number}"),
-    )
-    .with_push_seq(seq);
-    match ctx.queues().send(QueueKind::SyncJobs, &[job]).await {
-        Ok(_) => {
-            tracing::info!(link = %channel.link_id, %channel_id, %number, %state, "push: sync queued");
-            WebhookAnswer {
-                status: 200,
-                reason: "sync queued",
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "push: cannot queue");
-            WebhookAnswer {
-                status: 500,
-                reason: "cannot queue the sync",
-            }
-        }
-    }
-}
-
-fn provider_for(
-    http: &reqwest::Client,
-    url: &str,
-    token: SecretString,
-    arn: &str,
-) -> anyhow::Result<GoogleCalendar> {
-    Ok(GoogleCalendar::new(http.clone(), url, token, arn)?)
-}
-
-/// Start a push channel for a Google `link` delivering to `address`, and record it.
-///
-/// Errors: not a Google link, token or Secrets Manager failure, `events.watch` refused.
-pub async fn start_channel(ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
-    anyhow::ensure!(
-        link.provider == ProviderKind::Google,
-        "link {} is not a Google link",
-        link.link_id
-    );
-    let arn = link
-        .secret_arn
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id))?;
-    let access = crate::oauth::access_token(ctx, arn, crate::oauth::REFRESH_MARGIN_SECS).await?;
-    let g = provider_for(&ctx.clients.http, &link.url, access, arn)?;
-    let channel_id = format!("calsync-{}", uuid::Uuid::now_v7().simple());
-    let token = SecretString::from(
+/// A fresh channel secret (256 random bits, hex).
+pub fn new_secret() -> SecretString {
+    SecretString::from(
         hex::encode(uuid::Uuid::new_v4().as_bytes())
             + &hex::encode(uuid::Uuid::new_v4().as_bytes()),
-    );
-    let ch = g
-        .watch(&channel_id, address, &token, CHANNEL_TTL_SECS)
-        .await?;
-    let rec = ChannelRecord {
-        channel_id: ch.id,
-        link_id: link.link_id.clone(),
-        secret_arn: arn.into(),
-        url: link.url.clone(),
-        resource_id: ch.resource_id,
-        token_sha256: sha256_hex(token.expose_secret()),
-        expiration_ms: ch.expiration_ms,
+    )
+}
+
+/// Whether `presented` is the channel's secret, compared in constant time; an empty one never is.
+pub fn secret_matches(presented: &str, rec: &ChannelRecord) -> bool {
+    let d = secret_digest(presented);
+    !presented.is_empty() && bool::from(d.as_bytes().ct_eq(rec.token_sha256.as_bytes()))
+}
+
+/// The webhook's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Plain-text body: the handshake token, or a short reason.
+    pub body: String,
+}
+
+impl WebhookAnswer {
+    fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// Serve one webhook request for the provider `kind`: a handshake is answered at once; a
+/// request whose notifications are all refused gets the first refusal; otherwise every
+/// notified link gets one sync job (several notifications for one link in a request are one
+/// job), lifecycle events are acted on, and the answer is the port's accepted status. A
+/// failure to queue answers 500 so that the provider retries.
+pub async fn handle(ctx: &Ctx, kind: ProviderKind, req: &PushRequest<'_>) -> WebhookAnswer {
+    let Some(port) = kind.module().push() else {
+        return WebhookAnswer::new(404, "this provider has no push notifications");
     };
+    let verdicts = port.verify(ctx, req).await;
+    if let Some(Verdict::Handshake(t)) = verdicts.first() {
+        return WebhookAnswer::new(200, t.clone());
+    }
+    let accepted = verdicts
+        .iter()
+        .any(|v| !matches!(v, Verdict::Reject { .. }));
+    if !accepted {
+        return match verdicts.into_iter().next() {
+            Some(Verdict::Reject { status, reason }) => {
+                tracing::warn!(
+                    provider = kind.module().slug(),
+                    status,
+                    reason,
+                    "notification refused"
+                );
+                WebhookAnswer::new(status, reason)
+            }
+            _ => WebhookAnswer::new(400, "no notification in the request"),
+        };
+    }
+    let mut changed: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed = false;
+    for v in verdicts {
+        match v {
+            Verdict::Changed { link_id, dedupe } => {
+                changed.entry(link_id).or_insert(dedupe);
+            }
+            Verdict::Lifecycle { channel, event } => {
+                if let Err(e) = lifecycle(ctx, port, &channel, event).await {
+                    tracing::error!(channel_id = %channel.channel_id, error = %e, ?event, "lifecycle notification not handled");
+                    failed = true;
+                }
+            }
+            Verdict::Handshake(_) | Verdict::Acknowledge | Verdict::Reject { .. } => {}
+        }
+    }
+    for (link_id, dedupe) in changed {
+        if let Err(e) = queue_pull(ctx, &link_id, PUSH_TRIGGER, &dedupe).await {
+            tracing::error!(link = %link_id, error = %e, "push: cannot queue the sync");
+            failed = true;
+        } else {
+            tracing::info!(link = %link_id, %dedupe, "push: sync queued");
+        }
+    }
+    if failed {
+        WebhookAnswer::new(500, "cannot queue the sync")
+    } else {
+        WebhookAnswer::new(port.accepted_status(), "accepted")
+    }
+}
+
+/// Count a notification on the link (a pull that reads the link after this knows it covers
+/// it) and queue one coalesced pull.
+async fn queue_pull(ctx: &Ctx, link_id: &str, trigger: &str, dedupe: &str) -> anyhow::Result<()> {
+    let seq = ctx.store().bump_push_seq(link_id).await?;
+    let job = SyncJob::coalesced(link_id, trigger, dedupe).with_push_seq(seq);
+    ctx.queues().send(QueueKind::SyncJobs, &[job]).await?;
+    Ok(())
+}
+
+/// Act on a lifecycle event: renew, or recreate and pull in full, or pull in full.
+async fn lifecycle(
+    ctx: &Ctx,
+    port: &dyn PushPort,
+    rec: &ChannelRecord,
+    event: Lifecycle,
+) -> anyhow::Result<()> {
+    let store = ctx.store();
+    let link = store.get_link(&rec.link_id).await?;
+    let full_pull = |trigger: &'static str| {
+        let dedupe = format!("{}-{trigger}-{}", rec.channel_id, now_millis());
+        async move { queue_pull(ctx, &rec.link_id, crate::handlers::RETRY, &dedupe).await }
+    };
+    match (event, link) {
+        (_, None) => {
+            stop_channel(ctx, rec).await?;
+        }
+        (Lifecycle::Reauthorize, Some(l)) => {
+            let addr = ctx
+                .config
+                .webhook_url(rec.provider.module().slug())
+                .ok_or_else(|| anyhow::anyhow!("no webhook URL configured"))?;
+            let new = port.renew(ctx, &l, rec, &addr).await?;
+            store.put_channel(&new).await?;
+            if new.channel_id != rec.channel_id {
+                stop_channel(ctx, rec).await?;
+            }
+        }
+        (Lifecycle::Removed, Some(l)) => {
+            store.delete_channel(&rec.channel_id).await?;
+            if let Some(addr) = ctx.config.webhook_url(rec.provider.module().slug()) {
+                let new = port.start(ctx, &l, &addr).await?;
+                store.put_channel(&new).await?;
+            }
+            full_pull("removed").await?;
+        }
+        (Lifecycle::Missed, Some(_)) => full_pull("missed").await?,
+    }
+    Ok(())
+}
+
+/// Start a channel for `link` delivering to `address` through its provider's port, and
+/// record it.
+///
+/// Errors: the provider has no push, token or Secrets Manager failure, the provider refused.
+pub async fn start_channel(ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
+    let port = link
+        .provider
+        .module()
+        .push()
+        .ok_or_else(|| anyhow::anyhow!("link {}: the provider has no push", link.link_id))?;
+    let rec = port.start(ctx, link, address).await?;
     ctx.store().put_channel(&rec).await?;
     tracing::info!(link = %link.link_id, channel_id = %rec.channel_id, expiration_ms = rec.expiration_ms, "push channel started");
     Ok(rec)
 }
 
-/// Stop a channel at Google (if its account is still reachable) and forget it.
+/// Stop a channel at its provider (if its account is still reachable) and forget it.
 ///
-/// Errors: DynamoDB failure. A stop Google refuses is logged and the record still removed.
+/// Errors: DynamoDB failure. A stop the provider refuses is logged and the record still removed.
 pub async fn stop_channel(ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()> {
-    let stopped = async {
-        let access =
-            crate::oauth::access_token(ctx, &rec.secret_arn, crate::oauth::REFRESH_MARGIN_SECS)
-                .await?;
-        let g = provider_for(&ctx.clients.http, &rec.url, access, &rec.secret_arn)?;
-        g.stop_channel(&rec.channel_id, &rec.resource_id).await?;
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = stopped {
-        tracing::warn!(channel_id = %rec.channel_id, error = %e, "channel not stopped at Google; it will expire");
+    if let Some(port) = rec.provider.module().push() {
+        if let Err(e) = port.stop(ctx, rec).await {
+            tracing::warn!(channel_id = %rec.channel_id, error = %e, "channel not stopped at the provider; it will expire");
+        }
     }
     ctx.store().delete_channel(&rec.channel_id).await?;
+    Ok(())
+}
+
+/// Stop and forget every channel of `link_id`.
+///
+/// Errors: DynamoDB failure.
+pub async fn stop_channels_of(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
+    for ch in ctx
+        .store()
+        .all_channels()
+        .await?
+        .into_iter()
+        .filter(|c| c.link_id == link_id)
+    {
+        stop_channel(ctx, &ch).await?;
+    }
     Ok(())
 }
 
@@ -201,7 +335,7 @@ pub async fn stop_channel(ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()> 
 pub struct ChannelReport {
     /// Channels started for links without one.
     pub started: u32,
-    /// Channels replaced because they expire soon.
+    /// Channels renewed because they expire soon.
     pub renewed: u32,
     /// Channels stopped because their link is gone, or replaced.
     pub stopped: u32,
@@ -209,10 +343,12 @@ pub struct ChannelReport {
     pub failed: u32,
 }
 
-/// Keep one live channel per Google link: start missing ones, renew those expiring within
-/// [`RENEW_BEFORE_MS`] (new channel first, then stop the old: Google's advice for an
-/// overlap), stop orphans (link deleted) and expired records. Without a webhook URL only
+/// Keep one live channel per link whose provider has push: start missing ones, renew those
+/// expiring within the port's [`PushPort::renew_before_ms`], stop orphans (link deleted or
+/// waiting for reconnection), expired records and duplicates. Without a webhook URL only
 /// orphans are stopped.
+///
+/// Errors: DynamoDB failures.
 pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<ChannelReport> {
     let store = ctx.store();
     let mut report = ChannelReport::default();
@@ -222,7 +358,7 @@ pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<Chan
     let mut covered = std::collections::HashSet::new();
     for c in &channels {
         let link = links.iter().find(|l| l.link_id == c.link_id);
-        let orphan = link.is_none_or(|l| l.status == crate::model::LinkStatus::ReconnectNeeded);
+        let orphan = link.is_none_or(|l| l.status == LinkStatus::ReconnectNeeded);
         let expired = c.expiration_ms <= now;
         let duplicate = covered.contains(&c.link_id);
         if orphan || expired || duplicate {
@@ -230,39 +366,83 @@ pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<Chan
             report.stopped += 1;
             continue;
         }
-        if c.expiration_ms - now < RENEW_BEFORE_MS {
-            if let (Some(addr), Some(l)) = (&ctx.config.webhook_url, link) {
-                match start_channel(ctx, l, addr).await {
-                    Ok(_) => {
-                        stop_channel(ctx, c).await?;
-                        report.renewed += 1;
-                        covered.insert(c.link_id.clone());
-                    }
-                    Err(e) => {
-                        tracing::warn!(link = %l.link_id, error = %e, "channel renewal failed");
-                        report.failed += 1;
-                        covered.insert(c.link_id.clone());
-                    }
+        covered.insert(c.link_id.clone());
+        let (Some(port), Some(l)) = (c.provider.module().push(), link) else {
+            continue;
+        };
+        let Some(addr) = ctx.config.webhook_url(c.provider.module().slug()) else {
+            continue;
+        };
+        if c.expiration_ms - now >= port.renew_before_ms() {
+            continue;
+        }
+        match port.renew(ctx, l, c, &addr).await {
+            Ok(new) => {
+                store.put_channel(&new).await?;
+                if new.channel_id != c.channel_id {
+                    stop_channel(ctx, c).await?;
                 }
-                continue;
+                report.renewed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(link = %l.link_id, error = %e, "channel renewal failed");
+                report.failed += 1;
             }
         }
-        covered.insert(c.link_id.clone());
     }
-    if let Some(addr) = &ctx.config.webhook_url {
-        for l in links.iter().filter(|l| {
-            l.provider == ProviderKind::Google
-                && l.status != crate::model::LinkStatus::ReconnectNeeded
-                && !covered.contains(&l.link_id)
-        }) {
-            match start_channel(ctx, l, addr).await {
-                Ok(_) => report.started += 1,
-                Err(e) => {
-                    tracing::warn!(link = %l.link_id, error = %e, "channel start failed");
-                    report.failed += 1;
-                }
+    for l in links.iter().filter(|l| {
+        l.provider.module().push().is_some()
+            && l.status != LinkStatus::ReconnectNeeded
+            && !covered.contains(&l.link_id)
+    }) {
+        let Some(addr) = ctx.config.webhook_url(l.provider.module().slug()) else {
+            continue;
+        };
+        match start_channel(ctx, l, &addr).await {
+            Ok(_) => report.started += 1,
+            Err(e) => {
+                tracing::warn!(link = %l.link_id, error = %e, "channel start failed");
+                report.failed += 1;
             }
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn rec(secret: &str) -> ChannelRecord {
+        ChannelRecord {
+            channel_id: "c".into(),
+            link_id: "l".into(),
+            provider: ProviderKind::Google,
+            secret_arn: "arn".into(),
+            url: "u".into(),
+            resource_id: "r".into(),
+            token_sha256: secret_digest(secret),
+            expiration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn secrets_match_exactly_and_never_when_empty() {
+        let cases = [
+            ("s3cret", "s3cret", true),
+            ("s3cret", "s3creT", false),
+            ("", "", false),
+            ("x", "", false),
+        ];
+        for (stored, presented, want) in cases {
+            assert_eq!(
+                secret_matches(presented, &rec(stored)),
+                want,
+                "{stored:?} vs {presented:?}"
+            );
+        }
+        assert_ne!(new_secret().expose_secret(), new_secret().expose_secret());
+        assert_eq!(new_secret().expose_secret().len(), 64);
+    }
 }

@@ -1,10 +1,11 @@
-//! The token refresher (scheduled): keeps every Google link's access token fresh and its push
-//! channel alive, so sync runs and notifications never wait on either.
+//! The token refresher (scheduled): keeps the access token of every link connected through
+//! OAuth fresh and its push channel alive, so sync runs and notifications never wait on
+//! either.
 
 use serde::Serialize;
 
 use crate::config::Ctx;
-use crate::model::{LinkStatus, ProviderKind};
+use crate::model::LinkStatus;
 use crate::oauth;
 use crate::push::{self, ChannelReport};
 
@@ -14,7 +15,7 @@ pub const MARGIN_SECS: i64 = 1200;
 /// What one refresher run did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct RefreshReport {
-    /// Google links looked at.
+    /// OAuth links looked at.
     pub links: u32,
     /// Links whose token was fresh or is now refreshed.
     pub tokens_ok: u32,
@@ -30,7 +31,7 @@ pub struct RefreshReport {
     pub channels_stopped: u32,
 }
 
-/// One run: refresh tokens of Google links that expire soon (one refresher per account, see
+/// One run: refresh tokens of OAuth links that expire soon (one refresher per account, see
 /// [`oauth::access_token`]), mark revoked ones `reconnect_needed`, then maintain channels.
 ///
 /// Errors: DynamoDB failures reading links or channels.
@@ -40,13 +41,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<RefreshReport> {
     let mut report = RefreshReport::default();
     for link in links
         .iter_mut()
-        .filter(|l| l.provider == ProviderKind::Google && l.status != LinkStatus::ReconnectNeeded)
+        .filter(|l| l.status != LinkStatus::ReconnectNeeded)
     {
+        let Some(profile) = link.provider.module().oauth() else {
+            continue;
+        };
         report.links += 1;
         let Some(arn) = link.secret_arn.clone() else {
             continue;
         };
-        match oauth::access_token(ctx, &arn, MARGIN_SECS).await {
+        match oauth::access_token(ctx, profile, &arn, MARGIN_SECS).await {
             Ok(_) => report.tokens_ok += 1,
             Err(e) if e.needs_reconnect() => {
                 report.reconnect_needed += 1;

@@ -4,7 +4,7 @@
 
 use calsync::config::Ctx;
 use calsync::model::Link;
-use calsync::provider::google::GoogleCalendar;
+use calsync::provider::google::{GoogleCalendar, OAUTH as GOOGLE_OAUTH};
 use serde_json::json;
 
 use crate::emulators::google::{Config, GoogleEmulator};
@@ -39,16 +39,20 @@ impl WebhookServer {
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
             let (ctx, done) = (ctx.clone(), done.clone());
             async move {
-                let (parts, _) = req.into_parts();
-                let callback = parts.uri.path().ends_with("/oauth/google/callback");
-                let a = calsync::http_api::route(
-                    &ctx,
-                    parts.method,
-                    parts.uri.path().to_string(),
-                    parts.uri.query().unwrap_or("").to_string(),
-                    parts.headers,
-                )
-                .await;
+                let (parts, body) = req.into_parts();
+                let callback = parts.uri.path().ends_with("/callback");
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                let req = calsync::http_api::HttpRequest {
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    method: parts.method,
+                    headers: parts.headers,
+                    body,
+                };
+                let a = calsync::http_api::route(&ctx, req).await;
                 if callback {
                     let body = a.body.clone();
                     done.send_modify(|v| v.push((a.status, body)));
@@ -111,7 +115,7 @@ pub struct LocalGoogle {
     pub emu: GoogleEmulator,
     /// The webhook receiver.
     pub hooks: WebhookServer,
-    /// Context with `webhook_url` set.
+    /// Context with `webhook_base` set.
     pub ctx: Ctx,
 }
 
@@ -129,7 +133,7 @@ impl LocalGoogle {
         .await?;
         let mut ctx = base.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        ctx.config.webhook_url = Some(format!("http://{}/webhooks/google", listener.local_addr()?));
+        ctx.config.webhook_base = Some(format!("http://{}", listener.local_addr()?));
         let hooks = WebhookServer::start(ctx.clone(), listener).await?;
         let redirect = format!("{}/oauth/google/callback", hooks.url);
         let http = reqwest::Client::new();
@@ -139,7 +143,12 @@ impl LocalGoogle {
             .await?
             .error_for_status()?;
         let client = client_json(&emu.url, &redirect);
-        put_secret(&ctx, &ctx.config.google_client_secret, &client.to_string()).await?;
+        put_secret(
+            &ctx,
+            &GOOGLE_OAUTH.client_secret_name(&ctx.config.stack),
+            &client.to_string(),
+        )
+        .await?;
         Ok(Self { emu, hooks, ctx })
     }
 
@@ -154,7 +163,7 @@ impl LocalGoogle {
             .error_for_status()?;
         put_secret(
             &self.ctx,
-            &self.ctx.config.google_client_secret,
+            &GOOGLE_OAUTH.client_secret_name(&self.ctx.config.stack),
             &client_json(&self.emu.url, redirect).to_string(),
         )
         .await
@@ -200,19 +209,13 @@ impl LocalGoogle {
     /// A provider for `link` with its current access token, acting as calsync does.
     pub async fn provider(&self, link: &Link) -> anyhow::Result<GoogleCalendar> {
         let arn = link.secret_arn.as_deref().unwrap_or_default();
-        let token = calsync::oauth::access_token(&self.ctx, arn, 60).await?;
-        Ok(GoogleCalendar::new(
-            self.ctx.clients.http.clone(),
-            &link.url,
-            token,
-            arn,
-        )?)
+        GoogleCalendar::with_link_tokens(&self.ctx, &link.url, arn)
     }
 
     /// A user's own Google client (another app): raw API calls with a fresh token.
     pub async fn user_api(&self, link: &Link) -> anyhow::Result<UserApi> {
         let arn = link.secret_arn.as_deref().unwrap_or_default();
-        let token = calsync::oauth::access_token(&self.ctx, arn, 60).await?;
+        let token = calsync::oauth::access_token(&self.ctx, &GOOGLE_OAUTH, arn, 60).await?;
         use secrecy::ExposeSecret;
         Ok(UserApi {
             events: format!("{}/events", link.url),
@@ -366,6 +369,7 @@ pub async fn consent_url(
     calsync::connect::start(
         ctx,
         &calsync::connect::ConnectRequest {
+            provider: calsync::model::ProviderKind::Google,
             group_id: group.into(),
             user_id,
             calendar_id: calendar_id.into(),

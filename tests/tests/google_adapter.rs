@@ -14,7 +14,7 @@ async fn adapter(cal: &str) -> (GoogleEmulator, GoogleCalendar) {
     let g = GoogleCalendar::new(
         reqwest::Client::new(),
         &format!("{}/calendar/v3/calendars/{cal}", emu.url),
-        SecretString::from("any-token"),
+        std::sync::Arc::new(calsync::oauth::StaticToken(SecretString::from("any-token"))),
         &format!("acct-{cal}"),
     )
     .expect("adapter");
@@ -275,7 +275,7 @@ async fn slow_answers_past_the_client_timeout_are_retried() {
     let g = GoogleCalendar::new(
         client,
         &format!("{}/calendar/v3/calendars/slow", emu.url),
-        SecretString::from("any-token"),
+        std::sync::Arc::new(calsync::oauth::StaticToken(SecretString::from("any-token"))),
         "acct-slow",
     )
     .expect("adapter")

@@ -470,7 +470,11 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
     for _ in 0..8 {
         let c = lg.ctx.clone();
         let a = arn.clone();
-        set.spawn(async move { calsync::oauth::access_token(&c, &a, 60).await.map(|_| ()) });
+        set.spawn(async move {
+            calsync::oauth::access_token(&c, &calsync::provider::google::OAUTH, &a, 60)
+                .await
+                .map(|_| ())
+        });
     }
     while let Some(r) = set.join_next().await {
         r.expect("task").expect("token");
@@ -509,6 +513,31 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
     for v in &values {
         assert!(!dump.contains(v.as_str()), "a token value reached DynamoDB");
     }
+
+    // An access token that dies before its expiry: the run gets a 401, refreshes once,
+    // retries and succeeds; the link stays ok.
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/expire-access", lg.emu.url))
+        .send()
+        .await
+        .expect("expire")
+        .error_for_status()
+        .expect("expired");
+    let before = refreshes().await;
+    let stats = fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    assert_eq!(refreshes().await - before, 1, "one refresh after the 401");
+    let link = ctx
+        .store()
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(link.status, LinkStatus::Ok, "{link:?}");
+    let last = runs(&ctx, &g.link_id).await.pop().expect("a run");
+    assert_eq!(last.outcome, "ok", "{last:?}");
 
     // Revocation: the link becomes reconnect_needed with a readable reason, and the
     // fan-out stops queueing it.
@@ -642,6 +671,7 @@ async fn command_line_connect_waits_for_the_consent_redirect() {
                 ctx,
                 listener,
                 &calsync::connect::ConnectRequest {
+                    provider: calsync::model::ProviderKind::Google,
                     group_id: "gcli-group".into(),
                     user_id: 77_001,
                     calendar_id: "cli@example.com".into(),
@@ -990,7 +1020,9 @@ async fn disconnecting_google_stops_the_channel_and_revokes_the_grant() {
         .await
         .unwrap();
     assert_eq!(stats["revocations"], 1, "{stats}");
-    let client = calsync::oauth::load_client(&lg.ctx).await.unwrap();
+    let client = calsync::oauth::load_client(&lg.ctx, &calsync::provider::google::OAUTH)
+        .await
+        .unwrap();
     let again = calsync::oauth::refresh(&lg.ctx.clients.http, &client, &refresh).await;
     assert!(
         again.is_err_and(|e| e.needs_reconnect()),

@@ -127,12 +127,12 @@ async fn every_function_stays_within_its_template_policy() {
         .await
         .unwrap();
     let ctx = google.ctx.clone();
-    let webhook_url = ctx.config.webhook_url.clone();
+    let webhook_url = ctx.config.webhook_base.clone();
     let as_fn = |key: &'static str| {
         let (b, url) = (base.clone(), webhook_url.clone());
         async move {
             let mut c = ctx_as(&b, key).await;
-            c.config.webhook_url = url;
+            c.config.webhook_base = url;
             c
         }
     };

@@ -1,5 +1,5 @@
-//! Webhook receiver (API Gateway HTTP API): Google push notifications and the OAuth consent
-//! begin and redirect. Logic: [`calsync::http_api::route`].
+//! Webhook receiver (API Gateway HTTP API): push notifications (`/webhooks/{provider}`) and
+//! the OAuth consent begin and redirect. Logic: [`calsync::http_api::route`].
 use calsync::{config::Ctx, handlers, http_api};
 use lambda_http::{service_fn, Body, Error, Request, Response};
 
@@ -9,10 +9,15 @@ async fn main() -> Result<(), Error> {
     let ctx = Ctx::from_env().await;
     let ctx = &ctx;
     lambda_http::run(service_fn(move |req: Request| async move {
-        let (parts, _body) = req.into_parts();
-        let path = parts.uri.path().to_string();
-        let query = parts.uri.query().unwrap_or("").to_string();
-        let a = http_api::route(ctx, parts.method, path, query, parts.headers).await;
+        let (parts, body) = req.into_parts();
+        let req = http_api::HttpRequest {
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            method: parts.method,
+            headers: parts.headers,
+            body: body.to_vec(),
+        };
+        let a = http_api::route(ctx, req).await;
         let mut resp = Response::builder()
             .status(a.status)
             .header("content-type", "text/plain; charset=utf-8");

@@ -112,7 +112,7 @@ fn caller_of(st: &ApiState, identity: &Value) -> Option<Caller> {
 }
 
 fn enc(s: &str) -> String {
-    crate::provider::google::percent_encode(s)
+    crate::provider::percent_encode(s)
 }
 
 /// Serve one AppSync event. `Ok` is the operation's JSON answer; `Err` is the RFC 9457

@@ -136,14 +136,14 @@ impl PullState<'_> {
         self.save_mapping(m).await
     }
 
-    /// The mapping key for a remote object: the UID already mapped to `href`, the UID an ICS
-    /// href carries (`ics:<uid>`), else `href:<href>`.
+    /// The mapping key for a remote object: the UID already mapped to `href`, the UID its
+    /// id carries ([`Provider::uid_of`]), else `href:<href>`.
     fn key_for_href(&self, href: &str) -> String {
         self.maps
             .values()
             .find(|m| m.href.as_deref() == Some(href))
             .map(|m| m.uid.clone())
-            .or_else(|| href.strip_prefix("ics:").map(str::to_string))
+            .or_else(|| self.provider.uid_of(href))
             .unwrap_or_else(|| format!("href:{href}"))
     }
 
@@ -210,7 +210,7 @@ impl PullState<'_> {
             // The hub holds our own output; should it ever not parse, the remote replaces it.
             let hub_series =
                 EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
-            // What the remote can hold of the hub version (all of it, except for Google).
+            // What the remote can hold of the hub version ([`Provider::project`]).
             let hub_view = self.view(&h.ical).unwrap_or_else(|| hub_series.clone());
             let lossy = hub_view != hub_series;
             let agreed = m.as_ref().is_some_and(|m| {

@@ -94,7 +94,8 @@ pub async fn push(
     }
     // Write in chunks (one bulk request per chunk where the provider has one), recording
     // each chunk's outcome before the next, so a crash loses at most one chunk's receipts.
-    for (n, chunk) in plan.chunks(PUSH_CHUNK).enumerate() {
+    let batch = link.provider.module().write_batch().max(1);
+    for (n, chunk) in plan.chunks(batch).enumerate() {
         // Every run writes at least one chunk, so continuations always progress.
         if n > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             out.more = true;
@@ -138,9 +139,6 @@ fn excluded(mut m: Mapping, version: i64) -> Mapping {
     m.updated_ms = now_millis();
     m
 }
-
-/// Writes a push sends per [`Provider::write_all`] call (Google: one batch request).
-const PUSH_CHUNK: usize = 50;
 
 /// The write a push plans for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -89,6 +89,10 @@ impl IcsFeed {
 
 #[async_trait]
 impl super::Provider for IcsFeed {
+    fn uid_of(&self, href: &str) -> Option<String> {
+        href.strip_prefix("ics:").map(str::to_string)
+    }
+
     async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
         let old: FeedCursor = cursor
             .and_then(|c| serde_json::from_str(c).ok())
@@ -208,6 +212,57 @@ impl super::Provider for IcsFeed {
 
     fn requests(&self) -> u32 {
         self.counter.get()
+    }
+}
+
+/// The ICS provider for the registry ([`crate::provider::registry`]): read-only, the feed's
+/// address in Secrets Manager when connected through the API, no push.
+pub struct IcsModule;
+
+/// The registry entry.
+pub static MODULE: IcsModule = IcsModule;
+
+#[async_trait]
+impl crate::provider::registry::ProviderModule for IcsModule {
+    fn kind(&self) -> crate::model::ProviderKind {
+        crate::model::ProviderKind::Ics
+    }
+    fn slug(&self) -> &'static str {
+        "ics"
+    }
+    fn display_name(&self) -> &'static str {
+        "ICS subscription"
+    }
+    fn calendar_type(&self) -> i64 {
+        4
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+    async fn connect(
+        &self,
+        ctx: &crate::config::Ctx,
+        link: &crate::model::Link,
+    ) -> anyhow::Result<Box<dyn super::Provider>> {
+        use secrecy::{ExposeSecret, SecretString};
+        // A feed connected through the API keeps its address in Secrets Manager (private
+        // feed URLs carry a key); the link holds only its redacted form.
+        let url = match link.secret_arn.as_deref() {
+            Some(arn) => {
+                crate::secrets::read_json::<crate::secrets::FeedSecret>(
+                    &ctx.clients.secrets,
+                    arn,
+                    r#"{"url"}"#,
+                )
+                .await?
+                .url
+            }
+            None => SecretString::from(link.url.clone()),
+        };
+        Ok(Box::new(IcsFeed::new(
+            ctx.clients.http.clone(),
+            url.expose_secret(),
+        )?))
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod caldav;
 pub mod google;
 pub mod ics;
+pub mod registry;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -191,6 +192,12 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// The event UID a remote id names by construction (ICS `ics:<uid>`), used to key an
+    /// object that is not mapped yet and cannot be read. `None`: ids carry no UID.
+    fn uid_of(&self, _href: &str) -> Option<String> {
+        None
+    }
+
     /// HTTP requests made so far.
     fn requests(&self) -> u32;
 }
@@ -273,66 +280,31 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// Percent-encode a path segment (RFC 3986 unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// First 300 characters of a response body, for error messages.
 pub(crate) fn snippet(body: &str) -> String {
     body.chars().take(300).collect()
 }
 
-/// Build the provider of `link`, reading its credentials from Secrets Manager.
+/// Build the provider of `link` through its registry module
+/// ([`registry::ProviderModule::connect`]), reading its credentials from Secrets Manager.
 ///
-/// Errors: unreadable secret (named by ARN), invalid URL, CalDAV link without a secret.
+/// Errors: unreadable secret (named by ARN), invalid URL, a link without its secret, a
+/// revoked OAuth grant ([`crate::oauth::AuthError`]).
 pub async fn connect(
     ctx: &crate::config::Ctx,
     link: &crate::model::Link,
 ) -> anyhow::Result<Box<dyn Provider>> {
-    use crate::model::ProviderKind;
-    use secrecy::{ExposeSecret, SecretString};
-    match link.provider {
-        ProviderKind::Caldav => {
-            let arn = link.secret_arn.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("link {}: CalDAV link without secret_arn", link.link_id)
-            })?;
-            let creds = crate::secrets::caldav_credentials(&ctx.clients.secrets, arn).await?;
-            Ok(Box::new(caldav::CalDav::new(
-                ctx.clients.http.clone(),
-                &link.url,
-                &creds.username,
-                creds.password,
-                link.force_ctag,
-            )?))
-        }
-        ProviderKind::Google => {
-            let arn = link.secret_arn.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id)
-            })?;
-            let token =
-                crate::oauth::access_token(ctx, arn, crate::oauth::REFRESH_MARGIN_SECS).await?;
-            Ok(Box::new(google::GoogleCalendar::new(
-                ctx.clients.http.clone(),
-                &link.url,
-                token,
-                arn,
-            )?))
-        }
-        ProviderKind::Ics => {
-            // A feed connected through the API keeps its address in Secrets Manager (private
-            // feed URLs carry a key); the link holds only its redacted form.
-            let url = match link.secret_arn.as_deref() {
-                Some(arn) => {
-                    crate::secrets::read_json::<crate::secrets::FeedSecret>(
-                        &ctx.clients.secrets,
-                        arn,
-                        r#"{"url"}"#,
-                    )
-                    .await?
-                    .url
-                }
-                None => SecretString::from(link.url.clone()),
-            };
-            Ok(Box::new(ics::IcsFeed::new(
-                ctx.clients.http.clone(),
-                url.expose_secret(),
-            )?))
-        }
-    }
+    link.provider.module().connect(ctx, link).await
 }

@@ -101,6 +101,7 @@ async fn main() -> ExitCode {
                     local_ctx().await,
                     listener,
                     &calsync::connect::ConnectRequest {
+                        provider: calsync::model::ProviderKind::Google,
                         group_id: group,
                         user_id: user,
                         calendar_id: flag("--calendar").unwrap_or_else(|| "primary".into()),

@@ -1,5 +1,6 @@
 //! Connecting a calendar: CalDAV / iCloud (the server asked first, through discovery when
-//! the URL is no calendar), ICS feeds (read once), and the Google consent URL.
+//! the URL is no calendar), ICS feeds (read once), and the consent URL of the providers
+//! connected through OAuth ([`crate::connect`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -25,7 +26,8 @@ pub const ICLOUD_CALDAV: &str = "https://caldav.icloud.com/";
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
-    /// `caldav`, `icloud` or `ics` (Google: `POST …/links/oauth/google`).
+    /// `caldav`, `icloud` or `ics` (OAuth providers such as Google:
+    /// `POST …/links/oauth/{provider}`).
     pub provider: String,
     /// CalDAV: a calendar collection URL, or an account / server URL to discover from
     /// (iCloud: optional, default [`ICLOUD_CALDAV`]); ICS: the feed URL.
@@ -225,10 +227,12 @@ pub async fn create(
                     json!({"url": url}),
                 )
             }
-            "google" => return Err(Problem::invalid_field(
-                "/provider",
-                "Google calendars connect through POST /v1/groups/{group_id}/links/oauth/google",
-            )),
+            other if oauth_kind(other).is_some() => {
+                return Err(Problem::invalid_field(
+                    "/provider",
+                    format!("{other} calendars connect through POST /v1/groups/{{group_id}}/links/oauth/{other}"),
+                ))
+            }
             other => {
                 return Err(Problem::invalid_field(
                     "/provider",
@@ -258,11 +262,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(link_json(&link))).into_response())
 }
 
+/// The provider named `slug` when it connects through OAuth.
+fn oauth_kind(slug: &str) -> Option<ProviderKind> {
+    ProviderKind::from_slug(slug).filter(|k| k.module().oauth().is_some())
+}
+
 /// Body of `POST …/links/oauth/{provider}`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthStart {
-    /// Google calendar id (default `primary`).
+    /// Calendar id in the provider's terms (default: the provider's main calendar, Google
+    /// `primary`).
     #[serde(default)]
     pub calendar_id: Option<String>,
     /// Name shown to the user.
@@ -278,7 +288,7 @@ pub struct OAuthStart {
     path = "/v1/groups/{group_id}/links/oauth/{provider}",
     operation_id = "startOAuth",
     tag = "links",
-    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "`google`")),
+    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "A provider connected through OAuth: `google`")),
     request_body = OAuthStart,
     responses(
         (status = 200, description = "`{consent_url}`: send the user's browser there (single use, 10 minutes)"),
@@ -294,22 +304,31 @@ pub async fn oauth_start(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     owned_group(&st, caller, &group_id).await?;
-    if provider != "google" {
+    let Some(kind) = oauth_kind(&provider) else {
+        let names: Vec<&str> = ProviderKind::ALL
+            .iter()
+            .filter(|k| k.module().oauth().is_some())
+            .map(|k| k.module().slug())
+            .collect();
         return Err(Problem::invalid_parameter(
             "provider",
-            format!("expected google, got {provider:?}"),
+            format!("expected {}, got {provider:?}", names.join(" or ")),
         ));
-    }
+    };
+    let p = crate::connect::profile(kind).map_err(Problem::internal)?;
     let b: OAuthStart = if body.is_empty() {
         OAuthStart::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| Problem::invalid_field("/", e.to_string()))?
     };
     let req = crate::connect::ConnectRequest {
+        provider: kind,
         group_id,
         user_id: caller.0,
-        calendar_id: b.calendar_id.unwrap_or_else(|| "primary".into()),
-        display_name: b.display_name.unwrap_or_else(|| "Google".into()),
+        calendar_id: b.calendar_id.unwrap_or_else(|| p.default_calendar.into()),
+        display_name: b
+            .display_name
+            .unwrap_or_else(|| kind.module().display_name().into()),
     };
     let url = crate::connect::start(&st.ctx, &req)
         .await

@@ -14,7 +14,7 @@ use super::settings::frequency_secs;
 use super::{
     decode_cursor, encode_cursor, owned_group, owned_link, ApiResult, ApiState, Caller, Problem,
 };
-use crate::model::{ConflictPolicy, Link, ProviderKind};
+use crate::model::{ConflictPolicy, Link};
 use crate::provider::redacted;
 use crate::queue::{QueueKind, SyncJob};
 
@@ -28,7 +28,7 @@ pub fn link_json(l: &Link) -> Value {
         "group_id": l.group_id,
         "provider": l.provider,
         "display_name": l.display_name,
-        "url": if l.provider == ProviderKind::Caldav { l.url.clone() } else { redacted(&l.url) },
+        "url": if l.provider.module().url_is_public() { l.url.clone() } else { redacted(&l.url) },
         "read_only": l.read_only(),
         "frequency_secs": l.frequency_secs,
         "next_sync_at": l.next_sync_at,
@@ -221,19 +221,14 @@ pub async fn patch(
 pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     let ctx = &st.ctx;
     let store = ctx.store();
-    if link.provider == ProviderKind::Google {
-        for ch in store
-            .all_channels()
-            .await?
-            .into_iter()
-            .filter(|c| c.link_id == link.link_id)
-        {
-            crate::push::stop_channel(ctx, &ch)
-                .await
-                .map_err(Problem::internal)?;
-        }
+    if link.provider.module().push().is_some() {
+        crate::push::stop_channels_of(ctx, &link.link_id)
+            .await
+            .map_err(Problem::internal)?;
+    }
+    if let Some(profile) = link.provider.module().oauth() {
         if let Some(arn) = &link.secret_arn {
-            if let Err(e) = crate::oauth::revoke(ctx, arn).await {
+            if let Err(e) = crate::oauth::revoke(ctx, profile, arn).await {
                 // The grant may already be gone; the secret is deleted either way.
                 tracing::warn!(link = %link.link_id, error = %e, "OAuth grant not revoked");
             }

@@ -24,6 +24,10 @@
 
 pub mod batch;
 pub mod mapping;
+pub mod module;
+pub mod push;
+
+pub use module::{API_ROOT, CALENDAR_SCOPE, MODULE, OAUTH};
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -43,6 +47,7 @@ use super::{
     WriteOutcome, WriteResult,
 };
 use crate::ical::EventSeries;
+use crate::oauth::{AuthError, TokenSource};
 
 /// Requests per minute per user the API allows (quota guide); we pace at this rate with a
 /// small burst so that quota errors stay the exception.
@@ -88,7 +93,7 @@ pub struct GoogleCalendar {
     http: reqwest::Client,
     api: String,
     calendar_id: String,
-    token: SecretString,
+    tokens: Arc<dyn TokenSource>,
     counter: RequestCounter,
     limiter: Arc<DefaultDirectRateLimiter>,
     retry: RetryPolicy,
@@ -150,17 +155,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Percent-encode a path segment (RFC 3986 unreserved characters kept).
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use super::percent_encode;
 
 /// The client event id we give the event `uid`: base32hex (`[0-9a-v]`), 42 characters, the
 /// same on every attempt (https://developers.google.com/workspace/calendar/api/v3/reference/events#id).
@@ -221,14 +216,15 @@ struct Answer {
 }
 
 impl GoogleCalendar {
-    /// A provider for the calendar at `url` using the OAuth access token `token`; requests are
-    /// paced per `account` (any stable key of the Google account, e.g. its secret ARN).
+    /// A provider for the calendar at `url` whose bearer tokens come from `tokens` (a 401 asks
+    /// it for a fresh one once per request); requests are paced per `account` (any stable key
+    /// of the Google account, e.g. its secret ARN).
     ///
     /// Errors: `url` is not `<api root>/calendars/<calendarId>`.
     pub fn new(
         http: reqwest::Client,
         url: &str,
-        token: SecretString,
+        tokens: Arc<dyn TokenSource>,
         account: &str,
     ) -> Result<Self, ProviderError> {
         let (api, calendar_id) = parse_calendar_url(url)?;
@@ -236,12 +232,19 @@ impl GoogleCalendar {
             http,
             api,
             calendar_id,
-            token,
+            tokens,
             counter: RequestCounter::default(),
             limiter: limiter_for(account),
             retry: RetryPolicy::default(),
             ical_uids: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The current bearer token.
+    ///
+    /// Errors: see [`AuthError`] (a revoked grant needs the user).
+    pub async fn bearer(&self) -> Result<SecretString, AuthError> {
+        self.tokens.bearer().await
     }
 
     /// Replace the retry schedule (tests use short delays).
@@ -274,12 +277,18 @@ impl GoogleCalendar {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(u16, String, String), ProviderError> {
         let mut delays = self.delays();
+        let mut refreshed = false;
         loop {
+            let bearer = self
+                .tokens
+                .bearer()
+                .await
+                .map_err(|e| auth_failure(url, e))?;
             for _ in 0..permits.max(1) {
                 self.limiter.until_ready().await;
             }
             self.counter.hit();
-            let outcome = match build().bearer_auth(self.token.expose_secret()).send().await {
+            let outcome = match build().bearer_auth(bearer.expose_secret()).send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let ct = resp
@@ -319,6 +328,16 @@ impl GoogleCalendar {
                 }
             }
             let (status, ct, text) = outcome?;
+            if status == 401 && !refreshed {
+                // An access token can die before its expiry (revoked session, clock skew):
+                // one fresh token and one more try before the link is parked.
+                refreshed = true;
+                self.tokens
+                    .refresh_after_401(&bearer)
+                    .await
+                    .map_err(|e| auth_failure(url, e))?;
+                continue;
+            }
             if status == 401 {
                 return Err(ProviderError::Unauthorized(url.into()));
             }
@@ -715,6 +734,19 @@ impl GoogleCalendar {
         match a.status {
             200 | 204 | 404 => Ok(()),
             _ => Err(Self::unexpected(&url, &a)),
+        }
+    }
+}
+
+/// A token that cannot be had: the user must reconnect ([`ProviderError::Unauthorized`]) or
+/// it is worth a retry ([`ProviderError::Unavailable`]).
+fn auth_failure(url: &str, e: AuthError) -> ProviderError {
+    if e.needs_reconnect() {
+        ProviderError::Unauthorized(url.into())
+    } else {
+        ProviderError::Unavailable {
+            url: url.into(),
+            detail: e.to_string(),
         }
     }
 }

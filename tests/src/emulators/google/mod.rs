@@ -259,6 +259,10 @@ fn router(inner: Shared) -> axum::Router {
         .route("/emulator/oauth/clients", post(oauth::control_client))
         .route("/emulator/oauth/revoke", post(oauth::control_revoke))
         .route("/emulator/oauth/stats", get(oauth::control_stats))
+        .route(
+            "/emulator/oauth/expire-access",
+            post(oauth::control_expire_access),
+        )
         .route("/emulator/calendars", post(control_add_calendar))
         .route(
             "/emulator/calendars/{cal}/expire-sync-tokens",

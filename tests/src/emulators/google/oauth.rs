@@ -16,6 +16,7 @@
 //! - `POST /revoke` (`token=`): Google's revocation endpoint (RFC 7009); 400 `invalid_token`
 //!   for an unknown or revoked token.
 //! - Control: `POST /emulator/oauth/clients`, `POST /emulator/oauth/revoke`,
+//!   `POST /emulator/oauth/expire-access` (access tokens die early, grants stay),
 //!   `GET /emulator/oauth/stats` (refresh grants served).
 
 use std::collections::HashMap;
@@ -308,6 +309,13 @@ pub(super) async fn control_revoke(State(st): State<Shared>, Json(b): Json<Value
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Every access token stops working before its expiry (a session ended early); refresh
+/// grants stay valid.
+pub(super) async fn control_expire_access(State(st): State<Shared>) -> Response {
+    st.lock().expect("emulator lock").oauth.access.clear();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub(super) async fn control_stats(State(st): State<Shared>) -> Response {

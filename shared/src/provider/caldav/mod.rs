@@ -13,6 +13,10 @@
 //!   updates and deletes (RFC 4791 §5.3.2); when a PUT response has no ETag (server changed
 //!   the data, §5.3.4) the etag is re-read with PROPFIND.
 
+pub mod module;
+
+pub use module::MODULE;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;

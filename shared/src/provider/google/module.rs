@@ -1,0 +1,94 @@
+//! What the Google provider is, for the registry ([`crate::provider::registry`]): its
+//! OAuth profile (https://developers.google.com/identity/protocols/oauth2/web-server) and how
+//! a link connects.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{percent_encode, GoogleCalendar};
+use crate::config::Ctx;
+use crate::model::{Link, ProviderKind};
+use crate::oauth::{LinkTokens, OAuthProfile};
+use crate::provider::registry::ProviderModule;
+use crate::provider::Provider;
+use crate::push::PushPort;
+
+/// Default API root (https://developers.google.com/workspace/calendar/api/v3/reference).
+pub const API_ROOT: &str = "https://www.googleapis.com/calendar/v3";
+
+/// Scope for two-way event sync (https://developers.google.com/workspace/calendar/api/auth).
+pub const CALENDAR_SCOPE: &str = "https://www.googleapis.com/auth/calendar";
+
+/// Google's OAuth 2.0: the calendar scope, a refresh token asked for with
+/// `access_type=offline` and `prompt=consent`, revocation at
+/// https://oauth2.googleapis.com/revoke (…/web-server#tokenrevoke).
+pub static OAUTH: OAuthProfile = OAuthProfile {
+    provider: ProviderKind::Google,
+    scopes: &[CALENDAR_SCOPE],
+    extra_params: &[("access_type", "offline"), ("prompt", "consent")],
+    revoke_uri: Some("https://oauth2.googleapis.com/revoke"),
+    api_root: API_ROOT,
+    default_calendar: "primary",
+    calendar_url,
+};
+
+/// `<api root>/calendars/<calendarId>`.
+fn calendar_url(api_root: &str, calendar_id: &str) -> String {
+    format!(
+        "{}/calendars/{}",
+        api_root.trim_end_matches('/'),
+        percent_encode(calendar_id)
+    )
+}
+
+/// The Google provider.
+pub struct Google;
+
+/// The registry entry.
+pub static MODULE: Google = Google;
+
+impl GoogleCalendar {
+    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401.
+    ///
+    /// Errors: `url` is not a Google calendar URL.
+    pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
+        Ok(GoogleCalendar::new(
+            ctx.clients.http.clone(),
+            url,
+            Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
+            arn,
+        )?)
+    }
+}
+
+#[async_trait]
+impl ProviderModule for Google {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Google
+    }
+    fn slug(&self) -> &'static str {
+        "google"
+    }
+    fn display_name(&self) -> &'static str {
+        "Google Calendar"
+    }
+    fn calendar_type(&self) -> i64 {
+        1
+    }
+    fn oauth(&self) -> Option<&'static OAuthProfile> {
+        Some(&OAUTH)
+    }
+    fn push(&self) -> Option<&'static dyn PushPort> {
+        Some(&super::push::PUSH)
+    }
+    async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
+        let arn = link.secret_arn.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id)
+        })?;
+        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        // Fail here, before the run, when the grant is gone (reconnect needed).
+        g.bearer().await?;
+        Ok(Box::new(g))
+    }
+}

@@ -1,0 +1,148 @@
+//! The provider registry: what each provider is, asked by generic code instead of matching on
+//! provider names.
+//!
+//! Each provider module exports one [`ProviderModule`] (kind, `calendarType`, read-only or
+//! not, writes per bulk request, how to connect a link, its OAuth profile and its push
+//! mechanism). [`ProviderKind`] is the stored name of a provider; [`ProviderKind::module`]
+//! is the only place that maps a kind to its module. Adding a provider is one module under
+//! `shared/src/provider/` plus one variant and one arm here.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::Provider;
+use crate::config::Ctx;
+use crate::model::Link;
+use crate::oauth::OAuthProfile;
+use crate::push::PushPort;
+
+/// Which provider a link talks to (stored in the links table as its snake_case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Google Calendar API v3 ([`super::google`]).
+    Google,
+    /// Any CalDAV server, RFC 4791 ([`super::caldav`]).
+    Caldav,
+    /// A read-only iCalendar feed ([`super::ics`]).
+    Ics,
+}
+
+impl ProviderKind {
+    /// Every provider, in `calendarType` order.
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::Google,
+        ProviderKind::Caldav,
+        ProviderKind::Ics,
+    ];
+
+    /// The module that implements this provider: the registry.
+    pub fn module(self) -> &'static dyn ProviderModule {
+        match self {
+            ProviderKind::Google => &super::google::MODULE,
+            ProviderKind::Caldav => &super::caldav::MODULE,
+            ProviderKind::Ics => &super::ics::MODULE,
+        }
+    }
+
+    /// The provider whose [`ProviderModule::slug`] is `slug` (a path segment such as
+    /// `/webhooks/{slug}`), if any.
+    pub fn from_slug(slug: &str) -> Option<ProviderKind> {
+        Self::ALL.into_iter().find(|k| k.module().slug() == slug)
+    }
+
+    /// The numeric `calendarType` of the AutoSync API ([`ProviderModule::calendar_type`]).
+    pub fn calendar_type(self) -> i64 {
+        self.module().calendar_type()
+    }
+}
+
+/// What a provider is and how calsync talks to it.
+#[async_trait]
+pub trait ProviderModule: Send + Sync {
+    /// The stored kind.
+    fn kind(&self) -> ProviderKind;
+
+    /// Lower-case name used in routes (`/webhooks/{slug}`, `/oauth/{slug}/callback`,
+    /// `POST /v1/groups/{group_id}/links/oauth/{slug}`), link ids (`{slug}-<uuid>`) and
+    /// secret names (`<stack>/{slug}-tokens/<link>`).
+    fn slug(&self) -> &'static str;
+
+    /// Name shown to people ("Google Calendar").
+    fn display_name(&self) -> &'static str;
+
+    /// The MiPlanIt AutoSync `calendarType`: 1 Google, 2 Outlook, 3 CalDAV/iCloud, 4 ICS.
+    fn calendar_type(&self) -> i64;
+
+    /// Read-only members get nothing pushed, and their pulls prefer the remote.
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// Writes a push hands to one [`Provider::write_all`] call (one bulk request where the
+    /// provider has one).
+    fn write_batch(&self) -> usize {
+        50
+    }
+
+    /// Whether a link's URL holds nothing secret and may be shown as it is (CalDAV). Other
+    /// URLs are shown as `scheme://host/…` ([`super::redacted`]).
+    fn url_is_public(&self) -> bool {
+        false
+    }
+
+    /// The OAuth 2.0 profile, for providers connected through a consent round trip.
+    fn oauth(&self) -> Option<&'static OAuthProfile> {
+        None
+    }
+
+    /// The push mechanism (Google channels, Graph subscriptions), if the provider has one.
+    fn push(&self) -> Option<&'static dyn PushPort> {
+        None
+    }
+
+    /// The provider of `link`, its credentials read from Secrets Manager.
+    ///
+    /// Errors: unreadable secret (named by ARN), invalid URL, a link without its secret.
+    async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_names_its_module_and_slugs_are_unique() {
+        let mut slugs = std::collections::HashSet::new();
+        let mut types = std::collections::HashSet::new();
+        for k in ProviderKind::ALL {
+            let m = k.module();
+            assert_eq!(m.kind(), k);
+            assert!(slugs.insert(m.slug()), "duplicate slug {}", m.slug());
+            assert!(types.insert(m.calendar_type()));
+            assert_eq!(ProviderKind::from_slug(m.slug()), Some(k));
+            let stored = serde_json::to_value(k).unwrap();
+            assert_eq!(
+                stored,
+                serde_json::json!(m.slug()),
+                "stored name is the slug"
+            );
+        }
+        assert_eq!(ProviderKind::from_slug("nope"), None);
+    }
+
+    #[test]
+    fn calendar_types_follow_the_autosync_api() {
+        let t = |k: ProviderKind| k.calendar_type();
+        assert_eq!(
+            (
+                t(ProviderKind::Google),
+                t(ProviderKind::Caldav),
+                t(ProviderKind::Ics)
+            ),
+            (1, 3, 4)
+        );
+        assert!(ProviderKind::Ics.module().read_only());
+        assert!(!ProviderKind::Caldav.module().read_only());
+    }
+}
