@@ -120,7 +120,7 @@ async fn a_409_on_the_sync_token_restarts_with_zero_creates_and_deletes() {
     store
         .put_cursor(
             &s.via_proxy.link_id,
-            "sync:http://radicale.org/ns/sync/not-a-real-token",
+            &calsync::provider::Cursor::new("sync:http://radicale.org/ns/sync/not-a-real-token"),
         )
         .await
         .unwrap();
@@ -150,7 +150,7 @@ async fn a_409_on_the_sync_token_restarts_with_zero_creates_and_deletes() {
         .unwrap()
         .unwrap();
     assert!(
-        fresh.starts_with("sync:") && !fresh.contains("not-a-real-token"),
+        fresh.as_str().starts_with("sync:") && !fresh.as_str().contains("not-a-real-token"),
         "{fresh} (was {cursor})"
     );
 }

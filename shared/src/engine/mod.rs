@@ -369,11 +369,11 @@ pub async fn pull(
     } else {
         store.get_cursor(&link.link_id).await?
     };
-    let res = provider.pull(cursor.as_deref()).await?;
+    let res = provider.pull(cursor.as_ref()).await?;
     if !res.full && res.changed.is_empty() && res.removed.is_empty() && res.unreadable.is_empty() {
         // Nothing changed remotely: one provider request, no reads of mappings or hub events.
         // Hub changes reach this link through the sync-back jobs their pulls queue.
-        if cursor.as_deref() != Some(res.cursor.as_str()) {
+        if cursor.as_ref() != Some(&res.cursor) {
             store.put_cursor(&link.link_id, &res.cursor).await?;
         }
         return Ok(PullOutcome::default());

@@ -93,7 +93,8 @@ impl super::Provider for IcsFeed {
         href.strip_prefix("ics:").map(str::to_string)
     }
 
-    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+    async fn pull(&self, cursor: Option<&super::Cursor>) -> Result<PullResult, ProviderError> {
+        let cursor = cursor.map(super::Cursor::as_str);
         let old: FeedCursor = cursor
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
@@ -116,7 +117,7 @@ impl super::Provider for IcsFeed {
         let (etag, last_modified) = (header("etag"), header("last-modified"));
         if status.as_u16() == 304 {
             return Ok(PullResult {
-                cursor: cursor.unwrap_or_default().to_string(),
+                cursor: super::Cursor::new(cursor.unwrap_or_default()),
                 ..Default::default()
             });
         }
@@ -146,7 +147,7 @@ impl super::Provider for IcsFeed {
         .expect("cursor serialises");
         if !old.hash.is_empty() && old.hash == hash {
             return Ok(PullResult {
-                cursor: new_cursor,
+                cursor: super::Cursor::new(new_cursor),
                 ..Default::default()
             });
         }
@@ -167,7 +168,7 @@ impl super::Provider for IcsFeed {
             detail: e.to_string(),
         })?;
         let mut result = PullResult {
-            cursor: new_cursor,
+            cursor: super::Cursor::new(new_cursor),
             full: true,
             ..Default::default()
         };

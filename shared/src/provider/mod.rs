@@ -13,6 +13,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 
+/// A provider's position in a calendar's change history, opaque to the engine: CalDAV
+/// `sync:<DAV:sync-token>` or `ctag:<CS:getctag>`, Google `nextSyncToken`, an ICS feed's
+/// validators (JSON). Stored as it is in the cursors table.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// A cursor from its stored text.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The stored text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A remote calendar object seen in a pull: its id, version and (when already fetched) data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteRef {
@@ -35,7 +60,7 @@ pub struct PullResult {
     /// Objects present but unusable, with the reason (id, reason).
     pub unreadable: Vec<(String, String)>,
     /// Cursor to store after applying this result.
-    pub cursor: String,
+    pub cursor: Cursor,
     /// True when this is a complete enumeration (initial sync, token loss, ctag listing, feed).
     pub full: bool,
 }
@@ -149,7 +174,7 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     /// Changes since `cursor` (`None`: initial full enumeration). A cursor the server no longer
     /// accepts leads to a full enumeration (`full = true`), never to an error.
-    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError>;
+    async fn pull(&self, cursor: Option<&Cursor>) -> Result<PullResult, ProviderError>;
 
     /// Data of the given ids: `(href, etag, data)`; ids that no longer exist are left out.
     async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError>;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::{now_millis, now_secs, Config};
 use crate::model::{ChannelRecord, HubEvent, Link, LinkStatus, Mapping, RunRecord};
+use crate::provider::Cursor;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -411,10 +412,10 @@ impl Store {
     // ---- cursors ----
 
     /// The link's cursor (sync-token, ctag or feed validators), if any.
-    pub async fn get_cursor(&self, link_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn get_cursor(&self, link_id: &str) -> Result<Option<Cursor>, StoreError> {
         #[derive(serde::Deserialize)]
         struct C {
-            cursor: String,
+            cursor: Cursor,
         }
         let key = HashMap::from([("link_id".to_string(), s(link_id))]);
         let c: Option<C> = self.get(&self.cfg.cursors_table, key).await?;
@@ -422,7 +423,7 @@ impl Store {
     }
 
     /// Save the link's cursor.
-    pub async fn put_cursor(&self, link_id: &str, cursor: &str) -> Result<(), StoreError> {
+    pub async fn put_cursor(&self, link_id: &str, cursor: &Cursor) -> Result<(), StoreError> {
         let v =
             serde_json::json!({"link_id": link_id, "cursor": cursor, "updated_ms": now_millis()});
         self.put(&self.cfg.cursors_table, &v).await

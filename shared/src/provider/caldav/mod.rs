@@ -537,7 +537,7 @@ impl CalDav {
                     result.removed.extend(removed);
                     token = new_token;
                     if !truncated {
-                        result.cursor = format!("{SYNC_PREFIX}{token}");
+                        result.cursor = super::Cursor::new(format!("{SYNC_PREFIX}{token}"));
                         return Ok(Some(result));
                     }
                 }
@@ -569,7 +569,7 @@ impl CalDav {
         if let (Some(old), Some(new)) = (old, ctag.as_deref()) {
             if old == new {
                 return Ok(PullResult {
-                    cursor: format!("{CTAG_PREFIX}{new}"),
+                    cursor: super::Cursor::new(format!("{CTAG_PREFIX}{new}")),
                     ..Default::default()
                 });
             }
@@ -597,9 +597,10 @@ impl CalDav {
             changed,
             full: true,
             // Without a ctag every pull lists everything; the etags still avoid refetching.
-            cursor: ctag
-                .map(|c| format!("{CTAG_PREFIX}{c}"))
-                .unwrap_or_default(),
+            cursor: super::Cursor::new(
+                ctag.map(|c| format!("{CTAG_PREFIX}{c}"))
+                    .unwrap_or_default(),
+            ),
             ..Default::default()
         })
     }
@@ -658,7 +659,8 @@ impl CalDav {
 
 #[async_trait]
 impl super::Provider for CalDav {
-    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+    async fn pull(&self, cursor: Option<&super::Cursor>) -> Result<PullResult, ProviderError> {
+        let cursor = cursor.map(super::Cursor::as_str);
         if self.force_ctag || cursor.is_some_and(|c| c.starts_with(CTAG_PREFIX)) {
             return self.pull_ctag(cursor).await;
         }

@@ -768,7 +768,8 @@ const WRITE_QUERY: [(&str, &str); 2] = [("sendUpdates", "none"), ("conferenceDat
 
 #[async_trait]
 impl Provider for GoogleCalendar {
-    async fn pull(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
+    async fn pull(&self, cursor: Option<&super::Cursor>) -> Result<PullResult, ProviderError> {
+        let cursor = cursor.map(super::Cursor::as_str);
         let incremental = match cursor {
             Some(token) => self.list_all(&[("syncToken", token)]).await?,
             None => None,
@@ -798,7 +799,7 @@ impl Provider for GoogleCalendar {
         }
         let groups = mapping::group_series(&items);
         let mut out = PullResult {
-            cursor,
+            cursor: super::Cursor::new(cursor),
             full,
             ..Default::default()
         };
