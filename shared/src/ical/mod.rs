@@ -13,6 +13,7 @@
 //! servers and clients rewrite without a user edit ([`VOLATILE`]) are kept but ignored when
 //! comparing content.
 
+pub mod lines;
 pub mod text;
 
 use std::collections::BTreeMap;

@@ -2,3 +2,4 @@
 //! `../shared/docs/provider-semantics.md`), served over HTTP on loopback.
 
 pub mod google;
+pub mod graph;

@@ -1,0 +1,224 @@
+//! Content-line helpers shared by the provider mappings (Google, Graph): split lines
+//! (RFC 5545 §3.1), date-times with their zone (§3.3.5), durations (§3.3.6), zone names.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// One content line split into name, parameters and raw value (RFC 5545 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Property name, upper case.
+    pub name: String,
+    /// Parameters in order, names upper case, values unquoted.
+    pub params: Vec<(String, String)>,
+    /// Raw value (still escaped for TEXT).
+    pub value: String,
+}
+
+impl Line {
+    /// The value of parameter `name` (upper case), if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Unfold and split content lines (`BEGIN`/`END` included as lines).
+pub fn parse_lines(text: &str) -> Vec<Line> {
+    let unfolded = text
+        .replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
+        .replace("\n\t", "");
+    unfolded
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(parse_line)
+        .collect()
+}
+
+/// One unfolded content line, split; `None` when it has no `:`.
+pub fn parse_line(l: &str) -> Option<Line> {
+    let l = l.trim_end_matches('\r');
+    let mut in_quote = false;
+    let mut split = None;
+    for (i, c) in l.char_indices() {
+        match c {
+            '"' => in_quote = !in_quote,
+            ':' if !in_quote => {
+                split = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let i = split?;
+    let (head, value) = (&l[..i], &l[i + 1..]);
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    in_quote = false;
+    for c in head.chars() {
+        match c {
+            '"' => in_quote = !in_quote,
+            ';' if !in_quote => parts.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    let name = parts.remove(0).to_ascii_uppercase();
+    let params = parts
+        .into_iter()
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((k.to_ascii_uppercase(), v.to_string()))
+        })
+        .collect();
+    Some(Line {
+        name,
+        params,
+        value: value.to_string(),
+    })
+}
+
+/// A parameter value, quoted when it holds `,`, `;` or `:` (RFC 5545 §3.2).
+pub fn param_value(v: &str) -> String {
+    if v.contains([',', ';', ':']) {
+        format!("\"{}\"", v.replace('"', "'"))
+    } else {
+        v.to_string()
+    }
+}
+
+/// A zone name usable with Google: the IANA name itself, or the IANA name at the end of a
+/// vendor-prefixed TZID (`/mozilla.org/20050126_1/Europe/Berlin`).
+pub fn iana(tzid: &str) -> Option<chrono_tz::Tz> {
+    if let Ok(tz) = tzid.parse::<chrono_tz::Tz>() {
+        return Some(tz);
+    }
+    let parts: Vec<&str> = tzid.split('/').collect();
+    (1..parts.len()).find_map(|i| parts[i..].join("/").parse().ok())
+}
+
+/// Whether a TZID names UTC.
+pub fn is_utc_zone(tz: &str) -> bool {
+    matches!(tz, "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Z")
+}
+
+/// `TRIGGER` value for a reminder `m` minutes before the start.
+pub fn minutes_to_trigger(m: i64) -> String {
+    if m == 0 {
+        "-PT0S".into()
+    } else {
+        format!("-PT{m}M")
+    }
+}
+
+/// A parsed DTSTART/DTEND/RECURRENCE-ID.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    /// `VALUE=DATE`.
+    Date(NaiveDate),
+    /// `…Z`, or a UTC TZID.
+    Utc(DateTime<Utc>),
+    /// Local time in an IANA zone.
+    Zoned(NaiveDateTime, chrono_tz::Tz),
+    /// No zone (read in UTC where an instant is needed).
+    Floating(NaiveDateTime),
+}
+
+impl When {
+    pub fn parse(l: &Line) -> Result<Self, String> {
+        let v = l.value.trim();
+        if l.param("VALUE") == Some("DATE") || (v.len() == 8 && !v.contains('T')) {
+            return NaiveDate::parse_from_str(v, "%Y%m%d")
+                .map(When::Date)
+                .map_err(|_| format!("{}: invalid date {v:?}", l.name));
+        }
+        if let Some(u) = v.strip_suffix('Z') {
+            return NaiveDateTime::parse_from_str(u, "%Y%m%dT%H%M%S")
+                .map(|n| When::Utc(Utc.from_utc_datetime(&n)))
+                .map_err(|_| format!("{}: invalid date-time {v:?}", l.name));
+        }
+        let n = NaiveDateTime::parse_from_str(v, "%Y%m%dT%H%M%S")
+            .map_err(|_| format!("{}: invalid date-time {v:?}", l.name))?;
+        match l.param("TZID") {
+            None => Ok(When::Floating(n)),
+            Some(tzid) if is_utc_zone(tzid) => Ok(When::Utc(Utc.from_utc_datetime(&n))),
+            Some(tzid) => iana(tzid).map(|tz| When::Zoned(n, tz)).ok_or_else(|| {
+                format!(
+                    "{}: TZID {tzid:?} is not an IANA time zone (Google needs one)",
+                    l.name
+                )
+            }),
+        }
+    }
+
+    pub fn instant(self) -> DateTime<Utc> {
+        match self {
+            When::Date(d) => Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")),
+            When::Utc(u) => u,
+            When::Zoned(n, tz) => tz
+                .from_local_datetime(&n)
+                .earliest()
+                .or_else(|| tz.from_local_datetime(&(n + Duration::hours(1))).earliest())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|| Utc.from_utc_datetime(&n)),
+            // Floating times are read in UTC (Google needs an offset or a zone).
+            When::Floating(n) => Utc.from_utc_datetime(&n),
+        }
+    }
+
+    /// This time plus `d` (dates: whole days, at least one).
+    pub fn plus(self, d: Duration) -> Self {
+        match self {
+            When::Date(x) => When::Date(x + Duration::days(d.num_days().max(1))),
+            When::Utc(x) => When::Utc(x + d),
+            When::Zoned(n, tz) => When::Zoned(n + d, tz),
+            When::Floating(n) => When::Floating(n + d),
+        }
+    }
+
+    /// The calendar date as written (UTC date for `…Z` values).
+    pub fn as_date(self) -> Self {
+        match self {
+            When::Date(d) => When::Date(d),
+            When::Utc(t) => When::Date(t.date_naive()),
+            When::Zoned(n, _) | When::Floating(n) => When::Date(n.date()),
+        }
+    }
+}
+
+/// RFC 5545 §3.3.6 duration to a chrono duration (`-P1DT2H`, `PT15M`, `P1W`).
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let (neg, rest) = match v.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let rest = rest.strip_prefix('P')?;
+    let mut total = Duration::zero();
+    let mut num = String::new();
+    let mut in_time = false;
+    for c in rest.chars() {
+        match c {
+            'T' => in_time = true,
+            '0'..='9' => num.push(c),
+            unit => {
+                let n: i64 = num.parse().ok()?;
+                num.clear();
+                total += match (unit, in_time) {
+                    ('W', false) => Duration::weeks(n),
+                    ('D', false) => Duration::days(n),
+                    ('H', true) => Duration::hours(n),
+                    ('M', true) => Duration::minutes(n),
+                    ('S', true) => Duration::seconds(n),
+                    _ => return None,
+                };
+            }
+        }
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(if neg { -total } else { total })
+}

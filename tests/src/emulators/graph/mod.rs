@@ -1,0 +1,543 @@
+//! Microsoft Graph v1.0 emulator (Outlook calendars), one mailbox (`/me`).
+//!
+//! Built to the documented behaviour (`../shared/docs/provider-semantics.md` §2, the CSDL and
+//! OpenAPI subsets and docs examples in `../shared/corpus/graph/`):
+//!
+//! - `GET /v1.0/me/calendars`; `GET|POST /v1.0/me/calendars/{cal}/events` (list: single
+//!   instances and series masters; `$filter=singleValueExtendedProperties/Any(…)`; create:
+//!   201, `transactionId` answers the event it created before) ([`events`]).
+//! - `GET|PATCH|DELETE /v1.0/me/events/{id}` — `@odata.etag` = `W/"<changeKey>"`, a new
+//!   changeKey on every write, `If-Match` → 412 `ErrorIrresolvableConflict`; an occurrence
+//!   id PATCHed becomes an `exception`, DELETEd a cancelled occurrence (the master changes,
+//!   nothing else is signalled); `$expand=singleValueExtendedProperties(…)` / `extensions`.
+//!   `POST …/events/{id}/extensions` (open extensions). `GET …/events/{id}/instances` with
+//!   `startDateTime`/`endDateTime` (occurrences and exceptions, cancelled ones absent).
+//! - `GET /v1.0/me/calendars/{cal}/calendarView/delta` and `/me/calendarView/delta` — window
+//!   required (400 without, 400 over 1825 days), fixed for the token's life;
+//!   `Prefer: odata.maxpagesize`; `@odata.nextLink` / `@odata.deltaLink`; `@removed` with
+//!   `reason`, also for changes outside the window; occurrences carry only `id`,
+//!   `seriesMasterId`, `type`, `start`, `end`; a stale or garbage token → 410
+//!   `SyncStateNotFound` with a `Location` to restart; `…/events/delta` → 400 ([`delta`]).
+//! - `Prefer: outlook.timezone` (Windows or IANA names; default UTC); `isAllDay` events must
+//!   run midnight to midnight and are never shifted by the response zone.
+//! - `POST /v1.0/$batch` — at most 20 requests, unique ids, `dependsOn` (424 when a
+//!   dependency failed), per-request status in a 200 envelope, answered in any order; items
+//!   run at most 4 at a time and are throttled one by one ([`batch`]).
+//! - Throttling per mailbox: more than [`Config::max_concurrency`] requests in flight → 429
+//!   `MailboxConcurrency` with `Retry-After`; more than [`Config::budget_per_10min`] in ten
+//!   minutes → 429 `ApplicationThrottled`. The highest concurrency seen is recorded.
+//! - Subscriptions with the `validationToken` handshake (10 s), `clientState`, renewal,
+//!   deletion, a maximum lifetime, change and lifecycle notifications ([`subscriptions`]).
+//! - Microsoft identity platform v2 authorize and token endpoints, rotating refresh tokens,
+//!   AADSTS errors ([`oauth`]). With [`Config::require_issued_tokens`] the API accepts only
+//!   unexpired access tokens it issued (401 `InvalidAuthenticationToken`).
+//! - Fault injection (`POST /emulator/faults`): `{"status": S, "count": N, "retry_after": R}`;
+//!   test setup under `/emulator/…`.
+
+// Handlers return the finished HTTP response as their error; it is built once per request.
+#![allow(clippy::result_large_err)]
+
+pub mod batch;
+pub mod delta;
+pub mod events;
+pub mod oauth;
+pub mod recurrence;
+pub mod subscriptions;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// Emulator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Requests in flight per mailbox before 429 `MailboxConcurrency` (Outlook: 4).
+    pub max_concurrency: usize,
+    /// Requests per mailbox per 10 minutes before 429 `ApplicationThrottled` (10,000).
+    pub budget_per_10min: usize,
+    /// `Retry-After` seconds of throttling answers.
+    pub retry_after_secs: u64,
+    /// Page size of delta and instance pages when no `Prefer: odata.maxpagesize` is sent.
+    pub default_page_size: usize,
+    /// Accept only access tokens issued by the token endpoint (else any bearer token).
+    pub require_issued_tokens: bool,
+    /// `expires_in` of issued access tokens (seconds).
+    pub access_token_lifetime_secs: u64,
+    /// Longest subscription lifetime accepted (minutes; events: 10,080).
+    pub max_subscription_minutes: i64,
+    /// Time a notification URL has to answer the validation handshake.
+    pub validation_timeout: Duration,
+    /// Delay before each API answer (latency, so that concurrency can build up).
+    pub latency: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 4,
+            budget_per_10min: 10_000,
+            retry_after_secs: 1,
+            default_page_size: 10,
+            require_issued_tokens: false,
+            access_token_lifetime_secs: 3599,
+            max_subscription_minutes: 10_080,
+            validation_timeout: Duration::from_secs(10),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// One stored item: a single instance, series master or exception (never a plain
+/// occurrence: those are generated from the master).
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    /// The resource as Graph holds it (times in the zone they were written in).
+    pub resource: Value,
+    /// Change sequence number of the last write.
+    pub seq: u64,
+    /// Deleted (kept for delta's `@removed`).
+    pub deleted: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Calendar {
+    pub name: String,
+    pub items: BTreeMap<String, Stored>,
+    /// `transactionId` → event id.
+    pub transactions: HashMap<String, String>,
+}
+
+/// One write the emulator served, for tests (`attendees` sent or not).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WriteRecord {
+    /// `POST`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// Event id.
+    pub id: String,
+    /// Whether the body carried `attendees`.
+    pub attendees: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub config: Config,
+    pub base: String,
+    pub calendars: BTreeMap<String, Calendar>,
+    pub seq: u64,
+    pub delta: delta::Tokens,
+    pub oauth: oauth::OAuth,
+    pub subs: subscriptions::Subs,
+    pub writes: Vec<WriteRecord>,
+    faults: VecDeque<(u16, u64)>,
+    inflight: usize,
+    max_inflight: usize,
+    budget: VecDeque<Instant>,
+    requests: u64,
+    throttled: u64,
+    batches: u64,
+}
+
+pub(crate) type Shared = Arc<Mutex<Inner>>;
+
+/// A running emulator.
+pub struct GraphEmulator {
+    /// Base URL (`http://127.0.0.1:<port>`); the API root is `<url>/v1.0`.
+    pub url: String,
+    inner: Shared,
+    task: tokio::task::JoinHandle<()>,
+    delivery: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GraphEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.delivery.abort();
+    }
+}
+
+/// What the emulator counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// API requests served (batch items included, envelopes excluded).
+    pub requests: u64,
+    /// Requests answered 429.
+    pub throttled: u64,
+    /// Most API requests in flight at once.
+    pub max_inflight: usize,
+    /// `$batch` envelopes served.
+    pub batches: u64,
+}
+
+impl GraphEmulator {
+    /// Serve on `addr` (`127.0.0.1:0` for any port).
+    ///
+    /// Errors: the address cannot be bound.
+    pub async fn start(addr: &str, config: Config) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            config,
+            base: url.clone(),
+            ..Default::default()
+        }));
+        let app = router(inner.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let delivery = subscriptions::start_delivery(&inner);
+        Ok(Self {
+            url,
+            inner,
+            task,
+            delivery,
+        })
+    }
+
+    /// API root (`<url>/v1.0`).
+    pub fn api_root(&self) -> String {
+        format!("{}/v1.0", self.url)
+    }
+
+    /// Create the calendar `id` (idempotent).
+    pub fn add_calendar(&self, id: &str, name: &str) {
+        self.lock()
+            .calendars
+            .entry(id.into())
+            .or_insert_with(|| Calendar {
+                name: name.into(),
+                ..Default::default()
+            });
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let s = self.lock();
+        Stats {
+            requests: s.requests,
+            throttled: s.throttled,
+            max_inflight: s.max_inflight,
+            batches: s.batches,
+        }
+    }
+
+    /// The next `count` API requests answer `status` (with `Retry-After` for 429/503).
+    pub fn fail_next(&self, status: u16, count: usize) {
+        let ra = self.lock().config.retry_after_secs;
+        let mut s = self.lock();
+        s.faults.extend(std::iter::repeat_n((status, ra), count));
+    }
+
+    /// Change settings while running.
+    pub fn configure(&self, f: impl FnOnce(&mut Config)) {
+        f(&mut self.lock().config)
+    }
+
+    /// Writes served so far.
+    pub fn writes(&self) -> Vec<WriteRecord> {
+        self.lock().writes.clone()
+    }
+
+    /// Every delta and skip token stops working (410 `SyncStateNotFound`).
+    pub fn expire_delta_tokens(&self) {
+        self.lock().delta.expire_all();
+    }
+
+    /// Live items of calendar `cal` (single instances, masters, exceptions) as stored.
+    pub fn items(&self, cal: &str) -> Vec<Value> {
+        self.lock()
+            .calendars
+            .get(cal)
+            .map(|c| {
+                c.items
+                    .values()
+                    .filter(|i| !i.deleted)
+                    .map(|i| i.resource.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Subscription deliveries so far.
+    pub fn deliveries(&self) -> Vec<subscriptions::Delivery> {
+        self.lock().subs.log.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("emulator lock")
+    }
+}
+
+fn router(inner: Shared) -> axum::Router {
+    let api = axum::Router::new()
+        .route("/v1.0/me/calendars", get(events::list_calendars))
+        .route(
+            "/v1.0/me/calendars/{cal}/events",
+            get(events::list_events).post(events::create_in),
+        )
+        .route("/v1.0/me/events", post(events::create_default))
+        .route(
+            "/v1.0/me/calendars/{cal}/events/delta",
+            get(delta::events_delta_unsupported),
+        )
+        .route(
+            "/v1.0/me/calendars/{cal}/calendarView/delta",
+            get(delta::calendar_view_delta),
+        )
+        .route(
+            "/v1.0/me/calendarView/delta",
+            get(delta::default_view_delta),
+        )
+        .route(
+            "/v1.0/me/events/{id}",
+            get(events::get_event)
+                .patch(events::patch_event)
+                .delete(events::delete_event),
+        )
+        .route(
+            "/v1.0/me/calendars/{cal}/events/{id}",
+            get(events::get_event_in)
+                .patch(events::patch_event_in)
+                .delete(events::delete_event_in),
+        )
+        .route("/v1.0/me/events/{id}/instances", get(events::instances))
+        .route(
+            "/v1.0/me/events/{id}/extensions",
+            post(events::add_extension),
+        )
+        .route(
+            "/v1.0/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/v1.0/subscriptions/{id}",
+            axum::routing::patch(subscriptions::renew).delete(subscriptions::delete),
+        )
+        .route(
+            "/v1.0/subscriptions/{id}/reauthorize",
+            post(subscriptions::reauthorize),
+        )
+        .layer(axum::middleware::from_fn_with_state(inner.clone(), admit));
+    axum::Router::new()
+        .merge(api)
+        .route("/v1.0/$batch", post(batch::batch))
+        .route("/common/oauth2/v2.0/authorize", get(oauth::authorize))
+        .route("/common/oauth2/v2.0/token", post(oauth::token))
+        .route("/emulator/oauth/clients", post(oauth::control_client))
+        .route(
+            "/emulator/oauth/grant-error",
+            post(oauth::control_grant_error),
+        )
+        .route(
+            "/emulator/oauth/expire-access",
+            post(oauth::control_expire_access),
+        )
+        .route("/emulator/oauth/stats", get(oauth::control_stats))
+        .route("/emulator/calendars", post(control_add_calendar))
+        .route("/emulator/expire-delta-tokens", post(control_expire))
+        .route("/emulator/faults", post(control_faults))
+        .route("/emulator/stats", get(control_stats))
+        .route(
+            "/emulator/subscriptions/{id}/lifecycle",
+            post(subscriptions::control_lifecycle),
+        )
+        .route(
+            "/emulator/deliveries",
+            get(subscriptions::control_deliveries),
+        )
+        .with_state(inner)
+}
+
+/// The documented error envelope
+/// `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`.
+pub(crate) fn gerror(status: u16, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message, "innerError": {
+        "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+        "request-id": uuid::Uuid::new_v4().to_string(),
+        "client-request-id": uuid::Uuid::new_v4().to_string(),
+    }}});
+    (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
+}
+
+pub(crate) fn not_found() -> Response {
+    gerror(
+        404,
+        "ErrorItemNotFound",
+        "The specified object was not found in the store.",
+    )
+}
+
+pub(crate) fn bad_request(code: &str, message: &str) -> Response {
+    gerror(400, code, message)
+}
+
+fn throttled(code: &str, retry_after: u64) -> Response {
+    let mut r = json!({"error": {"code": code, "message": "Application is over its MailboxConcurrency limit.",
+        "innerError": {"code": "429", "date": chrono::Utc::now().to_rfc3339()}}});
+    if code == "ApplicationThrottled" {
+        r["error"]["message"] = json!("Application is over its request limit for this mailbox.");
+    }
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(r)).into_response();
+    resp.headers_mut().insert(
+        "retry-after",
+        retry_after.to_string().parse().expect("number header"),
+    );
+    resp
+}
+
+/// Every API request: injected faults, bearer token, mailbox budget and concurrency, latency.
+async fn admit(
+    State(st): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let latency = {
+        let mut s = st.lock().expect("emulator lock");
+        s.requests += 1;
+        if let Some((status, ra)) = s.faults.pop_front() {
+            if status == 429 {
+                s.throttled += 1;
+                return throttled("ApplicationThrottled", ra);
+            }
+            let mut r = gerror(status, "serviceNotAvailable", "Injected failure.");
+            if status == 503 {
+                r.headers_mut().insert(
+                    "retry-after",
+                    ra.to_string().parse().expect("number header"),
+                );
+            }
+            return r;
+        }
+        let ok = match &bearer {
+            None => false,
+            Some(t) => !s.config.require_issued_tokens || s.oauth.access_valid(t),
+        };
+        if !ok {
+            return gerror(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token is empty or invalid.",
+            );
+        }
+        let now = Instant::now();
+        while s
+            .budget
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(600))
+        {
+            s.budget.pop_front();
+        }
+        s.inflight += 1;
+        s.max_inflight = s.max_inflight.max(s.inflight);
+        let ra = s.config.retry_after_secs;
+        if s.inflight > s.config.max_concurrency {
+            s.inflight -= 1;
+            s.throttled += 1;
+            return throttled("MailboxConcurrency", ra);
+        }
+        if s.budget.len() >= s.config.budget_per_10min {
+            s.inflight -= 1;
+            s.throttled += 1;
+            return throttled("ApplicationThrottled", ra);
+        }
+        s.budget.push_back(now);
+        s.config.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let resp = next.run(req).await;
+    st.lock().expect("emulator lock").inflight -= 1;
+    resp
+}
+
+/// The values of a `Prefer` header (several headers or comma-separated), lower-cased keys:
+/// `outlook.timezone`, `odata.maxpagesize`, `outlook.body-content-type`, `idtype`.
+pub(crate) fn preferences(headers: &HeaderMap) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for v in headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for p in v.split(',') {
+            if let Some((k, val)) = p.split_once('=') {
+                out.insert(
+                    k.trim().to_ascii_lowercase(),
+                    val.trim().trim_matches('"').to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The zone responses use: `Prefer: outlook.timezone` (default UTC).
+pub(crate) fn response_zone(headers: &HeaderMap) -> Result<(String, chrono_tz::Tz), Response> {
+    let name = preferences(headers)
+        .remove("outlook.timezone")
+        .unwrap_or_else(|| "UTC".into());
+    match recurrence::zone(&name) {
+        Some(tz) => Ok((name, tz)),
+        None => Err(bad_request(
+            "ErrorTimeZoneNotSupported",
+            &format!("The time zone {name} is not supported."),
+        )),
+    }
+}
+
+async fn control_add_calendar(State(st): State<Shared>, Json(b): Json<Value>) -> Response {
+    let id = b["id"].as_str().unwrap_or_default().to_string();
+    let name = b["name"].as_str().unwrap_or(&id).to_string();
+    st.lock()
+        .expect("emulator lock")
+        .calendars
+        .entry(id)
+        .or_insert_with(|| Calendar {
+            name,
+            ..Default::default()
+        });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_expire(State(st): State<Shared>) -> Response {
+    st.lock().expect("emulator lock").delta.expire_all();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_faults(State(st): State<Shared>, Json(b): Json<Value>) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    let ra = b["retry_after"]
+        .as_u64()
+        .unwrap_or(s.config.retry_after_secs);
+    let status = b["status"].as_u64().unwrap_or(503) as u16;
+    let n = b["count"].as_u64().unwrap_or(1) as usize;
+    s.faults.extend(std::iter::repeat_n((status, ra), n));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_stats(State(st): State<Shared>) -> Response {
+    let s = st.lock().expect("emulator lock");
+    Json(
+        json!({"requests": s.requests, "throttled": s.throttled, "max_inflight": s.max_inflight,
+        "batches": s.batches}),
+    )
+    .into_response()
+}
+
+/// Count one `$batch` envelope.
+pub(crate) fn count_batch(st: &Shared) {
+    st.lock().expect("emulator lock").batches += 1;
+}
