@@ -433,11 +433,16 @@ pub async fn pull(
     }
 
     let removed_hrefs: Vec<String> = if res.full {
-        by_href
+        let unseen: Vec<String> = by_href
             .keys()
             .filter(|h| !seen.contains(*h))
             .cloned()
-            .collect()
+            .collect();
+        if unseen.is_empty() {
+            unseen
+        } else {
+            provider.confirm_removed(&unseen).await?
+        }
     } else {
         res.removed
     };

@@ -7,6 +7,7 @@
 pub mod caldav;
 pub mod google;
 pub mod ics;
+pub mod outlook;
 pub mod registry;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -178,6 +179,13 @@ pub trait Provider: Send + Sync {
 
     /// Data of the given ids: `(href, etag, data)`; ids that no longer exist are left out.
     async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError>;
+
+    /// Of mapped ids a full pull did not list, those really gone. Providers that list only a
+    /// window of the calendar (Graph's calendarView) check each one, so that an event moved
+    /// outside the window is not taken for deleted. Default: all of them.
+    async fn confirm_removed(&self, hrefs: &[String]) -> Result<Vec<String>, ProviderError> {
+        Ok(hrefs.to_vec())
+    }
 
     /// Create the event `uid` at its deterministic id, only if nothing is there
     /// (`If-None-Match: *`). [`ProviderError::AlreadyExists`] carries the id when taken.

@@ -22,6 +22,8 @@ use crate::push::PushPort;
 pub enum ProviderKind {
     /// Google Calendar API v3 ([`super::google`]).
     Google,
+    /// Microsoft Outlook through Graph v1.0 ([`super::outlook`]).
+    Outlook,
     /// Any CalDAV server, RFC 4791 ([`super::caldav`]).
     Caldav,
     /// A read-only iCalendar feed ([`super::ics`]).
@@ -40,6 +42,7 @@ impl ProviderKind {
     pub fn module(self) -> &'static dyn ProviderModule {
         match self {
             ProviderKind::Google => &super::google::MODULE,
+            ProviderKind::Outlook => &super::outlook::MODULE,
             ProviderKind::Caldav => &super::caldav::MODULE,
             ProviderKind::Ics => &super::ics::MODULE,
         }

@@ -1,0 +1,94 @@
+//! What the Outlook provider is, for the registry ([`crate::provider::registry`]): the
+//! Microsoft identity platform's OAuth 2.0 profile
+//! (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow) and how a
+//! link connects.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::OutlookCalendar;
+use crate::config::Ctx;
+use crate::model::{Link, ProviderKind};
+use crate::oauth::{LinkTokens, OAuthProfile};
+use crate::provider::registry::ProviderModule;
+use crate::provider::Provider;
+use crate::push::PushPort;
+
+/// Graph's API root.
+pub const API_ROOT: &str = "https://graph.microsoft.com/v1.0";
+
+/// Microsoft's OAuth 2.0: `Calendars.ReadWrite` and `offline_access` (without it no refresh
+/// token is issued); refresh tokens rotate on every use; no revocation endpoint (a user
+/// removes the app's consent at https://myapps.microsoft.com).
+pub static OAUTH: OAuthProfile = OAuthProfile {
+    provider: ProviderKind::Outlook,
+    scopes: &["offline_access", "Calendars.ReadWrite"],
+    extra_params: &[("response_mode", "query")],
+    revoke_uri: None,
+    api_root: API_ROOT,
+    default_calendar: "",
+    calendar_url,
+};
+
+/// `<api root>/me/calendars/<id>`.
+fn calendar_url(api_root: &str, calendar_id: &str) -> String {
+    format!(
+        "{}/me/calendars/{}",
+        api_root.trim_end_matches('/'),
+        crate::provider::percent_encode(calendar_id)
+    )
+}
+
+/// The Outlook provider.
+pub struct Outlook;
+
+/// The registry entry.
+pub static MODULE: Outlook = Outlook;
+
+impl OutlookCalendar {
+    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401.
+    ///
+    /// Errors: `url` is not an Outlook calendar URL.
+    pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
+        Ok(OutlookCalendar::new(
+            ctx.clients.http.clone(),
+            url,
+            Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
+            arn,
+        )?)
+    }
+}
+
+#[async_trait]
+impl ProviderModule for Outlook {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Outlook
+    }
+    fn slug(&self) -> &'static str {
+        "outlook"
+    }
+    fn display_name(&self) -> &'static str {
+        "Outlook Calendar"
+    }
+    fn calendar_type(&self) -> i64 {
+        2
+    }
+    fn write_batch(&self) -> usize {
+        super::writes::BATCH_MAX
+    }
+    fn oauth(&self) -> Option<&'static OAuthProfile> {
+        Some(&OAUTH)
+    }
+    fn push(&self) -> Option<&'static dyn PushPort> {
+        Some(&super::push::PUSH)
+    }
+    async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
+        let arn = link.secret_arn.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("link {}: Outlook link without secret_arn", link.link_id)
+        })?;
+        let o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        o.bearer().await?;
+        Ok(Box::new(o))
+    }
+}
