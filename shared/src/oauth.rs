@@ -119,6 +119,9 @@ pub struct TokenSet {
     pub refresh_token: Option<SecretString>,
     /// Expiry of the access token, epoch seconds (UTC).
     pub expires_at: i64,
+    /// When the token endpoint issued these tokens, epoch milliseconds (UTC); 0 when unknown.
+    /// A refresh stores its tokens only when nothing issued later is stored.
+    pub issued_ms: i64,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -140,6 +143,8 @@ struct StoredTokens {
     #[serde(default)]
     refresh_token: Option<SecretString>,
     expires_at: i64,
+    #[serde(default)]
+    issued_ms: i64,
 }
 
 impl TokenSet {
@@ -148,6 +153,7 @@ impl TokenSet {
             "access_token": self.access_token.expose_secret(),
             "refresh_token": self.refresh_token.as_ref().map(|t| t.expose_secret().to_string()),
             "expires_at": self.expires_at,
+            "issued_ms": self.issued_ms,
         })
         .to_string()
     }
@@ -291,6 +297,7 @@ fn token_set(t: &oauth2::basic::BasicTokenResponse, keep: Option<SecretString>) 
             .map(|r| SecretString::from(r.secret().clone()))
             .or(keep),
         expires_at: now_secs() + t.expires_in().map(|d| d.as_secs() as i64).unwrap_or(3600),
+        issued_ms: crate::config::now_millis(),
     }
 }
 
@@ -384,6 +391,7 @@ pub async fn read_tokens(ctx: &Ctx, arn: &str) -> Result<TokenSet, SecretError> 
         access_token: s.access_token,
         refresh_token: s.refresh_token,
         expires_at: s.expires_at,
+        issued_ms: s.issued_ms,
     })
 }
 
@@ -401,6 +409,29 @@ pub async fn write_tokens(ctx: &Ctx, arn: &str, t: &TokenSet) -> Result<(), Secr
             reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
         })?;
     Ok(())
+}
+
+/// Store refreshed tokens in `arn` unless tokens issued later are recorded (a refresher that
+/// lost its lease while the token endpoint answered must not put back an older refresh
+/// token: Microsoft rotates them on every use). The generation lives in the leases table
+/// (`token-gen:<arn>`, conditional put on `issued_ms`).
+///
+/// Errors: DynamoDB or Secrets Manager failure.
+pub async fn store_refreshed(ctx: &Ctx, arn: &str, t: &TokenSet) -> Result<bool, AuthError> {
+    let newest = ctx
+        .store()
+        .advance_generation(&format!("token-gen:{arn}"), t.issued_ms)
+        .await
+        .map_err(|e| AuthError::Endpoint(format!("token generation: {e}")))?;
+    if newest {
+        write_tokens(ctx, arn, t).await?;
+    } else {
+        tracing::warn!(
+            secret = arn,
+            "newer tokens are stored; these are not written"
+        );
+    }
+    Ok(newest)
 }
 
 /// Store new tokens as the secret `name` (created, or updated when it exists); returns its ARN.
@@ -511,7 +542,7 @@ async fn refresh_locked(
         .ok_or_else(|| AuthError::NoRefreshToken(arn.into()))?;
     let client = load_client(ctx, p).await?;
     let new = refresh(&ctx.clients.http, &client, &rt).await?;
-    write_tokens(ctx, arn, &new).await?;
+    store_refreshed(ctx, arn, &new).await?;
     tracing::info!(
         secret = arn,
         expires_at = new.expires_at,

@@ -57,7 +57,9 @@ impl WebhookServer {
                     let body = a.body.clone();
                     done.send_modify(|v| v.push((a.status, body)));
                 }
-                let mut resp = axum::http::Response::builder().status(a.status);
+                let mut resp = axum::http::Response::builder()
+                    .status(a.status)
+                    .header("content-type", "text/plain; charset=utf-8");
                 if let Some(l) = a.location {
                     resp = resp.header("location", l);
                 }
@@ -429,7 +431,7 @@ impl Browser {
     }
 }
 
-async fn put_secret(ctx: &Ctx, name: &str, value: &str) -> anyhow::Result<()> {
+pub(crate) async fn put_secret(ctx: &Ctx, name: &str, value: &str) -> anyhow::Result<()> {
     let sm = &ctx.clients.secrets;
     if sm
         .create_secret()

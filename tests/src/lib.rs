@@ -14,6 +14,7 @@ pub mod google;
 pub mod issuer;
 pub mod logs;
 pub mod notifications;
+pub mod outlook;
 pub mod quirks;
 pub mod runner;
 pub mod serve;

@@ -32,8 +32,9 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// Every provider, in `calendarType` order.
-    pub const ALL: [ProviderKind; 3] = [
+    pub const ALL: [ProviderKind; 4] = [
         ProviderKind::Google,
+        ProviderKind::Outlook,
         ProviderKind::Caldav,
         ProviderKind::Ics,
     ];
@@ -132,6 +133,29 @@ mod tests {
             );
         }
         assert_eq!(ProviderKind::from_slug("nope"), None);
+    }
+
+    #[test]
+    fn all_lists_every_kind() {
+        // A new variant fails to compile here until it is added to the match, and then
+        // fails this test until it is in ALL.
+        let every = |k: ProviderKind| match k {
+            ProviderKind::Google
+            | ProviderKind::Outlook
+            | ProviderKind::Caldav
+            | ProviderKind::Ics => k,
+        };
+        for k in [
+            ProviderKind::Google,
+            ProviderKind::Outlook,
+            ProviderKind::Caldav,
+            ProviderKind::Ics,
+        ] {
+            assert!(
+                ProviderKind::ALL.contains(&every(k)),
+                "{k:?} missing from ALL"
+            );
+        }
     }
 
     #[test]

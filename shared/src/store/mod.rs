@@ -439,6 +439,38 @@ impl Store {
 
     /// Take the link's lease for `ttl_secs` as `owner`. Returns `false` when another owner
     /// holds an unexpired lease. Pull and push of a link never interleave.
+    /// Record in the leases table that what `key` names was issued at `issued_ms` (epoch
+    /// milliseconds): `false`, and nothing written, when something issued later is recorded
+    /// (an older refresh token must never replace a newer one).
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn advance_generation(&self, key: &str, issued_ms: i64) -> Result<bool, StoreError> {
+        let table = &self.cfg.leases_table;
+        let res = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .item("link_id", s(key))
+            .item("issued_ms", n(issued_ms))
+            .condition_expression("attribute_not_exists(link_id) OR issued_ms < :v")
+            .expression_attribute_values(":v", n(issued_ms))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::aws_err("PutItem", table, e)),
+        }
+    }
+
+    /// Take the lease on `link_id` for `owner` for `ttl_secs` (an expired lease is taken over).
+    ///
+    /// Errors: DynamoDB failure.
     pub async fn acquire_lease(
         &self,
         link_id: &str,

@@ -610,6 +610,11 @@ fn component_body(
         if s.value.eq_ignore_ascii_case("TENTATIVE") {
             ev.insert("status".into(), json!("tentative"));
         }
+        // A cancelled instance of a series is a cancelled exception (read back as EXDATE);
+        // left live, Google would show it as happening.
+        if !is_master && s.value.eq_ignore_ascii_case("CANCELLED") {
+            ev.insert("status".into(), json!("cancelled"));
+        }
     }
     if one("TRANSP").is_some_and(|l| l.value.eq_ignore_ascii_case("TRANSPARENT")) {
         ev.insert("transparency".into(), json!("transparent"));

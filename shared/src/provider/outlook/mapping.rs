@@ -341,12 +341,16 @@ pub fn to_graph(series: &EventSeries, opts: Options) -> Result<GraphSeries, Stri
         {
             let rid = one(fields, "RECURRENCE-ID")
                 .ok_or_else(|| format!("override {key:?} without RECURRENCE-ID"))?;
+            let original = original_start(When::parse(&rid)?, start);
+            // A cancelled instance is a cancelled occurrence in Graph (an exception cannot
+            // be marked cancelled by a write).
+            if one(fields, "STATUS").is_some_and(|l| l.value.eq_ignore_ascii_case("CANCELLED")) {
+                cancelled.push(original);
+                continue;
+            }
             let (mut body, _) = component_body(fields, opts)?;
             body.insert("singleValueExtendedProperties".into(), json!([uid_prop]));
-            exceptions.push((
-                original_start(When::parse(&rid)?, start),
-                Value::Object(body),
-            ));
+            exceptions.push((original, Value::Object(body)));
         }
     }
     cancelled.sort();

@@ -69,8 +69,7 @@ const MAX_BYTES: usize = 50 << 20;
 /// Page size asked of delta and instances.
 const PAGE: usize = 200;
 /// The `Prefer` header of every request.
-const PREFER: &str =
-    "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\", IdType=\"ImmutableId\"";
+const PREFER: &str = "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\", IdType=\"ImmutableId\", odata.maxpagesize=200";
 
 /// Retry schedule for throttling and server errors.
 #[derive(Debug, Clone, Copy)]
@@ -470,9 +469,13 @@ impl OutlookCalendar {
         }
     }
 
-    /// Occurrences and exceptions of the master `id` in the window, every page.
-    pub(crate) async fn instances(&self, id: &str) -> Result<Vec<Value>, ProviderError> {
-        let (from, to) = self.window();
+    /// Occurrences and exceptions of the master `id` starting in `[from, to)`, every page.
+    pub(crate) async fn instances(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Value>, ProviderError> {
         let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut url = format!(
             "{}/instances?startDateTime={}&endDateTime={}&$top={PAGE}",
@@ -501,13 +504,19 @@ impl OutlookCalendar {
         };
         let etag = ev["changeKey"].as_str().map(str::to_string);
         let data = if ev["type"] == "seriesMaster" {
-            let inst = self.instances(id).await?;
+            // From the series' start to the window's end: exceptions and cancellations
+            // before the window are read too, so a series reads back whole.
+            let to = self.window().1;
+            let from = mapping::utc_of(&ev["start"])
+                .map(|t| t - chrono::Duration::days(1))
+                .unwrap_or(self.window().0);
+            let inst = self.instances(id, from, to).await?;
             let exceptions: Vec<Value> = inst
                 .iter()
                 .filter(|i| i["type"] == "exception")
                 .cloned()
                 .collect();
-            let cancelled = cancelled_occurrences(&ev, &inst, self.window());
+            let cancelled = cancelled_occurrences(&ev, &inst, (from, to));
             mapping::to_ical(&ev, &exceptions, &cancelled)
         } else {
             mapping::to_ical(&ev, &[], &[])
@@ -731,8 +740,8 @@ impl Provider for OutlookCalendar {
     }
 
     fn project(&self, ical: &str) -> Option<String> {
-        let (from, to) = self.window();
-        mapping::project(ical, self.opts, from, to)
+        let to = self.window().1;
+        mapping::project(ical, self.opts, DateTime::<Utc>::MIN_UTC, to)
     }
 
     fn requests(&self) -> u32 {
@@ -741,6 +750,37 @@ impl Provider for OutlookCalendar {
 }
 
 impl OutlookCalendar {
+    /// Every series of the calendar (`GET …/events`, all pages), each read whole with its
+    /// instances up to `to` (tools and tests: the delta window does not limit it).
+    ///
+    /// Errors: as for a pull.
+    pub async fn read_all(&self, to: DateTime<Utc>) -> Result<Vec<RemoteRef>, ProviderError> {
+        let mut url = format!("{}?$top={PAGE}", self.events_url());
+        let mut ids = Vec::new();
+        loop {
+            let a = self.call(Method::GET, &url, None, None).await?;
+            if a.status != 200 {
+                return Err(Self::unexpected(&url, &a));
+            }
+            ids.extend(
+                a.body["value"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v["id"].as_str().map(str::to_string)),
+            );
+            match a.body["@odata.nextLink"].as_str() {
+                Some(n) => url = self.same_origin(n)?,
+                None => break,
+            }
+        }
+        let keep = self.window();
+        *self.window.lock().expect("window") = (keep.0, to);
+        let out = self.fetch(&ids).await;
+        *self.window.lock().expect("window") = keep;
+        out
+    }
+
     pub(crate) fn options(&self) -> Options {
         self.opts
     }

@@ -150,7 +150,18 @@ async fn finish_series(
     if g.master.get("recurrence").is_none_or(|v| v.is_null()) {
         return Ok(r);
     }
-    let instances = o.instances(&r.href).await?;
+    let starts: Vec<DateTime<Utc>> = g
+        .exceptions
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(g.cancelled.iter().copied())
+        .collect();
+    let day = chrono::Duration::days(1);
+    let (from, to) = match (starts.iter().min(), starts.iter().max()) {
+        (Some(a), Some(b)) => (*a - day, *b + day),
+        _ => return Ok(r),
+    };
+    let instances = o.instances(&r.href, from, to).await?;
     let start_of = |i: &Value| {
         i["originalStart"]
             .as_str()

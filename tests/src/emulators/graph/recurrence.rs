@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
 /// Most occurrences the emulator generates for one series.
-pub const MAX_OCCURRENCES: u16 = 1000;
+pub const MAX_OCCURRENCES: u16 = 5000;
 
 /// The IANA zone of a Graph `timeZone` value: a Windows name (CLDR map), an IANA name, or
 /// UTC. `None`: not a zone Graph accepts.
