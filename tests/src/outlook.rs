@@ -251,3 +251,96 @@ pub fn rfc_occurrences(
     }
     out
 }
+
+/// Raw Graph access as the user's own Outlook would change the calendar.
+pub struct UserGraph {
+    api: String,
+    calendar: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl LocalOutlook {
+    /// The user's own access to the link's calendar.
+    ///
+    /// Errors: token refresh failed, not an Outlook URL.
+    pub async fn user(&self, link: &Link) -> anyhow::Result<UserGraph> {
+        let (api, calendar) = calsync::provider::outlook::parse_calendar_url(&link.url)?;
+        Ok(UserGraph {
+            api,
+            calendar,
+            token: self.token(link).await?,
+            http: reqwest::Client::new(),
+        })
+    }
+}
+
+impl UserGraph {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .header("prefer", "outlook.timezone=\"W. Europe Standard Time\"");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?.error_for_status()?;
+        let text = resp.text().await?;
+        Ok(if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+
+    /// Single events and series masters of the calendar.
+    pub async fn events(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let v = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/me/calendars/{}/events", self.calendar),
+                None,
+            )
+            .await?;
+        Ok(v["value"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Occurrences and exceptions of a series in 2020–2035.
+    pub async fn instances(&self, id: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let v = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/me/events/{id}/instances?startDateTime=2020-01-01T00:00:00Z&endDateTime=2035-01-01T00:00:00Z&$top=1000"),
+                None,
+            )
+            .await?;
+        Ok(v["value"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `PATCH /me/events/{id}`.
+    pub async fn patch(
+        &self,
+        id: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            reqwest::Method::PATCH,
+            &format!("/me/events/{id}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `DELETE /me/events/{id}`.
+    pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        self.send(reqwest::Method::DELETE, &format!("/me/events/{id}"), None)
+            .await
+            .map(|_| ())
+    }
+}

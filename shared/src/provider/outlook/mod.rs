@@ -64,6 +64,8 @@ pub const WINDOW_FUTURE_DAYS: i64 = 730;
 pub const REANCHOR_DAYS: i64 = 30;
 /// Requests in flight per mailbox (Outlook's limit, throttling-limits).
 pub const MAILBOX_CONCURRENCY: usize = 4;
+/// Rounds restarted after a lost token before a pull gives up (the next pull tries again).
+const MAX_RESTARTS: u32 = 3;
 /// Largest Graph response read (bytes).
 const MAX_BYTES: usize = 50 << 20;
 /// Page size asked of delta and instances.
@@ -627,10 +629,12 @@ impl Provider for OutlookCalendar {
             None => (true, wanted, self.initial_url(wanted.0, wanted.1)),
         };
         *self.window.lock().expect("window") = window;
+        let mut restarts = 0;
         let (items, delta) = loop {
             match self.round(&url).await? {
                 Some(r) => break r,
-                None if !full => {
+                None if restarts < MAX_RESTARTS => {
+                    restarts += 1;
                     tracing::info!(calendar = %self.calendar_id, "delta token lost; full round over the window");
                     full = true;
                     window = current.as_ref().map(|c| (c.from, c.to)).unwrap_or(wanted);

@@ -42,6 +42,8 @@ struct Round {
 pub(crate) struct Tokens {
     delta: HashMap<String, (Window, u64)>,
     rounds: HashMap<String, Round>,
+    /// Pages still served before every token is forgotten.
+    pub(crate) expire_after: Option<usize>,
 }
 
 impl Tokens {
@@ -113,11 +115,19 @@ async fn serve(
     if !s.calendars.contains_key(&cal) {
         return super::not_found();
     }
+    match s.delta.expire_after {
+        Some(0) => {
+            s.delta.expire_after = None;
+            s.delta.expire_all();
+        }
+        Some(n) => s.delta.expire_after = Some(n - 1),
+        None => {}
+    }
     let page = preferences(&headers)
         .get("odata.maxpagesize")
         .and_then(|v| v.parse().ok())
         .unwrap_or(s.config.default_page_size)
-        .clamp(1, 1000);
+        .clamp(1, s.config.page_cap.max(1));
     let round_id = if let Some(t) = q.get("$skiptoken") {
         if !s.delta.rounds.contains_key(t) {
             return gone(&s, &cal);

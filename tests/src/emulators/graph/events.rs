@@ -814,7 +814,7 @@ pub(crate) async fn instances(
         .and_then(|v| v.parse().ok())
         .or_else(|| q.get("$top").and_then(|v| v.parse().ok()))
         .unwrap_or(s.config.default_page_size)
-        .max(1);
+        .clamp(1, s.config.page_cap.max(1));
     let skip: usize = q.get("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut value = Vec::new();
     for v in all.iter().skip(skip).take(page) {

@@ -76,6 +76,9 @@ pub struct Config {
     pub validation_timeout: Duration,
     /// Delay before each API answer (latency, so that concurrency can build up).
     pub latency: Duration,
+    /// Most items per delta or instances page, whatever `Prefer: odata.maxpagesize` asks
+    /// (a preference the service may answer with fewer).
+    pub page_cap: usize,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             max_subscription_minutes: 10_080,
             validation_timeout: Duration::from_secs(10),
             latency: Duration::ZERO,
+            page_cap: 1000,
         }
     }
 }
@@ -247,6 +251,43 @@ impl GraphEmulator {
     /// Every delta and skip token stops working (410 `SyncStateNotFound`).
     pub fn expire_delta_tokens(&self) {
         self.lock().delta.expire_all();
+    }
+
+    /// Every token stops working once `pages` more delta pages have been served (the
+    /// service loses its sync state in the middle of a round).
+    pub fn expire_delta_tokens_after(&self, pages: usize) {
+        self.lock().delta.expire_after = Some(pages);
+    }
+
+    /// Wait until a delivery after the first `after` satisfies `pred` (woken by each
+    /// delivery); `None` when `timeout` passes first.
+    pub async fn wait_for_delivery(
+        &self,
+        after: usize,
+        pred: impl Fn(&subscriptions::Delivery) -> bool,
+        timeout: Duration,
+    ) -> Option<subscriptions::Delivery> {
+        let mut rx = self.lock().subs.watch();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(d) = self
+                    .lock()
+                    .subs
+                    .log
+                    .iter()
+                    .skip(after)
+                    .find(|d| pred(d))
+                    .cloned()
+                {
+                    return Some(d);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        found.ok().flatten()
     }
 
     /// Live items of calendar `cal` (single instances, masters, exceptions) as stored.

@@ -74,11 +74,42 @@ struct Outgoing {
 }
 
 /// Subscriptions and their delivery queue.
-#[derive(Default)]
 pub(crate) struct Subs {
     map: BTreeMap<String, Sub>,
     pub log: Vec<Delivery>,
     tx: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+    seen: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Subs {
+    fn default() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            log: Vec::new(),
+            tx: None,
+            seen: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl Subs {
+    /// A receiver woken by every delivery.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.seen.subscribe()
+    }
+
+    fn record(&mut self, d: Delivery) {
+        self.log.push(d);
+        self.seen.send_replace(self.log.len());
+    }
+
+    /// Live subscriptions (id, expiry).
+    pub(crate) fn list(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.map
+            .values()
+            .map(|s| (s.id.clone(), s.expires))
+            .collect()
+    }
 }
 
 /// The calendar a subscription resource names: `/me/calendars/{id}/events`,
@@ -155,7 +186,7 @@ pub(crate) fn start_delivery(st: &Shared) -> tokio::task::JoinHandle<()> {
                 .await
                 .ok()
                 .map(|r| r.status().as_u16());
-            st.lock().expect("emulator lock").subs.log.push(Delivery {
+            st.lock().expect("emulator lock").subs.record(Delivery {
                 subscription_id: o.sub,
                 kind: o.kind,
                 event_id: Some(o.event_id),
@@ -374,7 +405,7 @@ pub(crate) async fn control_lifecycle(
         .await
         .ok()
         .map(|r| r.status().as_u16());
-    st.lock().expect("emulator lock").subs.log.push(Delivery {
+    st.lock().expect("emulator lock").subs.record(Delivery {
         subscription_id: sub.id,
         kind: event,
         event_id: None,
