@@ -305,6 +305,11 @@ impl GraphEmulator {
             .unwrap_or_default()
     }
 
+    /// Live subscriptions: id and expiry.
+    pub fn subscriptions(&self) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+        self.lock().subs.list()
+    }
+
     /// Subscription deliveries so far.
     pub fn deliveries(&self) -> Vec<subscriptions::Delivery> {
         self.lock().subs.log.clone()
