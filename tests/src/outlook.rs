@@ -117,9 +117,23 @@ impl LocalOutlook {
         calendar_id: &str,
         name: &str,
     ) -> anyhow::Result<Link> {
-        self.emu.add_calendar(calendar_id, name);
         let url = self.consent_url(group, user_id, calendar_id, name).await?;
-        let (status, body) = Browser::default().open(&url).await?;
+        self.finish_consent(calendar_id, name, &url).await
+    }
+
+    /// Create the emulator calendar `calendar_id` and open `consent_url` (what the API's
+    /// `POST /v1/groups/{group}/links/oauth/outlook` answered) in a browser: our begin (302,
+    /// cookie) → Microsoft consent (302) → our callback (200). Returns the new link.
+    ///
+    /// Errors: the consent or the callback failed.
+    pub async fn finish_consent(
+        &self,
+        calendar_id: &str,
+        name: &str,
+        url: &str,
+    ) -> anyhow::Result<Link> {
+        self.emu.add_calendar(calendar_id, name);
+        let (status, body) = Browser::default().open(url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");
         let id = body.strip_prefix("connected: link ").ok_or_else(|| {
             anyhow::anyhow!(

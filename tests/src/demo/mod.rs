@@ -8,7 +8,8 @@
 //! shows both directions: a demo event created on Xandikos, edited on Radicale, deleted on
 //! Xandikos, one occurrence of a demo series moved, a hub event written and edited through
 //! the API arriving everywhere, a manual conflict resolved through the API, and the series
-//! renamed on Google, which reaches the CalDAV members through a push notification without
+//! renamed on Google, then on Outlook, each reaching the CalDAV members through a push
+//! notification (Google channel, Graph subscription) without
 //! the schedule. Prints a report (with the Google requests and the API calls) and whether
 //! all members converged.
 
@@ -38,6 +39,7 @@ BEGIN:VEVENT\r\nUID:feed-holiday-2@calsync.example\r\nDTSTAMP:20260101T000000Z\r
 DTEND;VALUE=DATE:20270502\r\nSUMMARY:Labour Day (from the holiday feed)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 mod app;
+mod outlook;
 
 const USER_ID: i64 = 282;
 const DEMO_EVENT: &str = "calsync-demo-event@calsync.example";
@@ -172,6 +174,13 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
     // webhook URL points at them, so channels started for the Google link deliver there.
     let google = LocalGoogle::start(&crate::local_ctx().await, GoogleConfig::default()).await?;
     let ctx = google.ctx.clone();
+    // The Graph emulator beside it, on the same webhook receiver.
+    let lo = crate::outlook::LocalOutlook::beside(
+        &ctx,
+        &google.hooks.url,
+        crate::emulators::graph::Config::default(),
+    )
+    .await?;
     let (name, text) = match ics {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
@@ -258,6 +267,8 @@ Secrets Manager ({}), push channel to {}",
         google.hooks.push_url()
     );
     links.push(g.clone());
+    let o = outlook::connect(&api, group, &lo, name_tag).await?;
+    links.push(o.clone());
 
     step(&ctx, user_id, "linking").await?;
     // A second round reaches quiescence: nothing left to write anywhere.
@@ -356,6 +367,23 @@ Secrets Manager ({}), push channel to {}",
     expect_summary(&ctx, &radicale, DEMO_SERIES, Some(RENAMED_ON_GOOGLE)).await?;
     expect_summary(&ctx, &xandikos, DEMO_SERIES, Some(RENAMED_ON_GOOGLE)).await?;
 
+    // And renamed once more in Outlook, through a Graph change notification.
+    outlook::rename(&ctx, &lo, &o, DEMO_SERIES).await?;
+    expect_summary(
+        &ctx,
+        &radicale,
+        DEMO_SERIES,
+        Some(outlook::RENAMED_ON_OUTLOOK),
+    )
+    .await?;
+    expect_summary(
+        &ctx,
+        &xandikos,
+        DEMO_SERIES,
+        Some(outlook::RENAMED_ON_OUTLOOK),
+    )
+    .await?;
+
     // Report.
     // Invariant 1 holds modulo reported provider limits: events a member refused (status
     // `error` on its link) are listed and left out of the comparison.
@@ -401,6 +429,16 @@ Secrets Manager ({}), push channel to {}",
             _ => unlike_google.push(s.uid.clone()),
         }
     }
+    let rad_series: Vec<EventSeries> = fixtures::events_in(&ctx, &radicale)
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let out = outlook::report(&lo, &o, &rad_series, &refused).await?;
+    let os = Snapshot {
+        uids: out.series.iter().map(|s| s.uid.clone()).collect(),
+        occurrences: occurrences_next_year(&out.series),
+    };
     let moved = x
         .occurrences
         .iter()
@@ -433,6 +471,12 @@ Secrets Manager ({}), push channel to {}",
         "google",
         gs.uids.len(),
         gs.occurrences.len()
+    );
+    println!(
+        "{:<14} {:>7} {:>22}",
+        "outlook",
+        os.uids.len(),
+        os.occurrences.len()
     );
     println!();
     println!(
@@ -490,7 +534,9 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
     .iter()
     .all(|u| r.uids.contains(*u) && x.uids.contains(*u) && gs.uids.contains(*u));
     let google_same = gs.uids == x.uids && unlike_google.is_empty();
-    let converged = r == x && x == hub && google_same && feed_in_all && moved && notifying == 0;
+    let outlook_same = os.uids == x.uids && out.unlike.is_empty();
+    let converged =
+        r == x && x == hub && google_same && outlook_same && feed_in_all && moved && notifying == 0;
     if converged {
         let note = if refused.is_empty() {
             String::new()
@@ -498,19 +544,22 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
             format!(" ({} refused by a server, listed above)", refused.len())
         };
         println!(
-            "converged: yes — hub, Radicale, Xandikos and Google hold the same {} events and {} occurrences{note}",
+            "converged: yes — hub, Radicale, Xandikos, Google and Outlook hold the same {} events and {} occurrences{note}",
             hub.uids.len(),
             hub.occurrences.len()
         );
     } else {
         let diff: Vec<&String> = r.uids.symmetric_difference(&x.uids).collect();
         println!(
-            "converged: NO — UIDs differing between Radicale and Xandikos: {diff:?}; occurrences equal: {}; hub equal: {}; feed events everywhere: {feed_in_all}; moved occurrence arrived: {moved}; Google differs on {unlike_google:?} (UIDs equal: {}); Google writes notifying guests: {notifying}",
+            "converged: NO — UIDs differing between Radicale and Xandikos: {diff:?}; occurrences equal: {}; hub equal: {}; feed events everywhere: {feed_in_all}; moved occurrence arrived: {moved}; Google differs on {unlike_google:?} (UIDs equal: {}); Google writes notifying guests: {notifying}; Outlook differs on {:?} (UIDs equal: {})",
             r.occurrences == x.occurrences,
             x == hub,
-            gs.uids == x.uids
+            gs.uids == x.uids,
+            out.unlike,
+            os.uids == x.uids
         );
     }
+    outlook::park(&ctx, &o).await?;
     // The emulator stops with this process: stop the link's push channel while it can
     // answer, and park the link so that later schedules (`calsync-local serve`) and the
     // token refresher leave it alone instead of retrying a dead address.

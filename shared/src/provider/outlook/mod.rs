@@ -291,6 +291,7 @@ impl OutlookCalendar {
     ) -> Result<Answer, ProviderError> {
         let mut delays = self.delays();
         let mut refreshed = false;
+        let mut transport_retries = 0;
         loop {
             let bearer = self
                 .tokens
@@ -330,8 +331,10 @@ impl OutlookCalendar {
             drop(permit);
             match outcome {
                 Err(e) if e.is_permanent() => return Err(e),
-                Err(e) => match delays.next() {
+                // A transport failure is tried again twice; the job's own retry does the rest.
+                Err(e) => match delays.next().filter(|_| transport_retries < 2) {
                     Some(d) => {
+                        transport_retries += 1;
                         tokio::time::sleep(d).await;
                         continue;
                     }
