@@ -567,6 +567,9 @@ pub fn to_ical(
 ) -> Result<String, String> {
     let id = ev["id"].as_str().unwrap_or_default();
     let uid = uid_of(ev);
+    if uid.is_empty() {
+        return Err("an event without id or iCalUId".into());
+    }
     let zone = series_zone(ev);
     let all_day = ev["isAllDay"].as_bool().unwrap_or(false);
     let mut lines = event_lines(ev, &uid, zone, all_day).map_err(|e| format!("event {id}: {e}"))?;

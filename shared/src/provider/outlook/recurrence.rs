@@ -28,8 +28,11 @@ fn graph_day(ical: &str) -> Option<&'static str> {
     DAYS.iter().find(|(i, _)| *i == ical).map(|(_, g)| *g)
 }
 
+/// The RFC 5545 day of a Graph `dayOfWeek` (Graph accepts `Monday` as well as `monday`).
 fn ical_day(graph: &str) -> Option<&'static str> {
-    DAYS.iter().find(|(_, g)| *g == graph).map(|(i, _)| *i)
+    DAYS.iter()
+        .find(|(_, g)| g.eq_ignore_ascii_case(graph))
+        .map(|(i, _)| *i)
 }
 
 /// Where the series starts, as the rule needs it: the local start date-time and whether the
@@ -242,7 +245,7 @@ pub fn to_rrule(r: &Value, anchor: Anchor) -> Result<String, String> {
         let i = p["index"].as_str().unwrap_or("first");
         INDEX
             .iter()
-            .find(|(_, s)| *s == i)
+            .find(|(_, s)| s.eq_ignore_ascii_case(i))
             .map(|(n, _)| *n)
             .ok_or_else(|| format!("recurrence: index {i:?}"))
     };

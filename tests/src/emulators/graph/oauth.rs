@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -133,7 +133,11 @@ pub(crate) async fn authorize(
     if let Some(state) = q.get("state") {
         target.query_pairs_mut().append_pair("state", state);
     }
-    Redirect::to(target.as_str()).into_response()
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, target.to_string())],
+    )
+        .into_response()
 }
 
 pub(crate) async fn token(

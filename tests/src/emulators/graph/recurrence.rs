@@ -43,7 +43,7 @@ pub fn graph_text(n: NaiveDateTime) -> String {
 }
 
 fn day(d: &str) -> Option<&'static str> {
-    Some(match d {
+    Some(match d.to_ascii_lowercase().as_str() {
         "sunday" => "SU",
         "monday" => "MO",
         "tuesday" => "TU",
@@ -56,7 +56,7 @@ fn day(d: &str) -> Option<&'static str> {
 }
 
 fn setpos(i: &str) -> Option<i32> {
-    Some(match i {
+    Some(match i.to_ascii_lowercase().as_str() {
         "first" => 1,
         "second" => 2,
         "third" => 3,
