@@ -139,12 +139,14 @@ pub enum CallbackError {
     Failed(#[from] anyhow::Error),
 }
 
-/// Complete a consent from the callback's `code` and `state`, and the state cookie the
-/// browser sent (`cookie`); returns the new link.
+/// Complete a consent from the callback of provider `kind` (its route) with `code` and
+/// `state`, and the state cookie the browser sent (`cookie`); returns the new link. A state
+/// begun for another provider is refused as unknown.
 ///
 /// Errors: see [`CallbackError`]; the state is used up even when the browser is wrong.
 pub async fn finish(
     ctx: &Ctx,
+    kind: ProviderKind,
     code: &str,
     state: &str,
     cookie: Option<&str>,
@@ -157,6 +159,10 @@ pub async fn finish(
         .map_err(anyhow::Error::from)?
         .ok_or(CallbackError::BadState)?;
     let same_browser = cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
+    if pending.provider != kind {
+        tracing::warn!(group = %pending.group_id, "OAuth callback on another provider's route refused");
+        return Err(CallbackError::BadState);
+    }
     if !pending.begun || !same_browser {
         tracing::warn!(group = %pending.group_id, "OAuth callback from another browser refused");
         return Err(CallbackError::OtherBrowser);

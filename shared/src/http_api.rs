@@ -113,9 +113,9 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
     let Some((slug, step)) = tail(path, "oauth") else {
         return HttpAnswer::text(404, "no such route");
     };
-    if ProviderKind::from_slug(slug).is_none_or(|k| k.module().oauth().is_none()) {
+    let Some(kind) = ProviderKind::from_slug(slug).filter(|k| k.module().oauth().is_some()) else {
         return HttpAnswer::text(404, "no such provider");
-    }
+    };
     if step == "begin" && req.method == http::Method::GET {
         let Some(state) = get("state") else {
             return HttpAnswer::text(400, "state is required");
@@ -143,7 +143,7 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
             return HttpAnswer::text(400, "code and state are required");
         };
         let cookie = connect::state_cookie(&req.headers);
-        return match connect::finish(ctx, &code, &state, cookie.as_deref()).await {
+        return match connect::finish(ctx, kind, &code, &state, cookie.as_deref()).await {
             Ok(link) => HttpAnswer::text(200, format!("connected: link {}", link.link_id)),
             Err(e @ (CallbackError::BadState | CallbackError::OtherBrowser)) => {
                 HttpAnswer::text(400, e.to_string())

@@ -229,12 +229,37 @@ async fn connecting_refuses_what_the_server_refuses_and_stores_nothing() {
             "#/conflict_policy",
         ),
         (json!({"provider": "exchange", "url": cal}), "#/provider"),
+        (json!({"provider": "outlook"}), "#/provider"),
     ];
     for (body, pointer) in cases {
         let a = api.post(&links, &body).await.unwrap();
         assert_eq!(a.status, 422, "{body}: {}", a.body);
         assert_eq!(a.body["errors"][0]["pointer"], pointer, "{}", a.body);
     }
+    // OAuth providers: Outlook needs the calendar's id; an unknown provider is named.
+    let a = api
+        .post(&format!("{links}/oauth/outlook"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status, &a.body["errors"][0]["pointer"]),
+        (422, &json!("#/calendar_id")),
+        "{}",
+        a.body
+    );
+    let a = api
+        .post(&format!("{links}/oauth/exchange"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(
+        a.body["errors"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("google or outlook"),
+        "{}",
+        a.body
+    );
     // The server's own words reach the user: the account's calendars are listed.
     let a = api
         .post(&links, &json!({"provider": "caldav", "url": format!("{}/{USER}/", fixtures::radicale_base()), "username": USER, "password": PASSWORD}))

@@ -271,8 +271,8 @@ fn oauth_kind(slug: &str) -> Option<ProviderKind> {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthStart {
-    /// Calendar id in the provider's terms (default: the provider's main calendar, Google
-    /// `primary`).
+    /// Calendar id in the provider's terms (Google: default `primary`; Outlook: required, an id
+    /// from `GET /me/calendars`).
     #[serde(default)]
     pub calendar_id: Option<String>,
     /// Name shown to the user.
@@ -321,11 +321,23 @@ pub async fn oauth_start(
     } else {
         serde_json::from_slice(&body).map_err(|e| Problem::invalid_field("/", e.to_string()))?
     };
+    let calendar_id = b
+        .calendar_id
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| (!p.default_calendar.is_empty()).then(|| p.default_calendar.to_string()))
+        .ok_or_else(|| {
+            Problem::invalid_field(
+                "/calendar_id",
+                format!(
+                    "{provider} needs the calendar's id (for Outlook: an id from GET /me/calendars)"
+                ),
+            )
+        })?;
     let req = crate::connect::ConnectRequest {
         provider: kind,
         group_id,
         user_id: caller.0,
-        calendar_id: b.calendar_id.unwrap_or_else(|| p.default_calendar.into()),
+        calendar_id,
         display_name: b
             .display_name
             .unwrap_or_else(|| kind.module().display_name().into()),
