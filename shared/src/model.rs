@@ -206,11 +206,11 @@ pub struct Mapping {
     pub uid: String,
     /// Remote id: CalDAV href (path or absolute URL) or `ics:<uid>`.
     #[serde(default)]
-    pub href: Option<String>,
+    pub href: Option<crate::provider::RemoteId>,
     /// Remote version (CalDAV etag, ICS content hash); a pulled version equal to this is our
     /// own write echoed back (write receipt) or unchanged.
     #[serde(default)]
-    pub etag: Option<String>,
+    pub etag: Option<crate::provider::Etag>,
     /// Content last agreed between hub and remote (VCALENDAR), the base of three-way merges.
     #[serde(default)]
     pub base: Option<String>,

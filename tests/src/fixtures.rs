@@ -137,11 +137,12 @@ pub async fn sync_user(ctx: &Ctx, user_id: i64) -> anyhow::Result<crate::runner:
 pub async fn events_in(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<(String, EventSeries)>> {
     let c = client(ctx, url);
     let listing = c.pull(None).await?;
-    let hrefs: Vec<String> = listing.changed.into_iter().map(|r| r.href).collect();
+    let hrefs: Vec<calsync::provider::RemoteId> =
+        listing.changed.into_iter().map(|r| r.href).collect();
     let mut out = Vec::new();
     for r in c.fetch(&hrefs).await? {
         let s = EventSeries::parse_single(&r.href, r.data.as_deref().unwrap_or(""))?;
-        out.push((r.href, s));
+        out.push((r.href.to_string(), s));
     }
     out.sort_by(|a, b| a.1.uid.cmp(&b.1.uid));
     Ok(out)
@@ -199,7 +200,9 @@ pub async fn client_delete(ctx: &Ctx, url: &str, uid: &str) -> anyhow::Result<()
         .iter()
         .find(|(_, s)| s.uid == uid)
         .ok_or_else(|| anyhow::anyhow!("{uid} not in {url}"))?;
-    client(ctx, url).delete(href, None).await?;
+    client(ctx, url)
+        .delete(&calsync::provider::RemoteId::from(href.as_str()), None)
+        .await?;
     Ok(())
 }
 

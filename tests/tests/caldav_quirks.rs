@@ -187,7 +187,7 @@ async fn a_put_without_etag_is_reread_and_the_next_sync_is_quiet() {
         );
         assert!(listing
             .iter()
-            .any(|(href, _)| Some(href) == m.href.as_ref()));
+            .any(|(href, _)| Some(href.as_str()) == m.href.as_deref()));
     }
     let before = totals(&ctx, &s.via_proxy.link_id).await.unwrap();
     fixtures::sync_link(&ctx, &s.via_proxy.link_id)

@@ -134,7 +134,8 @@ async fn bulk_writes_go_through_two_batch_requests() {
 
     // A mixed bulk: updates (one with a stale version), deletes, one unwritable event.
     let before = g.requests();
-    let stale = "\"1\"";
+    let stale = calsync::provider::Etag::from("\"1\"");
+    let gone = calsync::provider::RemoteId::from("cs0000000000000000000000000000000000000000");
     let renamed: Vec<String> = (0..3)
         .map(|i| series_ical(&uids[i], i).replace("SUMMARY:", "SUMMARY:Renamed "))
         .collect();
@@ -143,24 +144,24 @@ async fn bulk_writes_go_through_two_batch_requests() {
         Write::Update {
             href: &written[0].href,
             ical: &renamed[0],
-            etag: written[0].etag.as_deref(),
+            etag: written[0].etag.as_ref(),
         },
         Write::Update {
             href: &written[1].href,
             ical: &renamed[1],
-            etag: Some(stale),
+            etag: Some(&stale),
         },
         Write::Update {
             href: &written[2].href,
             ical: &renamed[2],
-            etag: written[2].etag.as_deref(),
+            etag: written[2].etag.as_ref(),
         },
         Write::Delete {
             href: &written[4].href,
-            etag: written[4].etag.as_deref(),
+            etag: written[4].etag.as_ref(),
         },
         Write::Delete {
-            href: "cs0000000000000000000000000000000000000000",
+            href: &gone,
             etag: None,
         },
         Write::Create {
@@ -172,7 +173,9 @@ async fn bulk_writes_go_through_two_batch_requests() {
     assert!(r[0].as_ref().is_ok_and(|w| w.is_some()), "{:?}", r[0]);
     assert_eq!(
         r[1],
-        Err(ProviderError::PreconditionFailed(written[1].href.clone()))
+        Err(ProviderError::PreconditionFailed(
+            written[1].href.to_string()
+        ))
     );
     assert!(r[2].is_ok(), "{:?}", r[2]);
     assert_eq!(r[3], Ok(None));

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, NoticeKind, RunRecord};
-use crate::provider::{Provider, ProviderError, RemoteRef};
+use crate::provider::{Etag, Provider, ProviderError, RemoteId, RemoteRef};
 use crate::store::{Store, StoreError};
 
 /// Engine failures that stop a run (per-event problems never do).
@@ -115,11 +115,11 @@ impl PullState<'_> {
     async fn mark_error(
         &mut self,
         key: String,
-        href: &str,
-        etag: Option<String>,
+        href: &RemoteId,
+        etag: Option<Etag>,
         reason: String,
     ) -> Result<(), StoreError> {
-        tracing::warn!(link = %self.link.link_id, href, %reason, "event not synced");
+        tracing::warn!(link = %self.link.link_id, href = %href, %reason, "event not synced");
         let mut m = self
             .maps
             .get(&key)
@@ -128,7 +128,7 @@ impl PullState<'_> {
         if m.status != EventStatus::Error || m.error.as_deref() != Some(reason.as_str()) {
             self.run.notice(NoticeKind::Error, &key, &reason);
         }
-        m.href = Some(href.into());
+        m.href = Some(href.clone());
         m.etag = etag;
         m.status = EventStatus::Error;
         m.error = Some(reason);
@@ -138,10 +138,10 @@ impl PullState<'_> {
 
     /// The mapping key for a remote object: the UID already mapped to `href`, the UID its
     /// id carries ([`Provider::uid_of`]), else `href:<href>`.
-    fn key_for_href(&self, href: &str) -> String {
+    fn key_for_href(&self, href: &RemoteId) -> String {
         self.maps
             .values()
-            .find(|m| m.href.as_deref() == Some(href))
+            .find(|m| m.href.as_ref() == Some(href))
             .map(|m| m.uid.clone())
             .or_else(|| self.provider.uid_of(href))
             .unwrap_or_else(|| format!("href:{href}"))
@@ -384,7 +384,7 @@ pub async fn pull(
         .into_iter()
         .map(|m| (m.uid.clone(), m))
         .collect();
-    let by_href: HashMap<String, String> = maps
+    let by_href: HashMap<RemoteId, String> = maps
         .values()
         .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
         .collect();
@@ -404,7 +404,7 @@ pub async fn pull(
         hub_changed: false,
     };
 
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<RemoteId> = HashSet::new();
     let mut items = Vec::new();
     let mut to_fetch = Vec::new();
     for r in res.changed {
@@ -432,8 +432,8 @@ pub async fn pull(
         st.mark_error(key, &href, None, reason).await?;
     }
 
-    let removed_hrefs: Vec<String> = if res.full {
-        let unseen: Vec<String> = by_href
+    let removed_hrefs: Vec<RemoteId> = if res.full {
+        let unseen: Vec<RemoteId> = by_href
             .keys()
             .filter(|h| !seen.contains(*h))
             .cloned()

@@ -8,7 +8,7 @@ use super::{transform, EngineError, PushOutcome};
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{EventStatus, HubEvent, Link, Mapping, NoticeKind, RunRecord};
-use crate::provider::{Provider, ProviderError, Write, WriteOutcome};
+use crate::provider::{Provider, ProviderError, RemoteId, Write, WriteOutcome};
 use crate::store::Store;
 
 /// Push hub changes to `link`. Per-event rejections mark the event `error` and go on. With a
@@ -109,13 +109,13 @@ pub async fn push(
                     ical: &ev.ical,
                 },
                 Planned::Update => Write::Update {
-                    href: m.href.as_deref().unwrap_or_default(),
+                    href: m.href.as_ref().unwrap_or(RemoteId::none()),
                     ical: &ev.ical,
-                    etag: m.etag.as_deref(),
+                    etag: m.etag.as_ref(),
                 },
                 Planned::Delete => Write::Delete {
-                    href: m.href.as_deref().unwrap_or_default(),
-                    etag: m.etag.as_deref(),
+                    href: m.href.as_ref().unwrap_or(RemoteId::none()),
+                    etag: m.etag.as_ref(),
                 },
             })
             .collect();
@@ -188,14 +188,14 @@ async fn record_write(
             Ok(w)
         }
         (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
-            adopt(provider, &href, &ev, run).await
+            adopt(provider, &RemoteId::from(href), &ev, run).await
         }
         (_, Ok(Some(w))) => {
             run.updated += 1;
             Ok(w)
         }
         (_, Ok(None)) => Err(ProviderError::Protocol {
-            url: mapping.href.clone().unwrap_or_default(),
+            url: mapping.href.clone().unwrap_or_default().to_string(),
             detail: "a write reported no location".into(),
         }),
         (_, Err(e)) => Err(e),
@@ -226,19 +226,19 @@ async fn record_write(
 /// under `If-Match` of the version just read.
 async fn adopt(
     provider: &dyn Provider,
-    href: &str,
+    href: &RemoteId,
     ev: &HubEvent,
     run: &mut RunRecord,
 ) -> Result<crate::provider::WriteResult, ProviderError> {
     let found = provider
-        .fetch(&[href.to_string()])
+        .fetch(std::slice::from_ref(href))
         .await?
         .into_iter()
         .next();
     let Some(found) = found else {
         // The server refuses the create yet holds nothing there: report, do not loop.
         return Err(ProviderError::Rejected {
-            url: href.into(),
+            url: href.to_string(),
             status: 412,
             detail: "create refused (If-None-Match: *) but no object found at this href".into(),
         });
@@ -255,13 +255,11 @@ async fn adopt(
     };
     if same {
         return Ok(crate::provider::WriteResult {
-            href: href.into(),
+            href: href.clone(),
             etag: found.etag,
         });
     }
-    let w = provider
-        .update(href, &ev.ical, found.etag.as_deref())
-        .await?;
+    let w = provider.update(href, &ev.ical, found.etag.as_ref()).await?;
     run.updated += 1;
     Ok(w)
 }
@@ -282,7 +280,7 @@ async fn precondition_failed(
     out: &mut PushOutcome,
 ) -> Result<(), EngineError> {
     if m.status == EventStatus::Pending && m.error.as_deref() == Some(PRECONDITION_NOTE) {
-        let url = m.href.clone().unwrap_or_default();
+        let url = m.href.clone().unwrap_or_default().to_string();
         let detail = format!("{e} again after a full re-read");
         return event_failed(
             store,

@@ -81,15 +81,15 @@ impl IcsFeed {
         })
     }
 
-    /// The href under which a feed event is mapped.
-    pub fn href_of(uid: &str) -> String {
-        format!("ics:{uid}")
+    /// The id under which a feed event is mapped (`ics:<uid>`).
+    pub fn href_of(uid: &str) -> super::RemoteId {
+        super::RemoteId::new(format!("ics:{uid}"))
     }
 }
 
 #[async_trait]
 impl super::Provider for IcsFeed {
-    fn uid_of(&self, href: &str) -> Option<String> {
+    fn uid_of(&self, href: &super::RemoteId) -> Option<String> {
         href.strip_prefix("ics:").map(str::to_string)
     }
 
@@ -175,7 +175,7 @@ impl super::Provider for IcsFeed {
         for s in parsed.series {
             result.changed.push(RemoteRef {
                 href: Self::href_of(&s.uid),
-                etag: Some(s.content_hash()),
+                etag: Some(super::Etag::new(s.content_hash())),
                 data: Some(s.to_ical()),
             });
         }
@@ -183,13 +183,13 @@ impl super::Provider for IcsFeed {
             let href = uid
                 .as_deref()
                 .map(Self::href_of)
-                .unwrap_or_else(|| format!("ics:line:{}", err.line));
+                .unwrap_or_else(|| super::RemoteId::new(format!("ics:line:{}", err.line)));
             result.unreadable.push((href, err.to_string()));
         }
         Ok(result)
     }
 
-    async fn fetch(&self, _hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+    async fn fetch(&self, _hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
         // Pull always carries the data of a feed.
         Ok(Vec::new())
     }
@@ -200,14 +200,18 @@ impl super::Provider for IcsFeed {
 
     async fn update(
         &self,
-        _href: &str,
+        _href: &super::RemoteId,
         _ical: &str,
-        _etag: Option<&str>,
+        _etag: Option<&super::Etag>,
     ) -> Result<WriteResult, ProviderError> {
         Err(ProviderError::ReadOnly(self.shown.clone()))
     }
 
-    async fn delete(&self, _href: &str, _etag: Option<&str>) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        _href: &super::RemoteId,
+        _etag: Option<&super::Etag>,
+    ) -> Result<(), ProviderError> {
         Err(ProviderError::ReadOnly(self.shown.clone()))
     }
 

@@ -39,13 +39,108 @@ impl std::fmt::Display for Cursor {
     }
 }
 
+macro_rules! string_newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// From its text.
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+            /// Its text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_string())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, o: &str) -> bool {
+                self.0 == o
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, o: &&str) -> bool {
+                self.0 == *o
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, o: &String) -> bool {
+                &self.0 == o
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// A remote object's id in its provider: a CalDAV href, a Google or Graph event (or series
+    /// master) id, `ics:<uid>` for a feed event.
+    RemoteId
+);
+
+impl RemoteId {
+    /// The empty id (no object).
+    pub fn none() -> &'static RemoteId {
+        static NONE: RemoteId = RemoteId(String::new());
+        &NONE
+    }
+}
+
+string_newtype!(
+    /// A remote object's version: a strong CalDAV etag, a Google etag (series: with a digest of
+    /// its exceptions), a Graph changeKey, a feed event's content hash.
+    Etag
+);
+
 /// A remote calendar object seen in a pull: its id, version and (when already fetched) data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteRef {
-    /// Remote id (CalDAV href, `ics:<uid>`).
-    pub href: String,
-    /// Remote version (strong etag, content hash).
-    pub etag: Option<String>,
+    /// Remote id.
+    pub href: RemoteId,
+    /// Remote version.
+    pub etag: Option<Etag>,
     /// VCALENDAR data when the listing already carried it (ICS), else fetched on demand.
     pub data: Option<String>,
 }
@@ -57,9 +152,9 @@ pub struct PullResult {
     pub changed: Vec<RemoteRef>,
     /// Ids removed since the cursor (empty when `full`: removals are then the mapped ids not
     /// listed in `changed` or `unreadable`).
-    pub removed: Vec<String>,
+    pub removed: Vec<RemoteId>,
     /// Objects present but unusable, with the reason (id, reason).
-    pub unreadable: Vec<(String, String)>,
+    pub unreadable: Vec<(RemoteId, String)>,
     /// Cursor to store after applying this result.
     pub cursor: Cursor,
     /// True when this is a complete enumeration (initial sync, token loss, ctag listing, feed).
@@ -70,9 +165,9 @@ pub struct PullResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteResult {
     /// Where the object now lives.
-    pub href: String,
+    pub href: RemoteId,
     /// Its version after our write (the write receipt).
-    pub etag: Option<String>,
+    pub etag: Option<Etag>,
 }
 
 /// One write of a bulk push ([`Provider::write_all`]).
@@ -88,18 +183,18 @@ pub enum Write<'a> {
     /// [`Provider::update`].
     Update {
         /// Remote id.
-        href: &'a str,
+        href: &'a RemoteId,
         /// VCALENDAR text.
         ical: &'a str,
         /// Version the write is conditional on.
-        etag: Option<&'a str>,
+        etag: Option<&'a Etag>,
     },
     /// [`Provider::delete`].
     Delete {
         /// Remote id.
-        href: &'a str,
+        href: &'a RemoteId,
         /// Version the delete is conditional on.
-        etag: Option<&'a str>,
+        etag: Option<&'a Etag>,
     },
 }
 
@@ -178,12 +273,12 @@ pub trait Provider: Send + Sync {
     async fn pull(&self, cursor: Option<&Cursor>) -> Result<PullResult, ProviderError>;
 
     /// Data of the given ids: `(href, etag, data)`; ids that no longer exist are left out.
-    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError>;
+    async fn fetch(&self, hrefs: &[RemoteId]) -> Result<Vec<RemoteRef>, ProviderError>;
 
     /// Of mapped ids a full pull did not list, those really gone. Providers that list only a
     /// window of the calendar (Graph's calendarView) check each one, so that an event moved
     /// outside the window is not taken for deleted. Default: all of them.
-    async fn confirm_removed(&self, hrefs: &[String]) -> Result<Vec<String>, ProviderError> {
+    async fn confirm_removed(&self, hrefs: &[RemoteId]) -> Result<Vec<RemoteId>, ProviderError> {
         Ok(hrefs.to_vec())
     }
 
@@ -194,13 +289,13 @@ pub trait Provider: Send + Sync {
     /// Replace the object at `href` if its version is still `etag` (`If-Match`).
     async fn update(
         &self,
-        href: &str,
+        href: &RemoteId,
         ical: &str,
-        etag: Option<&str>,
+        etag: Option<&Etag>,
     ) -> Result<WriteResult, ProviderError>;
 
     /// Delete the object at `href` if its version is still `etag`. Already gone is success.
-    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError>;
+    async fn delete(&self, href: &RemoteId, etag: Option<&Etag>) -> Result<(), ProviderError>;
 
     /// Several writes with the semantics of [`Provider::create`], [`Provider::update`] and
     /// [`Provider::delete`]; one result per write, in order. Providers with a bulk endpoint
@@ -227,7 +322,7 @@ pub trait Provider: Send + Sync {
 
     /// The event UID a remote id names by construction (ICS `ics:<uid>`), used to key an
     /// object that is not mapped yet and cannot be read. `None`: ids carry no UID.
-    fn uid_of(&self, _href: &str) -> Option<String> {
+    fn uid_of(&self, _href: &RemoteId) -> Option<String> {
         None
     }
 

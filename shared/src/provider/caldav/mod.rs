@@ -510,8 +510,8 @@ impl CalDav {
                 _ if is_self => {}
                 _ if resp.href.ends_with('/') => {}
                 _ => changed.push(RemoteRef {
-                    href: resp.href,
-                    etag: resp.etag,
+                    href: resp.href.into(),
+                    etag: resp.etag.map(super::Etag::from),
                     data: None,
                 }),
             }
@@ -534,7 +534,9 @@ impl CalDav {
             match self.sync_collection(&token).await? {
                 Ok((changed, removed, new_token, truncated)) => {
                     result.changed.extend(changed);
-                    result.removed.extend(removed);
+                    result
+                        .removed
+                        .extend(removed.into_iter().map(super::RemoteId::from));
                     token = new_token;
                     if !truncated {
                         result.cursor = super::Cursor::new(format!("{SYNC_PREFIX}{token}"));
@@ -588,8 +590,8 @@ impl CalDav {
                         .unwrap_or(true)
             })
             .map(|r| RemoteRef {
-                href: r.href,
-                etag: r.etag,
+                href: r.href.into(),
+                etag: r.etag.map(super::Etag::from),
                 data: None,
             })
             .collect();
@@ -639,8 +641,8 @@ impl CalDav {
                     _ => self.current_etag(href).await?,
                 };
                 Ok(WriteResult {
-                    href: href.to_string(),
-                    etag,
+                    href: href.into(),
+                    etag: etag.map(super::Etag::from),
                 })
             }
             // A 412 that names a CalDAV/WebDAV precondition (Xandikos answers invalid data
@@ -673,7 +675,7 @@ impl super::Provider for CalDav {
         }
     }
 
-    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+    async fn fetch(&self, hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
         let mut out = Vec::new();
         for chunk in hrefs.chunks(MULTIGET_CHUNK) {
             let refs: String = chunk
@@ -699,7 +701,7 @@ impl super::Provider for CalDav {
             }
             let (rs, _) = parse_multistatus(self.collection.as_str(), &r.body)?;
             // Servers may answer with a differently encoded href; map back to what we asked.
-            let asked: HashMap<String, &String> = chunk
+            let asked: HashMap<String, &super::RemoteId> = chunk
                 .iter()
                 .filter_map(|h| self.resolve(h).ok().map(|u| (u.path().to_string(), h)))
                 .collect();
@@ -711,10 +713,10 @@ impl super::Provider for CalDav {
                     .resolve(&resp.href)
                     .ok()
                     .and_then(|u| asked.get(u.path()).map(|h| (*h).clone()))
-                    .unwrap_or(resp.href);
+                    .unwrap_or_else(|| resp.href.into());
                 out.push(RemoteRef {
                     href,
-                    etag: resp.etag,
+                    etag: resp.etag.map(super::Etag::from),
                     data: resp
                         .data
                         .map(|d| crate::ical::schedule_agent_client(&d, false)),
@@ -731,9 +733,9 @@ impl super::Provider for CalDav {
 
     async fn update(
         &self,
-        href: &str,
+        href: &super::RemoteId,
         ical: &str,
-        etag: Option<&str>,
+        etag: Option<&super::Etag>,
     ) -> Result<WriteResult, ProviderError> {
         match etag {
             Some(e) => self.put(href, ical, ("If-Match", e)).await,
@@ -741,13 +743,19 @@ impl super::Provider for CalDav {
         }
     }
 
-    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        href: &super::RemoteId,
+        etag: Option<&super::Etag>,
+    ) -> Result<(), ProviderError> {
         let url = self.resolve(href)?;
-        let headers: Vec<(&str, &str)> = etag.map(|e| vec![("If-Match", e)]).unwrap_or_default();
+        let headers: Vec<(&str, &str)> = etag
+            .map(|e| vec![("If-Match", e.as_str())])
+            .unwrap_or_default();
         let r = self.request("DELETE", &url, &headers, None).await?;
         match r.status.as_u16() {
             200..=299 | 404 | 410 => Ok(()),
-            412 => Err(ProviderError::PreconditionFailed(href.into())),
+            412 => Err(ProviderError::PreconditionFailed(href.to_string())),
             _ => Err(Self::rejected(&url, &r)),
         }
     }

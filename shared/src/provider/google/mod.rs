@@ -585,7 +585,7 @@ impl GoogleCalendar {
         let data = mapping::series_to_ical(members)?;
         Ok(RemoteRef {
             href: id.into(),
-            etag: series_etag(members),
+            etag: series_etag(members).map(super::Etag::from),
             data: Some(data),
         })
     }
@@ -684,7 +684,7 @@ impl GoogleCalendar {
         let refs: Vec<&Value> = all.iter().collect();
         WriteResult {
             href: id.into(),
-            etag: series_etag(&refs),
+            etag: series_etag(&refs).map(super::Etag::from),
         }
     }
 
@@ -808,7 +808,7 @@ impl Provider for GoogleCalendar {
             let master_cancelled = master.is_some_and(|m| m["status"] == "cancelled");
             if master_cancelled {
                 if !full {
-                    out.removed.push(id);
+                    out.removed.push(id.into());
                 }
                 continue;
             }
@@ -828,20 +828,20 @@ impl Provider for GoogleCalendar {
                         fetched.iter().collect()
                     }
                     None => {
-                        out.removed.push(id);
+                        out.removed.push(id.into());
                         continue;
                     }
                 }
             };
             match Self::remote_ref(&id, &members) {
                 Ok(r) => out.changed.push(r),
-                Err(reason) => out.unreadable.push((id, reason)),
+                Err(reason) => out.unreadable.push((id.into(), reason)),
             }
         }
         Ok(out)
     }
 
-    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+    async fn fetch(&self, hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
         let mut out = Vec::new();
         for id in hrefs {
             if let Some(members) = self.series(id).await? {
@@ -860,14 +860,18 @@ impl Provider for GoogleCalendar {
 
     async fn update(
         &self,
-        href: &str,
+        href: &super::RemoteId,
         ical: &str,
-        etag: Option<&str>,
+        etag: Option<&super::Etag>,
     ) -> Result<WriteResult, ProviderError> {
         single(self.write_all(&[Write::Update { href, ical, etag }]).await)
     }
 
-    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        href: &super::RemoteId,
+        etag: Option<&super::Etag>,
+    ) -> Result<(), ProviderError> {
         let mut r = self.write_all(&[Write::Delete { href, etag }]).await;
         r.pop().unwrap_or(Ok(None)).map(|_| ())
     }
@@ -893,7 +897,7 @@ impl Provider for GoogleCalendar {
                         self.event_url(href),
                         &[("sendUpdates", "none")],
                         None,
-                        etag.map(master_etag),
+                        etag.map(|e| master_etag(e)),
                     ));
                     owners.push(i);
                     continue;
@@ -915,7 +919,7 @@ impl Provider for GoogleCalendar {
                     self.event_url(&id),
                     &WRITE_QUERY,
                     Some(body),
-                    etag.map(master_etag),
+                    etag.map(|e| master_etag(e)),
                 ),
                 _ => {
                     body["id"] = json!(id);

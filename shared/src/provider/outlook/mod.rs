@@ -507,7 +507,7 @@ impl OutlookCalendar {
         let Some(ev) = self.get_event(id).await? else {
             return Ok(None);
         };
-        let etag = ev["changeKey"].as_str().map(str::to_string);
+        let etag = ev["changeKey"].as_str().map(super::Etag::from);
         let data = if ev["type"] == "seriesMaster" {
             // From the series' start to the window's end: exceptions and cancellations
             // before the window are read too, so a series reads back whole.
@@ -597,8 +597,8 @@ pub fn cancelled_occurrences(
 }
 
 /// Group a round's items into series: id → (version when the item itself was listed).
-fn group(items: &[Value]) -> (BTreeMap<String, Option<String>>, Vec<String>) {
-    let mut series: BTreeMap<String, Option<String>> = BTreeMap::new();
+fn group(items: &[Value]) -> (BTreeMap<String, Option<super::Etag>>, Vec<String>) {
+    let mut series: BTreeMap<String, Option<super::Etag>> = BTreeMap::new();
     let mut removed = Vec::new();
     for it in items {
         let id = it["id"].as_str().unwrap_or_default().to_string();
@@ -613,7 +613,7 @@ fn group(items: &[Value]) -> (BTreeMap<String, Option<String>>, Vec<String>) {
                 }
             }
             _ => {
-                series.insert(id, it["changeKey"].as_str().map(str::to_string));
+                series.insert(id, it["changeKey"].as_str().map(super::Etag::from));
             }
         }
     }
@@ -655,7 +655,7 @@ impl Provider for OutlookCalendar {
         let mut changed: Vec<RemoteRef> = series
             .into_iter()
             .map(|(href, etag)| RemoteRef {
-                href,
+                href: href.into(),
                 etag,
                 data: None,
             })
@@ -667,7 +667,7 @@ impl Provider for OutlookCalendar {
                 continue;
             }
             match self.get_event(&id).await? {
-                None => removed.push(id),
+                None => removed.push(super::RemoteId::from(id)),
                 Some(ev) if ev["type"] == "occurrence" || ev["type"] == "exception" => {
                     if let Some(m) = ev["seriesMasterId"].as_str() {
                         changed.push(RemoteRef {
@@ -678,8 +678,8 @@ impl Provider for OutlookCalendar {
                     }
                 }
                 Some(ev) => changed.push(RemoteRef {
-                    href: id,
-                    etag: ev["changeKey"].as_str().map(str::to_string),
+                    href: id.into(),
+                    etag: ev["changeKey"].as_str().map(super::Etag::from),
                     data: None,
                 }),
             }
@@ -698,7 +698,7 @@ impl Provider for OutlookCalendar {
         })
     }
 
-    async fn fetch(&self, hrefs: &[String]) -> Result<Vec<RemoteRef>, ProviderError> {
+    async fn fetch(&self, hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
         let mut out = Vec::new();
         for h in hrefs {
             match self.read_series(h).await {
@@ -715,7 +715,10 @@ impl Provider for OutlookCalendar {
         Ok(out)
     }
 
-    async fn confirm_removed(&self, hrefs: &[String]) -> Result<Vec<String>, ProviderError> {
+    async fn confirm_removed(
+        &self,
+        hrefs: &[super::RemoteId],
+    ) -> Result<Vec<super::RemoteId>, ProviderError> {
         let mut gone = Vec::new();
         for h in hrefs {
             if self.get_event(h).await?.is_none() {
@@ -731,15 +734,19 @@ impl Provider for OutlookCalendar {
 
     async fn update(
         &self,
-        href: &str,
+        href: &super::RemoteId,
         ical: &str,
-        etag: Option<&str>,
+        etag: Option<&super::Etag>,
     ) -> Result<WriteResult, ProviderError> {
-        writes::update(self, href, ical, etag).await
+        writes::update(self, href, ical, etag.map(|e| e.as_str())).await
     }
 
-    async fn delete(&self, href: &str, etag: Option<&str>) -> Result<(), ProviderError> {
-        writes::delete(self, href, etag).await
+    async fn delete(
+        &self,
+        href: &super::RemoteId,
+        etag: Option<&super::Etag>,
+    ) -> Result<(), ProviderError> {
+        writes::delete(self, href, etag.map(|e| e.as_str())).await
     }
 
     async fn write_all(&self, w: &[Write<'_>]) -> Vec<WriteOutcome> {
@@ -783,6 +790,7 @@ impl OutlookCalendar {
         }
         let keep = self.window();
         *self.window.lock().expect("window") = (keep.0, to);
+        let ids: Vec<super::RemoteId> = ids.into_iter().map(super::RemoteId::from).collect();
         let out = self.fetch(&ids).await;
         *self.window.lock().expect("window") = keep;
         out

@@ -24,8 +24,8 @@ pub fn transaction_id(uid: &str) -> String {
     format!("calsync-{}", &h[..32])
 }
 
-fn if_match(etag: Option<&str>) -> Option<String> {
-    etag.map(|e| format!("W/\"{e}\""))
+fn if_match<E: AsRef<str> + ?Sized>(etag: Option<&E>) -> Option<String> {
+    etag.map(|e| format!("W/\"{}\"", e.as_ref()))
 }
 
 fn graph_of(o: &OutlookCalendar, url: &str, ical: &str) -> Result<GraphSeries, ProviderError> {
@@ -45,12 +45,10 @@ fn graph_of(o: &OutlookCalendar, url: &str, ical: &str) -> Result<GraphSeries, P
 fn written(url: &str, href: Option<&str>, a: &Answer) -> Result<WriteResult, ProviderError> {
     match a.status {
         200 | 201 => Ok(WriteResult {
-            href: a.body["id"]
+            href: a.body["id"].as_str().or(href).unwrap_or_default().into(),
+            etag: a.body["changeKey"]
                 .as_str()
-                .or(href)
-                .unwrap_or_default()
-                .to_string(),
-            etag: a.body["changeKey"].as_str().map(str::to_string),
+                .map(crate::provider::Etag::from),
         }),
         412 => Err(ProviderError::PreconditionFailed(
             href.unwrap_or(url).into(),
@@ -94,7 +92,7 @@ pub(super) async fn create(
         Err(e @ ProviderError::Unavailable { .. }) => match find_created(o, uid).await? {
             Some(ev) => WriteResult {
                 href: ev["id"].as_str().unwrap_or_default().into(),
-                etag: ev["changeKey"].as_str().map(str::to_string),
+                etag: ev["changeKey"].as_str().map(crate::provider::Etag::from),
             },
             None => return Err(e),
         },
@@ -134,7 +132,7 @@ pub(super) async fn delete(
         .await?;
     match a.status {
         200 | 204 | 404 => Ok(()),
-        412 => Err(ProviderError::PreconditionFailed(href.into())),
+        412 => Err(ProviderError::PreconditionFailed(href.to_string())),
         _ => Err(OutlookCalendar::unexpected(&url, &a)),
     }
 }
@@ -265,7 +263,7 @@ async fn finish_series(
     let etag = o
         .get(&r.href)
         .await?
-        .and_then(|m| m["changeKey"].as_str().map(str::to_string));
+        .and_then(|m| m["changeKey"].as_str().map(crate::provider::Etag::from));
     Ok(WriteResult { href: r.href, etag })
 }
 
@@ -419,8 +417,12 @@ pub(super) async fn write_all(o: &OutlookCalendar, writes: &[Write<'_>]) -> Vec<
         let n = owner[0];
         let r = match writes[n] {
             Write::Create { uid, ical } => create(o, uid, ical).await.map(Some),
-            Write::Update { href, ical, etag } => update(o, href, ical, etag).await.map(Some),
-            Write::Delete { href, etag } => delete(o, href, etag).await.map(|()| None),
+            Write::Update { href, ical, etag } => update(o, href, ical, etag.map(|e| e.as_str()))
+                .await
+                .map(Some),
+            Write::Delete { href, etag } => delete(o, href, etag.map(|e| e.as_str()))
+                .await
+                .map(|()| None),
         };
         out[n] = Some(r);
     } else if !calls.is_empty() {
@@ -437,7 +439,7 @@ pub(super) async fn write_all(o: &OutlookCalendar, writes: &[Write<'_>]) -> Vec<
                     let r = match writes[n] {
                         Write::Delete { href, .. } => match a.status {
                             200 | 204 | 404 => Ok(None),
-                            412 => Err(ProviderError::PreconditionFailed(href.into())),
+                            412 => Err(ProviderError::PreconditionFailed(href.to_string())),
                             _ => Err(OutlookCalendar::unexpected(&url, &a)),
                         },
                         Write::Update { href, .. } => written(&url, Some(href), &a).map(Some),
