@@ -1,6 +1,7 @@
 //! `make serve`: the local stack working like the deployed system, in the foreground — the
 //! API (`http://127.0.0.1:$API_PORT/v1`, default 8000) with a development token issuer
-//! (`$API_PORT + 1`), the Google emulator and the webhook-receiver routes, the queue runner
+//! (`$API_PORT + 1`), the Google and Graph (Outlook) emulators and the webhook-receiver
+//! routes, the queue runner
 //! (every second, like the SQS event source mappings), the schedule (every `every`) and the
 //! application's notifications printed as they arrive. `calsync-local token --user N` prints
 //! a token the API accepts.
@@ -17,6 +18,13 @@ use crate::{notifications, runner};
 pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
     let google = LocalGoogle::start(&crate::local_ctx().await, GoogleConfig::default()).await?;
     let ctx = google.ctx.clone();
+    let outlook = crate::outlook::LocalOutlook::beside(
+        &ctx,
+        &google.hooks.url,
+        crate::emulators::graph::Config::default(),
+    )
+    .await?;
+    outlook.emu.add_calendar("work", "Work");
     let issuer_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port + 1)).await?;
     let issuer = DevIssuer::start(issuer_listener, None).await?;
     let saved = IssuerFile::save(&issuer)?;
@@ -50,12 +58,16 @@ pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
         saved.display()
     );
     println!(
-        "  webhooks/OAuth {}   (Google push and consent routes)",
+        "  webhooks/OAuth {}   (Google and Outlook push and consent routes)",
         google.hooks.url
     );
     println!(
         "  Google         {}   (emulator; consents at once)",
         google.emu.url
+    );
+    println!(
+        "  Outlook        {}   (Graph emulator; consents at once; calendar id `work`)",
+        outlook.emu.url
     );
     println!(
         "  queues         drained every second; schedule every {} s",
