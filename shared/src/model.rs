@@ -108,6 +108,12 @@ pub struct Link {
     /// What this member gets of each event ([`crate::engine::transform`]).
     #[serde(default)]
     pub transforms: crate::engine::transform::Transforms,
+    /// Outlook: write the attendees of events the calendar's owner organizes (Graph sends
+    /// them invitations; it cannot be told not to). Off by default, so sync sends no mail;
+    /// other providers write attendees without mail anyway (Google `sendUpdates=none`,
+    /// CalDAV `SCHEDULE-AGENT=CLIENT`).
+    #[serde(default)]
+    pub write_attendees: bool,
     /// When a push last re-applied the link's time window (epoch seconds, UTC): the window
     /// moves with the days, so a pull queues such a push once a day even when nothing
     /// changed.
@@ -145,6 +151,7 @@ impl Link {
             covered_push_seq: 0,
             consecutive_failures: 0,
             transforms: Default::default(),
+            write_attendees: false,
             window_checked_at: 0,
         }
     }

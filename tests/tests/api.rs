@@ -591,11 +591,12 @@ async fn link_settings_and_disconnection() {
     let p = api
         .patch(
             &l,
-            &json!({"frequency": "daily", "conflict_policy": "prefer-hub", "display_name": "Work"}),
+            &json!({"frequency": "daily", "conflict_policy": "prefer-hub", "display_name": "Work", "write_attendees": true}),
         )
         .await
         .unwrap();
     assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(p.body["write_attendees"], json!(true), "{}", p.body);
     assert_eq!(
         (
             p.body["frequency_secs"].clone(),

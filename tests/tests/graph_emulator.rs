@@ -206,7 +206,7 @@ async fn responses_and_the_adapters_requests_use_only_csdl_properties() {
             .expect("parses")
             .series
         {
-            let g = calsync::provider::outlook::mapping::to_graph(&s, Default::default())
+            let g = calsync::provider::outlook::mapping::to_graph(&s, &Default::default())
                 .expect("writable");
             let mut bodies = vec![g.master.clone()];
             bodies.extend(g.exceptions.iter().map(|(_, b)| b.clone()));
@@ -528,4 +528,47 @@ async fn the_identity_platform_rotates_refresh_tokens_and_names_aadsts_codes() {
     let code = consent("Calendars.ReadWrite").await;
     let (_, t) = token(grant(&code)).await;
     assert!(t.get("refresh_token").is_none(), "{t}");
+}
+
+#[tokio::test]
+async fn the_request_budget_and_injected_faults_are_retried_by_the_adapter() {
+    use calsync::provider::Provider;
+    let (emu, http, auth) = emulator(Config {
+        budget_per_10min: 2,
+        retry_after_secs: 1,
+        ..Config::default()
+    })
+    .await;
+    let url = format!("{}/me/calendars", emu.api_root());
+    for _ in 0..2 {
+        assert_eq!(
+            call(&http, &auth, reqwest::Method::GET, &url, None, &[])
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, h, b) = call(&http, &auth, reqwest::Method::GET, &url, None, &[]).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (429, Some("ApplicationThrottled"))
+    );
+    assert_eq!(h["retry-after"].to_str().unwrap(), "1");
+
+    // The adapter waits out a 503 with Retry-After and a 429, then reads the calendar.
+    let (emu, _, _) = emulator(Config::default()).await;
+    emu.fail_next(503, 1);
+    emu.fail_next(429, 1);
+    let o = calsync::provider::outlook::OutlookCalendar::new(
+        reqwest::Client::new(),
+        &format!("{}/me/calendars/work", emu.api_root()),
+        std::sync::Arc::new(calsync::oauth::StaticToken(secrecy::SecretString::from(
+            "t",
+        ))),
+        "fault-account",
+    )
+    .expect("url");
+    let pulled = o.pull(None).await.expect("pull after the faults");
+    assert!(pulled.full && pulled.changed.is_empty());
+    assert_eq!(o.requests(), 3, "two refused, one served");
 }

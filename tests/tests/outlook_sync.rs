@@ -549,6 +549,15 @@ async fn subscriptions_answer_the_handshake_refuse_forgeries_and_follow_lifecycl
         vec![new.channel_id.clone()]
     );
     assert_eq!(seq().await, before + 2);
+    // The token refresher renews a subscription that expires within a day (PATCH, same id).
+    let mut soon = channel(ctx).await;
+    soon.expiration_ms = calsync::config::now_millis() + 3_600_000;
+    ctx.store().put_channel(&soon).await.expect("put");
+    let report = calsync::refresher::run(ctx).await.expect("refresher");
+    assert!(report.channels_renewed >= 1, "{report:?}");
+    let renewed = channel(ctx).await;
+    assert_eq!(renewed.channel_id, soon.channel_id);
+    assert!(renewed.expiration_ms > calsync::config::now_millis() + 6 * 24 * 3_600_000);
     // Disconnecting deletes the subscription.
     calsync::push::stop_channels_of(ctx, &o.link_id)
         .await
@@ -695,4 +704,70 @@ async fn autosync_calendar_type_2_selects_outlook_links() {
     let v = calsync::handlers::autosync(&lo.ctx, serde_json::json!({"field": "AutoSync", "arguments": {"userId": p.user, "calendarType": 3}})).await;
     assert!(v.to_string().contains("2 calendar(s) queued"), "{v}");
     calsync_e2e::runner::drain(&lo.ctx).await.expect("drain");
+}
+
+#[tokio::test]
+async fn attendees_are_written_only_for_the_owners_events_when_the_link_opts_in() {
+    let owner = calsync_e2e::emulators::graph::events::OWNER.1;
+    let meeting = |uid: &str, organizer: &str, day: u32| {
+        fixtures::simple_event(uid, "Meeting", day).replace(
+            "LOCATION:Room 1\r\n",
+            &format!("LOCATION:Room 1\r\nORGANIZER:mailto:{organizer}\r\nATTENDEE;CN=Guest:mailto:guest@example.com\r\n"),
+        )
+    };
+    let (lo, p, o) = outlook_pair(
+        "oatt",
+        &[meeting("att-0@calsync.test", owner, 3)],
+        Config::default(),
+    )
+    .await;
+    let ctx = &lo.ctx;
+    // Off (the default): the owner's own meeting went without its attendees.
+    assert!(
+        lo.emu.writes().iter().all(|w| !w.attendees),
+        "{:?}",
+        lo.emu.writes()
+    );
+    // The link opts in: the owner's meetings carry their attendees, others' do not.
+    let mut link = ctx
+        .store()
+        .get_link(&o.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    link.write_attendees = true;
+    ctx.store().put_link(&link).await.expect("put");
+    let before = lo.emu.writes().len();
+    fixtures::client_put(ctx, &p.radicale, &meeting("att-1@calsync.test", owner, 4))
+        .await
+        .expect("put");
+    fixtures::client_put(
+        ctx,
+        &p.radicale,
+        &meeting("att-2@calsync.test", "someone@example.com", 5),
+    )
+    .await
+    .expect("put");
+    sync_user(ctx, p.user).await.expect("sync");
+    let new: Vec<_> = lo
+        .emu
+        .writes()
+        .into_iter()
+        .skip(before)
+        .filter(|w| w.method == "POST")
+        .collect();
+    assert_eq!(new.len(), 2, "{new:?}");
+    let with: Vec<bool> = lo
+        .emu
+        .items(o.url.rsplit('/').next().unwrap())
+        .iter()
+        .filter(|i| i["subject"] == "Meeting")
+        .map(|i| i["attendees"].as_array().is_some_and(|a| !a.is_empty()))
+        .collect();
+    assert_eq!(
+        with.iter().filter(|w| **w).count(),
+        1,
+        "only the owner's new meeting: {with:?}"
+    );
+    assert_eq!(new.iter().filter(|w| w.attendees).count(), 1, "{new:?}");
 }

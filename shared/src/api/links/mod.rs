@@ -37,6 +37,7 @@ pub fn link_json(l: &Link) -> Value {
         "brake_min": l.brake_min,
         "allow_mass_delete": l.allow_mass_delete,
         "transforms": l.transforms,
+        "write_attendees": l.write_attendees,
         "status": l.status,
         "status_reason": l.status_reason,
     })
@@ -113,6 +114,10 @@ pub struct LinkPatch {
     /// A change rewrites the member's copies.
     #[serde(default)]
     pub transforms: Option<crate::engine::transform::Transforms>,
+    /// Outlook: write the attendees of events the calendar's owner organizes (Graph then
+    /// sends them invitations, which it cannot be told not to). Default off.
+    #[serde(default)]
+    pub write_attendees: Option<bool>,
 }
 
 /// `PATCH /v1/links/{link_id}`: change settings; 200 with the link.
@@ -179,6 +184,9 @@ pub async fn patch(
             return Err(Problem::invalid_field("/brake_min", "must be at least 1"));
         }
         fields.push(("brake_min", store.attr(m)?));
+    }
+    if let Some(w) = p.write_attendees {
+        fields.push(("write_attendees", store.attr(w)?));
     }
     let before = owned_link(&st, caller, &link_id).await?;
     let rewrite = p

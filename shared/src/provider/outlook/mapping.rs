@@ -22,9 +22,10 @@
 //! | `singleValueExtendedProperties` `String {PS_PUBLIC_STRINGS} Name X-…` | custom `X-…` properties (value only) |
 //! | … `Name calsyncUid`                              | `UID` (the hub's id survives any iCalUId) |
 //!
-//! Attendees are written only when the link allows it ([`Options::write_attendees`]): Graph
-//! sends invitations for every attendee it is given and has no way to suppress them, so
-//! invariant 8 (sync sends no mail) holds by not writing them.
+//! Attendees are written only for events the calendar's owner organizes, and only when the
+//! link opts in ([`Options::organizer`]): Graph sends invitations for every attendee it is
+//! given and has no way to suppress them, so invariant 8 (sync sends no mail) holds by not
+//! writing them otherwise.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
@@ -50,11 +51,29 @@ pub fn prop_id(name: &str) -> String {
 }
 
 /// How a link writes to Graph.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Write `attendees` (Graph then sends invitations): only when the calendar's owner
-    /// organizes the event and the link opts in.
-    pub write_attendees: bool,
+    /// The calendar owner's address when the link opts in to attendees
+    /// ([`crate::model::Link::write_attendees`]): events whose ORGANIZER is this address are
+    /// written with their `attendees` (Graph then invites them). `None`: never.
+    pub organizer: Option<String>,
+}
+
+impl Options {
+    /// Whether the event with these fields is written with its attendees.
+    fn attendees_for(&self, fields: &Fields) -> bool {
+        let Some(owner) = &self.organizer else {
+            return false;
+        };
+        one(fields, "ORGANIZER").is_some_and(|o| {
+            let addr = o
+                .value
+                .strip_prefix("mailto:")
+                .or_else(|| o.value.strip_prefix("MAILTO:"))
+                .unwrap_or(&o.value);
+            addr.eq_ignore_ascii_case(owner)
+        })
+    }
 }
 
 /// A series in Graph's shape.
@@ -161,7 +180,7 @@ fn alarm_minutes(block: &str) -> Option<i64> {
 }
 
 /// The request body of one VEVENT (master, single or exception) and its start.
-fn component_body(fields: &Fields, opts: Options) -> Result<(Map<String, Value>, When), String> {
+fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>, When), String> {
     let mut ev = Map::new();
     let start = When::parse(&one(fields, "DTSTART").ok_or("no DTSTART")?)?;
     let end = match (one(fields, "DTEND"), one(fields, "DURATION")) {
@@ -227,7 +246,7 @@ fn component_body(fields: &Fields, opts: Options) -> Result<(Map<String, Value>,
     if let Some(m) = reminder {
         ev.insert("reminderMinutesBeforeStart".into(), json!(m));
     }
-    if opts.write_attendees {
+    if opts.attendees_for(fields) {
         let attendees: Vec<Value> = all(fields, "ATTENDEE")
             .into_iter()
             .filter_map(|a| {
@@ -284,7 +303,7 @@ fn split_list(v: &str) -> Vec<String> {
 ///
 /// Errors: no master VEVENT, unreadable times, an RRULE Graph cannot express, RDATE or
 /// EXRULE (Graph has neither), named in the message.
-pub fn to_graph(series: &EventSeries, opts: Options) -> Result<GraphSeries, String> {
+pub fn to_graph(series: &EventSeries, opts: &Options) -> Result<GraphSeries, String> {
     let mf = series
         .components
         .get(MASTER)
@@ -648,7 +667,7 @@ pub fn as_stored(body: &Value, id: &str) -> Value {
 /// not see them). `None` when it cannot be written at all.
 pub fn project(
     ical: &str,
-    opts: Options,
+    opts: &Options,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Option<String> {
@@ -699,7 +718,7 @@ mod tests {
     #[test]
     fn a_series_maps_to_graph_and_reads_back_the_same() {
         let s = EventSeries::parse_single("t", SERIES).unwrap();
-        let g = to_graph(&s, Options::default()).unwrap();
+        let g = to_graph(&s, &Options::default()).unwrap();
         assert_eq!(
             g.master["start"],
             json!({"dateTime": "2024-01-01T09:00:00.0000000", "timeZone": "W. Europe Standard Time"})
@@ -720,7 +739,7 @@ mod tests {
             Utc.with_ymd_and_hms(2024, 1, 8, 8, 0, 0).unwrap()
         );
         let (from, to) = far();
-        let p = project(SERIES, Options::default(), from, to).expect("projects");
+        let p = project(SERIES, &Options::default(), from, to).expect("projects");
         let back = EventSeries::parse_single("p", &p).unwrap();
         assert!(back.same_content(&s), "{p}");
         assert!(
@@ -733,7 +752,7 @@ mod tests {
     fn all_day_events_keep_their_dates_and_unexpressible_rules_are_errors() {
         let ad = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART;VALUE=DATE:20240301\r\nDTEND;VALUE=DATE:20240302\r\nSUMMARY:Holiday\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         let s = EventSeries::parse_single("t", ad).unwrap();
-        let g = to_graph(&s, Options::default()).unwrap();
+        let g = to_graph(&s, &Options::default()).unwrap();
         assert_eq!(g.master["isAllDay"], true);
         assert_eq!(g.master["start"]["dateTime"], "2024-03-01T00:00:00.0000000");
         assert_eq!(g.master["end"]["dateTime"], "2024-03-02T00:00:00.0000000");
@@ -745,7 +764,7 @@ mod tests {
         let bad = ad.replace("SUMMARY", "RRULE:FREQ=HOURLY\r\nSUMMARY");
         let e = to_graph(
             &EventSeries::parse_single("t", &bad).unwrap(),
-            Options::default(),
+            &Options::default(),
         )
         .unwrap_err();
         assert!(e.contains("HOURLY"), "{e}");
@@ -755,7 +774,7 @@ mod tests {
         );
         assert!(to_graph(
             &EventSeries::parse_single("t", &rdate).unwrap(),
-            Options::default()
+            &Options::default()
         )
         .unwrap_err()
         .contains("RDATE"));

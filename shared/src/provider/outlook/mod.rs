@@ -755,7 +755,7 @@ impl Provider for OutlookCalendar {
 
     fn project(&self, ical: &str) -> Option<String> {
         let to = self.window().1;
-        mapping::project(ical, self.opts, DateTime::<Utc>::MIN_UTC, to)
+        mapping::project(ical, &self.opts, DateTime::<Utc>::MIN_UTC, to)
     }
 
     fn requests(&self) -> u32 {
@@ -796,8 +796,22 @@ impl OutlookCalendar {
         out
     }
 
-    pub(crate) fn options(&self) -> Options {
-        self.opts
+    pub(crate) fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Write attendees of the events the calendar's owner organizes (the link opted in):
+    /// the owner's address is read from the calendar (`GET /me/calendars/{id}`, `owner`).
+    ///
+    /// Errors: the calendar cannot be read.
+    pub async fn with_owner_attendees(mut self) -> Result<Self, ProviderError> {
+        let url = self.calendar_url();
+        let a = self.call(Method::GET, &url, None, None).await?;
+        if a.status != 200 {
+            return Err(Self::unexpected(&url, &a));
+        }
+        self.opts.organizer = a.body["owner"]["address"].as_str().map(str::to_string);
+        Ok(self)
     }
     pub(crate) fn api(&self) -> &str {
         &self.api

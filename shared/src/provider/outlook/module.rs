@@ -87,8 +87,11 @@ impl ProviderModule for Outlook {
         let arn = link.secret_arn.as_deref().ok_or_else(|| {
             anyhow::anyhow!("link {}: Outlook link without secret_arn", link.link_id)
         })?;
-        let o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let mut o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
         o.bearer().await?;
+        if link.write_attendees {
+            o = o.with_owner_attendees().await?;
+        }
         Ok(Box::new(o))
     }
 }

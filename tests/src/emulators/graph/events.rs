@@ -421,6 +421,19 @@ fn new_id() -> String {
     format!("AAMkAD{}", uuid::Uuid::new_v4().simple())
 }
 
+fn calendar_json(id: &str, c: &super::Calendar) -> Value {
+    json!({"id": id, "name": c.name, "canEdit": true, "isDefaultCalendar": false,
+        "owner": {"name": OWNER.0, "address": OWNER.1}})
+}
+
+pub(crate) async fn get_calendar(State(st): State<Shared>, Path(cal): Path<String>) -> Response {
+    let s = st.lock().expect("emulator lock");
+    match s.calendars.get(&cal) {
+        Some(c) => Json(calendar_json(&cal, c)).into_response(),
+        None => not_found(),
+    }
+}
+
 pub(crate) async fn list_calendars(State(st): State<Shared>) -> Response {
     let s = st.lock().expect("emulator lock");
     let value: Vec<Value> = s

@@ -323,6 +323,7 @@ impl GraphEmulator {
 fn router(inner: Shared) -> axum::Router {
     let api = axum::Router::new()
         .route("/v1.0/me/calendars", get(events::list_calendars))
+        .route("/v1.0/me/calendars/{cal}", get(events::get_calendar))
         .route(
             "/v1.0/me/calendars/{cal}/events",
             get(events::list_events).post(events::create_in),
