@@ -156,6 +156,29 @@ async fn lambda_binaries_answer_through_the_runtime_api() {
         Invoke::File("webhook-google-forged.json"),
     );
     assert_eq!(hook["statusCode"], 404, "{hook}");
+    // Graph: the validation handshake is answered with the decoded token as text/plain; a
+    // notification for an unknown subscription is refused (404), nothing queued.
+    let shake = invoke(
+        "webhook-receiver",
+        Invoke::File("webhook-outlook-validation.json"),
+    );
+    assert_eq!(shake["statusCode"], 200, "{shake}");
+    assert_eq!(
+        shake["body"],
+        "Validation: Testing client application reachability for subscription Request-Id: 25ff3cc1-fe7b-4b16-8f44-45a7e6e8b4f4"
+    );
+    assert!(
+        shake["headers"]["content-type"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{shake}"
+    );
+    let forged = invoke(
+        "webhook-receiver",
+        Invoke::File("webhook-outlook-forged.json"),
+    );
+    assert_eq!(forged["statusCode"], 404, "{forged}");
     let refresher = invoke(
         "token-refresher",
         Invoke::File("token-refresher-schedule.json"),
