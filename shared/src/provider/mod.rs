@@ -330,6 +330,41 @@ pub trait Provider: Send + Sync {
     fn requests(&self) -> u32;
 }
 
+/// Retry schedule for rate-limit, throttling and server errors (exponential backoff with
+/// jitter; a `Retry-After` the provider sends comes first where the provider reads it).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub min_delay: std::time::Duration,
+    /// Largest delay (also caps a `Retry-After`).
+    pub max_delay: std::time::Duration,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: std::time::Duration::from_millis(250),
+            max_delay: std::time::Duration::from_secs(16),
+            max_retries: 7,
+        }
+    }
+}
+
+/// A token that cannot be had: the user must reconnect ([`ProviderError::Unauthorized`]) or
+/// it is worth a retry ([`ProviderError::Unavailable`]).
+pub(crate) fn auth_failure(url: &str, e: crate::oauth::AuthError) -> ProviderError {
+    if e.needs_reconnect() {
+        ProviderError::Unauthorized(url.into())
+    } else {
+        ProviderError::Unavailable {
+            url: url.into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
 /// Counts requests; shared by the provider implementations.
 #[derive(Debug, Default)]
 pub struct RequestCounter(AtomicU32);

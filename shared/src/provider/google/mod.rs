@@ -32,7 +32,6 @@ pub use module::{API_ROOT, CALENDAR_SCOPE, MODULE, OAUTH};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::BackoffBuilder;
@@ -43,8 +42,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    snippet, transport, Provider, ProviderError, PullResult, RemoteRef, RequestCounter, Write,
-    WriteOutcome, WriteResult,
+    auth_failure, snippet, transport, Provider, ProviderError, PullResult, RemoteRef,
+    RequestCounter, Write, WriteOutcome, WriteResult,
 };
 use crate::ical::EventSeries;
 use crate::oauth::{AuthError, TokenSource};
@@ -55,26 +54,7 @@ pub const USER_REQUESTS_PER_MINUTE: u32 = 600;
 /// Burst allowed by the per-account pacer.
 const BURST: u32 = 20;
 
-/// Retry schedule for rate-limit and server errors.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First delay.
-    pub min_delay: Duration,
-    /// Largest delay.
-    pub max_delay: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(16),
-            max_retries: 7,
-        }
-    }
-}
+pub use super::RetryPolicy;
 
 /// A push channel as `events.watch` answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -734,19 +714,6 @@ impl GoogleCalendar {
         match a.status {
             200 | 204 | 404 => Ok(()),
             _ => Err(Self::unexpected(&url, &a)),
-        }
-    }
-}
-
-/// A token that cannot be had: the user must reconnect ([`ProviderError::Unauthorized`]) or
-/// it is worth a retry ([`ProviderError::Unavailable`]).
-fn auth_failure(url: &str, e: AuthError) -> ProviderError {
-    if e.needs_reconnect() {
-        ProviderError::Unauthorized(url.into())
-    } else {
-        ProviderError::Unavailable {
-            url: url.into(),
-            detail: e.to_string(),
         }
     }
 }

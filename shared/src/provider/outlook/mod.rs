@@ -28,15 +28,18 @@
 //! - Every request asks `Prefer: outlook.timezone="UTC"`, `outlook.body-content-type="text"`
 //!   and `IdType="ImmutableId"` (ids survive folder moves).
 
+mod delta;
 pub mod mapping;
 pub mod module;
 pub mod push;
+mod reading;
 pub mod recurrence;
 mod writes;
 
+pub use delta::{cancelled_occurrences, wanted_window};
 pub use module::{MODULE, OAUTH};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -50,8 +53,8 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::{
-    transport, Cursor, Provider, ProviderError, PullResult, RemoteRef, RequestCounter, Write,
-    WriteOutcome, WriteResult,
+    auth_failure, transport, Cursor, Provider, ProviderError, PullResult, RemoteRef,
+    RequestCounter, Write, WriteOutcome, WriteResult,
 };
 use crate::oauth::{AuthError, TokenSource};
 use mapping::Options;
@@ -73,26 +76,7 @@ const PAGE: usize = 200;
 /// The `Prefer` header of every request.
 const PREFER: &str = "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\", IdType=\"ImmutableId\", odata.maxpagesize=200";
 
-/// Retry schedule for throttling and server errors.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First delay when the answer has no `Retry-After`.
-    pub min_delay: Duration,
-    /// Largest delay (also caps `Retry-After`).
-    pub max_delay: Duration,
-    /// Retries after the first attempt.
-    pub max_retries: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
-            max_retries: 8,
-        }
-    }
-}
+pub use super::RetryPolicy;
 
 /// The per-mailbox gate (one per account key, shared by every calendar of the account in
 /// this process).
@@ -105,14 +89,6 @@ fn gate_for(account: &str) -> Arc<Semaphore> {
     map.entry(account.to_string())
         .or_insert_with(|| Arc::new(Semaphore::new(MAILBOX_CONCURRENCY)))
         .clone()
-}
-
-/// The cursor: the round's `@odata.deltaLink` and its window (UTC).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct DeltaCursor {
-    delta: String,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
 }
 
 /// One Graph answer.
@@ -157,45 +133,8 @@ pub fn parse_calendar_url(url: &str) -> Result<(String, String), ProviderError> 
     Ok((api.to_string(), id.to_string()))
 }
 
-/// The window a round anchored now covers.
-pub fn wanted_window(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let day = now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc();
-    (
-        day - chrono::Duration::days(WINDOW_PAST_DAYS),
-        day + chrono::Duration::days(WINDOW_FUTURE_DAYS),
-    )
-}
-
-/// Codes that mean the delta token is gone (delta-query-overview, errors).
-fn token_lost(status: u16, body: &Value) -> bool {
-    let code = body["error"]["code"]
-        .as_str()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    status == 410
-        || matches!(
-            code.as_str(),
-            "syncstatenotfound" | "syncstateinvalid" | "resyncrequired"
-        )
-}
-
 fn retryable(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-fn auth_failure(url: &str, e: AuthError) -> ProviderError {
-    if e.needs_reconnect() {
-        ProviderError::Unauthorized(url.into())
-    } else {
-        ProviderError::Unavailable {
-            url: url.into(),
-            detail: e.to_string(),
-        }
-    }
 }
 
 impl OutlookCalendar {
@@ -218,7 +157,11 @@ impl OutlookCalendar {
             counter: RequestCounter::default(),
             batches: AtomicU32::new(0),
             gate: gate_for(account),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                max_delay: Duration::from_secs(30),
+                max_retries: 8,
+                ..RetryPolicy::default()
+            },
             opts: Options::default(),
             window: Mutex::new(wanted_window(Utc::now())),
         })
@@ -402,34 +345,6 @@ impl OutlookCalendar {
         }
     }
 
-    /// Every page of a delta round starting at `url`; `Ok(None)` when the token is gone.
-    async fn round(&self, url: &str) -> Result<Option<(Vec<Value>, String)>, ProviderError> {
-        let mut items = Vec::new();
-        let mut next = url.to_string();
-        loop {
-            let a = self.call(Method::GET, &next, None, None).await?;
-            if token_lost(a.status, &a.body) {
-                return Ok(None);
-            }
-            if a.status != 200 {
-                return Err(Self::unexpected(&next, &a));
-            }
-            items.extend(a.body["value"].as_array().cloned().unwrap_or_default());
-            if let Some(n) = a.body["@odata.nextLink"].as_str() {
-                next = self.same_origin(n)?;
-                continue;
-            }
-            let delta =
-                a.body["@odata.deltaLink"]
-                    .as_str()
-                    .ok_or_else(|| ProviderError::Protocol {
-                        url: next.clone(),
-                        detail: "a delta page with neither nextLink nor deltaLink".into(),
-                    })?;
-            return Ok(Some((items, self.same_origin(delta)?)));
-        }
-    }
-
     /// A link the service answered, accepted only on the API's own origin (a page must not
     /// send the bearer token elsewhere).
     fn same_origin(&self, link: &str) -> Result<String, ProviderError> {
@@ -442,16 +357,6 @@ impl OutlookCalendar {
                 detail: "a paging link to another origin".into(),
             })
         }
-    }
-
-    fn initial_url(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-        let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        format!(
-            "{}/calendarView/delta?startDateTime={}&endDateTime={}",
-            self.calendar_url(),
-            f(from),
-            f(to)
-        )
     }
 
     /// The event `id` with our extended properties, `None` when it is gone.
@@ -501,43 +406,6 @@ impl OutlookCalendar {
             }
         }
     }
-
-    /// The series (or single event) `id` as VCALENDAR text and its version.
-    async fn read_series(&self, id: &str) -> Result<Option<RemoteRef>, ProviderError> {
-        let Some(ev) = self.get_event(id).await? else {
-            return Ok(None);
-        };
-        let etag = ev["changeKey"].as_str().map(super::Etag::from);
-        let data = if ev["type"] == "seriesMaster" {
-            // From the series' start to the window's end: exceptions and cancellations
-            // before the window are read too, so a series reads back whole.
-            let to = self.window().1;
-            let from = mapping::utc_of(&ev["start"])
-                .map(|t| t - chrono::Duration::days(1))
-                .unwrap_or(self.window().0);
-            let inst = self.instances(id, from, to).await?;
-            let exceptions: Vec<Value> = inst
-                .iter()
-                .filter(|i| i["type"] == "exception")
-                .cloned()
-                .collect();
-            let cancelled = cancelled_occurrences(&ev, &inst, (from, to));
-            mapping::to_ical(&ev, &exceptions, &cancelled)
-        } else {
-            mapping::to_ical(&ev, &[], &[])
-        };
-        match data {
-            Ok(d) => Ok(Some(RemoteRef {
-                href: id.into(),
-                etag,
-                data: Some(d),
-            })),
-            Err(reason) => Err(ProviderError::Protocol {
-                url: self.event_url(id),
-                detail: reason,
-            }),
-        }
-    }
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -550,169 +418,14 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// The original starts of the occurrences `master`'s rule generates in the window that
-/// `/instances` does not list: Graph's cancelled occurrences. All-day series compare dates.
-pub fn cancelled_occurrences(
-    master: &Value,
-    instances: &[Value],
-    window: (DateTime<Utc>, DateTime<Utc>),
-) -> Vec<DateTime<Utc>> {
-    let Ok(ical) = mapping::to_ical(master, &[], &[]) else {
-        return Vec::new();
-    };
-    let all_day = master["isAllDay"].as_bool().unwrap_or(false);
-    let zone = mapping::series_zone(master).unwrap_or(chrono_tz::UTC);
-    let key = |t: DateTime<Utc>| {
-        if all_day {
-            t.with_timezone(&zone)
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-        } else {
-            t
-        }
-    };
-    let listed: std::collections::HashSet<DateTime<Utc>> = instances
-        .iter()
-        .filter_map(|i| i["originalStart"].as_str())
-        .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| key(t.with_timezone(&Utc)))
-        .collect();
-    let (occ, _) = crate::ical::occurrences_of(&ical, window.0, window.1, 5000);
-    occ.into_iter()
-        .map(|o| {
-            if all_day {
-                o.start
-                    .date_naive()
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight")
-                    .and_utc()
-            } else {
-                o.start
-            }
-        })
-        .filter(|t| !listed.contains(t))
-        .collect()
-}
-
-/// Group a round's items into series: id → (version when the item itself was listed).
-fn group(items: &[Value]) -> (BTreeMap<String, Option<super::Etag>>, Vec<String>) {
-    let mut series: BTreeMap<String, Option<super::Etag>> = BTreeMap::new();
-    let mut removed = Vec::new();
-    for it in items {
-        let id = it["id"].as_str().unwrap_or_default().to_string();
-        if it.get("@removed").is_some() {
-            removed.push(id);
-            continue;
-        }
-        match it["type"].as_str().unwrap_or("singleInstance") {
-            "occurrence" | "exception" => {
-                if let Some(m) = it["seriesMasterId"].as_str() {
-                    series.entry(m.to_string()).or_insert(None);
-                }
-            }
-            _ => {
-                series.insert(id, it["changeKey"].as_str().map(super::Etag::from));
-            }
-        }
-    }
-    (series, removed)
-}
-
 #[async_trait]
 impl Provider for OutlookCalendar {
     async fn pull(&self, cursor: Option<&Cursor>) -> Result<PullResult, ProviderError> {
-        let wanted = wanted_window(Utc::now());
-        let stored: Option<DeltaCursor> =
-            cursor.and_then(|c| serde_json::from_str(c.as_str()).ok());
-        let current = stored.filter(|c| (wanted.0 - c.from).num_days() <= REANCHOR_DAYS);
-        let (mut full, mut window, mut url) = match &current {
-            Some(c) => (false, (c.from, c.to), c.delta.clone()),
-            None => (true, wanted, self.initial_url(wanted.0, wanted.1)),
-        };
-        *self.window.lock().expect("window") = window;
-        let mut restarts = 0;
-        let (items, delta) = loop {
-            match self.round(&url).await? {
-                Some(r) => break r,
-                None if restarts < MAX_RESTARTS => {
-                    restarts += 1;
-                    tracing::info!(calendar = %self.calendar_id, "delta token lost; full round over the window");
-                    full = true;
-                    window = current.as_ref().map(|c| (c.from, c.to)).unwrap_or(wanted);
-                    url = self.initial_url(window.0, window.1);
-                }
-                None => {
-                    return Err(ProviderError::Protocol {
-                        url: super::redacted(&url),
-                        detail: "the service refused a new delta round (410)".into(),
-                    })
-                }
-            }
-        };
-        let (series, removed_ids) = group(&items);
-        let mut changed: Vec<RemoteRef> = series
-            .into_iter()
-            .map(|(href, etag)| RemoteRef {
-                href: href.into(),
-                etag,
-                data: None,
-            })
-            .collect();
-        let mut removed = Vec::new();
-        // A removal may be a move out of the window: only what is gone is removed.
-        for id in removed_ids {
-            if changed.iter().any(|c| c.href == id) {
-                continue;
-            }
-            match self.get_event(&id).await? {
-                None => removed.push(super::RemoteId::from(id)),
-                Some(ev) if ev["type"] == "occurrence" || ev["type"] == "exception" => {
-                    if let Some(m) = ev["seriesMasterId"].as_str() {
-                        changed.push(RemoteRef {
-                            href: m.into(),
-                            etag: None,
-                            data: None,
-                        });
-                    }
-                }
-                Some(ev) => changed.push(RemoteRef {
-                    href: id.into(),
-                    etag: ev["changeKey"].as_str().map(super::Etag::from),
-                    data: None,
-                }),
-            }
-        }
-        let c = DeltaCursor {
-            delta,
-            from: window.0,
-            to: window.1,
-        };
-        Ok(PullResult {
-            changed,
-            removed,
-            unreadable: Vec::new(),
-            cursor: Cursor::new(serde_json::to_string(&c).unwrap_or_default()),
-            full,
-        })
+        delta::pull(self, cursor).await
     }
 
     async fn fetch(&self, hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
-        let mut out = Vec::new();
-        for h in hrefs {
-            match self.read_series(h).await {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                // One unreadable series must not stop the others (as for Google, it is
-                // left out; issue 13 makes these the event's `error`).
-                Err(ProviderError::Protocol { detail, .. }) => {
-                    tracing::warn!(href = %h, %detail, "Outlook event cannot be read; left out");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        delta::fetch(self, hrefs).await
     }
 
     async fn confirm_removed(
@@ -764,38 +477,6 @@ impl Provider for OutlookCalendar {
 }
 
 impl OutlookCalendar {
-    /// Every series of the calendar (`GET …/events`, all pages), each read whole with its
-    /// instances up to `to` (tools and tests: the delta window does not limit it).
-    ///
-    /// Errors: as for a pull.
-    pub async fn read_all(&self, to: DateTime<Utc>) -> Result<Vec<RemoteRef>, ProviderError> {
-        let mut url = format!("{}?$top={PAGE}", self.events_url());
-        let mut ids = Vec::new();
-        loop {
-            let a = self.call(Method::GET, &url, None, None).await?;
-            if a.status != 200 {
-                return Err(Self::unexpected(&url, &a));
-            }
-            ids.extend(
-                a.body["value"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v["id"].as_str().map(str::to_string)),
-            );
-            match a.body["@odata.nextLink"].as_str() {
-                Some(n) => url = self.same_origin(n)?,
-                None => break,
-            }
-        }
-        let keep = self.window();
-        *self.window.lock().expect("window") = (keep.0, to);
-        let ids: Vec<super::RemoteId> = ids.into_iter().map(super::RemoteId::from).collect();
-        let out = self.fetch(&ids).await;
-        *self.window.lock().expect("window") = keep;
-        out
-    }
-
     pub(crate) fn options(&self) -> &Options {
         &self.opts
     }

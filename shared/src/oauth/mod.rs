@@ -30,6 +30,10 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod source;
+
+pub use source::{LinkTokens, StaticToken, TokenSource};
+
 use crate::config::{now_secs, Ctx};
 use crate::model::ProviderKind;
 use crate::secrets::SecretError;
@@ -484,7 +488,7 @@ pub async fn access_token(
 
 /// [`access_token`], and when `rejected` is given (the provider answered 401 to it), a token
 /// other than that one: refreshed now unless another worker already replaced it.
-async fn token_for(
+pub(crate) async fn token_for(
     ctx: &Ctx,
     p: &OAuthProfile,
     arn: &str,
@@ -575,90 +579,5 @@ pub async fn revoke(ctx: &Ctx, p: &OAuthProfile, arn: &str) -> Result<(), AuthEr
     match resp.status().as_u16() {
         200..=299 | 400 => Ok(()),
         s => Err(AuthError::Endpoint(format!("revoke: HTTP {s}"))),
-    }
-}
-
-/// Where a provider gets its bearer token during a run.
-#[async_trait::async_trait]
-pub trait TokenSource: Send + Sync {
-    /// A token believed valid.
-    ///
-    /// Errors: see [`AuthError`].
-    async fn bearer(&self) -> Result<SecretString, AuthError>;
-
-    /// The provider answered 401 to `rejected`: a fresh token (refreshed at the token
-    /// endpoint unless another worker already replaced it). Providers ask once per request
-    /// before they report [`crate::provider::ProviderError::Unauthorized`].
-    ///
-    /// Errors: [`AuthError::InvalidGrant`] / [`AuthError::NoRefreshToken`] when only the
-    /// user can fix it; others are worth a retry.
-    async fn refresh_after_401(&self, rejected: &SecretString) -> Result<SecretString, AuthError>;
-}
-
-/// The tokens of one link in Secrets Manager ([`access_token`]), the bearer cached for the run.
-pub struct LinkTokens {
-    ctx: Ctx,
-    profile: &'static OAuthProfile,
-    arn: String,
-    current: tokio::sync::Mutex<Option<SecretString>>,
-}
-
-impl LinkTokens {
-    /// Tokens in the secret `arn`, refreshed through `profile`'s client.
-    pub fn new(ctx: &Ctx, profile: &'static OAuthProfile, arn: &str) -> Self {
-        Self {
-            ctx: ctx.clone(),
-            profile,
-            arn: arn.into(),
-            current: tokio::sync::Mutex::new(None),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenSource for LinkTokens {
-    async fn bearer(&self) -> Result<SecretString, AuthError> {
-        let mut cur = self.current.lock().await;
-        if let Some(t) = cur.as_ref() {
-            return Ok(t.clone());
-        }
-        let t = access_token(&self.ctx, self.profile, &self.arn, REFRESH_MARGIN_SECS).await?;
-        *cur = Some(t.clone());
-        Ok(t)
-    }
-
-    async fn refresh_after_401(&self, rejected: &SecretString) -> Result<SecretString, AuthError> {
-        let mut cur = self.current.lock().await;
-        if let Some(t) = cur
-            .as_ref()
-            .filter(|t| t.expose_secret() != rejected.expose_secret())
-        {
-            return Ok(t.clone());
-        }
-        let t = token_for(
-            &self.ctx,
-            self.profile,
-            &self.arn,
-            REFRESH_MARGIN_SECS,
-            Some(rejected),
-        )
-        .await?;
-        tracing::info!(secret = %self.arn, "bearer refused (401); token refreshed");
-        *cur = Some(t.clone());
-        Ok(t)
-    }
-}
-
-/// A fixed bearer token (tools and tests); a 401 cannot be repaired.
-pub struct StaticToken(pub SecretString);
-
-#[async_trait::async_trait]
-impl TokenSource for StaticToken {
-    async fn bearer(&self) -> Result<SecretString, AuthError> {
-        Ok(self.0.clone())
-    }
-
-    async fn refresh_after_401(&self, _rejected: &SecretString) -> Result<SecretString, AuthError> {
-        Err(AuthError::NoRefreshToken("(fixed token)".into()))
     }
 }
