@@ -54,8 +54,11 @@ pub struct OAuthProfile {
     /// API root when the client secret names none (the secret's `api_root` points at an
     /// emulator on the local stack).
     pub api_root: &'static str,
-    /// Calendar a consent connects when the caller names none (Google `primary`).
+    /// Calendar a consent connects when the caller names none (Google `primary`; empty: the
+    /// caller must name one).
     pub default_calendar: &'static str,
+    /// Where a caller finds calendar ids, for error messages.
+    pub calendar_hint: &'static str,
     /// A link's URL from the API root and the calendar id.
     pub calendar_url: fn(api_root: &str, calendar_id: &str) -> String,
 }

@@ -288,7 +288,7 @@ pub struct OAuthStart {
     path = "/v1/groups/{group_id}/links/oauth/{provider}",
     operation_id = "startOAuth",
     tag = "links",
-    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "A provider connected through OAuth: `google`")),
+    params(("group_id" = String, Path, description = "Sync group id"), ("provider" = String, Path, description = "A provider connected through OAuth: `google` or `outlook`")),
     request_body = OAuthStart,
     responses(
         (status = 200, description = "`{consent_url}`: send the user's browser there (single use, 10 minutes)"),
@@ -328,9 +328,7 @@ pub async fn oauth_start(
         .ok_or_else(|| {
             Problem::invalid_field(
                 "/calendar_id",
-                format!(
-                    "{provider} needs the calendar's id (for Outlook: an id from GET /me/calendars)"
-                ),
+                format!("{provider} needs the calendar's id ({})", p.calendar_hint),
             )
         })?;
     let req = crate::connect::ConnectRequest {

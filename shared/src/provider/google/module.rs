@@ -30,6 +30,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     revoke_uri: Some("https://oauth2.googleapis.com/revoke"),
     api_root: API_ROOT,
     default_calendar: "primary",
+    calendar_hint: "`primary` or an id from calendarList",
     calendar_url,
 };
 

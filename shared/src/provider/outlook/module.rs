@@ -28,6 +28,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     revoke_uri: None,
     api_root: API_ROOT,
     default_calendar: "",
+    calendar_hint: "an id from GET /me/calendars",
     calendar_url,
 };
 
