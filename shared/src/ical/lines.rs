@@ -128,6 +128,9 @@ pub enum When {
 }
 
 impl When {
+    /// A DTSTART/DTEND/RECURRENCE-ID/EXDATE value with its TZID.
+    ///
+    /// Errors: an unreadable value, a TZID that names no IANA zone.
     pub fn parse(l: &Line) -> Result<Self, String> {
         let v = l.value.trim();
         if l.param("VALUE") == Some("DATE") || (v.len() == 8 && !v.contains('T')) {
@@ -154,6 +157,7 @@ impl When {
         }
     }
 
+    /// The UTC instant (dates at midnight UTC; a local time in a DST gap an hour later).
     pub fn instant(self) -> DateTime<Utc> {
         match self {
             When::Date(d) => Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")),
@@ -161,7 +165,10 @@ impl When {
             When::Zoned(n, tz) => tz
                 .from_local_datetime(&n)
                 .earliest()
-                .or_else(|| tz.from_local_datetime(&(n + Duration::hours(1))).earliest())
+                .or_else(|| {
+                    n.checked_add_signed(Duration::hours(1))
+                        .and_then(|later| tz.from_local_datetime(&later).earliest())
+                })
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_else(|| Utc.from_utc_datetime(&n)),
             // Floating times are read in UTC (Google needs an offset or a zone).
@@ -169,14 +176,17 @@ impl When {
         }
     }
 
-    /// This time plus `d` (dates: whole days, at least one).
-    pub fn plus(self, d: Duration) -> Self {
-        match self {
-            When::Date(x) => When::Date(x + Duration::days(d.num_days().max(1))),
-            When::Utc(x) => When::Utc(x + d),
-            When::Zoned(n, tz) => When::Zoned(n + d, tz),
-            When::Floating(n) => When::Floating(n + d),
-        }
+    /// This time plus `d` (dates: whole days, at least one); `None` past the representable
+    /// range (a `DURATION:P20000000W` must not panic a worker).
+    pub fn plus(self, d: Duration) -> Option<Self> {
+        Some(match self {
+            When::Date(x) => {
+                When::Date(x.checked_add_signed(Duration::try_days(d.num_days().max(1))?)?)
+            }
+            When::Utc(x) => When::Utc(x.checked_add_signed(d)?),
+            When::Zoned(n, tz) => When::Zoned(n.checked_add_signed(d)?, tz),
+            When::Floating(n) => When::Floating(n.checked_add_signed(d)?),
+        })
     }
 
     /// The calendar date as written (UTC date for `…Z` values).
@@ -189,7 +199,8 @@ impl When {
     }
 }
 
-/// RFC 5545 §3.3.6 duration to a chrono duration (`-P1DT2H`, `PT15M`, `P1W`).
+/// RFC 5545 §3.3.6 duration to a chrono duration (`-P1DT2H`, `PT15M`, `P1W`); `None` when
+/// unreadable or out of chrono's range.
 pub fn parse_duration(v: &str) -> Option<Duration> {
     let (neg, rest) = match v.strip_prefix('-') {
         Some(r) => (true, r),
@@ -206,14 +217,15 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
             unit => {
                 let n: i64 = num.parse().ok()?;
                 num.clear();
-                total += match (unit, in_time) {
-                    ('W', false) => Duration::weeks(n),
-                    ('D', false) => Duration::days(n),
-                    ('H', true) => Duration::hours(n),
-                    ('M', true) => Duration::minutes(n),
-                    ('S', true) => Duration::seconds(n),
+                let part = match (unit, in_time) {
+                    ('W', false) => Duration::try_weeks(n)?,
+                    ('D', false) => Duration::try_days(n)?,
+                    ('H', true) => Duration::try_hours(n)?,
+                    ('M', true) => Duration::try_minutes(n)?,
+                    ('S', true) => Duration::try_seconds(n)?,
                     _ => return None,
                 };
+                total = total.checked_add(&part)?;
             }
         }
     }
@@ -221,4 +233,30 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         return None;
     }
     Some(if neg { -total } else { total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_not_panicked_on() {
+        let cases = [
+            ("PT15M", Some(Duration::minutes(15))),
+            ("-P1DT2H", Some(-(Duration::days(1) + Duration::hours(2)))),
+            ("P20000000W", Some(Duration::weeks(20_000_000))),
+            ("P99999999999999999999D", None),
+            ("PT9223372036854775807S", None),
+            ("P1X", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_duration(v), want, "{v}");
+        }
+        let start = When::parse(&parse_line("DTSTART:20240101T090000Z").unwrap()).unwrap();
+        assert!(start.plus(Duration::days(1)).is_some());
+        assert!(start.plus(Duration::MAX).is_none());
+        assert!(start.plus(Duration::weeks(20_000_000)).is_none(), "past year 262143");
+        let day = When::parse(&parse_line("DTSTART;VALUE=DATE:20240101").unwrap()).unwrap();
+        assert!(day.plus(Duration::MAX).is_none());
+    }
 }

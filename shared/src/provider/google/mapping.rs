@@ -461,15 +461,17 @@ pub fn reset_instances(
         let Some(start) = instant_of(original) else {
             continue;
         };
+        let Some(end_at) = start.checked_add_signed(duration) else {
+            continue;
+        };
         let end = match original["date"].as_str() {
-            Some(_) => json!({"date": (start + duration).format("%Y-%m-%d").to_string()}),
+            Some(_) => json!({"date": end_at.format("%Y-%m-%d").to_string()}),
             None => {
                 let offset =
                     DateTime::parse_from_rfc3339(original["dateTime"].as_str().unwrap_or(""))
                         .map(|t| *t.offset())
                         .unwrap_or_else(|_| chrono::FixedOffset::east_opt(0).expect("zero offset"));
-                let mut v =
-                    json!({"dateTime": (start + duration).with_timezone(&offset).to_rfc3339()});
+                let mut v = json!({"dateTime": end_at.with_timezone(&offset).to_rfc3339()});
                 if let Some(z) = original.get("timeZone") {
                     v["timeZone"] = z.clone();
                 }
@@ -577,11 +579,13 @@ fn component_body(
     let start = When::parse(&one("DTSTART").ok_or("no DTSTART")?)?;
     let end = match (one("DTEND"), one("DURATION")) {
         (Some(l), _) => When::parse(&l)?,
-        (None, Some(d)) => start.plus(
-            parse_duration(&d.value).ok_or_else(|| format!("DURATION: invalid {:?}", d.value))?,
-        ),
+        (None, Some(d)) => parse_duration(&d.value)
+            .and_then(|dur| start.plus(dur))
+            .ok_or_else(|| format!("DURATION: invalid or out of range {:?}", d.value))?,
         (None, None) => match start {
-            When::Date(_) => start.plus(Duration::days(1)),
+            When::Date(_) => start
+                .plus(Duration::days(1))
+                .ok_or("DTSTART: the last representable date")?,
             other => other,
         },
     };

@@ -185,11 +185,13 @@ fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>
     let start = When::parse(&one(fields, "DTSTART").ok_or("no DTSTART")?)?;
     let end = match (one(fields, "DTEND"), one(fields, "DURATION")) {
         (Some(l), _) => When::parse(&l)?,
-        (None, Some(d)) => start.plus(
-            parse_duration(&d.value).ok_or_else(|| format!("DURATION: invalid {:?}", d.value))?,
-        ),
+        (None, Some(d)) => parse_duration(&d.value)
+            .and_then(|dur| start.plus(dur))
+            .ok_or_else(|| format!("DURATION: invalid or out of range {:?}", d.value))?,
         (None, None) => match start {
-            When::Date(_) => start.plus(Duration::days(1)),
+            When::Date(_) => start
+                .plus(Duration::days(1))
+                .ok_or("DTSTART: the last representable date")?,
             other => other,
         },
     };
@@ -528,6 +530,16 @@ mod tests {
         )
         .unwrap_err()
         .contains("RDATE"));
+    }
+
+    #[test]
+    fn a_duration_past_the_representable_range_is_an_error_not_a_panic() {
+        let huge = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:h\r\nDTSTART:20240101T090000Z\r\nDURATION:P20000000W\r\nSUMMARY:Forever\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let s = EventSeries::parse_single("t", huge).unwrap();
+        let e = to_graph(&s, &Options::default()).unwrap_err();
+        assert!(e.contains("DURATION"), "{e}");
+        let g = crate::provider::google::mapping::to_google(&s).unwrap_err();
+        assert!(g.contains("DURATION"), "{g}");
     }
 
     #[test]

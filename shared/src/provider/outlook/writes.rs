@@ -222,7 +222,9 @@ async fn finish_series(
                     .to_string()
             };
             reset["start"] = json!({"dateTime": fmt(t), "timeZone": zone});
-            reset["end"] = json!({"dateTime": fmt(t + dur), "timeZone": zone});
+            if let Some(end) = t.checked_add_signed(dur) {
+                reset["end"] = json!({"dateTime": fmt(end), "timeZone": zone});
+            }
         }
         calls.push((
             Method::PATCH,
