@@ -351,6 +351,16 @@ impl UserGraph {
         .await
     }
 
+    /// `POST /me/calendars/{cal}/events`.
+    pub async fn create(&self, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/me/calendars/{}/events", self.calendar),
+            Some(body),
+        )
+        .await
+    }
+
     /// `DELETE /me/events/{id}`.
     pub async fn delete(&self, id: &str) -> anyhow::Result<()> {
         self.send(reqwest::Method::DELETE, &format!("/me/events/{id}"), None)

@@ -771,3 +771,42 @@ async fn attendees_are_written_only_for_the_owners_events_when_the_link_opts_in(
     );
     assert_eq!(new.iter().filter(|w| w.attendees).count(), 1, "{new:?}");
 }
+
+#[tokio::test]
+async fn events_made_in_outlook_are_read_in_batches() {
+    let (lo, p, o) = outlook_pair("obatch", &[], Config::default()).await;
+    let ctx = &lo.ctx;
+    let user = lo.user(&o).await.expect("user");
+    for d in 1..=25 {
+        user.create(serde_json::json!({"subject": format!("Made in Outlook {d}"),
+            "start": {"dateTime": format!("2027-02-{d:02}T10:00:00"), "timeZone": "W. Europe Standard Time"},
+            "end": {"dateTime": format!("2027-02-{d:02}T11:00:00"), "timeZone": "W. Europe Standard Time"}}))
+            .await
+            .expect("create");
+    }
+    let weekly = user
+        .create(serde_json::json!({"subject": "Series made in Outlook",
+            "start": {"dateTime": "2027-03-01T09:00:00", "timeZone": "W. Europe Standard Time"},
+            "end": {"dateTime": "2027-03-01T09:30:00", "timeZone": "W. Europe Standard Time"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"], "firstDayOfWeek": "monday"},
+                           "range": {"type": "numbered", "startDate": "2027-03-01", "numberOfOccurrences": 4}}}))
+        .await
+        .expect("series");
+    assert_eq!(weekly["type"], "seriesMaster");
+    let batches = lo.emu.stats().batches;
+    fixtures::sync_link(ctx, &o.link_id).await.expect("pull");
+    // The change notifications queued pulls too: the run that found the events is the one
+    // that created them.
+    let runs = ctx.store().runs_of_link(&o.link_id).await.expect("runs");
+    let run = runs
+        .iter()
+        .filter(|r| r.kind == "pull")
+        .max_by_key(|r| r.created)
+        .expect("pull run");
+    assert_eq!(run.created, 26, "{run:?}");
+    // One delta page, two $batch requests for the 26 events, one for the series' instances.
+    assert!(run.api_calls <= 4, "{run:?}");
+    assert_eq!(lo.emu.stats().batches - batches, 3);
+    sync_user(ctx, p.user).await.expect("sync");
+    assert_eq!(caldav(ctx, &p.radicale).await.len(), 26);
+}

@@ -255,7 +255,10 @@ mod tests {
         let start = When::parse(&parse_line("DTSTART:20240101T090000Z").unwrap()).unwrap();
         assert!(start.plus(Duration::days(1)).is_some());
         assert!(start.plus(Duration::MAX).is_none());
-        assert!(start.plus(Duration::weeks(20_000_000)).is_none(), "past year 262143");
+        assert!(
+            start.plus(Duration::weeks(20_000_000)).is_none(),
+            "past year 262143"
+        );
         let day = When::parse(&parse_line("DTSTART;VALUE=DATE:20240101").unwrap()).unwrap();
         assert!(day.plus(Duration::MAX).is_none());
     }

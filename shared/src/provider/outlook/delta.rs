@@ -86,42 +86,138 @@ impl OutlookCalendar {
         )
     }
 
+    /// The window a series' instances are read in: from the series' start to the window's
+    /// end, so exceptions and cancellations before the window are read too and a series
+    /// reads back whole.
+    fn instances_window(&self, master: &Value) -> (DateTime<Utc>, DateTime<Utc>) {
+        let to = self.window().1;
+        let from = mapping::utc_of(&master["start"])
+            .map(|t| t - chrono::Duration::days(1))
+            .unwrap_or(self.window().0);
+        (from, to)
+    }
+
     /// The series (or single event) `id` as VCALENDAR text and its version.
     async fn read_series(&self, id: &str) -> Result<Option<RemoteRef>, ProviderError> {
         let Some(ev) = self.get_event(id).await? else {
             return Ok(None);
         };
-        let etag = ev["changeKey"].as_str().map(Etag::from);
+        let inst = if ev["type"] == "seriesMaster" {
+            let (from, to) = self.instances_window(&ev);
+            self.instances(id, from, to).await?
+        } else {
+            Vec::new()
+        };
+        self.series_ref(id, &ev, &inst).map(Some)
+    }
+
+    /// A series as the engine sees it, from its master (or single event) and instances.
+    fn series_ref(&self, id: &str, ev: &Value, inst: &[Value]) -> Result<RemoteRef, ProviderError> {
         let data = if ev["type"] == "seriesMaster" {
-            // From the series' start to the window's end: exceptions and cancellations
-            // before the window are read too, so a series reads back whole.
-            let to = self.window().1;
-            let from = mapping::utc_of(&ev["start"])
-                .map(|t| t - chrono::Duration::days(1))
-                .unwrap_or(self.window().0);
-            let inst = self.instances(id, from, to).await?;
             let exceptions: Vec<Value> = inst
                 .iter()
                 .filter(|i| i["type"] == "exception")
                 .cloned()
                 .collect();
-            let cancelled = cancelled_occurrences(&ev, &inst, (from, to));
-            mapping::to_ical(&ev, &exceptions, &cancelled)
+            let cancelled = cancelled_occurrences(ev, inst, self.instances_window(ev));
+            mapping::to_ical(ev, &exceptions, &cancelled)
         } else {
-            mapping::to_ical(&ev, &[], &[])
+            mapping::to_ical(ev, &[], &[])
         };
-        match data {
-            Ok(d) => Ok(Some(RemoteRef {
-                href: id.into(),
-                etag,
-                data: Some(d),
-            })),
-            Err(reason) => Err(ProviderError::Protocol {
-                url: self.event_url(id),
-                detail: reason,
-            }),
-        }
+        data.map(|d| RemoteRef {
+            href: id.into(),
+            etag: ev["changeKey"].as_str().map(Etag::from),
+            data: Some(d),
+        })
+        .map_err(|reason| ProviderError::Protocol {
+            url: self.event_url(id),
+            detail: reason,
+        })
     }
+
+    /// Several series at once: the events in `$batch` requests of 20, then the first page of
+    /// each master's instances the same way (later pages one by one). Ids that are gone are
+    /// left out; a series that cannot be read is `Err` in its place.
+    async fn read_many(
+        &self,
+        ids: &[RemoteId],
+    ) -> Result<Vec<(RemoteId, Result<RemoteRef, ProviderError>)>, ProviderError> {
+        let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let gets: Vec<(Method, String, Option<Value>)> = ids
+            .iter()
+            .map(|h| {
+                (
+                    Method::GET,
+                    format!(
+                        "{}?$expand={}",
+                        self.event_path(h),
+                        crate::provider::percent_encode(&self.expand())
+                    ),
+                    None,
+                )
+            })
+            .collect();
+        let events = super::writes::batch(self, &gets, &[]).await?;
+        let mut found: Vec<(RemoteId, Value)> = Vec::new();
+        for (h, a) in ids.iter().zip(events) {
+            match a.status {
+                200 => found.push((h.clone(), a.body)),
+                404 => {}
+                _ => return Err(Self::unexpected(&self.event_url(h), &a)),
+            }
+        }
+        let masters: Vec<usize> = (0..found.len())
+            .filter(|i| found[*i].1["type"] == "seriesMaster")
+            .collect();
+        let pages: Vec<(Method, String, Option<Value>)> = masters
+            .iter()
+            .map(|i| {
+                let (from, to) = self.instances_window(&found[*i].1);
+                (
+                    Method::GET,
+                    format!(
+                        "{}/instances?startDateTime={}&endDateTime={}&$top={PAGE}",
+                        self.event_path(&found[*i].0),
+                        f(from),
+                        f(to)
+                    ),
+                    None,
+                )
+            })
+            .collect();
+        let first = if pages.is_empty() {
+            Vec::new()
+        } else {
+            super::writes::batch(self, &pages, &[]).await?
+        };
+        let mut instances: std::collections::HashMap<usize, Vec<Value>> = Default::default();
+        for (i, a) in masters.iter().zip(first) {
+            if a.status != 200 {
+                return Err(Self::unexpected(&self.event_url(&found[*i].0), &a));
+            }
+            let mut list = a.body["value"].as_array().cloned().unwrap_or_default();
+            let mut next = a.body["@odata.nextLink"].as_str().map(str::to_string);
+            while let Some(n) = next {
+                let url = self.same_origin(&n)?;
+                let p = self.call(Method::GET, &url, None, None).await?;
+                if p.status != 200 {
+                    return Err(Self::unexpected(&url, &p));
+                }
+                list.extend(p.body["value"].as_array().cloned().unwrap_or_default());
+                next = p.body["@odata.nextLink"].as_str().map(str::to_string);
+            }
+            instances.insert(*i, list);
+        }
+        Ok(found
+            .iter()
+            .enumerate()
+            .map(|(i, (h, ev))| {
+                let inst = instances.remove(&i).unwrap_or_default();
+                (h.clone(), self.series_ref(h, ev, &inst))
+            })
+            .collect())
+    }
+
     /// Every series of the calendar (`GET …/events`, all pages), each read whole with its
     /// instances up to `to` (tools and tests: the delta window does not limit it).
     ///
@@ -310,11 +406,19 @@ pub(super) async fn fetch(
     o: &OutlookCalendar,
     hrefs: &[RemoteId],
 ) -> Result<Vec<RemoteRef>, ProviderError> {
+    let read: Vec<(RemoteId, Result<RemoteRef, ProviderError>)> = if hrefs.len() == 1 {
+        match o.read_series(&hrefs[0]).await {
+            Ok(Some(r)) => vec![(hrefs[0].clone(), Ok(r))],
+            Ok(None) => Vec::new(),
+            Err(e) => vec![(hrefs[0].clone(), Err(e))],
+        }
+    } else {
+        o.read_many(hrefs).await?
+    };
     let mut out = Vec::new();
-    for h in hrefs {
-        match o.read_series(h).await {
-            Ok(Some(r)) => out.push(r),
-            Ok(None) => {}
+    for (h, r) in read {
+        match r {
+            Ok(r) => out.push(r),
             // One unreadable series must not stop the others (as for Google, it is
             // left out; issue 13 makes these the event's `error`).
             Err(ProviderError::Protocol { detail, .. }) => {

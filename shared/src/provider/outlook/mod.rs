@@ -359,17 +359,21 @@ impl OutlookCalendar {
         }
     }
 
-    /// The event `id` with our extended properties, `None` when it is gone.
-    async fn get_event(&self, id: &str) -> Result<Option<Value>, ProviderError> {
-        let expand = format!(
+    /// The `$expand` that brings our extended properties (UID, `X-` properties).
+    fn expand(&self) -> String {
+        format!(
             "singleValueExtendedProperties($filter=id eq '{}' or id eq '{}')",
             mapping::prop_id(mapping::UID_NAME),
             mapping::prop_id(mapping::X_NAME)
-        );
+        )
+    }
+
+    /// The event `id` with our extended properties, `None` when it is gone.
+    async fn get_event(&self, id: &str) -> Result<Option<Value>, ProviderError> {
         let url = format!(
             "{}?$expand={}",
             self.event_url(id),
-            super::percent_encode(&expand)
+            super::percent_encode(&self.expand())
         );
         let a = self.call(Method::GET, &url, None, None).await?;
         match a.status {
