@@ -42,6 +42,7 @@ pub mod delta;
 pub mod events;
 pub mod oauth;
 pub mod recurrence;
+mod render;
 mod series;
 pub mod subscriptions;
 
