@@ -368,3 +368,27 @@ impl UserGraph {
             .map(|_| ())
     }
 }
+
+/// Radicale + Xandikos seeded with `seed`, an Outlook calendar connected through the consent
+/// (a subscription started on the way) and everything synced.
+///
+/// Panics when the local stack is not up (test helper).
+pub async fn outlook_pair(
+    tag: &str,
+    seed: &[String],
+    config: Config,
+) -> (LocalOutlook, crate::fixtures::Pair, Link) {
+    let ctx = crate::local_ctx().await;
+    let lo = LocalOutlook::start(&ctx, config).await.expect("outlook");
+    let p = crate::fixtures::pair(&lo.ctx, tag, seed)
+        .await
+        .expect("pair");
+    let o = lo
+        .connect(&p.group, p.user, &crate::fixtures::unique("cal"), "outlook")
+        .await
+        .expect("connect outlook");
+    crate::fixtures::sync_user(&lo.ctx, p.user)
+        .await
+        .expect("sync");
+    (lo, p, o)
+}
