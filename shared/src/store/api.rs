@@ -334,25 +334,14 @@ impl Store {
     /// Keep the first answer for `rec.key`; `false` when another request stored one first.
     pub async fn put_idempotency(&self, rec: &IdempotencyRecord) -> Result<bool, StoreError> {
         let table = &self.cfg.idempotency_table;
-        let res = self
+        let req = self
             .ddb
             .put_item()
             .table_name(table)
             .set_item(Some(Self::to_item(table, rec)?))
             .condition_expression("attribute_not_exists(#k) OR expires_at < :now")
             .expression_attribute_names("#k", "key")
-            .expression_attribute_values(":now", n(crate::config::now_secs()))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::aws_err("PutItem", table, e)),
-        }
+            .expression_attribute_values(":now", n(crate::config::now_secs()));
+        self.put_if(table, req).await
     }
 }

@@ -437,26 +437,16 @@ impl Store {
 
     // ---- leases ----
 
-    /// Take the link's lease for `ttl_secs` as `owner`. Returns `false` when another owner
-    /// holds an unexpired lease. Pull and push of a link never interleave.
-    /// Record in the leases table that what `key` names was issued at `issued_ms` (epoch
-    /// milliseconds): `false`, and nothing written, when something issued later is recorded
-    /// (an older refresh token must never replace a newer one).
+    /// Send a conditional PutItem to `table`: `false` when its condition failed (nothing
+    /// written).
     ///
-    /// Errors: DynamoDB failure.
-    pub async fn advance_generation(&self, key: &str, issued_ms: i64) -> Result<bool, StoreError> {
-        let table = &self.cfg.leases_table;
-        let res = self
-            .ddb
-            .put_item()
-            .table_name(table)
-            .item("link_id", s(key))
-            .item("issued_ms", n(issued_ms))
-            .condition_expression("attribute_not_exists(link_id) OR issued_ms < :v")
-            .expression_attribute_values(":v", n(issued_ms))
-            .send()
-            .await;
-        match res {
+    /// Errors: any other DynamoDB failure.
+    pub(crate) async fn put_if(
+        &self,
+        table: &str,
+        req: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        match req.send().await {
             Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
@@ -468,7 +458,27 @@ impl Store {
         }
     }
 
-    /// Take the lease on `link_id` for `owner` for `ttl_secs` (an expired lease is taken over).
+    /// Record in the leases table that what `key` names was issued at `issued_ms` (epoch
+    /// milliseconds): `false`, and nothing written, when something issued later is recorded
+    /// (an older refresh token must never replace a newer one).
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn advance_generation(&self, key: &str, issued_ms: i64) -> Result<bool, StoreError> {
+        let table = &self.cfg.leases_table;
+        let req = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .item("link_id", s(key))
+            .item("issued_ms", n(issued_ms))
+            .condition_expression("attribute_not_exists(link_id) OR issued_ms < :v")
+            .expression_attribute_values(":v", n(issued_ms));
+        self.put_if(table, req).await
+    }
+
+    /// Take the link's lease for `ttl_secs` as `owner` (an expired lease is taken over).
+    /// Returns `false` when another owner holds an unexpired lease. Pull and push of a link
+    /// never interleave.
     ///
     /// Errors: DynamoDB failure.
     pub async fn acquire_lease(
@@ -479,7 +489,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let table = &self.cfg.leases_table;
         let now = now_secs();
-        let res = self
+        let req = self
             .ddb
             .put_item()
             .table_name(table)
@@ -489,19 +499,8 @@ impl Store {
             .condition_expression("attribute_not_exists(link_id) OR expires_at < :now OR #o = :me")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":me", s(owner))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::aws_err("PutItem", table, e)),
-        }
+            .expression_attribute_values(":me", s(owner));
+        self.put_if(table, req).await
     }
 
     /// Release the lease if `owner` still holds it.
