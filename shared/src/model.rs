@@ -161,6 +161,19 @@ impl Link {
         self.provider.calendar_type()
     }
 
+    /// The ARN of the link's credentials secret.
+    ///
+    /// Errors: the link has none (every CalDAV and OAuth link must).
+    pub fn required_secret(&self) -> anyhow::Result<&str> {
+        self.secret_arn.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "link {}: {} link without secret_arn",
+                self.link_id,
+                self.provider.module().display_name()
+            )
+        })
+    }
+
     /// Read-only members (ICS subscriptions) get nothing pushed
     /// ([`crate::provider::registry::ProviderModule::read_only`]).
     pub fn read_only(&self) -> bool {

@@ -189,6 +189,25 @@ impl When {
         })
     }
 
+    /// Where a component that starts at `self` ends: its DTEND, else DTSTART plus DURATION,
+    /// else (RFC 5545 §3.6.1) the next day for a date and the start itself for a date-time.
+    ///
+    /// Errors: an unreadable DTEND or DURATION, or an end past the representable range.
+    pub fn end(self, dtend: Option<&Line>, duration: Option<&Line>) -> Result<Self, String> {
+        match (dtend, duration) {
+            (Some(l), _) => When::parse(l),
+            (None, Some(d)) => parse_duration(&d.value)
+                .and_then(|dur| self.plus(dur))
+                .ok_or_else(|| format!("DURATION: invalid or out of range {:?}", d.value)),
+            (None, None) => match self {
+                When::Date(_) => self
+                    .plus(Duration::days(1))
+                    .ok_or_else(|| "DTSTART: the last representable date".to_string()),
+                other => Ok(other),
+            },
+        }
+    }
+
     /// The calendar date as written (UTC date for `…Z` values).
     pub fn as_date(self) -> Self {
         match self {

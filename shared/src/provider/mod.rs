@@ -365,6 +365,24 @@ pub(crate) fn auth_failure(url: &str, e: crate::oauth::AuthError) -> ProviderErr
     }
 }
 
+/// The value `make` builds for `account` in `map`, built once per account and process
+/// (per-account pacers and gates shared by every calendar of the account).
+pub(crate) fn per_account<T>(
+    map: &'static std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<T>>>,
+    >,
+    account: &str,
+    make: impl FnOnce() -> T,
+) -> std::sync::Arc<T> {
+    let mut m = map
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.entry(account.to_string())
+        .or_insert_with(|| std::sync::Arc::new(make()))
+        .clone()
+}
+
 /// Counts requests; shared by the provider implementations.
 #[derive(Debug, Default)]
 pub struct RequestCounter(AtomicU32);

@@ -33,9 +33,7 @@ impl ProviderModule for CalDavModule {
         true
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
-        let arn = link.secret_arn.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("link {}: CalDAV link without secret_arn", link.link_id)
-        })?;
+        let arn = link.required_secret()?;
         let creds = crate::secrets::caldav_credentials(&ctx.clients.secrets, arn).await?;
         Ok(Box::new(CalDav::new(
             ctx.clients.http.clone(),

@@ -577,18 +577,7 @@ fn component_body(
     };
     let mut ev = Map::new();
     let start = When::parse(&one("DTSTART").ok_or("no DTSTART")?)?;
-    let end = match (one("DTEND"), one("DURATION")) {
-        (Some(l), _) => When::parse(&l)?,
-        (None, Some(d)) => parse_duration(&d.value)
-            .and_then(|dur| start.plus(dur))
-            .ok_or_else(|| format!("DURATION: invalid or out of range {:?}", d.value))?,
-        (None, None) => match start {
-            When::Date(_) => start
-                .plus(Duration::days(1))
-                .ok_or("DTSTART: the last representable date")?,
-            other => other,
-        },
-    };
+    let end = start.end(one("DTEND").as_ref(), one("DURATION").as_ref())?;
     ev.insert("start".into(), start.google(recurring));
     ev.insert("end".into(), end.google(recurring));
     for (prop, key) in [

@@ -86,16 +86,11 @@ pub struct GoogleCalendar {
 fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
         OnceLock::new();
-    let map = LIMITERS.get_or_init(Default::default);
-    let mut map = map.lock().expect("limiter map");
-    map.entry(account.to_string())
-        .or_insert_with(|| {
-            let quota =
-                Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).expect("non-zero"))
-                    .allow_burst(NonZeroU32::new(BURST).expect("non-zero"));
-            Arc::new(RateLimiter::direct(quota))
-        })
-        .clone()
+    super::per_account(&LIMITERS, account, || {
+        let quota = Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(BURST).expect("non-zero"));
+        RateLimiter::direct(quota)
+    })
 }
 
 /// Split a calendar URL into API root and (decoded) calendar id.

@@ -84,9 +84,7 @@ impl ProviderModule for Google {
         Some(&super::push::PUSH)
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
-        let arn = link.secret_arn.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id)
-        })?;
+        let arn = link.required_secret()?;
         let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
         // Fail here, before the run, when the grant is gone (reconnect needed).
         g.bearer().await?;

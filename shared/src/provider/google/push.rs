@@ -30,9 +30,7 @@ impl PushPort for GooglePush {
     }
 
     async fn start(&self, ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
-        let arn = link.secret_arn.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("link {}: Google link without secret_arn", link.link_id)
-        })?;
+        let arn = link.required_secret()?;
         let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
         let channel_id = format!("calsync-{}", uuid::Uuid::now_v7().simple());
         let token = new_secret();

@@ -183,18 +183,10 @@ fn alarm_minutes(block: &str) -> Option<i64> {
 fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>, When), String> {
     let mut ev = Map::new();
     let start = When::parse(&one(fields, "DTSTART").ok_or("no DTSTART")?)?;
-    let end = match (one(fields, "DTEND"), one(fields, "DURATION")) {
-        (Some(l), _) => When::parse(&l)?,
-        (None, Some(d)) => parse_duration(&d.value)
-            .and_then(|dur| start.plus(dur))
-            .ok_or_else(|| format!("DURATION: invalid or out of range {:?}", d.value))?,
-        (None, None) => match start {
-            When::Date(_) => start
-                .plus(Duration::days(1))
-                .ok_or("DTSTART: the last representable date")?,
-            other => other,
-        },
-    };
+    let end = start.end(
+        one(fields, "DTEND").as_ref(),
+        one(fields, "DURATION").as_ref(),
+    )?;
     let all_day = matches!(start, When::Date(_));
     let end = if all_day { end.as_date() } else { end };
     ev.insert("isAllDay".into(), json!(all_day));

@@ -82,13 +82,7 @@ pub use super::RetryPolicy;
 /// this process).
 fn gate_for(account: &str) -> Arc<Semaphore> {
     static GATES: OnceLock<Mutex<HashMap<String, Arc<Semaphore>>>> = OnceLock::new();
-    let mut map = GATES
-        .get_or_init(Default::default)
-        .lock()
-        .expect("gate map");
-    map.entry(account.to_string())
-        .or_insert_with(|| Arc::new(Semaphore::new(MAILBOX_CONCURRENCY)))
-        .clone()
+    super::per_account(&GATES, account, || Semaphore::new(MAILBOX_CONCURRENCY))
 }
 
 /// One Graph answer.

@@ -85,9 +85,7 @@ impl ProviderModule for Outlook {
         Some(&super::push::PUSH)
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
-        let arn = link.secret_arn.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("link {}: Outlook link without secret_arn", link.link_id)
-        })?;
+        let arn = link.required_secret()?;
         let mut o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
         o.bearer().await?;
         if link.write_attendees {

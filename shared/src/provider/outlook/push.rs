@@ -63,9 +63,7 @@ impl PushPort for GraphPush {
     }
 
     async fn start(&self, ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
-        let arn = link.secret_arn.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("link {}: Outlook link without secret_arn", link.link_id)
-        })?;
+        let arn = link.required_secret()?;
         let o = calendar(ctx, &link.url, arn)?;
         let (_, id) = super::parse_calendar_url(&link.url)?;
         let resource = format!("/me/calendars/{id}/events");
