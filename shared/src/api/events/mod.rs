@@ -49,6 +49,35 @@ pub(super) struct Written {
     pub changed: bool,
 }
 
+/// Write `ev` if the stored version is still `expected`: `false` when it lost a race that is
+/// worth another attempt (no precondition was given).
+///
+/// Errors: 412 when a precondition was given and the event changed meanwhile; store failures.
+async fn put_conditional(
+    store: &Store,
+    ev: &HubEvent,
+    expected: Option<i64>,
+    pre: Precondition,
+) -> ApiResult<bool> {
+    match store.put_event(ev, expected).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict { .. }) if pre == Precondition::None => Ok(false),
+        Err(StoreError::Conflict { .. }) => Err(Problem::precondition_failed(
+            "the event changed concurrently",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The answer when every attempt lost a race.
+fn keeps_changing() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        "the event keeps changing; retry",
+    )
+}
+
 /// Upsert `series` as hub event `uid` of `group_id` under `pre` (one conditional write; a
 /// lost race answers 412 when a precondition was given, else is retried).
 pub(super) async fn upsert(
@@ -84,33 +113,21 @@ pub(super) async fn upsert(
             updated_ms: now_millis(),
             origin_link: API_ORIGIN.into(),
         };
-        match store.put_event(&ev, cur.as_ref().map(|c| c.version)).await {
-            Ok(()) => {
-                let created = cur.as_ref().is_none_or(|c| c.deleted);
-                return Ok(Written {
-                    status: if created {
-                        StatusCode::CREATED
-                    } else {
-                        StatusCode::OK
-                    },
-                    event: Some(ev),
-                    changed: true,
-                });
-            }
-            Err(StoreError::Conflict { .. }) if pre == Precondition::None => continue,
-            Err(StoreError::Conflict { .. }) => {
-                return Err(Problem::precondition_failed(
-                    "the event changed concurrently",
-                ))
-            }
-            Err(e) => return Err(e.into()),
+        if !put_conditional(store, &ev, cur.as_ref().map(|c| c.version), pre).await? {
+            continue;
         }
+        let created = cur.as_ref().is_none_or(|c| c.deleted);
+        return Ok(Written {
+            status: if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            event: Some(ev),
+            changed: true,
+        });
     }
-    Err(Problem::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        "the event keeps changing; retry",
-    ))
+    Err(keeps_changing())
 }
 
 /// Tombstone hub event `uid` of `group_id` under `pre`.
@@ -147,28 +164,16 @@ pub(super) async fn remove(
             origin_link: API_ORIGIN.into(),
             ..old.clone()
         };
-        match store.put_event(&ev, Some(old.version)).await {
-            Ok(()) => {
-                return Ok(Written {
-                    status: StatusCode::NO_CONTENT,
-                    event: Some(ev),
-                    changed: true,
-                })
-            }
-            Err(StoreError::Conflict { .. }) if pre == Precondition::None => continue,
-            Err(StoreError::Conflict { .. }) => {
-                return Err(Problem::precondition_failed(
-                    "the event changed concurrently",
-                ))
-            }
-            Err(e) => return Err(e.into()),
+        if !put_conditional(store, &ev, Some(old.version), pre).await? {
+            continue;
         }
+        return Ok(Written {
+            status: StatusCode::NO_CONTENT,
+            event: Some(ev),
+            changed: true,
+        });
     }
-    Err(Problem::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        "the event keeps changing; retry",
-    ))
+    Err(keeps_changing())
 }
 
 /// The JSON document of a hub event (without per-link status).
