@@ -17,7 +17,9 @@
 //! - Hub writes are conditional on the version read; a lost race re-reads and retries.
 
 pub mod merge;
+pub mod plan;
 mod push;
+pub mod push_plan;
 pub mod transform;
 
 pub use push::push;
@@ -26,9 +28,10 @@ use std::collections::{HashMap, HashSet};
 
 use crate::config::now_millis;
 use crate::ical::EventSeries;
-use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, NoticeKind, RunRecord};
+use crate::model::{HubEvent, Link, Mapping, RunRecord};
 use crate::provider::{Etag, Provider, ProviderError, RemoteId, RemoteRef};
 use crate::store::{Store, StoreError};
+use plan::{Count, HubWrite, ItemPlan, RemovalPlan, Snapshot};
 
 /// Engine failures that stop a run (per-event problems never do).
 #[derive(Debug, thiserror::Error)]
@@ -74,16 +77,23 @@ struct PullState<'a> {
 }
 
 impl PullState<'_> {
-    async fn save_mapping(&mut self, mut m: Mapping) -> Result<(), StoreError> {
-        m.updated_ms = now_millis();
+    async fn save_mapping(&mut self, m: Mapping) -> Result<(), StoreError> {
         self.store.put_mapping(&m).await?;
         self.maps.insert(m.uid.clone(), m);
         Ok(())
     }
 
-    /// Write a hub event conditionally; on a lost race reload it and return `false`.
-    async fn write_hub(&mut self, ev: HubEvent, expected: Option<i64>) -> Result<bool, StoreError> {
-        match self.store.put_event(&ev, expected).await {
+    async fn forget_mapping(&mut self, uid: &str) -> Result<(), StoreError> {
+        self.store.delete_mapping(&self.link.link_id, uid).await?;
+        self.maps.remove(uid);
+        Ok(())
+    }
+
+    /// Carry out a planned hub write; on a lost race reload the event and return `false`
+    /// (the caller plans that item again).
+    async fn write_hub(&mut self, w: HubWrite) -> Result<bool, StoreError> {
+        let ev = w.event;
+        match self.store.put_event(&ev, w.expected).await {
             Ok(()) => {
                 self.hub.insert(ev.uid.clone(), ev);
                 self.hub_changed = true;
@@ -100,16 +110,36 @@ impl PullState<'_> {
         }
     }
 
-    fn new_hub(&self, uid: &str, ical: String, version: i64, deleted: bool) -> HubEvent {
-        HubEvent {
-            group_id: self.link.group_id.clone(),
-            uid: uid.into(),
-            version,
-            ical,
-            deleted,
-            updated_ms: now_millis(),
-            origin_link: self.link.link_id.clone(),
+    fn count(&mut self, c: Count) {
+        match c {
+            Count::Created => self.run.created += 1,
+            Count::Updated => self.run.updated += 1,
+            Count::Deleted => self.run.deleted += 1,
+            Count::Error => self.run.errors += 1,
         }
+    }
+
+    /// Carry out one item's plan; `false` when its hub write lost a race (nothing else done).
+    async fn execute(&mut self, plan: ItemPlan) -> Result<bool, StoreError> {
+        tracing::debug!(link = %self.link.link_id, ?plan, "pull plan");
+        if let Some(w) = plan.hub {
+            if !self.write_hub(w).await? {
+                return Ok(false);
+            }
+        }
+        let uid = plan.mapping.uid.clone();
+        if !plan.conflicts.is_empty() {
+            self.run.conflicts += 1;
+            tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?plan.conflicts, policy = ?self.link.conflict_policy, "conflict");
+        }
+        if let Some((kind, why)) = &plan.notice {
+            self.run.notice(*kind, &uid, why);
+        }
+        if let Some(c) = plan.count {
+            self.count(c);
+        }
+        self.save_mapping(plan.mapping).await?;
+        Ok(true)
     }
 
     async fn mark_error(
@@ -120,20 +150,16 @@ impl PullState<'_> {
         reason: String,
     ) -> Result<(), StoreError> {
         tracing::warn!(link = %self.link.link_id, href = %href, %reason, "event not synced");
-        let mut m = self
-            .maps
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| Mapping::new(&self.link.link_id, &key));
-        if m.status != EventStatus::Error || m.error.as_deref() != Some(reason.as_str()) {
-            self.run.notice(NoticeKind::Error, &key, &reason);
-        }
-        m.href = Some(href.clone());
-        m.etag = etag;
-        m.status = EventStatus::Error;
-        m.error = Some(reason);
-        self.run.errors += 1;
-        self.save_mapping(m).await
+        let plan = plan::plan_unreadable(
+            self.link,
+            &key,
+            self.maps.get(&key),
+            href,
+            etag.as_ref(),
+            &reason,
+            now_millis(),
+        );
+        self.execute(plan).await.map(|_| ())
     }
 
     /// The mapping key for a remote object: the UID already mapped to `href`, the UID its
@@ -171,184 +197,54 @@ impl PullState<'_> {
         };
         // A previous error recorded under the href is superseded by the readable version.
         let stale = format!("href:{}", item.href);
-        if self.maps.remove(&stale).is_some() {
-            self.store
-                .delete_mapping(&self.link.link_id, &stale)
-                .await?;
+        if self.maps.contains_key(&stale) {
+            self.forget_mapping(&stale).await?;
         }
-        let policy = if self.link.read_only() {
-            ConflictPolicy::PreferRemote
-        } else {
-            self.link.conflict_policy
-        };
-        let uid = remote.uid.clone();
-        let remote_ical = remote.to_ical();
         for _ in 0..HUB_RETRIES {
-            let h = self.hub.get(&uid).cloned();
-            let m = self.maps.get(&uid).cloned();
-            let mut mapping = m
-                .clone()
-                .unwrap_or_else(|| Mapping::new(&self.link.link_id, &uid));
-            mapping.href = Some(item.href.clone());
-            mapping.etag = item.etag.clone();
-            mapping.error = None;
-            mapping.conflict_remote = None;
-            let live = h.as_ref().filter(|h| !h.deleted);
-            let Some(h) = live else {
-                // New to the hub, or an edit of an event deleted elsewhere (edit wins).
-                let version = h.as_ref().map(|h| h.version + 1).unwrap_or(1);
-                let ev = self.new_hub(&uid, remote_ical.clone(), version, false);
-                if !self.write_hub(ev, h.as_ref().map(|h| h.version)).await? {
-                    continue;
-                }
-                self.run.created += 1;
-                mapping.base = Some(remote_ical.clone());
-                mapping.synced_version = version;
-                mapping.status = EventStatus::Synced;
-                return self.save_mapping(mapping).await;
-            };
-            // The hub holds our own output; should it ever not parse, the remote replaces it.
-            let hub_series =
-                EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
-            // What the remote can hold of the hub version ([`Provider::project`]).
-            let hub_view = self.view(&h.ical).unwrap_or_else(|| hub_series.clone());
-            let lossy = hub_view != hub_series;
-            let agreed = m.as_ref().is_some_and(|m| {
-                m.synced_version == h.version && m.status != EventStatus::Conflict
+            let view = |ical: &str| self.view(ical);
+            let plan = plan::plan_item(&Snapshot {
+                link: self.link,
+                remote: &remote,
+                href: &item.href,
+                etag: item.etag.as_ref(),
+                hub: self.hub.get(&remote.uid),
+                mapping: self.maps.get(&remote.uid),
+                view: &view,
+                now_ms: now_millis(),
             });
-            if remote.same_content(&hub_view) {
-                mapping.base = Some(remote_ical.clone());
-                mapping.synced_version = h.version;
-                mapping.status = EventStatus::Synced;
-                return self.save_mapping(mapping).await;
+            if self.execute(plan).await? {
+                return Ok(());
             }
-            if agreed && !lossy {
-                let ev = self.new_hub(&uid, remote_ical.clone(), h.version + 1, false);
-                if !self.write_hub(ev, Some(h.version)).await? {
-                    continue;
-                }
-                self.run.updated += 1;
-                mapping.base = Some(remote_ical.clone());
-                mapping.synced_version = h.version + 1;
-                mapping.status = EventStatus::Synced;
-                return self.save_mapping(mapping).await;
-            }
-            // Merge base: for a lossy remote, in the remote's projection, so that what it
-            // cannot hold counts as unchanged there and the hub keeps it.
-            let base = if agreed {
-                Some(hub_view.clone())
-            } else {
-                m.as_ref()
-                    .and_then(|m| m.base.as_deref())
-                    .and_then(|b| match self.view(b) {
-                        Some(v) => Some(v),
-                        None => EventSeries::parse_single("base", b).ok(),
-                    })
-            };
-            if !agreed && base.as_ref().is_some_and(|b| remote.same_content(b)) {
-                // Only the remote version tag moved; the hub change is still to be pushed.
-                mapping.status = EventStatus::Pending;
-                return self.save_mapping(mapping).await;
-            }
-            // Fields the link's transforms own (a busy copy's title, …) are not the member's
-            // to change: compared against what was agreed, its edits of them are no edits.
-            // (The member's copy itself is compared below as it is: a shielded edit there is
-            // written over with the member's view.)
-            let shielded = match (&base, self.link.transforms.is_identity()) {
-                (_, true) => remote.clone(),
-                (Some(b), false) => transform::shield(&self.link.transforms, &remote, b),
-                (None, false) => transform::shield(&self.link.transforms, &remote, &hub_view),
-            };
-            let merged = merge::merge(base.as_ref(), &hub_series, &shielded, policy);
-            if !merged.conflicts.is_empty() {
-                self.run.conflicts += 1;
-                tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?merged.conflicts, ?policy, "conflict");
-            }
-            if policy == ConflictPolicy::Manual && !merged.conflicts.is_empty() {
-                if m.as_ref().is_none_or(|m| m.status != EventStatus::Conflict) {
-                    let why = format!("changed on both sides: {}", merged.conflicts.join(", "));
-                    self.run.notice(NoticeKind::Conflict, &uid, &why);
-                }
-                mapping.status = EventStatus::Conflict;
-                mapping.conflict_remote = Some(remote_ical.clone());
-                mapping.error = Some(format!(
-                    "conflict on {}; resolve manually",
-                    merged.conflicts.join(", ")
-                ));
-                return self.save_mapping(mapping).await;
-            }
-            let mut version = h.version;
-            if !merged.series.same_content(&hub_series) {
-                let ev = self.new_hub(&uid, merged.series.to_ical(), h.version + 1, false);
-                if !self.write_hub(ev, Some(h.version)).await? {
-                    continue;
-                }
-                self.run.updated += 1;
-                version = h.version + 1;
-            }
-            mapping.base = Some(remote_ical.clone());
-            let merged_view = self
-                .view(&merged.series.to_ical())
-                .unwrap_or_else(|| merged.series.clone());
-            if merged_view.same_content(&remote) {
-                mapping.synced_version = version;
-                mapping.status = EventStatus::Synced;
-            } else {
-                mapping.synced_version = m
-                    .as_ref()
-                    .map(|m| m.synced_version)
-                    .unwrap_or(0)
-                    .min(version - 1);
-                mapping.status = EventStatus::Pending;
-            }
-            if !merged.conflicts.is_empty() {
-                mapping.error = Some(format!(
-                    "conflict on {} resolved by {policy:?}",
-                    merged.conflicts.join(", ")
-                ));
-            }
-            return self.save_mapping(mapping).await;
         }
-        Err(StoreError::Conflict {
-            table: format!("events (uid {uid}: {HUB_RETRIES} lost races)"),
-        })
+        Err(lost_races(&remote.uid))
     }
 
     async fn apply_removal(&mut self, uid: &str) -> Result<(), StoreError> {
         for _ in 0..HUB_RETRIES {
-            let Some(m) = self.maps.get(uid).cloned() else {
+            let Some(m) = self.maps.get(uid) else {
                 return Ok(());
             };
-            let h = self.hub.get(uid).cloned().filter(|h| !h.deleted);
-            match h {
-                None => {
-                    self.store.delete_mapping(&self.link.link_id, uid).await?;
-                    self.maps.remove(uid);
-                    return Ok(());
-                }
-                Some(h) if h.version == m.synced_version || self.link.read_only() => {
-                    let ev = self.new_hub(uid, h.ical.clone(), h.version + 1, true);
-                    if !self.write_hub(ev, Some(h.version)).await? {
+            let plan = plan::plan_removal(self.link, m, self.hub.get(uid), now_millis());
+            tracing::debug!(link = %self.link.link_id, uid, ?plan, "removal plan");
+            match plan {
+                RemovalPlan::Forget => return self.forget_mapping(uid).await,
+                RemovalPlan::Tombstone(w) => {
+                    if !self.write_hub(w).await? {
                         continue;
                     }
-                    self.run.deleted += 1;
-                    self.store.delete_mapping(&self.link.link_id, uid).await?;
-                    self.maps.remove(uid);
-                    return Ok(());
+                    self.count(Count::Deleted);
+                    return self.forget_mapping(uid).await;
                 }
-                Some(_) => {
-                    // Changed in the hub after the remote deleted it: the edit wins, recreate.
-                    let mut m = m;
-                    m.href = None;
-                    m.etag = None;
-                    m.status = EventStatus::Pending;
-                    return self.save_mapping(m).await;
-                }
+                RemovalPlan::Recreate(m) => return self.save_mapping(m).await,
             }
         }
-        Err(StoreError::Conflict {
-            table: format!("events (uid {uid}: {HUB_RETRIES} lost races)"),
-        })
+        Err(lost_races(uid))
+    }
+}
+
+fn lost_races(uid: &str) -> StoreError {
+    StoreError::Conflict {
+        table: format!("events (uid {uid}: {HUB_RETRIES} lost races)"),
     }
 }
 
@@ -452,18 +348,9 @@ pub async fn pull(
         .filter(|uid| !uid.starts_with("href:"))
         .collect();
     removed.sort();
-    let mapped = by_href.len();
-    let quarantined = !link.allow_mass_delete
-        && removed.len() >= link.brake_min as usize
-        && removed.len() as f64 > link.brake_ratio * mapped as f64;
-    if quarantined {
-        let reason = format!(
-            "deletion brake: the pull would delete {} of {} events (limit {:.0}% and at least {}); deletions held back",
-            removed.len(),
-            mapped,
-            link.brake_ratio * 100.0,
-            link.brake_min
-        );
+    let brake = plan::brake(link, removed.len(), by_href.len());
+    let quarantined = brake.is_some();
+    if let Some(reason) = brake {
         tracing::warn!(link = %link.link_id, %reason);
         st.run.error = Some(reason);
     } else {
@@ -481,16 +368,7 @@ pub async fn pull(
         store.delete_mapping(&link.link_id, uid).await?;
     }
 
-    let self_pending = !link.read_only()
-        && st.hub.values().any(|h| match st.maps.get(&h.uid) {
-            None => !h.deleted,
-            Some(m) if m.status == EventStatus::Conflict || m.failed_at(h.version) => false,
-            Some(m) if m.excluded && m.synced_version >= h.version => false,
-            Some(m) => {
-                (h.deleted && m.href.is_some())
-                    || (!h.deleted && (m.href.is_none() || m.synced_version < h.version))
-            }
-        });
+    let self_pending = plan::owes_push(link, st.hub.values(), |uid| st.maps.get(uid));
     Ok(PullOutcome {
         hub_changed: st.hub_changed,
         self_pending,
