@@ -100,9 +100,29 @@ pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunReco
     {
         return Err(JobError::Busy(link.link_id.clone()));
     }
-    let result = run_leased(ctx, &link, job, dir).await;
+    let result = contained(run_leased(ctx, &link, job, dir)).await;
     let _ = store.release_lease(&link.link_id, &owner).await;
     result.map_err(failed)
+}
+
+/// Run `work`, turning a panic inside it into an error, so that a bug met by one job fails
+/// that job only: its lease is released and the batch's other jobs run (invariant 9).
+pub async fn contained<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, "job panicked");
+            Err(anyhow::anyhow!("the job panicked: {what}"))
+        }
+    }
 }
 
 async fn run_leased(
@@ -489,4 +509,23 @@ pub fn init_tracing_with_default(level: &str) {
     } else {
         builder.with_writer(std::io::stderr).try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_fails_only_its_job() {
+        let boom = contained(async {
+            if std::hint::black_box(true) {
+                panic!("index out of bounds: the len is 0");
+            }
+            Ok(1)
+        })
+        .await;
+        let err = boom.expect_err("a panic is an error");
+        assert!(err.to_string().contains("index out of bounds"), "{err}");
+        assert_eq!(contained(async { Ok(2) }).await.ok(), Some(2));
+    }
 }

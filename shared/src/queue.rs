@@ -126,15 +126,16 @@ impl Queues {
                 .iter()
                 .enumerate()
                 .map(|(i, j)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(serde_json::to_string(j).expect("job serialises"))
-                        .message_group_id(&j.link_id)
-                        .message_deduplication_id(dedup_id(&j.dedup))
-                        .build()
-                        .expect("all required fields set")
+                    anyhow::Ok(
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(serde_json::to_string(j)?)
+                            .message_group_id(&j.link_id)
+                            .message_deduplication_id(dedup_id(&j.dedup))
+                            .build()?,
+                    )
                 })
-                .collect::<Vec<_>>();
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let out = self
                 .sqs
                 .send_message_batch()

@@ -3,7 +3,6 @@
 //! iCalendar; JSCalendar is its view for JSON clients.
 
 use axum::http::{header, HeaderMap};
-use calcard::icalendar::ICalendar;
 use calcard::jscalendar::import::ConversionOptions;
 use calcard::jscalendar::JSCalendar;
 use serde_json::Value;
@@ -46,7 +45,7 @@ pub fn wanted(headers: &HeaderMap) -> Format {
 /// The JSCalendar Event for a VCALENDAR (overrides become `recurrenceOverrides`);
 /// `Value::Null` when calcard cannot read it.
 pub fn to_jscalendar(ical: &str) -> Value {
-    let Ok(cal) = ICalendar::parse(ical) else {
+    let Some(Ok((cal, _))) = crate::ical::parse_guarded(ical) else {
         return Value::Null;
     };
     let js = cal.into_jscalendar_with_opt::<String, String>(ConversionOptions {

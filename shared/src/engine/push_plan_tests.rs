@@ -43,7 +43,13 @@ fn plan_table() {
         ..mapped("e", 2, EventStatus::Error)
     };
     // (what, hub event, mapping, planned write or None, forgotten)
-    type Row = (&'static str, HubEvent, Option<Mapping>, Option<Planned>, bool);
+    type Row = (
+        &'static str,
+        HubEvent,
+        Option<Mapping>,
+        Option<Planned>,
+        bool,
+    );
     let rows: Vec<Row> = vec![
         (
             "new event: create",

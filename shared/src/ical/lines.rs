@@ -160,7 +160,7 @@ impl When {
     /// The UTC instant (dates at midnight UTC; a local time in a DST gap an hour later).
     pub fn instant(self) -> DateTime<Utc> {
         match self {
-            When::Date(d) => Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")),
+            When::Date(d) => Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)),
             When::Utc(u) => u,
             When::Zoned(n, tz) => tz
                 .from_local_datetime(&n)

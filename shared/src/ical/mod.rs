@@ -88,6 +88,82 @@ fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
+/// Deepest component nesting calsync reads (VCALENDAR › VEVENT › VALARM is 3; RFC 5545
+/// defines no deeper one). Deeper subtrees are cut off at this depth and their top-level
+/// component reported, so that no recursion over the tree can exhaust the stack.
+pub const MAX_DEPTH: usize = 16;
+
+/// Most instants one RRULE may generate per period of its FREQ: the product of its BY*
+/// list lengths (RFC 5545 §3.3.10 expands each BYxxx over the others). Calendar rules stay
+/// far below: even `BYMONTH` 12 × `BYMONTHDAY` 31 × `BYHOUR` 24 is 8,928, while
+/// `BYHOUR` 24 × `BYMINUTE` 60 × `BYSECOND` 60 (86,400 a period, ~31 M a year under
+/// `FREQ=DAILY`) is refused.
+pub const MAX_BY_PRODUCT: u64 = 10_000;
+
+/// Parse with calcard, guarded ([`guard`]) and with subtrees deeper than [`MAX_DEPTH`] cut
+/// off. Returns the calendar and the ids of the top-level components that were cut.
+/// `None` when the parser failed on the input.
+pub(crate) fn parse_guarded(text: &str) -> Option<Result<(ICalendar, Vec<u32>), Entry>> {
+    let mut ical = match guard(|| ICalendar::parse(text))? {
+        Ok(i) => i,
+        Err(e) => return Some(Err(e)),
+    };
+    let cut = prune_deep(&mut ical, MAX_DEPTH);
+    Some(Ok((ical, cut)))
+}
+
+/// Cut every component at depth `cap` (the root is depth 1) off from its children;
+/// iterative. Returns the top-level components (children of the root) whose subtree was cut.
+fn prune_deep(ical: &mut ICalendar, cap: usize) -> Vec<u32> {
+    let mut cut = Vec::new();
+    let Some(root) = ical.components.first() else {
+        return cut;
+    };
+    // (component id, depth, top-level ancestor)
+    let mut stack: Vec<(u32, usize, u32)> = root.component_ids.iter().map(|&c| (c, 2, c)).collect();
+    let mut seen = vec![false; ical.components.len()];
+    while let Some((id, depth, top)) = stack.pop() {
+        let Some(comp) = ical.components.get_mut(id as usize) else {
+            continue;
+        };
+        // A component listed twice (never by calcard's parser) is not walked twice.
+        if std::mem::replace(&mut seen[id as usize], true) {
+            comp.component_ids.clear();
+            continue;
+        }
+        if depth >= cap && !comp.component_ids.is_empty() {
+            comp.component_ids.clear();
+            if !cut.contains(&top) {
+                cut.push(top);
+            }
+            continue;
+        }
+        stack.extend(comp.component_ids.iter().map(|&c| (c, depth + 1, top)));
+    }
+    cut
+}
+
+/// The product of an RRULE value's BY* list lengths (saturating), see [`MAX_BY_PRODUCT`].
+pub fn rrule_by_product(rule: &str) -> u64 {
+    rule.split(';')
+        .filter_map(|part| part.split_once('='))
+        .filter(|(k, _)| {
+            let k = k.trim().to_ascii_uppercase();
+            k.starts_with("BY") && k != "BYSETPOS"
+        })
+        .map(|(_, v)| v.split(',').count() as u64)
+        .fold(1u64, |acc, n| acc.saturating_mul(n))
+}
+
+/// The RRULE value of a content line as calcard writes it (`RRULE:FREQ=…`), unfolded.
+fn rrule_value(line: &str) -> String {
+    let unfolded = line.replace("\r\n ", "").replace("\r\n\t", "");
+    unfolded
+        .split_once(':')
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn line_of(text: &str, needle: &str) -> usize {
     let needle = needle.trim();
     if needle.is_empty() {
@@ -126,19 +202,34 @@ fn entry_error(source_name: &str, text: &str, entry: Entry) -> IcalError {
     }
 }
 
+/// Write the component `id` and its subtree (iterative: depth is bounded by
+/// [`prune_deep`], but the writer does not rely on it).
 fn write_subtree(ical: &ICalendar, id: u32, out: &mut String) {
-    let Some(comp) = ical.components.get(id as usize) else {
-        return;
-    };
-    let name = comp.component_type.as_str();
-    let _ = write!(out, "BEGIN:{name}\r\n");
-    for e in &comp.entries {
-        let _ = e.write_to(out);
+    enum Step {
+        Open(u32),
+        Close(u32),
     }
-    for child in &comp.component_ids {
-        write_subtree(ical, *child, out);
+    let mut steps = vec![Step::Open(id)];
+    while let Some(step) = steps.pop() {
+        match step {
+            Step::Open(id) => {
+                let Some(comp) = ical.components.get(id as usize) else {
+                    continue;
+                };
+                let _ = write!(out, "BEGIN:{}\r\n", comp.component_type.as_str());
+                for e in &comp.entries {
+                    let _ = e.write_to(out);
+                }
+                steps.push(Step::Close(id));
+                steps.extend(comp.component_ids.iter().rev().map(|&c| Step::Open(c)));
+            }
+            Step::Close(id) => {
+                if let Some(comp) = ical.components.get(id as usize) {
+                    let _ = write!(out, "END:{}\r\n", comp.component_type.as_str());
+                }
+            }
+        }
     }
-    let _ = write!(out, "END:{name}\r\n");
 }
 
 fn entry_line(e: &calcard::icalendar::ICalendarEntry) -> String {
@@ -153,7 +244,7 @@ fn entry_line(e: &calcard::icalendar::ICalendarEntry) -> String {
 /// `Err` naming the line; a series with a problem (no DTSTART, unreadable date, invalid
 /// RRULE, no UID) is reported in [`ParsedCalendar::errors`] while the others are returned.
 pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, IcalError> {
-    let ical = match guard(|| ICalendar::parse(text)) {
+    let (ical, too_deep) = match parse_guarded(text) {
         Some(Ok(i)) => i,
         Some(Err(e)) => return Err(entry_error(source_name, text, e)),
         None => {
@@ -181,6 +272,9 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
     let mut bad: BTreeMap<u32, String> = BTreeMap::new();
     for e in &expand.errors {
         bad.insert(e.comp_id, format!("{:?}", e.error));
+    }
+    for id in too_deep {
+        bad.insert(id, format!("components nested deeper than {MAX_DEPTH}"));
     }
 
     let mut timezones: BTreeMap<String, String> = BTreeMap::new();
@@ -234,6 +328,22 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
                 .entry(e.name.as_str().to_ascii_uppercase())
                 .or_default()
                 .push(line);
+        }
+        let by_product = fields
+            .get("RRULE")
+            .into_iter()
+            .flatten()
+            .map(|l| rrule_by_product(&rrule_value(l)))
+            .max()
+            .unwrap_or(1);
+        if by_product > MAX_BY_PRODUCT {
+            failed_uids.insert(
+                uid.clone(),
+                err_at(format!(
+                    "UID {uid}: RRULE generates up to {by_product} instants per period (the BY* lists multiply; limit {MAX_BY_PRODUCT})"
+                )),
+            );
+            continue;
         }
         for child in &comp.component_ids {
             let c = &ical.components[*child as usize];
@@ -340,7 +450,7 @@ pub fn schedule_agent_client(ical: &str, mark: bool) -> String {
         ICalendarParameter, ICalendarParameterName, ICalendarParameterValue,
         ICalendarScheduleAgentValue,
     };
-    let Some(Ok(mut cal)) = guard(|| ICalendar::parse(ical)) else {
+    let Some(Ok((mut cal, _))) = parse_guarded(ical) else {
         return ical.to_string();
     };
     let mut touched = false;
@@ -415,7 +525,14 @@ impl EventSeries {
             return Err(e);
         }
         match parsed.series.len() {
-            1 => Ok(parsed.series.pop().expect("one series")),
+            1 if parsed.series.len() == 1 => match parsed.series.pop() {
+                Some(s) => Ok(s),
+                None => Err(IcalError {
+                    source_name: source_name.into(),
+                    line: 0,
+                    reason: "no VEVENT".into(),
+                }),
+            },
             0 => Err(IcalError {
                 source_name: source_name.into(),
                 line: 0,
@@ -558,7 +675,7 @@ pub fn occurrences_of(
     to: DateTime<Utc>,
     limit: usize,
 ) -> (Vec<Occurrence>, bool) {
-    let Some(Ok(ical)) = guard(|| ICalendar::parse(text)) else {
+    let Some(Ok((ical, _))) = parse_guarded(text) else {
         return (Vec::new(), false);
     };
     let Some(expand) = guard(|| ical.expand_dates(Tz::UTC, limit)) else {
@@ -740,3 +857,7 @@ ORGANIZER;CN=Ann:mailto:ann@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob
         assert_eq!(occ.len(), 5000);
     }
 }
+
+#[cfg(test)]
+#[path = "hostile_tests.rs"]
+mod hostile_tests;

@@ -144,7 +144,7 @@ impl super::Provider for IcsFeed {
             last_modified,
             hash: hash.clone(),
         })
-        .expect("cursor serialises");
+        .unwrap_or_default();
         if !old.hash.is_empty() && old.hash == hash {
             return Ok(PullResult {
                 cursor: super::Cursor::new(new_cursor),

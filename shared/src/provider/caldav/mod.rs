@@ -296,7 +296,10 @@ impl CalDav {
         body: Option<String>,
     ) -> Result<Response, ProviderError> {
         self.counter.hit();
-        let m = Method::from_bytes(method.as_bytes()).expect("valid method name");
+        let m = Method::from_bytes(method.as_bytes()).map_err(|_| ProviderError::Protocol {
+            url: url.to_string(),
+            detail: format!("invalid method name {method:?}"),
+        })?;
         let mut req = self
             .http
             .request(m, url.clone())

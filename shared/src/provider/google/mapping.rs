@@ -470,7 +470,7 @@ pub fn reset_instances(
                 let offset =
                     DateTime::parse_from_rfc3339(original["dateTime"].as_str().unwrap_or(""))
                         .map(|t| *t.offset())
-                        .unwrap_or_else(|_| chrono::FixedOffset::east_opt(0).expect("zero offset"));
+                        .unwrap_or_else(|_| chrono::Offset::fix(&Utc));
                 let mut v = json!({"dateTime": end_at.with_timezone(&offset).to_rfc3339()});
                 if let Some(z) = original.get("timeZone") {
                     v["timeZone"] = z.clone();
@@ -688,11 +688,10 @@ fn component_body(
         ev.insert("extendedProperties".into(), json!({"shared": shared}));
     }
     if !private.is_empty() {
-        ev.entry("extendedProperties")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("object")
-            .insert("private".into(), Value::Object(private));
+        let ext = ev.entry("extendedProperties").or_insert_with(|| json!({}));
+        if let Some(ext) = ext.as_object_mut() {
+            ext.insert("private".into(), Value::Object(private));
+        }
     }
     let overrides: Vec<Value> = fields
         .get("BEGIN:VALARM")
@@ -726,13 +725,13 @@ pub fn to_google(series: &EventSeries) -> Result<GoogleSeries, String> {
         .iter()
         .any(|p| master_fields.contains_key(*p));
     let (mut master, _) = component_body(master_fields, recurring, true)?;
-    let ext = master
-        .as_object_mut()
-        .expect("object")
-        .entry("extendedProperties")
-        .or_insert_with(|| json!({}));
-    ext["private"][UID_PROP] = json!(series.uid);
-    master["iCalUID"] = json!(series.uid);
+    if let Some(body) = master.as_object_mut() {
+        let ext = body
+            .entry("extendedProperties")
+            .or_insert_with(|| json!({}));
+        ext["private"][UID_PROP] = json!(series.uid);
+        body.insert("iCalUID".into(), json!(series.uid));
+    }
     let mut exceptions = Vec::new();
     if recurring {
         for (key, fields) in series

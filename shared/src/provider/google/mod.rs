@@ -87,8 +87,9 @@ fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
         OnceLock::new();
     super::per_account(&LIMITERS, account, || {
-        let quota = Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(BURST).expect("non-zero"));
+        let quota =
+            Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
         RateLimiter::direct(quota)
     })
 }
@@ -523,7 +524,12 @@ impl GoogleCalendar {
     /// The master and exceptions of the series `id` (cancelled ones included), or `None` when
     /// the master is gone or cancelled.
     async fn series(&self, id: &str) -> Result<Option<Vec<Value>>, ProviderError> {
-        let known = self.ical_uids.lock().expect("uid cache").get(id).cloned();
+        let known = self
+            .ical_uids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned();
         let ical_uid = match known {
             Some(u) => u,
             None => {
@@ -755,7 +761,7 @@ impl Provider for GoogleCalendar {
             if let (Some(id), Some(u)) = (it["id"].as_str(), it["iCalUID"].as_str()) {
                 self.ical_uids
                     .lock()
-                    .expect("uid cache")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(id.into(), u.into());
             }
         }
@@ -927,8 +933,11 @@ impl Provider for GoogleCalendar {
                     continue;
                 }
                 (Write::Create { .. }, 409, Some(id)) => {
-                    let master = &series[i].as_ref().expect("series of a create").1.master;
-                    match self.revive(id, master).await {
+                    let revived = match series.get(i).and_then(|s| s.as_ref()) {
+                        Some((_, g)) => self.revive(id, &g.master).await,
+                        None => Err(Self::unexpected(&url, &a)),
+                    };
+                    match revived {
                         Ok(m) => {
                             masters[i] = Some(m);
                             continue;
@@ -946,8 +955,7 @@ impl Provider for GoogleCalendar {
         let mut calls = Vec::new();
         let mut owners = Vec::new();
         for (i, s) in series.iter().enumerate() {
-            if let (Some(_), Some((id, g))) = (&masters[i], s) {
-                let written = masters[i].as_ref().expect("checked above");
+            if let (Some(written), Some((id, g))) = (&masters[i], s) {
                 let reverts = mapping::reset_instances(&existing[i], g, written);
                 let all = g
                     .exceptions

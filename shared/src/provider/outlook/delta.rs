@@ -23,11 +23,7 @@ struct DeltaCursor {
 
 /// The window a round anchored now covers.
 pub fn wanted_window(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let day = now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc();
+    let day = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
     (
         day - chrono::Duration::days(WINDOW_PAST_DAYS),
         day + chrono::Duration::days(WINDOW_FUTURE_DAYS),
@@ -243,10 +239,16 @@ impl OutlookCalendar {
             }
         }
         let keep = self.window();
-        *self.window.lock().expect("window") = (keep.0, to);
+        *self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (keep.0, to);
         let ids: Vec<RemoteId> = ids.into_iter().map(RemoteId::from).collect();
         let out = fetch(self, &ids).await;
-        *self.window.lock().expect("window") = keep;
+        *self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keep;
         out
     }
 }
@@ -267,8 +269,7 @@ pub fn cancelled_occurrences(
         if all_day {
             t.with_timezone(&zone)
                 .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
+                .and_time(chrono::NaiveTime::MIN)
                 .and_utc()
         } else {
             t
@@ -286,8 +287,7 @@ pub fn cancelled_occurrences(
             if all_day {
                 o.start
                     .date_naive()
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight")
+                    .and_time(chrono::NaiveTime::MIN)
                     .and_utc()
             } else {
                 o.start
@@ -334,7 +334,9 @@ pub(super) async fn pull(
         Some(c) => (false, (c.from, c.to), c.delta.clone()),
         None => (true, wanted, o.initial_url(wanted.0, wanted.1)),
     };
-    *o.window.lock().expect("window") = window;
+    *o.window
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = window;
     let mut restarts = 0;
     let (items, delta) = loop {
         match o.round(&url).await? {

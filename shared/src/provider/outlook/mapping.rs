@@ -144,7 +144,7 @@ fn zone_of(w: When) -> Option<chrono_tz::Tz> {
 fn graph_time(w: When) -> Value {
     match w {
         When::Date(d) => {
-            json!({"dateTime": text(d.and_hms_opt(0, 0, 0).expect("midnight")), "timeZone": "UTC"})
+            json!({"dateTime": text(d.and_time(chrono::NaiveTime::MIN)), "timeZone": "UTC"})
         }
         When::Utc(t) => json!({"dateTime": text(t.naive_utc()), "timeZone": "UTC"}),
         When::Zoned(n, tz) => json!({"dateTime": text(n), "timeZone": graph_zone(tz)}),
@@ -311,19 +311,19 @@ pub fn to_graph(series: &EventSeries, opts: &Options) -> Result<GraphSeries, Str
     }
     let (mut master, start) = component_body(mf, opts)?;
     let uid_prop = json!({"id": prop_id(UID_NAME), "value": series.uid});
-    master
+    let props = master
         .entry("singleValueExtendedProperties")
-        .or_insert_with(|| json!([]))
-        .as_array_mut()
-        .expect("array")
-        .push(uid_prop.clone());
+        .or_insert_with(|| json!([]));
+    if let Some(props) = props.as_array_mut() {
+        props.push(uid_prop.clone());
+    }
     let mut exceptions = Vec::new();
     let mut cancelled = Vec::new();
     if let Some(rule) = one(mf, "RRULE") {
         let zone = zone_of(start).unwrap_or(chrono_tz::UTC);
         let anchor = Anchor {
             local: match start {
-                When::Date(d) => d.and_hms_opt(0, 0, 0).expect("midnight"),
+                When::Date(d) => d.and_time(chrono::NaiveTime::MIN),
                 When::Zoned(n, _) | When::Floating(n) => n,
                 When::Utc(t) => t.naive_utc(),
             },
@@ -443,7 +443,7 @@ pub fn project(
 
 /// Midnight UTC of a date (`originalStart` of all-day occurrences).
 pub fn date_instant(d: NaiveDate) -> DateTime<Utc> {
-    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+    Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN))
 }
 
 #[cfg(test)]

@@ -192,7 +192,10 @@ impl OutlookCalendar {
     }
 
     fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        *self.window.lock().expect("window")
+        *self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn delays(&self) -> backon::ExponentialBackoff {

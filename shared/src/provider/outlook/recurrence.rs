@@ -6,6 +6,12 @@
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
+/// 23:59:59, the last second of a day (an all-day series' UNTIL in local time).
+const END_OF_DAY: chrono::NaiveTime = match chrono::NaiveTime::from_hms_opt(23, 59, 59) {
+    Some(t) => t,
+    None => chrono::NaiveTime::MIN,
+};
+
 const DAYS: [(&str, &str); 7] = [
     ("SU", "sunday"),
     ("MO", "monday"),
@@ -305,7 +311,7 @@ pub fn to_rrule(r: &Value, anchor: Anchor) -> Result<String, String> {
             if anchor.all_day {
                 rule.push_str(&format!(";UNTIL={}", end.format("%Y%m%d")));
             } else {
-                let last = end.and_hms_opt(23, 59, 59).expect("end of day");
+                let last = end.and_time(END_OF_DAY);
                 let utc = anchor
                     .zone
                     .from_local_datetime(&last)

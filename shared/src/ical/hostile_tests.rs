@@ -1,0 +1,95 @@
+//! Hostile content: inputs that once crashed or stalled a worker, each read into a clear
+//! per-event error while the rest of the calendar is kept (invariant 9).
+
+use super::*;
+
+fn calendar(events: &[String]) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{}END:VCALENDAR\r\n",
+        events.concat()
+    )
+}
+
+fn event(uid: &str, extra: &str) -> String {
+    format!("BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20270101T100000Z\r\nDTEND:20270101T110000Z\r\nSUMMARY:{uid}\r\n{extra}END:VEVENT\r\n")
+}
+
+fn list(n: usize) -> String {
+    (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn a_huge_by_product_is_refused_with_a_reason() {
+    let rule = format!(
+        "RRULE:FREQ=YEARLY;BYHOUR={};BYMINUTE={};BYSECOND={}\r\n",
+        list(24),
+        list(60),
+        list(60)
+    );
+    let text = calendar(&[
+        event("huge", &rule),
+        event("fine", "RRULE:FREQ=WEEKLY;COUNT=3\r\n"),
+    ]);
+    let parsed = parse_calendar("feed.ics", &text).unwrap();
+    assert_eq!(parsed.series.len(), 1, "the other event is kept");
+    assert_eq!(parsed.series[0].uid, "fine");
+    let (uid, err) = &parsed.errors[0];
+    assert_eq!(uid.as_deref(), Some("huge"));
+    assert!(
+        err.reason.contains("86400 instants per period"),
+        "{}",
+        err.reason
+    );
+    assert!(
+        err.to_string().contains("feed.ics"),
+        "the error names the input: {err}"
+    );
+    // A realistic rule is far below the limit.
+    assert_eq!(
+        rrule_by_product(
+            "FREQ=YEARLY;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12;BYMONTHDAY=1,15;BYSETPOS=1"
+        ),
+        24
+    );
+}
+
+#[test]
+fn deep_nesting_is_cut_without_recursion() {
+    let depth = 100_000;
+    let nested = format!(
+        "{}{}",
+        "BEGIN:X-A\r\n".repeat(depth),
+        "END:X-A\r\n".repeat(depth)
+    );
+    let text = calendar(&[event("deep", &nested), event("fine", "")]);
+    let parsed = parse_calendar("deep.ics", &text).unwrap();
+    assert_eq!(
+        parsed
+            .series
+            .iter()
+            .map(|s| s.uid.as_str())
+            .collect::<Vec<_>>(),
+        ["fine"]
+    );
+    let (uid, err) = &parsed.errors[0];
+    assert_eq!(uid.as_deref(), Some("deep"));
+    assert!(
+        err.reason.contains("nested deeper than 16"),
+        "{}",
+        err.reason
+    );
+    // Every other reader of iCalendar text takes the same guarded path.
+    assert_eq!(schedule_agent_client(&text, true), text);
+    let from = chrono::DateTime::<Utc>::MIN_UTC;
+    let (occ, _) = occurrences_of(&text, from, chrono::DateTime::<Utc>::MAX_UTC, 10);
+    assert!(occ.iter().any(|o| o.uid == "fine"));
+}
+
+#[test]
+fn shallow_alarms_are_kept() {
+    let alarm =
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:x\r\nEND:VALARM\r\n";
+    let parsed = parse_calendar("a.ics", &calendar(&[event("a", alarm)])).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert!(parsed.series[0].to_ical().contains("BEGIN:VALARM"));
+}
