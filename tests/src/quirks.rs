@@ -35,6 +35,9 @@ pub struct Quirks {
 }
 
 struct Inner {
+    /// Injected answers: `(method, status, count)`; each matching request is answered
+    /// `status` with `Retry-After: 0` instead of being forwarded.
+    faults: std::sync::Mutex<std::collections::VecDeque<(String, u16, usize)>>,
     upstream: String,
     quirks: Quirks,
     partition: String,
@@ -71,6 +74,7 @@ impl QuirkProxy {
             partition: partition.clone(),
             http: reqwest::Client::new(),
             reports: AtomicU32::new(0),
+            faults: Default::default(),
         });
         let mut tasks = Vec::new();
         for listener in [main, part] {
@@ -87,6 +91,16 @@ impl QuirkProxy {
             inner,
             tasks,
         })
+    }
+
+    /// The next `count` requests with `method` are answered `status` (e.g. 429, 503, 423)
+    /// with `Retry-After: 0`, as a busy server would; nothing reaches the upstream.
+    pub fn fail_next(&self, method: &str, status: u16, count: usize) {
+        self.inner.faults.lock().expect("fault lock").push_back((
+            method.to_string(),
+            status,
+            count,
+        ));
     }
 
     /// sync-collection REPORTs seen so far.
@@ -145,6 +159,30 @@ async fn proxy(
     body: Bytes,
 ) -> Response {
     let text = String::from_utf8_lossy(&body).to_string();
+    let injected = {
+        let mut f = inner.faults.lock().expect("fault lock");
+        match f.front_mut() {
+            Some((m, status, n)) if m.as_str() == method.as_str() => {
+                let status = *status;
+                *n -= 1;
+                if *n == 0 {
+                    f.pop_front();
+                }
+                Some(status)
+            }
+            _ => None,
+        }
+    };
+    if let Some(status) = injected {
+        let mut r = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "busy",
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+        return r;
+    }
     let is_sync = method.as_str() == "REPORT" && text.contains("sync-collection");
     if is_sync {
         inner.reports.fetch_add(1, Ordering::SeqCst);

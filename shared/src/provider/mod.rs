@@ -352,6 +352,68 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The delays of this schedule: exponential from `min_delay` to `max_delay`, with
+    /// jitter, `max_retries` of them (backon).
+    pub fn backoff(&self) -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_retries)
+            .with_jitter()
+            .build()
+    }
+
+    /// The wait before the next try: the server's `Retry-After` (capped at `max_delay`) or
+    /// the schedule's next delay; `None` when the retries are used up.
+    pub fn next_wait(
+        &self,
+        delays: &mut backon::ExponentialBackoff,
+        retry_after: Option<std::time::Duration>,
+    ) -> Option<std::time::Duration> {
+        let d = delays.next()?;
+        Some(retry_after.map(|a| a.min(self.max_delay)).unwrap_or(d))
+    }
+}
+
+/// A `Retry-After` header (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as a duration
+/// from now (zero for a date in the past); `None` when absent or unreadable.
+pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let v = h.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    Some(std::time::Duration::from_millis(wait.max(0) as u64))
+}
+
+/// The JSON body of an answer with `status`. An empty body is `Null`. A success whose body
+/// does not parse was cut short in transit (or is not what the API sends): it is
+/// [`ProviderError::Unavailable`], retried like a transport error and never read as an
+/// empty list. An error body that does not parse is kept as `{"raw": …}` for the message.
+pub(crate) fn json_body(
+    url: &str,
+    status: u16,
+    text: &str,
+) -> Result<serde_json::Value, ProviderError> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(e) if (200..300).contains(&status) => Err(ProviderError::Unavailable {
+            url: url.into(),
+            detail: format!(
+                "HTTP {status} body is not complete JSON ({e}; {} bytes read)",
+                text.len()
+            ),
+        }),
+        Err(_) => Ok(serde_json::json!({ "raw": snippet(text) })),
+    }
+}
+
 /// A token that cannot be had: the user must reconnect ([`ProviderError::Unauthorized`]) or
 /// it is worth a retry ([`ProviderError::Unavailable`]).
 pub(crate) fn auth_failure(url: &str, e: crate::oauth::AuthError) -> ProviderError {

@@ -54,6 +54,7 @@ pub struct CalDav {
     password: SecretString,
     force_ctag: bool,
     counter: RequestCounter,
+    retry: super::RetryPolicy,
 }
 
 impl std::fmt::Debug for CalDav {
@@ -63,6 +64,15 @@ impl std::fmt::Debug for CalDav {
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
+}
+
+/// Statuses that mean "try again later" rather than "no": 408 Request Timeout, 423 Locked
+/// (RFC 4918 §11.3, a WebDAV lock held by another client), 429 Too Many Requests (RFC 6585
+/// §4), and every 5xx. Never the sign of a rejected sync-token or of a server without
+/// RFC 6578: a REPORT answered 429 is tried again, not answered with a full re-enumeration
+/// or ctag mode.
+pub fn transient(status: u16) -> bool {
+    matches!(status, 408 | 423 | 429) || (500..600).contains(&status)
 }
 
 struct Response {
@@ -269,6 +279,7 @@ impl CalDav {
             password,
             force_ctag,
             counter: RequestCounter::default(),
+            retry: super::RetryPolicy::default(),
         })
     }
 
@@ -288,6 +299,17 @@ impl CalDav {
         confined(&self.collection, url)
     }
 
+    /// Replace the retry schedule (tests use short delays).
+    pub fn with_retry(mut self, retry: super::RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// One request, tried again with exponential backoff (a `Retry-After` first) on
+    /// transport failures, bodies cut off mid-stream, and the statuses that say "later"
+    /// ([`transient`]). Returns the response for every other status; 401 →
+    /// [`ProviderError::Unauthorized`]; still failing after the retries →
+    /// [`ProviderError::Unavailable`] (the run stops, its events stay `pending`).
     async fn request(
         &self,
         method: &str,
@@ -295,14 +317,45 @@ impl CalDav {
         headers: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<Response, ProviderError> {
-        self.counter.hit();
         let m = Method::from_bytes(method.as_bytes()).map_err(|_| ProviderError::Protocol {
             url: url.to_string(),
             detail: format!("invalid method name {method:?}"),
         })?;
+        let mut delays = self.retry.backoff();
+        loop {
+            let (outcome, after) = self.attempt(&m, url, headers, body.clone()).await;
+            let failure = match outcome {
+                Ok(r) if transient(r.status.as_u16()) => ProviderError::Unavailable {
+                    url: url.to_string(),
+                    detail: format!("HTTP {}: {}", r.status.as_u16(), snippet(&r.body)),
+                },
+                Ok(r) => return Ok(r),
+                Err(e @ ProviderError::Unavailable { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            match self.retry.next_wait(&mut delays, after) {
+                Some(wait) => {
+                    tracing::info!(url = %super::redacted(url.as_str()), error = %failure,
+                        delay_ms = wait.as_millis() as u64, "CalDAV server busy; backing off");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(failure),
+            }
+        }
+    }
+
+    /// One try of [`Self::request`], with the `Retry-After` the answer carried.
+    async fn attempt(
+        &self,
+        m: &Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> (Result<Response, ProviderError>, Option<std::time::Duration>) {
+        self.counter.hit();
         let mut req = self
             .http
-            .request(m, url.clone())
+            .request(m.clone(), url.clone())
             .basic_auth(&self.username, Some(self.password.expose_secret()));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -310,36 +363,39 @@ impl CalDav {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| transport(url.as_str(), e))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return (Err(transport(url.as_str(), e)), None),
+        };
         let status = resp.status();
+        let after = super::retry_after(resp.headers());
         let final_url = resp.url().clone();
         let etag = resp
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = super::body_text(
+        let body = match super::body_text(
             &super::redacted(url.as_str()),
             resp,
             crate::net::CALDAV_MAX_BYTES,
             "CalDAV response",
         )
-        .await?;
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return (Err(e), after),
+        };
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::Unauthorized(url.to_string()));
+            return (Err(ProviderError::Unauthorized(url.to_string())), None);
         }
-        if status.is_server_error() {
-            return Err(ProviderError::Unavailable {
-                url: url.to_string(),
-                detail: format!("HTTP {}: {}", status.as_u16(), snippet(&body)),
-            });
-        }
-        Ok(Response {
+        let r = Response {
             status,
             etag,
             body,
             url: final_url,
-        })
+        };
+        (Ok(r), after)
     }
 
     fn rejected(url: &Url, r: &Response) -> ProviderError {

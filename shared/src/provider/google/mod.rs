@@ -34,7 +34,6 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use backon::BackoffBuilder;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -176,13 +175,21 @@ fn reason_of(body: &Value) -> &str {
     body["error"]["errors"][0]["reason"].as_str().unwrap_or("")
 }
 
+/// Rate limits, quota and server errors: backed off and tried again; when the retries are
+/// used up the run stops with [`ProviderError::Unavailable`] and the events stay `pending`
+/// for a later run, never `error`. Google's 403 reasons: `userRateLimitExceeded`,
+/// `rateLimitExceeded`, `quotaExceeded` ("Calendar usage limits exceeded") and
+/// `dailyLimitExceeded` (https://developers.google.com/workspace/calendar/api/guides/errors).
 fn retryable(status: u16, body: &Value) -> bool {
     status == 429
         || status >= 500
         || (status == 403
             && matches!(
                 reason_of(body),
-                "userRateLimitExceeded" | "rateLimitExceeded"
+                "userRateLimitExceeded"
+                    | "rateLimitExceeded"
+                    | "quotaExceeded"
+                    | "dailyLimitExceeded"
             ))
 }
 
@@ -282,15 +289,26 @@ impl GoogleCalendar {
                     .await
                     {
                         Ok(text) => Ok((status, ct, text)),
-                        Err(e) => return Err(e),
+                        // Cut off mid-stream: retried below like any transport failure.
+                        Err(e) => Err(e),
                     }
                 }
                 Err(e) => Err(transport(url, e)),
             };
             let error_body = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+            // A success whose JSON body was cut short is a transport failure, never "empty".
+            let outcome = match outcome {
+                Ok((status, ct, text)) if ct.contains("json") => {
+                    match super::json_body(url, status, &text) {
+                        Ok(_) => Ok((status, ct, text)),
+                        Err(e) => Err(e),
+                    }
+                }
+                o => o,
+            };
             let retry = match &outcome {
                 Ok((status, _, text)) => retryable(*status, &error_body(text)),
-                Err(_) => true,
+                Err(e) => !e.is_permanent(),
             };
             if retry {
                 if let Some(d) = delays.next() {
@@ -333,12 +351,7 @@ impl GoogleCalendar {
     }
 
     fn delays(&self) -> backon::ExponentialBackoff {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build()
+        self.retry.backoff()
     }
 
     /// One API call (see [`Self::send`]); the answer's body parsed as JSON.
@@ -362,7 +375,7 @@ impl GoogleCalendar {
                 req
             })
             .await?;
-        let body = serde_json::from_str(&text).unwrap_or(json!({"raw": snippet(&text)}));
+        let body = super::json_body(url, status, &text)?;
         Ok(Answer { status, body })
     }
 

@@ -45,7 +45,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -199,12 +198,7 @@ impl OutlookCalendar {
     }
 
     fn delays(&self) -> backon::ExponentialBackoff {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_retries)
-            .with_jitter()
-            .build()
+        self.retry.backoff()
     }
 
     /// One request (bearer, `Prefer`, the mailbox gate), retried on throttling and server
@@ -262,7 +256,7 @@ impl OutlookCalendar {
             let outcome = match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let after = retry_after(resp.headers());
+                    let after = super::retry_after(resp.headers());
                     let text = super::body_text(url, resp, MAX_BYTES, "Graph response").await?;
                     Ok((status, after, text))
                 }
@@ -288,36 +282,41 @@ impl OutlookCalendar {
                         .map_err(|e| auth_failure(url, e))?;
                 }
                 Ok((401, _, _)) => return Err(ProviderError::Unauthorized(url.into())),
-                Ok((status, after, text)) if retryable(status) => match delays.next() {
-                    Some(d) => {
-                        let wait = after.map(|a| a.min(self.retry.max_delay)).unwrap_or(d);
-                        tracing::info!(
-                            url,
-                            status,
-                            delay_ms = wait.as_millis() as u64,
-                            "Graph throttled or busy; waiting"
-                        );
-                        tokio::time::sleep(wait).await;
+                Ok((status, after, text)) if retryable(status) => {
+                    match self.retry.next_wait(&mut delays, after) {
+                        Some(wait) => {
+                            tracing::info!(
+                                url,
+                                status,
+                                delay_ms = wait.as_millis() as u64,
+                                "Graph throttled or busy; waiting"
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => {
+                            return Err(ProviderError::Unavailable {
+                                url: url.into(),
+                                detail: format!(
+                                    "HTTP {status} after {} retries: {}",
+                                    self.retry.max_retries,
+                                    super::snippet(&text)
+                                ),
+                            })
+                        }
                     }
-                    None => {
-                        return Err(ProviderError::Unavailable {
-                            url: url.into(),
-                            detail: format!(
-                                "HTTP {status} after {} retries: {}",
-                                self.retry.max_retries,
-                                super::snippet(&text)
-                            ),
-                        })
-                    }
-                },
-                Ok((status, _, text)) => {
-                    let body = if text.trim().is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::Null)
-                    };
-                    return Ok(Answer { status, body });
                 }
+                Ok((status, _, text)) => match super::json_body(url, status, &text) {
+                    Ok(body) => return Ok(Answer { status, body }),
+                    // Cut short in transit: tried again like a transport failure.
+                    Err(e) => match delays.next().filter(|_| transport_retries < 2) {
+                        Some(d) => {
+                            transport_retries += 1;
+                            tracing::info!(url, error = %e, "Graph body incomplete; trying again");
+                            tokio::time::sleep(d).await;
+                        }
+                        None => return Err(e),
+                    },
+                },
             }
         }
     }
@@ -407,16 +406,6 @@ impl OutlookCalendar {
             }
         }
     }
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 #[async_trait]

@@ -115,6 +115,11 @@ struct Inner {
     calendars: BTreeMap<String, Calendar>,
     sends: Vec<SendRecord>,
     faults: VecDeque<u16>,
+    /// Error reasons for the next API calls: `(status, reason)`, e.g. `(403, "quotaExceeded")`.
+    reason_faults: VecDeque<(u16, String)>,
+    /// Successful answers to cut short: `(substring of path and query, count)`; the body is
+    /// cut in half as a connection dropped mid-stream would leave it.
+    truncations: VecDeque<(String, usize)>,
     /// Delays (ms) for the next API calls, injected by tests.
     slow: VecDeque<u64>,
     quota: HashMap<String, VecDeque<Instant>>,
@@ -209,6 +214,26 @@ impl GoogleEmulator {
             .fail_next(status, count);
     }
 
+    /// The next `count` API calls answer `status` with the documented error `reason`
+    /// (`quotaExceeded`, `dailyLimitExceeded`, `rateLimitExceeded`, …).
+    pub fn fail_next_reason(&self, status: u16, reason: &str, count: usize) {
+        self.inner
+            .lock()
+            .expect("emulator lock")
+            .reason_faults
+            .extend(std::iter::repeat_n((status, reason.to_string()), count));
+    }
+
+    /// The next `count` successful API answers to a request whose path and query contain
+    /// `needle` arrive cut in half (status and headers intact).
+    pub fn truncate_next(&self, needle: &str, count: usize) {
+        self.inner
+            .lock()
+            .expect("emulator lock")
+            .truncations
+            .push_back((needle.to_string(), count));
+    }
+
     /// The next `count` API calls answer `delay_ms` late (as `POST /emulator/faults`).
     pub fn slow_next(&self, delay_ms: u64, count: usize) {
         self.inner
@@ -294,7 +319,38 @@ async fn slow_down(
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    next.run(req).await
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let resp = next.run(req).await;
+    if !api || !resp.status().is_success() {
+        return resp;
+    }
+    let cut = {
+        let mut s = st.lock().expect("emulator lock");
+        match s.truncations.front_mut() {
+            Some((needle, n)) if target.contains(needle.as_str()) => {
+                *n -= 1;
+                if *n == 0 {
+                    s.truncations.pop_front();
+                }
+                true
+            }
+            _ => false,
+        }
+    };
+    if !cut {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove("content-length");
+    let half = bytes.slice(..bytes.len() / 2);
+    Response::from_parts(parts, axum::body::Body::from(half))
 }
 
 /// The documented error envelope:
@@ -341,6 +397,14 @@ fn admit(s: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
             Some(("header", "Authorization")),
         ));
     };
+    if let Some((status, reason)) = s.reason_faults.pop_front() {
+        let message = match reason.as_str() {
+            "quotaExceeded" => "Calendar usage limits exceeded.",
+            "dailyLimitExceeded" => "Daily Limit Exceeded",
+            _ => "Rate Limit Exceeded",
+        };
+        return Err(gerror(status, "usageLimits", &reason, message, None));
+    }
     if let Some(status) = s.faults.pop_front() {
         return Err(match status {
             429 => gerror(

@@ -1,0 +1,203 @@
+//! Faults that once lost data or stranded events (issue 13, item 2): errors are classified
+//! once, by provider — a transport failure or a body cut short is tried again and never read
+//! as "empty"; rate limits and quota delay a write but never mark the event `error`; a
+//! throttled REPORT keeps its sync-token. Needs the local stack (`make test` starts it).
+
+use calsync::model::EventStatus;
+use calsync_e2e::emulators::google::Config;
+use calsync_e2e::fixtures::{
+    self, pair, radicale_base, simple_event, sync_link, sync_user, unique, Server,
+};
+use calsync_e2e::google::LocalGoogle;
+use calsync_e2e::local_ctx;
+use calsync_e2e::quirks::{QuirkProxy, Quirks};
+use serde_json::json;
+
+/// A Radicale calendar linked through the fault proxy and a Xandikos calendar linked
+/// directly, in one group; both synced once.
+async fn proxied_pair(
+    tag: &str,
+    proxy: &QuirkProxy,
+) -> (
+    i64,
+    calsync::model::Link,
+    calsync::model::Link,
+    String,
+    String,
+) {
+    let ctx = local_ctx().await;
+    let name = unique(tag);
+    let radicale = fixtures::new_calendar(&ctx, Server::Radicale, &name)
+        .await
+        .unwrap();
+    let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, &name)
+        .await
+        .unwrap();
+    fixtures::client_put(
+        &ctx,
+        &radicale,
+        &simple_event(&format!("{tag}-1"), "One", 3),
+    )
+    .await
+    .unwrap();
+    let group = unique("group");
+    let user = 2_000_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let proxied = radicale.replace(&radicale_base(), &proxy.url);
+    let r = fixtures::caldav_link(&ctx, &group, user, &proxied, "radicale-via-proxy")
+        .await
+        .unwrap();
+    let x = fixtures::caldav_link(&ctx, &group, user, &xandikos, "xandikos")
+        .await
+        .unwrap();
+    sync_user(&ctx, user).await.unwrap();
+    (user, r, x, radicale, xandikos)
+}
+
+#[tokio::test]
+async fn a_throttled_report_keeps_its_sync_token() {
+    let ctx = local_ctx().await;
+    let proxy = QuirkProxy::start(&radicale_base(), Quirks::default())
+        .await
+        .unwrap();
+    let (_, r, _, radicale, xandikos) = proxied_pair("throttled-report", &proxy).await;
+    let before = ctx.store().get_cursor(&r.link_id).await.unwrap();
+    assert!(before.as_ref().is_some_and(|c| c.as_str().starts_with("sync:")));
+    fixtures::client_put(
+        &ctx,
+        &radicale,
+        &simple_event("throttled-report-2", "Two", 4),
+    )
+    .await
+    .unwrap();
+    // Two 429s (with Retry-After: 0) on the tokened REPORT: the same REPORT again, within
+    // the run, not a full re-enumeration, and never ctag mode.
+    proxy.fail_next("REPORT", 429, 2);
+    let stats = sync_link(&ctx, &r.link_id).await.unwrap();
+    assert_eq!(stats.failures, 0, "absorbed by the backoff: {stats:?}");
+    let after = ctx.store().get_cursor(&r.link_id).await.unwrap();
+    assert!(
+        after.as_ref().is_some_and(|c| c.as_str().starts_with("sync:")),
+        "still sync-collection: {after:?}"
+    );
+    assert_ne!(before, after, "the new token was saved");
+    let uids = fixtures::uid_counts(&ctx, &xandikos).await.unwrap();
+    assert_eq!(uids.get("throttled-report-2"), Some(&1), "{uids:?}");
+    let runs = ctx.store().runs_of_link(&r.link_id).await.unwrap();
+    let last = runs.last().unwrap();
+    assert_eq!(
+        (last.created, last.deleted),
+        (1, 0),
+        "an incremental pull, not a full re-read: {last:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_put_throttled_past_its_retries_is_written_by_a_later_run() {
+    let ctx = local_ctx().await;
+    let proxy = QuirkProxy::start(&radicale_base(), Quirks::default())
+        .await
+        .unwrap();
+    let (_, r, x, radicale, xandikos) = proxied_pair("throttled-put", &proxy).await;
+    fixtures::client_put(&ctx, &xandikos, &simple_event("throttled-put-2", "Two", 5))
+        .await
+        .unwrap();
+    // More 429s than one run retries (1 + 7): the push job fails, the event stays pending,
+    // the redelivered job writes it.
+    proxy.fail_next("PUT", 429, 8);
+    let stats = sync_link(&ctx, &x.link_id).await.unwrap();
+    assert!(
+        stats.failures >= 1,
+        "the throttled push failed once: {stats:?}"
+    );
+    let uids = fixtures::uid_counts(&ctx, &radicale).await.unwrap();
+    assert_eq!(uids.get("throttled-put-2"), Some(&1), "{uids:?}");
+    let m = ctx
+        .store()
+        .mappings_of_link(&r.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.uid == "throttled-put-2")
+        .expect("mapped");
+    assert_eq!(m.status, EventStatus::Synced, "{m:?}");
+    assert_eq!(m.failed_version, None, "never marked error: {m:?}");
+}
+
+#[tokio::test]
+async fn google_quota_exceeded_delays_a_write_but_never_marks_it_error() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let seed = vec![simple_event("quota-1@test", "Q", 6)];
+    let p = pair(&lg.ctx, "gquota", &seed).await.expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "quota@example.com", "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    fixtures::client_put(&ctx, &p.radicale, &simple_event("quota-2@test", "Q2", 7))
+        .await
+        .unwrap();
+    for reason in ["quotaExceeded", "dailyLimitExceeded"] {
+        lg.emu.fail_next_reason(403, reason, 2);
+    }
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let api = lg.user_api(&g).await.expect("user api");
+    let summaries: Vec<String> = api
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["summary"].as_str().map(str::to_string))
+        .collect();
+    assert!(summaries.contains(&"Q2".to_string()), "{summaries:?}");
+    let maps = lg.ctx.store().mappings_of_link(&g.link_id).await.unwrap();
+    assert!(
+        maps.iter().all(|m| m.status == EventStatus::Synced),
+        "{maps:?}"
+    );
+}
+
+const WEEKLY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync tests//EN\r\nBEGIN:VEVENT\r\nUID:trunc-series@test\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20270104T090000Z\r\nDTEND:20270104T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=6\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+#[tokio::test]
+async fn a_google_body_cut_short_deletes_nothing() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let p = pair(&lg.ctx, "gtrunc", &[WEEKLY.to_string()])
+        .await
+        .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "trunc@example.com", "google")
+        .await
+        .expect("connect");
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    let api = lg.user_api(&g).await.expect("user api");
+    let master = api
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|e| e.get("recurrence").is_some())
+        .expect("the series in Google");
+    let id = master["id"].as_str().expect("id").to_string();
+    api.patch(&id, json!({"summary": "Weekly renamed"}))
+        .await
+        .expect("patch");
+    // The read of the changed series (events.list by iCalUID) arrives cut in half, twice.
+    lg.emu.truncate_next("iCalUID=", 2);
+    sync_user(&lg.ctx, p.user).await.expect("sync");
+    for url in [&p.radicale, &p.xandikos] {
+        let events = fixtures::events_in(&ctx, url).await.expect("events");
+        let summaries: Vec<String> = events.iter().map(|(_, s)| s.summary()).collect();
+        assert_eq!(summaries, ["Weekly renamed"], "{url}");
+    }
+    let hub = lg.ctx.store().events_of_group(&p.group).await.expect("hub");
+    assert!(
+        hub.iter().all(|e| !e.deleted),
+        "nothing tombstoned: {hub:?}"
+    );
+}
