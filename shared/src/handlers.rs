@@ -10,8 +10,20 @@ use crate::model::{Link, LinkStatus, RunRecord};
 use crate::provider::{self, ProviderError};
 use crate::queue::{QueueKind, SyncJob};
 
-/// Lease time while a link is worked on (seconds); longer than the function timeout.
-const LEASE_SECS: i64 = 900;
+/// Lease time while a link is worked on (seconds). The lease is renewed every
+/// [`RENEW_EVERY_SECS`] while the job runs, so a job killed at its deadline (the Lambda
+/// timeout) strands its link for at most this long, well inside the queues' visibility
+/// timeout (720 s, see `docs/architecture.md`).
+const LEASE_SECS: i64 = 60;
+/// How often a running job renews its lease (seconds).
+const RENEW_EVERY_SECS: u64 = 20;
+/// A job after the invocation's first is not started with less time than this left before
+/// the invocation's deadline (seconds; at most half the invocation's time): it goes back to
+/// the queue instead of being killed half-way.
+pub const JOB_MIN_SECS: u64 = 60;
+/// Time kept free before the deadline for recording the run (seconds; at most a quarter of
+/// what is left when the job starts).
+const DEADLINE_MARGIN_SECS: u64 = 30;
 /// Trigger of the pull a push asks for after a precondition failure; such pulls re-enumerate.
 pub const RETRY: &str = "retry";
 /// How often a link with a time window gets a push without changes (seconds).
@@ -64,6 +76,25 @@ pub enum JobError {
 /// (an unrecorded [`RunRecord`] with outcome `skipped` / `covered`): links waiting for their
 /// user to reconnect, and push-triggered pulls a later pull already covered.
 pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunRecord, JobError> {
+    run_job_until(ctx, job, dir, None).await
+}
+
+/// The invocation deadline of a Lambda context (`Context::deadline`, epoch milliseconds) as
+/// an [`std::time::Instant`].
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
+    let left = (deadline_ms as i64 - now_millis()).max(0) as u64;
+    std::time::Instant::now() + std::time::Duration::from_millis(left)
+}
+
+/// [`run_job`] inside an invocation that ends at `deadline`: a push stops writing
+/// [`DEADLINE_MARGIN_SECS`] before it (or at the configured run budget, whichever is
+/// first) and queues its continuation.
+pub async fn run_job_until(
+    ctx: &Ctx,
+    job: &SyncJob,
+    dir: Direction,
+    deadline: Option<std::time::Instant>,
+) -> Result<RunRecord, JobError> {
     let store = ctx.store();
     let failed = |e: anyhow::Error| JobError::Failed {
         link: job.link_id.clone(),
@@ -93,16 +124,54 @@ pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunReco
         return Ok(not_run("covered"));
     }
     let owner = uuid::Uuid::now_v7().to_string();
-    if !store
+    let Some(lease) = store
         .acquire_lease(&link.link_id, &owner, LEASE_SECS)
         .await
         .map_err(|e| failed(e.into()))?
-    {
+    else {
         return Err(JobError::Busy(link.link_id.clone()));
-    }
-    let result = contained(run_leased(ctx, &link, job, dir)).await;
+    };
+    let renewer = tokio::spawn(renew_while_working(store.clone(), lease.clone()));
+    let budget =
+        std::time::Instant::now() + std::time::Duration::from_secs(ctx.config.run_budget_secs);
+    let margin = std::time::Duration::from_secs(DEADLINE_MARGIN_SECS);
+    let push_deadline = match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            budget.min(d - margin.min(left / 4))
+        }
+        None => budget,
+    };
+    let fenced = store.fenced(&lease);
+    // Boxed: the run's future is large, and jobs are polled inside deep call stacks.
+    let result = contained(Box::pin(run_leased(
+        ctx,
+        &fenced,
+        &link,
+        job,
+        dir,
+        push_deadline,
+    )))
+    .await;
+    renewer.abort();
     let _ = store.release_lease(&link.link_id, &owner).await;
     result.map_err(failed)
+}
+
+/// Renew `lease` every [`RENEW_EVERY_SECS`] until aborted or the lease is lost.
+async fn renew_while_working(store: crate::store::Store, lease: crate::store::Lease) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(RENEW_EVERY_SECS)).await;
+        match store.renew_lease(&lease, LEASE_SECS).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Taken over: the fenced writes of this job are refused from now on.
+                tracing::warn!(link = %lease.key, "lease lost while working");
+                return;
+            }
+            Err(e) => tracing::warn!(link = %lease.key, error = %e, "lease not renewed"),
+        }
+    }
 }
 
 /// Run `work`, turning a panic inside it into an error, so that a bug met by one job fails
@@ -127,11 +196,13 @@ pub async fn contained<T>(
 
 async fn run_leased(
     ctx: &Ctx,
+    store: &crate::store::Store,
     link: &Link,
     job: &SyncJob,
     dir: Direction,
+    push_deadline: std::time::Instant,
 ) -> anyhow::Result<RunRecord> {
-    let store = ctx.store();
+    let store = store.clone();
     let mut run = RunRecord {
         link_id: link.link_id.clone(),
         run_id: uuid::Uuid::now_v7().to_string(),
@@ -184,13 +255,15 @@ async fn run_leased(
         )
         .await
         .map(|o| (Some(o), None)),
-        Direction::Push => {
-            let deadline = std::time::Instant::now()
-                + std::time::Duration::from_secs(ctx.config.run_budget_secs);
-            engine::push(&store, link, provider.as_ref(), &mut run, Some(deadline))
-                .await
-                .map(|o| (None, Some(o)))
-        }
+        Direction::Push => engine::push(
+            &store,
+            link,
+            provider.as_ref(),
+            &mut run,
+            Some(push_deadline),
+        )
+        .await
+        .map(|o| (None, Some(o))),
     };
     run.api_calls = provider.requests();
     run.ended_ms = now_millis();
@@ -349,8 +422,26 @@ async fn finish_notices(
 /// SQS handler for sync-worker (`Pull`) and sync-back (`Push`): reports partial batch
 /// failures. Messages of a FIFO group after a failed one are failed too, so their order holds.
 pub async fn handle_sqs(ctx: &Ctx, event: SqsEvent, dir: Direction) -> SqsBatchResponse {
+    handle_sqs_until(ctx, event, dir, None).await
+}
+
+/// [`handle_sqs`] inside an invocation that ends at `deadline` (the Lambda context's): the
+/// first job always runs; a later one only with [`JOB_MIN_SECS`] (at most half the
+/// invocation's time) left. The messages not started are reported as failures, so SQS
+/// delivers them again instead of the timeout killing them half-way.
+pub async fn handle_sqs_until(
+    ctx: &Ctx,
+    event: SqsEvent,
+    dir: Direction,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
     let mut resp = SqsBatchResponse::default();
     let mut failed_groups: Vec<String> = Vec::new();
+    let min_left = deadline.map(|d| {
+        let total = d.saturating_duration_since(std::time::Instant::now());
+        std::time::Duration::from_secs(JOB_MIN_SECS).min(total / 2)
+    });
+    let mut started = false;
     for msg in event.records {
         let id = msg.message_id.clone().unwrap_or_default();
         let group = msg
@@ -362,11 +453,20 @@ pub async fn handle_sqs(ctx: &Ctx, event: SqsEvent, dir: Direction) -> SqsBatchR
             resp.add_failure(id);
             continue;
         }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let short = matches!((left, min_left), (Some(l), Some(m)) if l <= m);
+        if started && short {
+            tracing::info!(message = %id, "too close to the deadline; left for redelivery");
+            failed_groups.push(group);
+            resp.add_failure(id);
+            continue;
+        }
         let job: Result<SyncJob, JobError> =
             serde_json::from_str(msg.body.as_deref().unwrap_or(""))
                 .map_err(|e| JobError::BadMessage(id.clone(), e.to_string()));
+        started = true;
         let result = match job {
-            Ok(job) => run_job(ctx, &job, dir).await.map(|_| ()),
+            Ok(job) => run_job_until(ctx, &job, dir, deadline).await.map(|_| ()),
             Err(e) => Err(e),
         };
         match result {

@@ -467,7 +467,8 @@ async fn a_busy_link_fails_its_message_for_retry() {
         .store()
         .acquire_lease(&p.r.link_id, "someone-else", 60)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let job = SyncJob::unique(&p.r.link_id, "manual");
     let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
         {"messageId": "m1", "body": serde_json::to_string(&job).unwrap(), "attributes": {"MessageGroupId": p.r.link_id}},
@@ -494,7 +495,8 @@ async fn a_busy_link_fails_its_message_for_retry() {
         .store()
         .acquire_lease(&p.r.link_id, "me", 60)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test]

@@ -61,7 +61,9 @@ async fn a_throttled_report_keeps_its_sync_token() {
         .unwrap();
     let (_, r, _, radicale, xandikos) = proxied_pair("throttled-report", &proxy).await;
     let before = ctx.store().get_cursor(&r.link_id).await.unwrap();
-    assert!(before.as_ref().is_some_and(|c| c.as_str().starts_with("sync:")));
+    assert!(before
+        .as_ref()
+        .is_some_and(|c| c.as_str().starts_with("sync:")));
     fixtures::client_put(
         &ctx,
         &radicale,
@@ -76,7 +78,9 @@ async fn a_throttled_report_keeps_its_sync_token() {
     assert_eq!(stats.failures, 0, "absorbed by the backoff: {stats:?}");
     let after = ctx.store().get_cursor(&r.link_id).await.unwrap();
     assert!(
-        after.as_ref().is_some_and(|c| c.as_str().starts_with("sync:")),
+        after
+            .as_ref()
+            .is_some_and(|c| c.as_str().starts_with("sync:")),
         "still sync-collection: {after:?}"
     );
     assert_ne!(before, after, "the new token was saved");
@@ -200,4 +204,116 @@ async fn a_google_body_cut_short_deletes_nothing() {
         hub.iter().all(|e| !e.deleted),
         "nothing tombstoned: {hub:?}"
     );
+}
+
+/// Take the lease as `owner`, trying again within the same millisecond (fences are
+/// acquisition times and must increase).
+async fn take(
+    store: &calsync::store::Store,
+    key: &str,
+    owner: &str,
+    ttl: i64,
+) -> calsync::store::Lease {
+    for _ in 0..1000 {
+        if let Some(l) = store.acquire_lease(key, owner, ttl).await.unwrap() {
+            return l;
+        }
+    }
+    panic!("lease {key} not acquired");
+}
+
+#[tokio::test]
+async fn an_expired_lease_holders_writes_are_refused() {
+    let ctx = local_ctx().await;
+    let store = ctx.store();
+    let key = unique("fenced-link");
+    // A's lease has already expired (a stalled worker); B takes the link over.
+    let a = take(&store, &key, "a", -5).await;
+    let b = take(&store, &key, "b", 60).await;
+    assert!(b.fence > a.fence, "{a:?} {b:?}");
+    assert!(
+        store.acquire_lease(&key, "c", 60).await.unwrap().is_none(),
+        "B's lease is held"
+    );
+    let (sa, sb) = (store.fenced(&a), store.fenced(&b));
+    let cursor = |c: &str| calsync::provider::Cursor::new(c.to_string());
+    sb.put_cursor(&key, &cursor("sync:b")).await.unwrap();
+    let refused = sa.put_cursor(&key, &cursor("sync:a")).await;
+    assert!(
+        matches!(refused, Err(calsync::store::StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get_cursor(&key).await.unwrap(),
+        Some(cursor("sync:b")),
+        "the newer holder's cursor stands"
+    );
+    let m = calsync::model::Mapping::new(&key, "e1");
+    sb.put_mapping(&m).await.unwrap();
+    assert!(matches!(
+        sa.put_mapping(&m).await,
+        Err(calsync::store::StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        sa.delete_mapping(&key, "e1").await,
+        Err(calsync::store::StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.mappings_of_link(&key).await.unwrap().len(), 1);
+    // Renewal: only the holder renews; a released lease is free again, with a newer fence.
+    assert!(store.renew_lease(&b, 60).await.unwrap());
+    assert!(!store.renew_lease(&a, 60).await.unwrap());
+    store.release_lease(&key, "b").await.unwrap();
+    let c = take(&store, &key, "c", 60).await;
+    assert!(c.fence > b.fence);
+    store.fenced(&c).delete_mapping(&key, "e1").await.unwrap();
+}
+
+#[tokio::test]
+async fn jobs_are_not_started_past_the_invocations_deadline() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "deadline", &[]).await.unwrap();
+    let mut before = Vec::new();
+    for l in [&p.r, &p.x] {
+        before.push(ctx.store().runs_of_link(&l.link_id).await.unwrap().len());
+    }
+    let jobs = [&p.r, &p.x, &p.r].map(|l| calsync::queue::SyncJob::unique(&l.link_id, "manual"));
+    let records: Vec<serde_json::Value> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            json!({"messageId": format!("m{i}"), "body": serde_json::to_string(j).unwrap(),
+                   "attributes": {"MessageGroupId": j.link_id}})
+        })
+        .collect();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).unwrap();
+    // The invocation is out of time: its first job runs (it had the whole invocation), the
+    // others go back to the queue unstarted.
+    let deadline = std::time::Instant::now();
+    let resp = calsync::handlers::handle_sqs_until(
+        &ctx,
+        event,
+        calsync::handlers::Direction::Pull,
+        Some(deadline),
+    )
+    .await;
+    let failed: Vec<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m1", "m2"], "left for redelivery");
+    for (l, n) in [&p.r, &p.x].into_iter().zip(before) {
+        let runs = ctx.store().runs_of_link(&l.link_id).await.unwrap();
+        let ran = usize::from(l.link_id == p.r.link_id);
+        assert_eq!(runs.len(), n + ran, "only the first job ran");
+        assert!(
+            ctx.store()
+                .acquire_lease(&l.link_id, "probe", 1)
+                .await
+                .unwrap()
+                .is_some(),
+            "no lease left behind"
+        );
+    }
 }

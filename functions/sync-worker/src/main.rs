@@ -11,7 +11,13 @@ async fn main() -> Result<(), Error> {
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(
-            handlers::handle_sqs(ctx, ev.payload, handlers::Direction::Pull).await,
+            handlers::handle_sqs_until(
+                ctx,
+                ev.payload,
+                handlers::Direction::Pull,
+                Some(handlers::deadline_from_epoch_ms(ev.context.deadline)),
+            )
+            .await,
         )
     }))
     .await

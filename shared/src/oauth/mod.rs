@@ -514,7 +514,7 @@ pub(crate) async fn token_for(
             .acquire_lease(&lease, &owner, REFRESH_LEASE_SECS)
             .await
             .map_err(|e| AuthError::Endpoint(format!("refresh lease: {e}")))?;
-        if got {
+        if got.is_some() {
             let result = refresh_locked(ctx, p, arn, &usable).await;
             let _ = store.release_lease(&lease, &owner).await;
             return result;

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::{now_millis, now_secs, Config};
+use crate::config::{now_millis, Config};
 use crate::model::{ChannelRecord, HubEvent, Link, LinkStatus, Mapping, RunRecord};
 use crate::provider::Cursor;
 
@@ -32,6 +32,15 @@ pub enum StoreError {
         table: String,
         /// Error text.
         reason: String,
+    },
+    /// A write carried a fencing token older than one already written: the lease it was
+    /// taken under expired and another worker holds the link ([`Store::fenced`]).
+    #[error("write to {table} refused: lease {fence} expired and was taken over")]
+    Fenced {
+        /// Table name.
+        table: String,
+        /// The refused token.
+        fence: i64,
     },
     /// An item did not have the expected shape.
     #[error("item in {table} is malformed: {reason}")]
@@ -58,12 +67,18 @@ fn n(v: i64) -> AttributeValue {
 pub struct Store {
     ddb: Client,
     cfg: Config,
+    /// The lease's fencing token mapping and cursor writes carry ([`Store::fenced`]).
+    fence: Option<i64>,
 }
 
 impl Store {
     /// Store over the tables named in `cfg`.
     pub fn new(ddb: Client, cfg: Config) -> Self {
-        Self { ddb, cfg }
+        Self {
+            ddb,
+            cfg,
+            fence: None,
+        }
     }
 
     fn aws_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -395,18 +410,20 @@ impl Store {
             .await
     }
 
-    /// Create or replace a mapping.
+    /// Create or replace a mapping (fenced, see [`Store::fenced`]).
     pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
-        self.put(&self.cfg.mappings_table, m).await
+        let table = &self.cfg.mappings_table;
+        let item = Self::to_item(table, m)?;
+        self.put_fenced(table, item).await
     }
 
-    /// Remove a mapping.
+    /// Remove a mapping (fenced, see [`Store::fenced`]).
     pub async fn delete_mapping(&self, link_id: &str, uid: &str) -> Result<(), StoreError> {
         let key = HashMap::from([
             ("link_id".to_string(), s(link_id)),
             ("uid".to_string(), s(uid)),
         ]);
-        self.delete(&self.cfg.mappings_table, key).await
+        self.delete_fenced(&self.cfg.mappings_table, key).await
     }
 
     // ---- cursors ----
@@ -422,11 +439,13 @@ impl Store {
         Ok(c.map(|c| c.cursor))
     }
 
-    /// Save the link's cursor.
+    /// Save the link's cursor (fenced, see [`Store::fenced`]).
     pub async fn put_cursor(&self, link_id: &str, cursor: &Cursor) -> Result<(), StoreError> {
+        let table = &self.cfg.cursors_table;
         let v =
             serde_json::json!({"link_id": link_id, "cursor": cursor, "updated_ms": now_millis()});
-        self.put(&self.cfg.cursors_table, &v).await
+        let item = Self::to_item(table, &v)?;
+        self.put_fenced(table, item).await
     }
 
     /// Forget the link's cursor (the next pull re-enumerates).
@@ -476,58 +495,6 @@ impl Store {
         self.put_if(table, req).await
     }
 
-    /// Take the link's lease for `ttl_secs` as `owner` (an expired lease is taken over).
-    /// Returns `false` when another owner holds an unexpired lease. Pull and push of a link
-    /// never interleave.
-    ///
-    /// Errors: DynamoDB failure.
-    pub async fn acquire_lease(
-        &self,
-        link_id: &str,
-        owner: &str,
-        ttl_secs: i64,
-    ) -> Result<bool, StoreError> {
-        let table = &self.cfg.leases_table;
-        let now = now_secs();
-        let req = self
-            .ddb
-            .put_item()
-            .table_name(table)
-            .item("link_id", s(link_id))
-            .item("owner", s(owner))
-            .item("expires_at", n(now + ttl_secs))
-            .condition_expression("attribute_not_exists(link_id) OR expires_at < :now OR #o = :me")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":me", s(owner));
-        self.put_if(table, req).await
-    }
-
-    /// Release the lease if `owner` still holds it.
-    pub async fn release_lease(&self, link_id: &str, owner: &str) -> Result<(), StoreError> {
-        let table = &self.cfg.leases_table;
-        let res = self
-            .ddb
-            .delete_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
-            .condition_expression("#o = :me")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":me", s(owner))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
-        }
-    }
-
     // ---- run records ----
 
     /// Save a run record.
@@ -572,5 +539,7 @@ impl Store {
 }
 
 mod api;
+mod lease;
 mod oauth;
 pub use api::{ChangeCursor, IdempotencyRecord, Page};
+pub use lease::Lease;

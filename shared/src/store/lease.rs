@@ -1,0 +1,190 @@
+//! Leases (one worker per link at a time) with fencing tokens: each acquisition sets the
+//! lease's `fence` to the acquisition time (epoch ms), strictly above the last one, so
+//! tokens keep increasing even after the lease item is released or removed by its TTL; mapping and cursor writes made under a lease carry it, and DynamoDB
+//! refuses a write whose token is older than the one already on the item
+//! (`attribute_not_exists(fence) OR fence <= :f`). A worker whose lease expired while it
+//! was still working (a stalled Lambda, a long GC pause of the network) can therefore not
+//! overwrite what the worker that took the lease over has written.
+//! (Kleppmann, "How to do distributed locking", 2016: the fencing-token pattern.)
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{n, s, Item, Store, StoreError};
+use crate::config::{now_millis, now_secs};
+
+/// A held lease: who holds it and its fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased key (a link id, or `token:<arn>` for a token refresh).
+    pub key: String,
+    /// The holder (a uuid per job).
+    pub owner: String,
+    /// Fencing token: increases with every acquisition of this key.
+    pub fence: i64,
+}
+
+const FENCE_CONDITION: &str = "attribute_not_exists(fence) OR fence <= :f";
+
+impl Store {
+    /// Take the lease on `key` for `ttl_secs` (seconds) as `owner`; an expired lease is taken
+    /// over. `None` when another owner holds an unexpired lease. The new [`Lease::fence`] is
+    /// now (epoch ms) and above the last holder's.
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let table = &self.cfg.leases_table;
+        let now = now_secs();
+        let fence = now_millis();
+        let res = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(key))
+            .update_expression("SET #o = :me, expires_at = :exp, fence = :f")
+            .condition_expression(
+                "(attribute_not_exists(link_id) OR expires_at < :now OR #o = :me) \
+                 AND (attribute_not_exists(fence) OR fence < :f)",
+            )
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":exp", n(now + ttl_secs))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":f", n(fence))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Some(Lease {
+                key: key.into(),
+                owner: owner.into(),
+                fence,
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
+        }
+    }
+
+    /// Extend `lease` to `ttl_secs` from now: `false` when it is no longer held (expired and
+    /// taken over), so the holder must stop.
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn renew_lease(&self, lease: &Lease, ttl_secs: i64) -> Result<bool, StoreError> {
+        let table = &self.cfg.leases_table;
+        let res = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(&lease.key))
+            .update_expression("SET expires_at = :exp")
+            .condition_expression("#o = :me AND fence = :f")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(&lease.owner))
+            .expression_attribute_values(":f", n(lease.fence))
+            .expression_attribute_values(":exp", n(now_secs() + ttl_secs))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
+        }
+    }
+
+    /// Release the lease on `key` if `owner` still holds it.
+    pub async fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        let table = &self.cfg.leases_table;
+        let res = self
+            .ddb
+            .delete_item()
+            .table_name(table)
+            .key("link_id", s(key))
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
+        }
+    }
+
+    /// This store with mapping and cursor writes fenced by `lease`: each carries
+    /// `fence = lease.fence`, and is refused ([`StoreError::Fenced`]) when the item already
+    /// carries a newer token.
+    pub fn fenced(&self, lease: &Lease) -> Store {
+        Store {
+            fence: Some(lease.fence),
+            ..self.clone()
+        }
+    }
+
+    /// PutItem of `item`, fenced when this store is.
+    pub(super) async fn put_fenced(&self, table: &str, mut item: Item) -> Result<(), StoreError> {
+        let mut req = self.ddb.put_item().table_name(table);
+        if let Some(f) = self.fence {
+            item.insert("fence".into(), n(f));
+            req = req
+                .condition_expression(FENCE_CONDITION)
+                .expression_attribute_values(":f", n(f));
+        }
+        let req = req.set_item(Some(item));
+        match self.put_if(table, req).await? {
+            true => Ok(()),
+            false => Err(self.refused(table)),
+        }
+    }
+
+    /// DeleteItem of `key`, fenced when this store is.
+    pub(super) async fn delete_fenced(
+        &self,
+        table: &str,
+        key: HashMap<String, AttributeValue>,
+    ) -> Result<(), StoreError> {
+        let mut req = self.ddb.delete_item().table_name(table).set_key(Some(key));
+        if let Some(f) = self.fence {
+            req = req
+                .condition_expression(FENCE_CONDITION)
+                .expression_attribute_values(":f", n(f));
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(self.refused(table))
+            }
+            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
+        }
+    }
+
+    fn refused(&self, table: &str) -> StoreError {
+        StoreError::Fenced {
+            table: table.into(),
+            fence: self.fence.unwrap_or_default(),
+        }
+    }
+}
