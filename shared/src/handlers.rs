@@ -9,6 +9,7 @@ use crate::engine::{self, EngineError};
 use crate::model::{Link, LinkStatus, RunRecord};
 use crate::provider::{self, ProviderError};
 use crate::queue::{QueueKind, SyncJob};
+use crate::store::CursorState;
 
 /// Lease time while a link is worked on (seconds). The lease is renewed every
 /// [`RENEW_EVERY_SECS`] while the job runs, so a job killed at its deadline (the Lambda
@@ -245,16 +246,30 @@ async fn run_leased(
             return Err(e);
         }
     };
+    // A pull reads the cursor item: its cursor, and the outbox of jobs an earlier pull of
+    // this link recorded but may not have sent (sent again now; SQS deduplicates).
+    let state = match dir {
+        Direction::Pull => store.get_cursor_state(&link.link_id).await?,
+        Direction::Push => CursorState::default(),
+    };
+    if !state.outbox.is_empty() {
+        tracing::info!(link = %link.link_id, jobs = state.outbox.len(), "sending the outbox of an earlier pull");
+        ctx.queues()
+            .send(QueueKind::SyncBack, &state.outbox)
+            .await?;
+    }
     let outcome = match dir {
-        Direction::Pull => engine::pull(
-            &store,
-            link,
-            provider.as_ref(),
-            &mut run,
-            job.trigger == RETRY,
-        )
-        .await
-        .map(|o| (Some(o), None)),
+        Direction::Pull => {
+            // A retry after a precondition failure re-enumerates.
+            let from = engine::PullFrom {
+                cursor: state.cursor.as_ref().filter(|_| job.trigger != RETRY),
+                recent_deletions: engine::plan::recent_deletions(&state.deletions, now_millis()),
+                written_after: state.written_ms.map(|_| state.updated_ms),
+            };
+            engine::pull(&store, link, provider.as_ref(), &mut run, from)
+                .await
+                .map(|o| (Some(o), None))
+        }
         Direction::Push => engine::push(
             &store,
             link,
@@ -267,6 +282,10 @@ async fn run_leased(
     };
     run.api_calls = provider.requests();
     run.ended_ms = now_millis();
+    if dir == Direction::Push && run.created + run.updated + run.deleted > 0 {
+        // The next pull checks that its report lists these writes (PullFrom::written_after).
+        store.mark_written(&link.link_id).await?;
+    }
     let (status, reason) = match &outcome {
         Ok((Some(p), _)) if p.quarantined => {
             run.outcome = "quarantined".into();
@@ -361,7 +380,41 @@ async fn run_leased(
         if p.self_pending || window_due {
             jobs.push(SyncJob::coalesced(&link.link_id, "sync-back", &run.run_id));
         }
-        queues.send(QueueKind::SyncBack, &jobs).await?;
+        // Outbox: the cursor and the jobs it makes owed are one write, then the jobs are
+        // sent, then the outbox is emptied. A failure in between leaves the jobs recorded,
+        // and the next pull of this link sends them.
+        // The brake's window: this pull's deletions join it, older ones leave.
+        let now = now_millis();
+        let mut deletions: Vec<(i64, u32)> = state
+            .deletions
+            .iter()
+            .copied()
+            .filter(|(t, _)| now - t < engine::plan::BRAKE_WINDOW_MS)
+            .collect();
+        if run.deleted > 0 {
+            deletions.push((now, run.deleted));
+        }
+        let mut owed = CursorState {
+            cursor: p.cursor.clone().or(state.cursor.clone()),
+            outbox: jobs.clone(),
+            deletions,
+            // Kept while the cursor is (a quarantined pull saves none).
+            written_ms: p.cursor.is_none().then_some(state.written_ms).flatten(),
+            ..Default::default()
+        };
+        let news = p.cursor.is_some()
+            || !jobs.is_empty()
+            || !state.outbox.is_empty()
+            || state.written_ms.is_some()
+            || owed.deletions != state.deletions;
+        if news {
+            store.put_cursor_state(&link.link_id, &owed).await?;
+        }
+        if !jobs.is_empty() {
+            queues.send(QueueKind::SyncBack, &jobs).await?;
+            owed.outbox.clear();
+            store.put_cursor_state(&link.link_id, &owed).await?;
+        }
     }
     if push.is_some_and(|p| p.more) {
         // Out of time with writes left: the next run carries on from the saved mappings.

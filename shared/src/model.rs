@@ -252,6 +252,11 @@ pub struct Mapping {
     /// on the member, and nothing is owed to it.
     #[serde(default)]
     pub excluded: bool,
+    /// A read-only member's object carrying the UID of an event that another member brought
+    /// into the hub: never applied, never deleted from the hub (a feed may change only its
+    /// own events).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
     /// Last change (epoch milliseconds).
     pub updated_ms: i64,
 }
@@ -271,6 +276,7 @@ impl Mapping {
             conflict_remote: None,
             failed_version: None,
             excluded: false,
+            foreign: false,
             updated_ms: crate::config::now_millis(),
         }
     }

@@ -317,3 +317,68 @@ async fn jobs_are_not_started_past_the_invocations_deadline() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failure_between_cursor_and_fan_out_still_converges() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "outbox", &[]).await.unwrap();
+    fixtures::client_put(&ctx, &p.radicale, &simple_event("outbox-1", "Owed", 9))
+        .await
+        .unwrap();
+    // The pull saves its cursor, then cannot reach the sync-back queue.
+    let mut broken = ctx.clone();
+    broken.config.sync_back_queue = "calsync-no-such-queue.fifo".into();
+    let job = calsync::queue::SyncJob::unique(&p.r.link_id, "manual");
+    let failed =
+        calsync::handlers::run_job(&broken, &job, calsync::handlers::Direction::Pull).await;
+    assert!(failed.is_err(), "the fan-out failed: {failed:?}");
+    let state = ctx.store().get_cursor_state(&p.r.link_id).await.unwrap();
+    assert!(state.cursor.is_some(), "the cursor moved on");
+    assert_eq!(
+        state
+            .outbox
+            .iter()
+            .map(|j| j.link_id.as_str())
+            .collect::<Vec<_>>(),
+        [p.x.link_id.as_str()],
+        "the owed sync-back is recorded with it"
+    );
+    // The next pull of the link (no remote change) sends what is owed.
+    sync_link(&ctx, &p.r.link_id).await.unwrap();
+    let uids = fixtures::uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(uids.get("outbox-1"), Some(&1), "{uids:?}");
+    let state = ctx.store().get_cursor_state(&p.r.link_id).await.unwrap();
+    assert!(state.outbox.is_empty(), "sent and cleared: {state:?}");
+}
+
+#[tokio::test]
+async fn an_event_written_and_deleted_since_the_sync_token_is_still_a_removal() {
+    let ctx = local_ctx().await;
+    // The pair's first sync pulls Xandikos (empty), then pushes the event there: Xandikos'
+    // stored sync-token predates the event.
+    let p = pair(
+        &ctx,
+        "vanished",
+        &[simple_event("vanished-1", "Short-lived", 8)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fixtures::uid_counts(&ctx, &p.xandikos).await.unwrap().len(),
+        1
+    );
+    // Deleted there before any pull: the report since the old token may leave it out
+    // entirely (RFC 6578), yet the deletion must reach the hub and Radicale.
+    fixtures::client_delete(&ctx, &p.xandikos, "vanished-1")
+        .await
+        .unwrap();
+    sync_link(&ctx, &p.x.link_id).await.unwrap();
+    assert!(fixtures::uid_counts(&ctx, &p.radicale)
+        .await
+        .unwrap()
+        .is_empty());
+    let hub = ctx.store().get_event(&p.group, "vanished-1").await.unwrap();
+    assert!(hub.is_some_and(|h| h.deleted));
+    let state = ctx.store().get_cursor_state(&p.x.link_id).await.unwrap();
+    assert_eq!(state.written_ms, None, "checked and cleared");
+}

@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
-use crate::provider::{Etag, Provider, ProviderError, RemoteId, RemoteRef};
+use crate::provider::{Cursor, Etag, Provider, ProviderError, RemoteId, RemoteRef};
 use crate::store::{Store, StoreError};
 use plan::{Count, HubWrite, ItemPlan, RemovalPlan, Snapshot};
 
@@ -45,8 +45,12 @@ pub enum EngineError {
 }
 
 /// What a pull changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PullOutcome {
+    /// The cursor to save (`None`: keep the stored one — unchanged, or held back by the
+    /// deletion brake). The caller saves it together with the jobs the pull makes owed
+    /// (the outbox, [`crate::store::CursorState`]).
+    pub cursor: Option<Cursor>,
     /// The hub changed: other members need a push.
     pub hub_changed: bool,
     /// This link itself has hub changes waiting to be pushed.
@@ -248,31 +252,50 @@ fn lost_races(uid: &str) -> StoreError {
     }
 }
 
-/// Pull `link`'s remote changes into the hub. Counts go into `run`; the cursor is saved
-/// unless the deletion brake fired. `full` ignores the stored cursor and re-enumerates the
-/// calendar, reconciled by etag against the mappings (used after a push met a precondition
-/// failure: a server that omitted a change from its incremental report cannot make push and
-/// pull chase each other).
+/// Where a pull starts from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullFrom<'a> {
+    /// The cursor (`None`: enumerate the whole calendar, reconciled by etag against the
+    /// mappings — also used after a push met a precondition failure, so that a server that
+    /// omitted a change from its incremental report cannot make push and pull chase each
+    /// other).
+    pub cursor: Option<&'a Cursor>,
+    /// Deletions this link's pulls applied in the brake's window before this one
+    /// ([`plan::brake`]).
+    pub recent_deletions: usize,
+    /// Set when this link's pushes wrote to the member after the cursor was saved (epoch ms
+    /// of the save): an incremental report must then list every object written since (as
+    /// an echo). One it does not list was created and deleted again since the cursor —
+    /// RFC 6578 lets a server leave such an object out entirely — and is looked up; if it
+    /// is gone, it is a removal like any other.
+    pub written_after: Option<i64>,
+}
+
+/// Pull `link`'s remote changes into the hub from `from`. Counts go into `run`; the outcome
+/// carries the cursor to save unless the deletion brake fired.
 pub async fn pull(
     store: &Store,
     link: &Link,
     provider: &dyn Provider,
     run: &mut RunRecord,
-    full: bool,
+    from: PullFrom<'_>,
 ) -> Result<PullOutcome, EngineError> {
-    let cursor = if full {
-        None
-    } else {
-        store.get_cursor(&link.link_id).await?
-    };
-    let res = provider.pull(cursor.as_ref()).await?;
-    if !res.full && res.changed.is_empty() && res.removed.is_empty() && res.unreadable.is_empty() {
+    let cursor = from.cursor;
+    let recent_deletions = from.recent_deletions;
+    let res = provider.pull(cursor).await?;
+    let check_echoes = from.written_after.filter(|_| !res.full);
+    if !res.full
+        && check_echoes.is_none()
+        && res.changed.is_empty()
+        && res.removed.is_empty()
+        && res.unreadable.is_empty()
+    {
         // Nothing changed remotely: one provider request, no reads of mappings or hub events.
         // Hub changes reach this link through the sync-back jobs their pulls queue.
-        if cursor.as_ref() != Some(&res.cursor) {
-            store.put_cursor(&link.link_id, &res.cursor).await?;
-        }
-        return Ok(PullOutcome::default());
+        return Ok(PullOutcome {
+            cursor: (cursor != Some(&res.cursor)).then_some(res.cursor),
+            ..Default::default()
+        });
     }
     let maps: HashMap<String, Mapping> = store
         .mappings_of_link(&link.link_id)
@@ -328,6 +351,35 @@ pub async fn pull(
         st.mark_error(key, &href, None, reason).await?;
     }
 
+    let mut vanished = Vec::new();
+    if let Some(after) = check_echoes {
+        let listed: HashSet<&RemoteId> = seen.iter().chain(res.removed.iter()).collect();
+        let unlisted: Vec<RemoteId> = st
+            .maps
+            .values()
+            .filter(|m| m.updated_ms > after)
+            .filter_map(|m| m.href.clone())
+            .filter(|h| !listed.contains(h))
+            .collect();
+        if !unlisted.is_empty() {
+            let found = provider.fetch(&unlisted).await?;
+            let present: HashSet<RemoteId> = found.iter().map(|r| r.href.clone()).collect();
+            for item in found {
+                let known = by_href.get(&item.href).and_then(|u| st.maps.get(u));
+                if !known.is_some_and(|m| m.etag.is_some() && m.etag == item.etag) {
+                    st.apply_item(item).await?;
+                }
+            }
+            vanished = unlisted
+                .into_iter()
+                .filter(|h| !present.contains(h))
+                .collect();
+            if !vanished.is_empty() {
+                tracing::info!(link = %link.link_id, count = vanished.len(),
+                    "objects written since the cursor are gone without a report entry");
+            }
+        }
+    }
     let removed_hrefs: Vec<RemoteId> = if res.full {
         let unseen: Vec<RemoteId> = by_href
             .keys()
@@ -340,7 +392,7 @@ pub async fn pull(
             provider.confirm_removed(&unseen).await?
         }
     } else {
-        res.removed
+        res.removed.into_iter().chain(vanished).collect()
     };
     let mut removed: Vec<String> = removed_hrefs
         .iter()
@@ -348,7 +400,7 @@ pub async fn pull(
         .filter(|uid| !uid.starts_with("href:"))
         .collect();
     removed.sort();
-    let brake = plan::brake(link, removed.len(), by_href.len());
+    let brake = plan::brake(link, removed.len(), by_href.len(), recent_deletions);
     let quarantined = brake.is_some();
     if let Some(reason) = brake {
         tracing::warn!(link = %link.link_id, %reason);
@@ -357,7 +409,6 @@ pub async fn pull(
         for uid in &removed {
             st.apply_removal(uid).await?;
         }
-        store.put_cursor(&link.link_id, &res.cursor).await?;
     }
     for uid in removed_hrefs
         .iter()
@@ -370,6 +421,7 @@ pub async fn pull(
 
     let self_pending = plan::owes_push(link, st.hub.values(), |uid| st.maps.get(uid));
     Ok(PullOutcome {
+        cursor: (!quarantined).then_some(res.cursor),
         hub_changed: st.hub_changed,
         self_pending,
         quarantined,

@@ -122,6 +122,31 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     mapping.error = None;
     mapping.conflict_remote = None;
     mapping.updated_ms = s.now_ms;
+    if s.link.read_only() {
+        // A feed may change only the events it brought: a UID that names another member's
+        // event (a hub event last written by someone else, with no mapping of this feed) is
+        // never applied, and stays refused.
+        let foreign = match m {
+            Some(m) => m.foreign,
+            None => s.hub.is_some_and(|h| h.origin_link != s.link.link_id),
+        };
+        if foreign {
+            let reason = format!(
+                "UID {uid} names an event of another calendar; this read-only calendar may change only its own events"
+            );
+            let notice = m
+                .is_none_or(|m| !m.foreign)
+                .then(|| (NoticeKind::Error, reason.clone()));
+            mapping.foreign = true;
+            mapping.status = EventStatus::Error;
+            mapping.error = Some(reason);
+            return ItemPlan {
+                count: Some(Count::Error),
+                notice,
+                ..ItemPlan::mapping_only(mapping)
+            };
+        }
+    }
     let synced = |mut mapping: Mapping, version: i64| {
         mapping.base = Some(remote_ical.clone());
         mapping.synced_version = version;
@@ -129,6 +154,16 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         mapping
     };
     let Some(h) = s.hub.filter(|h| !h.deleted) else {
+        let base = m
+            .and_then(|m| m.base.as_deref())
+            .and_then(|b| (s.view)(b).or_else(|| EventSeries::parse_single("base", b).ok()));
+        if s.hub.is_some() && base.is_some_and(|b| same_but_replies(s.remote, &b)) {
+            // Deleted in the hub, and only the version tag (a server rewrite) or attendees'
+            // answers moved here: not an edit, so the deletion stands and is still owed to
+            // this member (with the new etag).
+            mapping.status = EventStatus::Pending;
+            return ItemPlan::mapping_only(mapping);
+        }
         // New to the hub, or an edit of an event deleted elsewhere (edit wins).
         let version = s.hub.map(|h| h.version + 1).unwrap_or(1);
         return ItemPlan {
@@ -238,6 +273,19 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     }
 }
 
+/// `a` and `b` have the same content once attendees' lines (their answers, PARTSTAT) are
+/// left out: an RSVP is not an edit that brings a deleted event back.
+fn same_but_replies(a: &EventSeries, b: &EventSeries) -> bool {
+    let strip = |s: &EventSeries| {
+        let mut c = s.content();
+        for f in c.values_mut() {
+            f.remove("ATTENDEE");
+        }
+        c
+    };
+    strip(a) == strip(b)
+}
+
 /// Plan a remote object that could not be read: its mapping (under `key`) gets status
 /// `error` with `reason`, keeping what it had agreed; the application hears of it once per
 /// reason.
@@ -288,6 +336,8 @@ pub fn plan_removal(
 ) -> RemovalPlan {
     match hub.filter(|h| !h.deleted) {
         None => RemovalPlan::Forget,
+        // Never applied, so never deleted either.
+        Some(_) if mapping.foreign => RemovalPlan::Forget,
         Some(h) if h.version == mapping.synced_version || link.read_only() => {
             RemovalPlan::Tombstone(HubWrite {
                 event: HubEvent {
@@ -311,20 +361,44 @@ pub fn plan_removal(
     }
 }
 
-/// The deletion brake: `Some(reason)` when removing `removed` of `mapped` events exceeds
-/// the link's limits (at least `brake_min` and more than `brake_ratio` of them) and the
-/// link has no override.
-pub fn brake(link: &Link, removed: usize, mapped: usize) -> Option<String> {
+/// How far back the deletion brake counts deletions already applied (milliseconds): 24 h.
+pub const BRAKE_WINDOW_MS: i64 = 86_400_000;
+
+/// The deletion brake over a rolling window ([`BRAKE_WINDOW_MS`]): `Some(reason)` when the
+/// `removed` deletions of this pull, with the `recent` ones applied in the window before it,
+/// reach `brake_min` and are more than `brake_ratio` of the events the link had at the
+/// window's start (`mapped` now + `recent`), and the link has no override. Deletions that
+/// drip in a few per pull are therefore held back like one mass deletion.
+pub fn brake(link: &Link, removed: usize, mapped: usize, recent: usize) -> Option<String> {
+    if removed == 0 {
+        return None;
+    }
+    let total = removed + recent;
+    let base = mapped + recent;
     let fired = !link.allow_mass_delete
-        && removed >= link.brake_min as usize
-        && removed as f64 > link.brake_ratio * mapped as f64;
+        && total >= link.brake_min as usize
+        && total as f64 > link.brake_ratio * base as f64;
     fired.then(|| {
+        let earlier = if recent > 0 {
+            format!(" (with {recent} deleted in the last 24 h)")
+        } else {
+            String::new()
+        };
         format!(
-            "deletion brake: the pull would delete {removed} of {mapped} events (limit {:.0}% and at least {}); deletions held back",
+            "deletion brake: the pull would delete {total} of {base} events{earlier} (limit {:.0}% and at least {}); deletions held back",
             link.brake_ratio * 100.0,
             link.brake_min
         )
     })
+}
+
+/// The deletions of `window` (epoch ms, count) within [`BRAKE_WINDOW_MS`] before `now_ms`.
+pub fn recent_deletions(window: &[(i64, u32)], now_ms: i64) -> usize {
+    window
+        .iter()
+        .filter(|(t, _)| now_ms - t < BRAKE_WINDOW_MS)
+        .map(|(_, n)| *n as usize)
+        .sum()
 }
 
 /// True when `link` owes a write for one of the hub's events after a pull (so a push of

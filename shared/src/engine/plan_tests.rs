@@ -297,6 +297,85 @@ fn unreadable_table() {
 }
 
 #[test]
+fn tombstones_come_back_only_for_edits() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let caldav = link(ProviderKind::Caldav, ConflictPolicy::Merge);
+    let agreed = mapping(3, &a, EventStatus::Synced);
+    let gone = hub(4, &a, true);
+    // Same content, new etag (a server rewrite): the deletion stands, still owed here.
+    let p = plan(
+        &caldav,
+        &ics("A", "R1", "20270105T000000Z"),
+        Some(&gone),
+        Some(&agreed),
+    );
+    assert_eq!(p.hub, None, "no resurrection: {p:?}");
+    assert_eq!(p.mapping.status, EventStatus::Pending);
+    assert_eq!(
+        p.mapping.etag.as_deref(),
+        Some("\"new\""),
+        "deleted with the new etag"
+    );
+    // An attendee's answer: not an edit either.
+    let rsvp = a.replace(
+        "LAST-MODIFIED",
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:guest@example.com\r\nLAST-MODIFIED",
+    );
+    let p = plan(&caldav, &rsvp, Some(&gone), Some(&agreed));
+    assert_eq!(p.hub, None, "an RSVP does not resurrect: {p:?}");
+    // A real edit: the edit wins over the deletion.
+    let p = plan(
+        &caldav,
+        &ics("B", "R1", "20270105T000000Z"),
+        Some(&gone),
+        Some(&agreed),
+    );
+    assert_eq!(hub_summary(&p).as_deref(), Some("B"));
+    assert_eq!(
+        p.hub.map(|w| (w.event.version, w.event.deleted)),
+        Some((5, false))
+    );
+}
+
+#[test]
+fn a_feed_may_change_only_its_own_events() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let feed = link(ProviderKind::Ics, ConflictPolicy::Merge);
+    // The user's meeting, brought by another member; the feed carries its UID.
+    let meeting = hub(3, &a, false);
+    let p = plan(
+        &feed,
+        &ics("Spoofed", "R9", "20270109T000000Z"),
+        Some(&meeting),
+        None,
+    );
+    assert_eq!(p.hub, None, "never applied: {p:?}");
+    assert!(p.mapping.foreign);
+    assert_eq!(p.mapping.status, EventStatus::Error);
+    assert!(p.notice.is_some(), "the application hears of it once");
+    let again = plan(
+        &feed,
+        &ics("Spoofed 2", "R9", "20270110T000000Z"),
+        Some(&meeting),
+        Some(&p.mapping),
+    );
+    assert_eq!(again.hub, None);
+    assert!(again.notice.is_none());
+    assert_eq!(
+        plan_removal(&feed, &p.mapping, Some(&meeting), 5),
+        RemovalPlan::Forget,
+        "nor deleted when the feed drops it"
+    );
+    // Its own event (last written by the feed) it may change.
+    let own = HubEvent {
+        origin_link: "l".into(),
+        ..hub(3, &a, false)
+    };
+    let p = plan(&feed, &ics("B", "R1", "20270105T000000Z"), Some(&own), None);
+    assert_eq!(hub_summary(&p).as_deref(), Some("B"));
+}
+
+#[test]
 fn removal_table() {
     let a = ics("A", "R1", "20270101T000000Z");
     let caldav = link(ProviderKind::Caldav, ConflictPolicy::Merge);
@@ -338,22 +417,37 @@ fn removal_table() {
 #[test]
 fn brake_table() {
     let mut l = link(ProviderKind::Caldav, ConflictPolicy::Merge);
-    // (removed, mapped, fires)
-    for (removed, mapped, fires) in [
-        (4, 4, false),      // fewer than brake_min (5)
-        (5, 10, false),     // exactly half is not more than half
-        (6, 10, true),      // more than half, at least 5
-        (5, 5, true),       // all of a small calendar
-        (100, 1000, false), // a tenth
+    // (removed, mapped, deleted in the last 24 h, fires)
+    for (removed, mapped, recent, fires) in [
+        (4, 4, 0, false),      // fewer than brake_min (5)
+        (5, 10, 0, false),     // exactly half is not more than half
+        (6, 10, 0, true),      // more than half, at least 5
+        (5, 5, 0, true),       // all of a small calendar
+        (100, 1000, 0, false), // a tenth
+        (4, 6, 4, true),       // a drip: 4 now after 4 earlier, 8 of 10
+        (4, 10, 1, false),     // 5 of 11: not more than half
+        (0, 2, 8, false),      // nothing removed now: nothing to hold back
     ] {
         assert_eq!(
-            brake(&l, removed, mapped).is_some(),
+            brake(&l, removed, mapped, recent).is_some(),
             fires,
-            "{removed} of {mapped}"
+            "{removed} of {mapped} after {recent}"
         );
     }
+    let reason = brake(&l, 4, 6, 4).unwrap_or_default();
+    assert!(
+        reason.contains("8 of 10") && reason.contains("last 24 h"),
+        "{reason}"
+    );
     l.allow_mass_delete = true;
-    assert!(brake(&l, 10, 10).is_none(), "the override lets it through");
+    assert!(
+        brake(&l, 10, 10, 0).is_none(),
+        "the override lets it through"
+    );
+    // The window: deletions older than 24 h no longer count.
+    let now = BRAKE_WINDOW_MS * 3;
+    let window = [(now - BRAKE_WINDOW_MS - 1, 7), (now - 1000, 2), (now, 1)];
+    assert_eq!(recent_deletions(&window, now), 3);
 }
 
 #[test]
