@@ -14,6 +14,7 @@
 //! comparing content.
 
 pub mod lines;
+pub mod repair;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -244,6 +245,9 @@ fn entry_line(e: &calcard::icalendar::ICalendarEntry) -> String {
 /// `Err` naming the line; a series with a problem (no DTSTART, unreadable date, invalid
 /// RRULE, no UID) is reported in [`ParsedCalendar::errors`] while the others are returned.
 pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, IcalError> {
+    // Real-world files that are not quite RFC 5545 are repaired first (see [`repair`]).
+    let repaired = repair::repair(text);
+    let text: &str = &repaired;
     let (ical, too_deep) = match parse_guarded(text) {
         Some(Ok(i)) => i,
         Some(Err(e)) => return Err(entry_error(source_name, text, e)),
@@ -415,24 +419,40 @@ fn chrono_tz_is_iana(tzid: &str) -> bool {
 /// calcard's own Windows table predates CLDR 48 for a few zones (e.g. Central Asia Standard
 /// Time → Asia/Bishkek), so the CLDR map decides.
 fn normalize_windows_tzids(ical: &mut ICalendar) {
+    use calcard::common::timezone::Tz as CalTz;
     use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarValue};
+    // TZIDs that are neither IANA nor Windows names but whose VTIMEZONE calcard ties to an
+    // IANA zone (X-LIC-LOCATION, Exchange's X-MICROSOFT-CDO-TZID, an old Outlook display
+    // name such as "Pacific Time (US & Canada), Tijuana"): written under that IANA name,
+    // with their VTIMEZONE, so Google and Graph (IANA only) take them too.
+    let mut by_vtimezone: BTreeMap<String, String> = BTreeMap::new();
+    for comp in &ical.components {
+        if let Some((name, CalTz::Tz(tz))) = comp.timezone() {
+            if !chrono_tz_is_iana(name) && windows_to_iana(name).is_none() && tz != chrono_tz::UTC {
+                by_vtimezone.insert(name.to_string(), tz.name().to_string());
+            }
+        }
+    }
+    let rename = |t: &mut String| {
+        if let Some(iana) = windows_to_iana(t) {
+            *t = iana.to_string();
+        } else if let Some(iana) = by_vtimezone.get(t.as_str()) {
+            *t = iana.clone();
+        }
+    };
     for comp in &mut ical.components {
         for entry in &mut comp.entries {
             if entry.name == ICalendarProperty::Tzid {
                 for v in &mut entry.values {
                     if let ICalendarValue::Text(t) = v {
-                        if let Some(iana) = windows_to_iana(t) {
-                            *t = iana.to_string();
-                        }
+                        rename(t);
                     }
                 }
             }
             for p in &mut entry.params {
                 if p.name == ICalendarParameterName::Tzid {
                     if let ICalendarParameterValue::Text(t) = &mut p.value {
-                        if let Some(iana) = windows_to_iana(t) {
-                            *t = iana.to_string();
-                        }
+                        rename(t);
                     }
                 }
             }

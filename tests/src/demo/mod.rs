@@ -16,9 +16,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use calsync::config::Ctx;
-use calsync::ical::{parse_calendar, EventSeries, Occurrence};
+use calsync::ical::{EventSeries, Occurrence};
 use calsync::model::Link;
 use chrono::{Duration, Utc};
 
@@ -39,6 +38,7 @@ BEGIN:VEVENT\r\nUID:feed-holiday-2@calsync.example\r\nDTSTAMP:20260101T000000Z\r
 DTEND;VALUE=DATE:20270502\r\nSUMMARY:Labour Day (from the holiday feed)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 mod app;
+mod import;
 mod outlook;
 
 const USER_ID: i64 = 282;
@@ -181,46 +181,13 @@ pub async fn run(ics: Option<&str>, name: Option<&str>) -> anyhow::Result<bool> 
         crate::emulators::graph::Config::default(),
     )
     .await?;
-    let (name, text) = match ics {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
-            (
-                path.to_string(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            )
-        }
-        None => ("built-in sample".to_string(), SAMPLE.to_string()),
-    };
-    let parsed = parse_calendar(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "calendar: {name}: {} event series, {} unreadable",
-        parsed.series.len(),
-        parsed.errors.len()
-    );
-    for (_, e) in &parsed.errors {
-        println!("  skipped: {e}");
-    }
-
     let radicale = fixtures::new_calendar(&ctx, Server::Radicale, name_tag).await?;
     let xandikos = fixtures::new_calendar(&ctx, Server::Xandikos, name_tag).await?;
-    let mut rejected = 0;
-    for (i, s) in parsed.series.iter().enumerate() {
-        if let Err(e) = fixtures::client_put(&ctx, &radicale, &s.to_ical()).await {
-            rejected += 1;
-            println!("  Radicale rejected {}: {e}", s.uid);
-        }
-        if (i + 1) % 200 == 0 {
-            println!(
-                "  imported {} of {} (Radicale's cost per PUT grows with the calendar)",
-                i + 1,
-                parsed.series.len()
-            );
-        }
-    }
-    println!(
-        "imported {} series into {radicale} ({rejected} rejected by the server)",
-        parsed.series.len() - rejected
-    );
+    let import::Imported {
+        parsed,
+        rejected,
+        had_events,
+    } = import::seed(&ctx, ics, &radicale).await?;
 
     let feed = FeedServer::start(FEED, true).await?;
     // The application's side: the API with a development issuer, a token for the user.
@@ -559,6 +526,15 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
             os.uids == x.uids
         );
     }
+    println!(
+        "events not synced: {} unreadable in the file, {rejected} refused on import, {} refused by a member",
+        parsed.errors.len(),
+        refused.len()
+    );
+    let imported_none = had_events && parsed.series.len() == rejected;
+    if imported_none {
+        println!("error: the calendar has events, but none could be imported (see above)");
+    }
     outlook::park(&ctx, &o).await?;
     // The emulator stops with this process: stop the link's push channel while it can
     // answer, and park the link so that later schedules (`calsync-local serve`) and the
@@ -575,7 +551,7 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
             Some("the demo's Google emulator stopped with `make run`; connect a real account with `make connect-google`"),
         )
         .await?;
-    Ok(converged)
+    Ok(converged && !imported_none)
 }
 
 pub(crate) async fn step(ctx: &Ctx, user_id: i64, label: &str) -> anyhow::Result<()> {
