@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build bench deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build bench soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -92,6 +92,20 @@ test: venv lint
 	cargo test --workspace --lib --bins
 	cargo test -p calsync --test '*' -- --nocapture
 	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
+
+## soak: generated fault schedules (SCHEDULES=1000 by default, EPOCHS=3); prints schedules
+## run, faults fired per kind and invariant violations; CALSYNC_SEED=N replays one
+SCHEDULES ?= 1000
+EPOCHS ?= 3
+soak: venv
+	cargo build --release -p calsync-e2e --bin calsync-local
+	infra/local/with-stack.sh ./target/release/calsync-local soak --schedules $(SCHEDULES) --epochs $(EPOCHS)
+
+## fuzz: the cargo-fuzz targets (nightly), SECONDS=N each (default 60), seeded from
+## ../shared/corpus; crashes become regression inputs under fuzz/regressions/
+FUZZ_SECONDS ?= $(if $(SECONDS),$(SECONDS),60)
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local

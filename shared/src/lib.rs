@@ -15,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod connect;
 pub mod engine;
+pub mod fuzzing;
 pub mod handlers;
 pub mod http_api;
 pub mod ical;

@@ -18,6 +18,7 @@ pub mod outlook;
 pub mod quirks;
 pub mod runner;
 pub mod serve;
+pub mod soak;
 
 use calsync::config::{Clients, Config, Ctx};
 

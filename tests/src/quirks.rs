@@ -103,6 +103,11 @@ impl QuirkProxy {
         ));
     }
 
+    /// Drop every injected answer not yet given.
+    pub fn clear_faults(&self) {
+        self.inner.faults.lock().expect("fault lock").clear();
+    }
+
     /// sync-collection REPORTs seen so far.
     pub fn sync_reports(&self) -> u32 {
         self.inner.reports.load(Ordering::SeqCst)

@@ -101,8 +101,14 @@ fn an_outlook_display_name_tzid_with_its_vtimezone_becomes_iana() {
     let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:Microsoft CDO for Microsoft Exchange\r\nBEGIN:VTIMEZONE\r\nTZID:Pacific Time (US & Canada)\\, Tijuana\r\nX-MICROSOFT-CDO-TZID:13\r\nBEGIN:STANDARD\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:-0700\r\nTZOFFSETTO:-0800\r\nRRULE:FREQ=YEARLY;WKST=MO;INTERVAL=1;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:-0800\r\nTZOFFSETTO:-0700\r\nRRULE:FREQ=YEARLY;WKST=MO;INTERVAL=1;BYMONTH=4;BYDAY=1SU\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:m1\r\nDTSTART;TZID=\"Pacific Time (US & Canada), Tijuana\":20041011T223000\r\nDTEND;TZID=\"Pacific Time (US & Canada), Tijuana\":20041012T000000\r\nSUMMARY:Meeting\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let s = EventSeries::parse_single("exchange.ics", text).unwrap();
     let out = s.to_ical();
-    assert!(out.contains("DTSTART;TZID=America/Los_Angeles:20041011T223000"), "{out}");
-    assert!(out.contains("TZID:America/Los_Angeles"), "its VTIMEZONE goes with it: {out}");
+    assert!(
+        out.contains("DTSTART;TZID=America/Los_Angeles:20041011T223000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("TZID:America/Los_Angeles"),
+        "its VTIMEZONE goes with it: {out}"
+    );
     let (occ, _) = s.occurrences(
         chrono::DateTime::<Utc>::MIN_UTC,
         chrono::DateTime::<Utc>::MAX_UTC,

@@ -64,6 +64,24 @@ async fn main() -> ExitCode {
                 .await
                 .map(|_| true)
         }
+        Some("soak") => {
+            let ctx = local_ctx().await;
+            let n = flag("--schedules")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000u64);
+            let epochs = flag("--epochs")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3usize);
+            let first = flag("--first-seed")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1u64);
+            calsync_e2e::soak::run_many(&ctx, first, n, epochs)
+                .await
+                .map(|r| {
+                    println!("{}", r.summary());
+                    r.violations.is_empty()
+                })
+        }
         Some("openapi") => {
             print!("{}", calsync::api::openapi::document());
             Ok(true)
@@ -116,7 +134,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }

@@ -97,6 +97,12 @@ struct MsResponse {
     principal: Option<String>,
 }
 
+/// [`parse_multistatus`] for the fuzz target ([`crate::fuzzing::multistatus`]).
+#[doc(hidden)]
+pub fn parse_multistatus_for_fuzzing(body: &str) -> Result<usize, ProviderError> {
+    parse_multistatus("https://fuzz.example/cal/", body).map(|(r, _)| r.len())
+}
+
 fn parse_multistatus(
     url: &str,
     body: &str,

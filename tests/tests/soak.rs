@@ -1,0 +1,30 @@
+//! A fixed set of generated fault schedules (`make soak SCHEDULES=N` runs more): each seed
+//! is a workload of user edits on Radicale and Xandikos interleaved with faults, then
+//! quiescence, then the invariant checks of `calsync_e2e::soak`. A failing seed prints
+//! `CALSYNC_SEED=…`; `CALSYNC_SEED=<seed> cargo test -p calsync-e2e --test soak` replays it.
+//! Needs the local stack.
+
+#[tokio::test]
+async fn a_hundred_fault_schedules_keep_the_invariants() {
+    let ctx = calsync_e2e::local_ctx().await;
+    let seeds: u64 = std::env::var("CALSYNC_SOAK_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let report = calsync_e2e::soak::run_many(&ctx, 1, seeds, 1)
+        .await
+        .expect("schedules run");
+    println!("{}", report.summary());
+    assert!(
+        report.violations.is_empty(),
+        "{}\n{}",
+        report.summary(),
+        report.violations.join("\n")
+    );
+    assert!(report.schedules as u64 == seeds || std::env::var("CALSYNC_SEED").is_ok());
+    assert!(
+        report.faults.len() >= 6,
+        "every kind of fault fired: {:?}",
+        report.faults
+    );
+}
