@@ -25,12 +25,19 @@ seed google_event -path '*google*' -name '*.json'
 seed batch -path '*batch*'
 seed jscalendar -path '*jscalendar*' -name '*.json'
 total=0
-for t in ical multistatus google_event batch jscalendar; do
+failed=""
+for t in ${TARGETS:-ical multistatus google_event batch jscalendar}; do
   log="$(mktemp)"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 >"$log" 2>&1 || { tail -40 "$log"; echo "fuzz target $t FAILED (input under fuzz/artifacts/$t/)"; exit 1; }
-  runs="$(grep -oE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1 || echo 0)"
-  echo "fuzz target $t: ${runs:-0} executions in ${SECONDS_EACH} s, no crash"
-  total=$((total + ${runs:-0}))
+  if cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 >"$log" 2>&1; then
+    runs="$(grep -aoE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1 || echo 0)"
+    echo "fuzz target $t: ${runs:-0} executions in ${SECONDS_EACH} s, no crash"
+    total=$((total + ${runs:-0}))
+  else
+    grep -a -E "panicked at|SUMMARY" -A3 "$log" | head -20
+    echo "fuzz target $t: CRASH (input under fuzz/artifacts/$t/)"
+    failed="$failed $t"
+  fi
   rm -f "$log"
 done
-echo "fuzz: $total executions in total"
+echo "fuzz: $total executions in total; crashed:${failed:- none}"
+[ -z "$failed" ]

@@ -382,3 +382,31 @@ async fn an_event_written_and_deleted_since_the_sync_token_is_still_a_removal() 
     let state = ctx.store().get_cursor_state(&p.x.link_id).await.unwrap();
     assert_eq!(state.written_ms, None, "checked and cleared");
 }
+
+#[tokio::test]
+async fn two_lambdas_calls_for_one_account_share_one_quota() {
+    use calsync::store::{Grant, SharedQuota};
+    let ctx = local_ctx().await;
+    let key = unique("account");
+    // Two processes (each its own reservation), one account: 20 calls an hour, blocks of 5.
+    let a = SharedQuota::new(ctx.store(), &key, 20, 3_600_000, 5);
+    let b = SharedQuota::new(ctx.store(), &key, 20, 3_600_000, 5);
+    let mut granted = 0;
+    let mut refused_at = None;
+    for i in 0..30 {
+        let q = if i % 2 == 0 { &a } else { &b };
+        match q.try_take(1).await.unwrap() {
+            Grant::Go => granted += 1,
+            Grant::WaitUntil(t) => {
+                refused_at.get_or_insert(t);
+            }
+        }
+    }
+    // The window may turn over during the loop; within one window at most 20 go.
+    let window_end = refused_at.expect("the shared quota ran out");
+    assert!(window_end > calsync::config::now_millis());
+    assert!(
+        (16..=20).contains(&granted),
+        "together they got {granted} of a quota of 20 (blocks left unspent locally: ≤ 4)"
+    );
+}

@@ -75,13 +75,36 @@ pub struct GoogleCalendar {
     tokens: Arc<dyn TokenSource>,
     counter: RequestCounter,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// The account's quota shared with every other Lambda ([`crate::store::SharedQuota`]).
+    shared: Option<Arc<crate::store::SharedQuota>>,
     retry: RetryPolicy,
     /// Master id → iCalUID, learnt while listing (to fetch a series by iCalUID).
     ical_uids: Mutex<HashMap<String, String>>,
 }
 
-/// The per-account pacer (one per account key, shared by every calendar of the account
-/// within this process).
+/// The account's quota shared by every Lambda (one per account key and process, so a
+/// reserved block is spent by all the process's calendars of the account).
+pub(crate) fn shared_quota_for(
+    store: &crate::store::Store,
+    account: &str,
+) -> Arc<crate::store::SharedQuota> {
+    static QUOTAS: OnceLock<Mutex<HashMap<String, Arc<crate::store::SharedQuota>>>> =
+        OnceLock::new();
+    super::per_account(&QUOTAS, account, || {
+        crate::store::SharedQuota::new(
+            store.clone(),
+            &format!("google:{account}"),
+            USER_REQUESTS_PER_MINUTE,
+            60_000,
+            SHARED_QUOTA_BLOCK,
+        )
+    })
+}
+
+/// Calls reserved from the shared quota at a time (one DynamoDB write per block).
+const SHARED_QUOTA_BLOCK: u32 = 10;
+
+/// The per-process pacer of `account` (smooths calls within the shared quota).
 fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
         OnceLock::new();
@@ -218,6 +241,7 @@ impl GoogleCalendar {
             tokens,
             counter: RequestCounter::default(),
             limiter: limiter_for(account),
+            shared: None,
             retry: RetryPolicy::default(),
             ical_uids: Mutex::new(HashMap::new()),
         })
@@ -233,6 +257,13 @@ impl GoogleCalendar {
     /// Replace the retry schedule (tests use short delays).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Count every call against `quota`, the account's quota shared by all Lambdas (the
+    /// per-process pacer still smooths calls within it).
+    pub fn with_shared_quota(mut self, quota: Arc<crate::store::SharedQuota>) -> Self {
+        self.shared = Some(quota);
         self
     }
 
@@ -267,6 +298,14 @@ impl GoogleCalendar {
                 .bearer()
                 .await
                 .map_err(|e| auth_failure(url, e))?;
+            if let Some(q) = &self.shared {
+                q.take(permits.max(1) as u32)
+                    .await
+                    .map_err(|e| ProviderError::Unavailable {
+                        url: url.into(),
+                        detail: format!("shared quota: {e}"),
+                    })?;
+            }
             for _ in 0..permits.max(1) {
                 self.limiter.until_ready().await;
             }

@@ -54,12 +54,14 @@ impl GoogleCalendar {
     ///
     /// Errors: `url` is not a Google calendar URL.
     pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
+        let quota = super::shared_quota_for(&ctx.store(), arn);
         Ok(GoogleCalendar::new(
             ctx.clients.http.clone(),
             url,
             Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
             arn,
-        )?)
+        )?
+        .with_shared_quota(quota))
     }
 }
 
