@@ -59,20 +59,11 @@ impl Store {
             .expression_attribute_values(":f", n(fence))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(Some(Lease {
-                key: key.into(),
-                owner: owner.into(),
-                fence,
-            })),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
-        }
+        Ok(Self::held("UpdateItem", table, res)?.map(|_| Lease {
+            key: key.into(),
+            owner: owner.into(),
+            fence,
+        }))
     }
 
     /// Extend `lease` to `ttl_secs` from now: `false` when it is no longer held (expired and
@@ -94,16 +85,7 @@ impl Store {
             .expression_attribute_values(":exp", n(now_secs() + ttl_secs))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
-        }
+        Ok(Self::held("UpdateItem", table, res)?.is_some())
     }
 
     /// Release the lease on `key` if `owner` still holds it.
@@ -119,16 +101,8 @@ impl Store {
             .expression_attribute_values(":me", s(owner))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
-        }
+        // Not held any more (expired and taken over): nothing to release.
+        Self::held("DeleteItem", table, res).map(|_| ())
     }
 
     /// This store with mapping and cursor writes fenced by `lease`: each carries
@@ -169,19 +143,13 @@ impl Store {
                 .condition_expression(FENCE_CONDITION)
                 .expression_attribute_values(":f", n(f));
         }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(self.refused(table))
-            }
-            Err(e) => Err(Self::aws_err("DeleteItem", table, e)),
+        match Self::held("DeleteItem", table, req.send().await)? {
+            Some(_) => Ok(()),
+            None => Err(self.refused(table)),
         }
     }
 
-    fn refused(&self, table: &str) -> StoreError {
+    pub(super) fn refused(&self, table: &str) -> StoreError {
         StoreError::Fenced {
             table: table.into(),
             fence: self.fence.unwrap_or_default(),

@@ -412,16 +412,8 @@ impl Store {
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", n(v)),
         };
-        req.send().await.map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|se| se.is_conditional_check_failed_exception())
-            {
-                StoreError::Conflict {
-                    table: table.clone(),
-                }
-            } else {
-                Self::aws_err("PutItem", table, e)
-            }
+        Self::held("PutItem", table, req.send().await)?.ok_or_else(|| StoreError::Conflict {
+            table: table.clone(),
         })?;
         Ok(())
     }
@@ -509,18 +501,9 @@ impl Store {
                 .condition_expression("attribute_not_exists(fence) OR fence <= :f")
                 .expression_attribute_values(":f", n(f));
         }
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Fenced {
-                    table: table.clone(),
-                    fence: self.fence.unwrap_or_default(),
-                })
-            }
-            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
+        match Self::held("UpdateItem", table, req.send().await)? {
+            Some(_) => Ok(()),
+            None => Err(self.refused(table)),
         }
     }
 
@@ -532,6 +515,31 @@ impl Store {
 
     // ---- leases ----
 
+    /// The outcome of a conditional request `op` on `table`: `Some(output)`, or `None` when
+    /// its condition failed (nothing written).
+    ///
+    /// Errors: any other DynamoDB failure.
+    pub(crate) fn held<T, E, R>(
+        op: &'static str,
+        table: &str,
+        res: Result<T, SdkError<E, R>>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match res {
+            Ok(out) => Ok(Some(out)),
+            Err(e)
+                if e.as_service_error().and_then(|se| se.code())
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Self::aws_err(op, table, e)),
+        }
+    }
+
     /// Send a conditional PutItem to `table`: `false` when its condition failed (nothing
     /// written).
     ///
@@ -541,16 +549,7 @@ impl Store {
         table: &str,
         req: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
     ) -> Result<bool, StoreError> {
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::aws_err("PutItem", table, e)),
-        }
+        Ok(Self::held("PutItem", table, req.send().await)?.is_some())
     }
 
     /// Record in the leases table that what `key` names was issued at `issued_ms` (epoch

@@ -35,19 +35,10 @@ impl Store {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        match res {
-            Ok(out) => out
-                .attributes
-                .map(|i| Self::from_item(table, i))
-                .transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(Self::aws_err("UpdateItem", table, e)),
-        }
+        Self::held("UpdateItem", table, res)?
+            .and_then(|out| out.attributes)
+            .map(|i| Self::from_item(table, i))
+            .transpose()
     }
 
     /// Take (read and delete, once) the consent `state`; `None` when unknown, used or expired.

@@ -105,6 +105,9 @@ impl SharedQuota {
 
     /// Reserve `count` calls of `window` in DynamoDB: `false` when the window has fewer left.
     async fn reserve(&self, window: i64, count: u32) -> Result<bool, StoreError> {
+        if self.limit < count {
+            return Ok(false);
+        }
         let table = &self.store.cfg.leases_table;
         let req = self
             .store
@@ -117,18 +120,6 @@ impl SharedQuota {
             .expression_attribute_values(":c", n(count as i64))
             .expression_attribute_values(":room", n(self.limit as i64 - count as i64))
             .expression_attribute_values(":exp", n((window + 3 * self.window_ms) / 1000));
-        if self.limit < count {
-            return Ok(false);
-        }
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Store::aws_err("UpdateItem", table, e)),
-        }
+        Ok(Store::held("UpdateItem", table, req.send().await)?.is_some())
     }
 }
