@@ -116,3 +116,20 @@ fn an_outlook_display_name_tzid_with_its_vtimezone_becomes_iana() {
     );
     assert_eq!(occ[0].start.to_rfc3339(), "2004-10-12T05:30:00+00:00");
 }
+
+#[test]
+fn control_characters_and_lines_that_name_no_property_are_dropped_once() {
+    // A fuzz finding: a NUL-laden SUMMARY and a line whose "name" is `>?QUEST-STATUS` with
+    // an unbalanced quote, which calcard wrote back with one more ':' on every round.
+    let extra = "X-NOTE:a\u{0}b\u{7f}c\r\n>\u{fffd}QUEST-STATUS;LANGUAGE<\"a:0.0;b;a:\r\nX_LOTUS_ID:kept\r\n";
+    let text = calendar(&[event("a", extra), event("b", "")]);
+    let parsed = parse_calendar("garbage.ics", &text).unwrap();
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert_eq!(parsed.series.len(), 2, "the other event is kept");
+    let once = parsed.series[0].to_ical();
+    assert!(once.contains("X-NOTE:abc\r\n"), "{once}");
+    assert!(once.contains("X_LOTUS_ID:kept"), "{once}");
+    assert!(!once.contains("QUEST-STATUS"), "{once}");
+    let again = EventSeries::parse_single("again.ics", &once).unwrap();
+    assert_eq!(again.to_ical(), once, "a fixed point after one round");
+}

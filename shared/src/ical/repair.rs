@@ -15,20 +15,50 @@
 //!   (Radicale) and not representable in Google or Graph: each period becomes an RDATE of its
 //!   start plus an override (`RECURRENCE-ID` = the start) whose DTEND is the period's end —
 //!   the same occurrences, in a shape every server and provider takes.
+//! - **Control characters** other than HTAB (NUL, DEL, …), which no content line may carry
+//!   (RFC 5545 §3.1: `VALUE-CHAR`, `SAFE-CHAR` and `QSAFE-CHAR` all exclude CTL), are
+//!   removed: a value carrying them could not be written back the way it was read.
+//! - **A line that is not a content line** (§3.1: `name *(";" param) ":" value`, the name a
+//!   token of letters, digits and `-`; `_` is kept, some exporters use it) is dropped: it
+//!   names no property, and a parser can only guess where its value starts, differently
+//!   on every read.
 
 use sha2::{Digest, Sha256};
 
 /// Apply every repair to `text`; returns the text unchanged (borrowed) when none applied.
 pub fn repair(text: &str) -> std::borrow::Cow<'_, str> {
+    match without_controls(text) {
+        std::borrow::Cow::Borrowed(t) => repair_lines(t),
+        std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(repair_lines(&t).into_owned()),
+    }
+}
+
+/// `text` without the control characters RFC 5545 §3.1 allows nowhere (all but HTAB and
+/// the CR LF that end lines).
+fn without_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let stray = |c: char| c.is_control() && !matches!(c, '\t' | '\r' | '\n');
+    if text.contains(stray) {
+        std::borrow::Cow::Owned(text.chars().filter(|c| !stray(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn repair_lines(text: &str) -> std::borrow::Cow<'_, str> {
     let needs = text.contains("VALUE=DATE:")
         || text.contains("VALUE=PERIOD")
         || text.contains("UNTIL=")
-        || missing_uid(text);
+        || missing_uid(text)
+        || text
+            .split('\n')
+            .any(|l| !l.starts_with([' ', '\t']) && !l.trim_end().is_empty() && !named(l));
     if !needs {
         return std::borrow::Cow::Borrowed(text);
     }
-    let lines = unfold(text);
-    let mut changed = false;
+    let mut lines = unfold(text);
+    let read = lines.len();
+    lines.retain(|l| named(l) && value_start(l).is_some());
+    let mut changed = lines.len() != read;
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut extra: Vec<Vec<String>> = Vec::new();
     let mut i = 0;
@@ -91,17 +121,33 @@ fn name_of(line: &str) -> String {
     line.get(..end).unwrap_or("").to_ascii_uppercase()
 }
 
-fn value_of(line: &str) -> &str {
-    // The value starts after the first ':' outside a quoted parameter value.
+/// True when `line` starts with a property name (RFC 5545 §3.1 `name`, plus `_`) followed
+/// by `;`, `:` or the end.
+fn named(line: &str) -> bool {
+    let end = line.find([';', ':']).unwrap_or(line.len());
+    let name = line.get(..end).unwrap_or("");
+    let name = name.strip_suffix('\r').unwrap_or(name);
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Byte offset of the value: after the first ':' outside a quoted parameter value.
+fn value_start(line: &str) -> Option<usize> {
     let mut quoted = false;
     for (i, c) in line.char_indices() {
         match c {
             '"' => quoted = !quoted,
-            ':' if !quoted => return line.get(i + 1..).unwrap_or(""),
+            ':' if !quoted => return Some(i + 1),
             _ => {}
         }
     }
-    ""
+    None
+}
+
+fn value_of(line: &str) -> &str {
+    value_start(line).and_then(|i| line.get(i..)).unwrap_or("")
 }
 
 fn params_of(line: &str) -> &str {
