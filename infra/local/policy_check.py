@@ -63,7 +63,7 @@ class Resolver:
     def name(self, logical):
         r = self.res[logical]
         props = r.get("Properties", {})
-        for key in ("TableName", "QueueName", "Name"):
+        for key in ("TableName", "QueueName", "BucketName", "Name"):
             if key in props:
                 return self.value(props[key])
         raise ValueError(f"no name for {logical}")
@@ -88,6 +88,7 @@ class Resolver:
                 "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
                 "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
                 "AWS::Events::EventBus": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}",
+                "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
             }[kind]
         raise ValueError(f"GetAtt {logical}.{attr}")
 
@@ -160,7 +161,13 @@ def calls(recording_path, key_id):
                 body = base64.b64decode(body).decode("utf-8", "replace")
             data = json.loads(body) if body.strip().startswith("{") else {}
             if not target:
-                yield (f"unknown:{e['method']} {urlparse(e['url']).path}", "*")
+                # S3's REST calls, path-style (/bucket/key) as the local stack addresses them.
+                path = urlparse(e["url"]).path.lstrip("/")
+                op = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "GetObject", "DELETE": "DeleteObject"}.get(e["method"])
+                if "/" in path and op:
+                    yield (f"s3:{op}", f"arn:aws:s3:::{path}")
+                else:
+                    yield (f"unknown:{e['method']} {urlparse(e['url']).path}", "*")
                 continue
             prefix, op = target.split(".", 1)
             if prefix.startswith("DynamoDB"):

@@ -43,6 +43,10 @@ pub struct Config {
     /// Lambda's 600 s timeout, so a large first sync paced by a provider quota finishes over
     /// several runs instead of timing out).
     pub run_budget_secs: u64,
+    /// S3 bucket of event bodies too big for a DynamoDB item (`CALSYNC_BODIES_BUCKET`, the
+    /// template's `BodiesBucket`, see [`crate::store::Bodies`]); `None`: such an event is
+    /// refused with a clear error.
+    pub bodies_bucket: Option<String>,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
             event_bus: format!("{stack}-bus"),
             webhook_base: None,
             run_budget_secs: 420,
+            bodies_bucket: None,
         }
     }
 
@@ -76,6 +81,9 @@ impl Config {
             .ok()
             .filter(|u| !u.is_empty())
             .map(|u| webhook_base(&u));
+        c.bodies_bucket = std::env::var("CALSYNC_BODIES_BUCKET")
+            .ok()
+            .filter(|b| !b.is_empty());
         if let Some(b) = std::env::var("CALSYNC_RUN_BUDGET_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -116,6 +124,8 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// EventBridge (notifications to the application).
     pub events: aws_sdk_eventbridge::Client,
+    /// S3 (event bodies too big for DynamoDB).
+    pub s3: aws_sdk_s3::Client,
     /// HTTP client for providers and user-supplied addresses: 30 s timeout, public addresses
     /// only (plus `CALSYNC_ALLOW_NETS`), at most 3 checked redirects ([`crate::net`]).
     pub http: reqwest::Client,
@@ -142,6 +152,13 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             events: aws_sdk_eventbridge::Client::new(sdk),
+            // Behind an endpoint override (moto at AWS_ENDPOINT_URL) the bucket goes in the
+            // path; AWS itself gets virtual-hosted addressing.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build(),
+            ),
             http,
         }
     }
@@ -167,7 +184,11 @@ impl Ctx {
 
     /// The DynamoDB state store.
     pub fn store(&self) -> crate::store::Store {
-        crate::store::Store::new(self.clients.ddb.clone(), self.config.clone())
+        let store = crate::store::Store::new(self.clients.ddb.clone(), self.config.clone());
+        match &self.config.bodies_bucket {
+            Some(b) => store.with_bodies(crate::store::Bodies::new(self.clients.s3.clone(), b)),
+            None => store,
+        }
     }
 
     /// The job queues.

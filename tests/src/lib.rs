@@ -33,7 +33,7 @@ pub async fn local_ctx() -> Ctx {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region));
+        .region(aws_config::Region::new(region.clone()));
     if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
         loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing",
@@ -50,8 +50,18 @@ pub async fn local_ctx() -> Ctx {
         Ok(v) => calsync::net::NetPolicy::parse(&v),
         Err(_) => calsync::net::NetPolicy::parse(LOCAL_ALLOW_NETS),
     };
+    let mut config = Config::from_env();
+    if config.bodies_bucket.is_none() {
+        config.bodies_bucket = Some(local_bodies_bucket(&config.stack, &region));
+    }
     Ctx {
-        config: Config::from_env(),
+        config,
         clients: Clients::with_net_policy(&sdk, policy),
     }
+}
+
+/// The template's `BodiesBucket` (`<stack>-bodies-<account>-<region>`) on the local stack,
+/// whose account is moto's default, 123456789012.
+pub fn local_bodies_bucket(stack: &str, region: &str) -> String {
+    format!("{stack}-bodies-123456789012-{region}")
 }

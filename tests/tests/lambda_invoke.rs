@@ -93,6 +93,10 @@ async fn lambda_binaries_answer_through_the_runtime_api() {
         // The binaries read the outbound policy from the environment, as in Lambda; the
         // local stack's servers are on 127.0.0.1.
         .env("CALSYNC_ALLOW_NETS", calsync_e2e::LOCAL_ALLOW_NETS)
+        .env(
+            "CALSYNC_BODIES_BUCKET",
+            calsync_e2e::local_bodies_bucket("calsync", "us-east-1"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

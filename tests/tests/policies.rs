@@ -164,9 +164,17 @@ async fn every_function_stays_within_its_template_policy() {
         assert_eq!(f.status, 201, "{}", f.body);
         let e = api.put_ical(&format!("/v1/groups/{group}/events/iam-1"), &simple_event("iam-1", "IAM", 3), &[("idempotency-key", "k1")]).await.unwrap();
         assert_eq!(e.status, 201, "{}", e.body);
+        // An event too big for a DynamoDB item: its body goes to the bodies bucket.
+        let big = simple_event("iam-big", "Big", 5).replace(
+            "LOCATION:Room 1\r\n",
+            &format!("LOCATION:Room 1\r\nDESCRIPTION:{}\r\n", "x".repeat(150 * 1024)),
+        );
+        let e = api.put_ical(&format!("/v1/groups/{group}/events/iam-big"), &big, &[]).await.unwrap();
+        assert_eq!(e.status, 201, "{}", e.body);
         let link = l.body["link_id"].as_str().unwrap().to_string();
         for path in [
-            format!("/v1/groups/{group}/events/iam-1"), format!("/v1/groups/{group}/events"),
+            format!("/v1/groups/{group}/events/iam-1"), format!("/v1/groups/{group}/events/iam-big"),
+            format!("/v1/groups/{group}/events"),
             format!("/v1/groups/{group}/changes"), format!("/v1/groups/{group}/conflicts"),
             format!("/v1/links/{link}/runs"), format!("/v1/groups/{group}"), "/v1/groups".into(),
         ] {

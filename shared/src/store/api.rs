@@ -73,7 +73,8 @@ impl Store {
     /// Forget a group record (its links and events are removed by the caller).
     pub async fn delete_group(&self, group_id: &str) -> Result<(), StoreError> {
         let key = HashMap::from([("group_id".to_string(), s(group_id))]);
-        self.delete(&self.cfg.groups_table, key).await
+        self.delete(&self.cfg.groups_table, key).await?;
+        Ok(())
     }
 
     /// Remove a hub event item for good (group deletion; tombstones are kept otherwise).
@@ -82,7 +83,9 @@ impl Store {
             ("group_id".to_string(), s(group_id)),
             ("uid".to_string(), s(uid)),
         ]);
-        self.delete(&self.cfg.events_table, key).await
+        let old = self.delete(&self.cfg.events_table, key).await?;
+        self.forget_bodies(old.as_ref()).await;
+        Ok(())
     }
 
     // ---- links ----
@@ -90,7 +93,8 @@ impl Store {
     /// Remove a link item.
     pub async fn delete_link(&self, link_id: &str) -> Result<(), StoreError> {
         let key = HashMap::from([("link_id".to_string(), s(link_id))]);
-        self.delete(&self.cfg.links_table, key).await
+        self.delete(&self.cfg.links_table, key).await?;
+        Ok(())
     }
 
     /// Set some attributes of an existing link (`SET a = :a, ...`), leaving the others (status,
@@ -163,7 +167,7 @@ impl Store {
     pub async fn conflicts_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
         let table = &self.cfg.mappings_table;
         let conflict = self.attr(EventStatus::Conflict)?;
-        Self::all_pages(table, |start| {
+        self.all_pages(table, |start| {
             let req = self
                 .ddb
                 .query()
@@ -235,10 +239,12 @@ impl Store {
                 true,
             )
             .await?;
-        let items: Vec<HubEvent> = items
-            .into_iter()
-            .map(|i| Self::from_item(table, i))
-            .collect::<Result<_, _>>()?;
+        let mut events: Vec<HubEvent> = Vec::with_capacity(items.len());
+        for mut i in items {
+            self.hydrate(table, &mut i).await?;
+            events.push(Self::from_item(table, i)?);
+        }
+        let items = events;
         let next = last
             .filter(|k| !k.is_empty())
             .and_then(|_| items.last().map(|e| e.uid.clone()));
@@ -299,7 +305,8 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| Self::aws_err("Query", table, e))?;
-            for i in resp.items.unwrap_or_default() {
+            for mut i in resp.items.unwrap_or_default() {
+                self.hydrate(table, &mut i).await?;
                 let ev: HubEvent = Self::from_item(table, i)?;
                 if (ev.updated_ms, ev.uid.as_str()) > (cursor.ms, cursor.uid.as_str()) {
                     out.push(ev);

@@ -136,15 +136,20 @@ impl Store {
         &self,
         table: &str,
         key: HashMap<String, AttributeValue>,
-    ) -> Result<(), StoreError> {
-        let mut req = self.ddb.delete_item().table_name(table).set_key(Some(key));
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let mut req = self
+            .ddb
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
         if let Some(f) = self.fence {
             req = req
                 .condition_expression(FENCE_CONDITION)
                 .expression_attribute_values(":f", n(f));
         }
         match Self::held("DeleteItem", table, req.send().await)? {
-            Some(_) => Ok(()),
+            Some(out) => Ok(out.attributes),
             None => Err(self.refused(table)),
         }
     }

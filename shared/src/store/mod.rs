@@ -14,6 +14,9 @@ use crate::config::{now_millis, Config};
 use crate::model::{ChannelRecord, HubEvent, Link, LinkStatus, Mapping, RunRecord};
 use crate::provider::Cursor;
 
+mod bodies;
+pub use bodies::{Bodies, INLINE_MAX};
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +44,17 @@ pub enum StoreError {
         table: String,
         /// The refused token.
         fence: i64,
+    },
+    /// An event body passes [`INLINE_MAX`] and the store has no bodies bucket
+    /// ([`Store::with_bodies`]).
+    #[error("{attribute} of an item in {table} is {bytes} bytes, more than an item holds, and no bodies bucket is configured (CALSYNC_BODIES_BUCKET)")]
+    TooLarge {
+        /// Table name.
+        table: String,
+        /// The attribute (`ical`, `base`, `conflict_remote`).
+        attribute: &'static str,
+        /// Its size in bytes.
+        bytes: usize,
     },
     /// An item did not have the expected shape.
     #[error("item in {table} is malformed: {reason}")]
@@ -93,6 +107,8 @@ pub struct Store {
     cfg: Config,
     /// The lease's fencing token mapping and cursor writes carry ([`Store::fenced`]).
     fence: Option<i64>,
+    /// Where bodies above [`INLINE_MAX`] go ([`Store::with_bodies`]).
+    bodies: Option<Bodies>,
 }
 
 impl Store {
@@ -102,6 +118,7 @@ impl Store {
             ddb,
             cfg,
             fence: None,
+            bodies: None,
         }
     }
 
@@ -156,18 +173,27 @@ impl Store {
             .send()
             .await
             .map_err(|e| Self::aws_err("GetItem", table, e))?;
-        out.item.map(|i| Self::from_item(table, i)).transpose()
+        match out.item {
+            Some(mut i) => {
+                self.hydrate(table, &mut i).await?;
+                Self::from_item(table, i).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
-    async fn delete(&self, table: &str, key: Item) -> Result<(), StoreError> {
-        self.ddb
+    /// DeleteItem of `key`; the item as it was, if there was one.
+    async fn delete(&self, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .ddb
             .delete_item()
             .table_name(table)
             .set_key(Some(key))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| Self::aws_err("DeleteItem", table, e))?;
-        Ok(())
+        Ok(out.attributes)
     }
 
     /// Every item of `table`, optionally filtered by `(expression, ":now", value)` (a Scan).
@@ -176,7 +202,7 @@ impl Store {
         table: &str,
         filter: Option<(&str, &str, AttributeValue)>,
     ) -> Result<Vec<T>, StoreError> {
-        Self::all_pages(table, |start| {
+        self.all_pages(table, |start| {
             let mut req = self
                 .ddb
                 .scan()
@@ -199,7 +225,7 @@ impl Store {
     }
 
     /// Follow `LastEvaluatedKey` until the last page; `page` makes one request from a start key.
-    async fn all_pages<T, F, Fut>(table: &str, mut page: F) -> Result<Vec<T>, StoreError>
+    async fn all_pages<T, F, Fut>(&self, table: &str, mut page: F) -> Result<Vec<T>, StoreError>
     where
         T: DeserializeOwned,
         F: FnMut(Option<Item>) -> Fut,
@@ -209,7 +235,8 @@ impl Store {
         let mut start: Option<Item> = None;
         loop {
             let (items, last) = page(start.take()).await?;
-            for i in items {
+            for mut i in items {
+                self.hydrate(table, &mut i).await?;
                 out.push(Self::from_item(table, i)?);
             }
             match last {
@@ -227,7 +254,7 @@ impl Store {
         pk_name: &str,
         pk: AttributeValue,
     ) -> Result<Vec<T>, StoreError> {
-        Self::all_pages(table, |start| {
+        self.all_pages(table, |start| {
             let req = self
                 .ddb
                 .query()
@@ -399,11 +426,10 @@ impl Store {
     /// Errors: [`StoreError::Conflict`] when another writer got there first.
     pub async fn put_event(&self, ev: &HubEvent, expected: Option<i64>) -> Result<(), StoreError> {
         let table = &self.cfg.events_table;
-        let req = self
-            .ddb
-            .put_item()
-            .table_name(table)
-            .set_item(Some(Self::to_item(table, ev)?));
+        let mut item = Self::to_item(table, ev)?;
+        self.offload(table, &format!("{}/{}", ev.group_id, ev.uid), &mut item)
+            .await?;
+        let req = self.ddb.put_item().table_name(table).set_item(Some(item));
         let req = match expected {
             None => req
                 .condition_expression("attribute_not_exists(#u)")
@@ -429,7 +455,9 @@ impl Store {
     /// Create or replace a mapping (fenced, see [`Store::fenced`]).
     pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
         let table = &self.cfg.mappings_table;
-        let item = Self::to_item(table, m)?;
+        let mut item = Self::to_item(table, m)?;
+        self.offload(table, &format!("{}/{}", m.link_id, m.uid), &mut item)
+            .await?;
         self.put_fenced(table, item).await
     }
 
@@ -439,7 +467,9 @@ impl Store {
             ("link_id".to_string(), s(link_id)),
             ("uid".to_string(), s(uid)),
         ]);
-        self.delete_fenced(&self.cfg.mappings_table, key).await
+        let old = self.delete_fenced(&self.cfg.mappings_table, key).await?;
+        self.forget_bodies(old.as_ref()).await;
+        Ok(())
     }
 
     // ---- cursors ----
@@ -510,7 +540,8 @@ impl Store {
     /// Forget the link's cursor (the next pull re-enumerates).
     pub async fn delete_cursor(&self, link_id: &str) -> Result<(), StoreError> {
         let key = HashMap::from([("link_id".to_string(), s(link_id))]);
-        self.delete(&self.cfg.cursors_table, key).await
+        self.delete(&self.cfg.cursors_table, key).await?;
+        Ok(())
     }
 
     // ---- leases ----
@@ -599,7 +630,8 @@ impl Store {
     /// Forget a channel.
     pub async fn delete_channel(&self, channel_id: &str) -> Result<(), StoreError> {
         let key = HashMap::from([("channel_id".to_string(), s(channel_id))]);
-        self.delete(&self.cfg.channels_table, key).await
+        self.delete(&self.cfg.channels_table, key).await?;
+        Ok(())
     }
 
     /// Every channel (a Scan: one item per watched calendar).
