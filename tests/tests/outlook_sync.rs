@@ -453,3 +453,40 @@ async fn events_made_in_outlook_are_read_in_batches() {
     sync_user(ctx, p.user).await.expect("sync");
     assert_eq!(caldav(ctx, &p.radicale).await.len(), 26);
 }
+
+#[tokio::test]
+async fn outlook_requests_spend_the_mailboxs_shared_quota() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let seed: Vec<String> = (1..=12)
+        .map(|i| fixtures::simple_event(&format!("oq-{i}@calsync.test"), "Quota", i))
+        .collect();
+    let (lo, _p, o) = outlook_pair("oquota", &seed, Config::default()).await;
+    let arn = o
+        .secret_arn
+        .clone()
+        .expect("an Outlook link has a token secret");
+    // Every window's counter of the mailbox (Outlook: 10,000 requests per 10 minutes,
+    // kept in the leases table as quota:outlook:<account>:<window start>).
+    let items = lo
+        .ctx
+        .clients
+        .ddb
+        .scan()
+        .table_name(&lo.ctx.config.leases_table)
+        .filter_expression("begins_with(link_id, :k)")
+        .expression_attribute_values(":k", AttributeValue::S(format!("quota:outlook:{arn}:")))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let used: i64 = items
+        .iter()
+        .filter_map(|i| i.get("used")?.as_n().ok()?.parse::<i64>().ok())
+        .sum();
+    let served = lo.emu.stats().requests as i64;
+    assert!(
+        used >= 10 && used + 10 >= served,
+        "{used} requests reserved for {served} served (12 creates through $batch and the reads)"
+    );
+}

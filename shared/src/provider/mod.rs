@@ -429,6 +429,28 @@ pub(crate) fn auth_failure(url: &str, e: crate::oauth::AuthError) -> ProviderErr
 
 /// The value `make` builds for `account` in `map`, built once per account and process
 /// (per-account pacers and gates shared by every calendar of the account).
+/// The quota `key` (`<provider>:<account>`) of `limit` calls per `window_ms`, shared by
+/// every Lambda ([`crate::store::SharedQuota`]); one per key and process, so a reserved block
+/// is spent by all the process's calendars of the account.
+pub(crate) fn shared_quota(
+    store: &crate::store::Store,
+    key: &str,
+    limit: u32,
+    window_ms: i64,
+) -> std::sync::Arc<crate::store::SharedQuota> {
+    static QUOTAS: std::sync::OnceLock<
+        std::sync::Mutex<
+            std::collections::HashMap<String, std::sync::Arc<crate::store::SharedQuota>>,
+        >,
+    > = std::sync::OnceLock::new();
+    per_account(&QUOTAS, key, || {
+        crate::store::SharedQuota::new(store.clone(), key, limit, window_ms, SHARED_QUOTA_BLOCK)
+    })
+}
+
+/// Calls reserved from a shared quota at a time (one DynamoDB write per block).
+pub const SHARED_QUOTA_BLOCK: u32 = 10;
+
 pub(crate) fn per_account<T>(
     map: &'static std::sync::OnceLock<
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<T>>>,

@@ -82,27 +82,18 @@ pub struct GoogleCalendar {
     ical_uids: Mutex<HashMap<String, String>>,
 }
 
-/// The account's quota shared by every Lambda (one per account key and process, so a
-/// reserved block is spent by all the process's calendars of the account).
+/// The account's quota shared by every Lambda ([`USER_REQUESTS_PER_MINUTE`] a minute).
 pub(crate) fn shared_quota_for(
     store: &crate::store::Store,
     account: &str,
 ) -> Arc<crate::store::SharedQuota> {
-    static QUOTAS: OnceLock<Mutex<HashMap<String, Arc<crate::store::SharedQuota>>>> =
-        OnceLock::new();
-    super::per_account(&QUOTAS, account, || {
-        crate::store::SharedQuota::new(
-            store.clone(),
-            &format!("google:{account}"),
-            USER_REQUESTS_PER_MINUTE,
-            60_000,
-            SHARED_QUOTA_BLOCK,
-        )
-    })
+    super::shared_quota(
+        store,
+        &format!("google:{account}"),
+        USER_REQUESTS_PER_MINUTE,
+        60_000,
+    )
 }
-
-/// Calls reserved from the shared quota at a time (one DynamoDB write per block).
-const SHARED_QUOTA_BLOCK: u32 = 10;
 
 /// The per-process pacer of `account` (smooths calls within the shared quota).
 fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {

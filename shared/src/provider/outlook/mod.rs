@@ -22,7 +22,9 @@
 //!   `ErrorIrresolvableConflict`); several writes go through `$batch` (20 per request).
 //!   Exceptions are PATCHed onto their occurrence ids, cancelled occurrences DELETEd.
 //! - Throttling (https://learn.microsoft.com/graph/throttling-limits): at most
-//!   [`MAILBOX_CONCURRENCY`] requests in flight per mailbox in this process; 429, 503 and
+//!   [`MAILBOX_CONCURRENCY`] requests in flight per mailbox in this process, and
+//!   [`MAILBOX_REQUESTS_PER_10_MIN`] per mailbox across every Lambda (a `$batch` counts as
+//!   its requests, [`crate::store::SharedQuota`]); 429, 503 and
 //!   504 are retried after `Retry-After` (else exponential backoff with jitter), also for
 //!   single items of a batch.
 //! - Every request asks `Prefer: outlook.timezone="UTC"`, `outlook.body-content-type="text"`
@@ -66,6 +68,23 @@ pub const WINDOW_FUTURE_DAYS: i64 = 730;
 pub const REANCHOR_DAYS: i64 = 30;
 /// Requests in flight per mailbox (Outlook's limit, throttling-limits).
 pub const MAILBOX_CONCURRENCY: usize = 4;
+
+/// Requests per mailbox per 10 minutes Outlook allows one application
+/// (https://learn.microsoft.com/graph/throttling-limits#outlook-service-limits: 10,000).
+pub const MAILBOX_REQUESTS_PER_10_MIN: u32 = 10_000;
+
+/// The mailbox's quota shared by every Lambda ([`MAILBOX_REQUESTS_PER_10_MIN`]).
+pub(crate) fn shared_quota_for(
+    store: &crate::store::Store,
+    account: &str,
+) -> Arc<crate::store::SharedQuota> {
+    super::shared_quota(
+        store,
+        &format!("outlook:{account}"),
+        MAILBOX_REQUESTS_PER_10_MIN,
+        600_000,
+    )
+}
 /// Rounds restarted after a lost token before a pull gives up (the next pull tries again).
 const MAX_RESTARTS: u32 = 3;
 /// Largest Graph response read (bytes).
@@ -101,6 +120,8 @@ pub struct OutlookCalendar {
     counter: RequestCounter,
     batches: AtomicU32,
     gate: Arc<Semaphore>,
+    /// The mailbox's quota shared with every other Lambda ([`crate::store::SharedQuota`]).
+    shared: Option<Arc<crate::store::SharedQuota>>,
     retry: RetryPolicy,
     opts: Options,
     /// The window of the current round (set by `pull`; fetches list instances in it).
@@ -150,6 +171,7 @@ impl OutlookCalendar {
             counter: RequestCounter::default(),
             batches: AtomicU32::new(0),
             gate: gate_for(account),
+            shared: None,
             retry: RetryPolicy {
                 max_delay: Duration::from_secs(30),
                 max_retries: 8,
@@ -158,6 +180,13 @@ impl OutlookCalendar {
             opts: Options::default(),
             window: Mutex::new(wanted_window(Utc::now())),
         })
+    }
+
+    /// Count every request against `quota`, the mailbox's quota shared by all Lambdas (a
+    /// `$batch` envelope counts as the requests it carries).
+    pub fn with_shared_quota(mut self, quota: Arc<crate::store::SharedQuota>) -> Self {
+        self.shared = Some(quota);
+        self
     }
 
     /// Replace the retry schedule (tests use short delays).
@@ -232,6 +261,14 @@ impl OutlookCalendar {
                 .bearer()
                 .await
                 .map_err(|e| auth_failure(url, e))?;
+            if let Some(q) = &self.shared {
+                q.take(permits.max(1))
+                    .await
+                    .map_err(|e| ProviderError::Unavailable {
+                        url: url.into(),
+                        detail: format!("shared quota: {e}"),
+                    })?;
+            }
             let permit =
                 self.gate
                     .acquire_many(permits)

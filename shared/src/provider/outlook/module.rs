@@ -52,12 +52,14 @@ impl OutlookCalendar {
     ///
     /// Errors: `url` is not an Outlook calendar URL.
     pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
+        let quota = super::shared_quota_for(&ctx.store(), arn);
         Ok(OutlookCalendar::new(
             ctx.clients.http.clone(),
             url,
             Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
             arn,
-        )?)
+        )?
+        .with_shared_quota(quota))
     }
 }
 
