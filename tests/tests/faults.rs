@@ -128,6 +128,35 @@ async fn a_put_throttled_past_its_retries_is_written_by_a_later_run() {
 }
 
 #[tokio::test]
+async fn a_refused_create_with_nothing_there_is_tried_again_not_marked_error() {
+    // A create refused with 412 (If-None-Match: *) while nothing is at the href — the object
+    // was deleted right after, or the refusal was spurious (a soak finding): the create is
+    // tried once more, and the event reaches the member.
+    let ctx = local_ctx().await;
+    let proxy = QuirkProxy::start(&radicale_base(), Quirks::default())
+        .await
+        .unwrap();
+    let (_, r, x, radicale, xandikos) = proxied_pair("refused-create", &proxy).await;
+    fixtures::client_put(&ctx, &xandikos, &simple_event("refused-create-2", "Two", 5))
+        .await
+        .unwrap();
+    proxy.fail_next("PUT", 412, 1);
+    sync_link(&ctx, &x.link_id).await.unwrap();
+    let uids = fixtures::uid_counts(&ctx, &radicale).await.unwrap();
+    assert_eq!(uids.get("refused-create-2"), Some(&1), "{uids:?}");
+    let m = ctx
+        .store()
+        .mappings_of_link(&r.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.uid == "refused-create-2")
+        .expect("mapped");
+    assert_eq!(m.status, EventStatus::Synced, "{m:?}");
+    assert_eq!(m.failed_version, None, "never marked error: {m:?}");
+}
+
+#[tokio::test]
 async fn google_quota_exceeded_delays_a_write_but_never_marks_it_error() {
     let ctx = local_ctx().await;
     let lg = LocalGoogle::start(&ctx, Config::default())

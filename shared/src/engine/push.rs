@@ -99,12 +99,12 @@ async fn record_write(
 ) -> Result<(), EngineError> {
     let (settled, tally) = match (kind, result) {
         (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
-            let (adopted, overwrote) = match adopt(provider, &RemoteId::from(href), ev).await {
-                Ok((w, overwrote)) => (Ok(Some(w)), overwrote),
-                Err(e) => (Err(e), false),
+            let (adopted, tally) = match adopt(provider, &RemoteId::from(href), ev).await {
+                Ok((w, tally)) => (Ok(Some(w)), tally),
+                Err(e) => (Err(e), None),
             };
             let (settled, _) = push_plan::settle(kind, ev, mapping, adopted, now_millis());
-            (settled, overwrote.then_some(Tally::Updated))
+            (settled, tally)
         }
         (kind, result) => push_plan::settle(kind, ev, mapping, result, now_millis()),
     };
@@ -135,25 +135,31 @@ async fn record_write(
 }
 
 /// Create met an existing object at our deterministic id: the result of an earlier attempt
-/// whose mapping write was lost. Adopt it if it already holds this content, else overwrite it
-/// under `If-Match` of the version just read (then `true`).
+/// whose mapping write was lost. Adopt it if it already holds this content (no tally), else
+/// overwrite it under `If-Match` of the version just read (`Updated`). When nothing is
+/// there — the object was deleted right after the refusal, or the refusal was spurious —
+/// the create is tried once more (`Created`); a second refusal is reported, never looped on.
 async fn adopt(
     provider: &dyn Provider,
     href: &RemoteId,
     ev: &HubEvent,
-) -> Result<(crate::provider::WriteResult, bool), ProviderError> {
+) -> Result<(crate::provider::WriteResult, Option<Tally>), ProviderError> {
     let found = provider
         .fetch(std::slice::from_ref(href))
         .await?
         .into_iter()
         .next();
     let Some(found) = found else {
-        // The server refuses the create yet holds nothing there: report, do not loop.
-        return Err(ProviderError::Rejected {
-            url: href.to_string(),
-            status: 412,
-            detail: "create refused (If-None-Match: *) but no object found at this href".into(),
-        });
+        return match provider.create(&ev.uid, &ev.ical).await {
+            Ok(w) => Ok((w, Some(Tally::Created))),
+            Err(ProviderError::AlreadyExists(_)) => Err(ProviderError::Rejected {
+                url: href.to_string(),
+                status: 412,
+                detail: "create refused (If-None-Match: *) twice, but no object found at this href"
+                    .into(),
+            }),
+            Err(e) => Err(e),
+        };
     };
     let same = match (
         found
@@ -170,8 +176,8 @@ async fn adopt(
             href: href.clone(),
             etag: found.etag,
         };
-        return Ok((w, false));
+        return Ok((w, None));
     }
     let w = provider.update(href, &ev.ical, found.etag.as_ref()).await?;
-    Ok((w, true))
+    Ok((w, Some(Tally::Updated)))
 }

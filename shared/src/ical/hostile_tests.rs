@@ -133,3 +133,33 @@ fn control_characters_and_lines_that_name_no_property_are_dropped_once() {
     let again = EventSeries::parse_single("again.ics", &once).unwrap();
     assert_eq!(again.to_ical(), once, "a fixed point after one round");
 }
+
+#[test]
+fn calendar_level_components_nested_in_an_event_are_detached() {
+    // A fuzz finding: VEVENTs inside a VEVENT's VALARM (what unterminated components leave)
+    // expanded as phantom occurrences of the event that held them.
+    let nested: String = (0..60)
+        .map(|i| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:n{i}\r\nDTSTART:2027020{}T100000Z\r\nEND:VEVENT\r\n",
+                i % 9 + 1
+            )
+        })
+        .collect();
+    let alarm =
+        format!("BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\n{nested}END:VALARM\r\n");
+    let parsed = parse_calendar("nested.ics", &calendar(&[event("a", &alarm)])).unwrap();
+    let s = &parsed.series[0];
+    let out = s.to_ical();
+    assert_eq!(out.matches("BEGIN:VEVENT").count(), 1, "{out}");
+    assert!(
+        out.contains("BEGIN:VALARM"),
+        "the alarm itself is kept: {out}"
+    );
+    let (occ, _) = s.occurrences(
+        chrono::DateTime::<Utc>::MIN_UTC,
+        chrono::DateTime::<Utc>::MAX_UTC,
+        50,
+    );
+    assert_eq!(occ.len(), 1);
+}

@@ -115,8 +115,29 @@ pub(crate) fn parse_guarded(text: &str) -> Option<Result<(ICalendar, Vec<u32>), 
 
 /// Cut every component at depth `cap` (the root is depth 1) off from its children;
 /// iterative. Returns the top-level components (children of the root) whose subtree was cut.
+///
+/// Calendar-level components nested inside another component (a VEVENT in a VEVENT or a
+/// VALARM, a VCALENDAR in a VEVENT: what an unterminated component leaves behind) are
+/// detached too, without an error: RFC 5545 §3.6 puts them only in a VCALENDAR, and kept
+/// they would expand as phantom occurrences of the event that holds them (a fuzz finding).
 fn prune_deep(ical: &mut ICalendar, cap: usize) -> Vec<u32> {
     let mut cut = Vec::new();
+    let calendar_level: Vec<bool> = ical
+        .components
+        .iter()
+        .map(|c| {
+            matches!(
+                c.component_type,
+                ICalendarComponentType::VCalendar
+                    | ICalendarComponentType::VEvent
+                    | ICalendarComponentType::VTodo
+                    | ICalendarComponentType::VJournal
+                    | ICalendarComponentType::VFreebusy
+                    | ICalendarComponentType::VTimezone
+                    | ICalendarComponentType::VAvailability
+            )
+        })
+        .collect();
     let Some(root) = ical.components.first() else {
         return cut;
     };
@@ -132,6 +153,8 @@ fn prune_deep(ical: &mut ICalendar, cap: usize) -> Vec<u32> {
             comp.component_ids.clear();
             continue;
         }
+        comp.component_ids
+            .retain(|&c| !calendar_level.get(c as usize).copied().unwrap_or(false));
         if depth >= cap && !comp.component_ids.is_empty() {
             comp.component_ids.clear();
             if !cut.contains(&top) {

@@ -1,0 +1,225 @@
+//! Generated fault schedules (issue 13, item 7): a seeded generator of workloads — creates,
+//! edits, moves and deletes made by a user on Radicale, Xandikos, the hub (through the
+//! application's API) or Google (through the user's own API client, every fourth seed) —
+//! interleaved with faults, then quiescence, then a checker of the design brief's invariants
+//! over the final state, the run records, the Google write log and the logs:
+//!
+//! 1. convergence: every member and the hub hold the same events, as the user left them;
+//! 2. no duplicates: each UID once per calendar;
+//! 3. no lost edit: each event carries its last edit;
+//! 4. quiet: a sync with nothing to do writes nothing and pulls with one request per link;
+//! 5. cursor loss: a full re-enumeration after the cursors are lost creates, changes and
+//!    deletes nothing;
+//! 6. mail-free: no write of calsync's asks Google to notify guests (`sendUpdates=none`);
+//! 7. no secret (CalDAV password, OAuth client secret, the link's access and refresh tokens)
+//!    in what the run logged.
+//!
+//! Faults ([`world`]): CalDAV 408/412/423/429/500/503 with `Retry-After`, sync-token loss, a
+//! rejected sync-token, SQS redelivery, an expired lease, a lease held by another worker, a
+//! crash between a remote write and its mapping write; Google 403 `rateLimitExceeded` /
+//! `quotaExceeded`, 503, a body cut short, 410 on every sync token, expired access tokens.
+//!
+//! A schedule is a pure function of its seed (`CALSYNC_SEED=<seed>` replays one); the
+//! system's timing is not, which is what the faults probe.
+
+mod check;
+mod world;
+
+use std::collections::BTreeMap;
+
+use calsync::config::Ctx;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::api::ApiServer;
+use crate::fixtures::{self, radicale_base, unique, Server};
+use crate::google::LocalGoogle;
+use crate::quirks::QuirkProxy;
+use world::{GoogleMember, Target, World};
+
+/// What one or more schedules did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Schedules run.
+    pub schedules: usize,
+    /// Schedules with a Google member.
+    pub with_google: usize,
+    /// User operations applied, per place (`Radicale`, `Xandikos`, `hub`, `Google`).
+    pub ops: BTreeMap<&'static str, usize>,
+    /// Faults fired, per kind.
+    pub faults: BTreeMap<&'static str, usize>,
+    /// Invariant violations, each naming its seed.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    /// Add `other` to this report.
+    pub fn absorb(&mut self, other: Report) {
+        self.schedules += other.schedules;
+        self.with_google += other.with_google;
+        for (k, v) in other.ops {
+            *self.ops.entry(k).or_default() += v;
+        }
+        for (k, v) in other.faults {
+            *self.faults.entry(k).or_default() += v;
+        }
+        self.violations.extend(other.violations);
+    }
+
+    /// One line with the totals, per place and per fault kind.
+    pub fn summary(&self) -> String {
+        let join = |m: &BTreeMap<&'static str, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "schedules run: {} ({} with Google); user operations: {} ({}); faults fired: {} ({}); invariant violations: {}",
+            self.schedules,
+            self.with_google,
+            self.ops.values().sum::<usize>(),
+            join(&self.ops),
+            self.faults.values().sum::<usize>(),
+            join(&self.faults),
+            self.violations.len()
+        )
+    }
+}
+
+/// What every schedule of a run shares: the fault proxy in front of Radicale, the API, the
+/// Google emulator and the captured logs.
+pub struct Env {
+    proxy: QuirkProxy,
+    api: ApiServer,
+    google: LocalGoogle,
+    logs: crate::logs::Captured,
+}
+
+impl Env {
+    /// Start the shared parts on the local stack.
+    ///
+    /// Errors: a part does not start.
+    pub async fn start(ctx: &Ctx) -> anyhow::Result<Self> {
+        // calsync's debug events (requests, plans) and the libraries' warnings: what an
+        // operator's log holds, without the HTTP libraries' byte-level traces.
+        let logs = crate::logs::capture_filtered("warn,calsync=debug,calsync_e2e=debug");
+        let google = LocalGoogle::start(ctx, Default::default()).await?;
+        Ok(Self {
+            proxy: QuirkProxy::start(&radicale_base(), Default::default()).await?,
+            api: ApiServer::start_local(google.ctx.clone()).await?,
+            google,
+            logs,
+        })
+    }
+}
+
+/// Run the schedule of `seed` with `epochs` epochs against the local stack.
+///
+/// Errors: the schedule could not be set up or checked (not a violation: those are in the
+/// report).
+pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result<Report> {
+    let ctx = &env.google.ctx;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let name = unique(&format!("soak{seed}"));
+    let radicale = fixtures::new_calendar(ctx, Server::Radicale, &name).await?;
+    let xandikos = fixtures::new_calendar(ctx, Server::Xandikos, &name).await?;
+    let user = 3_000_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let api = env.api.as_user(user);
+    let group = api.create_group(&name).await?;
+    let proxied = radicale.replace(&radicale_base(), &env.proxy.url);
+    let r = fixtures::caldav_link(ctx, &group, user, &proxied, "radicale").await?;
+    let x = fixtures::caldav_link(ctx, &group, user, &xandikos, "xandikos").await?;
+    let google = if seed.is_multiple_of(4) {
+        let cal = format!("{name}@group.calendar.google.com");
+        let link = env.google.connect(&group, user, &cal, "google").await?;
+        let user_api = env.google.user_api(&link).await?;
+        Some(GoogleMember {
+            link,
+            user_api,
+            calendar_id: cal,
+        })
+    } else {
+        None
+    };
+    let mut w = World {
+        ctx,
+        env,
+        api,
+        user,
+        group,
+        radicale,
+        xandikos,
+        r,
+        x,
+        google,
+        model: BTreeMap::new(),
+        report: Report {
+            schedules: 1,
+            ..Default::default()
+        },
+        seed,
+        next: 0,
+        trail: Vec::new(),
+    };
+    w.report.with_google = usize::from(w.google.is_some());
+    fixtures::sync_user(ctx, user).await?;
+    for epoch in 0..epochs {
+        // The user edits one place per epoch (edits of two sides at once are conflicts,
+        // which the merge tests cover); syncing with faults runs in between.
+        let mut places = vec![Target::Radicale, Target::Xandikos, Target::Hub];
+        if w.google.is_some() {
+            places.push(Target::Google);
+        }
+        let target = places[rng.random_range(0..places.len())];
+        for _ in 0..rng.random_range(1..5) {
+            w.user_op(&mut rng, target).await?;
+            if rng.random_bool(0.5) {
+                w.faulty_step(&mut rng).await?;
+            }
+        }
+        for _ in 0..rng.random_range(0..3) {
+            w.faulty_step(&mut rng).await?;
+        }
+        w.settle_and_check(epoch).await?;
+    }
+    w.check_secrets_not_logged().await?;
+    if !w.report.violations.is_empty() {
+        println!(
+            "CALSYNC_SEED={seed}, what happened:\n  {}",
+            w.trail.join("\n  ")
+        );
+    }
+    Ok(w.report)
+}
+
+/// Run `count` schedules from `first_seed` (or only `CALSYNC_SEED` when set), printing each
+/// violation as it is found.
+///
+/// Errors: a schedule could not be set up or checked.
+pub async fn run_many(
+    ctx: &Ctx,
+    first_seed: u64,
+    count: u64,
+    epochs: usize,
+) -> anyhow::Result<Report> {
+    let env = Env::start(ctx).await?;
+    let seeds: Vec<u64> = match std::env::var("CALSYNC_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(s) => vec![s],
+        None => (first_seed..first_seed + count).collect(),
+    };
+    let mut total = Report::default();
+    for seed in seeds {
+        let r = run_schedule(&env, seed, epochs)
+            .await
+            .map_err(|e| anyhow::anyhow!("CALSYNC_SEED={seed}: {e:#}"))?;
+        for v in &r.violations {
+            println!("VIOLATION {v}");
+        }
+        total.absorb(r);
+    }
+    Ok(total)
+}
