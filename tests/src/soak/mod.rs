@@ -212,6 +212,7 @@ pub async fn run_many(
         None => (first_seed..first_seed + count).collect(),
     };
     let mut total = Report::default();
+    let started = std::time::Instant::now();
     for seed in seeds {
         let r = run_schedule(&env, seed, epochs)
             .await
@@ -220,6 +221,13 @@ pub async fn run_many(
             println!("VIOLATION {v}");
         }
         total.absorb(r);
+        if total.schedules.is_multiple_of(100) {
+            println!(
+                "after {:.0} s: {}",
+                started.elapsed().as_secs_f64(),
+                total.summary()
+            );
+        }
     }
     Ok(total)
 }
