@@ -17,7 +17,8 @@
 //! Faults ([`world`]): CalDAV 408/412/423/429/500/503 with `Retry-After`, sync-token loss, a
 //! rejected sync-token, SQS redelivery, an expired lease, a lease held by another worker, a
 //! crash between a remote write and its mapping write; Google 403 `rateLimitExceeded` /
-//! `quotaExceeded`, 503, a body cut short, 410 on every sync token, expired access tokens.
+//! `quotaExceeded`, 503, a body cut short, 410 on every sync token, expired access tokens,
+//! push messages duplicated and reordered.
 //!
 //! A schedule is a pure function of its seed (`CALSYNC_SEED=<seed>` replays one); the
 //! system's timing is not, which is what the faults probe.

@@ -363,7 +363,13 @@ impl World<'_> {
         };
         let emu = &self.env.google.emu;
         let http = reqwest::Client::new();
-        match rng.random_range(0..7) {
+        match rng.random_range(0..8) {
+            6 => {
+                let sent = emu.redeliver(&g.calendar_id);
+                if sent > 0 {
+                    self.fault("Google push duplicated and reordered");
+                }
+            }
             0 => {
                 let reason = ["rateLimitExceeded", "quotaExceeded"][rng.random_range(0..2)];
                 emu.fail_next_reason(403, reason, rng.random_range(1..4));

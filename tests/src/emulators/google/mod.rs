@@ -242,6 +242,12 @@ impl GoogleEmulator {
             .slow_next(delay_ms, count);
     }
 
+    /// Duplicate and reorder push messages on `calendar` ([`push::redeliver`]); the number
+    /// of messages sent.
+    pub fn redeliver(&self, calendar: &str) -> usize {
+        push::redeliver(&mut self.inner.lock().expect("emulator lock"), calendar)
+    }
+
     /// API requests served so far (control endpoints excluded).
     pub fn requests(&self) -> u64 {
         self.inner.lock().expect("emulator lock").requests

@@ -151,6 +151,26 @@ fn deliver(log: Arc<PushLog>, ch: &WatchChannel, state: &'static str) {
     });
 }
 
+/// Each live channel watching `calendar` gets its last message again and then one with an
+/// older message number: a duplicate and a reordered delivery, as Google's retries and
+/// parallel deliveries produce (receivers must not rely on order or uniqueness). Returns
+/// the messages sent.
+pub(super) fn redeliver(s: &mut Inner, calendar: &str) -> usize {
+    let now = chrono::Utc::now().timestamp_millis();
+    let log = deliveries(s);
+    let mut sent = 0;
+    for ch in s.channels.values() {
+        if ch.calendar == calendar && ch.expiration_ms > now {
+            deliver(log.clone(), ch, "exists");
+            let mut older = ch.clone();
+            older.message_number = ch.message_number.saturating_sub(1).max(1);
+            deliver(log.clone(), &older, "exists");
+            sent += 2;
+        }
+    }
+    sent
+}
+
 /// A change in `calendar`: one `exists` message on each live channel watching it.
 pub(super) fn notify(s: &mut Inner, calendar: &str) {
     let now = chrono::Utc::now().timestamp_millis();
