@@ -21,9 +21,12 @@ use calsync_e2e::{bench, demo, local_ctx, runner};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Reports go to stdout; logs (stderr) only for warnings unless RUST_LOG says otherwise.
-    calsync::handlers::init_tracing_with_default("warn");
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Reports go to stdout; logs (stderr) only for warnings unless RUST_LOG says otherwise.
+    // The soak captures the logs itself (it checks that no secret reaches them).
+    if args.first().map(String::as_str) != Some("soak") {
+        calsync::handlers::init_tracing_with_default("warn");
+    }
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)

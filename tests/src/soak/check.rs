@@ -179,6 +179,11 @@ impl World<'_> {
             }
         }
         let logged = self.env.logs.take();
+        if logged.is_empty() {
+            // calsync logs every run at debug: nothing captured means another subscriber
+            // took the logs, and this check would pass without looking.
+            self.violation("no logs were captured: the secret check could not look".into());
+        }
         for (what, value) in secrets {
             if !value.is_empty() && logged.contains(&value) {
                 self.violation(format!("the {what} was logged"));
