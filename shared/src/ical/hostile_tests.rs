@@ -163,3 +163,19 @@ fn calendar_level_components_nested_in_an_event_are_detached() {
     );
     assert_eq!(occ.len(), 1);
 }
+
+#[test]
+fn an_rrule_that_is_not_a_recurrence_rule_is_refused_with_its_text() {
+    // A fuzz finding: an UNTIL that is no date was kept as text and escaped again on every
+    // write, so the stored event changed on every round.
+    let bad = event("bad", "RRULE:FREQ=WEEKLY;UNTIL=2023BEGIN:X;CN=a\\, b\r\n");
+    let text = calendar(&[bad, event("good", "RRULE:FREQ=WEEKLY;COUNT=3\r\n")]);
+    let parsed = parse_calendar("rules.ics", &text).unwrap();
+    assert_eq!(parsed.series.len(), 1, "the good series is kept");
+    assert_eq!(parsed.series[0].uid, "good");
+    let (_, err) = &parsed.errors[0];
+    assert!(
+        err.reason.contains("UID bad") && err.reason.contains("not a recurrence rule"),
+        "{err:?}"
+    );
+}

@@ -344,6 +344,26 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
             failed_uids.insert(uid.clone(), err_at(format!("UID {uid}: {reason}")));
             continue;
         }
+        // An RRULE calcard could not read as a RECUR value (RFC 5545 §3.3.10) would be kept
+        // as text, expanded as no rule at all, and written back escaped once more on every
+        // round (a fuzz finding): the event is refused with the rule named.
+        if let Some(bad_rule) = comp.entries.iter().find(|e| {
+            e.name == ICalendarProperty::Rrule
+                && !e
+                    .values
+                    .iter()
+                    .all(|v| matches!(v, calcard::icalendar::ICalendarValue::RecurrenceRule(_)))
+        }) {
+            let line = entry_line(bad_rule);
+            let shown: String = line.trim_end().chars().take(80).collect();
+            failed_uids.insert(
+                uid.clone(),
+                err_at(format!(
+                    "UID {uid}: {shown:?} is not a recurrence rule (RFC 5545 §3.3.10)"
+                )),
+            );
+            continue;
+        }
         let mut fields = Fields::new();
         let mut key = MASTER.to_string();
         for e in &comp.entries {
