@@ -12,7 +12,8 @@ use crate::google::{put_secret, Browser, WebhookServer};
 
 /// The emulator's OAuth client.
 pub const CLIENT_ID: &str = "6731de76-14a6-49ae-97bc-6eba6914391e";
-const CLIENT_SECRET: &str = "emulator-outlook-client-secret";
+/// The emulator OAuth client's secret.
+pub const CLIENT_SECRET: &str = "emulator-outlook-client-secret";
 
 /// Outlook on the local stack.
 pub struct LocalOutlook {

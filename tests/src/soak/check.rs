@@ -5,48 +5,19 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use secrecy::ExposeSecret;
 
+use super::members::{start_day, Holdings};
 use super::world::World;
 use crate::fixtures;
-
-/// What a calendar holds: UID → (summary, day, copies).
-type Holdings = BTreeMap<String, (String, u32, usize)>;
 
 impl World<'_> {
     async fn caldav_holds(&self, url: &str) -> anyhow::Result<Holdings> {
         let mut out = Holdings::new();
         for (_, s) in fixtures::events_in(self.ctx, url).await? {
-            let day = s
-                .master()
-                .and_then(|m| m.get("DTSTART"))
-                .and_then(|v| v.first())
-                .and_then(|l| l.trim_end().get(14..16))
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0);
+            let day = start_day(&s);
             let e = out.entry(s.uid.clone()).or_insert((s.summary(), day, 0));
             e.2 += 1;
         }
         Ok(out)
-    }
-
-    async fn google_holds(&self) -> anyhow::Result<Option<Holdings>> {
-        let Some(g) = &self.google else {
-            return Ok(None);
-        };
-        let mut out = Holdings::new();
-        for e in g.user_api.list().await? {
-            if e["status"] == "cancelled" {
-                continue;
-            }
-            let day = e["start"]["dateTime"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| chrono::Datelike::day(&t.with_timezone(&chrono::Utc)))
-                .unwrap_or(0);
-            let uid = e["iCalUID"].as_str().unwrap_or_default().to_string();
-            let summary = e["summary"].as_str().unwrap_or_default().to_string();
-            out.entry(uid).or_insert((summary, day, 0)).2 += 1;
-        }
-        Ok(Some(out))
     }
 
     /// Quiescence (faults cleared, queues drained, every link synced) and the checks.
@@ -64,8 +35,11 @@ impl World<'_> {
             ("Radicale", self.caldav_holds(&self.radicale).await?),
             ("Xandikos", self.caldav_holds(&self.xandikos).await?),
         ];
-        if let Some(g) = self.google_holds().await? {
-            members.push(("Google", g));
+        if let Some(g) = &self.google {
+            members.push(("Google", g.holds().await?));
+        }
+        if let Some(o) = &self.outlook {
+            members.push(("Outlook", o.holds(&self.env.outlook).await?));
         }
         for (name, held) in members {
             for (uid, (_, _, n)) in &held {
@@ -154,7 +128,8 @@ impl World<'_> {
     }
 
     /// Nothing the schedule logged holds the CalDAV password (plain or in a Basic header),
-    /// the OAuth client secret or the Google link's tokens. Empties the captured logs.
+    /// an OAuth client secret or the Google and Outlook links' tokens. Empties the captured
+    /// logs.
     pub async fn check_secrets_not_logged(&mut self) -> anyhow::Result<()> {
         let mut secrets: Vec<(&str, String)> = vec![
             ("CalDAV password", fixtures::PASSWORD.to_string()),
@@ -171,7 +146,17 @@ impl World<'_> {
                 crate::google::CLIENT_SECRET.to_string(),
             ),
         ];
-        if let Some(arn) = self.google.as_ref().and_then(|g| g.link.secret_arn.clone()) {
+        secrets.push((
+            "Outlook client secret",
+            crate::outlook::CLIENT_SECRET.to_string(),
+        ));
+        let arns = [
+            self.google.as_ref().and_then(|g| g.link.secret_arn.clone()),
+            self.outlook
+                .as_ref()
+                .and_then(|o| o.link.secret_arn.clone()),
+        ];
+        for arn in arns.into_iter().flatten() {
             let t = calsync::oauth::read_tokens(self.ctx, &arn).await?;
             secrets.push(("access token", t.access_token.expose_secret().to_string()));
             if let Some(r) = &t.refresh_token {

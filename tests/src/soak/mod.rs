@@ -1,6 +1,8 @@
 //! Generated fault schedules (issue 13, item 7): a seeded generator of workloads — creates,
 //! edits, moves and deletes made by a user on Radicale, Xandikos, the hub (through the
-//! application's API) or Google (through the user's own API client, every fourth seed) —
+//! application's API), Google (the user's own API client, seeds ≡ 0 mod 4), Outlook (the
+//! user's own Graph client, seeds ≡ 2 mod 4) or a read-only ICS feed (its publisher, seeds
+//! ≡ 0 mod 3) —
 //! interleaved with faults, then quiescence, then a checker of the design brief's invariants
 //! over the final state, the run records, the Google write log and the logs:
 //!
@@ -18,12 +20,14 @@
 //! rejected sync-token, SQS redelivery, an expired lease, a lease held by another worker, a
 //! crash between a remote write and its mapping write; Google 403 `rateLimitExceeded` /
 //! `quotaExceeded`, 503, a body cut short, 410 on every sync token, expired access tokens,
-//! push messages duplicated and reordered.
+//! push messages duplicated and reordered; Graph 429/503 with `Retry-After`, 410
+//! `SyncStateNotFound`, delta state lost mid-round; a feed's validators lost.
 //!
 //! A schedule is a pure function of its seed (`CALSYNC_SEED=<seed>` replays one); the
 //! system's timing is not, which is what the faults probe.
 
 mod check;
+mod members;
 mod world;
 
 use std::collections::BTreeMap;
@@ -33,18 +37,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::ApiServer;
+use crate::feed::FeedServer;
 use crate::fixtures::{self, radicale_base, unique, Server};
 use crate::google::LocalGoogle;
+use crate::outlook::LocalOutlook;
 use crate::quirks::QuirkProxy;
-use world::{GoogleMember, Target, World};
+use world::{FeedMember, GoogleMember, OutlookMember, World};
 
 /// What one or more schedules did.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     /// Schedules run.
     pub schedules: usize,
-    /// Schedules with a Google member.
-    pub with_google: usize,
+    /// Schedules with each optional member (`Google`, `Outlook`, `ICS feed`).
+    pub members: BTreeMap<&'static str, usize>,
     /// User operations applied, per place (`Radicale`, `Xandikos`, `hub`, `Google`).
     pub ops: BTreeMap<&'static str, usize>,
     /// Faults fired, per kind.
@@ -57,7 +63,9 @@ impl Report {
     /// Add `other` to this report.
     pub fn absorb(&mut self, other: Report) {
         self.schedules += other.schedules;
-        self.with_google += other.with_google;
+        for (k, v) in other.members {
+            *self.members.entry(k).or_default() += v;
+        }
         for (k, v) in other.ops {
             *self.ops.entry(k).or_default() += v;
         }
@@ -76,9 +84,9 @@ impl Report {
                 .join(", ")
         };
         format!(
-            "schedules run: {} ({} with Google); user operations: {} ({}); faults fired: {} ({}); invariant violations: {}",
+            "schedules run: {} (with {}); user operations: {} ({}); faults fired: {} ({}); invariant violations: {}",
             self.schedules,
-            self.with_google,
+            join(&self.members),
             self.ops.values().sum::<usize>(),
             join(&self.ops),
             self.faults.values().sum::<usize>(),
@@ -94,6 +102,7 @@ pub struct Env {
     proxy: QuirkProxy,
     api: ApiServer,
     google: LocalGoogle,
+    outlook: LocalOutlook,
     logs: crate::logs::Captured,
 }
 
@@ -106,10 +115,21 @@ impl Env {
         // operator's log holds, without the HTTP libraries' byte-level traces.
         let logs = crate::logs::capture_filtered("warn,calsync=debug,calsync_e2e=debug");
         let google = LocalGoogle::start(ctx, Default::default()).await?;
+        // Outlook's notifications and consent callback go to the same webhook server.
+        let outlook = LocalOutlook::beside(
+            &google.ctx,
+            &google.hooks.url,
+            crate::emulators::graph::Config {
+                retry_after_secs: 0,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self {
             proxy: QuirkProxy::start(&radicale_base(), Default::default()).await?,
             api: ApiServer::start_local(google.ctx.clone()).await?,
             google,
+            outlook,
             logs,
         })
     }
@@ -143,6 +163,27 @@ pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result
     } else {
         None
     };
+    let outlook = if seed % 4 == 2 {
+        let link = env
+            .outlook
+            .connect(&group, user, &unique("soak-cal"), "outlook")
+            .await?;
+        let user = env.outlook.user(&link).await?;
+        Some(OutlookMember { link, user })
+    } else {
+        None
+    };
+    let feed = if seed.is_multiple_of(3) {
+        let server = FeedServer::start(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync soak feed//EN\r\nEND:VCALENDAR\r\n",
+            true,
+        )
+        .await?;
+        let link = fixtures::ics_link(ctx, &group, user, &server.url, "feed").await?;
+        Some(FeedMember { link, server })
+    } else {
+        None
+    };
     let mut w = World {
         ctx,
         env,
@@ -154,7 +195,10 @@ pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result
         r,
         x,
         google,
+        outlook,
+        feed,
         model: BTreeMap::new(),
+        feed_uids: Default::default(),
         report: Report {
             schedules: 1,
             ..Default::default()
@@ -163,15 +207,20 @@ pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result
         next: 0,
         trail: Vec::new(),
     };
-    w.report.with_google = usize::from(w.google.is_some());
+    for (present, name) in [
+        (w.google.is_some(), "Google"),
+        (w.outlook.is_some(), "Outlook"),
+        (w.feed.is_some(), "ICS feed"),
+    ] {
+        if present {
+            w.report.members.insert(name, 1);
+        }
+    }
     fixtures::sync_user(ctx, user).await?;
     for epoch in 0..epochs {
         // The user edits one place per epoch (edits of two sides at once are conflicts,
         // which the merge tests cover); syncing with faults runs in between.
-        let mut places = vec![Target::Radicale, Target::Xandikos, Target::Hub];
-        if w.google.is_some() {
-            places.push(Target::Google);
-        }
+        let places = w.places();
         let target = places[rng.random_range(0..places.len())];
         for _ in 0..rng.random_range(1..5) {
             w.user_op(&mut rng, target).await?;
@@ -195,9 +244,9 @@ pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result
 }
 
 /// Run `count` schedules from `first_seed` (or only `CALSYNC_SEED` when set), printing each
-/// violation as it is found.
+/// violation as it is found (a schedule that fails to run counts as one).
 ///
-/// Errors: a schedule could not be set up or checked.
+/// Errors: the shared parts did not start.
 pub async fn run_many(
     ctx: &Ctx,
     first_seed: u64,
@@ -215,9 +264,14 @@ pub async fn run_many(
     let mut total = Report::default();
     let started = std::time::Instant::now();
     for seed in seeds {
+        // A schedule that could not be set up or checked is reported, and the run goes on.
         let r = run_schedule(&env, seed, epochs)
             .await
-            .map_err(|e| anyhow::anyhow!("CALSYNC_SEED={seed}: {e:#}"))?;
+            .unwrap_or_else(|e| Report {
+                schedules: 1,
+                violations: vec![format!("CALSYNC_SEED={seed}: the schedule failed: {e:#}")],
+                ..Default::default()
+            });
         for v in &r.violations {
             println!("VIOLATION {v}");
         }

@@ -1,7 +1,7 @@
 //! One schedule's world: its calendars and links, the user's intent, and the operations and
 //! faults the generator draws.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use calsync::config::Ctx;
 use calsync::handlers::{run_job, Direction};
@@ -9,12 +9,11 @@ use calsync::model::Link;
 use calsync::queue::SyncJob;
 use rand::rngs::StdRng;
 use rand::Rng;
-use serde_json::json;
 
+pub use super::members::{FeedMember, GoogleMember, OutlookMember};
 use super::{Env, Report};
 use crate::api::ApiClient;
 use crate::fixtures::{self, radicale_base};
-use crate::google::UserApi;
 
 /// Where a user operation is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,27 +26,23 @@ pub enum Target {
     Hub,
     /// With the user's own Google client.
     Google,
+    /// In the user's own Outlook (Graph).
+    Outlook,
+    /// As the publisher of the read-only ICS feed (its events only).
+    Feed,
 }
 
 impl Target {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Target::Radicale => "Radicale",
             Target::Xandikos => "Xandikos",
             Target::Hub => "hub",
             Target::Google => "Google",
+            Target::Outlook => "Outlook",
+            Target::Feed => "ICS feed",
         }
     }
-}
-
-/// The schedule's Google calendar.
-pub struct GoogleMember {
-    /// Its link.
-    pub link: Link,
-    /// The user's own client of it.
-    pub user_api: UserApi,
-    /// The emulator's calendar id.
-    pub calendar_id: String,
 }
 
 pub struct World<'a> {
@@ -61,8 +56,12 @@ pub struct World<'a> {
     pub r: Link,
     pub x: Link,
     pub google: Option<GoogleMember>,
+    pub outlook: Option<OutlookMember>,
+    pub feed: Option<FeedMember>,
     /// The user's intent: UID → summary and start day (`None`: deleted).
     pub model: BTreeMap<String, Option<(String, u32)>>,
+    /// The UIDs the feed publishes (changed only there: a read-only member's events).
+    pub feed_uids: BTreeSet<String>,
     pub report: Report,
     pub seed: u64,
     pub next: usize,
@@ -74,17 +73,6 @@ pub fn event(uid: &str, summary: &str, day: u32) -> String {
     fixtures::simple_event(uid, summary, day)
 }
 
-/// A Google event body of the same event.
-fn google_body(uid: &str, summary: &str, day: u32) -> serde_json::Value {
-    json!({
-        "iCalUID": uid,
-        "summary": summary,
-        "location": "Room 1",
-        "start": {"dateTime": format!("2027-01-{day:02}T09:00:00Z")},
-        "end": {"dateTime": format!("2027-01-{day:02}T10:00:00Z")},
-    })
-}
-
 impl World<'_> {
     pub fn fault(&mut self, kind: &'static str) {
         *self.report.faults.entry(kind).or_default() += 1;
@@ -94,20 +82,38 @@ impl World<'_> {
     pub fn links(&self) -> Vec<Link> {
         let mut out = vec![self.r.clone(), self.x.clone()];
         out.extend(self.google.iter().map(|g| g.link.clone()));
+        out.extend(self.outlook.iter().map(|o| o.link.clone()));
+        out.extend(self.feed.iter().map(|f| f.link.clone()));
         out
     }
 
-    fn live(&self) -> Vec<String> {
+    /// The places the user may change this schedule.
+    pub fn places(&self) -> Vec<Target> {
+        let mut out = vec![Target::Radicale, Target::Xandikos, Target::Hub];
+        if self.google.is_some() {
+            out.push(Target::Google);
+        }
+        if self.outlook.is_some() {
+            out.push(Target::Outlook);
+        }
+        if self.feed.is_some() {
+            out.push(Target::Feed);
+        }
+        out
+    }
+
+    /// Live UIDs `target` may change: the feed's own at the feed, the others elsewhere.
+    fn live(&self, target: Target) -> Vec<String> {
         self.model
             .iter()
-            .filter(|(_, v)| v.is_some())
+            .filter(|(k, v)| v.is_some() && self.feed_uids.contains(*k) == (target == Target::Feed))
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// One user operation at `target`.
     pub async fn user_op(&mut self, rng: &mut StdRng, target: Target) -> anyhow::Result<()> {
-        let live = self.live();
+        let live = self.live(target);
         let choice = if live.is_empty() {
             0
         } else {
@@ -138,19 +144,31 @@ impl World<'_> {
         let existed = matches!(self.model.get(&uid), Some(Some(_)));
         self.trail
             .push(format!("{} {uid}: {after:?}", target.name()));
-        self.apply(target, &uid, after.as_ref(), existed).await?;
+        let uid = self.apply(target, &uid, after.as_ref(), existed).await?;
+        if target == Target::Feed {
+            self.feed_uids.insert(uid.clone());
+        }
         self.model.insert(uid, after);
+        if let (Target::Feed, Some(f)) = (target, &self.feed) {
+            let published = self
+                .model
+                .iter()
+                .filter(|(k, _)| self.feed_uids.contains(*k))
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
+            f.publish(published);
+        }
         Ok(())
     }
 
-    /// Make the user's change of `uid` (`None`: delete) at `target`.
+    /// Make the user's change of `uid` (`None`: delete) at `target`; the UID the event has
+    /// there (Outlook picks its own for an event made in it).
     async fn apply(
         &self,
         target: Target,
         uid: &str,
         after: Option<&(String, u32)>,
         existed: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         match target {
             Target::Radicale | Target::Xandikos => {
                 let url = if target == Target::Radicale {
@@ -178,32 +196,20 @@ impl World<'_> {
                 anyhow::ensure!(a.status < 300, "hub {path}: {} {}", a.status, a.body);
             }
             Target::Google => {
-                let Some(g) = &self.google else {
-                    return Ok(());
-                };
-                let id = if existed {
-                    let items = g.user_api.list().await?;
-                    items
-                        .iter()
-                        .find(|e| e["iCalUID"] == uid)
-                        .and_then(|e| e["id"].as_str())
-                        .map(str::to_string)
-                } else {
-                    None
-                };
-                match (after, id) {
-                    (Some((s, d)), None) => {
-                        g.user_api.insert(google_body(uid, s, *d)).await?;
-                    }
-                    (Some((s, d)), Some(id)) => {
-                        g.user_api.patch(&id, google_body(uid, s, *d)).await?;
-                    }
-                    (None, Some(id)) => g.user_api.delete(&id).await?,
-                    (None, None) => anyhow::bail!("{uid} is not in Google to delete"),
+                if let Some(g) = &self.google {
+                    g.apply(uid, after).await?;
                 }
             }
+            Target::Outlook => {
+                if let Some(o) = &self.outlook {
+                    let known = existed.then_some(uid);
+                    return o.apply(&self.env.outlook, known, after).await;
+                }
+            }
+            // Published by `user_op` once the intent is updated.
+            Target::Feed => {}
         }
-        Ok(())
+        Ok(uid.to_string())
     }
 
     /// One step of syncing with a fault injected first. Errors of the step itself are the
@@ -211,17 +217,14 @@ impl World<'_> {
     pub async fn faulty_step(&mut self, rng: &mut StdRng) -> anyhow::Result<()> {
         let links = self.links();
         let link = links[rng.random_range(0..links.len())].clone();
-        let is_google = self
-            .google
-            .as_ref()
-            .is_some_and(|g| g.link.link_id == link.link_id);
+        let is = |m: Option<&Link>| m.is_some_and(|l| l.link_id == link.link_id);
         let mut dir = if rng.random_bool(0.6) {
             Direction::Pull
         } else {
             Direction::Push
         };
         let mut new_user_client = false;
-        let times = if is_google {
+        let times = if is(self.google.as_ref().map(|g| &g.link)) {
             let (times, expired) = self.google_fault(rng).await?;
             if expired {
                 // Every access token died (the user's own client's too): calsync's pull
@@ -230,6 +233,10 @@ impl World<'_> {
                 new_user_client = true;
             }
             times
+        } else if is(self.outlook.as_ref().map(|o| &o.link)) {
+            self.outlook_fault(rng)
+        } else if is(self.feed.as_ref().map(|f| &f.link)) {
+            self.feed_fault(rng, &link).await?
         } else {
             match self.caldav_fault(rng, &link, dir).await? {
                 Some(t) => t,
@@ -356,6 +363,49 @@ impl World<'_> {
         Ok(Some(1))
     }
 
+    /// A fault of Graph's; how often to run the job.
+    fn outlook_fault(&mut self, rng: &mut StdRng) -> usize {
+        let emu = &self.env.outlook.emu;
+        match rng.random_range(0..5) {
+            0 => {
+                let status = [429, 503][rng.random_range(0..2)];
+                emu.fail_next(status, rng.random_range(1..4));
+                self.fault("Graph 429/503 (Retry-After)");
+            }
+            1 => {
+                emu.expire_delta_tokens();
+                self.fault("Graph 410 SyncStateNotFound");
+            }
+            2 => {
+                emu.expire_delta_tokens_after(1);
+                self.fault("Graph delta state lost mid-round");
+            }
+            3 => {
+                self.fault("SQS redelivery");
+                return 2;
+            }
+            _ => {}
+        }
+        1
+    }
+
+    /// A fault of the feed's link (a read-only member: its cursor and the queue); how
+    /// often to run the job.
+    async fn feed_fault(&mut self, rng: &mut StdRng, link: &Link) -> anyhow::Result<usize> {
+        match rng.random_range(0..3) {
+            0 => {
+                self.ctx.store().delete_cursor(&link.link_id).await?;
+                self.fault("feed validators lost");
+            }
+            1 => {
+                self.fault("SQS redelivery");
+                return Ok(2);
+            }
+            _ => {}
+        }
+        Ok(1)
+    }
+
     /// A fault of Google's; how often to run the job, and whether the access tokens died.
     async fn google_fault(&mut self, rng: &mut StdRng) -> anyhow::Result<(usize, bool)> {
         let Some(g) = &self.google else {
@@ -380,7 +430,11 @@ impl World<'_> {
                 self.fault("Google 503");
             }
             2 => {
-                emu.truncate_next("/events", 1);
+                // calsync's reads only (incremental or full), not the user's own client's.
+                emu.truncate_next(
+                    ["syncToken=", "showDeleted=true"][rng.random_range(0..2)],
+                    1,
+                );
                 self.fault("Google body cut short");
             }
             3 => {
