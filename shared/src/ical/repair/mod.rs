@@ -19,11 +19,17 @@
 //!   (RFC 5545 §3.1: `VALUE-CHAR`, `SAFE-CHAR` and `QSAFE-CHAR` all exclude CTL), are
 //!   removed: a value carrying them could not be written back the way it was read.
 //! - **A line that is not a content line** (§3.1: `name *(";" param) ":" value`, the name a
-//!   token of letters, digits and `-`; `_` is kept, some exporters use it) is dropped: it
-//!   names no property, and a parser can only guess where its value starts, differently
-//!   on every read.
+//!   token of letters, digits and `-`; `_` is kept, some exporters use it): when its value
+//!   can still be told apart (the first `:` outside double quotes), its parameters are
+//!   rewritten — one without `name=` dropped, a value with stray `"` unquoted and quoted
+//!   whole when it holds `;`, `:` or `,` — so a parser reads it one way only; otherwise it is
+//!   dropped (it names no property, and a parser can only guess where its value starts,
+//!   differently on every read).
 
 use sha2::{Digest, Sha256};
+
+mod syntax;
+use syntax::{content_line, head_end, name_of, params_of, unfold, value_of};
 
 /// Apply every repair to `text`; returns the text unchanged (borrowed) when none applied.
 pub fn repair(text: &str) -> std::borrow::Cow<'_, str> {
@@ -51,14 +57,14 @@ fn repair_lines(text: &str) -> std::borrow::Cow<'_, str> {
         || missing_uid(text)
         || text
             .split('\n')
-            .any(|l| !l.starts_with([' ', '\t']) && !l.trim_end().is_empty() && !named(l));
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .any(|l| !l.starts_with([' ', '\t']) && !l.is_empty() && head_end(l).is_none());
     if !needs {
         return std::borrow::Cow::Borrowed(text);
     }
-    let mut lines = unfold(text);
-    let read = lines.len();
-    lines.retain(|l| named(l) && value_start(l).is_some());
-    let mut changed = lines.len() != read;
+    let read = unfold(text);
+    let lines: Vec<String> = read.iter().filter_map(|l| content_line(l)).collect();
+    let mut changed = lines != read;
     let mut out: Vec<String> = Vec::with_capacity(lines.len());
     let mut extra: Vec<Vec<String>> = Vec::new();
     let mut i = 0;
@@ -97,64 +103,6 @@ fn repair_lines(text: &str) -> std::borrow::Cow<'_, str> {
     let mut s = out.join("\r\n");
     s.push_str("\r\n");
     std::borrow::Cow::Owned(s)
-}
-
-/// Content lines of `text`, unfolded (RFC 5545 §3.1), without line ends.
-fn unfold(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for raw in text.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        match (
-            line.strip_prefix(' ').or_else(|| line.strip_prefix('\t')),
-            out.last_mut(),
-        ) {
-            (Some(rest), Some(prev)) => prev.push_str(rest),
-            _ if line.is_empty() => {}
-            _ => out.push(line.to_string()),
-        }
-    }
-    out
-}
-
-fn name_of(line: &str) -> String {
-    let end = line.find([';', ':']).unwrap_or(line.len());
-    line.get(..end).unwrap_or("").to_ascii_uppercase()
-}
-
-/// True when `line` starts with a property name (RFC 5545 §3.1 `name`, plus `_`) followed
-/// by `;`, `:` or the end.
-fn named(line: &str) -> bool {
-    let end = line.find([';', ':']).unwrap_or(line.len());
-    let name = line.get(..end).unwrap_or("");
-    let name = name.strip_suffix('\r').unwrap_or(name);
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Byte offset of the value: after the first ':' outside a quoted parameter value.
-fn value_start(line: &str) -> Option<usize> {
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ':' if !quoted => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
-fn value_of(line: &str) -> &str {
-    value_start(line).and_then(|i| line.get(i..)).unwrap_or("")
-}
-
-fn params_of(line: &str) -> &str {
-    let v = value_of(line);
-    let head = line.get(..line.len() - v.len()).unwrap_or(line);
-    let head = head.strip_suffix(':').unwrap_or(head);
-    head.find(';').and_then(|i| head.get(i..)).unwrap_or("")
 }
 
 /// True when some VEVENT of `text` has no UID line (a cheap scan).
