@@ -12,7 +12,7 @@
 //!
 //! Everything else is forwarded unchanged, so the data is Radicale's.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -43,6 +43,9 @@ struct Inner {
     partition: String,
     http: reqwest::Client,
     reports: AtomicU32,
+    /// Members per sync-collection answer set at run time ([`QuirkProxy::truncate_sync_reports`]);
+    /// 0: as `quirks.truncate` says.
+    truncating: AtomicUsize,
 }
 
 /// A running proxy with two listeners (main host and "partition" host); stops when dropped.
@@ -74,6 +77,7 @@ impl QuirkProxy {
             partition: partition.clone(),
             http: reqwest::Client::new(),
             reports: AtomicU32::new(0),
+            truncating: AtomicUsize::new(0),
             faults: Default::default(),
         });
         let mut tasks = Vec::new();
@@ -103,9 +107,16 @@ impl QuirkProxy {
         ));
     }
 
-    /// Drop every injected answer not yet given.
+    /// From now on, sync-collection answers carry at most `members` members plus a 507
+    /// (RFC 6578 §3.6), until [`Self::clear_faults`].
+    pub fn truncate_sync_reports(&self, members: usize) {
+        self.inner.truncating.store(members, Ordering::SeqCst);
+    }
+
+    /// Drop every injected answer not yet given, and a run-time truncation.
     pub fn clear_faults(&self) {
         self.inner.faults.lock().expect("fault lock").clear();
+        self.inner.truncating.store(0, Ordering::SeqCst);
     }
 
     /// sync-collection REPORTs seen so far.
@@ -222,7 +233,11 @@ async fn proxy(
         return respond(StatusCode::CONFLICT, out_headers, resp);
     }
     if is_sync && status.as_u16() == 207 {
-        if let Some(n) = inner.quirks.truncate {
+        let n = match inner.truncating.load(Ordering::SeqCst) {
+            0 => inner.quirks.truncate,
+            n => Some(n),
+        };
+        if let Some(n) = n {
             return respond(
                 status,
                 out_headers,

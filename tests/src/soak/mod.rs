@@ -16,7 +16,8 @@
 //! 7. no secret (CalDAV password, OAuth client secret, the link's access and refresh tokens)
 //!    in what the run logged.
 //!
-//! Faults ([`world`]): CalDAV 408/412/423/429/500/503 with `Retry-After`, sync-token loss, a
+//! Faults ([`world`]): CalDAV 408/412/423/429/500/503 with `Retry-After`, sync-collection
+//! answers truncated with 507 (RFC 6578 §3.6), sync-token loss, a
 //! rejected sync-token, SQS redelivery, an expired lease, a lease held by another worker, a
 //! crash between a remote write and its mapping write; Google 403 `rateLimitExceeded` /
 //! `quotaExceeded`, 503, a body cut short, 410 on every sync token, expired access tokens,

@@ -269,7 +269,13 @@ impl World<'_> {
         dir: Direction,
     ) -> anyhow::Result<Option<usize>> {
         let store = self.ctx.store();
-        match rng.random_range(0..10) {
+        match rng.random_range(0..11) {
+            8 => {
+                // Sync-collection answers cut at 1-2 members with a 507 and an
+                // intermediate token, until quiescence.
+                self.env.proxy.truncate_sync_reports(rng.random_range(1..3));
+                self.fault("CalDAV 507 sync-collection truncated");
+            }
             0 => {
                 let status = [429, 503, 500, 423, 408][rng.random_range(0..5)];
                 let method = ["PUT", "REPORT", "DELETE", "PROPFIND"][rng.random_range(0..4)];
