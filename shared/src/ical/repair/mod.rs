@@ -277,6 +277,9 @@ fn split_periods(lines: &mut [String], top: &[usize]) -> Vec<Vec<String>> {
         "DURATION",
     ];
     let mut overrides = Vec::new();
+    // A start given twice is one instance (RFC 5545 §3.8.5.2: the recurrence set is a set);
+    // two overrides of it could not both stand.
+    let mut seen = std::collections::BTreeSet::new();
     let has_recurrence_id = top.iter().any(|&i| name_of(&lines[i]) == "RECURRENCE-ID");
     for &i in top {
         let l = lines[i].clone();
@@ -290,6 +293,9 @@ fn split_periods(lines: &mut [String], top: &[usize]) -> Vec<Vec<String>> {
             let Some((start, end)) = period.split_once('/') else {
                 continue;
             };
+            if !seen.insert(start.to_string()) {
+                continue;
+            }
             starts.push(start.to_string());
             if has_recurrence_id {
                 continue; // an override's own RDATE: no nested overrides
