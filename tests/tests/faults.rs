@@ -95,6 +95,23 @@ async fn a_throttled_report_keeps_its_sync_token() {
     );
 }
 
+/// The event `uid` is in the calendar at `url` once, and its mapping on `link_id` is
+/// `synced` and was never marked error.
+async fn written_once_and_synced(ctx: &calsync::config::Ctx, url: &str, link_id: &str, uid: &str) {
+    let uids = fixtures::uid_counts(ctx, url).await.unwrap();
+    assert_eq!(uids.get(uid), Some(&1), "{uids:?}");
+    let m = ctx
+        .store()
+        .mappings_of_link(link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.uid == uid)
+        .expect("mapped");
+    assert_eq!(m.status, EventStatus::Synced, "{m:?}");
+    assert_eq!(m.failed_version, None, "never marked error: {m:?}");
+}
+
 #[tokio::test]
 async fn a_put_throttled_past_its_retries_is_written_by_a_later_run() {
     let ctx = local_ctx().await;
@@ -113,18 +130,7 @@ async fn a_put_throttled_past_its_retries_is_written_by_a_later_run() {
         stats.failures >= 1,
         "the throttled push failed once: {stats:?}"
     );
-    let uids = fixtures::uid_counts(&ctx, &radicale).await.unwrap();
-    assert_eq!(uids.get("throttled-put-2"), Some(&1), "{uids:?}");
-    let m = ctx
-        .store()
-        .mappings_of_link(&r.link_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.uid == "throttled-put-2")
-        .expect("mapped");
-    assert_eq!(m.status, EventStatus::Synced, "{m:?}");
-    assert_eq!(m.failed_version, None, "never marked error: {m:?}");
+    written_once_and_synced(&ctx, &radicale, &r.link_id, "throttled-put-2").await;
 }
 
 #[tokio::test]
@@ -142,18 +148,7 @@ async fn a_refused_create_with_nothing_there_is_tried_again_not_marked_error() {
         .unwrap();
     proxy.fail_next("PUT", 412, 1);
     sync_link(&ctx, &x.link_id).await.unwrap();
-    let uids = fixtures::uid_counts(&ctx, &radicale).await.unwrap();
-    assert_eq!(uids.get("refused-create-2"), Some(&1), "{uids:?}");
-    let m = ctx
-        .store()
-        .mappings_of_link(&r.link_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.uid == "refused-create-2")
-        .expect("mapped");
-    assert_eq!(m.status, EventStatus::Synced, "{m:?}");
-    assert_eq!(m.failed_version, None, "never marked error: {m:?}");
+    written_once_and_synced(&ctx, &radicale, &r.link_id, "refused-create-2").await;
 }
 
 #[tokio::test]
