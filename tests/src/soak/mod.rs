@@ -33,6 +33,7 @@ mod world;
 
 use std::collections::BTreeMap;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use calsync::config::Ctx;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -235,8 +236,22 @@ pub async fn run_schedule(env: &Env, seed: u64, epochs: usize) -> anyhow::Result
         w.settle_and_check(epoch).await?;
     }
     w.check_secrets_not_logged().await?;
-    // Leave the stack as it was (links disconnected, hub events purged): a long run then
-    // costs the same per schedule (moto reads a whole table for each index query).
+    // Leave the stack as it was (run records deleted, links disconnected, hub events
+    // purged): a long run then costs the same per schedule (moto reads a whole table for
+    // every Query).
+    let runs_table = &ctx.config.runs_table;
+    for l in w.links() {
+        for r in ctx.store().runs_of_link(&l.link_id).await? {
+            ctx.clients
+                .ddb
+                .delete_item()
+                .table_name(runs_table)
+                .key("link_id", AttributeValue::S(l.link_id.clone()))
+                .key("run_id", AttributeValue::S(r.run_id))
+                .send()
+                .await?;
+        }
+    }
     let gone = w.api.delete(&format!("/v1/groups/{}", w.group)).await?;
     anyhow::ensure!(
         gone.status == 204,
