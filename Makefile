@@ -93,10 +93,10 @@ test: venv lint
 	cargo test -p calsync --test '*' -- --nocapture
 	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
 
-## soak: generated fault schedules (SCHEDULES=1000 by default, EPOCHS=3); prints schedules
+## soak: generated fault schedules (SCHEDULES=1000 by default, EPOCHS=1); prints schedules
 ## run, faults fired per kind and invariant violations; CALSYNC_SEED=N replays one
 SCHEDULES ?= 1000
-EPOCHS ?= 3
+EPOCHS ?= 1
 soak: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
 	infra/local/with-stack.sh ./target/release/calsync-local soak --schedules $(SCHEDULES) --epochs $(EPOCHS)

@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
                 .unwrap_or(1000u64);
             let epochs = flag("--epochs")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(3usize);
+                .unwrap_or(1usize);
             let first = flag("--first-seed")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1u64);
