@@ -86,12 +86,15 @@ lint: venv
 
 ## test: lint, sam validate + sam build, unit and corpus tests, then the integration tests
 ## against a fresh local stack
+## (every step selects the whole workspace, so that cargo builds each crate once: `-p` would
+## unify features differently and build the engine and the test binaries a second time)
+SHARED_TESTS := $(patsubst shared/tests/%.rs,--test %,$(wildcard shared/tests/*.rs))
 test: venv lint
 	cargo build --workspace --all-targets
 	$(MAKE) sam-check
 	cargo test --workspace --lib --bins
-	cargo test -p calsync --test '*' -- --nocapture
-	infra/local/with-stack.sh cargo test -p calsync-e2e --tests -- --test-threads=1
+	cargo test --workspace $(SHARED_TESTS) -- --nocapture
+	infra/local/with-stack.sh cargo test --workspace --test e2e -- --test-threads=1
 
 ## soak: generated fault schedules (SCHEDULES=1000 by default, EPOCHS=1); prints schedules
 ## run, faults fired per kind and invariant violations; CALSYNC_SEED=N replays one

@@ -63,6 +63,32 @@ pub fn profile(kind: ProviderKind) -> anyhow::Result<&'static OAuthProfile> {
 /// Errors: the provider has no OAuth profile; the OAuth client secret is missing or
 /// malformed; DynamoDB failure.
 pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
+    start_consent(ctx, req, None).await
+}
+
+/// Prepare a consent that renews the grant of `link` (a link of an OAuth provider whose
+/// user the caller has verified, typically `reconnect_needed` after `invalid_grant`): the
+/// same begin URL as [`start`]; [`finish`] then replaces the link's tokens in its secret,
+/// sets it `ok` and queues a sync, keeping its mappings and cursor, so nothing is copied
+/// twice.
+///
+/// Errors: as [`start`].
+pub async fn start_reconnect(ctx: &Ctx, link: &Link) -> anyhow::Result<String> {
+    let req = ConnectRequest {
+        provider: link.provider,
+        group_id: link.group_id.clone(),
+        user_id: link.user_id,
+        calendar_id: String::new(),
+        display_name: link.display_name.clone(),
+    };
+    start_consent(ctx, &req, Some(&link.link_id)).await
+}
+
+async fn start_consent(
+    ctx: &Ctx,
+    req: &ConnectRequest,
+    link_id: Option<&str>,
+) -> anyhow::Result<String> {
     let p = profile(req.provider)?;
     let client = oauth::load_client(ctx, p).await?;
     let auth = oauth::authorization_url(&client, p)?;
@@ -77,6 +103,7 @@ pub async fn start(ctx: &Ctx, req: &ConnectRequest) -> anyhow::Result<String> {
             display_name: req.display_name.clone(),
             auth_url: auth.url.clone(),
             begun: false,
+            link_id: link_id.map(str::to_string),
             expires_at: now_secs() + STATE_TTL_SECS,
         })
         .await?;
@@ -175,6 +202,9 @@ pub async fn finish(
     let tokens = oauth::exchange_code(&ctx.clients.http, &client, code, &verifier)
         .await
         .map_err(anyhow::Error::from)?;
+    if let Some(link_id) = &pending.link_id {
+        return renew(ctx, &pending, link_id, &tokens).await;
+    }
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
     let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
@@ -192,13 +222,91 @@ pub async fn finish(
     link.secret_arn = Some(arn);
     link.display_name = pending.display_name.clone();
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
+    start_push_and_sync(ctx, p, &link, "connected").await?;
+    tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
+    Ok(link)
+}
+
+/// The reconnection half of [`finish`]: the link of the consent (still there, of the same
+/// group, user and provider) gets the new tokens in its own secret and is `ok` again; its
+/// push channels are started anew and a sync is queued.
+async fn renew(
+    ctx: &Ctx,
+    pending: &OAuthState,
+    link_id: &str,
+    tokens: &oauth::TokenSet,
+) -> Result<Link, CallbackError> {
+    let store = ctx.store();
+    let link = store
+        .get_link(link_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .filter(|l| {
+            l.group_id == pending.group_id
+                && l.user_id == pending.user_id
+                && l.provider == pending.provider
+        })
+        .ok_or_else(|| {
+            CallbackError::Failed(anyhow::anyhow!(
+                "the calendar to reconnect was disconnected meanwhile; connect it again"
+            ))
+        })?;
+    let arn = link.secret_arn.as_deref().ok_or_else(|| {
+        CallbackError::Failed(anyhow::anyhow!("link {link_id} has no token secret"))
+    })?;
+    oauth::write_tokens(ctx, arn, tokens)
+        .await
+        .map_err(anyhow::Error::from)?;
+    store
+        .set_link_status(link_id, crate::model::LinkStatus::Ok, None)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let p = profile(link.provider)?;
+    if p.provider.module().push().is_some() {
+        // The old channels were started with the revoked grant.
+        if let Err(e) = crate::push::stop_channels_of(ctx, link_id).await {
+            tracing::warn!(link = %link_id, error = %e, "old push channels not stopped");
+        }
+    }
+    start_push_and_sync(ctx, p, &link, "reconnected").await?;
+    queue_catch_up(ctx, link_id).await?;
+    tracing::info!(link = %link_id, group = %link.group_id, provider = p.slug(), "calendar reconnected");
+    store
+        .get_link(link_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CallbackError::Failed(anyhow::anyhow!("link {link_id} vanished")))
+}
+
+/// A reconnected link missed the hub's writes while it waited (no sync-back is queued for a
+/// `reconnect_needed` link): queue one, beside the pull, so that they reach it.
+///
+/// Errors: SQS failure.
+pub async fn queue_catch_up(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
+    ctx.queues()
+        .send(
+            QueueKind::SyncBack,
+            &[SyncJob::unique(link_id, "reconnected")],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Start a push channel for `link` when its provider has push and a webhook URL is set
+/// (a failure is logged: polling still syncs, the refresher retries), then queue a sync.
+async fn start_push_and_sync(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    link: &Link,
+    reason: &str,
+) -> anyhow::Result<()> {
     let push_url = p
         .provider
         .module()
         .push()
         .and(ctx.config.webhook_url(p.slug()));
     if let Some(addr) = push_url {
-        if let Err(e) = crate::push::start_channel(ctx, &link, &addr).await {
+        if let Err(e) = crate::push::start_channel(ctx, link, &addr).await {
             // Polling still syncs the link; the token refresher retries the channel.
             tracing::warn!(link = %link.link_id, error = %e, "push channel not started");
         }
@@ -206,9 +314,8 @@ pub async fn finish(
     ctx.queues()
         .send(
             QueueKind::SyncJobs,
-            &[SyncJob::unique(&link.link_id, "connected")],
+            &[SyncJob::unique(&link.link_id, reason)],
         )
         .await?;
-    tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
-    Ok(link)
+    Ok(())
 }

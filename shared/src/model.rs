@@ -422,6 +422,10 @@ pub struct OAuthState {
     /// Set once the begin route has bound the consent to a browser (single use).
     #[serde(default)]
     pub begun: bool,
+    /// A reconnection: the link whose grant this consent renews (its tokens are replaced and
+    /// it is `ok` again) instead of a new link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_id: Option<String>,
     /// TTL (epoch seconds).
     pub expires_at: i64,
 }

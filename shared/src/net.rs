@@ -232,17 +232,32 @@ pub fn check_address(url: &reqwest::Url) -> Result<(), Refused> {
     check_url(&active, url)
 }
 
-/// A reqwest client enforcing `policy` (resolver, redirects) with a 30 s timeout.
+/// Time a request may take, connection to last body byte ([`guarded_client`]); one that
+/// takes longer fails as a transport error, which the adapters retry.
+pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A reqwest client enforcing `policy` (resolver, redirects) with the [`HTTP_TIMEOUT`].
+///
+/// Panics only when the TLS backend cannot initialise (at cold start, before any input).
+pub fn guarded_client(policy: NetPolicy) -> reqwest::Client {
+    guarded_client_with_timeout(policy, HTTP_TIMEOUT)
+}
+
+/// [`guarded_client`] with another `timeout` (the fault schedules use a short one, so that a
+/// stalled answer times out quickly).
 ///
 /// Panics only when the TLS backend cannot initialise (at cold start, before any input).
 #[allow(clippy::expect_used)] // audited: static configuration, no input reaches it
-pub fn guarded_client(policy: NetPolicy) -> reqwest::Client {
+pub fn guarded_client_with_timeout(
+    policy: NetPolicy,
+    timeout: std::time::Duration,
+) -> reqwest::Client {
     let policy = Arc::new(policy);
     if let Ok(mut g) = ACTIVE.write() {
         *g = Some(policy.clone());
     }
     reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(timeout)
         .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
         .redirect(redirect_policy(policy))

@@ -117,6 +117,30 @@ pub async fn put_json(
     Ok(out.arn().unwrap_or(name).to_string())
 }
 
+/// Replace the value of the existing secret `arn` with the JSON `value` (a new version;
+/// readers get it from their next read).
+///
+/// Errors: Secrets Manager refused (the message names the secret, never its value).
+pub async fn replace_json(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    value: &serde_json::Value,
+) -> anyhow::Result<()> {
+    client
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "put secret value {arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    Ok(())
+}
+
 /// Delete the secret `arn` at once (no recovery window: the user disconnected the calendar).
 /// A secret that is already gone is success.
 pub async fn delete(client: &aws_sdk_secretsmanager::Client, arn: &str) -> anyhow::Result<()> {

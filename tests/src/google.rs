@@ -194,6 +194,16 @@ impl LocalGoogle {
         consent_url: &str,
     ) -> anyhow::Result<Link> {
         self.emu.add_calendar(calendar_id, name, "Europe/Berlin");
+        self.open_consent(consent_url).await
+    }
+
+    /// Open `consent_url` of a reconnection (what `POST /v1/links/{link_id}/reconnect`
+    /// answered) in a browser, as [`Self::finish_consent`] does; returns the renewed link.
+    pub async fn finish_reconnect(&self, consent_url: &str) -> anyhow::Result<Link> {
+        self.open_consent(consent_url).await
+    }
+
+    async fn open_consent(&self, consent_url: &str) -> anyhow::Result<Link> {
         let seen = self.hooks.callbacks_seen();
         let (status, body) = Browser::default().open(consent_url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");

@@ -34,10 +34,24 @@ pub struct Quirks {
     pub partition_home: bool,
 }
 
+/// What the proxy does to a request it was told to fault ([`QuirkProxy::fail_next`],
+/// [`QuirkProxy::stall_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injected {
+    /// Answer this status with `Retry-After: 0`; nothing reaches the upstream.
+    Status(u16),
+    /// Answer only after this long (past the client's timeout): when `applied`, the request
+    /// reaches the upstream first (a write that happened, its answer lost), otherwise after.
+    Stall {
+        after: std::time::Duration,
+        applied: bool,
+    },
+}
+
 struct Inner {
-    /// Injected answers: `(method, status, count)`; each matching request is answered
-    /// `status` with `Retry-After: 0` instead of being forwarded.
-    faults: std::sync::Mutex<std::collections::VecDeque<(String, u16, usize)>>,
+    /// Injected faults: `(method, fault, count)`, the first in line applies to the next
+    /// requests with that method.
+    faults: std::sync::Mutex<std::collections::VecDeque<(String, Injected, usize)>>,
     upstream: String,
     quirks: Quirks,
     partition: String,
@@ -100,11 +114,29 @@ impl QuirkProxy {
     /// The next `count` requests with `method` are answered `status` (e.g. 429, 503, 423)
     /// with `Retry-After: 0`, as a busy server would; nothing reaches the upstream.
     pub fn fail_next(&self, method: &str, status: u16, count: usize) {
-        self.inner.faults.lock().expect("fault lock").push_back((
-            method.to_string(),
-            status,
-            count,
-        ));
+        self.inject(method, Injected::Status(status), count);
+    }
+
+    /// The next `count` requests with `method` are answered only after `after` (longer than
+    /// the client waits, so the client times out). With `applied` each reaches the upstream
+    /// at once (a write the server made whose answer never arrives); otherwise it is
+    /// forwarded after the stall, when the client has given up.
+    pub fn stall_next(
+        &self,
+        method: &str,
+        after: std::time::Duration,
+        applied: bool,
+        count: usize,
+    ) {
+        self.inject(method, Injected::Stall { after, applied }, count);
+    }
+
+    fn inject(&self, method: &str, fault: Injected, count: usize) {
+        self.inner
+            .faults
+            .lock()
+            .expect("fault lock")
+            .push_back((method.to_string(), fault, count));
     }
 
     /// From now on, sync-collection answers carry at most `members` members plus a 507
@@ -178,18 +210,34 @@ async fn proxy(
     let injected = {
         let mut f = inner.faults.lock().expect("fault lock");
         match f.front_mut() {
-            Some((m, status, n)) if m.as_str() == method.as_str() => {
-                let status = *status;
+            Some((m, fault, n)) if m.as_str() == method.as_str() => {
+                let fault = *fault;
                 *n -= 1;
                 if *n == 0 {
                     f.pop_front();
                 }
-                Some(status)
+                Some(fault)
             }
             _ => None,
         }
     };
-    if let Some(status) = injected {
+    if let Some(Injected::Stall { after, applied }) = injected {
+        // The fault itself is the wait: the client's timeout fires during it.
+        if applied {
+            let answer = forward(&inner, &method, &uri, &headers, body).await;
+            tokio::time::sleep(after).await;
+            return match answer {
+                Ok((status, h, text)) => respond(status, h, text),
+                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+            };
+        }
+        tokio::time::sleep(after).await;
+        return match forward(&inner, &method, &uri, &headers, body).await {
+            Ok((status, h, text)) => respond(status, h, text),
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        };
+    }
+    if let Some(Injected::Status(status)) = injected {
         let mut r = (
             StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             "busy",

@@ -33,6 +33,12 @@ pub const OPERATIONS: &[(&str, &str, &str, &[&str])] = &[
     ("deleteLink", "DELETE", "/v1/links/{link_id}", &[]),
     ("syncLink", "POST", "/v1/links/{link_id}/sync", &[]),
     (
+        "reconnectLink",
+        "POST",
+        "/v1/links/{link_id}/reconnect",
+        &[],
+    ),
+    (
         "listRuns",
         "GET",
         "/v1/links/{link_id}/runs",

@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
             get(links::get).patch(links::patch).delete(links::delete),
         )
         .route("/v1/links/{link_id}/sync", post(links::sync_now))
+        .route("/v1/links/{link_id}/reconnect", post(links::reconnect))
         .route("/v1/links/{link_id}/runs", get(links::runs))
         .route(
             "/v1/links/{link_id}/release-deletions",

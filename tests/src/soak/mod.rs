@@ -98,6 +98,11 @@ impl Report {
     }
 }
 
+/// calsync's HTTP client timeout in the schedules (30 s in production).
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a stalled answer takes: past [`HTTP_TIMEOUT`].
+const STALL: std::time::Duration = std::time::Duration::from_millis(2_500);
+
 /// What every schedule of a run shares: the fault proxy in front of Radicale, the API, the
 /// Google emulator and the captured logs.
 pub struct Env {
@@ -105,7 +110,7 @@ pub struct Env {
     api: ApiServer,
     google: LocalGoogle,
     outlook: LocalOutlook,
-    logs: crate::logs::Captured,
+    logs: crate::logs::Capture,
 }
 
 impl Env {
@@ -113,6 +118,13 @@ impl Env {
     ///
     /// Errors: a part does not start.
     pub async fn start(ctx: &Ctx) -> anyhow::Result<Self> {
+        // A short client timeout, so that a stalled answer times out within the schedule.
+        let mut ctx = ctx.clone();
+        ctx.clients.http = calsync::net::guarded_client_with_timeout(
+            calsync::net::NetPolicy::from_env(),
+            HTTP_TIMEOUT,
+        );
+        let ctx = &ctx;
         // calsync's debug events (requests, plans) and the libraries' warnings: what an
         // operator's log holds, without the HTTP libraries' byte-level traces.
         let logs = crate::logs::capture_filtered("warn,calsync=debug,calsync_e2e=debug");

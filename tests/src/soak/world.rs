@@ -9,6 +9,7 @@ use calsync::model::Link;
 use calsync::queue::SyncJob;
 use rand::rngs::StdRng;
 use rand::Rng;
+use secrecy::ExposeSecret;
 
 pub use super::members::{FeedMember, GoogleMember, OutlookMember};
 use super::{Env, Report};
@@ -357,6 +358,16 @@ impl World<'_> {
                 self.fault("lease held by another worker");
                 return Ok(None);
             }
+            9 => {
+                // An answer that never comes in time: the client times out. A write reaches
+                // Radicale first (made, its answer lost), a read only after the client gave up.
+                let method = ["PUT", "DELETE", "REPORT", "PROPFIND"][rng.random_range(0..4)];
+                let applied = matches!(method, "PUT" | "DELETE");
+                self.env
+                    .proxy
+                    .stall_next(method, super::STALL, applied, rng.random_range(1..3));
+                self.fault("CalDAV answer past the client timeout");
+            }
             7 => {
                 // A precondition that fails once (a concurrent writer's etag, as far as
                 // calsync can tell): the write is re-read and retried, never duplicated.
@@ -419,7 +430,7 @@ impl World<'_> {
         };
         let emu = &self.env.google.emu;
         let http = reqwest::Client::new();
-        match rng.random_range(0..8) {
+        match rng.random_range(0..10) {
             6 => {
                 let sent = emu.redeliver(&g.calendar_id);
                 if sent > 0 {
@@ -464,6 +475,51 @@ impl World<'_> {
             5 => {
                 self.fault("SQS redelivery");
                 return Ok((2, false));
+            }
+            7 => {
+                emu.slow_next(super::STALL.as_millis() as u64, 1);
+                self.fault("Google answer past the client timeout");
+            }
+            8 => {
+                // The user revokes calsync's access at Google: the refresh meets
+                // `invalid_grant`, the link waits for reconnection; the user reconnects it
+                // through the API's consent, and the access tokens died with the grant.
+                let link = g.link.clone();
+                let arn = link.secret_arn.clone().unwrap_or_default();
+                let t = calsync::oauth::read_tokens(self.ctx, &arn).await?;
+                let refresh = t
+                    .refresh_token
+                    .map(|r| r.expose_secret().to_string())
+                    .unwrap_or_default();
+                http.post(format!("{}/emulator/oauth/revoke", emu.url))
+                    .json(&serde_json::json!({"refresh_token": refresh}))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let job = SyncJob::unique(&link.link_id, "soak");
+                let r = run_job(self.ctx, &job, Direction::Pull).await;
+                self.trail
+                    .push(format!("pull after revocation: {:?}", r.err()));
+                let answer = self
+                    .api
+                    .post(
+                        &format!("/v1/links/{}/reconnect", link.link_id),
+                        &serde_json::json!({}),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    answer.status == 200,
+                    "reconnect: {} {}",
+                    answer.status,
+                    answer.body
+                );
+                let url = answer.body["consent_url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.env.google.finish_reconnect(&url).await?;
+                self.fault("Google grant revoked (invalid_grant), reconnected");
+                return Ok((1, true));
             }
             _ => {}
         }

@@ -55,7 +55,7 @@ pub struct NewLink {
     pub conflict_policy: Option<String>,
 }
 
-fn caldav_problem(e: ProviderError) -> Problem {
+pub(super) fn caldav_problem(e: ProviderError) -> Problem {
     match e {
         ProviderError::Unauthorized(_) => Problem::invalid_field(
             "/password",

@@ -19,7 +19,9 @@ use crate::provider::redacted;
 use crate::queue::{QueueKind, SyncJob};
 
 pub mod connect;
+pub mod reconnect;
 pub use connect::{create, oauth_start};
+pub use reconnect::reconnect;
 
 /// The JSON document of a link (no secret, a feed address only redacted).
 pub fn link_json(l: &Link) -> Value {

@@ -673,6 +673,130 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
     );
 }
 
+/// A grant revoked at Google (`invalid_grant` on refresh) parks the link; a new consent for
+/// the same link renews it in place: the same link id, mappings and cursor, the edits of both
+/// sides made meanwhile reach the other once, and a push channel runs again.
+#[tokio::test]
+async fn a_revoked_grant_is_renewed_in_place_by_a_new_consent() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let p = pair(
+        &lg.ctx,
+        "grenew",
+        &[simple_event("renew@test", "Before", 3)],
+    )
+    .await
+    .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "renew@example.com", "google")
+        .await
+        .expect("connect");
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let arn = g.secret_arn.clone().expect("arn");
+    let t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let refresh = {
+        use secrecy::ExposeSecret;
+        t.refresh_token
+            .expect("refresh token")
+            .expose_secret()
+            .to_string()
+    };
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .expect("revoke")
+        .error_for_status()
+        .expect("revoked");
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    let store = ctx.store();
+    let parked = store
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(parked.status, LinkStatus::ReconnectNeeded, "{parked:?}");
+    // Meanwhile the user edits the CalDAV copy.
+    fixtures::client_edit(&ctx, &p.radicale, "renew@test", |t| {
+        t.replace("SUMMARY:Before", "SUMMARY:Edited while parked")
+    })
+    .await
+    .expect("edit");
+    fixtures::sync_link(&lg.ctx, &p.r.link_id)
+        .await
+        .expect("sync");
+    let mappings = store.mappings_of_link(&g.link_id).await.expect("mappings");
+    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let back = lg.finish_reconnect(&url).await.expect("consent");
+    assert_eq!(
+        (back.link_id.as_str(), back.status),
+        (g.link_id.as_str(), LinkStatus::Ok)
+    );
+    assert_eq!(
+        back.secret_arn.as_deref(),
+        Some(arn.as_str()),
+        "same secret"
+    );
+    // The user's own Google client makes an event while calsync catches up.
+    let user = lg.user_api(&back).await.expect("user api");
+    user.insert(json!({"summary": "From Google", "iCalUID": "renew-google@test",
+        "start": {"dateTime": "2027-03-03T10:00:00Z"}, "end": {"dateTime": "2027-03-03T11:00:00Z"}}))
+        .await
+        .expect("insert");
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    let google: Vec<String> = user
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|e| e["status"] != "cancelled")
+        .map(|e| e["summary"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut google = google;
+    google.sort();
+    assert_eq!(google, ["Edited while parked", "From Google"], "once each");
+    let x: Vec<String> = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events")
+        .iter()
+        .map(|(_, e)| e.summary())
+        .collect();
+    assert_eq!(x.len(), 2, "{x:?}");
+    assert!(x.contains(&"From Google".to_string()), "{x:?}");
+    let links = store.links_of_group(&p.group).await.expect("links");
+    assert_eq!(links.len(), 3, "no second Google link: {links:?}");
+    assert!(
+        store
+            .mappings_of_link(&g.link_id)
+            .await
+            .expect("mappings")
+            .len()
+            >= mappings.len(),
+        "the mappings were kept"
+    );
+    assert!(
+        store
+            .all_channels()
+            .await
+            .expect("channels")
+            .iter()
+            .any(|c| c.link_id == g.link_id),
+        "a push channel runs again"
+    );
+}
+
 /// `calsync-local connect-google` (`make connect-google`): the command serves the callback on
 /// its port, the person opens the printed address and consents, the command returns the
 /// link; a forged callback makes it fail with the refusal instead of waiting.

@@ -3,7 +3,7 @@
 //! Google, Outlook and a read-only ICS feed, interleaved with faults, then quiescence, then the invariant checks of
 //! `calsync_e2e::soak` (convergence, duplicates, lost edits, quiet syncs, cursor loss,
 //! mail-free writes, no secret in the logs). A failing seed prints
-//! `CALSYNC_SEED=…`; `CALSYNC_SEED=<seed> cargo test -p calsync-e2e --test soak` replays it.
+//! `CALSYNC_SEED=…`; `CALSYNC_SEED=<seed> cargo test -p calsync-e2e --test e2e soak::` replays it.
 //! Needs the local stack.
 
 #[tokio::test]

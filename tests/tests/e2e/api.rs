@@ -676,6 +676,134 @@ async fn link_settings_and_disconnection() {
     assert_eq!(left, [xlink.as_str()]);
 }
 
+/// A CalDAV link whose password stopped working is `reconnect_needed`; the reconnection is
+/// checked with the server first (a wrong password answers 422 at `/password` and changes
+/// nothing), then the link is `ok` again under the same id, and what changed meanwhile reaches
+/// it once. A feed takes a new address only when it can be read.
+#[tokio::test]
+async fn a_link_is_reconnected_in_place_with_new_credentials() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(fresh_user());
+    let (group, radicale, _, rlink, _) = two_member_group(&ctx, &api, "recon", "merge").await;
+    let arn = ctx
+        .store()
+        .get_link(&rlink)
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_arn
+        .unwrap();
+    // The user changed the password at the server: the stored one is refused.
+    calsync::secrets::replace_json(
+        &ctx.clients.secrets,
+        &arn,
+        &json!({"username": USER, "password": "changed-elsewhere"}),
+    )
+    .await
+    .unwrap();
+    let e = api
+        .put_ical(
+            &format!("/v1/groups/{group}/events/recon-1"),
+            &simple_event("recon-1", "Written while refused", 9),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.status, 201, "{}", e.body);
+    runner::drain(&ctx).await.unwrap();
+    let l = format!("/v1/links/{rlink}");
+    assert_eq!(
+        api.get(&l).await.unwrap().body["status"],
+        "reconnect_needed"
+    );
+    let r = format!("{l}/reconnect");
+    for (body, pointer) in [
+        (json!({"username": USER, "password": "wrong"}), "#/password"),
+        (json!({"password": PASSWORD}), "#/username"),
+        (json!({"username": USER}), "#/password"),
+        (json!({"token": "x"}), "#/"),
+    ] {
+        let a = api.post(&r, &body).await.unwrap();
+        assert_eq!(
+            (a.status, a.body["errors"][0]["pointer"].as_str()),
+            (422, Some(pointer)),
+            "{body}: {}",
+            a.body
+        );
+    }
+    assert_eq!(
+        api.get(&l).await.unwrap().body["status"],
+        "reconnect_needed",
+        "a refused reconnection changes nothing"
+    );
+    let a = api
+        .post(&r, &json!({"username": USER, "password": PASSWORD}))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        (a.body["link_id"].as_str(), a.body["status"].as_str()),
+        (Some(rlink.as_str()), Some("ok"))
+    );
+    runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        summaries(&ctx, &radicale).await,
+        [("recon-1".to_string(), "Written while refused".to_string())],
+        "the hub's write reached the reconnected member once"
+    );
+    assert_eq!(api.get(&l).await.unwrap().body["status"], "ok");
+    // Another user cannot reconnect it.
+    let other = srv.as_user(fresh_user());
+    assert_eq!(
+        other
+            .post(&r, &json!({"username": USER, "password": PASSWORD}))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // A feed: an address that cannot be read is refused, a readable one replaces it.
+    let feed =
+        calsync_e2e::feed::FeedServer::start(&simple_event("feed-1", "From the feed", 3), true)
+            .await
+            .unwrap();
+    let f = api
+        .post(
+            &format!("/v1/groups/{group}/links"),
+            &json!({"provider": "ics", "url": feed.url}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.status, 201, "{}", f.body);
+    let fr = format!(
+        "/v1/links/{}/reconnect",
+        f.body["link_id"].as_str().unwrap()
+    );
+    let gone = format!("{}/gone.ics", fixtures::radicale_base());
+    let a = api.post(&fr, &json!({"url": gone})).await.unwrap();
+    assert_eq!(
+        (a.status, a.body["errors"][0]["pointer"].as_str()),
+        (422, Some("#/url")),
+        "{}",
+        a.body
+    );
+    let moved =
+        calsync_e2e::feed::FeedServer::start(&simple_event("feed-1", "Moved feed", 3), true)
+            .await
+            .unwrap();
+    let a = api.post(&fr, &json!({"url": moved.url})).await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    runner::drain(&ctx).await.unwrap();
+    assert!(
+        summaries(&ctx, &radicale)
+            .await
+            .contains(&("feed-1".to_string(), "Moved feed".to_string())),
+        "the feed is read at its new address"
+    );
+}
+
 #[tokio::test]
 async fn a_manual_conflict_is_listed_resolved_through_the_api_and_converges() {
     let ctx = local_ctx().await;

@@ -1,0 +1,26 @@
+//! The integration tests, one binary (one link of the AWS SDK, not one per file): each module
+//! is a suite. Most need the local stack (`make test` starts it) and run with
+//! `--test-threads=1`; `cargo test -p calsync-e2e --test e2e caldav_sync::` runs one suite.
+
+mod api;
+mod big_events;
+mod brakes;
+mod caldav_quirks;
+mod caldav_sync;
+mod demo;
+mod faults;
+mod google_adapter;
+mod google_emulator;
+mod google_oauth_emulator;
+mod google_sync;
+mod graph_emulator;
+mod ics_and_autosync;
+mod lambda_invoke;
+mod notifications;
+mod outbound;
+mod outlook_accounts;
+mod outlook_sync;
+mod policies;
+mod secrets;
+mod soak;
+mod transforms;
