@@ -110,9 +110,11 @@ FUZZ_SECONDS ?= $(if $(SECONDS),$(SECONDS),60)
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+## bench: calsync side by side with the floor (a PUT loop) and vdirsyncer, EVENTS=1000 by default
+EVENTS ?= 1000
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
-	infra/local/with-stack.sh ./target/release/calsync-local bench --events 1000
+	infra/local/with-stack.sh ./target/release/calsync-local bench --events $(EVENTS)
 
 ## deploy: sam build + sam deploy with infra/samconfig.toml (ARGS=--guided the first time)
 deploy: venv sam-venv

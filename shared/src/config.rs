@@ -129,6 +129,8 @@ pub struct Clients {
     /// HTTP client for providers and user-supplied addresses: 30 s timeout, public addresses
     /// only (plus `CALSYNC_ALLOW_NETS`), at most 3 checked redirects ([`crate::net`]).
     pub http: reqwest::Client,
+    /// What the AWS clients above did so far ([`crate::metrics`]).
+    pub aws_calls: crate::metrics::AwsCallCounter,
 }
 
 impl Clients {
@@ -147,19 +149,38 @@ impl Clients {
     /// Clients from an explicit SDK configuration and outbound address policy.
     pub fn with_net_policy(sdk: &aws_config::SdkConfig, policy: crate::net::NetPolicy) -> Self {
         let http = crate::net::guarded_client(policy);
+        let counter = crate::metrics::AwsCallCounter::default();
         Self {
-            ddb: aws_sdk_dynamodb::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            secrets: aws_sdk_secretsmanager::Client::new(sdk),
-            events: aws_sdk_eventbridge::Client::new(sdk),
+            ddb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            events: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
             // Behind an endpoint override (moto at AWS_ENDPOINT_URL) the bucket goes in the
             // path; AWS itself gets virtual-hosted addressing.
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(sdk)
                     .force_path_style(sdk.endpoint_url().is_some())
+                    .interceptor(counter.clone())
                     .build(),
             ),
             http,
+            aws_calls: counter,
         }
     }
 }

@@ -97,6 +97,7 @@ pub async fn run_job_until(
     deadline: Option<std::time::Instant>,
 ) -> Result<RunRecord, JobError> {
     let store = ctx.store();
+    let aws_start = ctx.clients.aws_calls.snapshot();
     let failed = |e: anyhow::Error| JobError::Failed {
         link: job.link_id.clone(),
         source: e,
@@ -152,6 +153,7 @@ pub async fn run_job_until(
         job,
         dir,
         push_deadline,
+        &aws_start,
     )))
     .await;
     renewer.abort();
@@ -202,6 +204,7 @@ async fn run_leased(
     job: &SyncJob,
     dir: Direction,
     push_deadline: std::time::Instant,
+    aws_start: &crate::metrics::AwsCalls,
 ) -> anyhow::Result<RunRecord> {
     let store = store.clone();
     let mut run = RunRecord {
@@ -315,12 +318,17 @@ async fn run_leased(
             (LinkStatus::Error, Some(e.to_string()))
         }
     };
+    let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
+    run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
+    run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
+    tracing::debug!(link = %link.link_id, aws = %aws.summary(), "AWS calls of the run");
     store.put_run(&run).await?;
     store
         .set_link_status(&link.link_id, status, reason.as_deref())
         .await?;
     finish_notices(ctx, link, job, status, reason.as_deref(), &run).await;
     tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
+        aws_calls = run.aws_calls, ddb_items_read = run.ddb_items_read,
         created = run.created, updated = run.updated, deleted = run.deleted, conflicts = run.conflicts,
         errors = run.errors, outcome = %run.outcome, "run finished");
     if let Err(EngineError::Provider(e)) = &outcome {

@@ -9,7 +9,7 @@
 //! [`connect`] (OAuth 2.0 consent and connecting a calendar), [`push`] (the push port,
 //! channels and the webhook), [`refresher`] (token and channel upkeep), [`http_api`] (the
 //! webhook-receiver's routes), [`api`] (the application's `/v1` API), [`net`] (outbound
-//! HTTP for user-supplied addresses).
+//! HTTP for user-supplied addresses), [`metrics`] (AWS calls counted per run).
 
 pub mod api;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod handlers;
 pub mod http_api;
 pub mod ical;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod notify;

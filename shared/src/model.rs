@@ -304,6 +304,13 @@ pub struct RunRecord {
     pub ended_ms: i64,
     /// Provider HTTP requests made.
     pub api_calls: u32,
+    /// AWS calls the run made before this record was written ([`crate::metrics`]; the
+    /// record's own write, the link's status and the lease's release follow it).
+    #[serde(default)]
+    pub aws_calls: u32,
+    /// DynamoDB items those calls read (as DynamoDB charges reads: what a Query scanned).
+    #[serde(default)]
+    pub ddb_items_read: u32,
     /// Events created (in the hub on pull, remotely on push).
     pub created: u32,
     /// Events updated.

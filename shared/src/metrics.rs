@@ -1,0 +1,178 @@
+//! AWS calls counted per process: every SDK client of [`crate::config::Clients`] carries the
+//! [`AwsCallCounter`] interceptor, so a run can record what it cost (a Lambda sandbox runs one
+//! invocation at a time and a batch's jobs one after the other, so the difference between
+//! two [`AwsCalls::snapshot`]s is the run's own) and `make bench` can print it.
+//!
+//! Counted: each operation once per execution (its retries are the SDK's business, and AWS
+//! bills the attempts that reached it, which a throttled run shows as failures), DynamoDB
+//! items read as DynamoDB charges them (`ScannedCount` of a Query or Scan, not the items a
+//! filter let through; the item of a GetItem; the items of a BatchGetItem) and items
+//! written (one per PutItem / UpdateItem / DeleteItem, the requests of a BatchWriteItem).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// What the process's AWS clients did so far.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AwsCalls {
+    /// Executions per `service:operation`, e.g. `DynamoDB:GetItem`.
+    pub by_operation: BTreeMap<String, u64>,
+    /// DynamoDB items read (see the module doc).
+    pub ddb_items_read: u64,
+    /// DynamoDB items written.
+    pub ddb_items_written: u64,
+}
+
+impl AwsCalls {
+    /// Every operation executed.
+    pub fn total(&self) -> u64 {
+        self.by_operation.values().sum()
+    }
+
+    /// What happened after `earlier` (a snapshot of the same counter).
+    pub fn since(&self, earlier: &AwsCalls) -> AwsCalls {
+        let by_operation = self
+            .by_operation
+            .iter()
+            .filter_map(|(op, n)| {
+                let d = n.saturating_sub(earlier.by_operation.get(op).copied().unwrap_or(0));
+                (d > 0).then(|| (op.clone(), d))
+            })
+            .collect();
+        AwsCalls {
+            by_operation,
+            ddb_items_read: self.ddb_items_read.saturating_sub(earlier.ddb_items_read),
+            ddb_items_written: self
+                .ddb_items_written
+                .saturating_sub(earlier.ddb_items_written),
+        }
+    }
+
+    /// `DynamoDB:GetItem 2, SQS:SendMessageBatch 1` (for logs and the benchmark).
+    pub fn summary(&self) -> String {
+        self.by_operation
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The interceptor and its counts; clone it into every client (they share the counts).
+#[derive(Debug, Clone, Default)]
+pub struct AwsCallCounter(Arc<Mutex<AwsCalls>>);
+
+impl AwsCallCounter {
+    /// The counts so far.
+    pub fn snapshot(&self) -> AwsCalls {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn add(&self, f: impl FnOnce(&mut AwsCalls)) {
+        if let Ok(mut c) = self.0.lock() {
+            f(&mut c);
+        }
+    }
+}
+
+fn operation(cfg: &ConfigBag) -> (String, String) {
+    cfg.load::<Metadata>()
+        .map(|m| (m.service().to_string(), m.name().to_string()))
+        .unwrap_or_default()
+}
+
+impl Intercept for AwsCallCounter {
+    fn name(&self) -> &'static str {
+        "calsync-aws-call-counter"
+    }
+
+    // Not `read_before_execution`: a client's interceptors see that before the operation's
+    // configuration (its `Metadata`) is in the bag.
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+        let (service, op) = operation(cfg);
+        let written = match op.as_str() {
+            "PutItem" | "UpdateItem" | "DeleteItem" if service == "DynamoDB" => 1,
+            "BatchWriteItem" => context
+                .input()
+                .downcast_ref::<BatchWriteItemInput>()
+                .and_then(|i| i.request_items())
+                .map(|m| m.values().map(|v| v.len() as u64).sum())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.add(|c| {
+            *c.by_operation.entry(format!("{service}:{op}")).or_default() += 1;
+            c.ddb_items_written += written;
+        });
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::{
+            batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
+            scan::ScanOutput,
+        };
+        let Some(Ok(out)) = context.output_or_error() else {
+            return Ok(());
+        };
+        let read = if let Some(q) = out.downcast_ref::<QueryOutput>() {
+            q.scanned_count().max(0) as u64
+        } else if let Some(s) = out.downcast_ref::<ScanOutput>() {
+            s.scanned_count().max(0) as u64
+        } else if let Some(g) = out.downcast_ref::<GetItemOutput>() {
+            u64::from(g.item().is_some())
+        } else if let Some(b) = out.downcast_ref::<BatchGetItemOutput>() {
+            b.responses()
+                .map(|r| r.values().map(|v| v.len() as u64).sum())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if read > 0 {
+            self.add(|c| c.ddb_items_read += read);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_keeps_what_grew() {
+        let mut a = AwsCalls::default();
+        a.by_operation.insert("DynamoDB:GetItem".into(), 2);
+        a.ddb_items_read = 3;
+        let mut b = a.clone();
+        b.by_operation.insert("DynamoDB:GetItem".into(), 5);
+        b.by_operation.insert("SQS:SendMessage".into(), 1);
+        b.ddb_items_read = 10;
+        b.ddb_items_written = 1;
+        let d = b.since(&a);
+        assert_eq!(d.total(), 4);
+        assert_eq!(d.summary(), "DynamoDB:GetItem 3, SQS:SendMessage 1");
+        assert_eq!((d.ddb_items_read, d.ddb_items_written), (7, 1));
+        assert_eq!(a.since(&a), AwsCalls::default());
+    }
+}

@@ -1,0 +1,293 @@
+//! `make bench`: one generated calendar ([`peers::generated_event`]) in Radicale, synced into
+//! empty Xandikos calendars by the floor (a plain sequential PUT loop), by vdirsyncer and by
+//! calsync, side by side in one run on the same servers, then a no-change sync and one
+//! change among N; then a Google calendar (the emulator) joins the group and is measured
+//! against its quota floor. Each row prints calsync's ratio to the floor and to vdirsyncer.
+//!
+//! calsync's CPU is this process's own while it syncs (the handlers run in process; moto,
+//! Radicale and Xandikos are other processes); vdirsyncer's is its process's, as a child.
+//! AWS calls are counted by the SDK interceptor ([`calsync::metrics`]) around the sync
+//! worker's and sync-back's jobs themselves, not the local queue runner's receives.
+
+pub mod peers;
+
+use std::time::{Duration, Instant};
+
+use calsync::config::Ctx;
+use calsync::handlers::{run_job, Direction};
+use calsync::metrics::AwsCalls;
+use calsync::queue::SyncJob;
+
+use crate::fixtures::{self, Server};
+use peers::{cpu_time, generated_event, put_loop, Vdirsyncer};
+
+/// One line of the table: what, then the floor's, vdirsyncer's and calsync's values.
+struct Row {
+    what: String,
+    floor: Option<f64>,
+    peer: Option<f64>,
+    ours: f64,
+    unit: &'static str,
+}
+
+impl Row {
+    fn new(
+        what: &str,
+        floor: Option<f64>,
+        peer: Option<f64>,
+        ours: f64,
+        unit: &'static str,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            floor,
+            peer,
+            ours,
+            unit,
+        }
+    }
+}
+
+fn cell(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(v) if unit == "s" => format!("{v:.2} s"),
+        Some(v) => format!("{v:.0}{unit}"),
+        None => "—".into(),
+    }
+}
+
+fn ratio(ours: f64, other: Option<f64>) -> String {
+    match other {
+        Some(o) if o > 0.0 => format!("{:.2}×", ours / o),
+        _ => "—".into(),
+    }
+}
+
+fn print_table(title: &str, rows: &[Row]) {
+    println!("\n{title}");
+    println!("| what | floor (PUT loop) | vdirsyncer | calsync | calsync / floor | calsync / vdirsyncer |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.what,
+            cell(r.floor, r.unit),
+            cell(r.peer, r.unit),
+            cell(Some(r.ours), r.unit),
+            ratio(r.ours, r.floor),
+            ratio(r.ours, r.peer)
+        );
+    }
+}
+
+/// Run one job of `link_id` and return its AWS calls (everything the function does for it:
+/// lease, cursor, mappings, run record, status).
+async fn job_calls(ctx: &Ctx, link_id: &str, dir: Direction) -> anyhow::Result<AwsCalls> {
+    let before = ctx.clients.aws_calls.snapshot();
+    run_job(ctx, &SyncJob::unique(link_id, "bench"), dir).await?;
+    Ok(ctx.clients.aws_calls.snapshot().since(&before))
+}
+
+/// Run the benchmark with `n` events and print the table.
+///
+/// Errors: a server or the local stack failed.
+pub async fn run(n: usize) -> anyhow::Result<()> {
+    let ctx = crate::local_ctx().await;
+    let tag = fixtures::unique("bench");
+    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag).await?;
+    let t = Instant::now();
+    for i in 0..n {
+        fixtures::client_put(&ctx, &src, &generated_event(i)).await?;
+    }
+    println!(
+        "setup: {n} events ({} weekly series, TZID=Europe/Berlin, non-ASCII text) PUT into Radicale in {:.1} s",
+        n.div_ceil(10),
+        t.elapsed().as_secs_f64()
+    );
+    let mut rows = Vec::new();
+
+    // The floor.
+    let floor_dst = fixtures::new_calendar(&ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
+    let floor = put_loop(&floor_dst, n).await?.as_secs_f64();
+
+    // vdirsyncer.
+    let peer_dst = fixtures::new_calendar(&ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
+    let peer = Vdirsyncer::new(&src, &peer_dst)?;
+    let (peer_initial, peer_quiet) = match &peer {
+        Some(v) => (Some(v.sync()?), Some(v.sync()?)),
+        None => (None, None),
+    };
+
+    // calsync.
+    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag).await?;
+    let group = fixtures::unique("bench-group");
+    let user = 900_000 + (uuid::Uuid::now_v7().as_u128() % 100_000) as i64;
+    let a = fixtures::caldav_link(&ctx, &group, user, &src, "radicale").await?;
+    let b = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos").await?;
+    let cpu0 = cpu_time(false)?;
+    let t = Instant::now();
+    fixtures::sync_user(&ctx, user).await?;
+    let initial = t.elapsed().as_secs_f64();
+    let cpu = cpu_time(false)?.saturating_sub(cpu0).as_secs_f64();
+    let created = crate::demo::totals(&ctx, &b.link_id).await?.created;
+    anyhow::ensure!(
+        created as usize == n,
+        "calsync created {created} of {n} events on Xandikos"
+    );
+    rows.push(Row::new(
+        &format!("initial sync, {n} events: wall"),
+        Some(floor),
+        peer_initial.as_ref().map(|p| p.wall.as_secs_f64()),
+        initial,
+        "s",
+    ));
+    rows.push(Row::new(
+        "initial sync: CPU (user + system)",
+        None,
+        peer_initial.as_ref().map(|p| p.cpu.as_secs_f64()),
+        cpu,
+        "s",
+    ));
+    rows.push(Row::new(
+        "initial sync: CPU per 1,000 events",
+        None,
+        peer_initial
+            .as_ref()
+            .map(|p| p.cpu.as_secs_f64() * 1000.0 / n as f64),
+        cpu * 1000.0 / n as f64,
+        "s",
+    ));
+
+    // No change: one pull per link (what the schedule runs), no sync-back follows.
+    let before = crate::demo::totals(&ctx, &a.link_id).await?.requests
+        + crate::demo::totals(&ctx, &b.link_id).await?.requests;
+    let t = Instant::now();
+    let quiet_a = job_calls(&ctx, &a.link_id, Direction::Pull).await?;
+    let quiet_b = job_calls(&ctx, &b.link_id, Direction::Pull).await?;
+    let quiet = t.elapsed().as_secs_f64();
+    let requests = crate::demo::totals(&ctx, &a.link_id).await?.requests
+        + crate::demo::totals(&ctx, &b.link_id).await?.requests
+        - before;
+    rows.push(Row::new(
+        "no-change sync (both calendars): wall",
+        None,
+        peer_quiet.as_ref().map(|p| p.wall.as_secs_f64()),
+        quiet,
+        "s",
+    ));
+    rows.push(Row::new(
+        "no-change sync: provider requests",
+        None,
+        None,
+        f64::from(requests),
+        "",
+    ));
+    rows.push(Row::new(
+        "no-change sync: AWS calls per link",
+        None,
+        None,
+        (quiet_a.total() + quiet_b.total()) as f64 / 2.0,
+        "",
+    ));
+    println!(
+        "no-change pull, AWS calls of one link: {}",
+        quiet_a.summary()
+    );
+
+    // One change among N: the user edits one event in Radicale; its pull, then the
+    // sync-back to Xandikos.
+    let uid = format!("bench-{}@calsync.example", n / 2);
+    fixtures::client_edit(&ctx, &src, &uid, |t| {
+        t.replacen("SUMMARY:", "SUMMARY:Edited ", 1)
+    })
+    .await?;
+    let peer_change = match &peer {
+        Some(v) => Some(v.sync()?),
+        None => None,
+    };
+    let t = Instant::now();
+    let pull = job_calls(&ctx, &a.link_id, Direction::Pull).await?;
+    let push = job_calls(&ctx, &b.link_id, Direction::Push).await?;
+    let change = t.elapsed().as_secs_f64();
+    rows.push(Row::new(
+        &format!("one change among {n}: wall (pull + sync-back)"),
+        None,
+        peer_change.as_ref().map(|p| p.wall.as_secs_f64()),
+        change,
+        "s",
+    ));
+    rows.push(Row::new(
+        "one change: AWS calls (pull + sync-back)",
+        None,
+        None,
+        (pull.total() + push.total()) as f64,
+        "",
+    ));
+    rows.push(Row::new(
+        "one change: DynamoDB items read",
+        None,
+        None,
+        (pull.ddb_items_read + push.ddb_items_read) as f64,
+        "",
+    ));
+    println!("one change, the pull's AWS calls: {}", pull.summary());
+    println!("one change, the sync-back's AWS calls: {}", push.summary());
+    print_table(
+        &format!("Radicale → Xandikos, {n} events (2 cores; the same servers and calendar for all three)"),
+        &rows,
+    );
+
+    google(&ctx, &group, user, &tag, n).await
+}
+
+/// Google joins the group: its initial sync against the quota floor (every call, batch
+/// items included, takes from the user's 600 calls a minute), and a no-change sync.
+async fn google(ctx: &Ctx, group: &str, user: i64, tag: &str, n: usize) -> anyhow::Result<()> {
+    let google =
+        crate::google::LocalGoogle::start(ctx, crate::emulators::google::Config::default()).await?;
+    let g = google
+        .connect(group, user, &format!("{tag}@calsync.example"), "google")
+        .await?;
+    let t = Instant::now();
+    fixtures::sync_user(&google.ctx, user).await?;
+    let initial = t.elapsed();
+    let tg = crate::demo::totals(ctx, &g.link_id).await?;
+    let calls = google.emu.requests();
+    let floor = Duration::from_secs_f64(calls as f64 / 10.0);
+    let rows = vec![
+        Row::new(
+            &format!("initial sync to Google, {n} events: wall"),
+            Some(floor.as_secs_f64()),
+            None,
+            initial.as_secs_f64(),
+            "s",
+        ),
+        Row::new(
+            "initial sync to Google: HTTP requests (batches)",
+            None,
+            None,
+            f64::from(tg.requests),
+            "",
+        ),
+        Row::new(
+            "initial sync to Google: API calls (quota)",
+            None,
+            None,
+            calls as f64,
+            "",
+        ),
+    ];
+    print_table(
+        "Google (emulator; floor: the API calls made at 600 calls a minute)",
+        &rows,
+    );
+    let before = google.emu.requests();
+    let quiet = job_calls(&google.ctx, &g.link_id, Direction::Pull).await?;
+    println!(
+        "no-change pull of Google: {} API call(s), {} AWS calls ({})",
+        google.emu.requests() - before,
+        quiet.total(),
+        quiet.summary()
+    );
+    Ok(())
+}
