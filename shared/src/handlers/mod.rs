@@ -1,0 +1,285 @@
+//! The Lambda entry points. Each `functions/*/src/main.rs` builds a [`Ctx`] and hands its
+//! events here, so the local runner and AWS run the same code.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde_json::{json, Value};
+
+use crate::config::{now_secs, Ctx};
+use crate::model::{Link, LinkStatus};
+use crate::queue::{QueueKind, SyncJob};
+
+/// Lease time while a link is worked on (seconds). The lease is renewed every
+/// [`RENEW_EVERY_SECS`] while the job runs, so a job killed at its deadline (the Lambda
+/// timeout) strands its link for at most this long, well inside the queues' visibility
+/// timeout (720 s, see `docs/architecture.md`).
+const LEASE_SECS: i64 = 60;
+/// How often a running job renews its lease (seconds).
+const RENEW_EVERY_SECS: u64 = 20;
+/// A job after the invocation's first is not started with less time than this left before
+/// the invocation's deadline (seconds; at most half the invocation's time): it goes back to
+/// the queue instead of being killed half-way.
+pub const JOB_MIN_SECS: u64 = 60;
+/// Time kept free before the deadline for recording the run (seconds; at most a quarter of
+/// what is left when the job starts).
+const DEADLINE_MARGIN_SECS: u64 = 30;
+/// Trigger of the pull a push asks for after a precondition failure; such pulls re-enumerate.
+pub const RETRY: &str = "retry";
+/// How often a link with a time window gets a push without changes (seconds).
+const WINDOW_RECHECK_SECS: i64 = 86_400;
+/// Run records expire after this many seconds (TTL).
+const RUN_TTL_SECS: i64 = 30 * 86400;
+
+/// Which side of the sync an SQS handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// sync-worker: remote → hub.
+    Pull,
+    /// sync-back: hub → remote.
+    Push,
+}
+
+impl Direction {
+    /// The run kind recorded for this direction (`pull` / `push`).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+    }
+}
+
+/// Why a job did not complete (the message is retried, then goes to the DLQ).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The message body is not a [`SyncJob`].
+    #[error("message {0}: body is not a sync job: {1}")]
+    BadMessage(String, String),
+    /// The link does not exist (deleted after the job was queued): nothing to do.
+    #[error("link {0} does not exist")]
+    UnknownLink(String),
+    /// Another worker holds the link's lease.
+    #[error("link {0} is busy (lease held)")]
+    Busy(String),
+    /// The run failed.
+    #[error("link {link}: {source}")]
+    Failed {
+        /// Link id.
+        link: String,
+        /// Cause.
+        source: anyhow::Error,
+    },
+}
+
+pub mod job;
+pub use job::{contained, deadline_from_epoch_ms, run_job, run_job_until};
+
+/// SQS handler for sync-worker (`Pull`) and sync-back (`Push`): reports partial batch
+/// failures. Messages of a FIFO group after a failed one are failed too, so their order holds.
+pub async fn handle_sqs(ctx: &Ctx, event: SqsEvent, dir: Direction) -> SqsBatchResponse {
+    handle_sqs_until(ctx, event, dir, None).await
+}
+
+/// [`handle_sqs`] inside an invocation that ends at `deadline` (the Lambda context's): the
+/// first job always runs; a later one only with [`JOB_MIN_SECS`] (at most half the
+/// invocation's time) left. The messages not started are reported as failures, so SQS
+/// delivers them again instead of the timeout killing them half-way.
+pub async fn handle_sqs_until(
+    ctx: &Ctx,
+    event: SqsEvent,
+    dir: Direction,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
+    let mut resp = SqsBatchResponse::default();
+    let mut failed_groups: Vec<String> = Vec::new();
+    let min_left = deadline.map(|d| {
+        let total = d.saturating_duration_since(std::time::Instant::now());
+        std::time::Duration::from_secs(JOB_MIN_SECS).min(total / 2)
+    });
+    let mut started = false;
+    for msg in event.records {
+        let id = msg.message_id.clone().unwrap_or_default();
+        let group = msg
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_default();
+        if failed_groups.contains(&group) {
+            resp.add_failure(id);
+            continue;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let short = matches!((left, min_left), (Some(l), Some(m)) if l <= m);
+        if started && short {
+            tracing::info!(message = %id, "too close to the deadline; left for redelivery");
+            failed_groups.push(group);
+            resp.add_failure(id);
+            continue;
+        }
+        let job: Result<SyncJob, JobError> =
+            serde_json::from_str(msg.body.as_deref().unwrap_or(""))
+                .map_err(|e| JobError::BadMessage(id.clone(), e.to_string()));
+        started = true;
+        let result = match job {
+            Ok(job) => run_job_until(ctx, &job, dir, deadline).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {}
+            // Nothing will ever make these succeed: drop them instead of cycling to the DLQ.
+            Err(e @ (JobError::UnknownLink(_) | JobError::BadMessage(..))) => {
+                tracing::error!(error = %e, "dropping message");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "job failed; will be retried");
+                failed_groups.push(group);
+                resp.add_failure(id);
+            }
+        }
+    }
+    resp
+}
+
+fn api_answer(ok: bool, code: &str, message: String) -> Value {
+    json!({"Status": if ok { "OK" } else { "Error" }, "Statuscode": code, "Message": message})
+}
+
+/// AutoSync fan-out.
+///
+/// - EventBridge scheduled event (`"detail-type": "Scheduled Event"`): queue every link whose
+///   `next_sync_at` is due, coalesced per schedule minute.
+/// - `{"field":"AutoSync","arguments":{"userId":282,"calendarType":1,"silentNotification":1}}`
+///   (AppSync / API Gateway): queue that user's links of that `calendarType` (all types when
+///   absent) and answer `{"Status":"OK","Statuscode":"SU001","Message":"..."}`.
+/// - Anything else: `{"Status":"Error","Statuscode":"ER001",...}` naming what was wrong;
+///   `ER002` when queuing failed.
+pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
+    let payload = match payload
+        .get("body")
+        .and_then(Value::as_str)
+        .map(serde_json::from_str::<Value>)
+    {
+        Some(Ok(inner)) => inner, // API Gateway proxy event: the call is in the body
+        _ => payload,
+    };
+    let store = ctx.store();
+    let is_schedule = payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
+    let (links, trigger, slot) = if is_schedule {
+        match store.due_links(now_secs()).await {
+            Ok(l) => (l, "schedule", (now_secs() / 60).to_string()),
+            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+        }
+    } else {
+        if payload.get("field").and_then(Value::as_str) != Some("AutoSync") {
+            return api_answer(false, "ER001", "expected {\"field\":\"AutoSync\",\"arguments\":{\"userId\":...}} or a scheduled event".into());
+        }
+        let args = payload.get("arguments").cloned().unwrap_or(Value::Null);
+        let user = match args.get("userId") {
+            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+            Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().unwrap_or_default(),
+            Some(other) => {
+                return api_answer(
+                    false,
+                    "ER001",
+                    format!("arguments.userId must be an integer, got {other}"),
+                )
+            }
+            None => return api_answer(false, "ER001", "arguments.userId is required".into()),
+        };
+        let ctype = match args.get("calendarType") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            {
+                Some(t) => Some(t),
+                None => {
+                    return api_answer(
+                        false,
+                        "ER001",
+                        format!("arguments.calendarType must be an integer, got {v}"),
+                    )
+                }
+            },
+        };
+        match store.links_of_user(user).await {
+            Ok(l) => (
+                l.into_iter()
+                    .filter(|l| ctype.is_none_or(|t| l.calendar_type() == t))
+                    .collect(),
+                "autosync",
+                uuid::Uuid::now_v7().simple().to_string(),
+            ),
+            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+        }
+    };
+    // Links waiting for the user to reconnect are not retried until they do.
+    let links: Vec<Link> = links
+        .into_iter()
+        .filter(|l| l.status != LinkStatus::ReconnectNeeded)
+        .collect();
+    let silent = !is_schedule
+        && payload
+            .get("arguments")
+            .and_then(|a| a.get("silentNotification"))
+            .is_some_and(|v| {
+                v.as_i64() == Some(1) || v.as_bool() == Some(true) || v.as_str() == Some("1")
+            });
+    let jobs: Vec<SyncJob> = links
+        .iter()
+        .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot).silenced(silent))
+        .collect();
+    if let Err(e) = ctx.queues().send(QueueKind::SyncJobs, &jobs).await {
+        return api_answer(false, "ER002", format!("cannot queue sync jobs: {e}"));
+    }
+    if is_schedule {
+        for l in &links {
+            // Push the due time forward now so the next tick does not queue it again.
+            let _ = store
+                .set_next_sync(&l.link_id, now_secs() + l.frequency_secs.max(60), None)
+                .await;
+        }
+    }
+    api_answer(
+        true,
+        "SU001",
+        format!("{} calendar(s) queued for sync", jobs.len()),
+    )
+}
+
+/// Initialise tracing: JSON lines in Lambda, plain text locally; level from `RUST_LOG`.
+pub fn init_tracing() {
+    init_tracing_with_default("info");
+}
+
+/// [`init_tracing`] with another default level for when `RUST_LOG` is unset.
+pub fn init_tracing_with_default(level: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
+        builder.json().without_time().try_init()
+    } else {
+        builder.with_writer(std::io::stderr).try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_fails_only_its_job() {
+        let boom = contained(async {
+            if std::hint::black_box(true) {
+                panic!("index out of bounds: the len is 0");
+            }
+            Ok(1)
+        })
+        .await;
+        let err = boom.expect_err("a panic is an error");
+        assert!(err.to_string().contains("index out of bounds"), "{err}");
+        assert_eq!(contained(async { Ok(2) }).await.ok(), Some(2));
+    }
+}
