@@ -131,6 +131,8 @@ pub struct Clients {
     pub http: reqwest::Client,
     /// What the AWS clients above did so far ([`crate::metrics`]).
     pub aws_calls: crate::metrics::AwsCallCounter,
+    /// SQS queue URLs resolved so far ([`crate::queue::Queues`]).
+    pub queue_urls: crate::queue::QueueUrls,
 }
 
 impl Clients {
@@ -181,6 +183,7 @@ impl Clients {
             ),
             http,
             aws_calls: counter,
+            queue_urls: Default::default(),
         }
     }
 }
@@ -214,7 +217,11 @@ impl Ctx {
 
     /// The job queues.
     pub fn queues(&self) -> crate::queue::Queues {
-        crate::queue::Queues::new(self.clients.sqs.clone(), self.config.clone())
+        crate::queue::Queues::new(
+            self.clients.sqs.clone(),
+            self.config.clone(),
+            self.clients.queue_urls.clone(),
+        )
     }
 }
 

@@ -72,6 +72,11 @@ pub struct Link {
     pub frequency_secs: i64,
     /// When the schedule next makes this link due (epoch seconds, UTC).
     pub next_sync_at: i64,
+    /// The link's shard of the links table's `due-index` ([`Link::due_shard_of`]), which
+    /// the schedule queries by `next_sync_at`. Links written before the index carry none
+    /// until their next sync or the refresher's pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_shard: Option<u8>,
     /// Conflict policy applied when this link's pull meets a concurrent hub change.
     #[serde(default)]
     pub conflict_policy: ConflictPolicy,
@@ -139,6 +144,7 @@ impl Link {
             secret_arn: None,
             frequency_secs: 3600,
             next_sync_at: 0,
+            due_shard: Some(Self::due_shard_of(link_id)),
             conflict_policy: ConflictPolicy::Merge,
             brake_ratio: 0.5,
             brake_min: 5,
@@ -154,6 +160,23 @@ impl Link {
             write_attendees: false,
             window_checked_at: 0,
         }
+    }
+
+    /// Shards of the `due-index` (its partition key): the schedule's tick reads each shard's
+    /// due links with one Query, so that no partition of the index takes every link's
+    /// writes (each run moves `next_sync_at`). 16 shards carry a million links at 15-minute
+    /// frequencies (about 1,100 index writes a second, 70 a shard; `docs/performance.md`).
+    pub const DUE_SHARDS: u8 = 16;
+
+    /// The `due-index` shard of `link_id`: the first byte of its SHA-256, modulo
+    /// [`Link::DUE_SHARDS`] (stable, so rewriting it is idempotent).
+    pub fn due_shard_of(link_id: &str) -> u8 {
+        use sha2::Digest;
+        sha2::Sha256::digest(link_id.as_bytes())
+            .first()
+            .copied()
+            .unwrap_or(0)
+            % Self::DUE_SHARDS
     }
 
     /// The numeric `calendarType` (see [`ProviderKind::calendar_type`]).

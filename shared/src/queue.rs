@@ -4,7 +4,6 @@
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use crate::config::Config;
 
@@ -72,48 +71,52 @@ pub enum QueueKind {
     SyncBack,
 }
 
-/// The two job queues, resolved by name (GetQueueUrl) on first use.
+/// Queue URLs by queue name, resolved once per process (GetQueueUrl).
+pub type QueueUrls = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// The two job queues, resolved by name (GetQueueUrl) on first use and cached in `urls`
+/// (the process's [`crate::config::Clients::queue_urls`]).
 #[derive(Clone)]
 pub struct Queues {
     sqs: Client,
     cfg: Config,
-    urls: std::sync::Arc<[OnceCell<String>; 2]>,
+    urls: QueueUrls,
 }
 
 impl Queues {
-    /// Queues named in `cfg`.
-    pub fn new(sqs: Client, cfg: Config) -> Self {
-        Self {
-            sqs,
-            cfg,
-            urls: std::sync::Arc::new([OnceCell::new(), OnceCell::new()]),
-        }
+    /// Queues named in `cfg`, their URLs cached in `urls`.
+    pub fn new(sqs: Client, cfg: Config, urls: QueueUrls) -> Self {
+        Self { sqs, cfg, urls }
     }
 
     /// The queue URL (GetQueueUrl by name, cached).
     pub async fn url(&self, kind: QueueKind) -> anyhow::Result<String> {
-        let (cell, name) = match kind {
-            QueueKind::SyncJobs => (&self.urls[0], &self.cfg.sync_jobs_queue),
-            QueueKind::SyncBack => (&self.urls[1], &self.cfg.sync_back_queue),
+        let name = match kind {
+            QueueKind::SyncJobs => &self.cfg.sync_jobs_queue,
+            QueueKind::SyncBack => &self.cfg.sync_back_queue,
         };
-        cell.get_or_try_init(|| async {
-            let out = self
-                .sqs
-                .get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "GetQueueUrl {name}: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    )
-                })?;
-            out.queue_url
-                .ok_or_else(|| anyhow::anyhow!("GetQueueUrl {name}: no URL"))
-        })
-        .await
-        .cloned()
+        if let Some(u) = self.urls.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(u);
+        }
+        let out = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "GetQueueUrl {name}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        let url = out
+            .queue_url
+            .ok_or_else(|| anyhow::anyhow!("GetQueueUrl {name}: no URL"))?;
+        if let Ok(mut m) = self.urls.lock() {
+            m.insert(name.clone(), url.clone());
+        }
+        Ok(url)
     }
 
     /// Send jobs in SendMessageBatch calls of 10; returns the number of batch calls made.

@@ -29,6 +29,8 @@ pub struct RefreshReport {
     pub channels_renewed: u32,
     /// Push channels stopped (orphaned, expired or replaced).
     pub channels_stopped: u32,
+    /// Links written before the due index that got their shard ([`crate::model::Link::due_shard`]).
+    pub due_shards_set: u32,
 }
 
 /// One run: refresh tokens of OAuth links that expire soon (one refresher per account, see
@@ -39,6 +41,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<RefreshReport> {
     let store = ctx.store();
     let mut links = store.all_links().await?;
     let mut report = RefreshReport::default();
+    for link in links.iter().filter(|l| l.due_shard.is_none()) {
+        let shard = crate::model::Link::due_shard_of(&link.link_id);
+        store
+            .update_link_fields(&link.link_id, vec![("due_shard", store.attr(shard)?)])
+            .await?;
+        report.due_shards_set += 1;
+    }
     for link in links
         .iter_mut()
         .filter(|l| l.status != LinkStatus::ReconnectNeeded)

@@ -6,7 +6,7 @@ use crate::engine::{self, EngineError};
 use crate::model::{Link, LinkStatus, RunRecord};
 use crate::provider::{self, ProviderError};
 use crate::queue::{QueueKind, SyncJob};
-use crate::store::CursorState;
+use crate::store::{CursorState, LinkRunUpdate};
 
 use super::{
     Direction, JobError, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS, RETRY, RUN_TTL_SECS,
@@ -42,11 +42,45 @@ pub async fn run_job_until(
         link: job.link_id.clone(),
         source: e,
     };
-    let link = store
-        .get_link(&job.link_id)
+    // The lease first: then the link and (for a pull) its cursor item come in one read.
+    let owner = uuid::Uuid::now_v7().to_string();
+    let Some(lease) = store
+        .acquire_lease(&job.link_id, &owner, LEASE_SECS)
         .await
         .map_err(|e| failed(e.into()))?
-        .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    else {
+        return Err(JobError::Busy(job.link_id.clone()));
+    };
+    let result = leased(ctx, job, dir, deadline, &lease, &aws_start).await;
+    let _ = store.release_lease(&job.link_id, &owner).await;
+    result
+}
+
+/// The part of [`run_job_until`] under the lease.
+async fn leased(
+    ctx: &Ctx,
+    job: &SyncJob,
+    dir: Direction,
+    deadline: Option<std::time::Instant>,
+    lease: &crate::store::Lease,
+    aws_start: &crate::metrics::AwsCalls,
+) -> Result<RunRecord, JobError> {
+    let store = ctx.store();
+    let failed = |e: anyhow::Error| JobError::Failed {
+        link: job.link_id.clone(),
+        source: e,
+    };
+    // A pull reads the cursor item too: its cursor, and the outbox of jobs an earlier pull
+    // of this link recorded but may not have sent (sent again; SQS deduplicates).
+    let (link, state) = match dir {
+        Direction::Pull => store.link_and_cursor(&job.link_id).await,
+        Direction::Push => store
+            .get_link(&job.link_id)
+            .await
+            .map(|l| (l, CursorState::default())),
+    }
+    .map_err(|e| failed(e.into()))?;
+    let link = link.ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
     let not_run = |outcome: &str| RunRecord {
         link_id: link.link_id.clone(),
         kind: dir.kind().into(),
@@ -65,14 +99,6 @@ pub async fn run_job_until(
             "push notification already covered by a later pull");
         return Ok(not_run("covered"));
     }
-    let owner = uuid::Uuid::now_v7().to_string();
-    let Some(lease) = store
-        .acquire_lease(&link.link_id, &owner, LEASE_SECS)
-        .await
-        .map_err(|e| failed(e.into()))?
-    else {
-        return Err(JobError::Busy(link.link_id.clone()));
-    };
     let renewer = tokio::spawn(renew_while_working(store.clone(), lease.clone()));
     let budget =
         std::time::Instant::now() + std::time::Duration::from_secs(ctx.config.run_budget_secs);
@@ -84,7 +110,7 @@ pub async fn run_job_until(
         }
         None => budget,
     };
-    let fenced = store.fenced(&lease);
+    let fenced = store.fenced(lease);
     // Boxed: the run's future is large, and jobs are polled inside deep call stacks.
     let result = contained(Box::pin(run_leased(
         ctx,
@@ -93,11 +119,11 @@ pub async fn run_job_until(
         job,
         dir,
         push_deadline,
-        &aws_start,
+        state,
+        aws_start,
     )))
     .await;
     renewer.abort();
-    let _ = store.release_lease(&link.link_id, &owner).await;
     result.map_err(failed)
 }
 
@@ -137,6 +163,7 @@ pub async fn contained<T>(
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the job's parts, each needed once
 async fn run_leased(
     ctx: &Ctx,
     store: &crate::store::Store,
@@ -144,6 +171,7 @@ async fn run_leased(
     job: &SyncJob,
     dir: Direction,
     push_deadline: std::time::Instant,
+    state: CursorState,
     aws_start: &crate::metrics::AwsCalls,
 ) -> anyhow::Result<RunRecord> {
     let store = store.clone();
@@ -162,7 +190,6 @@ async fn run_leased(
             run.outcome = "failed".into();
             run.error = Some(e.to_string());
             run.ended_ms = now_millis();
-            store.put_run(&run).await?;
             // A revoked grant is for the user to fix: mark the link and stop retrying.
             let reconnect = e
                 .downcast_ref::<crate::oauth::AuthError>()
@@ -172,10 +199,18 @@ async fn run_leased(
             } else {
                 LinkStatus::Error
             };
-            store
-                .set_link_status(&link.link_id, status, Some(&e.to_string()))
-                .await?;
-            finish_notices(ctx, link, job, status, Some(&e.to_string()), &run).await;
+            record(
+                ctx,
+                &store,
+                link,
+                job,
+                &mut run,
+                status,
+                Some(&e.to_string()),
+                None,
+                aws_start,
+            )
+            .await?;
             if reconnect {
                 tracing::warn!(link = %link.link_id, reason = %e, "reconnect needed");
                 return Ok(run);
@@ -188,12 +223,6 @@ async fn run_leased(
             }
             return Err(e);
         }
-    };
-    // A pull reads the cursor item: its cursor, and the outbox of jobs an earlier pull of
-    // this link recorded but may not have sent (sent again now; SQS deduplicates).
-    let state = match dir {
-        Direction::Pull => store.get_cursor_state(&link.link_id).await?,
-        Direction::Push => CursorState::default(),
     };
     if !state.outbox.is_empty() {
         tracing::info!(link = %link.link_id, jobs = state.outbox.len(), "sending the outbox of an earlier pull");
@@ -258,15 +287,22 @@ async fn run_leased(
             (LinkStatus::Error, Some(e.to_string()))
         }
     };
-    let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
-    run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
-    run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
-    tracing::debug!(link = %link.link_id, aws = %aws.summary(), "AWS calls of the run");
-    store.put_run(&run).await?;
-    store
-        .set_link_status(&link.link_id, status, reason.as_deref())
-        .await?;
-    finish_notices(ctx, link, job, status, reason.as_deref(), &run).await;
+    let pulled = match &outcome {
+        Ok((Some(p), _)) => Some(p.quarantined),
+        _ => None,
+    };
+    record(
+        ctx,
+        &store,
+        link,
+        job,
+        &mut run,
+        status,
+        reason.as_deref(),
+        pulled,
+        aws_start,
+    )
+    .await?;
     tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
         aws_calls = run.aws_calls, ddb_items_read = run.ddb_items_read,
         created = run.created, updated = run.updated, deleted = run.deleted, conflicts = run.conflicts,
@@ -283,22 +319,6 @@ async fn run_leased(
     let (pull, push) = outcome?;
     let queues = ctx.queues();
     if let Some(p) = pull {
-        if link.allow_mass_delete && !p.quarantined {
-            // A released mass deletion goes through once; the brake holds again afterwards.
-            store
-                .update_link_fields(
-                    &link.link_id,
-                    vec![("allow_mass_delete", store.attr(false)?)],
-                )
-                .await?;
-        }
-        store
-            .set_next_sync(
-                &link.link_id,
-                now_secs() + link.frequency_secs.max(60),
-                Some(link.push_seq),
-            )
-            .await?;
         let mut jobs = Vec::new();
         if p.hub_changed {
             for other in store.links_of_group(&link.group_id).await? {
@@ -384,38 +404,174 @@ async fn run_leased(
     Ok(run)
 }
 
-/// Count the run towards the link's failure streak and tell the application what changed
-/// ([`crate::notify::decide`]), unless the job is silent. Never fails the run.
-async fn finish_notices(
+/// Record the run: its AWS calls, the run record, what it changed on the link (one write at
+/// most, [`link_update`]), and the application's notifications unless the job is silent
+/// ([`crate::notify::decide`]; never fails the run). `pulled`: a pull that completed, and
+/// whether the deletion brake quarantined it.
+///
+/// Errors: DynamoDB failure writing the record or the link.
+#[allow(clippy::too_many_arguments)] // the run's parts, each needed once
+async fn record(
     ctx: &Ctx,
+    store: &crate::store::Store,
     link: &Link,
     job: &SyncJob,
+    run: &mut RunRecord,
+    status: LinkStatus,
+    reason: Option<&str>,
+    pulled: Option<bool>,
+    aws_start: &crate::metrics::AwsCalls,
+) -> anyhow::Result<()> {
+    let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
+    run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
+    run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
+    tracing::debug!(link = %link.link_id, aws = %aws.summary(), "AWS calls of the run");
+    store.put_run(run).await?;
+    let update = link_update(link, status, reason, run, pulled, now_secs());
+    store.finish_link_run(&link.link_id, &update).await?;
+    if !job.silent {
+        let failures = update
+            .consecutive_failures
+            .unwrap_or(link.consecutive_failures);
+        let notes = crate::notify::decide(link, status, reason, failures, run);
+        crate::notify::send(ctx, &notes).await;
+    }
+    Ok(())
+}
+
+/// What a run changes on its link (`now`: epoch seconds): the status when it differs, the
+/// failure streak when it moved (a failed run adds one, any other ends it), and after a
+/// completed pull the next due time with the push notifications it covers and, when a
+/// released mass deletion went through, the release used up.
+pub fn link_update(
+    link: &Link,
     status: LinkStatus,
     reason: Option<&str>,
     run: &RunRecord,
-) {
-    let store = ctx.store();
+    pulled: Option<bool>,
+    now: i64,
+) -> LinkRunUpdate {
     let failures = if run.outcome == "failed" {
         link.consecutive_failures + 1
     } else {
         0
     };
-    if failures != link.consecutive_failures {
-        let set = match store.attr(failures) {
-            Ok(v) => {
-                store
-                    .update_link_fields(&link.link_id, vec![("consecutive_failures", v)])
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = set {
-            tracing::warn!(link = %link.link_id, error = %e, "failure count not saved");
+    LinkRunUpdate {
+        status: (link.status != status || link.status_reason.as_deref() != reason)
+            .then(|| (status, reason.map(str::to_string))),
+        consecutive_failures: (failures != link.consecutive_failures).then_some(failures),
+        next_sync: pulled.map(|_| (now + link.frequency_secs.max(60), link.push_seq)),
+        mass_delete_used: link.allow_mass_delete && pulled == Some(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(outcome: &str) -> RunRecord {
+        RunRecord {
+            outcome: outcome.into(),
+            ..Default::default()
         }
     }
-    if job.silent {
-        return;
+
+    /// (link, status, reason, outcome, pulled) and the update they make.
+    type Case<'a> = (
+        &'a Link,
+        LinkStatus,
+        Option<&'a str>,
+        &'a str,
+        Option<bool>,
+        LinkRunUpdate,
+    );
+
+    #[test]
+    fn a_run_writes_only_what_changed_on_its_link() {
+        let mut healthy = Link::new("l", "g", 1, crate::model::ProviderKind::Caldav, "u");
+        healthy.frequency_secs = 900;
+        healthy.push_seq = 7;
+        let mut failing = healthy.clone();
+        failing.status = LinkStatus::Error;
+        failing.status_reason = Some("503".into());
+        failing.consecutive_failures = 2;
+        let mut released = healthy.clone();
+        released.allow_mass_delete = true;
+        let ok = LinkStatus::Ok;
+        // (link, status, reason, outcome, pulled) → the update.
+        let cases: Vec<Case> = vec![
+            // A quiet pull of a healthy link: only the next due time.
+            (
+                &healthy,
+                ok,
+                None,
+                "ok",
+                Some(false),
+                LinkRunUpdate {
+                    next_sync: Some((1_900, 7)),
+                    ..Default::default()
+                },
+            ),
+            // A push of a healthy link: nothing at all.
+            (&healthy, ok, None, "ok", None, LinkRunUpdate::default()),
+            // Recovery: status, reason and streak.
+            (
+                &failing,
+                ok,
+                None,
+                "ok",
+                Some(false),
+                LinkRunUpdate {
+                    status: Some((ok, None)),
+                    consecutive_failures: Some(0),
+                    next_sync: Some((1_900, 7)),
+                    ..Default::default()
+                },
+            ),
+            // The same failure again: the streak only.
+            (
+                &failing,
+                LinkStatus::Error,
+                Some("503"),
+                "failed",
+                None,
+                LinkRunUpdate {
+                    consecutive_failures: Some(3),
+                    ..Default::default()
+                },
+            ),
+            // A released mass deletion went through; a quarantined pull keeps the release.
+            (
+                &released,
+                ok,
+                None,
+                "ok",
+                Some(false),
+                LinkRunUpdate {
+                    next_sync: Some((1_900, 7)),
+                    mass_delete_used: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                &released,
+                LinkStatus::Quarantined,
+                Some("brake"),
+                "quarantined",
+                Some(true),
+                LinkRunUpdate {
+                    status: Some((LinkStatus::Quarantined, Some("brake".into()))),
+                    next_sync: Some((1_900, 7)),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (i, (link, status, reason, outcome, pulled, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                link_update(link, status, reason, &run(outcome), pulled, 1_000),
+                want,
+                "case {i}"
+            );
+        }
     }
-    let notes = crate::notify::decide(link, status, reason, failures, run);
-    crate::notify::send(ctx, &notes).await;
 }

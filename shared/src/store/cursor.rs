@@ -45,6 +45,66 @@ impl Store {
         Ok(c.unwrap_or_default())
     }
 
+    /// The link and its cursor item in one BatchGetItem (strongly consistent): what a pull
+    /// reads once it holds the lease.
+    ///
+    /// Errors: DynamoDB failure (unprocessed keys are asked for again, up to 5 times).
+    pub async fn link_and_cursor(
+        &self,
+        link_id: &str,
+    ) -> Result<(Option<crate::model::Link>, CursorState), StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let (links, cursors) = (&self.cfg.links_table, &self.cfg.cursors_table);
+        let key = HashMap::from([("link_id".to_string(), s(link_id))]);
+        let mut ask: HashMap<String, KeysAndAttributes> = HashMap::new();
+        for table in [links, cursors] {
+            let k = KeysAndAttributes::builder()
+                .keys(key.clone())
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Malformed {
+                    table: table.clone(),
+                    reason: e.to_string(),
+                })?;
+            ask.insert(table.clone(), k);
+        }
+        let mut found: HashMap<String, super::Item> = HashMap::new();
+        for _ in 0..5 {
+            let out = self
+                .ddb
+                .batch_get_item()
+                .set_request_items(Some(ask))
+                .send()
+                .await
+                .map_err(|e| Self::aws_err("BatchGetItem", links, e))?;
+            for (table, mut items) in out.responses.unwrap_or_default() {
+                if let Some(item) = items.pop() {
+                    found.insert(table, item);
+                }
+            }
+            ask = out.unprocessed_keys.unwrap_or_default();
+            if ask.is_empty() {
+                break;
+            }
+        }
+        if !ask.is_empty() {
+            return Err(StoreError::Malformed {
+                table: links.clone(),
+                reason: "BatchGetItem left keys unprocessed 5 times".into(),
+            });
+        }
+        let link = found
+            .remove(links)
+            .map(|i| Self::from_item(links, i))
+            .transpose()?;
+        let state = found
+            .remove(cursors)
+            .map(|i| Self::from_item(cursors, i))
+            .transpose()?
+            .unwrap_or_default();
+        Ok((link, state))
+    }
+
     /// Save the link's cursor (fenced, see [`Store::fenced`]); the outbox is emptied.
     pub async fn put_cursor(&self, link_id: &str, cursor: &Cursor) -> Result<(), StoreError> {
         let state = CursorState {

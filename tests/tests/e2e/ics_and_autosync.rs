@@ -214,3 +214,32 @@ async fn schedule_queues_only_due_links_and_frequency_sets_the_next_sync() {
     assert!(runs.len() > runs_before);
     assert!(runs.iter().any(|r| r.trigger == "schedule"));
 }
+
+/// The schedule reads the `due-index` (one Query per shard), so a link item written before
+/// the index, without its shard, is not seen by a tick until the token refresher's pass
+/// gives it one.
+#[tokio::test]
+async fn a_link_from_before_the_due_index_is_scheduled_after_the_refresher_pass() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "shard", &[]).await.unwrap();
+    let store = ctx.store();
+    let now = chrono::Utc::now().timestamp();
+    let mut old = store.get_link(&p.r.link_id).await.unwrap().unwrap();
+    assert_eq!(
+        old.due_shard,
+        Some(calsync::model::Link::due_shard_of(&old.link_id))
+    );
+    old.due_shard = None;
+    old.next_sync_at = now - 1;
+    store.put_link(&old).await.unwrap();
+    runner::schedule_tick(&ctx).await;
+    let l = store.get_link(&p.r.link_id).await.unwrap().unwrap();
+    assert_eq!(l.next_sync_at, now - 1, "not in the index, not queued");
+    let report = calsync::refresher::run(&ctx).await.unwrap();
+    assert!(report.due_shards_set >= 1, "{report:?}");
+    runner::schedule_tick(&ctx).await;
+    let l = store.get_link(&p.r.link_id).await.unwrap().unwrap();
+    assert!(l.next_sync_at > now, "queued once in the index");
+    assert!(l.due_shard.is_some());
+    runner::drain(&ctx).await.unwrap();
+}
