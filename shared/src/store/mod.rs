@@ -630,7 +630,7 @@ impl Store {
 mod api;
 mod lease;
 mod oauth;
-mod quota;
+pub mod quota;
 pub use api::{ChangeCursor, IdempotencyRecord, Page};
 pub use lease::Lease;
 pub use quota::{Grant, SharedQuota};

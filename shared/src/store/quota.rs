@@ -1,28 +1,47 @@
-//! A provider quota shared by every Lambda that calls for one account (issue 13, item 5):
-//! a fixed-window counter per (quota key, window) in the leases table, reserved in blocks.
+//! A provider quota shared by every Lambda that calls for one account (issue 13, item 5): a
+//! generic cell rate algorithm (GCRA, the "virtual scheduling" form of ITU-T I.371's leaky
+//! bucket) whose one number, the theoretical arrival time `tat` (epoch ms), lives in an item
+//! of the leases table, reserved in blocks.
 //!
-//! Each process reserves `block` calls at a time with one conditional UpdateItem
-//! (`ADD used :block`, refused once `used` would pass the window's limit); it spends the
-//! block locally, so the DynamoDB cost is one write per `block` provider calls (Google at
-//! 600 calls a minute with blocks of 10: at most 60 writes a minute per account, about
-//! $0.0000763 a minute at on-demand prices). When the window is used up the caller waits for
-//! the next one. The per-process pacer (governor) still smooths calls inside the window.
-//! Items expire by the table's TTL two windows after their end.
+//! - **Rate.** Calls are let through at [`HEADROOM`] (95 %) of the documented quota, one
+//!   every `interval = window / (limit × HEADROOM)`, with bursts of at most [`BURST`] calls
+//!   (the tolerance). Any `window`-long stretch, wherever it starts, then carries at most
+//!   `limit × HEADROOM + BURST` calls: Google's per-user quota counts over a sliding minute,
+//!   and a fixed-window counter let twice the quota through across a window's end.
+//! - **Cost.** Each process reserves `block` calls at a time with one conditional UpdateItem
+//!   (`SET tat = tat + block × interval` while `tat` is within the tolerance); a bucket
+//!   idle for more than two intervals costs a GetItem and a second conditional write. Google at
+//!   570 calls a minute in blocks of 10: at most 57 writes a minute per account.
+//! - **Waiting.** A refused reservation names the time it would pass; the caller sleeps
+//!   until then. The per-process pacer (governor) still smooths calls within a block.
+//!
+//! The item also counts the calls ever `reserved` (for operators and tests). Items expire by
+//! the table's TTL an hour after their last reservation.
 
 use std::sync::Mutex;
 
 use super::{n, s, Store, StoreError};
 use crate::config::now_millis;
 
+/// Share of a provider's documented quota that calsync uses (the rest absorbs bursts and
+/// clock skew between Lambdas).
+pub const HEADROOM: f64 = 0.95;
+/// Calls that may go at once (the GCRA tolerance); no provider write chunk is larger
+/// (Google's batches and Graph's `$batch` carry at most 20).
+pub const BURST: u32 = 20;
+
 /// A shared quota of `limit` calls per `window_ms` for one account.
 pub struct SharedQuota {
     store: Store,
     key: String,
-    limit: u32,
-    window_ms: i64,
+    /// Milliseconds between calls at the paced rate.
+    interval_ms: f64,
+    /// Calls that may go at once: [`BURST`], or less for a small quota so that
+    /// `rate × window + burst` stays within `limit`.
+    burst: u32,
     block: u32,
-    /// Calls reserved and not yet spent in `(window start, count)`.
-    local: Mutex<(i64, u32)>,
+    /// Calls reserved and not yet spent by this process.
+    local: Mutex<u32>,
 }
 
 /// What [`SharedQuota::try_take`] decided.
@@ -30,64 +49,66 @@ pub struct SharedQuota {
 pub enum Grant {
     /// The calls may go now.
     Go,
-    /// The window is used up: try again at this time (epoch ms).
+    /// The quota is spent for now: try again at this time (epoch ms).
     WaitUntil(i64),
 }
 
 impl SharedQuota {
     /// The quota `key` (e.g. `google:<account>`) of `limit` calls per `window_ms`
-    /// milliseconds, reserved `block` calls at a time.
+    /// milliseconds, paced at [`HEADROOM`] of it with bursts of [`BURST`] calls at most (the
+    /// other 5 % of `limit`, when that is less), reserved `block` calls at a time (at most
+    /// a burst). Any `window_ms` stretch then carries at most `limit` calls.
     pub fn new(store: Store, key: &str, limit: u32, window_ms: i64, block: u32) -> Self {
+        let limit = limit.max(1);
+        let rate = f64::from(limit) * HEADROOM;
+        let spare = (f64::from(limit) * (1.0 - HEADROOM)).floor() as u32;
+        let burst = spare.clamp(1, BURST);
         Self {
             store,
             key: format!("quota:{key}"),
-            limit: limit.max(1),
-            window_ms: window_ms.max(1),
-            block: block.clamp(1, limit.max(1)),
-            local: Mutex::new((0, 0)),
+            interval_ms: window_ms.max(1) as f64 / rate,
+            burst,
+            block: block.clamp(1, burst),
+            local: Mutex::new(0),
         }
     }
 
-    /// Take `n` calls now if the window has them (reserving a block from DynamoDB when the
+    /// Take `n` calls now if the quota has them (reserving a block from DynamoDB when the
     /// local reservation is short).
     ///
     /// Errors: DynamoDB failure.
     pub async fn try_take(&self, n: u32) -> Result<Grant, StoreError> {
-        let now = now_millis();
-        let window = now - now.rem_euclid(self.window_ms);
         {
             let mut l = self
                 .local
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if l.0 != window {
-                *l = (window, 0);
-            }
-            if l.1 >= n {
-                l.1 -= n;
+            if *l >= n {
+                *l -= n;
                 return Ok(Grant::Go);
             }
         }
         let want = self.block.max(n);
-        if !self.reserve(window, want).await? {
-            // Less than a block left: take exactly what is needed, or wait.
-            if n >= want || !self.reserve(window, n).await? {
-                return Ok(Grant::WaitUntil(window + self.window_ms));
+        let wait = match self.reserve(want).await? {
+            None => {
+                let mut l = self
+                    .local
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *l += want - n;
+                return Ok(Grant::Go);
             }
-            return Ok(Grant::Go);
-        }
-        let mut l = self
-            .local
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if l.0 != window {
-            *l = (window, 0);
-        }
-        l.1 += want - n;
-        Ok(Grant::Go)
+            Some(at) if want > n => match self.reserve(n).await? {
+                // Less than a block left: exactly what is needed.
+                None => return Ok(Grant::Go),
+                Some(at_n) => at_n.min(at),
+            },
+            Some(at) => at,
+        };
+        Ok(Grant::WaitUntil(wait))
     }
 
-    /// Take `n` calls, waiting for the next window while this one is used up.
+    /// Take `n` calls, waiting while the quota is spent.
     ///
     /// Errors: DynamoDB failure.
     pub async fn take(&self, n: u32) -> Result<(), StoreError> {
@@ -96,30 +117,107 @@ impl SharedQuota {
                 Grant::Go => return Ok(()),
                 Grant::WaitUntil(t) => {
                     let wait = (t - now_millis()).max(1) as u64;
-                    tracing::info!(quota = %self.key, wait_ms = wait, "shared quota used up; waiting for the next window");
+                    tracing::info!(quota = %self.key, wait_ms = wait, "shared quota spent; waiting");
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
             }
         }
     }
 
-    /// Reserve `count` calls of `window` in DynamoDB: `false` when the window has fewer left.
-    async fn reserve(&self, window: i64, count: u32) -> Result<bool, StoreError> {
-        if self.limit < count {
-            return Ok(false);
+    /// Reserve `count` calls: `None` when granted, else the time (epoch ms) they would be.
+    async fn reserve(&self, count: u32) -> Result<Option<i64>, StoreError> {
+        let cost = (f64::from(count) * self.interval_ms).ceil() as i64;
+        let tolerance = (f64::from(self.burst) * self.interval_ms).ceil() as i64;
+        for _ in 0..3 {
+            let now = now_millis();
+            // GCRA: the calls pass when max(tat, now) + cost <= now + tolerance. A `tat` a
+            // little in the past (two intervals: a process that spent its block at the paced
+            // rate) is taken as it is, one write; more idle than that restarts from now.
+            let limit = now + (tolerance - cost).max(0);
+            let floor = now - (2.0 * self.interval_ms).ceil() as i64;
+            if self
+                .update(
+                    "SET tat = tat + :cost, expires_at = :exp ADD reserved :count",
+                    "tat >= :floor AND tat <= :lim",
+                    &[
+                        (":cost", cost),
+                        (":floor", floor),
+                        (":lim", limit),
+                        (":count", i64::from(count)),
+                    ],
+                    now,
+                )
+                .await?
+            {
+                return Ok(None);
+            }
+            let tat = self.tat().await?;
+            match tat {
+                Some(t) if t >= floor => return Ok(Some(t + cost - tolerance)),
+                // Idle (or new): the bucket starts again from now.
+                _ => {
+                    if self
+                        .update(
+                            "SET tat = :start, expires_at = :exp ADD reserved :count",
+                            "attribute_not_exists(tat) OR tat < :floor",
+                            &[
+                                (":start", now + cost),
+                                (":floor", floor),
+                                (":count", i64::from(count)),
+                            ],
+                            now,
+                        )
+                        .await?
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
+            // Another process moved `tat` between the reads: once more.
         }
+        Ok(Some(now_millis() + cost))
+    }
+
+    /// A conditional UpdateItem of the quota item; `false` when its condition failed.
+    async fn update(
+        &self,
+        set: &str,
+        condition: &str,
+        values: &[(&str, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let table = &self.store.cfg.leases_table;
-        let req = self
+        let mut req = self
             .store
             .ddb
             .update_item()
             .table_name(table)
-            .key("link_id", s(&format!("{}:{window}", self.key)))
-            .update_expression("ADD used :c SET expires_at = :exp")
-            .condition_expression("attribute_not_exists(used) OR used <= :room")
-            .expression_attribute_values(":c", n(count as i64))
-            .expression_attribute_values(":room", n(self.limit as i64 - count as i64))
-            .expression_attribute_values(":exp", n((window + 3 * self.window_ms) / 1000));
+            .key("link_id", s(&self.key))
+            .update_expression(set)
+            .condition_expression(condition)
+            .expression_attribute_values(":exp", n(now / 1000 + 3600));
+        for (name, v) in values {
+            req = req.expression_attribute_values(*name, n(*v));
+        }
         Ok(Store::held("UpdateItem", table, req.send().await)?.is_some())
+    }
+
+    /// The quota item's `tat`, if any.
+    async fn tat(&self) -> Result<Option<i64>, StoreError> {
+        let table = &self.store.cfg.leases_table;
+        let out = self
+            .store
+            .ddb
+            .get_item()
+            .table_name(table)
+            .key("link_id", s(&self.key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Store::aws_err("GetItem", table, e))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("tat").and_then(|v| v.as_n().ok()).cloned())
+            .and_then(|v| v.parse().ok()))
     }
 }

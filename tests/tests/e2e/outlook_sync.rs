@@ -465,25 +465,25 @@ async fn outlook_requests_spend_the_mailboxs_shared_quota() {
         .secret_arn
         .clone()
         .expect("an Outlook link has a token secret");
-    // Every window's counter of the mailbox (Outlook: 10,000 requests per 10 minutes,
-    // kept in the leases table as quota:outlook:<account>:<window start>).
-    let items = lo
+    // The mailbox's shared quota (Outlook: 10,000 requests per 10 minutes), kept in the
+    // leases table as quota:outlook:<account>, counts every call reserved.
+    let item = lo
         .ctx
         .clients
         .ddb
-        .scan()
+        .get_item()
         .table_name(&lo.ctx.config.leases_table)
-        .filter_expression("begins_with(link_id, :k)")
-        .expression_attribute_values(":k", AttributeValue::S(format!("quota:outlook:{arn}:")))
+        .key("link_id", AttributeValue::S(format!("quota:outlook:{arn}")))
         .send()
         .await
         .unwrap()
-        .items
+        .item
         .unwrap_or_default();
-    let used: i64 = items
-        .iter()
-        .filter_map(|i| i.get("used")?.as_n().ok()?.parse::<i64>().ok())
-        .sum();
+    let used: i64 = item
+        .get("reserved")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let served = lo.emu.stats().requests as i64;
     assert!(
         used >= 10 && used + 10 >= served,

@@ -47,11 +47,13 @@ use super::{
 use crate::ical::EventSeries;
 use crate::oauth::{AuthError, TokenSource};
 
-/// Requests per minute per user the API allows (quota guide); we pace at this rate with a
-/// small burst so that quota errors stay the exception.
+/// Requests per minute per user the API allows (quota guide, counted over a sliding
+/// minute); calsync paces at [`crate::store::quota::HEADROOM`] of it, so that with a burst
+/// of [`BURST`] no minute carries more and quota errors stay the exception.
 pub const USER_REQUESTS_PER_MINUTE: u32 = 600;
-/// Burst allowed by the per-account pacer.
-const BURST: u32 = 20;
+/// Burst allowed by the per-account pacer: the calls of one batch count at once, so the
+/// engine writes in chunks of this many ([`super::registry::ProviderModule::write_batch`]).
+pub const BURST: u32 = crate::store::quota::BURST;
 
 pub use super::RetryPolicy;
 
@@ -100,9 +102,12 @@ fn limiter_for(account: &str) -> Arc<DefaultDirectRateLimiter> {
     static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>> =
         OnceLock::new();
     super::per_account(&LIMITERS, account, || {
-        let quota =
-            Quota::per_minute(NonZeroU32::new(USER_REQUESTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
+        let per_call = std::time::Duration::from_secs_f64(
+            60.0 / (f64::from(USER_REQUESTS_PER_MINUTE) * crate::store::quota::HEADROOM),
+        );
+        let quota = Quota::with_period(per_call)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
         RateLimiter::direct(quota)
     })
 }

@@ -76,6 +76,10 @@ impl ProviderModule for Google {
     fn display_name(&self) -> &'static str {
         "Google Calendar"
     }
+    /// A batch's calls count at once against the per-user quota: chunks of the pacer's burst.
+    fn write_batch(&self) -> usize {
+        super::BURST as usize
+    }
     fn calendar_type(&self) -> i64 {
         1
     }
