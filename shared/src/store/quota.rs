@@ -9,8 +9,10 @@
 //!   `limit × HEADROOM + BURST` calls: Google's per-user quota counts over a sliding minute,
 //!   and a fixed-window counter let twice the quota through across a window's end.
 //! - **Cost.** Each process reserves `block` calls at a time with one conditional UpdateItem
-//!   (`SET tat = tat + block × interval` while `tat` is within the tolerance); a bucket
-//!   idle for more than two intervals costs a GetItem and a second conditional write. Google at
+//!   (`SET tat = tat + block × interval` while `tat` is within the tolerance, or a restart
+//!   at `now + block × interval` when the bucket was idle, tried first when this process's
+//!   last `tat` is long past); a guess the other way costs a second write, a refusal a
+//!   GetItem for the time to wait. Google at
 //!   570 calls a minute in blocks of 10: at most 57 writes a minute per account.
 //! - **Waiting.** A refused reservation names the time it would pass; the caller sleeps
 //!   until then. The per-process pacer (governor) still smooths calls within a block.
@@ -42,6 +44,9 @@ pub struct SharedQuota {
     block: u32,
     /// Calls reserved and not yet spent by this process.
     local: Mutex<u32>,
+    /// The `tat` this process last set (epoch ms; 0: none yet): when it is long past, the
+    /// bucket is probably idle and the restart is tried first (one write instead of two).
+    last_tat: std::sync::atomic::AtomicI64,
 }
 
 /// What [`SharedQuota::try_take`] decided.
@@ -70,6 +75,7 @@ impl SharedQuota {
             burst,
             block: block.clamp(1, burst),
             local: Mutex::new(0),
+            last_tat: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -126,56 +132,79 @@ impl SharedQuota {
 
     /// Reserve `count` calls: `None` when granted, else the time (epoch ms) they would be.
     async fn reserve(&self, count: u32) -> Result<Option<i64>, StoreError> {
+        use std::sync::atomic::Ordering;
         let cost = (f64::from(count) * self.interval_ms).ceil() as i64;
         let tolerance = (f64::from(self.burst) * self.interval_ms).ceil() as i64;
         for _ in 0..3 {
             let now = now_millis();
             // GCRA: the calls pass when max(tat, now) + cost <= now + tolerance. A `tat` a
             // little in the past (two intervals: a process that spent its block at the paced
-            // rate) is taken as it is, one write; more idle than that restarts from now.
-            let limit = now + (tolerance - cost).max(0);
+            // rate) is taken as it is; more idle than that restarts from now.
             let floor = now - (2.0 * self.interval_ms).ceil() as i64;
-            if self
-                .update(
-                    "SET tat = tat + :cost, expires_at = :exp ADD reserved :count",
-                    "tat >= :floor AND tat <= :lim",
-                    &[
-                        (":cost", cost),
-                        (":floor", floor),
-                        (":lim", limit),
-                        (":count", i64::from(count)),
-                    ],
-                    now,
-                )
-                .await?
-            {
-                return Ok(None);
-            }
-            let tat = self.tat().await?;
-            match tat {
-                Some(t) if t >= floor => return Ok(Some(t + cost - tolerance)),
-                // Idle (or new): the bucket starts again from now.
-                _ => {
-                    if self
-                        .update(
-                            "SET tat = :start, expires_at = :exp ADD reserved :count",
-                            "attribute_not_exists(tat) OR tat < :floor",
-                            &[
-                                (":start", now + cost),
-                                (":floor", floor),
-                                (":count", i64::from(count)),
-                            ],
-                            now,
-                        )
-                        .await?
-                    {
-                        return Ok(None);
-                    }
+            let idle_first = self.last_tat.load(Ordering::Relaxed) < floor;
+            for idle in [idle_first, !idle_first] {
+                if self
+                    .try_branch(idle, now, cost, tolerance, floor, count)
+                    .await?
+                {
+                    let tat = if idle {
+                        now + cost
+                    } else {
+                        now.max(floor) + cost
+                    };
+                    self.last_tat.fetch_max(tat, Ordering::Relaxed);
+                    return Ok(None);
                 }
             }
-            // Another process moved `tat` between the reads: once more.
+            match self.tat().await? {
+                Some(t) if t >= floor => {
+                    self.last_tat.fetch_max(t, Ordering::Relaxed);
+                    return Ok(Some(t + cost - tolerance));
+                }
+                // Another process moved `tat` between the writes and the read: once more.
+                _ => {}
+            }
         }
         Ok(Some(now_millis() + cost))
+    }
+
+    /// One conditional write of the GCRA: the busy branch (`tat` within the tolerance moves
+    /// by `cost`) or the idle one (`tat` older than `floor` restarts at `now + cost`).
+    async fn try_branch(
+        &self,
+        idle: bool,
+        now: i64,
+        cost: i64,
+        tolerance: i64,
+        floor: i64,
+        count: u32,
+    ) -> Result<bool, StoreError> {
+        if idle {
+            self.update(
+                "SET tat = :start, expires_at = :exp ADD reserved :count",
+                "attribute_not_exists(tat) OR tat < :floor",
+                &[
+                    (":start", now + cost),
+                    (":floor", floor),
+                    (":count", i64::from(count)),
+                ],
+                now,
+            )
+            .await
+        } else {
+            self.update(
+                "SET tat = tat + :cost, expires_at = :exp ADD reserved :count",
+                "tat >= :floor AND tat <= :lim",
+                &[
+                    (":cost", cost),
+                    (":floor", floor),
+                    (":lim", now + (tolerance - cost).max(0)),
+                    (":count", i64::from(count)),
+                ],
+                now,
+            )
+            .await
+        }
     }
 
     /// A conditional UpdateItem of the quota item; `false` when its condition failed.
