@@ -55,6 +55,17 @@ pub struct NewLink {
     pub conflict_policy: Option<String>,
 }
 
+/// Read the feed at `url` once (a connection or reconnection is checked before anything is
+/// stored); a URL that is no readable feed is 422 at `/url` with the reason.
+pub(super) async fn feed_readable(ctx: &crate::config::Ctx, url: &str) -> ApiResult<()> {
+    let feed = IcsFeed::new(ctx.clients.http.clone(), url)
+        .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
+    feed.pull(None)
+        .await
+        .map(|_| ())
+        .map_err(|e| Problem::invalid_field("/url", format!("the feed could not be read: {e}")))
+}
+
 pub(super) fn caldav_problem(e: ProviderError) -> Problem {
     match e {
         ProviderError::Unauthorized(_) => Problem::invalid_field(
@@ -202,14 +213,7 @@ pub async fn create(
                     .url
                     .clone()
                     .ok_or_else(|| Problem::invalid_field("/url", "is required"))?;
-                let feed = IcsFeed::new(ctx.clients.http.clone(), &url)
-                    .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
-                if let Err(e) = feed.pull(None).await {
-                    return Err(Problem::invalid_field(
-                        "/url",
-                        format!("the feed could not be read: {e}"),
-                    ));
-                }
+                feed_readable(ctx, &url).await?;
                 let mut link = Link::new(
                     &link_id,
                     &group_id,

@@ -9,12 +9,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::connect::caldav_problem;
+use super::connect::{caldav_problem, feed_readable};
 use super::link_json;
 use crate::api::{owned_link, ApiResult, ApiState, Caller, Problem};
 use crate::model::{Link, LinkStatus, ProviderKind};
 use crate::provider::caldav::CalDav;
-use crate::provider::{ics::IcsFeed, redacted, Provider};
+use crate::provider::redacted;
 use crate::queue::{QueueKind, SyncJob};
 
 /// Body of `POST /v1/links/{link_id}/reconnect`: nothing for an OAuth provider (the answer
@@ -139,14 +139,7 @@ async fn feed_secret(st: &ApiState, link: &Link, b: &Reconnect) -> ApiResult<Val
         .url
         .clone()
         .ok_or_else(|| Problem::invalid_field("/url", "is required"))?;
-    let feed = IcsFeed::new(st.ctx.clients.http.clone(), &url)
-        .map_err(|e| Problem::invalid_field("/url", e.to_string()))?;
-    if let Err(e) = feed.pull(None).await {
-        return Err(Problem::invalid_field(
-            "/url",
-            format!("the feed could not be read: {e}"),
-        ));
-    }
+    feed_readable(&st.ctx, &url).await?;
     let store = st.ctx.store();
     store
         .update_link_fields(&link.link_id, vec![("url", store.attr(redacted(&url))?)])
