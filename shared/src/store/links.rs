@@ -1,0 +1,210 @@
+//! Links: their items, the group and user indexes, the schedule's `due-index`, and what a
+//! run writes back to its link.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+use super::{n, s, Store, StoreError};
+use crate::model::{Link, LinkStatus};
+
+/// What a run changes on its link ([`Store::finish_link_run`]); `None`: unchanged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkRunUpdate {
+    /// The link's new status and reason.
+    pub status: Option<(crate::model::LinkStatus, Option<String>)>,
+    /// The new failure streak.
+    pub consecutive_failures: Option<i64>,
+    /// After a successful pull: the next due time (epoch seconds) and the push
+    /// notification count the pull covers ([`crate::model::Link::covered_push_seq`]).
+    pub next_sync: Option<(i64, i64)>,
+    /// A released mass deletion went through: the release is used up.
+    pub mass_delete_used: bool,
+}
+
+impl Store {
+    /// Create or replace a link.
+    pub async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
+        self.put(&self.cfg.links_table, link).await
+    }
+
+    /// One link by id.
+    pub async fn get_link(&self, link_id: &str) -> Result<Option<Link>, StoreError> {
+        let key = HashMap::from([("link_id".to_string(), s(link_id))]);
+        self.get(&self.cfg.links_table, key).await
+    }
+
+    /// All members of a sync group (GSI `group-index`).
+    pub async fn links_of_group(&self, group_id: &str) -> Result<Vec<Link>, StoreError> {
+        self.query_all(
+            &self.cfg.links_table,
+            Some("group-index"),
+            "group_id",
+            s(group_id),
+        )
+        .await
+    }
+
+    /// All links of an application user (GSI `user-index`).
+    pub async fn links_of_user(&self, user_id: i64) -> Result<Vec<Link>, StoreError> {
+        self.query_all(
+            &self.cfg.links_table,
+            Some("user-index"),
+            "user_id",
+            n(user_id),
+        )
+        .await
+    }
+
+    /// Links whose `next_sync_at` is at or before `now` (epoch seconds): one Query per shard
+    /// of the `due-index` ([`Link::DUE_SHARDS`]), so a tick reads the due links only, not
+    /// the whole table.
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn due_links(&self, now: i64) -> Result<Vec<Link>, StoreError> {
+        let table = &self.cfg.links_table;
+        let mut due = Vec::new();
+        for shard in 0..Link::DUE_SHARDS {
+            let page: Vec<Link> = self
+                .all_pages(table, |start| {
+                    let req = self
+                        .ddb
+                        .query()
+                        .table_name(table)
+                        .index_name("due-index")
+                        .key_condition_expression("due_shard = :s AND next_sync_at <= :now")
+                        .expression_attribute_values(":s", n(i64::from(shard)))
+                        .expression_attribute_values(":now", n(now))
+                        .set_exclusive_start_key(start);
+                    async move {
+                        let resp = req
+                            .send()
+                            .await
+                            .map_err(|e| Self::aws_err("Query", table, e))?;
+                        Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+                    }
+                })
+                .await?;
+            due.extend(page);
+        }
+        Ok(due)
+    }
+
+    /// Set when the schedule next makes the link due (epoch seconds, UTC); after a successful
+    /// pull also the `push_seq` that pull covers ([`crate::model::Link::covered_push_seq`]).
+    pub async fn set_next_sync(
+        &self,
+        link_id: &str,
+        next_sync_at: i64,
+        covered_push_seq: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let table = &self.cfg.links_table;
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_values(":t", n(next_sync_at))
+            .expression_attribute_values(":ds", n(i64::from(Link::due_shard_of(link_id))));
+        req = match covered_push_seq {
+            Some(c) => req
+                .update_expression("SET next_sync_at = :t, due_shard = :ds, covered_push_seq = :c")
+                .expression_attribute_values(":c", n(c)),
+            None => req.update_expression("SET next_sync_at = :t, due_shard = :ds"),
+        };
+        req.send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(())
+    }
+
+    /// Count one push notification for `link_id` (atomic `ADD push_seq 1`); returns the new
+    /// count.
+    ///
+    /// Errors: the link does not exist (conditional check), or DynamoDB fails.
+    pub async fn bump_push_seq(&self, link_id: &str) -> Result<i64, StoreError> {
+        let table = &self.cfg.links_table;
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("ADD push_seq :one")
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get("push_seq"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Record what a run changed on its link in one UpdateItem, or none when nothing did
+    /// (a quiet pull still moves `next_sync_at`; a push of a healthy link writes nothing).
+    ///
+    /// Errors: the link was deleted meanwhile (conditional check) or DynamoDB fails.
+    pub async fn finish_link_run(
+        &self,
+        link_id: &str,
+        u: &LinkRunUpdate,
+    ) -> Result<(), StoreError> {
+        let mut sets: Vec<(&str, AttributeValue)> = Vec::new();
+        if let Some((status, reason)) = &u.status {
+            sets.push(("status", self.attr(status)?));
+            sets.push((
+                "status_reason",
+                reason
+                    .as_deref()
+                    .map(s)
+                    .unwrap_or(AttributeValue::Null(true)),
+            ));
+        }
+        if let Some(f) = u.consecutive_failures {
+            sets.push(("consecutive_failures", n(f)));
+        }
+        if let Some((at, covered)) = u.next_sync {
+            sets.push(("next_sync_at", n(at)));
+            sets.push(("covered_push_seq", n(covered)));
+            // Links written before the due index get their shard with their next sync.
+            sets.push(("due_shard", n(i64::from(Link::due_shard_of(link_id)))));
+        }
+        if u.mass_delete_used {
+            sets.push(("allow_mass_delete", AttributeValue::Bool(false)));
+        }
+        self.update_link_fields(link_id, sets).await
+    }
+
+    /// Record the link's health.
+    pub async fn set_link_status(
+        &self,
+        link_id: &str,
+        status: LinkStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let table = &self.cfg.links_table;
+        let status =
+            serde_dynamo::to_attribute_value(status).map_err(|e| StoreError::Malformed {
+                table: table.clone(),
+                reason: e.to_string(),
+            })?;
+        let reason = reason.map(s).unwrap_or(AttributeValue::Null(true));
+        self.ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("SET #s = :s, status_reason = :r")
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", status)
+            .expression_attribute_values(":r", reason)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        Ok(())
+    }
+}
