@@ -124,6 +124,12 @@ pub struct Link {
     /// changed.
     #[serde(default)]
     pub window_checked_at: i64,
+    /// The push watermark (epoch ms, UTC): the last complete push of this link read the hub
+    /// at this time, so every hub event written [`crate::engine::PUSH_OVERLAP_MS`] before it
+    /// is on the member or recorded as not owed. A sync-back then reads only the hub's later
+    /// changes (GSI `changes-index`); `None`: the next push reads the whole group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_through_ms: Option<i64>,
 }
 
 impl Link {
@@ -155,6 +161,7 @@ impl Link {
             display_name: link_id.into(),
             push_seq: 0,
             covered_push_seq: 0,
+            pushed_through_ms: None,
             consecutive_failures: 0,
             transforms: Default::default(),
             write_attendees: false,
@@ -241,14 +248,21 @@ pub enum EventStatus {
 }
 
 /// Per (link, hub event): where the event lives remotely and what was last agreed.
+/// True when a mapping's href is absent or empty (not stored, see [`Mapping::href`]).
+fn no_href(h: &Option<crate::provider::RemoteId>) -> bool {
+    h.as_ref().is_none_or(|h| h.is_empty())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapping {
     /// Partition key.
     pub link_id: String,
     /// Hub UID (sort key); `href:<href>` for remote data without a readable UID.
     pub uid: String,
-    /// Remote id: CalDAV href (path or absolute URL) or `ics:<uid>`.
-    #[serde(default)]
+    /// Remote id: CalDAV href (path or absolute URL) or `ics:<uid>`. Left out of the item
+    /// when there is none (it keys the sparse GSI `href-index`, which takes no null or
+    /// empty string).
+    #[serde(default, skip_serializing_if = "no_href")]
     pub href: Option<crate::provider::RemoteId>,
     /// Remote version (CalDAV etag, ICS content hash); a pulled version equal to this is our
     /// own write echoed back (write receipt) or unchanged.

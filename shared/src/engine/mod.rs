@@ -22,7 +22,7 @@ mod push;
 pub mod push_plan;
 pub mod transform;
 
-pub use push::push;
+pub use push::{push, PushFrom, PUSH_OVERLAP_MS, PUSH_TARGETED_MAX};
 
 use std::collections::{HashMap, HashSet};
 
@@ -57,6 +57,10 @@ pub struct PullOutcome {
     pub self_pending: bool,
     /// Deletions were held back by the brake.
     pub quarantined: bool,
+    /// The pull read the whole group at this time (epoch ms) and the link owes none of its
+    /// events a write: as good a push watermark as a complete push's
+    /// ([`crate::model::Link::pushed_through_ms`]).
+    pub in_sync_at: Option<i64>,
 }
 
 /// What a push left undone.
@@ -66,9 +70,18 @@ pub struct PushOutcome {
     pub needs_pull: bool,
     /// The run stopped at its deadline with writes left: push again (a continuation).
     pub more: bool,
+    /// When the push began reading the hub (epoch ms): the link's next watermark
+    /// ([`crate::model::Link::pushed_through_ms`]) once the push is complete.
+    pub read_ms: i64,
 }
 
 const HUB_RETRIES: usize = 5;
+
+/// An incremental pull listing at most this many objects (with those this link's pushes
+/// wrote since the cursor) reads the mappings and hub events of those objects by key
+/// ([`Store::mappings_and_events`]); a longer listing, and every full enumeration, reads
+/// all of the link's mappings and the group's hub events (a few paged Queries).
+pub const TARGETED_MAX: usize = 64;
 
 struct PullState<'a> {
     store: &'a Store,
@@ -78,9 +91,38 @@ struct PullState<'a> {
     hub: HashMap<String, HubEvent>,
     run: &'a mut RunRecord,
     hub_changed: bool,
+    /// `None`: every mapping of the link and every hub event of the group are loaded (a
+    /// full or long pull). `Some`: only these UIDs' were read ([`PullState::load`]).
+    loaded: Option<HashSet<String>>,
 }
 
 impl PullState<'_> {
+    /// Read the mappings and hub events of `uids` not read yet (one BatchGetItem per 50
+    /// UIDs); nothing when everything is loaded.
+    async fn load(&mut self, uids: impl IntoIterator<Item = String>) -> Result<(), StoreError> {
+        let Some(loaded) = &mut self.loaded else {
+            return Ok(());
+        };
+        let mut need: Vec<String> = uids.into_iter().filter(|u| !loaded.contains(u)).collect();
+        need.sort();
+        need.dedup();
+        if need.is_empty() {
+            return Ok(());
+        }
+        let (maps, events) = self
+            .store
+            .mappings_and_events(&self.link.link_id, Some(&self.link.group_id), &need)
+            .await?;
+        loaded.extend(need);
+        for m in maps {
+            self.maps.insert(m.uid.clone(), m);
+        }
+        for e in events {
+            self.hub.insert(e.uid.clone(), e);
+        }
+        Ok(())
+    }
+
     async fn save_mapping(&mut self, m: Mapping) -> Result<(), StoreError> {
         self.store.put_mapping(&m).await?;
         self.maps.insert(m.uid.clone(), m);
@@ -188,15 +230,39 @@ impl PullState<'_> {
         EventSeries::parse_single("projection", &p).ok()
     }
 
-    async fn apply_item(&mut self, item: RemoteRef) -> Result<(), StoreError> {
-        let data = item.data.clone().unwrap_or_default();
-        let remote = match EventSeries::parse_single(&item.href, &data) {
+    /// Parse `items` and load what applying them reads (their UIDs' mappings and hub
+    /// events, and the error records kept under their hrefs), then apply each.
+    async fn apply_items(&mut self, items: Vec<RemoteRef>) -> Result<(), StoreError> {
+        let parsed: Vec<(RemoteRef, Result<EventSeries, String>)> = items
+            .into_iter()
+            .map(|item| {
+                let data = item.data.as_deref().unwrap_or_default();
+                let r = EventSeries::parse_single(&item.href, data).map_err(|e| e.to_string());
+                (item, r)
+            })
+            .collect();
+        let uids = parsed.iter().flat_map(|(item, r)| {
+            let uid = r.as_ref().ok().map(|r| r.uid.clone());
+            uid.into_iter().chain([format!("href:{}", item.href)])
+        });
+        let uids: Vec<String> = uids.collect();
+        self.load(uids).await?;
+        for (item, r) in parsed {
+            self.apply_item(item, r).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_item(
+        &mut self,
+        item: RemoteRef,
+        parsed: Result<EventSeries, String>,
+    ) -> Result<(), StoreError> {
+        let remote = match parsed {
             Ok(r) => r,
             Err(e) => {
                 let key = self.key_for_href(&item.href);
-                return self
-                    .mark_error(key, &item.href, item.etag, e.to_string())
-                    .await;
+                return self.mark_error(key, &item.href, item.etag, e).await;
             }
         };
         // A previous error recorded under the href is superseded by the readable version.
@@ -297,31 +363,60 @@ pub async fn pull(
             ..Default::default()
         });
     }
-    let maps: HashMap<String, Mapping> = store
-        .mappings_of_link(&link.link_id)
-        .await?
-        .into_iter()
-        .map(|m| (m.uid.clone(), m))
-        .collect();
-    let by_href: HashMap<RemoteId, String> = maps
-        .values()
-        .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
-        .collect();
-    let hub = store
-        .events_of_group(&link.group_id)
-        .await?
-        .into_iter()
-        .map(|e| (e.uid.clone(), e))
-        .collect();
+    // A short incremental listing reads the items of what it lists (and of what this
+    // link's pushes wrote since the cursor); a full or long one reads them all.
+    let mut listed: Vec<&RemoteId> = res.changed.iter().map(|r| &r.href).collect();
+    listed.extend(res.removed.iter());
+    listed.extend(res.unreadable.iter().map(|(h, _)| h));
+    let mut targeted = !res.full && listed.len() <= TARGETED_MAX;
+    let read_ms = now_millis();
+    let mut uids = Vec::new();
+    if targeted {
+        if let Some(after) = check_echoes {
+            uids = store.uids_written_after(&link.link_id, after).await?;
+            targeted = uids.len() + listed.len() <= TARGETED_MAX;
+        }
+    }
+    let (maps, hub) = if targeted {
+        uids.extend(store.uids_of_hrefs(&link.link_id, &listed).await?);
+        uids.sort();
+        uids.dedup();
+        let (maps, hub) = store
+            .mappings_and_events(&link.link_id, Some(&link.group_id), &uids)
+            .await?;
+        (maps, hub)
+    } else {
+        let maps = store.mappings_of_link(&link.link_id).await?;
+        (maps, store.events_of_group(&link.group_id).await?)
+    };
+    let hub_read_ms = (!targeted).then_some(read_ms);
     let mut st = PullState {
         store,
         provider,
         link,
-        maps,
-        hub,
+        maps: maps.into_iter().map(|m| (m.uid.clone(), m)).collect(),
+        hub: hub.into_iter().map(|e| (e.uid.clone(), e)).collect(),
         run,
         hub_changed: false,
+        loaded: targeted.then(|| uids.into_iter().collect()),
     };
+    // An object removed that the index did not name may still be one of our own creations
+    // (its href carries its UID): read that mapping by key.
+    if targeted {
+        let known: HashSet<&RemoteId> = st.maps.values().filter_map(|m| m.href.as_ref()).collect();
+        let guesses: Vec<String> = res
+            .removed
+            .iter()
+            .filter(|h| !known.contains(h))
+            .filter_map(|h| provider.uid_of(h))
+            .collect();
+        st.load(guesses).await?;
+    }
+    let by_href: HashMap<RemoteId, String> = st
+        .maps
+        .values()
+        .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
+        .collect();
 
     let mut seen: HashSet<RemoteId> = HashSet::new();
     let mut items = Vec::new();
@@ -342,9 +437,7 @@ pub async fn pull(
         let fetched = provider.fetch(&to_fetch).await?;
         items.extend(fetched);
     }
-    for item in items {
-        st.apply_item(item).await?;
-    }
+    st.apply_items(items).await?;
     for (href, reason) in res.unreadable {
         seen.insert(href.clone());
         let key = st.key_for_href(&href);
@@ -364,12 +457,14 @@ pub async fn pull(
         if !unlisted.is_empty() {
             let found = provider.fetch(&unlisted).await?;
             let present: HashSet<RemoteId> = found.iter().map(|r| r.href.clone()).collect();
-            for item in found {
-                let known = by_href.get(&item.href).and_then(|u| st.maps.get(u));
-                if !known.is_some_and(|m| m.etag.is_some() && m.etag == item.etag) {
-                    st.apply_item(item).await?;
-                }
-            }
+            let changed: Vec<RemoteRef> = found
+                .into_iter()
+                .filter(|item| {
+                    let known = by_href.get(&item.href).and_then(|u| st.maps.get(u));
+                    !known.is_some_and(|m| m.etag.is_some() && m.etag == item.etag)
+                })
+                .collect();
+            st.apply_items(changed).await?;
             vanished = unlisted
                 .into_iter()
                 .filter(|h| !present.contains(h))
@@ -400,7 +495,15 @@ pub async fn pull(
         .filter(|uid| !uid.starts_with("href:"))
         .collect();
     removed.sort();
-    let brake = plan::brake(link, removed.len(), by_href.len(), recent_deletions);
+    // The brake weighs the deletions against every mapped object; a targeted pull counts
+    // them only when the deletions reach the brake's minimum (below it, it never fires).
+    let mapped =
+        if st.loaded.is_some() && removed.len() + recent_deletions >= link.brake_min as usize {
+            store.count_mappings(&link.link_id).await?
+        } else {
+            by_href.len()
+        };
+    let brake = plan::brake(link, removed.len(), mapped, recent_deletions);
     let quarantined = brake.is_some();
     if let Some(reason) = brake {
         tracing::warn!(link = %link.link_id, %reason);
@@ -419,11 +522,14 @@ pub async fn pull(
         store.delete_mapping(&link.link_id, uid).await?;
     }
 
+    // Over what this pull read: a targeted pull's owed writes are among the events it
+    // touched (older debts have their own sync-back jobs).
     let self_pending = plan::owes_push(link, st.hub.values(), |uid| st.maps.get(uid));
     Ok(PullOutcome {
         cursor: (!quarantined).then_some(res.cursor),
         hub_changed: st.hub_changed,
         self_pending,
         quarantined,
+        in_sync_at: hub_read_ms.filter(|_| !self_pending && !link.read_only()),
     })
 }

@@ -8,29 +8,74 @@ use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
 use crate::provider::{Provider, ProviderError, RemoteId, Write, WriteOutcome};
-use crate::store::Store;
+use crate::store::{ChangeCursor, Store};
+
+/// A targeted push reads again the hub events changed this long (ms) before its watermark:
+/// room for clock skew between writers and for the `changes-index` GSI's propagation.
+pub const PUSH_OVERLAP_MS: i64 = 60_000;
+
+/// A targeted push finding more changed hub events than this reads the whole group instead.
+pub const PUSH_TARGETED_MAX: usize = 100;
+
+/// Where a push starts from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushFrom {
+    /// No chunk of writes after the first starts past this instant.
+    pub deadline: Option<std::time::Instant>,
+    /// The link's push watermark (epoch ms; `None`: read the whole group).
+    pub watermark: Option<i64>,
+}
 
 /// Push hub changes to `link`. Per-event rejections mark the event `error` and go on. With a
 /// `deadline`, no chunk of writes after the first starts past it; the outcome then says
 /// `more`.
+///
+/// With `from.watermark` (the link's [`Link::pushed_through_ms`]), only hub events changed
+/// since [`PUSH_OVERLAP_MS`] before it are read (GSI `changes-index`, then their mappings
+/// by key); more than [`PUSH_TARGETED_MAX`] of them, or none given, and the whole group is
+/// read. The outcome's `read_ms` is the next watermark once the push is complete.
 pub async fn push(
     store: &Store,
     link: &Link,
     provider: &dyn Provider,
     run: &mut RunRecord,
-    deadline: Option<std::time::Instant>,
+    from: PushFrom,
 ) -> Result<PushOutcome, EngineError> {
-    let mut out = PushOutcome::default();
+    let mut out = PushOutcome {
+        read_ms: now_millis(),
+        ..Default::default()
+    };
     if link.read_only() {
         return Ok(out);
     }
-    let maps = store
-        .mappings_of_link(&link.link_id)
-        .await?
-        .into_iter()
-        .map(|m| (m.uid.clone(), m))
-        .collect();
-    let events = store.events_of_group(&link.group_id).await?;
+    let changed = match from.watermark {
+        Some(w) => {
+            let since = ChangeCursor {
+                ms: w - PUSH_OVERLAP_MS,
+                uid: String::new(),
+            };
+            let (events, more) = store
+                .changes_after(&link.group_id, &since, PUSH_TARGETED_MAX)
+                .await?;
+            (!more).then_some(events)
+        }
+        None => None,
+    };
+    let (maps, events) = match changed {
+        Some(events) => {
+            let uids: Vec<String> = events.iter().map(|e| e.uid.clone()).collect();
+            let (maps, _) = store
+                .mappings_and_events(&link.link_id, None, &uids)
+                .await?;
+            (maps, events)
+        }
+        None => (
+            store.mappings_of_link(&link.link_id).await?,
+            store.events_of_group(&link.group_id).await?,
+        ),
+    };
+    let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
+    let deadline = from.deadline;
     let plan = push_plan::plan_push(link, maps, events, chrono::Utc::now());
     tracing::debug!(link = %link.link_id, ?plan, "push plan");
     for m in &plan.records {

@@ -9,8 +9,8 @@ use crate::queue::{QueueKind, SyncJob};
 use crate::store::{CursorState, LinkRunUpdate};
 
 use super::{
-    Direction, JobError, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS, RETRY, RUN_TTL_SECS,
-    WINDOW_RECHECK_SECS,
+    Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS,
+    RETRY, RUN_TTL_SECS, SYNC_BACK, WINDOW_RECHECK_SECS,
 };
 
 /// Run one job: lease the link, pull or push, record the run, queue follow-up jobs. Not run
@@ -242,15 +242,18 @@ async fn run_leased(
                 .await
                 .map(|o| (Some(o), None))
         }
-        Direction::Push => engine::push(
-            &store,
-            link,
-            provider.as_ref(),
-            &mut run,
-            Some(push_deadline),
-        )
-        .await
-        .map(|o| (None, Some(o))),
+        Direction::Push => {
+            // A sync-back (and its continuation) carries hub changes since the link's last
+            // complete push; other pushes (API, catch-up, transforms) read the whole group.
+            let incremental = [SYNC_BACK, CONTINUE].contains(&job.trigger.as_str());
+            let from = engine::PushFrom {
+                deadline: Some(push_deadline),
+                watermark: link.pushed_through_ms.filter(|_| incremental),
+            };
+            engine::push(&store, link, provider.as_ref(), &mut run, from)
+                .await
+                .map(|o| (None, Some(o)))
+        }
     };
     run.api_calls = provider.requests();
     run.ended_ms = now_millis();
@@ -287,8 +290,14 @@ async fn run_leased(
             (LinkStatus::Error, Some(e.to_string()))
         }
     };
-    let pulled = match &outcome {
-        Ok((Some(p), _)) => Some(p.quarantined),
+    let done = match &outcome {
+        Ok((Some(p), _)) => Some(Completed::Pull {
+            quarantined: p.quarantined,
+            in_sync_at: p.in_sync_at,
+        }),
+        Ok((None, Some(p))) if !p.more && !p.needs_pull && !link.read_only() => {
+            Some(Completed::Push { read_ms: p.read_ms })
+        }
         _ => None,
     };
     record(
@@ -299,7 +308,7 @@ async fn run_leased(
         &mut run,
         status,
         reason.as_deref(),
-        pulled,
+        done,
         aws_start,
     )
     .await?;
@@ -328,7 +337,7 @@ async fn run_leased(
                     && !other.read_only()
                     && other.status != LinkStatus::ReconnectNeeded
                 {
-                    jobs.push(SyncJob::coalesced(&other.link_id, "sync-back", &run.run_id));
+                    jobs.push(SyncJob::coalesced(&other.link_id, SYNC_BACK, &run.run_id));
                 }
             }
         }
@@ -346,7 +355,9 @@ async fn run_leased(
                 .await?;
         }
         if p.self_pending || window_due {
-            jobs.push(SyncJob::coalesced(&link.link_id, "sync-back", &run.run_id));
+            // Owed writes of events older than the watermark, or a moved window: a push
+            // that reads the whole group.
+            jobs.push(SyncJob::coalesced(&link.link_id, CATCH_UP, &run.run_id));
         }
         // Outbox: the cursor and the jobs it makes owed are one write, then the jobs are
         // sent, then the outbox is emptied. A failure in between leaves the jobs recorded,
@@ -389,7 +400,7 @@ async fn run_leased(
         queues
             .send(
                 QueueKind::SyncBack,
-                &[SyncJob::coalesced(&link.link_id, "continue", &run.run_id)],
+                &[SyncJob::coalesced(&link.link_id, CONTINUE, &run.run_id)],
             )
             .await?;
     }
@@ -404,10 +415,28 @@ async fn run_leased(
     Ok(run)
 }
 
+/// A run that completed, as its link's bookkeeping needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// A pull; `quarantined`: the deletion brake held its deletions back.
+    Pull {
+        /// The brake fired.
+        quarantined: bool,
+        /// It read the whole group then and found nothing owed to the link: its push
+        /// watermark ([`crate::engine::PullOutcome::in_sync_at`]).
+        in_sync_at: Option<i64>,
+    },
+    /// A push that wrote everything it planned; `read_ms` is its watermark
+    /// ([`Link::pushed_through_ms`]).
+    Push {
+        /// When it began reading the hub (epoch ms).
+        read_ms: i64,
+    },
+}
+
 /// Record the run: its AWS calls, the run record, what it changed on the link (one write at
 /// most, [`link_update`]), and the application's notifications unless the job is silent
-/// ([`crate::notify::decide`]; never fails the run). `pulled`: a pull that completed, and
-/// whether the deletion brake quarantined it.
+/// ([`crate::notify::decide`]; never fails the run). `done`: the run completed.
 ///
 /// Errors: DynamoDB failure writing the record or the link.
 #[allow(clippy::too_many_arguments)] // the run's parts, each needed once
@@ -419,7 +448,7 @@ async fn record(
     run: &mut RunRecord,
     status: LinkStatus,
     reason: Option<&str>,
-    pulled: Option<bool>,
+    done: Option<Completed>,
     aws_start: &crate::metrics::AwsCalls,
 ) -> anyhow::Result<()> {
     let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
@@ -427,7 +456,7 @@ async fn record(
     run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
     tracing::debug!(link = %link.link_id, aws = %aws.summary(), "AWS calls of the run");
     store.put_run(run).await?;
-    let update = link_update(link, status, reason, run, pulled, now_secs());
+    let update = link_update(link, status, reason, run, done, now_secs());
     store.finish_link_run(&link.link_id, &update).await?;
     if !job.silent {
         let failures = update
@@ -440,17 +469,22 @@ async fn record(
 }
 
 /// What a run changes on its link (`now`: epoch seconds): the status when it differs, the
-/// failure streak when it moved (a failed run adds one, any other ends it), and after a
+/// failure streak when it moved (a failed run adds one, any other ends it), after a
 /// completed pull the next due time with the push notifications it covers and, when a
-/// released mass deletion went through, the release used up.
+/// released mass deletion went through, the release used up; after a complete push its
+/// watermark.
 pub fn link_update(
     link: &Link,
     status: LinkStatus,
     reason: Option<&str>,
     run: &RunRecord,
-    pulled: Option<bool>,
+    done: Option<Completed>,
     now: i64,
 ) -> LinkRunUpdate {
+    let pulled = match done {
+        Some(Completed::Pull { quarantined, .. }) => Some(quarantined),
+        _ => None,
+    };
     let failures = if run.outcome == "failed" {
         link.consecutive_failures + 1
     } else {
@@ -462,12 +496,24 @@ pub fn link_update(
         consecutive_failures: (failures != link.consecutive_failures).then_some(failures),
         next_sync: pulled.map(|_| (now + link.frequency_secs.max(60), link.push_seq)),
         mass_delete_used: link.allow_mass_delete && pulled == Some(false),
+        pushed_through_ms: match done {
+            Some(Completed::Push { read_ms }) => Some(read_ms),
+            Some(Completed::Pull { in_sync_at, .. }) => in_sync_at,
+            None => None,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pull(quarantined: bool) -> Option<Completed> {
+        Some(Completed::Pull {
+            quarantined,
+            in_sync_at: None,
+        })
+    }
 
     fn run(outcome: &str) -> RunRecord {
         RunRecord {
@@ -476,13 +522,13 @@ mod tests {
         }
     }
 
-    /// (link, status, reason, outcome, pulled) and the update they make.
+    /// (link, status, reason, outcome, done) and the update they make.
     type Case<'a> = (
         &'a Link,
         LinkStatus,
         Option<&'a str>,
         &'a str,
-        Option<bool>,
+        Option<Completed>,
         LinkRunUpdate,
     );
 
@@ -498,7 +544,7 @@ mod tests {
         let mut released = healthy.clone();
         released.allow_mass_delete = true;
         let ok = LinkStatus::Ok;
-        // (link, status, reason, outcome, pulled) → the update.
+        // (link, status, reason, outcome, done) → the update.
         let cases: Vec<Case> = vec![
             // A quiet pull of a healthy link: only the next due time.
             (
@@ -506,21 +552,33 @@ mod tests {
                 ok,
                 None,
                 "ok",
-                Some(false),
+                pull(false),
                 LinkRunUpdate {
                     next_sync: Some((1_900, 7)),
                     ..Default::default()
                 },
             ),
-            // A push of a healthy link: nothing at all.
+            // A push of a healthy link that stopped at its deadline: nothing at all.
             (&healthy, ok, None, "ok", None, LinkRunUpdate::default()),
+            // A complete push: its watermark only.
+            (
+                &healthy,
+                ok,
+                None,
+                "ok",
+                Some(Completed::Push { read_ms: 5 }),
+                LinkRunUpdate {
+                    pushed_through_ms: Some(5),
+                    ..Default::default()
+                },
+            ),
             // Recovery: status, reason and streak.
             (
                 &failing,
                 ok,
                 None,
                 "ok",
-                Some(false),
+                pull(false),
                 LinkRunUpdate {
                     status: Some((ok, None)),
                     consecutive_failures: Some(0),
@@ -540,13 +598,29 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            // A full pull that found nothing owed: the push watermark too.
+            (
+                &healthy,
+                ok,
+                None,
+                "ok",
+                Some(Completed::Pull {
+                    quarantined: false,
+                    in_sync_at: Some(9),
+                }),
+                LinkRunUpdate {
+                    next_sync: Some((1_900, 7)),
+                    pushed_through_ms: Some(9),
+                    ..Default::default()
+                },
+            ),
             // A released mass deletion went through; a quarantined pull keeps the release.
             (
                 &released,
                 ok,
                 None,
                 "ok",
-                Some(false),
+                pull(false),
                 LinkRunUpdate {
                     next_sync: Some((1_900, 7)),
                     mass_delete_used: true,
@@ -558,7 +632,7 @@ mod tests {
                 LinkStatus::Quarantined,
                 Some("brake"),
                 "quarantined",
-                Some(true),
+                pull(true),
                 LinkRunUpdate {
                     status: Some((LinkStatus::Quarantined, Some("brake".into()))),
                     next_sync: Some((1_900, 7)),

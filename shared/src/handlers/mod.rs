@@ -24,6 +24,14 @@ pub const JOB_MIN_SECS: u64 = 60;
 const DEADLINE_MARGIN_SECS: u64 = 30;
 /// Trigger of the pull a push asks for after a precondition failure; such pulls re-enumerate.
 pub const RETRY: &str = "retry";
+/// Trigger of the push a pull queues for the other members after it changed the hub; it
+/// reads only the hub's changes since the member's push watermark.
+pub const SYNC_BACK: &str = "sync-back";
+/// Trigger of a push's continuation after its deadline (also from the watermark).
+pub const CONTINUE: &str = "continue";
+/// Trigger of the push a pull queues for its own link (owed writes found by the pull, or a
+/// time window due): reads the whole group.
+pub const CATCH_UP: &str = "catch-up";
 /// How often a link with a time window gets a push without changes (seconds).
 const WINDOW_RECHECK_SECS: i64 = 86_400;
 /// Run records expire after this many seconds (TTL).

@@ -53,46 +53,13 @@ impl Store {
         &self,
         link_id: &str,
     ) -> Result<(Option<crate::model::Link>, CursorState), StoreError> {
-        use aws_sdk_dynamodb::types::KeysAndAttributes;
         let (links, cursors) = (&self.cfg.links_table, &self.cfg.cursors_table);
         let key = HashMap::from([("link_id".to_string(), s(link_id))]);
-        let mut ask: HashMap<String, KeysAndAttributes> = HashMap::new();
-        for table in [links, cursors] {
-            let k = KeysAndAttributes::builder()
-                .keys(key.clone())
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Malformed {
-                    table: table.clone(),
-                    reason: e.to_string(),
-                })?;
-            ask.insert(table.clone(), k);
-        }
-        let mut found: HashMap<String, super::Item> = HashMap::new();
-        for _ in 0..5 {
-            let out = self
-                .ddb
-                .batch_get_item()
-                .set_request_items(Some(ask))
-                .send()
-                .await
-                .map_err(|e| Self::aws_err("BatchGetItem", links, e))?;
-            for (table, mut items) in out.responses.unwrap_or_default() {
-                if let Some(item) = items.pop() {
-                    found.insert(table, item);
-                }
-            }
-            ask = out.unprocessed_keys.unwrap_or_default();
-            if ask.is_empty() {
-                break;
-            }
-        }
-        if !ask.is_empty() {
-            return Err(StoreError::Malformed {
-                table: links.clone(),
-                reason: "BatchGetItem left keys unprocessed 5 times".into(),
-            });
-        }
+        let mut found: HashMap<String, super::Item> = self
+            .batch_get(vec![(links.clone(), key.clone()), (cursors.clone(), key)])
+            .await?
+            .into_iter()
+            .collect();
         let link = found
             .remove(links)
             .map(|i| Self::from_item(links, i))

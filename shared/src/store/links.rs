@@ -19,6 +19,8 @@ pub struct LinkRunUpdate {
     pub next_sync: Option<(i64, i64)>,
     /// A released mass deletion went through: the release is used up.
     pub mass_delete_used: bool,
+    /// After a complete push: its watermark ([`crate::model::Link::pushed_through_ms`]).
+    pub pushed_through_ms: Option<i64>,
 }
 
 impl Store {
@@ -175,6 +177,9 @@ impl Store {
         }
         if u.mass_delete_used {
             sets.push(("allow_mass_delete", AttributeValue::Bool(false)));
+        }
+        if let Some(ms) = u.pushed_through_ms {
+            sets.push(("pushed_through_ms", n(ms)));
         }
         self.update_link_fields(link_id, sets).await
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::model::{ChannelRecord, HubEvent, Link, Mapping, RunRecord};
 
+mod batch;
 mod bodies;
 mod cursor;
 mod links;

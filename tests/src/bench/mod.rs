@@ -88,10 +88,10 @@ async fn job_calls(ctx: &Ctx, link_id: &str, dir: Direction) -> anyhow::Result<A
     Ok(ctx.clients.aws_calls.snapshot().since(&before))
 }
 
-/// Run the benchmark with `n` events and print the table.
+/// Run the benchmark with `n` events and print the table; with `google`, the Google rows too.
 ///
 /// Errors: a server or the local stack failed.
-pub async fn run(n: usize) -> anyhow::Result<()> {
+pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     let ctx = crate::local_ctx().await;
     let tag = fixtures::unique("bench");
     let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag).await?;
@@ -246,7 +246,10 @@ pub async fn run(n: usize) -> anyhow::Result<()> {
         &rows,
     );
 
-    google(&ctx, &group, user, &tag, n).await
+    if !google {
+        return Ok(());
+    }
+    self::google(&ctx, &group, user, &tag, n).await
 }
 
 /// Google joins the group: its initial sync against the quota floor (every call, batch

@@ -10,7 +10,7 @@
 //!                                   schedule every S seconds (60), notifications (make serve)
 //! calsync-local token --user N [--ttl S]  a development token for user N (needs serve)
 //! calsync-local openapi             print the API's OpenAPI document (docs/openapi.json)
-//! calsync-local bench [--events N]  initial and no-change sync timings (make bench)
+//! calsync-local bench [--events N] [--no-google]  side by side with the floor and vdirsyncer (make bench)
 //! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
 //!                                   OAuth consent for a Google calendar: serves the callback on
 //!                                   127.0.0.1:P (8765), prints the consent URL, waits (10 min)
@@ -104,7 +104,8 @@ async fn main() -> ExitCode {
             let n = flag("--events")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000);
-            bench::run(n).await.map(|_| true)
+            let google = !std::env::args().any(|a| a == "--no-google");
+            bench::run(n, google).await.map(|_| true)
         }
         Some("connect-google") => {
             let (Some(group), Some(user)) = (flag("--group"), flag("--user")) else {
@@ -137,7 +138,7 @@ async fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }

@@ -15,6 +15,7 @@ mod google_oauth_emulator;
 mod google_sync;
 mod graph_emulator;
 mod ics_and_autosync;
+mod incremental;
 mod lambda_invoke;
 mod notifications;
 mod outbound;

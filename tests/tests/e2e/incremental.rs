@@ -1,0 +1,178 @@
+//! Work per sync in O(changes): one change among N events reads the items of that change
+//! (the mappings' `href-index` and `written-index`, the hub's `changes-index`, reads by
+//! key), not every mapping of the link and every hub event of the group. Needs the local
+//! stack.
+
+use calsync::handlers::{run_job, Direction};
+use calsync::model::RunRecord;
+use calsync::queue::SyncJob;
+use calsync_e2e::fixtures::{self, client_delete, client_edit, pair, simple_event, uid_counts};
+use calsync_e2e::local_ctx;
+
+/// Events in the calendars: well above what one change may read.
+const N: usize = 40;
+/// DynamoDB items one job of one change may read: the link and cursor item, the mapping and
+/// hub event of the change, its index entries, the run's own bookkeeping.
+const ONE_CHANGE_MAX_ITEMS: u32 = 12;
+
+async fn job(
+    ctx: &calsync::config::Ctx,
+    link_id: &str,
+    trigger: &str,
+    dir: Direction,
+) -> RunRecord {
+    let run = run_job(ctx, &SyncJob::unique(link_id, trigger), dir)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "ok", "{dir:?} of {link_id}: {run:?}");
+    run
+}
+
+/// Date the group's hub writes an hour back, as they are an hour after the initial sync (a
+/// sync-back reads again the changes of the minute before its watermark,
+/// [`calsync::engine::PUSH_OVERLAP_MS`]).
+async fn age_hub(ctx: &calsync::config::Ctx, group: &str) {
+    let store = ctx.store();
+    for mut ev in store.events_of_group(group).await.unwrap() {
+        ev.updated_ms -= 3_600_000;
+        let v = ev.version;
+        store.put_event(&ev, Some(v)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_change_among_n_reads_the_items_of_that_change_only() {
+    let ctx = local_ctx().await;
+    let seed: Vec<String> = (0..N)
+        .map(|i| {
+            simple_event(
+                &format!("inc-{i}"),
+                &format!("Event {i}"),
+                (i % 27 + 1) as u32,
+            )
+        })
+        .collect();
+    let p = pair(&ctx, "inc", &seed).await.unwrap();
+    age_hub(&ctx, &p.group).await;
+    // The first pull after calsync's own writes lists them as echoes (a long listing).
+    for l in [&p.r, &p.x] {
+        job(&ctx, &l.link_id, "manual", Direction::Pull).await;
+    }
+
+    // An edit on Radicale: its pull, then the sync-back to Xandikos, then Xandikos's next
+    // pull (which checks that its report lists the push's write).
+    client_edit(&ctx, &p.radicale, "inc-7", |t| {
+        t.replace("SUMMARY:Event 7", "SUMMARY:Edited on Radicale")
+    })
+    .await
+    .unwrap();
+    let pulled = job(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
+    assert_eq!(pulled.updated, 1, "{pulled:?}");
+    let pushed = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    assert_eq!(pushed.updated, 1, "{pushed:?}");
+    let echo = job(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
+    assert_eq!((echo.created, echo.updated, echo.deleted), (0, 0, 0));
+    for (what, run) in [
+        ("pull", &pulled),
+        ("sync-back", &pushed),
+        ("echo pull", &echo),
+    ] {
+        assert!(
+            run.ddb_items_read <= ONE_CHANGE_MAX_ITEMS,
+            "{what} of one change among {N} read {} DynamoDB items",
+            run.ddb_items_read
+        );
+    }
+    let on_x = fixtures::events_in(&ctx, &p.xandikos).await.unwrap();
+    let edited = on_x
+        .iter()
+        .find(|(_, s)| s.uid == "inc-7")
+        .map(|(_, s)| s.summary());
+    assert_eq!(
+        edited.as_deref(),
+        Some("Edited on Radicale"),
+        "the edit reached Xandikos"
+    );
+
+    // A deletion on Radicale: the pull finds its mapping through the href it reports.
+    client_delete(&ctx, &p.radicale, "inc-8").await.unwrap();
+    let pulled = job(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
+    assert_eq!(pulled.deleted, 1, "{pulled:?}");
+    let pushed = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    assert_eq!(pushed.deleted, 1, "{pushed:?}");
+    for (what, run) in [("pull", &pulled), ("sync-back", &pushed)] {
+        assert!(
+            run.ddb_items_read <= ONE_CHANGE_MAX_ITEMS,
+            "{what} of one deletion among {N} read {} DynamoDB items",
+            run.ddb_items_read
+        );
+    }
+    let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(counts.len(), N - 1, "one event fewer on Xandikos");
+    assert!(!counts.contains_key("inc-8"));
+
+    // A new event on Xandikos reaches Radicale the same way.
+    fixtures::client_put(
+        &ctx,
+        &p.xandikos,
+        &simple_event("inc-new", "Born on Xandikos", 3),
+    )
+    .await
+    .unwrap();
+    let pulled = job(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
+    assert_eq!(pulled.created, 1, "{pulled:?}");
+    let pushed = job(&ctx, &p.r.link_id, "sync-back", Direction::Push).await;
+    assert_eq!(pushed.created, 1, "{pushed:?}");
+    assert!(
+        pulled.ddb_items_read <= ONE_CHANGE_MAX_ITEMS
+            && pushed.ddb_items_read <= ONE_CHANGE_MAX_ITEMS,
+        "one creation among {N}: pull read {}, sync-back {}",
+        pulled.ddb_items_read,
+        pushed.ddb_items_read
+    );
+    assert_eq!(
+        uid_counts(&ctx, &p.radicale).await.unwrap().get("inc-new"),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn a_push_without_a_watermark_or_not_a_sync_back_reads_the_whole_group() {
+    // A catch-up (or any push that is not a sync-back) finds writes owed from before the
+    // watermark: here an event whose mapping was reset, as the transforms API does.
+    let ctx = local_ctx().await;
+    let seed: Vec<String> = (0..5)
+        .map(|i| simple_event(&format!("wm-{i}"), &format!("Event {i}"), (i + 1) as u32))
+        .collect();
+    let p = pair(&ctx, "wm", &seed).await.unwrap();
+    let store = ctx.store();
+    let link = store.get_link(&p.x.link_id).await.unwrap().unwrap();
+    assert!(
+        link.pushed_through_ms.is_some(),
+        "a complete push sets the watermark"
+    );
+    // A watermark past every hub write (as one is an hour after them).
+    let later = calsync::config::now_millis() + 2 * calsync::engine::PUSH_OVERLAP_MS;
+    store
+        .update_link_fields(
+            &p.x.link_id,
+            vec![("pushed_through_ms", store.attr(later).unwrap())],
+        )
+        .await
+        .unwrap();
+    let mut m = store
+        .mappings_of_link(&p.x.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.uid == "wm-2")
+        .unwrap();
+    m.synced_version = 0;
+    store.put_mapping(&m).await.unwrap();
+    // A sync-back reads only changes since the watermark: the old event is not among them.
+    let back = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    assert_eq!(back.updated, 0, "{back:?}");
+    // A catch-up reads the whole group and writes it.
+    let caught = job(&ctx, &p.x.link_id, "catch-up", Direction::Push).await;
+    assert_eq!(caught.updated, 1, "{caught:?}");
+}
