@@ -26,6 +26,8 @@ pub use push::{push, PushFrom, PUSH_OVERLAP_MS, PUSH_TARGETED_MAX};
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::StreamExt;
+
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
@@ -82,6 +84,9 @@ const HUB_RETRIES: usize = 5;
 /// ([`Store::mappings_and_events`]); a longer listing, and every full enumeration, reads
 /// all of the link's mappings and the group's hub events (a few paged Queries).
 pub const TARGETED_MAX: usize = 64;
+
+/// Hub event and mapping writes of a pull in flight at once (objects of distinct UIDs).
+const WRITES_IN_FLIGHT: usize = 8;
 
 struct PullState<'a> {
     store: &'a Store,
@@ -166,14 +171,26 @@ impl PullState<'_> {
     }
 
     /// Carry out one item's plan; `false` when its hub write lost a race (nothing else done).
-    async fn execute(&mut self, plan: ItemPlan) -> Result<bool, StoreError> {
+    async fn execute(&mut self, mut plan: ItemPlan) -> Result<bool, StoreError> {
         tracing::debug!(link = %self.link.link_id, ?plan, "pull plan");
-        if let Some(w) = plan.hub {
+        if let Some(w) = plan.hub.take() {
             if !self.write_hub(w).await? {
                 return Ok(false);
             }
         }
+        self.store.put_mapping(&plan.mapping).await?;
+        self.settle(plan);
+        Ok(true)
+    }
+
+    /// The bookkeeping of a plan whose writes are done: counters, notices, the loaded
+    /// hub event and mapping.
+    fn settle(&mut self, plan: ItemPlan) {
         let uid = plan.mapping.uid.clone();
+        if let Some(w) = plan.hub {
+            self.hub.insert(w.event.uid.clone(), w.event);
+            self.hub_changed = true;
+        }
         if !plan.conflicts.is_empty() {
             self.run.conflicts += 1;
             tracing::info!(link = %self.link.link_id, uid = %uid, fields = ?plan.conflicts, policy = ?self.link.conflict_policy, "conflict");
@@ -184,8 +201,22 @@ impl PullState<'_> {
         if let Some(c) = plan.count {
             self.count(c);
         }
-        self.save_mapping(plan.mapping).await?;
-        Ok(true)
+        self.maps.insert(uid, plan.mapping);
+    }
+
+    /// The plan for a readable remote object against what is loaded.
+    fn plan_for(&self, item: &RemoteRef, remote: &EventSeries) -> ItemPlan {
+        let view = |ical: &str| self.view(ical);
+        plan::plan_item(&Snapshot {
+            link: self.link,
+            remote,
+            href: &item.href,
+            etag: item.etag.as_ref(),
+            hub: self.hub.get(&remote.uid),
+            mapping: self.maps.get(&remote.uid),
+            view: &view,
+            now_ms: now_millis(),
+        })
     }
 
     async fn mark_error(
@@ -247,7 +278,67 @@ impl PullState<'_> {
         });
         let uids: Vec<String> = uids.collect();
         self.load(uids).await?;
+        // Objects of distinct UIDs (the common case) are planned first and written a few at
+        // a time; the rest (unreadable, a UID listed twice, an error record under the href)
+        // and any whose hub write lost a race go one by one.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (_, r) in &parsed {
+            if let Ok(r) = r {
+                *seen.entry(r.uid.clone()).or_default() += 1;
+            }
+        }
+        let mut one_by_one = Vec::new();
+        let mut planned = Vec::new();
         for (item, r) in parsed {
+            match r {
+                Ok(remote)
+                    if seen.get(&remote.uid) == Some(&1)
+                        && !self.maps.contains_key(&format!("href:{}", item.href)) =>
+                {
+                    let plan = self.plan_for(&item, &remote);
+                    tracing::debug!(link = %self.link.link_id, ?plan, "pull plan");
+                    planned.push((item, remote, plan));
+                }
+                r => one_by_one.push((item, r)),
+            }
+        }
+        let store = self.store;
+        let written: Vec<Result<_, StoreError>> = futures_util::stream::iter(planned)
+            .map(|(item, remote, plan)| async move {
+                let won = match &plan.hub {
+                    Some(w) => match store.put_event(&w.event, w.expected).await {
+                        Ok(()) => true,
+                        Err(StoreError::Conflict { .. }) => false,
+                        Err(e) => return Err(e),
+                    },
+                    None => true,
+                };
+                if won {
+                    store.put_mapping(&plan.mapping).await?;
+                }
+                Ok((item, remote, plan, won))
+            })
+            .buffered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for w in written {
+            let (item, remote, plan, won) = w?;
+            if won {
+                self.settle(plan);
+            } else {
+                // Another writer got there first: plan it again against the fresh event.
+                match self
+                    .store
+                    .get_event(&self.link.group_id, &remote.uid)
+                    .await?
+                {
+                    Some(fresh) => self.hub.insert(remote.uid.clone(), fresh),
+                    None => self.hub.remove(&remote.uid),
+                };
+                one_by_one.push((item, Ok(remote)));
+            }
+        }
+        for (item, r) in one_by_one {
             self.apply_item(item, r).await?;
         }
         Ok(())
@@ -271,17 +362,7 @@ impl PullState<'_> {
             self.forget_mapping(&stale).await?;
         }
         for _ in 0..HUB_RETRIES {
-            let view = |ical: &str| self.view(ical);
-            let plan = plan::plan_item(&Snapshot {
-                link: self.link,
-                remote: &remote,
-                href: &item.href,
-                etag: item.etag.as_ref(),
-                hub: self.hub.get(&remote.uid),
-                mapping: self.maps.get(&remote.uid),
-                view: &view,
-                now_ms: now_millis(),
-            });
+            let plan = self.plan_for(&item, &remote);
             if self.execute(plan).await? {
                 return Ok(());
             }

@@ -84,9 +84,13 @@ pub async fn push(
     for uid in &plan.forget {
         store.delete_mapping(&link.link_id, uid).await?;
     }
-    // Write in chunks (one bulk request per chunk where the provider has one), recording
-    // each chunk's outcome before the next, so a crash loses at most one chunk's receipts.
+    // Write in chunks (one bulk request per chunk where the provider has one). A chunk's
+    // receipts are recorded while the next chunk is written (the mapping writes overlap the
+    // provider's), so a crash loses at most two chunks' receipts; the next push finds those
+    // objects at their deterministic ids and adopts them. A chunk whose results stop the run
+    // (credentials refused, outage) is recorded before anything else is sent.
     let batch = link.provider.module().write_batch().max(1);
+    let mut pending = None;
     for (n, chunk) in plan.writes.chunks(batch).enumerate() {
         // Every run writes at least one chunk, so continuations always progress.
         if n > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -111,37 +115,94 @@ pub async fn push(
                 },
             })
             .collect();
-        let results = provider.write_all(&writes).await;
-        for ((ev, mapping, kind), result) in chunk.iter().zip(results) {
-            record_write(
-                store,
-                provider,
-                run,
-                &mut out,
-                ev,
-                mapping.clone(),
-                *kind,
-                result,
-            )
-            .await?;
+        let earlier = pending.take();
+        let (results, recorded) = futures_util::future::join(provider.write_all(&writes), async {
+            match earlier {
+                Some(f) => f.await,
+                None => Vec::new(),
+            }
+        })
+        .await;
+        book(run, &mut out, recorded)?;
+        let stop = results.iter().any(push_plan::stops_run);
+        let recording = Box::pin(record_chunk(store, provider, chunk, results));
+        if stop {
+            book(run, &mut out, recording.await)?;
+            break;
         }
+        pending = Some(recording);
+    }
+    if let Some(f) = pending {
+        book(run, &mut out, f.await)?;
     }
     Ok(out)
 }
 
+/// Mapping writes of one chunk in flight at once.
+const RECORDS_IN_FLIGHT: usize = 8;
+
+/// What recording one write's outcome adds to the run.
+#[derive(Debug, Default)]
+struct Recorded {
+    tally: Option<Tally>,
+    /// A precondition failed: the link needs a pull.
+    reread: bool,
+    /// The event was not written: its UID and the notice for the application.
+    failed: Option<(String, Option<(crate::model::NoticeKind, String)>)>,
+}
+
+/// Record a chunk's outcomes ([`record_write`], a few at a time), in the chunk's order.
+async fn record_chunk(
+    store: &Store,
+    provider: &dyn Provider,
+    chunk: &[(HubEvent, Mapping, Planned)],
+    results: Vec<WriteOutcome>,
+) -> Vec<Result<Recorded, EngineError>> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(chunk.iter().zip(results))
+        .map(|((ev, mapping, kind), result)| {
+            record_write(store, provider, ev, mapping.clone(), *kind, result)
+        })
+        .buffered(RECORDS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// Add recorded outcomes to the run; the first error stops it.
+fn book(
+    run: &mut RunRecord,
+    out: &mut PushOutcome,
+    recorded: Vec<Result<Recorded, EngineError>>,
+) -> Result<(), EngineError> {
+    for r in recorded {
+        let r = r?;
+        match r.tally {
+            Some(Tally::Created) => run.created += 1,
+            Some(Tally::Updated) => run.updated += 1,
+            Some(Tally::Deleted) => run.deleted += 1,
+            None => {}
+        }
+        out.needs_pull |= r.reread;
+        if let Some((uid, notice)) = r.failed {
+            run.errors += 1;
+            if let Some((kind, why)) = notice {
+                run.notice(kind, &uid, &why);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Record the outcome of one planned write as [`push_plan::settle`] decides. A create that
 /// met our own earlier object adopts it first.
-#[allow(clippy::too_many_arguments)]
 async fn record_write(
     store: &Store,
     provider: &dyn Provider,
-    run: &mut RunRecord,
-    out: &mut PushOutcome,
     ev: &HubEvent,
     mapping: Mapping,
     kind: Planned,
     result: WriteOutcome,
-) -> Result<(), EngineError> {
+) -> Result<Recorded, EngineError> {
     let (settled, tally) = match (kind, result) {
         (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
             let (adopted, tally) = match adopt(provider, &RemoteId::from(href), ev).await {
@@ -153,30 +214,25 @@ async fn record_write(
         }
         (kind, result) => push_plan::settle(kind, ev, mapping, result, now_millis()),
     };
-    match tally {
-        Some(Tally::Created) => run.created += 1,
-        Some(Tally::Updated) => run.updated += 1,
-        Some(Tally::Deleted) => run.deleted += 1,
-        None => {}
-    }
+    let mut rec = Recorded {
+        tally,
+        ..Default::default()
+    };
     match settled {
         Settled::Record(m) => store.put_mapping(&m).await?,
         Settled::Forget(m) => store.delete_mapping(&m.link_id, &m.uid).await?,
         Settled::Reread(m) => {
             store.put_mapping(&m).await?;
-            out.needs_pull = true;
+            rec.reread = true;
         }
         Settled::Failed { mapping, notice } => {
             tracing::warn!(link = %mapping.link_id, uid = %mapping.uid, error = ?mapping.error, "event not written");
-            run.errors += 1;
-            if let Some((kind, why)) = notice {
-                run.notice(kind, &mapping.uid, &why);
-            }
             store.put_mapping(&mapping).await?;
+            rec.failed = Some((mapping.uid, notice));
         }
         Settled::Stop(e) => return Err(e.into()),
     }
-    Ok(())
+    Ok(rec)
 }
 
 /// Create met an existing object at our deterministic id: the result of an earlier attempt

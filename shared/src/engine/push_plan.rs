@@ -140,6 +140,15 @@ pub enum Settled {
     Stop(ProviderError),
 }
 
+/// True when a write's result concerns the whole calendar (credentials refused, outage):
+/// settling it stops the run ([`Settled::Stop`]), so no further writes should be sent.
+pub fn stops_run(result: &crate::provider::WriteOutcome) -> bool {
+    matches!(
+        result,
+        Err(ProviderError::Unauthorized(_) | ProviderError::Unavailable { .. })
+    )
+}
+
 /// Which run counter a settled write adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tally {
@@ -226,6 +235,8 @@ fn precondition_failed(mut m: Mapping, e: ProviderError, version: i64) -> Settle
 /// A per-event provider failure: the event gets status `error` for hub `version` (not
 /// retried until the event changes), unless the failure concerns the whole calendar (auth,
 /// outage), which stops the run.
+///
+/// [`stops_run`] tells the same from the result alone.
 fn failed(mut m: Mapping, e: ProviderError, version: i64) -> Settled {
     match e {
         ProviderError::Unauthorized(_) | ProviderError::Unavailable { .. } => Settled::Stop(e),

@@ -82,9 +82,15 @@ fn print_table(title: &str, rows: &[Row]) {
 
 /// Run one job of `link_id` and return its AWS calls (everything the function does for it:
 /// lease, cursor, mappings, run record, status).
+/// Run one job of `link_id` as the queues would (a pull as a schedule's, a push as the
+/// sync-back a pull queues) and count its AWS calls.
 async fn job_calls(ctx: &Ctx, link_id: &str, dir: Direction) -> anyhow::Result<AwsCalls> {
     let before = ctx.clients.aws_calls.snapshot();
-    run_job(ctx, &SyncJob::unique(link_id, "bench"), dir).await?;
+    let trigger = match dir {
+        Direction::Pull => "schedule",
+        Direction::Push => calsync::handlers::SYNC_BACK,
+    };
+    run_job(ctx, &SyncJob::unique(link_id, trigger), dir).await?;
     Ok(ctx.clients.aws_calls.snapshot().since(&before))
 }
 
@@ -124,10 +130,13 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     let user = 900_000 + (uuid::Uuid::now_v7().as_u128() % 100_000) as i64;
     let a = fixtures::caldav_link(&ctx, &group, user, &src, "radicale").await?;
     let b = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos").await?;
+    // These two lines let a profiler attach for the sync alone (`make profile`).
+    println!("calsync: initial sync starts (pid {})", std::process::id());
     let cpu0 = cpu_time(false)?;
     let t = Instant::now();
     fixtures::sync_user(&ctx, user).await?;
     let initial = t.elapsed().as_secs_f64();
+    println!("calsync: initial sync done in {initial:.1} s");
     let cpu = cpu_time(false)?.saturating_sub(cpu0).as_secs_f64();
     let created = crate::demo::totals(&ctx, &b.link_id).await?.created;
     anyhow::ensure!(
