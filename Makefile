@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build bench soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build bench profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -114,7 +114,14 @@ fuzz:
 EVENTS ?= 1000
 bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
+	cargo build --release -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events $(EVENTS)
+
+## profile: perf over calsync's initial sync alone (the profiling build), flat profile in
+## target/profile/profile.txt (needs Debian's linux-perf)
+profile: venv
+	cargo build --profile profiling -p calsync-e2e --bin calsync-local
+	EVENTS=$(EVENTS) infra/local/with-stack.sh infra/local/profile.sh
 
 ## deploy: sam build + sam deploy with infra/samconfig.toml (ARGS=--guided the first time)
 deploy: venv sam-venv

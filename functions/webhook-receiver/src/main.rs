@@ -3,7 +3,9 @@
 use calsync::{config::Ctx, handlers, http_api};
 use lambda_http::{service_fn, Body, Error, Request, Response};
 
-#[tokio::main]
+// One thread: a Lambda sandbox handles one invocation at a time, and a single-threaded
+// runtime spends no CPU waking worker threads (docs/performance.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
     let ctx = Ctx::from_env().await;

@@ -161,27 +161,27 @@ impl Store {
         after_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let table = &self.cfg.mappings_table;
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
-                .ddb
-                .query()
-                .table_name(table)
-                .index_name("written-index")
-                .key_condition_expression("link_id = :l AND updated_ms > :t")
-                .expression_attribute_values(":l", s(link_id))
-                .expression_attribute_values(":t", n(after_ms))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Self::aws_err("Query", table, e))?;
-            out.extend(uids_in(resp.items.unwrap_or_default()));
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        let keys: Vec<MappingKey> = self
+            .all_pages(table, |start| {
+                let req = self
+                    .ddb
+                    .query()
+                    .table_name(table)
+                    .index_name("written-index")
+                    .key_condition_expression("link_id = :l AND updated_ms > :t")
+                    .expression_attribute_values(":l", s(link_id))
+                    .expression_attribute_values(":t", n(after_ms))
+                    .set_exclusive_start_key(start);
+                async move {
+                    let resp = req
+                        .send()
+                        .await
+                        .map_err(|e| Self::aws_err("Query", table, e))?;
+                    Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
+                }
+            })
+            .await?;
+        Ok(keys.into_iter().map(|k| k.uid).collect())
     }
 
     /// How many mappings of `link_id` name a remote object (a Query of `href-index`, which
@@ -213,6 +213,12 @@ impl Store {
             }
         }
     }
+}
+
+/// A mapping's key as a key-only index returns it (the other key attributes are ignored).
+#[derive(serde::Deserialize)]
+struct MappingKey {
+    uid: String,
 }
 
 /// The `uid` attributes of index items.

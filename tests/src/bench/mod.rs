@@ -8,7 +8,11 @@
 //! Radicale and Xandikos are other processes); vdirsyncer's is its process's, as a child.
 //! AWS calls are counted by the SDK interceptor ([`calsync::metrics`]) around the sync
 //! worker's and sync-back's jobs themselves, not the local queue runner's receives.
+//!
+//! Last, the functions as Lambda starts them ([`lambda`]): release binary size, cold init
+//! through the runtime API, RSS after init; and this process's peak RSS.
 
+pub mod lambda;
 pub mod peers;
 
 use std::time::{Duration, Instant};
@@ -82,6 +86,36 @@ fn print_table(title: &str, rows: &[Row]) {
 
 /// Run one job of `link_id` and return its AWS calls (everything the function does for it:
 /// lease, cursor, mappings, run record, status).
+/// Print the runs of `links` since `since_ms`, in the order they started: where an initial
+/// sync's time goes.
+async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for (id, name) in links {
+        for r in ctx.store().runs_of_link(id).await? {
+            if r.started_ms >= since_ms {
+                runs.push((*name, r));
+            }
+        }
+    }
+    runs.sort_by_key(|(_, r)| r.started_ms);
+    for (name, r) in runs {
+        println!(
+            "  run: {name} {} ({}) at +{:.1} s for {:.1} s: {} provider requests, {} AWS calls, {} items read; +{} ~{} -{}",
+            r.kind,
+            r.trigger,
+            (r.started_ms - since_ms) as f64 / 1000.0,
+            (r.ended_ms - r.started_ms) as f64 / 1000.0,
+            r.api_calls,
+            r.aws_calls,
+            r.ddb_items_read,
+            r.created,
+            r.updated,
+            r.deleted
+        );
+    }
+    Ok(())
+}
+
 /// Run one job of `link_id` as the queues would (a pull as a schedule's, a push as the
 /// sync-back a pull queues) and count its AWS calls.
 async fn job_calls(ctx: &Ctx, link_id: &str, dir: Direction) -> anyhow::Result<AwsCalls> {
@@ -133,10 +167,17 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     // These two lines let a profiler attach for the sync alone (`make profile`).
     println!("calsync: initial sync starts (pid {})", std::process::id());
     let cpu0 = cpu_time(false)?;
+    let t0_ms = calsync::config::now_millis();
     let t = Instant::now();
     fixtures::sync_user(&ctx, user).await?;
     let initial = t.elapsed().as_secs_f64();
     println!("calsync: initial sync done in {initial:.1} s");
+    print_runs(
+        &ctx,
+        &[(&a.link_id, "radicale"), (&b.link_id, "xandikos")],
+        t0_ms,
+    )
+    .await?;
     let cpu = cpu_time(false)?.saturating_sub(cpu0).as_secs_f64();
     let created = crate::demo::totals(&ctx, &b.link_id).await?.created;
     anyhow::ensure!(
@@ -213,7 +254,8 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     );
 
     // One change among N: the user edits one event in Radicale; its pull, then the
-    // sync-back to Xandikos.
+    // sync-back to Xandikos. An hour later, not within the minute a sync-back reads again.
+    fixtures::age_hub(&ctx, &group, 3_600_000).await?;
     let uid = format!("bench-{}@calsync.example", n / 2);
     fixtures::client_edit(&ctx, &src, &uid, |t| {
         t.replacen("SUMMARY:", "SUMMARY:Edited ", 1)
@@ -255,10 +297,49 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
         &rows,
     );
 
+    println!(
+        "peak RSS of this process (every handler in process, the bench's own data too): {} MB",
+        lambda::own_peak_rss_kb() / 1024
+    );
+    functions().await?;
     if !google {
         return Ok(());
     }
     self::google(&ctx, &group, user, &tag, n).await
+}
+
+/// The functions' table, from the release binaries beside this one (`make bench` builds
+/// them); a note instead when they are not there.
+async fn functions() -> anyhow::Result<()> {
+    let Some(dir) = std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+    else {
+        return Ok(());
+    };
+    let measured = match lambda::measure(&dir).await {
+        Ok(m) => m,
+        Err(e) => {
+            println!("functions not measured: {e}");
+            return Ok(());
+        }
+    };
+    println!(
+        "\nThe functions as Lambda starts them (release binaries in {})",
+        dir.display()
+    );
+    println!("| function | binary | cold init (to the first invocation/next) | RSS after init | target |");
+    println!("|---|---|---|---|---|");
+    for c in measured {
+        println!(
+            "| {} | {:.1} MB | {:.1} ms | {:.1} MB | < 8 MB, < 30 ms |",
+            c.name,
+            c.size as f64 / 1_048_576.0,
+            c.init.as_secs_f64() * 1000.0,
+            c.rss_kb as f64 / 1024.0
+        );
+    }
+    Ok(())
 }
 
 /// Google joins the group: its initial sync against the quota floor (every call, batch

@@ -19,8 +19,25 @@ use std::process::ExitCode;
 
 use calsync_e2e::{bench, demo, local_ctx, runner};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The bench runs the handlers on the runtime the functions use (one thread); the rest
+    // (the local queue runner, serve, soak) on the multi-threaded one.
+    let bench = std::env::args().nth(1).as_deref() == Some("bench");
+    let mut builder = if bench {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Reports go to stdout; logs (stderr) only for warnings unless RUST_LOG says otherwise.
     // The soak captures the logs itself (it checks that no secret reaches them).

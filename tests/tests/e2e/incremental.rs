@@ -28,18 +28,6 @@ async fn job(
     run
 }
 
-/// Date the group's hub writes an hour back, as they are an hour after the initial sync (a
-/// sync-back reads again the changes of the minute before its watermark,
-/// [`calsync::engine::PUSH_OVERLAP_MS`]).
-async fn age_hub(ctx: &calsync::config::Ctx, group: &str) {
-    let store = ctx.store();
-    for mut ev in store.events_of_group(group).await.unwrap() {
-        ev.updated_ms -= 3_600_000;
-        let v = ev.version;
-        store.put_event(&ev, Some(v)).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn one_change_among_n_reads_the_items_of_that_change_only() {
     let ctx = local_ctx().await;
@@ -53,7 +41,7 @@ async fn one_change_among_n_reads_the_items_of_that_change_only() {
         })
         .collect();
     let p = pair(&ctx, "inc", &seed).await.unwrap();
-    age_hub(&ctx, &p.group).await;
+    fixtures::age_hub(&ctx, &p.group, 3_600_000).await.unwrap();
     // The first pull after calsync's own writes lists them as echoes (a long listing).
     for l in [&p.r, &p.x] {
         job(&ctx, &l.link_id, "manual", Direction::Pull).await;
