@@ -167,9 +167,8 @@ impl Store {
     pub async fn conflicts_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
         let table = &self.cfg.mappings_table;
         let conflict = self.attr(EventStatus::Conflict)?;
-        self.all_pages(table, |start| {
-            let req = self
-                .ddb
+        self.query_pages(table, |start| {
+            self.ddb
                 .query()
                 .table_name(table)
                 .key_condition_expression("link_id = :l")
@@ -178,14 +177,7 @@ impl Store {
                 .expression_attribute_values(":l", s(link_id))
                 .expression_attribute_values(":c", conflict.clone())
                 .set_exclusive_start_key(start)
-                .consistent_read(true);
-            async move {
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| Self::aws_err("Query", table, e))?;
-                Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-            }
+                .consistent_read(true)
         })
         .await
     }

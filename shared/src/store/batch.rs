@@ -162,23 +162,15 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let table = &self.cfg.mappings_table;
         let keys: Vec<MappingKey> = self
-            .all_pages(table, |start| {
-                let req = self
-                    .ddb
+            .query_pages(table, |start| {
+                self.ddb
                     .query()
                     .table_name(table)
                     .index_name("written-index")
                     .key_condition_expression("link_id = :l AND updated_ms > :t")
                     .expression_attribute_values(":l", s(link_id))
                     .expression_attribute_values(":t", n(after_ms))
-                    .set_exclusive_start_key(start);
-                async move {
-                    let resp = req
-                        .send()
-                        .await
-                        .map_err(|e| Self::aws_err("Query", table, e))?;
-                    Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-                }
+                    .set_exclusive_start_key(start)
             })
             .await?;
         Ok(keys.into_iter().map(|k| k.uid).collect())

@@ -67,23 +67,15 @@ impl Store {
         let mut due = Vec::new();
         for shard in 0..Link::DUE_SHARDS {
             let page: Vec<Link> = self
-                .all_pages(table, |start| {
-                    let req = self
-                        .ddb
+                .query_pages(table, |start| {
+                    self.ddb
                         .query()
                         .table_name(table)
                         .index_name("due-index")
                         .key_condition_expression("due_shard = :s AND next_sync_at <= :now")
                         .expression_attribute_values(":s", n(i64::from(shard)))
                         .expression_attribute_values(":now", n(now))
-                        .set_exclusive_start_key(start);
-                    async move {
-                        let resp = req
-                            .send()
-                            .await
-                            .map_err(|e| Self::aws_err("Query", table, e))?;
-                        Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
-                    }
+                        .set_exclusive_start_key(start)
                 })
                 .await?;
             due.extend(page);

@@ -234,9 +234,8 @@ impl Store {
         pk_name: &str,
         pk: AttributeValue,
     ) -> Result<Vec<T>, StoreError> {
-        self.all_pages(table, |start| {
-            let req = self
-                .ddb
+        self.query_pages(table, |start| {
+            self.ddb
                 .query()
                 .table_name(table)
                 .set_index_name(index.map(str::to_string))
@@ -244,7 +243,20 @@ impl Store {
                 .expression_attribute_names("#k", pk_name)
                 .expression_attribute_values(":v", pk.clone())
                 .set_exclusive_start_key(start)
-                .set_consistent_read(index.is_none().then_some(true));
+                .set_consistent_read(index.is_none().then_some(true))
+        })
+        .await
+    }
+
+    /// Every page of the Query that `query` builds from a start key (`None` first, then each
+    /// `LastEvaluatedKey`), deserialized.
+    async fn query_pages<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        query: impl Fn(Option<Item>) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<T>, StoreError> {
+        self.all_pages(table, |start| {
+            let req = query(start);
             async move {
                 let resp = req
                     .send()

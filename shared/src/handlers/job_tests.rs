@@ -1,0 +1,144 @@
+//! Table tests of [`super::link_update`].
+
+use super::*;
+
+fn pull(quarantined: bool) -> Option<Completed> {
+    Some(Completed::Pull {
+        quarantined,
+        in_sync_at: None,
+    })
+}
+
+fn run(outcome: &str) -> RunRecord {
+    RunRecord {
+        outcome: outcome.into(),
+        ..Default::default()
+    }
+}
+
+/// (link, status, reason, outcome, done) and the update they make.
+type Case<'a> = (
+    &'a Link,
+    LinkStatus,
+    Option<&'a str>,
+    &'a str,
+    Option<Completed>,
+    LinkRunUpdate,
+);
+
+#[test]
+fn a_run_writes_only_what_changed_on_its_link() {
+    let mut healthy = Link::new("l", "g", 1, crate::model::ProviderKind::Caldav, "u");
+    healthy.frequency_secs = 900;
+    healthy.push_seq = 7;
+    let mut failing = healthy.clone();
+    failing.status = LinkStatus::Error;
+    failing.status_reason = Some("503".into());
+    failing.consecutive_failures = 2;
+    let mut released = healthy.clone();
+    released.allow_mass_delete = true;
+    let ok = LinkStatus::Ok;
+    // (link, status, reason, outcome, done) → the update.
+    let cases: Vec<Case> = vec![
+        // A quiet pull of a healthy link: only the next due time.
+        (
+            &healthy,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate {
+                next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+        // A push of a healthy link that stopped at its deadline: nothing at all.
+        (&healthy, ok, None, "ok", None, LinkRunUpdate::default()),
+        // A complete push: its watermark only.
+        (
+            &healthy,
+            ok,
+            None,
+            "ok",
+            Some(Completed::Push { read_ms: 5 }),
+            LinkRunUpdate {
+                pushed_through_ms: Some(5),
+                ..Default::default()
+            },
+        ),
+        // Recovery: status, reason and streak.
+        (
+            &failing,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate {
+                status: Some((ok, None)),
+                consecutive_failures: Some(0),
+                next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+        // The same failure again: the streak only.
+        (
+            &failing,
+            LinkStatus::Error,
+            Some("503"),
+            "failed",
+            None,
+            LinkRunUpdate {
+                consecutive_failures: Some(3),
+                ..Default::default()
+            },
+        ),
+        // A full pull that found nothing owed: the push watermark too.
+        (
+            &healthy,
+            ok,
+            None,
+            "ok",
+            Some(Completed::Pull {
+                quarantined: false,
+                in_sync_at: Some(9),
+            }),
+            LinkRunUpdate {
+                next_sync: Some((1_900, 7)),
+                pushed_through_ms: Some(9),
+                ..Default::default()
+            },
+        ),
+        // A released mass deletion went through; a quarantined pull keeps the release.
+        (
+            &released,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate {
+                next_sync: Some((1_900, 7)),
+                mass_delete_used: true,
+                ..Default::default()
+            },
+        ),
+        (
+            &released,
+            LinkStatus::Quarantined,
+            Some("brake"),
+            "quarantined",
+            pull(true),
+            LinkRunUpdate {
+                status: Some((LinkStatus::Quarantined, Some("brake".into()))),
+                next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (i, (link, status, reason, outcome, pulled, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            link_update(link, status, reason, &run(outcome), pulled, 1_000),
+            want,
+            "case {i}"
+        );
+    }
+}
