@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build bench profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build bench bench-scale bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -116,6 +116,21 @@ bench: venv
 	cargo build --release -p calsync-e2e --bin calsync-local
 	cargo build --release -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events $(EVENTS)
+
+## bench-scale: the Radicale -> Xandikos part at SIZES=1000,5000,10000 events, the growth
+## table, and the sync worker's and sync-back's peak RSS at the largest size (not in CI)
+SIZES ?= 1000,5000,10000
+bench-scale: venv
+	cargo build --release -p calsync-e2e --bin calsync-local
+	cargo build --release -p sync-worker -p sync-back
+	infra/local/with-stack.sh ./target/release/calsync-local bench-scale --sizes $(SIZES)
+
+## bench-fanout: the schedule's tick against LINKS=100000 links (cohorts of 100, 1,000 and
+## 10,000 due), items read beside a Scan's
+LINKS ?= 100000
+bench-fanout: venv
+	cargo build --release -p calsync-e2e --bin calsync-local
+	infra/local/with-stack.sh ./target/release/calsync-local bench-fanout --links $(LINKS)
 
 ## profile: perf over calsync's initial sync alone (the profiling build), flat profile in
 ## target/profile/profile.txt (needs Debian's linux-perf)

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let ctx = Ctx::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-        Ok::<Value, Error>(handlers::autosync(ctx, ev.payload).await)
+        Ok::<Value, Error>(Box::pin(handlers::autosync(ctx, ev.payload)).await)
     }))
     .await
 }

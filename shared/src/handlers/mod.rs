@@ -5,7 +5,6 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 
 use crate::config::{now_secs, Ctx};
-use crate::model::{Link, LinkStatus};
 use crate::queue::{QueueKind, SyncJob};
 
 /// Lease time while a link is worked on (seconds). The lease is renewed every
@@ -78,6 +77,7 @@ pub enum JobError {
     },
 }
 
+pub mod fanout;
 pub mod job;
 pub use job::{contained, deadline_from_epoch_ms, run_job, run_job_until};
 
@@ -169,83 +169,82 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
         Some(Ok(inner)) => inner, // API Gateway proxy event: the call is in the body
         _ => payload,
     };
-    let store = ctx.store();
-    let is_schedule = payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
-    let (links, trigger, slot) = if is_schedule {
-        match store.due_links(now_secs()).await {
-            Ok(l) => (l, "schedule", (now_secs() / 60).to_string()),
-            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let r = Box::pin(fanout::tick(ctx, now_secs())).await;
+        for f in &r.failed {
+            tracing::error!(failure = %f, "schedule tick");
         }
-    } else {
-        if payload.get("field").and_then(Value::as_str) != Some("AutoSync") {
-            return api_answer(false, "ER001", "expected {\"field\":\"AutoSync\",\"arguments\":{\"userId\":...}} or a scheduled event".into());
+        tracing::info!(
+            due = r.due,
+            queued = r.queued,
+            waiting_reconnect = r.waiting_reconnect,
+            pages = r.pages,
+            failed = r.failed.len(),
+            "schedule tick"
+        );
+        let message = format!("{} calendar(s) queued for sync", r.queued);
+        return match r.failed.first() {
+            None => api_answer(true, "SU001", message),
+            Some(first) => api_answer(
+                false,
+                "ER002",
+                format!("{message}; {} failure(s), first: {first}", r.failed.len()),
+            ),
+        };
+    }
+    if payload.get("field").and_then(Value::as_str) != Some("AutoSync") {
+        return api_answer(
+            false,
+            "ER001",
+            "expected {\"field\":\"AutoSync\",\"arguments\":{\"userId\":...}} or a scheduled event"
+                .into(),
+        );
+    }
+    let args = payload.get("arguments").cloned().unwrap_or(Value::Null);
+    let user = match args.get("userId") {
+        Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
+        Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().unwrap_or_default(),
+        Some(other) => {
+            return api_answer(
+                false,
+                "ER001",
+                format!("arguments.userId must be an integer, got {other}"),
+            )
         }
-        let args = payload.get("arguments").cloned().unwrap_or(Value::Null);
-        let user = match args.get("userId") {
-            Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
-            Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().unwrap_or_default(),
-            Some(other) => {
+        None => return api_answer(false, "ER001", "arguments.userId is required".into()),
+    };
+    let ctype = match args.get("calendarType") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        {
+            Some(t) => Some(t),
+            None => {
                 return api_answer(
                     false,
                     "ER001",
-                    format!("arguments.userId must be an integer, got {other}"),
+                    format!("arguments.calendarType must be an integer, got {v}"),
                 )
             }
-            None => return api_answer(false, "ER001", "arguments.userId is required".into()),
-        };
-        let ctype = match args.get("calendarType") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v
-                .as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            {
-                Some(t) => Some(t),
-                None => {
-                    return api_answer(
-                        false,
-                        "ER001",
-                        format!("arguments.calendarType must be an integer, got {v}"),
-                    )
-                }
-            },
-        };
-        match store.links_of_user(user).await {
-            Ok(l) => (
-                l.into_iter()
-                    .filter(|l| ctype.is_none_or(|t| l.calendar_type() == t))
-                    .collect(),
-                "autosync",
-                uuid::Uuid::now_v7().simple().to_string(),
-            ),
-            Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
-        }
+        },
     };
+    let links = match ctx.store().links_of_user(user).await {
+        Ok(l) => l,
+        Err(e) => return api_answer(false, "ER002", format!("cannot read links: {e}")),
+    };
+    let silent = args.get("silentNotification").is_some_and(|v| {
+        v.as_i64() == Some(1) || v.as_bool() == Some(true) || v.as_str() == Some("1")
+    });
+    let slot = uuid::Uuid::now_v7().simple().to_string();
     // Links waiting for the user to reconnect are not retried until they do.
-    let links: Vec<Link> = links
+    let jobs: Vec<SyncJob> = fanout::to_queue(&links)
         .into_iter()
-        .filter(|l| l.status != LinkStatus::ReconnectNeeded)
-        .collect();
-    let silent = !is_schedule
-        && payload
-            .get("arguments")
-            .and_then(|a| a.get("silentNotification"))
-            .is_some_and(|v| {
-                v.as_i64() == Some(1) || v.as_bool() == Some(true) || v.as_str() == Some("1")
-            });
-    let jobs: Vec<SyncJob> = links
-        .iter()
-        .map(|l| SyncJob::coalesced(&l.link_id, trigger, &slot).silenced(silent))
+        .filter(|l| ctype.is_none_or(|t| l.calendar_type() == t))
+        .map(|l| SyncJob::coalesced(&l.link_id, "autosync", &slot).silenced(silent))
         .collect();
     if let Err(e) = ctx.queues().send(QueueKind::SyncJobs, &jobs).await {
         return api_answer(false, "ER002", format!("cannot queue sync jobs: {e}"));
-    }
-    if is_schedule {
-        for l in &links {
-            // Push the due time forward now so the next tick does not queue it again.
-            let _ = store
-                .set_next_sync(&l.link_id, now_secs() + l.frequency_secs.max(60), None)
-                .await;
-        }
     }
     api_answer(
         true,

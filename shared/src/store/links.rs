@@ -23,6 +23,11 @@ pub struct LinkRunUpdate {
     pub pushed_through_ms: Option<i64>,
 }
 
+/// Where the next page of a `due-index` shard starts ([`Store::due_page`]; DynamoDB's
+/// `LastEvaluatedKey`, opaque to callers).
+#[derive(Debug, Clone)]
+pub struct DueCursor(HashMap<String, AttributeValue>);
+
 impl Store {
     /// Create or replace a link.
     pub async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
@@ -57,30 +62,43 @@ impl Store {
         .await
     }
 
-    /// Links whose `next_sync_at` is at or before `now` (epoch seconds): one Query per shard
-    /// of the `due-index` ([`Link::DUE_SHARDS`]), so a tick reads the due links only, not
-    /// the whole table.
+    /// One page (DynamoDB's 1 MB at most) of the links in `shard` of the `due-index` whose
+    /// `next_sync_at` is at or before `now` (epoch seconds, UTC), from `start` (`None` for the
+    /// first page, then the cursor the previous page returned). Returns the links and the
+    /// cursor of the next page (`None`: that was the last). A tick reads one shard's due
+    /// links with these pages ([`crate::handlers::fanout::tick`]), so its reads are the due
+    /// links only, never the whole table, and its memory one page per shard.
     ///
-    /// Errors: DynamoDB failure.
-    pub async fn due_links(&self, now: i64) -> Result<Vec<Link>, StoreError> {
+    /// Errors: DynamoDB failure, or an item that is not a link.
+    pub async fn due_page(
+        &self,
+        shard: u8,
+        now: i64,
+        start: Option<DueCursor>,
+    ) -> Result<(Vec<Link>, Option<DueCursor>), StoreError> {
         let table = &self.cfg.links_table;
-        let mut due = Vec::new();
-        for shard in 0..Link::DUE_SHARDS {
-            let page: Vec<Link> = self
-                .query_pages(table, |start| {
-                    self.ddb
-                        .query()
-                        .table_name(table)
-                        .index_name("due-index")
-                        .key_condition_expression("due_shard = :s AND next_sync_at <= :now")
-                        .expression_attribute_values(":s", n(i64::from(shard)))
-                        .expression_attribute_values(":now", n(now))
-                        .set_exclusive_start_key(start)
-                })
-                .await?;
-            due.extend(page);
+        let resp = self
+            .ddb
+            .query()
+            .table_name(table)
+            .index_name("due-index")
+            .key_condition_expression("due_shard = :s AND next_sync_at <= :now")
+            .expression_attribute_values(":s", n(i64::from(shard)))
+            .expression_attribute_values(":now", n(now))
+            .set_exclusive_start_key(start.map(|c| c.0))
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("Query", table, e))?;
+        let mut links = Vec::new();
+        for mut item in resp.items.unwrap_or_default() {
+            self.hydrate(table, &mut item).await?;
+            links.push(Self::from_item(table, item)?);
         }
-        Ok(due)
+        let next = resp
+            .last_evaluated_key
+            .filter(|k| !k.is_empty())
+            .map(DueCursor);
+        Ok((links, next))
     }
 
     /// Set when the schedule next makes the link due (epoch seconds, UTC); after a successful

@@ -19,7 +19,7 @@ mod cursor;
 mod links;
 pub use bodies::{Bodies, INLINE_MAX};
 pub use cursor::CursorState;
-pub use links::LinkRunUpdate;
+pub use links::{DueCursor, LinkRunUpdate};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]

@@ -105,3 +105,127 @@ fn status_kb(path: &str, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// What one invocation of a function binary cost ([`invoke`]).
+#[derive(Debug)]
+pub struct Invoked {
+    /// The function's response body (`invocation/{id}/response` or `/error`).
+    pub response: String,
+    /// From the event handed out to the response.
+    pub wall: Duration,
+    /// Peak resident set size of the process (`VmHWM`, kB) once it answered.
+    pub peak_rss_kb: u64,
+    /// The process's user + system CPU until it answered (init included).
+    pub cpu: Duration,
+}
+
+/// Start function binary `bin` against a stand-in runtime API that hands it `event` as one
+/// invocation (deadline `timeout` ahead), wait for its response, and read the process's
+/// peak RSS and CPU before killing it: a function as Lambda runs it, on a real job. The
+/// process inherits this one's environment (the local stack's endpoints).
+///
+/// Errors: the binary does not start, or does not answer within `timeout`.
+pub async fn invoke(
+    bin: &Path,
+    event: &serde_json::Value,
+    timeout: Duration,
+) -> anyhow::Result<Invoked> {
+    use axum::extract::State;
+    use axum::routing::{get, post};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone)]
+    struct Api {
+        event: Arc<Mutex<Option<String>>>,
+        deadline_ms: i64,
+        handed_out: Arc<Mutex<Option<Instant>>>,
+        answered: tokio::sync::mpsc::Sender<(String, Instant)>,
+    }
+    async fn next(State(api): State<Api>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let body = api.event.lock().ok().and_then(|mut e| e.take());
+        match body {
+            Some(body) => {
+                if let Ok(mut h) = api.handed_out.lock() {
+                    *h = Some(Instant::now());
+                }
+                (
+                    [
+                        ("lambda-runtime-aws-request-id", "bench-1".to_string()),
+                        ("lambda-runtime-deadline-ms", api.deadline_ms.to_string()),
+                        (
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:000000000000:function:bench".to_string(),
+                        ),
+                        ("content-type", "application/json".to_string()),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
+            // The one invocation is handed out: the next one never comes.
+            None => std::future::pending().await,
+        }
+    }
+    async fn answer(State(api): State<Api>, body: String) -> axum::http::StatusCode {
+        let _ = api.answered.send((body, Instant::now())).await;
+        axum::http::StatusCode::ACCEPTED
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let api = Api {
+        event: Arc::new(Mutex::new(Some(event.to_string()))),
+        deadline_ms: calsync::config::now_millis()
+            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+        handed_out: Arc::new(Mutex::new(None)),
+        answered: tx,
+    };
+    let app = axum::Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(answer))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(answer))
+        .route("/2018-06-01/runtime/init/error", post(answer))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let name = bin
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut child = tokio::process::Command::new(bin)
+        .env("AWS_LAMBDA_RUNTIME_API", &addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", bin.display()))?;
+    let answered = tokio::time::timeout(timeout, rx.recv()).await;
+    let pid = child.id();
+    let peak_rss_kb = pid.map(peak_rss_of).unwrap_or(0);
+    let cpu = pid
+        .and_then(|p| super::peers::cpu_time_at(&format!("/proc/{p}/stat"), false).ok())
+        .unwrap_or_default();
+    child.kill().await?;
+    server.abort();
+    let (response, at) = answered
+        .map_err(|_| anyhow::anyhow!("{name} did not answer within {timeout:?}"))?
+        .ok_or_else(|| anyhow::anyhow!("{name}: the runtime API stopped"))?;
+    let start = api.handed_out.lock().ok().and_then(|h| *h).unwrap_or(at);
+    Ok(Invoked {
+        response,
+        wall: at.saturating_duration_since(start),
+        peak_rss_kb,
+        cpu,
+    })
+}
+
+/// `VmHWM` of process `pid` in kB (0 when unreadable).
+fn peak_rss_of(pid: u32) -> u64 {
+    status_kb(&format!("/proc/{pid}/status"), "VmHWM:")
+}

@@ -12,6 +12,7 @@
 //! Last, the functions as Lambda starts them ([`lambda`]): release binary size, cold init
 //! through the runtime API, RSS after init; and this process's peak RSS.
 
+pub mod fanout;
 pub mod lambda;
 pub mod peers;
 
@@ -128,16 +129,155 @@ async fn job_calls(ctx: &Ctx, link_id: &str, dir: Direction) -> anyhow::Result<A
     Ok(ctx.clients.aws_calls.snapshot().since(&before))
 }
 
+/// What the Radicale → Xandikos part measured at one size ([`caldav`]).
+struct Caldav {
+    n: usize,
+    rows: Vec<Row>,
+    group: String,
+    user: i64,
+    tag: String,
+    /// The Radicale link (the source) and the Xandikos link (the target).
+    source: String,
+    target: String,
+    floor: f64,
+    peer_initial: Option<f64>,
+    initial: f64,
+    cpu: f64,
+    quiet_calls: f64,
+    change_calls: u64,
+    change_items: u64,
+}
+
 /// Run the benchmark with `n` events and print the table; with `google`, the Google rows too.
 ///
 /// Errors: a server or the local stack failed.
 pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     let ctx = crate::local_ctx().await;
+    let m = caldav(&ctx, n).await?;
+    print_table(
+        &format!("Radicale → Xandikos, {n} events (2 cores; the same servers and calendar for all three)"),
+        &m.rows,
+    );
+    println!(
+        "peak RSS of this process (every handler in process, the bench's own data too): {} MB",
+        lambda::own_peak_rss_kb() / 1024
+    );
+    functions().await?;
+    if !google {
+        return Ok(());
+    }
+    self::google(&ctx, &m.group, m.user, &m.tag, n).await
+}
+
+/// `make bench-scale`: the Radicale → Xandikos part at each size in `sizes` (ascending),
+/// each size's table, then the growth table and, at the largest size, the sync worker's and
+/// sync-back's peak RSS as Lambda runs them ([`lambda::invoke`]).
+///
+/// Errors: a server or the local stack failed.
+pub async fn scale(sizes: &[usize]) -> anyhow::Result<()> {
+    let ctx = crate::local_ctx().await;
+    let mut measured = Vec::new();
+    for &n in sizes {
+        let m = caldav(&ctx, n).await?;
+        print_table(&format!("Radicale → Xandikos, {n} events"), &m.rows);
+        measured.push((m, lambda::own_peak_rss_kb()));
+    }
+    println!("\nGrowth (Radicale → Xandikos; the same servers, one run)");
+    println!("| events | floor (PUT loop) | vdirsyncer | calsync | calsync / floor | calsync / vdirsyncer | calsync CPU per 1,000 | no-change AWS calls per link | one change: AWS calls | one change: items read | peak RSS of the bench so far |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (m, rss) in &measured {
+        println!(
+            "| {} | {:.1} s | {} | {:.1} s | {} | {} | {:.2} s | {:.0} | {} | {} | {} MB |",
+            m.n,
+            m.floor,
+            cell(m.peer_initial, "s"),
+            m.initial,
+            ratio(m.initial, Some(m.floor)),
+            ratio(m.initial, m.peer_initial),
+            m.cpu * 1000.0 / m.n as f64,
+            m.quiet_calls,
+            m.change_calls,
+            m.change_items,
+            rss / 1024
+        );
+    }
+    if let Some((last, _)) = measured.last() {
+        functions_at(last).await?;
+    }
+    Ok(())
+}
+
+/// The sync worker's and sync-back's release binaries, each given one job of the largest
+/// calendar as Lambda would (an SQS event through a stand-in runtime API), and their peak
+/// RSS: a pull that re-enumerates the source (every object listed, its mappings and hub
+/// events read) and a catch-up push that reads the whole group.
+async fn functions_at(m: &Caldav) -> anyhow::Result<()> {
+    let Some(dir) = std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+    else {
+        return Ok(());
+    };
+    println!(
+        "\nPeak RSS per function on the {}-event calendar (release binaries, one job each through the runtime API)",
+        m.n
+    );
+    println!("| function | job | wall | CPU | peak RSS | target |");
+    println!("|---|---|---|---|---|---|");
+    for (bin, link, trigger, what) in [
+        (
+            "sync-worker",
+            &m.source,
+            calsync::handlers::RETRY,
+            "pull that re-enumerates the source",
+        ),
+        (
+            "sync-back",
+            &m.target,
+            calsync::handlers::CATCH_UP,
+            "catch-up push (reads the whole group)",
+        ),
+    ] {
+        let job = SyncJob::unique(link, trigger);
+        let event = serde_json::json!({"Records": [{
+            "messageId": "bench-1",
+            "receiptHandle": "bench",
+            "body": serde_json::to_string(&job)?,
+            "attributes": {"MessageGroupId": link, "ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench.fifo",
+            "awsRegion": "us-east-1"
+        }]});
+        let path = dir.join(bin);
+        match lambda::invoke(&path, &event, Duration::from_secs(900)).await {
+            Ok(r) => {
+                anyhow::ensure!(
+                    !r.response.contains("batchItemFailures\":[{"),
+                    "{bin}: the job failed: {}",
+                    r.response
+                );
+                println!(
+                    "| {bin} | {what} | {:.2} s | {:.2} s | {:.1} MB | < 48 MB (sync worker, 10,000 events) |",
+                    r.wall.as_secs_f64(),
+                    r.cpu.as_secs_f64(),
+                    r.peak_rss_kb as f64 / 1024.0
+                );
+            }
+            Err(e) => println!("| {bin} | not measured: {e} | | | | |"),
+        }
+    }
+    Ok(())
+}
+
+/// The Radicale → Xandikos part at `n` events: the floor, vdirsyncer and calsync's initial
+/// sync, a no-change sync and one change among `n`.
+async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     let tag = fixtures::unique("bench");
-    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag).await?;
+    let src = fixtures::new_calendar(ctx, Server::Radicale, &tag).await?;
     let t = Instant::now();
     for i in 0..n {
-        fixtures::client_put(&ctx, &src, &generated_event(i)).await?;
+        fixtures::client_put(ctx, &src, &generated_event(i)).await?;
     }
     println!(
         "setup: {n} events ({} weekly series, TZID=Europe/Berlin, non-ASCII text) PUT into Radicale in {:.1} s",
@@ -147,11 +287,11 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
 
     // The floor.
-    let floor_dst = fixtures::new_calendar(&ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
+    let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
     let floor = put_loop(&floor_dst, n).await?.as_secs_f64();
 
     // vdirsyncer.
-    let peer_dst = fixtures::new_calendar(&ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
+    let peer_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
     let peer = Vdirsyncer::new(&src, &peer_dst)?;
     let (peer_initial, peer_quiet) = match &peer {
         Some(v) => (Some(v.sync()?), Some(v.sync()?)),
@@ -159,27 +299,27 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     };
 
     // calsync.
-    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag).await?;
+    let dst = fixtures::new_calendar(ctx, Server::Xandikos, &tag).await?;
     let group = fixtures::unique("bench-group");
     let user = 900_000 + (uuid::Uuid::now_v7().as_u128() % 100_000) as i64;
-    let a = fixtures::caldav_link(&ctx, &group, user, &src, "radicale").await?;
-    let b = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos").await?;
+    let a = fixtures::caldav_link(ctx, &group, user, &src, "radicale").await?;
+    let b = fixtures::caldav_link(ctx, &group, user, &dst, "xandikos").await?;
     // These two lines let a profiler attach for the sync alone (`make profile`).
     println!("calsync: initial sync starts (pid {})", std::process::id());
     let cpu0 = cpu_time(false)?;
     let t0_ms = calsync::config::now_millis();
     let t = Instant::now();
-    fixtures::sync_user(&ctx, user).await?;
+    fixtures::sync_user(ctx, user).await?;
     let initial = t.elapsed().as_secs_f64();
     println!("calsync: initial sync done in {initial:.1} s");
     print_runs(
-        &ctx,
+        ctx,
         &[(&a.link_id, "radicale"), (&b.link_id, "xandikos")],
         t0_ms,
     )
     .await?;
     let cpu = cpu_time(false)?.saturating_sub(cpu0).as_secs_f64();
-    let created = crate::demo::totals(&ctx, &b.link_id).await?.created;
+    let created = crate::demo::totals(ctx, &b.link_id).await?.created;
     anyhow::ensure!(
         created as usize == n,
         "calsync created {created} of {n} events on Xandikos"
@@ -212,16 +352,16 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     // settling pull each: the first pull after calsync's own writes lists them (and finds
     // them known), which is not yet the steady state a schedule sees.
     for l in [&a, &b] {
-        run_job(&ctx, &SyncJob::unique(&l.link_id, "bench"), Direction::Pull).await?;
+        run_job(ctx, &SyncJob::unique(&l.link_id, "bench"), Direction::Pull).await?;
     }
-    let before = crate::demo::totals(&ctx, &a.link_id).await?.requests
-        + crate::demo::totals(&ctx, &b.link_id).await?.requests;
+    let before = crate::demo::totals(ctx, &a.link_id).await?.requests
+        + crate::demo::totals(ctx, &b.link_id).await?.requests;
     let t = Instant::now();
-    let quiet_a = job_calls(&ctx, &a.link_id, Direction::Pull).await?;
-    let quiet_b = job_calls(&ctx, &b.link_id, Direction::Pull).await?;
+    let quiet_a = job_calls(ctx, &a.link_id, Direction::Pull).await?;
+    let quiet_b = job_calls(ctx, &b.link_id, Direction::Pull).await?;
     let quiet = t.elapsed().as_secs_f64();
-    let requests = crate::demo::totals(&ctx, &a.link_id).await?.requests
-        + crate::demo::totals(&ctx, &b.link_id).await?.requests
+    let requests = crate::demo::totals(ctx, &a.link_id).await?.requests
+        + crate::demo::totals(ctx, &b.link_id).await?.requests
         - before;
     rows.push(Row::new(
         "no-change sync (both calendars): wall",
@@ -255,9 +395,9 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
 
     // One change among N: the user edits one event in Radicale; its pull, then the
     // sync-back to Xandikos. An hour later, not within the minute a sync-back reads again.
-    fixtures::age_hub(&ctx, &group, 3_600_000).await?;
+    fixtures::age_hub(ctx, &group, 3_600_000).await?;
     let uid = format!("bench-{}@calsync.example", n / 2);
-    fixtures::client_edit(&ctx, &src, &uid, |t| {
+    fixtures::client_edit(ctx, &src, &uid, |t| {
         t.replacen("SUMMARY:", "SUMMARY:Edited ", 1)
     })
     .await?;
@@ -266,8 +406,8 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
         None => None,
     };
     let t = Instant::now();
-    let pull = job_calls(&ctx, &a.link_id, Direction::Pull).await?;
-    let push = job_calls(&ctx, &b.link_id, Direction::Push).await?;
+    let pull = job_calls(ctx, &a.link_id, Direction::Pull).await?;
+    let push = job_calls(ctx, &b.link_id, Direction::Push).await?;
     let change = t.elapsed().as_secs_f64();
     rows.push(Row::new(
         &format!("one change among {n}: wall (pull + sync-back)"),
@@ -292,20 +432,22 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     ));
     println!("one change, the pull's AWS calls: {}", pull.summary());
     println!("one change, the sync-back's AWS calls: {}", push.summary());
-    print_table(
-        &format!("Radicale → Xandikos, {n} events (2 cores; the same servers and calendar for all three)"),
-        &rows,
-    );
-
-    println!(
-        "peak RSS of this process (every handler in process, the bench's own data too): {} MB",
-        lambda::own_peak_rss_kb() / 1024
-    );
-    functions().await?;
-    if !google {
-        return Ok(());
-    }
-    self::google(&ctx, &group, user, &tag, n).await
+    Ok(Caldav {
+        n,
+        rows,
+        group,
+        user,
+        tag,
+        source: a.link_id.clone(),
+        target: b.link_id.clone(),
+        floor,
+        peer_initial: peer_initial.as_ref().map(|p| p.wall.as_secs_f64()),
+        initial,
+        cpu,
+        quiet_calls: (quiet_a.total() + quiet_b.total()) as f64 / 2.0,
+        change_calls: pull.total() + push.total(),
+        change_items: pull.ddb_items_read + push.ddb_items_read,
+    })
 }
 
 /// The functions' table, from the release binaries beside this one (`make bench` builds

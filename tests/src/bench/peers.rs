@@ -42,7 +42,14 @@ DTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDA
 ///
 /// Errors: no `/proc` (not Linux).
 pub fn cpu_time(children: bool) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    cpu_time_at("/proc/self/stat", children)
+}
+
+/// [`cpu_time`] of the process whose `stat` file is `path` (`/proc/{pid}/stat`).
+///
+/// Errors: the file is unreadable.
+pub fn cpu_time_at(path: &str, children: bool) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(path)?;
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let rest = stat
         .rsplit_once(')')

@@ -11,6 +11,8 @@
 //! calsync-local token --user N [--ttl S]  a development token for user N (needs serve)
 //! calsync-local openapi             print the API's OpenAPI document (docs/openapi.json)
 //! calsync-local bench [--events N] [--no-google]  side by side with the floor and vdirsyncer (make bench)
+//! calsync-local bench-scale [--sizes A,B,C]  the growth table and the functions' peak RSS (make bench-scale)
+//! calsync-local bench-fanout [--links N]  the schedule's tick against N links (make bench-fanout)
 //! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
 //!                                   OAuth consent for a Google calendar: serves the callback on
 //!                                   127.0.0.1:P (8765), prints the consent URL, waits (10 min)
@@ -22,7 +24,10 @@ use calsync_e2e::{bench, demo, local_ctx, runner};
 fn main() -> ExitCode {
     // The bench runs the handlers on the runtime the functions use (one thread); the rest
     // (the local queue runner, serve, soak) on the multi-threaded one.
-    let bench = std::env::args().nth(1).as_deref() == Some("bench");
+    let bench = matches!(
+        std::env::args().nth(1).as_deref(),
+        Some("bench" | "bench-scale")
+    );
     let mut builder = if bench {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -124,6 +129,20 @@ async fn run() -> ExitCode {
             let google = !std::env::args().any(|a| a == "--no-google");
             bench::run(n, google).await.map(|_| true)
         }
+        Some("bench-scale") => {
+            let sizes: Vec<usize> = flag("--sizes")
+                .unwrap_or_else(|| "1000,5000,10000".into())
+                .split(',')
+                .filter_map(|v| v.trim().parse().ok())
+                .collect();
+            bench::scale(&sizes).await.map(|_| true)
+        }
+        Some("bench-fanout") => {
+            let links = flag("--links")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000);
+            bench::fanout::run(links).await.map(|_| true)
+        }
         Some("connect-google") => {
             let (Some(group), Some(user)) = (flag("--group"), flag("--user")) else {
                 eprintln!("connect-google needs --group G and --user U (an integer)");
@@ -155,7 +174,7 @@ async fn run() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | bench-scale [--sizes 1000,5000,10000] | bench-fanout [--links N] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }
