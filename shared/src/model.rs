@@ -130,6 +130,15 @@ pub struct Link {
     /// changes (GSI `changes-index`); `None`: the next push reads the whole group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushed_through_ms: Option<i64>,
+    /// Pushes of this link that read the whole group, counted as each begins (before its
+    /// read; [`crate::store::Store::begin_full_push`]).
+    #[serde(default)]
+    pub full_push_seq: i64,
+    /// The [`Link::full_push_seq`] of the last such push that completed: a catch-up queued
+    /// by a pull that saw an earlier count is covered by it and skipped
+    /// ([`crate::queue::SyncJob::after_full_push`]).
+    #[serde(default)]
+    pub full_pushed_seq: i64,
 }
 
 impl Link {
@@ -162,6 +171,8 @@ impl Link {
             push_seq: 0,
             covered_push_seq: 0,
             pushed_through_ms: None,
+            full_push_seq: 0,
+            full_pushed_seq: 0,
             consecutive_failures: 0,
             transforms: Default::default(),
             write_attendees: false,

@@ -24,6 +24,12 @@ pub struct SyncJob {
     /// AutoSync's `silentNotification: 1`: the run sends the application no notification.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub silent: bool,
+    /// For a catch-up push: the link's [`crate::model::Link::full_push_seq`] once the pull
+    /// that queued it had written everything. A full push begun after that which completed
+    /// (a greater [`crate::model::Link::full_pushed_seq`]) read every write owed then, and
+    /// the catch-up is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_full_push: Option<i64>,
 }
 
 impl SyncJob {
@@ -35,6 +41,7 @@ impl SyncJob {
             dedup: format!("{link_id}:{trigger}:{}", uuid::Uuid::now_v7().simple()),
             push_seq: None,
             silent: false,
+            after_full_push: None,
         }
     }
 
@@ -46,12 +53,20 @@ impl SyncJob {
             dedup: format!("{link_id}:{trigger}:{slot}"),
             push_seq: None,
             silent: false,
+            after_full_push: None,
         }
     }
 
     /// This job, with notifications suppressed when `silent`.
     pub fn silenced(mut self, silent: bool) -> Self {
         self.silent = silent;
+        self
+    }
+
+    /// This catch-up, skipped once a full push counted after `seq` completes
+    /// ([`SyncJob::after_full_push`]).
+    pub fn after_full_push(mut self, seq: i64) -> Self {
+        self.after_full_push = Some(seq);
         self
     }
 

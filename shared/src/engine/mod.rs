@@ -69,4 +69,7 @@ pub struct PushOutcome {
     /// When the push began reading the hub (epoch ms): the link's next watermark
     /// ([`crate::model::Link::pushed_through_ms`]) once the push is complete.
     pub read_ms: i64,
+    /// It read the whole group, counted as this [`crate::model::Link::full_push_seq`] before
+    /// the read (`None`: it read the changes since the watermark).
+    pub full_seq: Option<i64>,
 }

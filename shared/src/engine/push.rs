@@ -69,10 +69,13 @@ pub async fn push(
                 .await?;
             (maps, events)
         }
-        None => (
-            store.mappings_of_link(&link.link_id).await?,
-            store.events_of_group(&link.group_id).await?,
-        ),
+        None => {
+            out.full_seq = Some(store.begin_full_push(&link.link_id).await?);
+            (
+                store.mappings_of_link(&link.link_id).await?,
+                store.events_of_group(&link.group_id).await?,
+            )
+        }
     };
     let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
     let deadline = from.deadline;

@@ -184,6 +184,26 @@ async fn run_leased(
         expires_at: now_secs() + RUN_TTL_SECS,
         ..Default::default()
     };
+    if dir == Direction::Push && catch_up_covered(job, link) {
+        tracing::info!(link = %link.link_id, after = ?job.after_full_push, full_pushed = link.full_pushed_seq,
+            "catch-up skipped: a full push begun after the pull that queued it has completed");
+        run.outcome = "ok".into();
+        run.ended_ms = now_millis();
+        let reason = link.status_reason.clone();
+        record(
+            ctx,
+            &store,
+            link,
+            job,
+            &mut run,
+            link.status,
+            reason.as_deref(),
+            None,
+            aws_start,
+        )
+        .await?;
+        return Ok(run);
+    }
     let provider = match provider::connect(ctx, link).await {
         Ok(p) => p,
         Err(e) => {
@@ -296,7 +316,10 @@ async fn run_leased(
             in_sync_at: p.in_sync_at,
         }),
         Ok((None, Some(p))) if !p.more && !p.needs_pull && !link.read_only() => {
-            Some(Completed::Push { read_ms: p.read_ms })
+            Some(Completed::Push {
+                read_ms: p.read_ms,
+                full_seq: p.full_seq,
+            })
         }
         _ => None,
     };
@@ -356,8 +379,16 @@ async fn run_leased(
         }
         if p.self_pending || window_due {
             // Owed writes of events older than the watermark, or a moved window: a push
-            // that reads the whole group.
-            jobs.push(SyncJob::coalesced(&link.link_id, CATCH_UP, &run.run_id));
+            // that reads the whole group, unless a full push begun after this point (the
+            // link's count read now, after the pull's writes) completes first. A moved
+            // window is not something such a push would have seen coming: it always runs.
+            let mut catch_up = SyncJob::coalesced(&link.link_id, CATCH_UP, &run.run_id);
+            if !window_due {
+                let now = store.get_link(&link.link_id).await?;
+                let seq = now.map_or(link.full_push_seq, |l| l.full_push_seq);
+                catch_up = catch_up.after_full_push(seq);
+            }
+            jobs.push(catch_up);
         }
         // Outbox: the cursor and the jobs it makes owed are one write, then the jobs are
         // sent, then the outbox is emptied. A failure in between leaves the jobs recorded,
@@ -415,6 +446,16 @@ async fn run_leased(
     Ok(run)
 }
 
+/// Whether push `job` is a catch-up that a complete full push of `link` begun after the
+/// pull that queued it has covered ([`SyncJob::after_full_push`]): that push read the
+/// whole group after every write the pull found owed was in it.
+pub fn catch_up_covered(job: &SyncJob, link: &Link) -> bool {
+    job.trigger == CATCH_UP
+        && job
+            .after_full_push
+            .is_some_and(|seq| link.full_pushed_seq > seq)
+}
+
 /// A run that completed, as its link's bookkeeping needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completed {
@@ -431,6 +472,8 @@ pub enum Completed {
     Push {
         /// When it began reading the hub (epoch ms).
         read_ms: i64,
+        /// It read the whole group as this full push ([`Link::full_push_seq`]).
+        full_seq: Option<i64>,
     },
 }
 
@@ -497,9 +540,13 @@ pub fn link_update(
         next_sync: pulled.map(|_| (now + link.frequency_secs.max(60), link.push_seq)),
         mass_delete_used: link.allow_mass_delete && pulled == Some(false),
         pushed_through_ms: match done {
-            Some(Completed::Push { read_ms }) => Some(read_ms),
+            Some(Completed::Push { read_ms, .. }) => Some(read_ms),
             Some(Completed::Pull { in_sync_at, .. }) => in_sync_at,
             None => None,
+        },
+        full_pushed_seq: match done {
+            Some(Completed::Push { full_seq, .. }) => full_seq,
+            _ => None,
         },
     }
 }

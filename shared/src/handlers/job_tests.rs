@@ -1,4 +1,4 @@
-//! Table tests of [`super::link_update`].
+//! Table tests of [`super::link_update`] and [`super::catch_up_covered`].
 
 use super::*;
 
@@ -60,9 +60,28 @@ fn a_run_writes_only_what_changed_on_its_link() {
             ok,
             None,
             "ok",
-            Some(Completed::Push { read_ms: 5 }),
+            Some(Completed::Push {
+                read_ms: 5,
+                full_seq: None,
+            }),
             LinkRunUpdate {
                 pushed_through_ms: Some(5),
+                ..Default::default()
+            },
+        ),
+        // A complete push that read the whole group: its count too.
+        (
+            &healthy,
+            ok,
+            None,
+            "ok",
+            Some(Completed::Push {
+                read_ms: 5,
+                full_seq: Some(3),
+            }),
+            LinkRunUpdate {
+                pushed_through_ms: Some(5),
+                full_pushed_seq: Some(3),
                 ..Default::default()
             },
         ),
@@ -139,6 +158,30 @@ fn a_run_writes_only_what_changed_on_its_link() {
             link_update(link, status, reason, &run(outcome), pulled, 1_000),
             want,
             "case {i}"
+        );
+    }
+}
+
+#[test]
+fn a_catch_up_is_skipped_only_after_a_full_push_begun_after_its_pull_completed() {
+    let mut link = Link::new("l", "g", 1, crate::model::ProviderKind::Caldav, "u");
+    link.full_pushed_seq = 4;
+    // (trigger, the pull's count, covered)
+    let cases = [
+        (CATCH_UP, Some(3), true),
+        (CATCH_UP, Some(4), false), // that push began before the pull's writes were done
+        (CATCH_UP, Some(5), false),
+        (CATCH_UP, None, false), // a moved window, or a job from before the count
+        (SYNC_BACK, Some(3), false),
+        ("manual", Some(3), false),
+    ];
+    for (trigger, after, covered) in cases {
+        let mut job = SyncJob::coalesced("l", trigger, "r");
+        job.after_full_push = after;
+        assert_eq!(
+            catch_up_covered(&job, &link),
+            covered,
+            "{trigger} after {after:?}"
         );
     }
 }

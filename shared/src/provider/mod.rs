@@ -303,13 +303,19 @@ pub trait Provider: Send + Sync {
     async fn write_all(&self, writes: &[Write<'_>]) -> Vec<WriteOutcome> {
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
-            out.push(match *w {
-                Write::Create { uid, ical } => self.create(uid, ical).await.map(Some),
-                Write::Update { href, ical, etag } => self.update(href, ical, etag).await.map(Some),
-                Write::Delete { href, etag } => self.delete(href, etag).await.map(|()| None),
-            });
+            out.push(self.write_one(w).await);
         }
         out
+    }
+
+    /// One write of [`Provider::write_all`]: [`Provider::create`], [`Provider::update`] or
+    /// [`Provider::delete`].
+    async fn write_one(&self, write: &Write<'_>) -> WriteOutcome {
+        match *write {
+            Write::Create { uid, ical } => self.create(uid, ical).await.map(Some),
+            Write::Update { href, ical, etag } => self.update(href, ical, etag).await.map(Some),
+            Write::Delete { href, etag } => self.delete(href, etag).await.map(|()| None),
+        }
     }
 
     /// How `ical` reads back after a write to this provider, when the provider cannot hold

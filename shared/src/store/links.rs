@@ -21,6 +21,9 @@ pub struct LinkRunUpdate {
     pub mass_delete_used: bool,
     /// After a complete push: its watermark ([`crate::model::Link::pushed_through_ms`]).
     pub pushed_through_ms: Option<i64>,
+    /// After a complete push that read the whole group: its count
+    /// ([`crate::model::Link::full_pushed_seq`]).
+    pub full_pushed_seq: Option<i64>,
 }
 
 /// Where the next page of a `due-index` shard starts ([`Store::due_page`]; DynamoDB's
@@ -135,14 +138,28 @@ impl Store {
     ///
     /// Errors: the link does not exist (conditional check), or DynamoDB fails.
     pub async fn bump_push_seq(&self, link_id: &str) -> Result<i64, StoreError> {
+        self.add_one(link_id, "push_seq").await
+    }
+
+    /// Count one full push of `link_id` begun (atomic `ADD full_push_seq 1`, before the push
+    /// reads the group); returns the new count ([`Link::full_push_seq`]).
+    ///
+    /// Errors: the link does not exist (conditional check), or DynamoDB fails.
+    pub async fn begin_full_push(&self, link_id: &str) -> Result<i64, StoreError> {
+        self.add_one(link_id, "full_push_seq").await
+    }
+
+    /// `ADD field 1` on the link; returns the new value.
+    async fn add_one(&self, link_id: &str, field: &str) -> Result<i64, StoreError> {
         let table = &self.cfg.links_table;
         let out = self
             .ddb
             .update_item()
             .table_name(table)
             .key("link_id", s(link_id))
-            .update_expression("ADD push_seq :one")
+            .update_expression("ADD #f :one")
             .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_names("#f", field)
             .expression_attribute_values(":one", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
@@ -150,7 +167,7 @@ impl Store {
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
         Ok(out
             .attributes()
-            .and_then(|a| a.get("push_seq"))
+            .and_then(|a| a.get(field))
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
@@ -187,6 +204,9 @@ impl Store {
         }
         if u.mass_delete_used {
             sets.push(("allow_mass_delete", AttributeValue::Bool(false)));
+        }
+        if let Some(seq) = u.full_pushed_seq {
+            sets.push(("full_pushed_seq", n(seq)));
         }
         if let Some(ms) = u.pushed_through_ms {
             sets.push(("pushed_through_ms", n(ms)));

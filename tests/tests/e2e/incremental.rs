@@ -164,3 +164,66 @@ async fn a_push_without_a_watermark_or_not_a_sync_back_reads_the_whole_group() {
     let caught = job(&ctx, &p.x.link_id, "catch-up", Direction::Push).await;
     assert_eq!(caught.updated, 1, "{caught:?}");
 }
+
+#[tokio::test]
+async fn a_catch_up_is_skipped_when_a_full_push_begun_after_its_pull_completed() {
+    // A calendar joins a group of 10 events: its first pull finds all of them owed and
+    // queues a catch-up; a full push (here the API's, in the bench the sync-back that was
+    // already queued) then writes them. The catch-up reads nothing: that push read the
+    // group after the pull. A write owed after that push is caught up as before.
+    let ctx = local_ctx().await;
+    let seed: Vec<String> = (0..10)
+        .map(|i| simple_event(&format!("cu-{i}"), &format!("Event {i}"), (i + 1) as u32))
+        .collect();
+    let p = pair(&ctx, "cu", &seed).await.unwrap();
+    calsync_e2e::runner::drain(&ctx).await.unwrap();
+    let url = fixtures::new_calendar(&ctx, fixtures::Server::Xandikos, &fixtures::unique("cu"))
+        .await
+        .unwrap();
+    let c = fixtures::caldav_link(&ctx, &p.group, p.user, &url, "joined")
+        .await
+        .unwrap();
+    job(&ctx, &c.link_id, "manual", Direction::Pull).await;
+    let full = job(&ctx, &c.link_id, "manual", Direction::Push).await;
+    assert_eq!(full.created, 10, "{full:?}");
+    calsync_e2e::runner::drain(&ctx).await.unwrap();
+    let catch_ups = |runs: Vec<RunRecord>| -> Vec<RunRecord> {
+        runs.into_iter()
+            .filter(|r| r.trigger == "catch-up")
+            .collect()
+    };
+    let store = ctx.store();
+    let skipped = catch_ups(store.runs_of_link(&c.link_id).await.unwrap());
+    assert_eq!(
+        skipped.len(),
+        1,
+        "the pull queued one catch-up: {skipped:?}"
+    );
+    assert_eq!(skipped[0].outcome, "ok");
+    assert_eq!(skipped[0].created + skipped[0].updated, 0);
+    assert!(
+        skipped[0].ddb_items_read <= 3,
+        "a covered catch-up reads no mapping or hub event (a full read is >= 20 items): {:?}",
+        skipped[0]
+    );
+    assert_eq!(uid_counts(&ctx, &url).await.unwrap().len(), 10);
+
+    // Owed after that push: the next pull's catch-up runs.
+    let mut m = store
+        .mappings_of_link(&c.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.uid == "cu-4")
+        .unwrap();
+    m.synced_version = 0;
+    store.put_mapping(&m).await.unwrap();
+    job(&ctx, &c.link_id, "manual", Direction::Pull).await;
+    calsync_e2e::runner::drain(&ctx).await.unwrap();
+    let runs = catch_ups(store.runs_of_link(&c.link_id).await.unwrap());
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter().any(|r| r.updated == 1),
+        "the second catch-up wrote the owed event: {runs:?}"
+    );
+}
