@@ -112,24 +112,25 @@ fuzz:
 
 ## bench: calsync side by side with the floor (a PUT loop) and vdirsyncer, EVENTS=1000 by default
 EVENTS ?= 1000
+# One cargo invocation for calsync-local and the six functions: the same package set, so the
+# same features of every dependency, and no rebuild between one bench target and another.
+RELEASE_BUILD := cargo build --release -p calsync-e2e -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
 bench: venv
-	cargo build --release -p calsync-e2e --bin calsync-local
-	cargo build --release -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
+	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events $(EVENTS)
 
 ## bench-scale: the Radicale -> Xandikos part at SIZES=1000,5000,10000 events, the growth
 ## table, and the sync worker's and sync-back's peak RSS at the largest size (not in CI)
 SIZES ?= 1000,5000,10000
 bench-scale: venv
-	cargo build --release -p calsync-e2e --bin calsync-local
-	cargo build --release -p sync-worker -p sync-back
+	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench-scale --sizes $(SIZES)
 
 ## bench-fanout: the schedule's tick against LINKS=100000 links (cohorts of 100, 1,000 and
-## 10,000 due), items read beside a Scan's
+## 3,000 due), items read beside a Scan's
 LINKS ?= 100000
 bench-fanout: venv
-	cargo build --release -p calsync-e2e --bin calsync-local
+	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench-fanout --links $(LINKS)
 
 ## profile: perf over calsync's initial sync alone (the profiling build), flat profile in
