@@ -49,17 +49,7 @@ pub async fn measure(dir: &Path) -> anyhow::Result<Vec<Cold>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api = listener.local_addr()?.to_string();
         let start = Instant::now();
-        let mut child = tokio::process::Command::new(&bin)
-            .env("AWS_LAMBDA_RUNTIME_API", &api)
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut child = as_lambda(&bin, &api, name).spawn()?;
         let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
             .await
             .map_err(|_| anyhow::anyhow!("{name} sent no runtime API request within 10 s"))??;
@@ -82,6 +72,22 @@ pub async fn measure(dir: &Path) -> anyhow::Result<Vec<Cold>> {
         });
     }
     Ok(out)
+}
+
+/// Function binary `bin` as Lambda starts it: the runtime API at `api` (host:port), the
+/// function's environment, its output discarded, killed when dropped.
+fn as_lambda(bin: &Path, api: &str, name: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// `VmRSS` of process `pid` in kB (0 when unreadable).
@@ -193,16 +199,7 @@ pub async fn invoke(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut child = tokio::process::Command::new(bin)
-        .env("AWS_LAMBDA_RUNTIME_API", &addr)
-        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
+    let mut child = as_lambda(bin, &addr, &name)
         .spawn()
         .map_err(|e| anyhow::anyhow!("{}: {e}", bin.display()))?;
     let answered = tokio::time::timeout(timeout, rx.recv()).await;
