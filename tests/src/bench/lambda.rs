@@ -128,7 +128,8 @@ pub struct Invoked {
 /// Start function binary `bin` against a stand-in runtime API that hands it `event` as one
 /// invocation (deadline `timeout` ahead), wait for its response, and read the process's
 /// peak RSS and CPU before killing it: a function as Lambda runs it, on a real job. The
-/// process inherits this one's environment (the local stack's endpoints).
+/// process inherits this one's environment (the local stack's endpoints); its log goes to
+/// `bench-logs/{name}.log` beside the binary.
 ///
 /// Errors: the binary does not start, or does not answer within `timeout`.
 pub async fn invoke(
@@ -199,7 +200,15 @@ pub async fn invoke(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The function's log (JSON lines on stdout, as in Lambda) goes to target/bench-logs/.
+    let log_dir = bin
+        .parent()
+        .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf)
+        .join("bench-logs");
+    std::fs::create_dir_all(&log_dir)?;
+    let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
     let mut child = as_lambda(bin, &addr, &name)
+        .stdout(log)
         .spawn()
         .map_err(|e| anyhow::anyhow!("{}: {e}", bin.display()))?;
     let answered = tokio::time::timeout(timeout, rx.recv()).await;
