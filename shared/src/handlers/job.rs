@@ -189,7 +189,6 @@ async fn run_leased(
             "catch-up skipped: a full push begun after the pull that queued it has completed");
         run.outcome = "ok".into();
         run.ended_ms = now_millis();
-        let reason = link.status_reason.clone();
         record(
             ctx,
             &store,
@@ -197,7 +196,7 @@ async fn run_leased(
             job,
             &mut run,
             link.status,
-            reason.as_deref(),
+            link.status_reason.as_deref(),
             None,
             aws_start,
         )

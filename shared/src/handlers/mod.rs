@@ -170,7 +170,7 @@ pub async fn autosync(ctx: &Ctx, payload: Value) -> Value {
         _ => payload,
     };
     if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
-        let r = Box::pin(fanout::tick(ctx, now_secs())).await;
+        let r = fanout::tick(ctx, now_secs()).await;
         for f in &r.failed {
             tracing::error!(failure = %f, "schedule tick");
         }

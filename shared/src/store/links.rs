@@ -92,11 +92,9 @@ impl Store {
             .send()
             .await
             .map_err(|e| Self::aws_err("Query", table, e))?;
-        let mut links = Vec::new();
-        for mut item in resp.items.unwrap_or_default() {
-            self.hydrate(table, &mut item).await?;
-            links.push(Self::from_item(table, item)?);
-        }
+        let links = self
+            .decode_page(table, resp.items.unwrap_or_default())
+            .await?;
         let next = resp
             .last_evaluated_key
             .filter(|k| !k.is_empty())

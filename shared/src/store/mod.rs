@@ -215,15 +215,26 @@ impl Store {
         let mut start: Option<Item> = None;
         loop {
             let (items, last) = page(start.take()).await?;
-            for mut i in items {
-                self.hydrate(table, &mut i).await?;
-                out.push(Self::from_item(table, i)?);
-            }
+            out.extend(self.decode_page(table, items).await?);
             match last {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// One page's items of `table`, their offloaded bodies read back, deserialized.
+    async fn decode_page<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        items: Vec<Item>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for mut i in items {
+            self.hydrate(table, &mut i).await?;
+            out.push(Self::from_item(table, i)?);
+        }
+        Ok(out)
     }
 
     /// Query all items with partition key `pk_name = pk` (all pages), optionally on an index.

@@ -207,15 +207,20 @@ pub async fn scale(sizes: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The directory of this binary, where `make bench` builds the functions' release binaries
+/// too (`None`: it has no parent).
+fn binaries_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf))
+}
+
 /// The sync worker's and sync-back's release binaries, each given one job of the largest
 /// calendar as Lambda would (an SQS event through a stand-in runtime API), and their peak
 /// RSS: a pull that re-enumerates the source (every object listed, its mappings and hub
 /// events read) and a catch-up push that reads the whole group.
 async fn functions_at(m: &Caldav) -> anyhow::Result<()> {
-    let Some(dir) = std::env::current_exe()?
-        .parent()
-        .map(std::path::Path::to_path_buf)
-    else {
+    let Some(dir) = binaries_dir()? else {
         return Ok(());
     };
     println!(
@@ -453,10 +458,7 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
 /// The functions' table, from the release binaries beside this one (`make bench` builds
 /// them); a note instead when they are not there.
 async fn functions() -> anyhow::Result<()> {
-    let Some(dir) = std::env::current_exe()?
-        .parent()
-        .map(std::path::Path::to_path_buf)
-    else {
+    let Some(dir) = binaries_dir()? else {
         return Ok(());
     };
     let measured = match lambda::measure(&dir).await {
