@@ -104,7 +104,20 @@ pub async fn handle_sqs_until(
         std::time::Duration::from_secs(JOB_MIN_SECS).min(total / 2)
     });
     let mut started = false;
-    for msg in event.records {
+    let jobs: Vec<Result<SyncJob, JobError>> = event
+        .records
+        .iter()
+        .map(|msg| {
+            serde_json::from_str(msg.body.as_deref().unwrap_or("")).map_err(|e| {
+                JobError::BadMessage(msg.message_id.clone().unwrap_or_default(), e.to_string())
+            })
+        })
+        .collect();
+    let covered = covered_in_batch(
+        &jobs.iter().map(|j| j.as_ref().ok()).collect::<Vec<_>>(),
+        dir,
+    );
+    for ((msg, job), covered) in event.records.into_iter().zip(jobs).zip(covered) {
         let id = msg.message_id.clone().unwrap_or_default();
         let group = msg
             .attributes
@@ -123,9 +136,12 @@ pub async fn handle_sqs_until(
             resp.add_failure(id);
             continue;
         }
-        let job: Result<SyncJob, JobError> =
-            serde_json::from_str(msg.body.as_deref().unwrap_or(""))
-                .map_err(|e| JobError::BadMessage(id.clone(), e.to_string()));
+        if covered {
+            // A later pull of the same link in this batch starts after this notification
+            // was counted: it lists the change (the message succeeds without a run).
+            tracing::info!(message = %id, "push notification covered by a later job of the batch");
+            continue;
+        }
         started = true;
         let result = match job {
             Ok(job) => run_job_until(ctx, &job, dir, deadline).await.map(|_| ()),
@@ -145,6 +161,28 @@ pub async fn handle_sqs_until(
         }
     }
     resp
+}
+
+/// Which jobs of one SQS batch a later job of the same batch covers: a pull queued by a
+/// push notification (`push_seq` set) when a later pull of the same link follows it. Every
+/// message of the batch was counted before any of its jobs starts, so the later pull reads
+/// the link after the notification and lists its change
+/// ([`crate::model::Link::covered_push_seq`]); a notification burst (a bulk change, Google's
+/// one notification per changed event) costs one pull per batch, not one per message.
+/// `None`: an unreadable message. Pushes are never covered this way.
+pub fn covered_in_batch(jobs: &[Option<&SyncJob>], dir: Direction) -> Vec<bool> {
+    jobs.iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let Some(job) = job.filter(|j| dir == Direction::Pull && j.push_seq.is_some()) else {
+                return false;
+            };
+            jobs[i + 1..]
+                .iter()
+                .flatten()
+                .any(|later| later.link_id == job.link_id)
+        })
+        .collect()
 }
 
 fn api_answer(ok: bool, code: &str, message: String) -> Value {
@@ -275,6 +313,78 @@ pub fn init_tracing_with_default(level: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_pull_of_the_link_in_the_batch_covers_a_notification() {
+        let job = |link: &str, push_seq: Option<i64>| SyncJob {
+            push_seq,
+            ..SyncJob::unique(
+                link,
+                if push_seq.is_some() {
+                    "push"
+                } else {
+                    "schedule"
+                },
+            )
+        };
+        let (a1, a2, a3) = (job("a", Some(1)), job("a", Some(2)), job("a", None));
+        let (b1, b0) = (job("b", Some(1)), job("b", None));
+        use Direction::{Pull, Push};
+        type Case<'a> = (&'a str, Vec<Option<&'a SyncJob>>, Direction, Vec<bool>);
+        let cases: &[Case] = &[
+            (
+                "a burst: only the last runs",
+                vec![Some(&a1), Some(&a2)],
+                Pull,
+                vec![true, false],
+            ),
+            (
+                "any later pull of the link covers",
+                vec![Some(&a1), Some(&a3)],
+                Pull,
+                vec![true, false],
+            ),
+            (
+                "a scheduled pull is never skipped",
+                vec![Some(&a3), Some(&a1)],
+                Pull,
+                vec![false, false],
+            ),
+            (
+                "another link's pull does not cover",
+                vec![Some(&a1), Some(&b0)],
+                Pull,
+                vec![false, false],
+            ),
+            (
+                "interleaved links",
+                vec![Some(&a1), Some(&b1), Some(&a2), Some(&b0)],
+                Pull,
+                vec![true, true, false, false],
+            ),
+            (
+                "an unreadable message covers nothing",
+                vec![Some(&a1), None],
+                Pull,
+                vec![false, false],
+            ),
+            (
+                "pushes are never covered",
+                vec![Some(&a1), Some(&a2)],
+                Push,
+                vec![false, false],
+            ),
+            (
+                "a lone notification runs",
+                vec![Some(&a1)],
+                Pull,
+                vec![false],
+            ),
+        ];
+        for (name, jobs, dir, want) in cases {
+            assert_eq!(&covered_in_batch(jobs, *dir), want, "{name}");
+        }
+    }
 
     #[tokio::test]
     async fn a_panic_fails_only_its_job() {

@@ -295,3 +295,91 @@ async fn slow_answers_past_the_client_timeout_are_retried() {
     assert!(pulled.changed.is_empty());
     assert_eq!(g.requests(), 2, "the timed-out list was sent again once");
 }
+
+#[tokio::test]
+async fn an_incremental_pull_recognises_its_own_series_writes_without_fetching_them() {
+    let (emu, g) = adapter("echo").await;
+    let start = g.pull(None).await.expect("initial pull");
+    let uids: Vec<String> = (0..9).map(|i| format!("echo-{i}@t")).collect();
+    let icals: Vec<String> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| series_ical(u, i))
+        .collect();
+    let writes: Vec<Write<'_>> = uids
+        .iter()
+        .zip(&icals)
+        .map(|(uid, ical)| Write::Create { uid, ical })
+        .collect();
+    let written: Vec<_> = g
+        .write_all(&writes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("written").expect("a location"))
+        .collect();
+
+    // The listing of our own writes: the three series come without data, at the version
+    // the write returned (what the mapping holds), and cost no call beyond the list.
+    let before = emu.requests();
+    let echo = g.pull(Some(&start.cursor)).await.expect("incremental pull");
+    assert_eq!(emu.requests() - before, 1, "only the list");
+    assert_eq!(echo.changed.len(), 9);
+    for (i, w) in written.iter().enumerate() {
+        let r = echo
+            .changed
+            .iter()
+            .find(|r| r.href == w.href)
+            .expect("listed");
+        assert_eq!(r.etag, w.etag, "event {i}: the written version");
+        assert_eq!(
+            r.data.is_none(),
+            i % 3 == 0,
+            "event {i}: data only when complete"
+        );
+    }
+
+    // Someone else moves an instance of series 0 and renames series 3's master: their
+    // listed versions differ from the mapping's, and one batch fetches both series whole.
+    let client = reqwest::Client::new();
+    let events = format!("{}/calendar/v3/calendars/echo/events", emu.url);
+    for (id, summary) in [
+        (
+            format!("{}_20270104T090000Z", written[0].href),
+            "moved again",
+        ),
+        (written[3].href.to_string(), "renamed"),
+    ] {
+        let resp = client
+            .patch(format!("{events}/{id}"))
+            .bearer_auth("any-token")
+            .json(&serde_json::json!({ "summary": summary }))
+            .send()
+            .await
+            .expect("patch");
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let changed = g.pull(Some(&echo.cursor)).await.expect("incremental pull");
+    assert_eq!(changed.changed.len(), 2);
+    for r in &changed.changed {
+        let w = written.iter().find(|w| w.href == r.href).expect("ours");
+        assert!(r.data.is_none());
+        assert_ne!(r.etag, w.etag, "{}: a change is not an echo", r.href);
+    }
+    let hrefs: Vec<_> = changed.changed.iter().map(|r| r.href.clone()).collect();
+    let before = g.requests();
+    let fetched = g.fetch(&hrefs).await.expect("fetch");
+    assert_eq!(
+        g.requests() - before,
+        1,
+        "one batch request for both series"
+    );
+    assert_eq!(fetched.len(), 2);
+    let data = |h: &calsync::provider::RemoteId| {
+        let r = fetched.iter().find(|r| &r.href == h).expect("fetched");
+        r.data.clone().expect("data")
+    };
+    assert!(data(&written[0].href).contains("SUMMARY:moved again"));
+    assert!(data(&written[0].href).contains("SUMMARY:Series 0"));
+    assert!(data(&written[3].href).contains("SUMMARY:renamed"));
+    assert!(data(&written[3].href).contains("SUMMARY:Series 3 (moved)"));
+}

@@ -600,6 +600,12 @@ impl GoogleCalendar {
         else {
             return Ok(None);
         };
+        Ok(Self::members_of(id, items))
+    }
+
+    /// The members of series `id` among `items` (an `iCalUID` listing), or `None` when its
+    /// master is not among them or is cancelled.
+    fn members_of(id: &str, items: Vec<Value>) -> Option<Vec<Value>> {
         let members: Vec<Value> = items
             .into_iter()
             .filter(|e| e["id"] == id || e["recurringEventId"] == id)
@@ -607,7 +613,65 @@ impl GoogleCalendar {
         let live = members
             .iter()
             .any(|e| e["id"] == id && e["status"] != "cancelled");
-        Ok(live.then_some(members))
+        live.then_some(members)
+    }
+
+    /// The series of `ids`: those whose iCalUID the listing taught go as one `iCalUID` list
+    /// each, batched ([`Self::call_many`]); the rest (and a list with a further page) one by
+    /// one through [`Self::series`]. A series that is gone is left out.
+    async fn series_many(
+        &self,
+        ids: &[super::RemoteId],
+    ) -> Result<Vec<(String, Vec<Value>)>, ProviderError> {
+        let known: Vec<(String, Option<String>)> = {
+            let map = self
+                .ical_uids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ids.iter()
+                .map(|id| (id.to_string(), map.get(id.as_str()).cloned()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut one_by_one = Vec::new();
+        let mut calls = Vec::new();
+        let mut owners = Vec::new();
+        for (id, uid) in known {
+            match uid {
+                Some(uid) => {
+                    calls.push(batch::Call::new(
+                        Method::GET,
+                        self.events_url(),
+                        &[
+                            ("iCalUID", &uid),
+                            ("showDeleted", "true"),
+                            ("maxResults", "2500"),
+                        ],
+                        None,
+                        None,
+                    ));
+                    owners.push(id);
+                }
+                None => one_by_one.push(id),
+            }
+        }
+        for (id, a) in owners.into_iter().zip(self.call_many(calls).await) {
+            let a = a?;
+            if a.status != 200 || a.body.get("nextPageToken").is_some() {
+                one_by_one.push(id);
+                continue;
+            }
+            let items = a.body["items"].as_array().cloned().unwrap_or_default();
+            if let Some(members) = Self::members_of(&id, items) {
+                out.push((id, members));
+            }
+        }
+        for id in one_by_one {
+            if let Some(members) = self.series(&id).await? {
+                out.push((id, members));
+            }
+        }
+        Ok(out)
     }
 
     fn remote_ref(id: &str, members: &[&Value]) -> Result<RemoteRef, String> {
@@ -805,8 +869,10 @@ impl Provider for GoogleCalendar {
             url: self.events_url(),
             detail: "last page without nextSyncToken".into(),
         })?;
-        for it in items.iter().filter(|i| i.get("recurringEventId").is_none()) {
-            if let (Some(id), Some(u)) = (it["id"].as_str(), it["iCalUID"].as_str()) {
+        // A master's iCalUID is its exceptions' too (an exception names its master).
+        for it in &items {
+            let id = it["recurringEventId"].as_str().or(it["id"].as_str());
+            if let (Some(id), Some(u)) = (id, it["iCalUID"].as_str()) {
                 self.ical_uids
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -834,21 +900,18 @@ impl Provider for GoogleCalendar {
             if full && master.is_none() {
                 continue; // exceptions of a series that is not ours to list (no master)
             }
-            let fetched;
-            let members: Vec<&Value> = if complete {
-                members
-            } else {
-                match self.series(&id).await? {
-                    Some(all) => {
-                        fetched = all;
-                        fetched.iter().collect()
-                    }
-                    None => {
-                        out.removed.push(id.into());
-                        continue;
-                    }
-                }
-            };
+            if !complete {
+                // Exceptions may be unlisted: no data, and the version of what was listed.
+                // It equals the mapping's version only when exactly the members this link
+                // last wrote or read were listed, unchanged (the echo of our own write,
+                // skipped without a call); otherwise the engine fetches the series.
+                out.changed.push(RemoteRef {
+                    href: id.as_str().into(),
+                    etag: series_etag(&members).map(super::Etag::from),
+                    data: None,
+                });
+                continue;
+            }
             match Self::remote_ref(&id, &members) {
                 Ok(r) => out.changed.push(r),
                 Err(reason) => out.unreadable.push((id.into(), reason)),
@@ -859,12 +922,10 @@ impl Provider for GoogleCalendar {
 
     async fn fetch(&self, hrefs: &[super::RemoteId]) -> Result<Vec<RemoteRef>, ProviderError> {
         let mut out = Vec::new();
-        for id in hrefs {
-            if let Some(members) = self.series(id).await? {
-                let refs: Vec<&Value> = members.iter().collect();
-                if let Ok(r) = Self::remote_ref(id, &refs) {
-                    out.push(r);
-                }
+        for (id, members) in self.series_many(hrefs).await? {
+            let refs: Vec<&Value> = members.iter().collect();
+            if let Ok(r) = Self::remote_ref(&id, &refs) {
+                out.push(r);
             }
         }
         Ok(out)

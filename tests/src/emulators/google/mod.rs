@@ -123,6 +123,8 @@ struct Inner {
     /// Delays (ms) for the next API calls, injected by tests.
     slow: VecDeque<u64>,
     quota: HashMap<String, VecDeque<Instant>>,
+    /// Calls refused because the user's quota was spent (not injected faults).
+    quota_refusals: u64,
     requests: u64,
     channels: BTreeMap<String, push::WatchChannel>,
     push_log: Arc<push::PushLog>,
@@ -251,6 +253,12 @@ impl GoogleEmulator {
     /// API requests served so far (control endpoints excluded).
     pub fn requests(&self) -> u64 {
         self.inner.lock().expect("emulator lock").requests
+    }
+
+    /// Calls refused with a quota error because the caller exceeded the per-user quota
+    /// (injected faults not counted).
+    pub fn quota_refusals(&self) -> u64 {
+        self.inner.lock().expect("emulator lock").quota_refusals
     }
 }
 
@@ -447,6 +455,7 @@ fn admit(s: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
         window.pop_front();
     }
     if window.len() >= limit {
+        s.quota_refusals += 1;
         return Err(if with_429 {
             gerror(
                 429,
