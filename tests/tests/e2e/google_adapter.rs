@@ -85,6 +85,33 @@ DTEND:202701{day:02}T100000Z\r\nSUMMARY:Event {i}\r\nEND:VEVENT\r\n"
     }
 }
 
+/// Create `n` events of [`series_ical`] (UIDs `<prefix>-<i>@t`) in one `write_all`; their
+/// UIDs and what each write returned.
+async fn create_series(
+    g: &GoogleCalendar,
+    prefix: &str,
+    n: usize,
+) -> (Vec<String>, Vec<calsync::provider::WriteResult>) {
+    let uids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}@t")).collect();
+    let icals: Vec<String> = uids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| series_ical(u, i))
+        .collect();
+    let writes: Vec<Write<'_>> = uids
+        .iter()
+        .zip(&icals)
+        .map(|(uid, ical)| Write::Create { uid, ical })
+        .collect();
+    let results = g.write_all(&writes).await;
+    assert_eq!(results.len(), n);
+    let written = results
+        .into_iter()
+        .map(|r| r.expect("written").expect("a location"))
+        .collect();
+    (uids, written)
+}
+
 async fn sends_all_none(emu: &GoogleEmulator) -> usize {
     let sends = emu.sends();
     assert!(
@@ -99,23 +126,7 @@ async fn sends_all_none(emu: &GoogleEmulator) -> usize {
 #[tokio::test]
 async fn bulk_writes_go_through_two_batch_requests() {
     let (emu, g) = adapter("bulk").await;
-    let uids: Vec<String> = (0..30).map(|i| format!("bulk-{i}@t")).collect();
-    let icals: Vec<String> = uids
-        .iter()
-        .enumerate()
-        .map(|(i, u)| series_ical(u, i))
-        .collect();
-    let writes: Vec<Write<'_>> = uids
-        .iter()
-        .zip(&icals)
-        .map(|(uid, ical)| Write::Create { uid, ical })
-        .collect();
-    let results = g.write_all(&writes).await;
-    assert_eq!(results.len(), 30);
-    let written: Vec<_> = results
-        .into_iter()
-        .map(|r| r.expect("written").expect("a location"))
-        .collect();
+    let (uids, written) = create_series(&g, "bulk", 30).await;
     assert_eq!(
         g.requests(),
         2,
@@ -300,23 +311,7 @@ async fn slow_answers_past_the_client_timeout_are_retried() {
 async fn an_incremental_pull_recognises_its_own_series_writes_without_fetching_them() {
     let (emu, g) = adapter("echo").await;
     let start = g.pull(None).await.expect("initial pull");
-    let uids: Vec<String> = (0..9).map(|i| format!("echo-{i}@t")).collect();
-    let icals: Vec<String> = uids
-        .iter()
-        .enumerate()
-        .map(|(i, u)| series_ical(u, i))
-        .collect();
-    let writes: Vec<Write<'_>> = uids
-        .iter()
-        .zip(&icals)
-        .map(|(uid, ical)| Write::Create { uid, ical })
-        .collect();
-    let written: Vec<_> = g
-        .write_all(&writes)
-        .await
-        .into_iter()
-        .map(|r| r.expect("written").expect("a location"))
-        .collect();
+    let (_, written) = create_series(&g, "echo", 9).await;
 
     // The listing of our own writes: the three series come without data, at the version
     // the write returned (what the mapping holds), and cost no call beyond the list.
