@@ -639,17 +639,7 @@ impl GoogleCalendar {
         for (id, uid) in known {
             match uid {
                 Some(uid) => {
-                    calls.push(batch::Call::new(
-                        Method::GET,
-                        self.events_url(),
-                        &[
-                            ("iCalUID", &uid),
-                            ("showDeleted", "true"),
-                            ("maxResults", "2500"),
-                        ],
-                        None,
-                        None,
-                    ));
+                    calls.push(self.series_call(&uid));
                     owners.push(id);
                 }
                 None => one_by_one.push(id),
@@ -672,6 +662,22 @@ impl GoogleCalendar {
             }
         }
         Ok(out)
+    }
+
+    /// The list of every member of the series `ical_uid` (cancelled ones included), one page
+    /// of up to 2,500, as a batchable call.
+    fn series_call(&self, ical_uid: &str) -> batch::Call {
+        batch::Call::new(
+            Method::GET,
+            self.events_url(),
+            &[
+                ("iCalUID", ical_uid),
+                ("showDeleted", "true"),
+                ("maxResults", "2500"),
+            ],
+            None,
+            None,
+        )
     }
 
     fn remote_ref(id: &str, members: &[&Value]) -> Result<RemoteRef, String> {
@@ -703,17 +709,7 @@ impl GoogleCalendar {
             if g.master.get("recurrence").is_none() {
                 continue;
             }
-            calls.push(batch::Call::new(
-                Method::GET,
-                self.events_url(),
-                &[
-                    ("iCalUID", uid),
-                    ("showDeleted", "true"),
-                    ("maxResults", "2500"),
-                ],
-                None,
-                None,
-            ));
+            calls.push(self.series_call(uid));
             owners.push(i);
         }
         for (i, a) in owners.into_iter().zip(self.call_many(calls).await) {
