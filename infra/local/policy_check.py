@@ -170,6 +170,14 @@ def calls(recording_path, key_id):
                     yield (f"unknown:{e['method']} {urlparse(e['url']).path}", "*")
                 continue
             prefix, op = target.split(".", 1)
+            if prefix.startswith("DynamoDB") and op == "TransactWriteItems":
+                # IAM authorizes a transaction's actions item by item, as the single-item
+                # operations (no action of its own): https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
+                actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+                for item in data.get("TransactItems", []):
+                    for kind, req in item.items():
+                        yield (f"dynamodb:{actions.get(kind, kind)}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{req.get('TableName', '')}")
+                continue
             if prefix.startswith("DynamoDB"):
                 tables = [data["TableName"]] if "TableName" in data else list(data.get("RequestItems", {}))
                 for t in tables:

@@ -7,7 +7,8 @@
 //! bills the attempts that reached it, which a throttled run shows as failures), DynamoDB
 //! items read as DynamoDB charges them (`ScannedCount` of a Query or Scan, not the items a
 //! filter let through; the item of a GetItem; the items of a BatchGetItem) and items
-//! written (one per PutItem / UpdateItem / DeleteItem, the requests of a BatchWriteItem).
+//! written (one per PutItem / UpdateItem / DeleteItem, the requests of a BatchWriteItem, the
+//! actions of a TransactWriteItems).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -104,6 +105,7 @@ impl Intercept for AwsCallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
         let (service, op) = operation(cfg);
         let written = match op.as_str() {
             "PutItem" | "UpdateItem" | "DeleteItem" if service == "DynamoDB" => 1,
@@ -112,6 +114,11 @@ impl Intercept for AwsCallCounter {
                 .downcast_ref::<BatchWriteItemInput>()
                 .and_then(|i| i.request_items())
                 .map(|m| m.values().map(|v| v.len() as u64).sum())
+                .unwrap_or(0),
+            "TransactWriteItems" => context
+                .input()
+                .downcast_ref::<TransactWriteItemsInput>()
+                .map(|i| i.transact_items().len() as u64)
                 .unwrap_or(0),
             _ => 0,
         };

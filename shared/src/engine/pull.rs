@@ -4,15 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures_util::StreamExt;
-
 use super::plan::{self, Count, HubWrite, ItemPlan, RemovalPlan, Snapshot};
 use super::{transform, EngineError, PullOutcome};
 use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
 use crate::provider::{Cursor, Etag, Provider, RemoteId, RemoteRef};
-use crate::store::{Store, StoreError};
+use crate::store::{PairWrite, Store, StoreError};
 
 const HUB_RETRIES: usize = 5;
 
@@ -21,9 +19,6 @@ const HUB_RETRIES: usize = 5;
 /// ([`Store::mappings_and_events`]); a longer listing, and every full enumeration, reads
 /// all of the link's mappings and the group's hub events (a few paged Queries).
 pub const TARGETED_MAX: usize = 64;
-
-/// Hub event and mapping writes of a pull in flight at once (objects of distinct UIDs).
-const WRITES_IN_FLIGHT: usize = 8;
 
 struct PullState<'a> {
     store: &'a Store,
@@ -88,14 +83,20 @@ impl PullState<'_> {
                 Ok(true)
             }
             Err(StoreError::Conflict { .. }) => {
-                match self.store.get_event(&ev.group_id, &ev.uid).await? {
-                    Some(fresh) => self.hub.insert(ev.uid.clone(), fresh),
-                    None => self.hub.remove(&ev.uid),
-                };
+                self.reload(&ev.uid).await?;
                 Ok(false)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Read hub event `uid` again (after a write lost a race to another writer).
+    async fn reload(&mut self, uid: &str) -> Result<(), StoreError> {
+        match self.store.get_event(&self.link.group_id, uid).await? {
+            Some(fresh) => self.hub.insert(uid.to_string(), fresh),
+            None => self.hub.remove(uid),
+        };
+        Ok(())
     }
 
     fn count(&mut self, c: Count) {
@@ -107,15 +108,18 @@ impl PullState<'_> {
         }
     }
 
-    /// Carry out one item's plan; `false` when its hub write lost a race (nothing else done).
-    async fn execute(&mut self, mut plan: ItemPlan) -> Result<bool, StoreError> {
+    /// Carry out one item's plan, its hub event and mapping in one transaction; `false`
+    /// when its hub write lost a race (nothing written; the event is reloaded).
+    async fn execute(&mut self, plan: ItemPlan) -> Result<bool, StoreError> {
         tracing::debug!(link = %self.link.link_id, ?plan, "pull plan");
-        if let Some(w) = plan.hub.take() {
-            if !self.write_hub(w).await? {
-                return Ok(false);
-            }
+        let pair = PairWrite {
+            event: plan.hub.as_ref().map(|w| (&w.event, w.expected)),
+            mapping: &plan.mapping,
+        };
+        if self.store.put_pairs(&[pair]).await? != [true] {
+            self.reload(&plan.mapping.uid).await?;
+            return Ok(false);
         }
-        self.store.put_mapping(&plan.mapping).await?;
         self.settle(plan);
         Ok(true)
     }
@@ -239,39 +243,23 @@ impl PullState<'_> {
                 r => one_by_one.push((item, r)),
             }
         }
-        let store = self.store;
-        let written: Vec<Result<_, StoreError>> = futures_util::stream::iter(planned)
-            .map(|(item, remote, plan)| async move {
-                let won = match &plan.hub {
-                    Some(w) => match store.put_event(&w.event, w.expected).await {
-                        Ok(()) => true,
-                        Err(StoreError::Conflict { .. }) => false,
-                        Err(e) => return Err(e),
-                    },
-                    None => true,
-                };
-                if won {
-                    store.put_mapping(&plan.mapping).await?;
-                }
-                Ok((item, remote, plan, won))
+        // Each hub event goes with its mapping in one transaction, many to a request
+        // (`Store::put_pairs`).
+        let pairs: Vec<PairWrite<'_>> = planned
+            .iter()
+            .map(|(_, _, plan)| PairWrite {
+                event: plan.hub.as_ref().map(|w| (&w.event, w.expected)),
+                mapping: &plan.mapping,
             })
-            .buffered(WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        for w in written {
-            let (item, remote, plan, won) = w?;
+            .collect();
+        let written = self.store.put_pairs(&pairs).await?;
+        drop(pairs);
+        for ((item, remote, plan), won) in planned.into_iter().zip(written) {
             if won {
                 self.settle(plan);
             } else {
                 // Another writer got there first: plan it again against the fresh event.
-                match self
-                    .store
-                    .get_event(&self.link.group_id, &remote.uid)
-                    .await?
-                {
-                    Some(fresh) => self.hub.insert(remote.uid.clone(), fresh),
-                    None => self.hub.remove(&remote.uid),
-                };
+                self.reload(&remote.uid).await?;
                 one_by_one.push((item, Ok(remote)));
             }
         }

@@ -81,9 +81,7 @@ pub async fn push(
     let deadline = from.deadline;
     let plan = push_plan::plan_push(link, maps, events, chrono::Utc::now());
     tracing::debug!(link = %link.link_id, ?plan, "push plan");
-    for m in &plan.records {
-        store.put_mapping(m).await?;
-    }
+    store.put_mappings(&plan.records).await?;
     for uid in &plan.forget {
         store.delete_mapping(&link.link_id, uid).await?;
     }
@@ -154,7 +152,9 @@ struct Recorded {
     failed: Option<(String, Option<(crate::model::NoticeKind, String)>)>,
 }
 
-/// Record a chunk's outcomes ([`record_write`], a few at a time), in the chunk's order.
+/// Record a chunk's outcomes in the chunk's order: each settled as [`settle_write`]
+/// decides (a few at a time), then the chunk's mappings stored in one request where they
+/// fit ([`Store::put_mappings`]), forgotten ones deleted one by one.
 async fn record_chunk(
     store: &Store,
     provider: &dyn Provider,
@@ -162,13 +162,53 @@ async fn record_chunk(
     results: Vec<WriteOutcome>,
 ) -> Vec<Result<Recorded, EngineError>> {
     use futures_util::StreamExt;
-    futures_util::stream::iter(chunk.iter().zip(results))
-        .map(|((ev, mapping, kind), result)| {
-            record_write(store, provider, ev, mapping.clone(), *kind, result)
+    let settled: Vec<(Settled, Option<Tally>)> =
+        futures_util::stream::iter(chunk.iter().zip(results))
+            .map(|((ev, mapping, kind), result)| {
+                settle_write(provider, ev, mapping.clone(), *kind, result)
+            })
+            .buffered(RECORDS_IN_FLIGHT)
+            .collect()
+            .await;
+    let puts: Vec<Mapping> = settled
+        .iter()
+        .filter_map(|(s, _)| match s {
+            Settled::Record(m) | Settled::Reread(m) | Settled::Failed { mapping: m, .. } => {
+                Some(m.clone())
+            }
+            Settled::Forget(_) | Settled::Stop(_) => None,
         })
-        .buffered(RECORDS_IN_FLIGHT)
-        .collect()
-        .await
+        .collect();
+    if let Err(e) = store.put_mappings(&puts).await {
+        return vec![Err(e.into())];
+    }
+    let mut out = Vec::with_capacity(settled.len());
+    for (settled, tally) in settled {
+        let mut rec = Recorded {
+            tally,
+            ..Default::default()
+        };
+        match settled {
+            Settled::Record(_) => {}
+            Settled::Forget(m) => {
+                if let Err(e) = store.delete_mapping(&m.link_id, &m.uid).await {
+                    out.push(Err(e.into()));
+                    continue;
+                }
+            }
+            Settled::Reread(_) => rec.reread = true,
+            Settled::Failed { mapping, notice } => {
+                tracing::warn!(link = %mapping.link_id, uid = %mapping.uid, error = ?mapping.error, "event not written");
+                rec.failed = Some((mapping.uid, notice));
+            }
+            Settled::Stop(e) => {
+                out.push(Err(e.into()));
+                continue;
+            }
+        }
+        out.push(Ok(rec));
+    }
+    out
 }
 
 /// Add recorded outcomes to the run; the first error stops it.
@@ -196,17 +236,16 @@ fn book(
     Ok(())
 }
 
-/// Record the outcome of one planned write as [`push_plan::settle`] decides. A create that
-/// met our own earlier object adopts it first.
-async fn record_write(
-    store: &Store,
+/// What recording one planned write's outcome comes to, as [`push_plan::settle`] decides,
+/// and its tally. A create that met our own earlier object adopts it first.
+async fn settle_write(
     provider: &dyn Provider,
     ev: &HubEvent,
     mapping: Mapping,
     kind: Planned,
     result: WriteOutcome,
-) -> Result<Recorded, EngineError> {
-    let (settled, tally) = match (kind, result) {
+) -> (Settled, Option<Tally>) {
+    match (kind, result) {
         (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
             let (adopted, tally) = match adopt(provider, &RemoteId::from(href), ev).await {
                 Ok((w, tally)) => (Ok(Some(w)), tally),
@@ -216,26 +255,7 @@ async fn record_write(
             (settled, tally)
         }
         (kind, result) => push_plan::settle(kind, ev, mapping, result, now_millis()),
-    };
-    let mut rec = Recorded {
-        tally,
-        ..Default::default()
-    };
-    match settled {
-        Settled::Record(m) => store.put_mapping(&m).await?,
-        Settled::Forget(m) => store.delete_mapping(&m.link_id, &m.uid).await?,
-        Settled::Reread(m) => {
-            store.put_mapping(&m).await?;
-            rec.reread = true;
-        }
-        Settled::Failed { mapping, notice } => {
-            tracing::warn!(link = %mapping.link_id, uid = %mapping.uid, error = ?mapping.error, "event not written");
-            store.put_mapping(&mapping).await?;
-            rec.failed = Some((mapping.uid, notice));
-        }
-        Settled::Stop(e) => return Err(e.into()),
     }
-    Ok(rec)
 }
 
 /// Create met an existing object at our deterministic id: the result of an earlier attempt

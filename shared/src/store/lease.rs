@@ -25,7 +25,7 @@ pub struct Lease {
     pub fence: i64,
 }
 
-const FENCE_CONDITION: &str = "attribute_not_exists(fence) OR fence <= :f";
+pub(super) const FENCE_CONDITION: &str = "attribute_not_exists(fence) OR fence <= :f";
 
 impl Store {
     /// Take the lease on `key` for `ttl_secs` (seconds) as `owner`; an expired lease is taken

@@ -17,9 +17,11 @@ mod batch;
 mod bodies;
 mod cursor;
 mod links;
+mod transact;
 pub use bodies::{Bodies, INLINE_MAX};
 pub use cursor::CursorState;
 pub use links::{DueCursor, LinkRunUpdate};
+pub use transact::PairWrite;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,31 @@ fn s(v: &str) -> AttributeValue {
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// A condition expression with its attribute names and values, as a write request takes
+/// them.
+type Condition = (
+    &'static str,
+    Option<HashMap<String, String>>,
+    Option<HashMap<String, AttributeValue>>,
+);
+
+/// The condition of a hub event write planned against `expected` (`None`: the event must
+/// not exist yet; else its `version` must still be that).
+fn version_condition(expected: Option<i64>) -> Condition {
+    match expected {
+        None => (
+            "attribute_not_exists(#u)",
+            Some(HashMap::from([("#u".to_string(), "uid".to_string())])),
+            None,
+        ),
+        Some(v) => (
+            "version = :v",
+            None,
+            Some(HashMap::from([(":v".to_string(), n(v))])),
+        ),
+    }
 }
 
 /// Access to the calsync tables.
@@ -307,15 +334,15 @@ impl Store {
         let mut item = Self::to_item(table, ev)?;
         self.offload(table, &format!("{}/{}", ev.group_id, ev.uid), &mut item)
             .await?;
-        let req = self.ddb.put_item().table_name(table).set_item(Some(item));
-        let req = match expected {
-            None => req
-                .condition_expression("attribute_not_exists(#u)")
-                .expression_attribute_names("#u", "uid"),
-            Some(v) => req
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(v)),
-        };
+        let (cond, names, values) = version_condition(expected);
+        let req = self
+            .ddb
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression(cond)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values);
         Self::held("PutItem", table, req.send().await)?.ok_or_else(|| StoreError::Conflict {
             table: table.clone(),
         })?;

@@ -476,3 +476,86 @@ async fn a_shared_quota_holds_over_every_sliding_window() {
     // (fewer when the loop is slower than the rate).
     assert!(granted.len() >= 300, "only {} calls in 3 s", granted.len());
 }
+
+#[tokio::test]
+async fn a_transaction_loses_only_the_pairs_whose_event_moved_and_none_after_a_takeover() {
+    use calsync::model::{HubEvent, Mapping};
+    use calsync::store::{PairWrite, StoreError};
+    let ctx = local_ctx().await;
+    let store = ctx.store();
+    let group = unique("tx-group");
+    let link = unique("tx-link");
+    let ev = |uid: &str| HubEvent {
+        group_id: group.clone(),
+        uid: uid.into(),
+        version: 1,
+        ical: simple_event(uid, "Transaction", 3),
+        deleted: false,
+        updated_ms: 1,
+        origin_link: String::new(),
+    };
+    // Another writer created tx-7 first: its pair, planned as new, loses; the rest stand.
+    store.put_event(&ev("tx-7"), None).await.unwrap();
+    // 60 pairs are 120 actions: more than one transaction holds (100).
+    let uids: Vec<String> = (0..60).map(|i| format!("tx-{i}")).collect();
+    let events: Vec<HubEvent> = uids.iter().map(|u| ev(u)).collect();
+    let maps: Vec<Mapping> = uids.iter().map(|u| Mapping::new(&link, u)).collect();
+    let pairs: Vec<PairWrite<'_>> = events
+        .iter()
+        .zip(&maps)
+        .map(|(e, m)| PairWrite {
+            event: Some((e, None)),
+            mapping: m,
+        })
+        .collect();
+    let before = ctx.clients.aws_calls.snapshot();
+    let written = store.put_pairs(&pairs).await.unwrap();
+    let calls = ctx.clients.aws_calls.snapshot().since(&before);
+    let lost: Vec<usize> = (0..written.len()).filter(|i| !written[*i]).collect();
+    assert_eq!(lost, [7], "{written:?}");
+    // Two transactions, the first sent again without the pair that lost.
+    assert_eq!(calls.total(), 3, "{}", calls.summary());
+    assert_eq!(
+        calls.by_operation.get("DynamoDB:TransactWriteItems"),
+        Some(&3)
+    );
+    let mut stored: Vec<String> = store
+        .mappings_of_link(&link)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.uid)
+        .collect();
+    stored.sort();
+    let mut expected: Vec<String> = uids.iter().filter(|u| *u != "tx-7").cloned().collect();
+    expected.sort();
+    assert_eq!(stored, expected, "no mapping for the pair that lost");
+    assert_eq!(store.events_of_group(&group).await.unwrap().len(), 60);
+
+    // After a takeover the stalled holder's transaction writes nothing, not even the pair
+    // whose mapping no newer holder has written.
+    let a = take(&store, &link, "a", -5).await;
+    let b = take(&store, &link, "b", 60).await;
+    store.fenced(&b).put_mappings(&maps[..1]).await.unwrap();
+    let fresh = ev("tx-new");
+    let fresh_map = Mapping::new(&link, "tx-new");
+    let refused = store
+        .fenced(&a)
+        .put_pairs(&[
+            PairWrite {
+                event: Some((&fresh, None)),
+                mapping: &fresh_map,
+            },
+            PairWrite {
+                event: None,
+                mapping: &maps[0],
+            },
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert!(store.get_event(&group, "tx-new").await.unwrap().is_none());
+    assert_eq!(store.mappings_of_link(&link).await.unwrap().len(), 59);
+}

@@ -227,3 +227,53 @@ async fn a_catch_up_is_skipped_when_a_full_push_begun_after_its_pull_completed()
         "the second catch-up wrote the owed event: {runs:?}"
     );
 }
+
+#[tokio::test]
+async fn an_initial_sync_writes_its_hub_events_and_mappings_many_to_a_request() {
+    // The pull writes each hub event with its mapping in one transaction, 50 pairs to a
+    // request; the push records a chunk's mappings in one. Before, each event cost a
+    // request for its hub event and one for each mapping (85 AWS calls for this pull).
+    let ctx = local_ctx().await;
+    let name = fixtures::unique("tx");
+    let radicale = fixtures::new_calendar(&ctx, fixtures::Server::Radicale, &name)
+        .await
+        .unwrap();
+    let xandikos = fixtures::new_calendar(&ctx, fixtures::Server::Xandikos, &name)
+        .await
+        .unwrap();
+    for i in 0..N {
+        let ical = simple_event(
+            &format!("tx-{i}"),
+            &format!("Event {i}"),
+            (i % 27 + 1) as u32,
+        );
+        fixtures::client_put(&ctx, &radicale, &ical).await.unwrap();
+    }
+    let group = fixtures::unique("group");
+    let user = 1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let r = fixtures::caldav_link(&ctx, &group, user, &radicale, "radicale")
+        .await
+        .unwrap();
+    let x = fixtures::caldav_link(&ctx, &group, user, &xandikos, "xandikos")
+        .await
+        .unwrap();
+    let pulled = job(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    assert_eq!(pulled.created, N as u32, "{pulled:?}");
+    let pushed = job(&ctx, &x.link_id, "manual", Direction::Push).await;
+    assert_eq!(pushed.created, N as u32, "{pushed:?}");
+    for (what, run) in [("pull", &pulled), ("push", &pushed)] {
+        assert!(
+            run.aws_calls <= 14,
+            "the initial {what} of {N} events made {} AWS calls",
+            run.aws_calls
+        );
+    }
+    let store = ctx.store();
+    for l in [&r, &x] {
+        let maps = store.mappings_of_link(&l.link_id).await.unwrap();
+        assert_eq!(maps.len(), N, "{}", l.display_name);
+        assert!(maps.iter().all(|m| m.href.is_some() && m.etag.is_some()));
+    }
+    assert_eq!(store.events_of_group(&group).await.unwrap().len(), N);
+    assert_eq!(uid_counts(&ctx, &xandikos).await.unwrap().len(), N);
+}
