@@ -73,7 +73,8 @@ filesystem_folder = $STATE/radicale/collections
 level = warning
 CONF
   # The recorder (used by tests/tests/e2e/policies.rs) writes under the state folder.
-  (MOTO_RECORDER_FILEPATH="$STATE/moto-recording.jsonl" nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$STATE/moto.log" 2>&1 & echo $! > "$STATE/moto.pid")
+  # moto_server.py is moto's server with transactions rolled back by index (see the file).
+  (MOTO_RECORDER_FILEPATH="$STATE/moto-recording.jsonl" nohup "$VENV/bin/python" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" > "$STATE/moto.log" 2>&1 & echo $! > "$STATE/moto.pid")
   (nohup "$VENV/bin/radicale" --config "$STATE/radicale/config" > "$STATE/radicale.log" 2>&1 & echo $! > "$STATE/radicale.pid")
   (nohup "$VENV/bin/xandikos" serve -d "$STATE/xandikos" --defaults -l 127.0.0.1 -p "$XANDIKOS_PORT" \
       --current-user-principal /alice/ > "$STATE/xandikos.log" 2>&1 & echo $! > "$STATE/xandikos.pid")
