@@ -112,11 +112,7 @@ impl PullState<'_> {
     /// when its hub write lost a race (nothing written; the event is reloaded).
     async fn execute(&mut self, plan: ItemPlan) -> Result<bool, StoreError> {
         tracing::debug!(link = %self.link.link_id, ?plan, "pull plan");
-        let pair = PairWrite {
-            event: plan.hub.as_ref().map(|w| (&w.event, w.expected)),
-            mapping: &plan.mapping,
-        };
-        if self.store.put_pairs(&[pair]).await? != [true] {
+        if self.store.put_pairs(&[pair_of(&plan)]).await? != [true] {
             self.reload(&plan.mapping.uid).await?;
             return Ok(false);
         }
@@ -245,15 +241,10 @@ impl PullState<'_> {
         }
         // Each hub event goes with its mapping in one transaction, many to a request
         // (`Store::put_pairs`).
-        let pairs: Vec<PairWrite<'_>> = planned
-            .iter()
-            .map(|(_, _, plan)| PairWrite {
-                event: plan.hub.as_ref().map(|w| (&w.event, w.expected)),
-                mapping: &plan.mapping,
-            })
-            .collect();
-        let written = self.store.put_pairs(&pairs).await?;
-        drop(pairs);
+        let written = {
+            let pairs: Vec<PairWrite<'_>> = planned.iter().map(|(_, _, p)| pair_of(p)).collect();
+            self.store.put_pairs(&pairs).await?
+        };
         for ((item, remote, plan), won) in planned.into_iter().zip(written) {
             if won {
                 self.settle(plan);
@@ -315,6 +306,14 @@ impl PullState<'_> {
             }
         }
         Err(lost_races(uid))
+    }
+}
+
+/// The writes of `plan`: its hub event (if any) and its mapping, together.
+fn pair_of(plan: &ItemPlan) -> PairWrite<'_> {
+    PairWrite {
+        event: plan.hub.as_ref().map(|w| (&w.event, w.expected)),
+        mapping: &plan.mapping,
     }
 }
 

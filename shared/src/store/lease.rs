@@ -116,19 +116,9 @@ impl Store {
     }
 
     /// PutItem of `item`, fenced when this store is.
-    pub(super) async fn put_fenced(&self, table: &str, mut item: Item) -> Result<(), StoreError> {
-        let mut req = self.ddb.put_item().table_name(table);
-        if let Some(f) = self.fence {
-            item.insert("fence".into(), n(f));
-            req = req
-                .condition_expression(FENCE_CONDITION)
-                .expression_attribute_values(":f", n(f));
-        }
-        let req = req.set_item(Some(item));
-        match self.put_if(table, req).await? {
-            true => Ok(()),
-            false => Err(self.refused(table)),
-        }
+    pub(super) async fn put_fenced(&self, table: &str, item: Item) -> Result<(), StoreError> {
+        let action = self.fenced_action(table, item)?;
+        self.put_one_by_one(vec![action]).await.map(|_| ())
     }
 
     /// DeleteItem of `key`, fenced when this store is.

@@ -82,31 +82,6 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// A condition expression with its attribute names and values, as a write request takes
-/// them.
-type Condition = (
-    &'static str,
-    Option<HashMap<String, String>>,
-    Option<HashMap<String, AttributeValue>>,
-);
-
-/// The condition of a hub event write planned against `expected` (`None`: the event must
-/// not exist yet; else its `version` must still be that).
-fn version_condition(expected: Option<i64>) -> Condition {
-    match expected {
-        None => (
-            "attribute_not_exists(#u)",
-            Some(HashMap::from([("#u".to_string(), "uid".to_string())])),
-            None,
-        ),
-        Some(v) => (
-            "version = :v",
-            None,
-            Some(HashMap::from([(":v".to_string(), n(v))])),
-        ),
-    }
-}
-
 /// Access to the calsync tables.
 #[derive(Clone)]
 pub struct Store {
@@ -330,23 +305,13 @@ impl Store {
     /// Write a hub event if its stored version is still `expected` (`None`: must not exist).
     /// Errors: [`StoreError::Conflict`] when another writer got there first.
     pub async fn put_event(&self, ev: &HubEvent, expected: Option<i64>) -> Result<(), StoreError> {
-        let table = &self.cfg.events_table;
-        let mut item = Self::to_item(table, ev)?;
-        self.offload(table, &format!("{}/{}", ev.group_id, ev.uid), &mut item)
-            .await?;
-        let (cond, names, values) = version_condition(expected);
-        let req = self
-            .ddb
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression(cond)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values);
-        Self::held("PutItem", table, req.send().await)?.ok_or_else(|| StoreError::Conflict {
-            table: table.clone(),
-        })?;
-        Ok(())
+        let action = self.event_action(ev, expected).await?;
+        match self.put_one_by_one(vec![action]).await? {
+            true => Ok(()),
+            false => Err(StoreError::Conflict {
+                table: self.cfg.events_table.clone(),
+            }),
+        }
     }
 
     // ---- mappings ----
@@ -359,11 +324,8 @@ impl Store {
 
     /// Create or replace a mapping (fenced, see [`Store::fenced`]).
     pub async fn put_mapping(&self, m: &Mapping) -> Result<(), StoreError> {
-        let table = &self.cfg.mappings_table;
-        let mut item = Self::to_item(table, m)?;
-        self.offload(table, &format!("{}/{}", m.link_id, m.uid), &mut item)
-            .await?;
-        self.put_fenced(table, item).await
+        let action = self.mapping_action(m).await?;
+        self.put_one_by_one(vec![action]).await.map(|_| ())
     }
 
     /// Remove a mapping (fenced, see [`Store::fenced`]).

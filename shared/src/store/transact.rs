@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::lease::FENCE_CONDITION;
-use super::{n, version_condition, Item, Store, StoreError};
+use super::{n, Item, Store, StoreError};
 use crate::model::{HubEvent, Mapping};
 
 /// Actions per TransactWriteItems (DynamoDB's limit).
@@ -53,7 +53,7 @@ enum Guard {
 }
 
 /// One conditional put and what its condition guards.
-struct Action {
+pub(super) struct Action {
     put: Put,
     guard: Guard,
     bytes: usize,
@@ -103,7 +103,7 @@ impl Store {
     }
 
     /// The put of hub event `ev`, conditional as [`Store::put_event`].
-    async fn event_action(
+    pub(super) async fn event_action(
         &self,
         ev: &HubEvent,
         expected: Option<i64>,
@@ -113,13 +113,15 @@ impl Store {
         self.offload(table, &format!("{}/{}", ev.group_id, ev.uid), &mut item)
             .await?;
         let bytes = item_bytes(&item);
-        let (cond, names, values) = version_condition(expected);
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(item))
-            .condition_expression(cond)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values);
+        let put = Put::builder().table_name(table).set_item(Some(item));
+        let put = match expected {
+            None => put
+                .condition_expression("attribute_not_exists(#u)")
+                .expression_attribute_names("#u", "uid"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
         Ok(Action {
             put: built(table, put.build())?,
             guard: Guard::Version,
@@ -128,11 +130,17 @@ impl Store {
     }
 
     /// The put of mapping `m`, fenced when this store is ([`Store::fenced`]).
-    async fn mapping_action(&self, m: &Mapping) -> Result<Action, StoreError> {
+    pub(super) async fn mapping_action(&self, m: &Mapping) -> Result<Action, StoreError> {
         let table = &self.cfg.mappings_table;
         let mut item = Self::to_item(table, m)?;
         self.offload(table, &format!("{}/{}", m.link_id, m.uid), &mut item)
             .await?;
+        self.fenced_action(table, item)
+    }
+
+    /// The put of `item` into `table`, carrying this store's fence and refused when the
+    /// item already carries a newer one ([`Store::fenced`]); unconditional without a fence.
+    pub(super) fn fenced_action(&self, table: &str, mut item: Item) -> Result<Action, StoreError> {
         let mut put = Put::builder().table_name(table);
         if let Some(f) = self.fence {
             item.insert("fence".into(), n(f));
@@ -261,7 +269,7 @@ impl Store {
 
     /// `actions` as one PutItem each, in order: `false` at the first failed hub-event
     /// condition (the rest not sent).
-    async fn put_one_by_one(&self, actions: Vec<Action>) -> Result<bool, StoreError> {
+    pub(super) async fn put_one_by_one(&self, actions: Vec<Action>) -> Result<bool, StoreError> {
         for a in actions {
             let table = table_of(&a).to_string();
             let p = a.put;
