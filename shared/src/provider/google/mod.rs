@@ -26,6 +26,7 @@ pub mod batch;
 pub mod mapping;
 pub mod module;
 pub mod push;
+pub use push::Channel;
 mod read;
 mod write;
 use write::single;
@@ -58,17 +59,6 @@ pub const USER_REQUESTS_PER_MINUTE: u32 = 600;
 pub const BURST: u32 = crate::store::quota::BURST;
 
 pub use super::RetryPolicy;
-
-/// A push channel as `events.watch` answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Channel {
-    /// Our channel id (`X-Goog-Channel-ID`).
-    pub id: String,
-    /// Google's id of the watched resource (`X-Goog-Resource-ID`), needed to stop it.
-    pub resource_id: String,
-    /// Expiry, milliseconds since the Unix epoch (UTC).
-    pub expiration_ms: i64,
-}
 
 /// One Google calendar, addressed as `<api root>/calendars/<calendarId>` (the API root is
 /// `https://www.googleapis.com/calendar/v3`, or an emulator's).
@@ -534,55 +524,6 @@ impl GoogleCalendar {
             url: url.into(),
             status: a.status,
             detail: snippet(&a.body.to_string()),
-        }
-    }
-
-    /// Start a push channel on this calendar's events (`events.watch`). `ttl_secs` is asked
-    /// through `params.ttl`; the answer's `expiration` is what counts.
-    ///
-    /// Errors: any non-200 answer.
-    pub async fn watch(
-        &self,
-        channel_id: &str,
-        address: &str,
-        token: &SecretString,
-        ttl_secs: i64,
-    ) -> Result<Channel, ProviderError> {
-        let url = format!("{}/watch", self.events_url());
-        let ttl = ttl_secs.to_string();
-        let body = json!({"id": channel_id, "type": "web_hook", "address": address,
-            "token": token.expose_secret(), "params": {"ttl": ttl}});
-        let a = self
-            .call(Method::POST, &url, &[], Some(&body), None)
-            .await?;
-        if a.status != 200 {
-            return Err(Self::unexpected(&url, &a));
-        }
-        let expiration_ms = match &a.body["expiration"] {
-            Value::String(s) => s.parse().unwrap_or(0),
-            v => v.as_i64().unwrap_or(0),
-        };
-        Ok(Channel {
-            id: channel_id.into(),
-            resource_id: a.body["resourceId"].as_str().unwrap_or_default().into(),
-            expiration_ms,
-        })
-    }
-
-    /// Stop a push channel (`channels.stop`). A channel Google no longer knows is stopped.
-    pub async fn stop_channel(
-        &self,
-        channel_id: &str,
-        resource_id: &str,
-    ) -> Result<(), ProviderError> {
-        let url = format!("{}/channels/stop", self.api);
-        let body = json!({"id": channel_id, "resourceId": resource_id});
-        let a = self
-            .call(Method::POST, &url, &[], Some(&body), None)
-            .await?;
-        match a.status {
-            200 | 204 | 404 => Ok(()),
-            _ => Err(Self::unexpected(&url, &a)),
         }
     }
 }
