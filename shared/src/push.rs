@@ -221,11 +221,15 @@ pub async fn handle(ctx: &Ctx, kind: ProviderKind, req: &PushRequest<'_>) -> Web
         }
     }
     for (link_id, dedupe) in changed {
-        if let Err(e) = queue_pull(ctx, &link_id, PUSH_TRIGGER, &dedupe).await {
-            tracing::error!(link = %link_id, error = %e, "push: cannot queue the sync");
-            failed = true;
-        } else {
-            tracing::info!(link = %link_id, %dedupe, "push: sync queued");
+        match queue_pull(ctx, &link_id, PUSH_TRIGGER, &dedupe).await {
+            Err(e) => {
+                tracing::error!(link = %link_id, error = %e, "push: cannot queue the sync");
+                failed = true;
+            }
+            Ok(true) => tracing::info!(link = %link_id, %dedupe, "push: sync queued"),
+            Ok(false) => {
+                tracing::debug!(link = %link_id, %dedupe, "push: covered by the queued sync");
+            }
         }
     }
     if failed {
@@ -236,12 +240,26 @@ pub async fn handle(ctx: &Ctx, kind: ProviderKind, req: &PushRequest<'_>) -> Web
 }
 
 /// Count a notification on the link (a pull that reads the link after this knows it covers
-/// it) and queue one coalesced pull.
-async fn queue_pull(ctx: &Ctx, link_id: &str, trigger: &str, dedupe: &str) -> anyhow::Result<()> {
-    let seq = ctx.store().bump_push_seq(link_id).await?;
-    let job = SyncJob::coalesced(link_id, trigger, dedupe).with_push_seq(seq);
-    ctx.queues().send(QueueKind::SyncJobs, &[job]).await?;
-    Ok(())
+/// it) and queue one coalesced pull, unless a pull queued earlier has not begun yet: that
+/// one covers this notification ([`crate::store::Store::count_notification`]), so a burst
+/// of notifications (a bulk change, Google's one per changed event) queues one job per
+/// pull, not one per notification. `false`: coalesced into the queued pull.
+async fn queue_pull(ctx: &Ctx, link_id: &str, trigger: &str, dedupe: &str) -> anyhow::Result<bool> {
+    let store = ctx.store();
+    let now = now_millis();
+    let counted = store.count_notification(link_id, now).await?;
+    if !counted.queue {
+        return Ok(false);
+    }
+    let job = SyncJob::coalesced(link_id, trigger, dedupe).with_push_seq(counted.seq);
+    if let Err(e) = ctx.queues().send(QueueKind::SyncJobs, &[job]).await {
+        // Give the marker back: the provider's retry of this notification queues the pull.
+        if let Err(r) = store.release_pull_marker(link_id, now).await {
+            tracing::warn!(link = %link_id, error = %r, "pull marker not released; it goes stale");
+        }
+        return Err(e);
+    }
+    Ok(true)
 }
 
 /// Act on a lifecycle event: renew, or recreate and pull in full, or pull in full.
@@ -280,7 +298,9 @@ async fn lifecycle(
             }
             full_pull("removed").await?;
         }
-        (Lifecycle::Missed, Some(_)) => full_pull("missed").await?,
+        (Lifecycle::Missed, Some(_)) => {
+            full_pull("missed").await?;
+        }
     }
     Ok(())
 }

@@ -80,7 +80,18 @@ async fn leased(
             .map(|l| (l, CursorState::default())),
     }
     .map_err(|e| failed(e.into()))?;
-    let link = link.ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    let mut link = link.ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+    if dir == Direction::Pull && job.push_seq.is_some() {
+        // A notification's pull begins: later notifications queue their own
+        // ([`crate::push`]); the ones counted so far are this pull's to cover.
+        let (seq, covered) = store
+            .take_pull_marker(&job.link_id)
+            .await
+            .map_err(|e| failed(e.into()))?
+            .ok_or_else(|| JobError::UnknownLink(job.link_id.clone()))?;
+        link.push_seq = link.push_seq.max(seq);
+        link.covered_push_seq = link.covered_push_seq.max(covered);
+    }
     let not_run = |outcome: &str| RunRecord {
         link_id: link.link_id.clone(),
         kind: dir.kind().into(),
@@ -93,8 +104,9 @@ async fn leased(
         tracing::info!(link = %link.link_id, reason = ?link.status_reason, "skipped: reconnect needed");
         return Ok(not_run("skipped"));
     }
-    if dir == Direction::Pull && job.push_seq.is_some_and(|seq| seq <= link.covered_push_seq) {
-        // A pull that began after this notification was counted has listed the change.
+    if dir == Direction::Pull && job.push_seq.is_some() && link.push_seq <= link.covered_push_seq {
+        // Pulls that began after every notification counted so far (this job's and those
+        // coalesced into it) have listed their changes.
         tracing::info!(link = %link.link_id, push_seq = ?job.push_seq, covered = link.covered_push_seq,
             "push notification already covered by a later pull");
         return Ok(not_run("covered"));

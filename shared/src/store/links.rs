@@ -131,12 +131,122 @@ impl Store {
         Ok(())
     }
 
-    /// Count one push notification for `link_id` (atomic `ADD push_seq 1`); returns the new
-    /// count.
+    /// Count one push notification for `link_id` (atomic `ADD push_seq 1`) and claim the
+    /// link's pull marker `pull_queued_at` (epoch ms) when no pull is queued for it:
+    /// `SET pull_queued_at = if_not_exists(pull_queued_at, now)` in the same UpdateItem.
+    /// A marker older than [`PULL_MARKER_STALE_MS`] (its job was lost) is taken over with a
+    /// second, conditional write. See [`Counted`].
     ///
     /// Errors: the link does not exist (conditional check), or DynamoDB fails.
-    pub async fn bump_push_seq(&self, link_id: &str) -> Result<i64, StoreError> {
-        self.add_one(link_id, "push_seq").await
+    pub async fn count_notification(
+        &self,
+        link_id: &str,
+        now_ms: i64,
+    ) -> Result<Counted, StoreError> {
+        let table = &self.cfg.links_table;
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression(
+                "ADD push_seq :one SET pull_queued_at = if_not_exists(pull_queued_at, :now)",
+            )
+            .condition_expression("attribute_exists(link_id)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
+        let num = |f: &str| {
+            out.attributes()
+                .and_then(|a| a.get(f))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        let seq = num("push_seq").unwrap_or(0);
+        let marker = num("pull_queued_at").unwrap_or(now_ms);
+        let queue = match marker_verdict(marker, now_ms) {
+            MarkerVerdict::Ours => true,
+            MarkerVerdict::Pending => false,
+            MarkerVerdict::Stale => self.take_over_marker(link_id, marker, now_ms).await?,
+        };
+        Ok(Counted { seq, queue })
+    }
+
+    /// Replace a stale pull marker `old` by `now_ms`; false when another notification did
+    /// first (it queues the pull).
+    async fn take_over_marker(
+        &self,
+        link_id: &str,
+        old: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let table = &self.cfg.links_table;
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("SET pull_queued_at = :now")
+            .condition_expression("pull_queued_at = :old")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":old", n(old))
+            .send()
+            .await;
+        Ok(Self::held("UpdateItem", table, r)?.is_some())
+    }
+
+    /// Give back the pull marker this process set at `at_ms` (its job could not be queued):
+    /// the provider's retry of the notification then queues the pull. Removed only while
+    /// it is still `at_ms`.
+    ///
+    /// Errors: DynamoDB fails.
+    pub async fn release_pull_marker(&self, link_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let table = &self.cfg.links_table;
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("REMOVE pull_queued_at")
+            .condition_expression("pull_queued_at = :at")
+            .expression_attribute_values(":at", n(at_ms))
+            .send()
+            .await;
+        Self::held("UpdateItem", table, r)?;
+        Ok(())
+    }
+
+    /// A notification-queued pull begins: remove the pull marker (a notification counted
+    /// from now on queues a pull of its own) and read the link's `(push_seq,
+    /// covered_push_seq)` after the removal, in one UpdateItem. `None`: the link is gone.
+    ///
+    /// Errors: DynamoDB fails.
+    pub async fn take_pull_marker(&self, link_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let table = &self.cfg.links_table;
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(table)
+            .key("link_id", s(link_id))
+            .update_expression("REMOVE pull_queued_at")
+            .condition_expression("attribute_exists(link_id)")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let Some(out) = Self::held("UpdateItem", table, r)? else {
+            return Ok(None);
+        };
+        let num = |f: &str| {
+            out.attributes()
+                .and_then(|a| a.get(f))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(Some((num("push_seq"), num("covered_push_seq"))))
     }
 
     /// Count one full push of `link_id` begun (atomic `ADD full_push_seq 1`, before the push
@@ -239,5 +349,63 @@ impl Store {
             .await
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
         Ok(())
+    }
+}
+
+/// A pull marker older than this (epoch ms; 10 minutes) belongs to a job that was lost: a
+/// notification takes it over and queues a pull of its own.
+pub const PULL_MARKER_STALE_MS: i64 = 10 * 60 * 1000;
+
+/// What counting a push notification decided ([`Store::count_notification`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// The link's `push_seq` after counting this notification.
+    pub seq: i64,
+    /// Queue a pull: none was queued (this notification set the marker). `false`: a queued
+    /// pull that has not begun yet reads the link after this count, so it covers it.
+    pub queue: bool,
+}
+
+/// How a notification finds the pull marker ([`marker_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerVerdict {
+    /// It set the marker itself: it queues the pull.
+    Ours,
+    /// A pull is queued and has not begun: it covers this notification.
+    Pending,
+    /// The marker's job was lost (older than [`PULL_MARKER_STALE_MS`]).
+    Stale,
+}
+
+/// The verdict for a marker `marker` (epoch ms) read back by a notification counted at
+/// `now_ms` (the value it offered).
+pub fn marker_verdict(marker: i64, now_ms: i64) -> MarkerVerdict {
+    if marker == now_ms {
+        MarkerVerdict::Ours
+    } else if now_ms - marker > PULL_MARKER_STALE_MS {
+        MarkerVerdict::Stale
+    } else {
+        MarkerVerdict::Pending
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn marker_verdicts() {
+        let now = 1_700_000_000_000;
+        let cases = [
+            (now, MarkerVerdict::Ours),
+            (now - 1, MarkerVerdict::Pending),
+            (now - PULL_MARKER_STALE_MS, MarkerVerdict::Pending),
+            (now - PULL_MARKER_STALE_MS - 1, MarkerVerdict::Stale),
+            // Another Lambda's clock a little ahead: still a queued pull.
+            (now + 5, MarkerVerdict::Pending),
+        ];
+        for (marker, want) in cases {
+            assert_eq!(marker_verdict(marker, now), want, "marker {marker}");
+        }
     }
 }

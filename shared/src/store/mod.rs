@@ -20,7 +20,9 @@ mod links;
 mod transact;
 pub use bodies::{Bodies, INLINE_MAX};
 pub use cursor::CursorState;
-pub use links::{DueCursor, LinkRunUpdate};
+pub use links::{
+    marker_verdict, Counted, DueCursor, LinkRunUpdate, MarkerVerdict, PULL_MARKER_STALE_MS,
+};
 pub use transact::PairWrite;
 
 /// Store errors.

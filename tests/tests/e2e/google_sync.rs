@@ -261,8 +261,9 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
         .iter()
         .any(|d| d.state == "sync" && d.number == 1));
 
-    // A burst of edits: one notification each, but the first pull covers them all; the other
-    // jobs cost no Google request.
+    // A burst of edits: one notification each, but the first one queues the pull and the
+    // others, counted while it is still queued, are coalesced into it: one message, one
+    // pull, no Google request for the others.
     let pulls_before = runs(&ctx, &g.link_id)
         .await
         .iter()
@@ -288,7 +289,11 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
             .expect("delivered");
     }
     let requests_before = lg.emu.requests();
-    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let drained = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    assert_eq!(
+        drained.pulls, 1,
+        "four notifications, one queued job: {drained:?}"
+    );
     let push_pulls = runs(&ctx, &g.link_id)
         .await
         .iter()
@@ -305,6 +310,29 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
         "one list (and at most one series read): {}",
         lg.emu.requests() - requests_before
     );
+
+    // That pull took the marker: the next edit's notification queues a pull of its own.
+    let delivered_before = lg.emu.push_deliveries().len();
+    api.patch(
+        item["id"].as_str().expect("id"),
+        json!({"summary": "After the burst"}),
+    )
+    .await
+    .expect("patch");
+    lg.emu
+        .wait_for_delivery(
+            delivered_before,
+            |d| d.state == "exists" && d.status == 200,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    let drained = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    assert_eq!(drained.pulls, 1, "{drained:?}");
+    let x = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events");
+    assert_eq!(x[0].1.summary(), "After the burst");
 }
 
 #[tokio::test]
