@@ -159,43 +159,39 @@ impl Store {
             .send()
             .await
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
-        let num = |f: &str| {
-            out.attributes()
-                .and_then(|a| a.get(f))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-        };
-        let seq = num("push_seq").unwrap_or(0);
-        let marker = num("pull_queued_at").unwrap_or(now_ms);
+        let seq = num_attr(out.attributes(), "push_seq").unwrap_or(0);
+        let marker = num_attr(out.attributes(), "pull_queued_at").unwrap_or(now_ms);
         let queue = match marker_verdict(marker, now_ms) {
             MarkerVerdict::Ours => true,
             MarkerVerdict::Pending => false,
-            MarkerVerdict::Stale => self.take_over_marker(link_id, marker, now_ms).await?,
+            MarkerVerdict::Stale => self.swap_marker(link_id, marker, Some(now_ms)).await?,
         };
         Ok(Counted { seq, queue })
     }
 
-    /// Replace a stale pull marker `old` by `now_ms`; false when another notification did
-    /// first (it queues the pull).
-    async fn take_over_marker(
+    /// Replace the pull marker `old` by `new` (`None`: remove it), only while it is still
+    /// `old`; false when another writer changed it first.
+    async fn swap_marker(
         &self,
         link_id: &str,
         old: i64,
-        now_ms: i64,
+        new: Option<i64>,
     ) -> Result<bool, StoreError> {
         let table = &self.cfg.links_table;
-        let r = self
+        let mut req = self
             .ddb
             .update_item()
             .table_name(table)
             .key("link_id", s(link_id))
-            .update_expression("SET pull_queued_at = :now")
             .condition_expression("pull_queued_at = :old")
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":old", n(old))
-            .send()
-            .await;
-        Ok(Self::held("UpdateItem", table, r)?.is_some())
+            .expression_attribute_values(":old", n(old));
+        req = match new {
+            Some(t) => req
+                .update_expression("SET pull_queued_at = :new")
+                .expression_attribute_values(":new", n(t)),
+            None => req.update_expression("REMOVE pull_queued_at"),
+        };
+        Ok(Self::held("UpdateItem", table, req.send().await)?.is_some())
     }
 
     /// Give back the pull marker this process set at `at_ms` (its job could not be queued):
@@ -204,19 +200,7 @@ impl Store {
     ///
     /// Errors: DynamoDB fails.
     pub async fn release_pull_marker(&self, link_id: &str, at_ms: i64) -> Result<(), StoreError> {
-        let table = &self.cfg.links_table;
-        let r = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
-            .update_expression("REMOVE pull_queued_at")
-            .condition_expression("pull_queued_at = :at")
-            .expression_attribute_values(":at", n(at_ms))
-            .send()
-            .await;
-        Self::held("UpdateItem", table, r)?;
-        Ok(())
+        self.swap_marker(link_id, at_ms, None).await.map(|_| ())
     }
 
     /// A notification-queued pull begins: remove the pull marker (a notification counted
@@ -239,13 +223,7 @@ impl Store {
         let Some(out) = Self::held("UpdateItem", table, r)? else {
             return Ok(None);
         };
-        let num = |f: &str| {
-            out.attributes()
-                .and_then(|a| a.get(f))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(0)
-        };
+        let num = |f: &str| num_attr(out.attributes(), f).unwrap_or(0);
         Ok(Some((num("push_seq"), num("covered_push_seq"))))
     }
 
@@ -273,12 +251,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(field))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        Ok(num_attr(out.attributes(), field).unwrap_or(0))
     }
 
     /// Record what a run changed on its link in one UpdateItem, or none when nothing did
@@ -350,6 +323,13 @@ impl Store {
             .map_err(|e| Self::aws_err("UpdateItem", table, e))?;
         Ok(())
     }
+}
+
+/// The number attribute `field` of an item DynamoDB returned (`None`: absent or no integer).
+fn num_attr(item: Option<&HashMap<String, AttributeValue>>, field: &str) -> Option<i64> {
+    item.and_then(|a| a.get(field))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A pull marker older than this (epoch ms; 10 minutes) belongs to a job that was lost: a

@@ -16,6 +16,31 @@ async fn runs(ctx: &calsync::config::Ctx, link: &str) -> Vec<RunRecord> {
     ctx.store().runs_of_link(link).await.expect("runs")
 }
 
+/// Edit `item`'s summary through the Google API as its user would, and wait until the
+/// emulator has delivered the `exists` notification for it to our webhook (answered 200).
+async fn edit_on_google(
+    lg: &LocalGoogle,
+    api: &calsync_e2e::google::UserApi,
+    item: &serde_json::Value,
+    summary: &str,
+) {
+    let delivered_before = lg.emu.push_deliveries().len();
+    api.patch(
+        item["id"].as_str().expect("id"),
+        json!({ "summary": summary }),
+    )
+    .await
+    .expect("patch");
+    lg.emu
+        .wait_for_delivery(
+            delivered_before,
+            |d| d.state == "exists" && d.status == 200,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|| panic!("no push delivered: {:?}", lg.emu.push_deliveries()));
+}
+
 fn assert_no_notifications(lg: &LocalGoogle) {
     let sends: Vec<_> = lg
         .emu
@@ -226,21 +251,7 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
         .into_iter()
         .next()
         .expect("event");
-    let delivered_before = lg.emu.push_deliveries().len();
-    api.patch(
-        item["id"].as_str().expect("id"),
-        json!({"summary": "Edited on Google"}),
-    )
-    .await
-    .expect("patch");
-    lg.emu
-        .wait_for_delivery(
-            delivered_before,
-            |d| d.state == "exists" && d.status == 200,
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|| panic!("no push delivered: {:?}", lg.emu.push_deliveries()));
+    edit_on_google(&lg, &api, &item, "Edited on Google").await;
     let stats = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
     assert!(stats.pulls >= 1 && stats.pushes >= 1, "{stats:?}");
     let r = fixtures::events_in(&ctx, &p.radicale)
@@ -312,21 +323,7 @@ async fn push_notification_syncs_and_forged_webhooks_are_refused() {
     );
 
     // That pull took the marker: the next edit's notification queues a pull of its own.
-    let delivered_before = lg.emu.push_deliveries().len();
-    api.patch(
-        item["id"].as_str().expect("id"),
-        json!({"summary": "After the burst"}),
-    )
-    .await
-    .expect("patch");
-    lg.emu
-        .wait_for_delivery(
-            delivered_before,
-            |d| d.state == "exists" && d.status == 200,
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .expect("delivered");
+    edit_on_google(&lg, &api, &item, "After the burst").await;
     let drained = calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
     assert_eq!(drained.pulls, 1, "{drained:?}");
     let x = fixtures::events_in(&ctx, &p.xandikos)
