@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build bench bench-scale bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build browser-deps bench bench-scale bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -72,6 +72,11 @@ connect-google:
 	./target/debug/calsync-local connect-google --group "$(GROUP)" --user "$(USER_ID)" \
 		--calendar "$(or $(CALENDAR),primary)" --port "$(or $(PORT),8765)"
 
+## browser-deps: Debian's chromium + chromium-driver (when missing) and axe-core from npm, for
+## the settings page's browser tests (`settings_page::` in the e2e suite)
+browser-deps:
+	infra/local/browser-deps.sh
+
 stack: venv
 	$(STACK) start
 
@@ -85,7 +90,7 @@ lint: venv
 	$(VENV)/bin/openapi-spec-validator docs/openapi.json
 
 ## test: lint, sam validate + sam build, unit and corpus tests, then the integration tests
-## against a fresh local stack
+## (the settings page's in headless Chromium among them) against a fresh local stack
 ## (every step selects the whole workspace, so that cargo builds each crate once: `-p` would
 ## unify features differently and build the engine and the test binaries a second time)
 SHARED_TESTS := $(patsubst shared/tests/%.rs,--test %,$(wildcard shared/tests/*.rs))
@@ -94,6 +99,7 @@ test: venv lint
 	$(MAKE) sam-check
 	cargo test --workspace --lib --bins
 	cargo test --workspace $(SHARED_TESTS) -- --nocapture
+	infra/local/browser-deps.sh
 	infra/local/with-stack.sh cargo test --workspace --test e2e -- --test-threads=1
 
 ## soak: generated fault schedules (SCHEDULES=1000 by default, EPOCHS=1); prints schedules

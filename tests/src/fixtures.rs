@@ -206,6 +206,17 @@ pub async fn client_delete(ctx: &Ctx, url: &str, uid: &str) -> anyhow::Result<()
     Ok(())
 }
 
+/// An event (UID `odd-tz`, "Odd zone") whose VTIMEZONE Radicale accepts and Xandikos rejects
+/// ("Offset must be less than 24 hours") with 412 + CALDAV:valid-calendar-data (khal's
+/// invalid_tzoffset.ics).
+pub fn xandikos_rejects() -> String {
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\n\
+DTSTART:18930401T000000\r\nRDATE:18930401T000000\r\nTZNAME:CEST\r\nTZOFFSETFROM:+5328\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:19810329T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nTZNAME:CEST\r\nTZOFFSETFROM:+0100\r\n\
+TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:odd-tz\r\nDTSTAMP:20121120T195239Z\r\n\
+DTSTART;TZID=Europe/Berlin:20271202T080000\r\nDTEND;TZID=Europe/Berlin:20271202T093000\r\nSUMMARY:Odd zone\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n".to_string()
+}
+
 /// A simple one-off event.
 pub fn simple_event(uid: &str, summary: &str, day: u32) -> String {
     format!(

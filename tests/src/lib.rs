@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod browser;
 pub mod demo;
 pub mod emulators;
 pub mod feed;

@@ -1,6 +1,6 @@
 //! `make serve`: the local stack working like the deployed system, in the foreground — the
 //! API (`http://127.0.0.1:$API_PORT/v1`, default 8000) with a development token issuer
-//! (`$API_PORT + 1`), the Google and Graph (Outlook) emulators and the webhook-receiver
+//! (`$API_PORT + 1`), the settings page (`/app/`, its signed-in link printed), the Google and Graph (Outlook) emulators and the webhook-receiver
 //! routes, the queue runner
 //! (every second, like the SQS event source mappings), the schedule (every `every`) and the
 //! application's notifications printed as they arrive. `calsync-local token --user N` prints
@@ -80,6 +80,9 @@ pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
         crate::fixtures::USER,
         crate::fixtures::PASSWORD
     );
+    println!();
+    println!("the settings page, signed in as user 42 (the token lasts 1 hour):");
+    println!("  {}/app/#token={token}", srv.url);
     println!();
     println!(
         "a token for user 42 (1 hour; `./target/debug/calsync-local token --user N` for others):"

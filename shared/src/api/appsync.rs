@@ -44,6 +44,7 @@ pub const OPERATIONS: &[(&str, &str, &str, &[&str])] = &[
         "/v1/links/{link_id}/runs",
         &["limit", "cursor"],
     ),
+    ("listEventErrors", "GET", "/v1/links/{link_id}/errors", &[]),
     (
         "releaseDeletions",
         "POST",

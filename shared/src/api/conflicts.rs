@@ -40,7 +40,10 @@ pub async fn list(
     let store = st.ctx.store();
     let mut out = Vec::new();
     for l in store.links_of_group(&group_id).await? {
-        for m in store.conflicts_of_link(&l.link_id).await? {
+        for m in store
+            .mappings_in_status(&l.link_id, crate::model::EventStatus::Conflict)
+            .await?
+        {
             let hub = store.get_event(&group_id, &m.uid).await?;
             out.push(json!({
                 "event_id": m.uid,

@@ -4,10 +4,12 @@
 //! conflicts. One axum [`Router`] serves API Gateway (through `lambda_http` in
 //! `functions/api`) and the local stack (`make serve`).
 //!
-//! Every route needs a verified bearer token ([`auth`]); the user id comes from it alone,
+//! The settings page ([`app`], `/app/`) is served beside the API and calls it like any
+//! application. Every `/v1` route needs a verified bearer token ([`auth`]); the user id comes from it alone,
 //! and everything another user owns answers 404. `POST` routes honour `Idempotency-Key`
 //! ([`idempotency`]).
 
+pub mod app;
 pub mod appsync;
 pub mod auth;
 mod conflicts;
@@ -57,9 +59,11 @@ impl ApiState {
     }
 }
 
-/// The `/v1` routes.
+/// The `/v1` routes and the settings page at `/app/` ([`app`], embedders from the
+/// environment).
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .merge(app::router(&app::AppConfig::from_env()))
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route(
             "/v1/groups/{group_id}",
@@ -80,6 +84,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/links/{link_id}/sync", post(links::sync_now))
         .route("/v1/links/{link_id}/reconnect", post(links::reconnect))
         .route("/v1/links/{link_id}/runs", get(links::runs))
+        .route("/v1/links/{link_id}/errors", get(links::errors))
         .route(
             "/v1/links/{link_id}/release-deletions",
             post(links::release_deletions),

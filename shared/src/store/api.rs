@@ -163,10 +163,15 @@ impl Store {
         self.get(&self.cfg.mappings_table, key).await
     }
 
-    /// Mappings of a link in status `conflict` (a Query with a filter on the link's items).
-    pub async fn conflicts_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
+    /// Mappings of a link in `status` (`conflict`, `error`): a Query of the link's items with
+    /// a filter, so it reads every mapping of the link; the API's lists use it, not the sync.
+    pub async fn mappings_in_status(
+        &self,
+        link_id: &str,
+        status: EventStatus,
+    ) -> Result<Vec<Mapping>, StoreError> {
         let table = &self.cfg.mappings_table;
-        let conflict = self.attr(EventStatus::Conflict)?;
+        let want = self.attr(status)?;
         self.query_pages(table, |start| {
             self.ddb
                 .query()
@@ -175,7 +180,7 @@ impl Store {
                 .filter_expression("#s = :c")
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":l", s(link_id))
-                .expression_attribute_values(":c", conflict.clone())
+                .expression_attribute_values(":c", want.clone())
                 .set_exclusive_start_key(start)
                 .consistent_read(true)
         })

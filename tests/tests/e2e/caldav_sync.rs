@@ -654,20 +654,10 @@ async fn sync_writes_carry_schedule_agent_client_and_stay_quiet() {
 #[tokio::test]
 async fn data_one_server_rejects_is_marked_error_without_a_retry_loop() {
     let ctx = local_ctx().await;
-    // Radicale accepts this VTIMEZONE; Xandikos rejects it ("Offset must be less than 24
-    // hours") with 412 + CALDAV:valid-calendar-data (khal's invalid_tzoffset.ics).
-    let odd = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\n\
-DTSTART:18930401T000000\r\nRDATE:18930401T000000\r\nTZNAME:CEST\r\nTZOFFSETFROM:+5328\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
-BEGIN:DAYLIGHT\r\nDTSTART:19810329T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nTZNAME:CEST\r\nTZOFFSETFROM:+0100\r\n\
-TZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:odd-tz\r\nDTSTAMP:20121120T195239Z\r\n\
-DTSTART;TZID=Europe/Berlin:20271202T080000\r\nDTEND;TZID=Europe/Berlin:20271202T093000\r\nSUMMARY:Odd zone\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-    let p = pair(
-        &ctx,
-        "reject",
-        &[odd.to_string(), simple_event("reject-ok", "Fine", 3)],
-    )
-    .await
-    .unwrap();
+    let odd = fixtures::xandikos_rejects();
+    let p = pair(&ctx, "reject", &[odd, simple_event("reject-ok", "Fine", 3)])
+        .await
+        .unwrap();
     let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
     assert_eq!(
         counts.keys().collect::<Vec<_>>(),

@@ -23,5 +23,6 @@ mod outlook_accounts;
 mod outlook_sync;
 mod policies;
 mod secrets;
+mod settings_page;
 mod soak;
 mod transforms;

@@ -396,3 +396,54 @@ pub async fn release_deletions(
     )
         .into_response())
 }
+
+/// At most this many events are listed by [`errors`] (the rest are counted).
+pub const MAX_LISTED_ERRORS: usize = 100;
+
+/// `GET /v1/links/{link_id}/errors`: the events of this link in status `error`, each with
+/// the provider's reason, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/links/{link_id}/errors",
+    operation_id = "listEventErrors",
+    tag = "links",
+    params(("link_id" = String, Path, description = "Link id")),
+    responses(
+        (status = 200, description = "`{errors: [{event_id, title, detail, updated_ms}], total}`: at most 100, newest first; `title` is the hub event's, null when the hub has none (an unreadable remote object, `event_id` `href:…`)"),
+        crate::api::openapi::NotFound,
+        crate::api::openapi::Unauthorized
+    ),
+)]
+pub async fn errors(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(link_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let l = owned_link(&st, caller, &link_id).await?;
+    let store = st.ctx.store();
+    let mut ms = store
+        .mappings_in_status(&l.link_id, crate::model::EventStatus::Error)
+        .await?;
+    ms.sort_by_key(|m| std::cmp::Reverse(m.updated_ms));
+    let total = ms.len();
+    let mut out = Vec::new();
+    for m in ms.into_iter().take(MAX_LISTED_ERRORS) {
+        let title = if m.uid.starts_with("href:") {
+            None
+        } else {
+            store
+                .get_event(&l.group_id, &m.uid)
+                .await?
+                .filter(|h| !h.deleted)
+                .and_then(|h| crate::ical::EventSeries::parse_single(&m.uid, &h.ical).ok())
+                .map(|s| s.summary())
+        };
+        out.push(json!({
+            "event_id": m.uid,
+            "title": title,
+            "detail": m.error,
+            "updated_ms": m.updated_ms,
+        }));
+    }
+    Ok(Json(json!({"errors": out, "total": total})))
+}

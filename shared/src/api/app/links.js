@@ -1,0 +1,291 @@
+// "Your calendars": each link with its status and reason, settings, last runs, events in
+// error, and its actions (sync now with progress, reconnect, release a quarantined deletion,
+// disconnect after a confirmation).
+
+import { call, seg } from "./api.js";
+import { h, fill, timeEl } from "./dom.js";
+import { frequencyOptions, policyOptions, showProblem } from "./connect.js";
+
+const PROVIDER_NAMES = {
+  google: "Google Calendar",
+  outlook: "Outlook Calendar",
+  caldav: "CalDAV calendar",
+  ics: "Subscription (read only)",
+};
+
+const STATUS = {
+  ok: ["Working", "ok"],
+  error: ["Sync failed", "bad"],
+  quarantined: ["Deletions held back", "warn"],
+  reconnect_needed: ["Reconnect needed", "bad"],
+};
+
+const FREQUENCIES = { 900: "15m", 3600: "hourly", 86400: "daily", 604800: "weekly", 2592000: "monthly" };
+
+/** Milliseconds between looks at the run history while a sync is on its way. */
+const POLL_MS = 1500;
+/** How long "Sync now" waits for the run record before saying it is still queued. */
+const WAIT_MS = 120000;
+
+/** Render `links` into `box`; `ctx` gives `announce`, `confirm` and `reload`. */
+export async function renderLinks(box, links, ctx) {
+  if (links.length === 0) {
+    fill(box, h("p", { class: "empty" }, "No calendars yet. Connect one above: its events then appear in every calendar of this list."));
+    return;
+  }
+  const cards = links.map((l) => linkCard(l, ctx));
+  fill(box, h("ul", { class: "links", role: "list" }, cards.map((c) => h("li", {}, c.el))));
+  await Promise.all(cards.map((c) => c.load()));
+}
+
+function linkCard(link, ctx) {
+  const id = link.link_id;
+  const headId = `link-${id}-name`;
+  const runsBox = h("div", { class: "runs" }, h("p", { class: "muted" }, "Loading the last syncs…"));
+  const errorsBox = h("div", { class: "event-errors" });
+  const progress = h("div", { class: "progress", role: "status", "aria-live": "polite" }, progressContent(id));
+  const [label, tone] = STATUS[link.status] || [link.status, "warn"];
+  let newestRun = null;
+
+  const loadRuns = async () => {
+    try {
+      const r = await call("GET", `/v1/links/${seg(id)}/runs?limit=5`);
+      newestRun = r.runs[0]?.run_id ?? newestRun;
+      fill(runsBox, runsTable(r.runs, headId));
+      return r.runs;
+    } catch (e) {
+      fill(runsBox, h("p", { class: "error" }, `The sync history could not be loaded: ${e.message}`));
+      return [];
+    }
+  };
+  const loadErrors = async () => {
+    try {
+      const r = await call("GET", `/v1/links/${seg(id)}/errors`);
+      fill(errorsBox, errorList(r, headId));
+    } catch (e) {
+      fill(errorsBox, h("p", { class: "error" }, `The events in error could not be loaded: ${e.message}`));
+    }
+  };
+
+  const settings = settingsForm(link, ctx);
+  const actions = h("div", { class: "actions" });
+  const syncButton = h("button", { type: "button", class: "primary", disabled: syncing.has(id), onclick: () => syncNow() }, "Sync now");
+  actions.append(syncButton);
+  const reconnectBox = h("div", { class: "reconnect" });
+  if (link.status === "reconnect_needed") {
+    actions.append(h("button", { type: "button", onclick: () => reconnect(link, reconnectBox, ctx) }, "Reconnect"));
+  }
+  if (link.status === "quarantined") {
+    actions.append(h("button", { type: "button", onclick: () => release() }, "Let the deletions through once"));
+  }
+  actions.append(h("button", { type: "button", class: "danger", onclick: () => disconnect() }, "Disconnect"));
+
+  const syncNow = () => watchSync(id, newestRun, ctx);
+  const release = async () => {
+    try {
+      await call("POST", `/v1/links/${seg(id)}/release-deletions`, {});
+      ctx.announce(`The held deletions of ${link.display_name} go through with its next sync, which is on its way.`);
+    } catch (e) {
+      ctx.announce(`Could not release the deletions: ${e.message}`);
+    }
+  };
+  const disconnect = async () => {
+    const ok = await ctx.confirm(
+      `Disconnect ${link.display_name}?`,
+      "It stops syncing. The events already copied stay where they are, in this app and in the calendar.",
+      "Disconnect",
+    );
+    if (!ok) return;
+    try {
+      await call("DELETE", `/v1/links/${seg(id)}`);
+      ctx.announce(`${link.display_name} is disconnected.`);
+      ctx.reload();
+    } catch (e) {
+      ctx.announce(`Could not disconnect: ${e.message}`);
+    }
+  };
+
+  const el = h(
+    "article",
+    { class: "card link", "aria-labelledby": headId, "data-link": id },
+    h("header", { class: "link-head" },
+      h("h3", { id: headId }, link.display_name),
+      h("span", { class: "provider" }, PROVIDER_NAMES[link.provider] || link.provider),
+      h("span", { class: `badge ${tone}`, "data-status": link.status }, label)),
+    link.status_reason && link.status !== "ok" ? h("p", { class: "reason" }, link.status_reason) : null,
+    h("p", { class: "muted" }, "Next scheduled sync: ", timeEl((link.next_sync_at || 0) * 1000)),
+    reconnectBox,
+    actions,
+    progress,
+    settings,
+    h("h4", {}, "Last syncs"),
+    runsBox,
+    errorsBox,
+  );
+  return { el, load: () => Promise.all([loadRuns(), loadErrors()]) };
+}
+
+// "Sync now" outlives a redraw of the list: which links wait for their run, and the words
+// to show once it has arrived.
+const syncing = new Set();
+const queued = new Set();
+const finished = new Map();
+
+function progressContent(id) {
+  if (syncing.has(id)) {
+    const words = queued.has(id) ? " Sync queued; waiting for it to run…" : " Starting a sync…";
+    return [h("progress", { "aria-label": "Sync in progress" }), words];
+  }
+  const said = finished.get(id);
+  return said ? [said] : [];
+}
+
+function showProgress(id, ...content) {
+  const card = document.querySelector(`[data-link="${CSS.escape(id)}"]`);
+  const p = card?.querySelector(".progress");
+  if (p) fill(p, ...content);
+  const b = card?.querySelector(".actions button.primary");
+  if (b) b.disabled = syncing.has(id);
+}
+
+/** Queue a pull of link `id` and follow its run history until a run newer than `before`. */
+async function watchSync(id, before, ctx) {
+  if (syncing.has(id)) return;
+  syncing.add(id);
+  finished.delete(id);
+  showProgress(id, ...progressContent(id));
+  const end = (words) => {
+    syncing.delete(id);
+    queued.delete(id);
+    finished.set(id, words);
+    showProgress(id, ...progressContent(id));
+  };
+  try {
+    await call("POST", `/v1/links/${seg(id)}/sync`, {});
+    queued.add(id);
+    showProgress(id, ...progressContent(id));
+    const started = Date.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      const r = await call("GET", `/v1/links/${seg(id)}/runs?limit=5`);
+      const run = r.runs.find((x) => x.kind === "pull" && (before === null || x.run_id > before));
+      if (run) {
+        end(`Sync finished: ${runSummary(run)}.`);
+        ctx.reload();
+        return;
+      }
+      if (Date.now() - started > WAIT_MS) {
+        end("The sync is still queued. This page shows it when it has run; reload later.");
+        return;
+      }
+    }
+  } catch (e) {
+    end(h("span", { class: "error" }, `Sync could not finish: ${e.message}`));
+  }
+}
+
+function settingsForm(link, ctx) {
+  const id = link.link_id;
+  const freq = FREQUENCIES[link.frequency_secs];
+  const fSel = h("select", { id: `freq-${id}`, name: "frequency", "aria-describedby": `freq-${id}-error` }, frequencyOptions(freq));
+  if (!freq) {
+    fSel.prepend(h("option", { value: String(link.frequency_secs), selected: true }, `${Math.round(link.frequency_secs / 60)} minutes`));
+  }
+  const pSel = h("select", { id: `policy-${id}`, name: "conflict_policy", disabled: link.read_only, "aria-describedby": `policy-${id}-error` }, policyOptions(link.conflict_policy));
+  const form = h("form", { class: "settings", novalidate: true },
+    h("div", { class: "field", "data-field": "frequency" },
+      h("label", { for: `freq-${id}` }, "Sync every"), fSel,
+      h("p", { id: `freq-${id}-error`, "data-error-for": "frequency", class: "error", hidden: true })),
+    h("div", { class: "field", "data-field": "conflict_policy" },
+      h("label", { for: `policy-${id}` }, "When both sides changed an event"), pSel,
+      h("p", { id: `policy-${id}-error`, "data-error-for": "conflict_policy", class: "error", hidden: true })),
+    h("button", { type: "submit" }, "Save settings"),
+    h("p", { "data-error-for": "form", class: "error", role: "alert", hidden: true }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { frequency: fSel.value };
+    if (!link.read_only) body.conflict_policy = pSel.value;
+    try {
+      await call("PATCH", `/v1/links/${seg(id)}`, body);
+      ctx.announce(`Settings of ${link.display_name} saved.`);
+      ctx.reload();
+    } catch (e) {
+      showProblem(form, e);
+    }
+  });
+  return form;
+}
+
+async function reconnect(link, box, ctx) {
+  const id = link.link_id;
+  if (link.provider === "google" || link.provider === "outlook") {
+    const tab = window.open("about:blank", "_blank");
+    if (tab) tab.opener = null;
+    try {
+      if (!tab) throw new Error("allow pop-ups for this page, then press Reconnect again");
+      const r = await call("POST", `/v1/links/${seg(id)}/reconnect`, {});
+      tab.location.href = r.consent_url;
+      ctx.announce("Finish signing in in the new window; the calendar syncs again when you have.");
+    } catch (e) {
+      tab?.close();
+      ctx.announce(`Could not reconnect: ${e.message}`);
+    }
+    return;
+  }
+  const fields = link.provider === "ics"
+    ? [["url", "New subscription link", "url", "url"]]
+    : [["username", "Username", "text", "username"], ["password", "New password", "password", "current-password"]];
+  const form = h("form", { class: "reconnect-form", novalidate: true },
+    fields.map(([n, label, type, auto]) => h("div", { class: "field", "data-field": n },
+      h("label", { for: `re-${n}-${id}` }, label),
+      h("input", { id: `re-${n}-${id}`, name: n, type, autocomplete: auto, required: true, "aria-describedby": `re-${n}-${id}-error` }),
+      h("p", { id: `re-${n}-${id}-error`, "data-error-for": n, class: "error", hidden: true }))),
+    h("button", { type: "submit", class: "primary" }, "Reconnect"),
+    h("p", { "data-error-for": "form", class: "error", role: "alert", hidden: true }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [n] of fields) body[n] = form.elements[n].value;
+    try {
+      await call("POST", `/v1/links/${seg(id)}/reconnect`, body);
+      ctx.announce(`${link.display_name} is connected again and syncing.`);
+      ctx.reload();
+    } catch (e) {
+      showProblem(form, e);
+    }
+  });
+  fill(box, form);
+  form.elements[fields[0][0]].focus();
+}
+
+function runSummary(r) {
+  if (r.outcome === "failed") return `failed: ${r.error || "no reason given"}`;
+  if (r.outcome === "busy") return "skipped, another sync was running";
+  const parts = [`${r.created} new`, `${r.updated} changed`, `${r.deleted} deleted`];
+  if (r.conflicts) parts.push(`${r.conflicts} in conflict`);
+  if (r.errors) parts.push(`${r.errors} with errors`);
+  if (r.outcome === "quarantined") parts.push("deletions held back");
+  return parts.join(", ");
+}
+
+const KINDS = { pull: "From the calendar", push: "To the calendar" };
+
+function runsTable(runs, headId) {
+  if (runs.length === 0) return h("p", { class: "empty" }, "No sync has run yet. Press Sync now to start one.");
+  return h("table", { class: "runs-table", "aria-describedby": headId },
+    h("caption", { class: "visually-hidden" }, "Last syncs, newest first"),
+    h("thead", {}, h("tr", {}, ["When", "Direction", "Result"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, runs.map((r) => h("tr", { "data-run": r.run_id, "data-outcome": r.outcome },
+      h("td", {}, timeEl(r.ended_ms || r.started_ms)),
+      h("td", {}, KINDS[r.kind] || r.kind),
+      h("td", { class: r.outcome === "ok" ? "" : "error" }, runSummary(r))))));
+}
+
+function errorList(r, headId) {
+  if (!r.errors.length) return null;
+  return h("div", {},
+    h("h4", {}, `Events that could not sync (${r.total})`),
+    h("ul", { class: "problems", "aria-describedby": headId }, r.errors.map((e) => h("li", { "data-event": e.event_id },
+      h("strong", {}, e.title || "An unreadable event"), ": ", e.detail || "no reason given", " (", timeEl(e.updated_ms), ")"))),
+    r.total > r.errors.length ? h("p", { class: "muted" }, `and ${r.total - r.errors.length} more`) : null);
+}
