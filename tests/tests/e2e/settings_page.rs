@@ -2,9 +2,11 @@
 //! signed out, empty, connecting a Radicale calendar through the form (a wrong password's
 //! error at the password field), setting the frequency, Sync now until the run appears, a
 //! conflict made by editing both sides and resolved with "Keep this one", and Disconnect
-//! behind its confirmation; the events a calendar refused, with the server's reason. Every
-//! screen is checked with axe-core and saved as a screenshot
-//! at desktop and phone width (`target/screenshots/`).
+//! behind its confirmation; the events a calendar refused, with the server's reason; a
+//! calendar waiting for reconnection reconnected, a quarantined deletion let through, and a
+//! Google calendar connected through its consent window (the emulator).
+//! Every screen is checked with axe-core and saved as a screenshot at desktop and phone width
+//! (`target/screenshots/`).
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::browser::Browser;
@@ -53,7 +55,7 @@ async fn drain_until(ctx: &calsync::config::Ctx, b: &Browser, css: &str, want: &
 /// Press the card's "Sync now", run the queued pull once the page says it is queued, and
 /// wait for the page to report the run; its words must contain `want`.
 async fn sync_now(ctx: &calsync::config::Ctx, b: &Browser, card: &str, want: &str) {
-    click(b, &format!("{card} .actions button.primary")).await;
+    click(b, &format!("{card} [data-action=sync]")).await;
     let progress = format!("{card} .progress");
     b.text_contains(&progress, "Sync queued").await.unwrap();
     let done = drain_until(ctx, b, &progress, "Sync finished").await;
@@ -294,7 +296,7 @@ async fn a_user_connects_syncs_and_resolves_a_conflict_in_the_settings_page() {
     );
 
     // Disconnect asks first; Cancel keeps the calendar, the confirmation removes it.
-    click(&b, &format!("{card} button.danger")).await;
+    click(&b, &format!("{card} [data-action=disconnect]")).await;
     b.visible("#confirm").await.unwrap();
     check_a11y(&b, "disconnect confirmation").await;
     b.screenshots("06-disconnect-confirm").await.unwrap();
@@ -306,7 +308,7 @@ async fn a_user_connects_syncs_and_resolves_a_conflict_in_the_settings_page() {
             .status,
         200
     );
-    click(&b, &format!("{card} button.danger")).await;
+    click(&b, &format!("{card} [data-action=disconnect]")).await;
     click(&b, "#confirm-yes").await;
     b.text_contains("#status", "disconnected").await.unwrap();
     b.visible("#links .empty").await.unwrap();
@@ -379,6 +381,142 @@ async fn events_a_calendar_refused_are_listed_with_the_servers_reason() {
     assert!(said.contains("valid-calendar-data"), "{said}");
     check_a11y(&b, "events in error").await;
     b.screenshots("07-events-in-error").await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_parked_calendar_is_reconnected_and_held_deletions_let_through_from_the_page() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let radicale = new_calendar(&ctx, Server::Radicale, &unique("page-park"))
+        .await
+        .unwrap();
+    let group = api.create_group("parked").await.unwrap();
+    let r = api
+        .post(
+            &format!("/v1/groups/{group}/links"),
+            &serde_json::json!({"provider": "caldav", "url": radicale, "username": USER,
+                                "password": PASSWORD, "display_name": "Work"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let link_id = r.body["link_id"].as_str().unwrap().to_string();
+    runner::drain(&ctx).await.unwrap();
+    let card = format!("[data-link=\"{link_id}\"]");
+    let store = ctx.store();
+    // The engine parks a link whose password the server refuses; here it is parked directly.
+    store
+        .set_link_status(
+            &link_id,
+            calsync::model::LinkStatus::ReconnectNeeded,
+            Some("the server refused the username or password (HTTP 401)"),
+        )
+        .await
+        .unwrap();
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    let page = format!("{}/app/#token={token}", srv.url);
+    b.open(&page, &format!("{card} [data-status=reconnect_needed]"))
+        .await
+        .unwrap();
+    b.text_contains(&format!("{card} .reason"), "HTTP 401")
+        .await
+        .unwrap();
+    check_a11y(&b, "reconnect needed").await;
+    b.screenshots("08-reconnect-needed").await.unwrap();
+    click(&b, &format!("{card} [data-action=reconnect]")).await;
+    let password = format!("#re-password-{link_id}");
+    fill(&b, &format!("#re-username-{link_id}"), USER).await;
+    fill(&b, &password, "still-wrong").await;
+    click(&b, &format!("{card} .reconnect-form button")).await;
+    b.text_contains(&format!("{password}-error"), "refused")
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["status"],
+        "reconnect_needed"
+    );
+    fill(&b, &password, PASSWORD).await;
+    click(&b, &format!("{card} .reconnect-form button")).await;
+    b.visible(&format!("{card} [data-status=ok]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["status"],
+        "ok"
+    );
+
+    // A quarantined pull: the held deletions go through once from the page.
+    store
+        .set_link_status(
+            &link_id,
+            calsync::model::LinkStatus::Quarantined,
+            Some("a pull would delete 8 of 10 events; deletions held back"),
+        )
+        .await
+        .unwrap();
+    b.open(&page, &format!("{card} [data-status=quarantined]"))
+        .await
+        .unwrap();
+    check_a11y(&b, "quarantined").await;
+    b.screenshots("09-quarantined").await.unwrap();
+    click(&b, &format!("{card} [data-action=release]")).await;
+    b.text_contains("#status", "go through with its next sync")
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["allow_mass_delete"],
+        true
+    );
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn google_connects_through_its_consent_window() {
+    let lg = calsync_e2e::google::LocalGoogle::start(
+        &local_ctx().await,
+        calsync_e2e::emulators::google::Config::default(),
+    )
+    .await
+    .unwrap();
+    let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    b.open(&format!("{}/app/#token={token}", srv.url), "#links .empty")
+        .await
+        .unwrap();
+    choose(&b, "#provider", "google").await;
+    fill(&b, "#display_name", "Google work").await;
+    let windows = b.client.windows().await.unwrap().len();
+    click(&b, "#submit-connect").await;
+    // The emulator's consent page consents at once; the page finds the new calendar.
+    b.text_contains("#links", "Google work").await.unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows + 1,
+        "the consent ran in a window of its own"
+    );
+    let api = srv.as_user(user);
+    let groups = api.get("/v1/groups").await.unwrap();
+    let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    assert_eq!(
+        (
+            links.body["links"][0]["provider"].as_str(),
+            links.body["links"][0]["display_name"].as_str()
+        ),
+        (Some("google"), Some("Google work")),
+        "{}",
+        links.body
+    );
+    b.text_contains("#status", "Connected Google work")
+        .await
+        .unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
     b.close().await.unwrap();
 }
 

@@ -29,14 +29,20 @@ function confirmDialog(title, text, yes) {
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = yes;
+  // Focus goes back where it was when the question ends (WAI-ARIA APG, dialog pattern).
+  const back = document.activeElement;
   return new Promise((resolve) => {
     const done = (v) => {
       dlg.close();
+      if (back && back.isConnected) back.focus();
       resolve(v);
     };
     $("confirm-yes").onclick = () => done(true);
     $("confirm-no").onclick = () => done(false);
-    dlg.oncancel = () => resolve(false);
+    dlg.oncancel = (ev) => {
+      ev.preventDefault();
+      done(false);
+    };
     dlg.showModal();
     $("confirm-no").focus();
   });

@@ -20,7 +20,8 @@ function conflictCard(group, c, ctx) {
     button.disabled = true;
     try {
       await call("POST", `/v1/groups/${seg(group)}/conflicts/${seg(c.event_id)}:resolve`, { keep: which, link_id: c.link_id });
-      ctx.announce(`Kept ${which === "hub" ? "this app's" : `${c.link_name}'s`} version of “${title}”; every calendar gets it.`);
+      const kept = (which === "hub" ? c.hub : c.remote)?.title || title;
+      ctx.announce(`Kept ${which === "hub" ? "this app's" : `${c.link_name}'s`} version, “${kept}”; every calendar gets it.`);
       ctx.reload();
     } catch (e) {
       button.disabled = false;
@@ -37,7 +38,7 @@ function conflictCard(group, c, ctx) {
   };
   return h("article", { class: "card conflict", "aria-labelledby": headId, "data-event": c.event_id },
     h("h3", { id: headId }, title),
-    c.detail ? h("p", { class: "reason" }, c.detail) : null,
+    c.detail ? h("p", { class: "reason" }, reasonText(c.detail)) : null,
     h("div", { class: "versions" },
       side("hub", "In this app", c.hub),
       side("remote", `In ${c.link_name}`, c.remote)));
@@ -63,4 +64,38 @@ export function durationText(d) {
   const names = ["week", "day", "hour", "minute", "second"];
   const parts = m.slice(1).map((n, i) => (n && +n ? `${+n} ${names[i]}${+n === 1 ? "" : "s"}` : null)).filter(Boolean);
   return parts.length ? parts.join(" ") : "no time";
+}
+
+const FIELD_WORDS = {
+  SUMMARY: "title",
+  DTSTART: "start",
+  DTEND: "end",
+  DURATION: "length",
+  LOCATION: "place",
+  DESCRIPTION: "notes",
+  RRULE: "repetition",
+  RDATE: "extra dates",
+  EXDATE: "skipped dates",
+  STATUS: "status",
+  TRANSP: "busy or free",
+  ATTENDEE: "attendees",
+  CATEGORIES: "categories",
+  URL: "link",
+};
+
+/**
+ * The engine's conflict note (`conflict on master/SUMMARY, 20270109T090000Z/LOCATION; resolve
+ * manually`: component key / iCalendar property, RFC 5545 §3.8) in words; other notes as
+ * they are.
+ */
+export function reasonText(detail) {
+  const m = /^conflict on (.+); resolve manually$/.exec(detail || "");
+  if (!m) return detail;
+  const words = m[1].split(/,\s*/).map((f) => {
+    const cut = f.lastIndexOf("/");
+    const [comp, prop] = cut < 0 ? ["master", f] : [f.slice(0, cut), f.slice(cut + 1)];
+    const w = FIELD_WORDS[prop.toUpperCase()] || prop.toLowerCase();
+    return comp === "master" ? w : `${w} of one occurrence`;
+  });
+  return `Changed in both places: ${[...new Set(words)].join(", ")}. Choose the version to keep.`;
 }

@@ -74,9 +74,11 @@ export function connectForm(form, { ensureGroup, connected, announce }) {
       if (p.oauth) {
         if (!tab) throw new Error("Your browser blocked the sign-in window: allow pop-ups for this page, then press the button again.");
         const body = { display_name: val("display_name") || undefined, calendar_id: val("calendar_id") || undefined };
+        const before = await linkIds(group);
         const r = await call("POST", `/v1/groups/${seg(group)}/links/oauth/${seg(provider.value)}`, body);
         tab.location.href = r.consent_url;
         announce("Finish signing in in the new window; the calendar appears below when it is connected.");
+        watchConsent(tab, group, before, { connected, announce });
         return;
       }
       const body = {
@@ -103,6 +105,44 @@ export function connectForm(form, { ensureGroup, connected, announce }) {
       form.removeAttribute("aria-busy");
     }
   });
+}
+
+/** How often, and how long, the page looks for the calendar a consent window connects. */
+const CONSENT_POLL_MS = 2000;
+const CONSENT_WAIT_MS = 10 * 60 * 1000;
+
+async function linkIds(group) {
+  const r = await call("GET", `/v1/groups/${seg(group)}/links`);
+  return new Set((r.links || []).map((l) => l.link_id));
+}
+
+/**
+ * Follow a provider's consent window: the calendar it connects shows up among the group's
+ * links (the consent is single-use and lasts 10 minutes); a window closed without it ends
+ * the wait.
+ */
+async function watchConsent(tab, group, before, { connected, announce }) {
+  const end = Date.now() + CONSENT_WAIT_MS;
+  while (Date.now() < end) {
+    await new Promise((r) => setTimeout(r, CONSENT_POLL_MS));
+    const closed = tab.closed;
+    let links;
+    try {
+      links = (await call("GET", `/v1/groups/${seg(group)}/links`)).links || [];
+    } catch {
+      continue;
+    }
+    const fresh = links.find((l) => !before.has(l.link_id));
+    if (fresh) {
+      announce(`Connected ${fresh.display_name}. Its first sync is on its way.`);
+      connected(fresh);
+      return;
+    }
+    if (closed) {
+      announce("The sign-in window closed before the calendar was connected. Press the button again to retry.");
+      return;
+    }
+  }
 }
 
 /** Show an API error in `form`: at each field it names, the rest at the form's foot. */

@@ -4,7 +4,7 @@
 
 import { call, seg } from "./api.js";
 import { h, fill, timeEl } from "./dom.js";
-import { frequencyOptions, policyOptions, showProblem } from "./connect.js";
+import { PROVIDERS, frequencyOptions, policyOptions, showProblem } from "./connect.js";
 
 const PROVIDER_NAMES = {
   google: "Google Calendar",
@@ -30,7 +30,7 @@ const WAIT_MS = 120000;
 /** Render `links` into `box`; `ctx` gives `announce`, `confirm` and `reload`. */
 export async function renderLinks(box, links, ctx) {
   if (links.length === 0) {
-    fill(box, h("p", { class: "empty" }, "No calendars yet. Connect one above: its events then appear in every calendar of this list."));
+    fill(box, h("p", { class: "empty" }, "No calendars yet. Connect one below: its events then appear in every calendar of this list."));
     return;
   }
   const cards = links.map((l) => linkCard(l, ctx));
@@ -69,22 +69,23 @@ function linkCard(link, ctx) {
 
   const settings = settingsForm(link, ctx);
   const actions = h("div", { class: "actions" });
-  const syncButton = h("button", { type: "button", class: "primary", disabled: syncing.has(id), onclick: () => syncNow() }, "Sync now");
+  const syncButton = h("button", { type: "button", class: "primary", "data-action": "sync", disabled: syncing.has(id), onclick: () => syncNow() }, "Sync now");
   actions.append(syncButton);
   const reconnectBox = h("div", { class: "reconnect" });
   if (link.status === "reconnect_needed") {
-    actions.append(h("button", { type: "button", onclick: () => reconnect(link, reconnectBox, ctx) }, "Reconnect"));
+    actions.append(h("button", { type: "button", "data-action": "reconnect", onclick: () => reconnect(link, reconnectBox, ctx) }, "Reconnect"));
   }
   if (link.status === "quarantined") {
-    actions.append(h("button", { type: "button", onclick: () => release() }, "Let the deletions through once"));
+    actions.append(h("button", { type: "button", "data-action": "release", onclick: () => release() }, "Let the deletions through once"));
   }
-  actions.append(h("button", { type: "button", class: "danger", onclick: () => disconnect() }, "Disconnect"));
+  actions.append(h("button", { type: "button", class: "danger", "data-action": "disconnect", onclick: () => disconnect() }, "Disconnect"));
 
   const syncNow = () => watchSync(id, newestRun, ctx);
   const release = async () => {
     try {
       await call("POST", `/v1/links/${seg(id)}/release-deletions`, {});
       ctx.announce(`The held deletions of ${link.display_name} go through with its next sync, which is on its way.`);
+      ctx.reload();
     } catch (e) {
       ctx.announce(`Could not release the deletions: ${e.message}`);
     }
@@ -144,7 +145,7 @@ function showProgress(id, ...content) {
   const card = document.querySelector(`[data-link="${CSS.escape(id)}"]`);
   const p = card?.querySelector(".progress");
   if (p) fill(p, ...content);
-  const b = card?.querySelector(".actions button.primary");
+  const b = card?.querySelector('[data-action="sync"]');
   if (b) b.disabled = syncing.has(id);
 }
 
@@ -218,7 +219,7 @@ function settingsForm(link, ctx) {
 
 async function reconnect(link, box, ctx) {
   const id = link.link_id;
-  if (link.provider === "google" || link.provider === "outlook") {
+  if (PROVIDERS[link.provider]?.oauth) {
     const tab = window.open("about:blank", "_blank");
     if (tab) tab.opener = null;
     try {
