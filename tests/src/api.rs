@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use calsync::api::app::AppConfig;
 use calsync::api::{ApiState, Verifier};
 use calsync::config::Ctx;
 use serde_json::Value;
@@ -26,11 +27,22 @@ impl Drop for ApiServer {
 }
 
 impl ApiServer {
-    /// Serve the API for `ctx` on `listener`, trusting `issuer`.
+    /// Serve the API for `ctx` on `listener`, trusting `issuer` (the settings page's
+    /// embedders from the environment).
     pub async fn start(
         ctx: Ctx,
         listener: tokio::net::TcpListener,
         issuer: DevIssuer,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_page(ctx, listener, issuer, &AppConfig::from_env()).await
+    }
+
+    /// [`ApiServer::start`] with the origins allowed to embed the settings page.
+    pub async fn start_with_page(
+        ctx: Ctx,
+        listener: tokio::net::TcpListener,
+        issuer: DevIssuer,
+        page: &AppConfig,
     ) -> anyhow::Result<Self> {
         let url = format!("http://{}", listener.local_addr()?);
         let http = ctx.clients.http.clone();
@@ -38,7 +50,7 @@ impl ApiServer {
             ctx: Arc::new(ctx),
             auth: Arc::new(Verifier::new(Some(issuer.auth_config()), http)),
         };
-        let app = calsync::api::router(state);
+        let app = calsync::api::router_with(state, page);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -157,6 +157,22 @@ pub async fn client_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<Stri
     Ok(target.path().to_string())
 }
 
+/// Fill the Radicale calendar at `url` with `events` (VCALENDAR texts) in one request: a PUT
+/// of the whole calendar to the collection, which Radicale splits into one object per UID
+/// (its import; seconds for 10,000 events where a PUT each takes minutes). Radicale only.
+pub async fn radicale_upload(ctx: &Ctx, url: &str, events: &[String]) -> anyhow::Result<()> {
+    let series = events
+        .iter()
+        .map(|e| EventSeries::parse_single("fixture", e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let collection = if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    };
+    raw_put(ctx, &collection, &calsync::ical::write_calendar(&series)).await
+}
+
 /// A plain PUT without preconditions, as simple clients do.
 async fn raw_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<()> {
     let resp = ctx

@@ -60,10 +60,15 @@ impl ApiState {
 }
 
 /// The `/v1` routes and the settings page at `/app/` ([`app`], embedders from the
-/// environment).
+/// environment: [`app::AppConfig::from_env`]).
 pub fn router(state: ApiState) -> Router {
+    router_with(state, &app::AppConfig::from_env())
+}
+
+/// [`router`] with the settings page's embedders given.
+pub fn router_with(state: ApiState, page: &app::AppConfig) -> Router {
     Router::new()
-        .merge(app::router(&app::AppConfig::from_env()))
+        .merge(app::router(page))
         .route("/v1/groups", get(groups::list).post(groups::create))
         .route(
             "/v1/groups/{group_id}",

@@ -4,7 +4,8 @@
 //! conflict made by editing both sides and resolved with "Keep this one", and Disconnect
 //! behind its confirmation; the events a calendar refused, with the server's reason; a
 //! calendar waiting for reconnection reconnected, a quarantined deletion let through, and a
-//! Google calendar connected through its consent window (the emulator).
+//! Google calendar connected through its consent window (the emulator); and an application
+//! on another origin framing the page and handing it the token by `postMessage`.
 //! Every screen is checked with axe-core and saved as a screenshot at desktop and phone width
 //! (`target/screenshots/`).
 
@@ -518,6 +519,84 @@ async fn google_connects_through_its_consent_window() {
         .unwrap();
     runner::drain(&lg.ctx).await.unwrap();
     b.close().await.unwrap();
+}
+
+/// An application's page on its own origin framing the settings page: it answers the page's
+/// `calsync:ready` with a token that is refused, then, told `calsync:token-expired`, with a
+/// good one; what it receives goes into `#log`.
+fn embedder_html(page_origin: &str, bad: &str, good: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><title>The application</title>
+<iframe id="f" src="{page_origin}/app/" title="Calendar settings" width="1100" height="900"></iframe>
+<p id="log"></p>
+<script>
+const frame = document.getElementById("f");
+window.addEventListener("message", (ev) => {{
+  if (ev.origin !== "{page_origin}") return;
+  document.getElementById("log").textContent += ev.data.type + " ";
+  const token = ev.data.type === "calsync:ready" ? "{bad}" : "{good}";
+  frame.contentWindow.postMessage({{type: "calsync:token", token}}, "{page_origin}");
+}});
+</script></html>"#
+    )
+}
+
+#[tokio::test]
+async fn an_application_embeds_the_page_and_hands_it_the_token_by_post_message() {
+    let ctx = local_ctx().await;
+    let parent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let parent_origin = format!("http://{}", parent.local_addr().unwrap());
+    let issuer = calsync_e2e::issuer::DevIssuer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    let page = calsync::api::app::AppConfig {
+        parent_origins: vec![parent_origin.clone()],
+    };
+    let srv = ApiServer::start_with_page(
+        ctx,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        issuer,
+        &page,
+    )
+    .await
+    .unwrap();
+    let csp = reqwest::get(format!("{}/app/", srv.url))
+        .await
+        .unwrap()
+        .headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.ends_with(&format!("frame-ancestors {parent_origin}")),
+        "{csp}"
+    );
+    let html = embedder_html(&srv.url, "not-a-token", &srv.issuer.token(fresh_user()));
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    let served = tokio::spawn(async move { axum::serve(parent, app).await });
+    let b = Browser::start(ZONE).await.unwrap();
+    b.open(&format!("{parent_origin}/"), "#f").await.unwrap();
+    // The refused token is reported to the application, which then sends a good one.
+    b.text_contains("#log", "calsync:ready calsync:token-expired")
+        .await
+        .unwrap();
+    b.client.enter_frame(0).await.unwrap();
+    b.visible("#links .empty").await.unwrap();
+    assert_eq!(
+        b.js("return location.hash;", vec![]).await.unwrap(),
+        "",
+        "the token never was in the address"
+    );
+    b.client.enter_parent_frame().await.unwrap();
+    check_a11y(&b, "embedded").await;
+    b.close().await.unwrap();
+    served.abort();
 }
 
 #[tokio::test]
