@@ -209,6 +209,25 @@ pub async fn client_edit(
     raw_put(ctx, target.as_str(), &edit(&s.to_ical())).await
 }
 
+/// Retitle a [`simple_event`] in a calendar as a client would, later than its creation
+/// (SUMMARY `from` → `to`, LAST-MODIFIED moved to 2026-06-01).
+pub async fn client_retitle(
+    ctx: &Ctx,
+    url: &str,
+    uid: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    client_edit(ctx, url, uid, |ical| {
+        ical.replace(&format!("SUMMARY:{from}"), &format!("SUMMARY:{to}"))
+            .replace(
+                "LAST-MODIFIED:20260101T000000Z",
+                "LAST-MODIFIED:20260601T000000Z",
+            )
+    })
+    .await
+}
+
 /// Delete the event with `uid` from a calendar (as a client would).
 pub async fn client_delete(ctx: &Ctx, url: &str, uid: &str) -> anyhow::Result<()> {
     let events = events_in(ctx, url).await?;

@@ -828,14 +828,9 @@ async fn a_manual_conflict_is_listed_resolved_through_the_api_and_converges() {
             .status,
         200
     );
-    fixtures::client_edit(&ctx, &radicale, "conf-1", |ical| {
-        ical.replace("SUMMARY:Base", "SUMMARY:Phone title").replace(
-            "LAST-MODIFIED:20260101T000000Z",
-            "LAST-MODIFIED:20260601T000000Z",
-        )
-    })
-    .await
-    .unwrap();
+    fixtures::client_retitle(&ctx, &radicale, "conf-1", "Base", "Phone title")
+        .await
+        .unwrap();
     let sync = api
         .post(&format!("/v1/links/{rlink}/sync"), &json!({}))
         .await

@@ -9,7 +9,7 @@
 //! Every screen is checked with axe-core and saved as a screenshot at desktop and phone width
 //! (`target/screenshots/`).
 
-use calsync_e2e::api::ApiServer;
+use calsync_e2e::api::{ApiClient, ApiServer};
 use calsync_e2e::browser::Browser;
 use calsync_e2e::fixtures::{self, new_calendar, simple_event, unique, Server, PASSWORD, USER};
 use calsync_e2e::{local_ctx, runner};
@@ -61,6 +61,20 @@ async fn sync_now(ctx: &calsync::config::Ctx, b: &Browser, card: &str, want: &st
     b.text_contains(&progress, "Sync queued").await.unwrap();
     let done = drain_until(ctx, b, &progress, "Sync finished").await;
     assert!(done.contains(want), "{done}");
+}
+
+/// Connect the CalDAV calendar at `url` to `group` through the API; the link id.
+async fn connect(api: &ApiClient, group: &str, url: &str, name: &str) -> String {
+    let r = api
+        .post(
+            &format!("/v1/groups/{group}/links"),
+            &serde_json::json!({"provider": "caldav", "url": url, "username": USER,
+                                "password": PASSWORD, "display_name": name}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["link_id"].as_str().unwrap().to_string()
 }
 
 async fn fill(b: &Browser, css: &str, value: &str) {
@@ -259,14 +273,9 @@ async fn a_user_connects_syncs_and_resolves_a_conflict_in_the_settings_page() {
         .await
         .unwrap();
     assert_eq!(put.status, 200, "{}", put.body);
-    fixtures::client_edit(&ctx, &radicale, "page-1", |ical| {
-        ical.replace("SUMMARY:Base", "SUMMARY:Phone title").replace(
-            "LAST-MODIFIED:20260101T000000Z",
-            "LAST-MODIFIED:20260601T000000Z",
-        )
-    })
-    .await
-    .unwrap();
+    fixtures::client_retitle(&ctx, &radicale, "page-1", "Base", "Phone title")
+        .await
+        .unwrap();
     sync_now(&ctx, &b, &card, "1 in conflict").await;
     b.text_contains("#conflicts", "Phone title").await.unwrap();
     let sides = b
@@ -336,19 +345,8 @@ async fn events_a_calendar_refused_are_listed_with_the_servers_reason() {
         .await
         .unwrap();
     let group = api.create_group("errors").await.unwrap();
-    let mut xlink = String::new();
-    for (url, shown) in [(&radicale, "Radicale"), (&xandikos, "Xandikos")] {
-        let r = api
-            .post(
-                &format!("/v1/groups/{group}/links"),
-                &serde_json::json!({"provider": "caldav", "url": url, "username": USER,
-                                    "password": PASSWORD, "display_name": shown}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", r.body);
-        xlink = r.body["link_id"].as_str().unwrap().to_string();
-    }
+    connect(&api, &group, &radicale, "Radicale").await;
+    let xlink = connect(&api, &group, &xandikos, "Xandikos").await;
     runner::drain(&ctx).await.unwrap();
     let listed = api.get(&format!("/v1/links/{xlink}/errors")).await.unwrap();
     assert_eq!(listed.status, 200);
@@ -395,16 +393,7 @@ async fn a_parked_calendar_is_reconnected_and_held_deletions_let_through_from_th
         .await
         .unwrap();
     let group = api.create_group("parked").await.unwrap();
-    let r = api
-        .post(
-            &format!("/v1/groups/{group}/links"),
-            &serde_json::json!({"provider": "caldav", "url": radicale, "username": USER,
-                                "password": PASSWORD, "display_name": "Work"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.body);
-    let link_id = r.body["link_id"].as_str().unwrap().to_string();
+    let link_id = connect(&api, &group, &radicale, "Work").await;
     runner::drain(&ctx).await.unwrap();
     let card = format!("[data-link=\"{link_id}\"]");
     let store = ctx.store();
