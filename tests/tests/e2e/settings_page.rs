@@ -377,7 +377,11 @@ async fn events_a_calendar_refused_are_listed_with_the_servers_reason() {
         .text_contains(&format!("{card} .problems"), "Odd zone")
         .await
         .unwrap();
-    assert!(said.contains("valid-calendar-data"), "{said}");
+    assert!(said.contains("CALDAV:valid-calendar-data"), "{said}");
+    assert!(
+        said.contains("Offset must be less than 24 hours") && !said.contains('<'),
+        "the server's words, not its XML: {said}"
+    );
     check_a11y(&b, "events in error").await;
     b.screenshots("07-events-in-error").await.unwrap();
     b.close().await.unwrap();

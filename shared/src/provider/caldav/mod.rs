@@ -13,7 +13,10 @@
 //!   updates and deletes (RFC 4791 §5.3.2); when a PUT response has no ETag (server changed
 //!   the data, §5.3.4) the etag is re-read with PROPFIND.
 
+mod dav_error;
 pub mod module;
+
+use dav_error::{dav_error_text, dav_precondition};
 
 pub use module::MODULE;
 
@@ -162,19 +165,6 @@ fn parse_multistatus(
         out.push(r);
     }
     Ok((out, token))
-}
-
-/// The precondition element named by a `DAV:error` body (RFC 4918 §16), e.g.
-/// `valid-calendar-data`, or `None` when the body is not such a document.
-fn dav_precondition(body: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse(body).ok()?;
-    let root = doc.root_element();
-    if !root.has_tag_name((DAV, "error")) {
-        return None;
-    }
-    root.children()
-        .find(|n| n.is_element() && !n.has_tag_name((DAV, "responsedescription")))
-        .map(|n| n.tag_name().name().to_string())
 }
 
 fn href_in(node: roxmltree::Node) -> Option<String> {
@@ -409,7 +399,7 @@ impl CalDav {
         ProviderError::Rejected {
             url: url.to_string(),
             status: r.status.as_u16(),
-            detail: snippet(&r.body),
+            detail: dav_error_text(&r.body).unwrap_or_else(|| snippet(&r.body)),
         }
     }
 
@@ -931,17 +921,6 @@ mod tests {
         assert_eq!(rs[0].etag.as_deref(), Some("\"1\""));
         assert_eq!(rs[1].status, Some(404));
         assert_eq!(rs[2].status, Some(507));
-    }
-
-    #[test]
-    fn dav_error_bodies_name_their_precondition() {
-        let body = r#"<ns0:error xmlns:ns0="DAV:" xmlns:ns1="urn:ietf:params:xml:ns:caldav"><ns1:valid-calendar-data /><ns0:responsedescription>Not a valid calendar file</ns0:responsedescription></ns0:error>"#;
-        assert_eq!(
-            dav_precondition(body).as_deref(),
-            Some("valid-calendar-data")
-        );
-        assert_eq!(dav_precondition(""), None);
-        assert_eq!(dav_precondition("<html>412</html>"), None);
     }
 
     #[test]
