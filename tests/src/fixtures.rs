@@ -160,7 +160,7 @@ pub async fn client_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<Stri
 /// Fill the Radicale calendar at `url` with `events` (VCALENDAR texts) in one request: a PUT
 /// of the whole calendar to the collection, which Radicale splits into one object per UID
 /// (its import; seconds for 10,000 events where a PUT each takes minutes). Radicale only.
-pub async fn radicale_upload(ctx: &Ctx, url: &str, events: &[String]) -> anyhow::Result<()> {
+pub async fn radicale_upload(url: &str, events: &[String]) -> anyhow::Result<()> {
     let series = events
         .iter()
         .map(|e| EventSeries::parse_single("fixture", e))
@@ -170,7 +170,24 @@ pub async fn radicale_upload(ctx: &Ctx, url: &str, events: &[String]) -> anyhow:
     } else {
         format!("{url}/")
     };
-    raw_put(ctx, &collection, &calsync::ical::write_calendar(&series)).await
+    // Radicale takes minutes for 10,000 events: longer than the clients' own timeout.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3600))
+        .build()?;
+    let resp = http
+        .put(&collection)
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Content-Type", "text/calendar; charset=utf-8")
+        .body(calsync::ical::write_calendar(&series))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "PUT {collection}: HTTP {}: {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// A plain PUT without preconditions, as simple clients do.

@@ -282,7 +282,7 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     let src = fixtures::new_calendar(ctx, Server::Radicale, &tag).await?;
     let t = Instant::now();
     let events: Vec<String> = (0..n).map(generated_event).collect();
-    fixtures::radicale_upload(ctx, &src, &events).await?;
+    fixtures::radicale_upload(&src, &events).await?;
     println!(
         "setup: {n} events ({} weekly series, TZID=Europe/Berlin, non-ASCII text) uploaded to Radicale in one PUT in {:.1} s",
         n.div_ceil(10),
