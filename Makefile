@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build browser-deps bench bench-scale bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build browser-deps bench bench-scale bench-rss bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -131,6 +131,13 @@ SIZES ?= 1000,5000,10000
 bench-scale: venv
 	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench-scale --sizes $(SIZES)
+
+## bench-rss: the sync worker's and sync-back's peak RSS on a Radicale calendar of RSS_EVENTS
+## events (one job each through the release binaries; minutes, not in CI)
+RSS_EVENTS ?= 10000
+bench-rss: venv
+	$(RELEASE_BUILD)
+	infra/local/with-stack.sh ./target/release/calsync-local bench-rss --events $(RSS_EVENTS)
 
 ## bench-fanout: the schedule's tick against LINKS=100000 links (cohorts of 100, 1,000 and
 ## 3,000 due), items read beside a Scan's

@@ -15,6 +15,7 @@
 pub mod fanout;
 pub mod lambda;
 pub mod peers;
+pub mod rss;
 
 use std::time::{Duration, Instant};
 
@@ -202,77 +203,34 @@ pub async fn scale(sizes: &[usize]) -> anyhow::Result<()> {
         );
     }
     if let Some((last, _)) = measured.last() {
-        functions_at(last).await?;
+        rss::print_jobs(
+            last.n,
+            &[
+                rss::Job {
+                    bin: "sync-worker",
+                    link: &last.source,
+                    trigger: calsync::handlers::RETRY,
+                    what: "pull that re-enumerates the source",
+                },
+                rss::Job {
+                    bin: "sync-back",
+                    link: &last.target,
+                    trigger: calsync::handlers::CATCH_UP,
+                    what: "catch-up push (reads the whole group)",
+                },
+            ],
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// The directory of this binary, where `make bench` builds the functions' release binaries
 /// too (`None`: it has no parent).
-fn binaries_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
+pub(crate) fn binaries_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
     Ok(std::env::current_exe()?
         .parent()
         .map(std::path::Path::to_path_buf))
-}
-
-/// The sync worker's and sync-back's release binaries, each given one job of the largest
-/// calendar as Lambda would (an SQS event through a stand-in runtime API), and their peak
-/// RSS: a pull that re-enumerates the source (every object listed, its mappings and hub
-/// events read) and a catch-up push that reads the whole group.
-async fn functions_at(m: &Caldav) -> anyhow::Result<()> {
-    let Some(dir) = binaries_dir()? else {
-        return Ok(());
-    };
-    println!(
-        "\nPeak RSS per function on the {}-event calendar (release binaries, one job each through the runtime API)",
-        m.n
-    );
-    println!("| function | job | wall | CPU | peak RSS | target |");
-    println!("|---|---|---|---|---|---|");
-    for (bin, link, trigger, what) in [
-        (
-            "sync-worker",
-            &m.source,
-            calsync::handlers::RETRY,
-            "pull that re-enumerates the source",
-        ),
-        (
-            "sync-back",
-            &m.target,
-            calsync::handlers::CATCH_UP,
-            "catch-up push (reads the whole group)",
-        ),
-    ] {
-        let job = SyncJob::unique(link, trigger);
-        let event = serde_json::json!({"Records": [{
-            "messageId": "bench-1",
-            "receiptHandle": "bench",
-            "body": serde_json::to_string(&job)?,
-            "attributes": {"MessageGroupId": link, "ApproximateReceiveCount": "1"},
-            "messageAttributes": {},
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench.fifo",
-            "awsRegion": "us-east-1"
-        }]});
-        let path = dir.join(bin);
-        match lambda::invoke(&path, &event, Duration::from_secs(900)).await {
-            Ok(r) => {
-                anyhow::ensure!(
-                    !r.response.contains("batchItemFailures\":[{"),
-                    "{bin}: the job failed: {}",
-                    r.response
-                );
-                println!(
-                    "| {bin} | {what} | {:.2} s | {:.2} s | {:.1} MB | < 48 MB (sync worker, 10,000 events) |",
-                    r.wall.as_secs_f64(),
-                    r.cpu.as_secs_f64(),
-                    r.peak_rss_kb as f64 / 1024.0
-                );
-            }
-            Err(e) => println!("| {bin} | not measured: {e} | | | | |"),
-        }
-    }
-    Ok(())
 }
 
 /// The Radicale → Xandikos part at `n` events: the floor, vdirsyncer and calsync's initial
