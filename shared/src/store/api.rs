@@ -111,10 +111,7 @@ impl Store {
         }
         let table = &self.cfg.links_table;
         let mut req = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .condition_expression("attribute_exists(link_id)");
         let mut sets = Vec::new();
         for (i, (name, value)) in fields.into_iter().enumerate() {

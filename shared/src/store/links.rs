@@ -102,6 +102,17 @@ impl Store {
         Ok((links, next))
     }
 
+    /// An UpdateItem of link `link_id` in the links table; the caller adds its expressions.
+    pub(super) fn update_link(
+        &self,
+        link_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.cfg.links_table)
+            .key("link_id", s(link_id))
+    }
+
     /// Set when the schedule next makes the link due (epoch seconds, UTC); after a successful
     /// pull also the `push_seq` that pull covers ([`crate::model::Link::covered_push_seq`]).
     pub async fn set_next_sync(
@@ -112,10 +123,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let table = &self.cfg.links_table;
         let mut req = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .condition_expression("attribute_exists(link_id)")
             .expression_attribute_values(":t", n(next_sync_at))
             .expression_attribute_values(":ds", n(i64::from(Link::due_shard_of(link_id))));
@@ -145,10 +153,7 @@ impl Store {
     ) -> Result<Counted, StoreError> {
         let table = &self.cfg.links_table;
         let out = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .update_expression(
                 "ADD push_seq :one SET pull_queued_at = if_not_exists(pull_queued_at, :now)",
             )
@@ -179,10 +184,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let table = &self.cfg.links_table;
         let mut req = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .condition_expression("pull_queued_at = :old")
             .expression_attribute_values(":old", n(old));
         req = match new {
@@ -211,10 +213,7 @@ impl Store {
     pub async fn take_pull_marker(&self, link_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
         let table = &self.cfg.links_table;
         let r = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .update_expression("REMOVE pull_queued_at")
             .condition_expression("attribute_exists(link_id)")
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
@@ -239,10 +238,7 @@ impl Store {
     async fn add_one(&self, link_id: &str, field: &str) -> Result<i64, StoreError> {
         let table = &self.cfg.links_table;
         let out = self
-            .ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+            .update_link(link_id)
             .update_expression("ADD #f :one")
             .condition_expression("attribute_exists(link_id)")
             .expression_attribute_names("#f", field)
@@ -309,10 +305,7 @@ impl Store {
                 reason: e.to_string(),
             })?;
         let reason = reason.map(s).unwrap_or(AttributeValue::Null(true));
-        self.ddb
-            .update_item()
-            .table_name(table)
-            .key("link_id", s(link_id))
+        self.update_link(link_id)
             .update_expression("SET #s = :s, status_reason = :r")
             .condition_expression("attribute_exists(link_id)")
             .expression_attribute_names("#s", "status")
