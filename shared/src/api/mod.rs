@@ -5,9 +5,9 @@
 //! `functions/api`) and the local stack (`make serve`).
 //!
 //! The settings page ([`app`], `/app/`) is served beside the API and calls it like any
-//! application. Every `/v1` route needs a verified bearer token ([`auth`]); the user id comes from it alone,
-//! and everything another user owns answers 404. `POST` routes honour `Idempotency-Key`
-//! ([`idempotency`]).
+//! application. Every `/v1` route needs a verified bearer token ([`auth`]); the user id
+//! comes from it alone, and everything another user owns answers 404. `POST` routes honour
+//! `Idempotency-Key` ([`idempotency`]).
 
 pub mod app;
 pub mod appsync;

@@ -65,14 +65,11 @@ export function connectForm(form, { ensureGroup, connected, announce }) {
     button.disabled = true;
     form.setAttribute("aria-busy", "true");
     announce("Connecting…");
-    // The provider's consent page refuses to be framed: it opens in a window of its own,
-    // opened now, while the click still counts as the user's.
-    const tab = p.oauth ? window.open("about:blank", "_blank") : null;
-    if (tab) tab.opener = null;
+    let tab = null;
     try {
+      if (p.oauth) tab = consentWindow("the button");
       const group = await ensureGroup();
       if (p.oauth) {
-        if (!tab) throw new Error("Your browser blocked the sign-in window: allow pop-ups for this page, then press the button again.");
         const body = { display_name: val("display_name") || undefined, calendar_id: val("calendar_id") || undefined };
         const before = await linkIds(group);
         const r = await call("POST", `/v1/groups/${seg(group)}/links/oauth/${seg(provider.value)}`, body);
@@ -105,6 +102,18 @@ export function connectForm(form, { ensureGroup, connected, announce }) {
       form.removeAttribute("aria-busy");
     }
   });
+}
+
+/**
+ * A window of its own for a provider's consent page, which refuses to be framed. Call it
+ * before any `await`, while the click still counts as the user's; throws when the browser
+ * blocked it (`button`: what to press again).
+ */
+export function consentWindow(button) {
+  const tab = window.open("about:blank", "_blank");
+  if (!tab) throw new Error(`Your browser blocked the sign-in window: allow pop-ups for this page, then press ${button} again.`);
+  tab.opener = null;
+  return tab;
 }
 
 /** How often, and how long, the page looks for the calendar a consent window connects. */

@@ -4,7 +4,7 @@
 
 import { call, seg } from "./api.js";
 import { h, fill, timeEl } from "./dom.js";
-import { PROVIDERS, frequencyOptions, policyOptions, showProblem } from "./connect.js";
+import { PROVIDERS, consentWindow, frequencyOptions, policyOptions, showProblem } from "./connect.js";
 
 const PROVIDER_NAMES = {
   google: "Google Calendar",
@@ -220,10 +220,9 @@ function settingsForm(link, ctx) {
 async function reconnect(link, box, ctx) {
   const id = link.link_id;
   if (PROVIDERS[link.provider]?.oauth) {
-    const tab = window.open("about:blank", "_blank");
-    if (tab) tab.opener = null;
+    let tab = null;
     try {
-      if (!tab) throw new Error("allow pop-ups for this page, then press Reconnect again");
+      tab = consentWindow("Reconnect");
       const r = await call("POST", `/v1/links/${seg(id)}/reconnect`, {});
       tab.location.href = r.consent_url;
       ctx.announce("Finish signing in in the new window; the calendar syncs again when you have.");
