@@ -120,8 +120,7 @@ impl Browser {
 
     /// The first element matching `css`, waiting until it exists and is displayed.
     pub async fn visible(&self, css: &str) -> anyhow::Result<fantoccini::elements::Element> {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
+        until(PAGE_WAIT, async || {
             if let Ok(els) = self.client.find_all(Locator::Css(css)).await {
                 for e in els {
                     if e.is_displayed().await.unwrap_or(false) {
@@ -129,28 +128,68 @@ impl Browser {
                     }
                 }
             }
-            anyhow::ensure!(Instant::now() < deadline, "no visible {css:?} on the page");
-            tokio::time::sleep(POLL).await;
-        }
+            Err(format!("no visible {css:?} on the page"))
+        })
+        .await
     }
 
     /// Wait until the text of the first element matching `css` contains `want`; that text.
     pub async fn text_contains(&self, css: &str, want: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
+        self.text_contains_while(css, want, PAGE_WAIT, async || Ok(()))
+            .await
+    }
+
+    /// [`Browser::text_contains`], running `between` before each look (the queue runner, say,
+    /// standing in for what serves the page's requests), for at most `wait`.
+    pub async fn text_contains_while(
+        &self,
+        css: &str,
+        want: &str,
+        wait: Duration,
+        mut between: impl AsyncFnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<String> {
+        until(wait, async || {
+            between().await.map_err(|e| e.to_string())?;
             let text = match self.client.find(Locator::Css(css)).await {
                 Ok(e) => e.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
             if text.contains(want) {
-                return Ok(text);
+                Ok(text)
+            } else {
+                Err(format!("{css:?} never said {want:?}; last: {text:?}"))
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{css:?} never said {want:?}; last: {text:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
+    }
+
+    /// Type `value` into the field `css`, replacing what it held.
+    pub async fn fill(&self, css: &str, value: &str) -> anyhow::Result<()> {
+        let e = self.visible(css).await?;
+        e.clear().await?;
+        Ok(e.send_keys(value).await?)
+    }
+
+    /// Choose the option `value` of the select `css`.
+    pub async fn choose(&self, css: &str, value: &str) -> anyhow::Result<()> {
+        Ok(self.visible(css).await?.select_by_value(value).await?)
+    }
+
+    /// Click the element `css` once it is visible.
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        Ok(self.visible(css).await?.click().await?)
+    }
+
+    /// Fail, naming `screen` and each rule, when axe-core finds a serious or critical
+    /// violation ([`Browser::accessibility_violations`]).
+    pub async fn accessible(&self, screen: &str) -> anyhow::Result<()> {
+        let found = self.accessibility_violations().await?;
+        anyhow::ensure!(
+            found.is_empty(),
+            "{screen}: axe-core found serious or critical violations:\n{}",
+            found.join("\n")
+        );
+        Ok(())
     }
 
     /// Run `script` (a function body; `arguments` holds `args`) in the page; its value.
@@ -243,6 +282,22 @@ impl Browser {
     pub async fn close(self) -> anyhow::Result<()> {
         self.client.clone().close().await?;
         Ok(())
+    }
+}
+
+/// Ask `probe` every [`POLL`] until it gives a value or `wait` has passed; the error then
+/// is what `probe` said last.
+async fn until<T>(
+    wait: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(last) => anyhow::ensure!(Instant::now() < deadline, "{last}"),
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -1,0 +1,201 @@
+//! What goes wrong and its way out: events a calendar refused, a calendar waiting for
+//! reconnection, a quarantined deletion, and Google connected through its consent window.
+
+use calsync_e2e::api::ApiServer;
+use calsync_e2e::browser::Browser;
+use calsync_e2e::fixtures::{self, new_calendar, unique, Server, PASSWORD, USER};
+use calsync_e2e::{local_ctx, runner};
+
+use super::{connect, fresh_user, ZONE};
+
+#[tokio::test]
+async fn events_a_calendar_refused_are_listed_with_the_servers_reason() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let name = unique("page-err");
+    let radicale = new_calendar(&ctx, Server::Radicale, &name).await.unwrap();
+    let xandikos = new_calendar(&ctx, Server::Xandikos, &name).await.unwrap();
+    fixtures::client_put(&ctx, &radicale, &fixtures::xandikos_rejects())
+        .await
+        .unwrap();
+    let group = api.create_group("errors").await.unwrap();
+    connect(&api, &group, &radicale, "Radicale").await;
+    let xlink = connect(&api, &group, &xandikos, "Xandikos").await;
+    runner::drain(&ctx).await.unwrap();
+    let listed = api.get(&format!("/v1/links/{xlink}/errors")).await.unwrap();
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["total"], 1, "{}", listed.body);
+    let e = &listed.body["errors"][0];
+    assert_eq!(
+        (e["event_id"].as_str(), e["title"].as_str()),
+        (Some("odd-tz"), Some("Odd zone"))
+    );
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("valid-calendar-data"),
+        "{e}"
+    );
+
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    let card = format!("[data-link=\"{xlink}\"]");
+    b.open(
+        &format!("{}/app/#token={token}", srv.url),
+        &format!("{card} .problems li[data-event=\"odd-tz\"]"),
+    )
+    .await
+    .unwrap();
+    let said = b
+        .text_contains(&format!("{card} .problems"), "Odd zone")
+        .await
+        .unwrap();
+    assert!(said.contains("CALDAV:valid-calendar-data"), "{said}");
+    assert!(
+        said.contains("Offset must be less than 24 hours") && !said.contains('<'),
+        "the server's words, not its XML: {said}"
+    );
+    b.accessible("events in error").await.unwrap();
+    b.screenshots("07-events-in-error").await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_parked_calendar_is_reconnected_and_held_deletions_let_through_from_the_page() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let radicale = new_calendar(&ctx, Server::Radicale, &unique("page-park"))
+        .await
+        .unwrap();
+    let group = api.create_group("parked").await.unwrap();
+    let link_id = connect(&api, &group, &radicale, "Work").await;
+    runner::drain(&ctx).await.unwrap();
+    let card = format!("[data-link=\"{link_id}\"]");
+    let store = ctx.store();
+    // The engine parks a link whose password the server refuses; here it is parked directly.
+    store
+        .set_link_status(
+            &link_id,
+            calsync::model::LinkStatus::ReconnectNeeded,
+            Some("the server refused the username or password (HTTP 401)"),
+        )
+        .await
+        .unwrap();
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    let page = format!("{}/app/#token={token}", srv.url);
+    b.open(&page, &format!("{card} [data-status=reconnect_needed]"))
+        .await
+        .unwrap();
+    b.text_contains(&format!("{card} .reason"), "HTTP 401")
+        .await
+        .unwrap();
+    b.accessible("reconnect needed").await.unwrap();
+    b.screenshots("08-reconnect-needed").await.unwrap();
+    b.click(&format!("{card} [data-action=reconnect]"))
+        .await
+        .unwrap();
+    let password = format!("#re-password-{link_id}");
+    b.fill(&format!("#re-username-{link_id}"), USER)
+        .await
+        .unwrap();
+    b.fill(&password, "still-wrong").await.unwrap();
+    b.click(&format!("{card} .reconnect-form button"))
+        .await
+        .unwrap();
+    b.text_contains(&format!("{password}-error"), "refused")
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["status"],
+        "reconnect_needed"
+    );
+    b.fill(&password, PASSWORD).await.unwrap();
+    b.click(&format!("{card} .reconnect-form button"))
+        .await
+        .unwrap();
+    b.visible(&format!("{card} [data-status=ok]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["status"],
+        "ok"
+    );
+
+    // A quarantined pull: the held deletions go through once from the page.
+    store
+        .set_link_status(
+            &link_id,
+            calsync::model::LinkStatus::Quarantined,
+            Some("a pull would delete 8 of 10 events; deletions held back"),
+        )
+        .await
+        .unwrap();
+    b.open(&page, &format!("{card} [data-status=quarantined]"))
+        .await
+        .unwrap();
+    b.accessible("quarantined").await.unwrap();
+    b.screenshots("09-quarantined").await.unwrap();
+    b.click(&format!("{card} [data-action=release]"))
+        .await
+        .unwrap();
+    b.text_contains("#status", "go through with its next sync")
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get(&format!("/v1/links/{link_id}")).await.unwrap().body["allow_mass_delete"],
+        true
+    );
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn google_connects_through_its_consent_window() {
+    let lg = calsync_e2e::google::LocalGoogle::start(
+        &local_ctx().await,
+        calsync_e2e::emulators::google::Config::default(),
+    )
+    .await
+    .unwrap();
+    let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    b.open(&format!("{}/app/#token={token}", srv.url), "#links .empty")
+        .await
+        .unwrap();
+    b.choose("#provider", "google").await.unwrap();
+    b.fill("#display_name", "Google work").await.unwrap();
+    let windows = b.client.windows().await.unwrap().len();
+    b.click("#submit-connect").await.unwrap();
+    // The emulator's consent page consents at once; the page finds the new calendar.
+    b.text_contains("#links", "Google work").await.unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows + 1,
+        "the consent ran in a window of its own"
+    );
+    let api = srv.as_user(user);
+    let groups = api.get("/v1/groups").await.unwrap();
+    let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    assert_eq!(
+        (
+            links.body["links"][0]["provider"].as_str(),
+            links.body["links"][0]["display_name"].as_str()
+        ),
+        (Some("google"), Some("Google work")),
+        "{}",
+        links.body
+    );
+    b.text_contains("#status", "Connected Google work")
+        .await
+        .unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
+    b.close().await.unwrap();
+}
