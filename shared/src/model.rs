@@ -231,7 +231,9 @@ pub struct HubEvent {
     pub uid: String,
     /// Incremented on every change; writes are conditional on the previous value.
     pub version: i64,
-    /// The series as a VCALENDAR object (see [`crate::ical::EventSeries::to_ical`]).
+    /// The series as a VCALENDAR object (see [`crate::ical::EventSeries::to_ical`]); empty
+    /// in a head ([`crate::store::Store::event_heads_of_group`]).
+    #[serde(default)]
     pub ical: String,
     /// Tombstone: the event was deleted at `updated_ms`.
     #[serde(default)]

@@ -23,8 +23,8 @@ pub mod push_plan;
 pub mod transform;
 
 mod pull;
-pub use pull::{pull, PullFrom, TARGETED_MAX};
-pub use push::{push, PushFrom, PUSH_OVERLAP_MS, PUSH_TARGETED_MAX};
+pub use pull::{pull, PullFrom, PULL_PAGE, TARGETED_MAX};
+pub use push::{push, PushFrom, PUSH_OVERLAP_MS, PUSH_PAGE, PUSH_TARGETED_MAX};
 
 use crate::provider::{Cursor, ProviderError};
 use crate::store::StoreError;

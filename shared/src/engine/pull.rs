@@ -20,6 +20,23 @@ const HUB_RETRIES: usize = 5;
 /// all of the link's mappings and the group's hub events (a few paged Queries).
 pub const TARGETED_MAX: usize = 64;
 
+/// Remote objects a wide pull reads, parses, plans and writes at a time (a few CalDAV
+/// multigets' worth): what bounds its memory, whatever the calendar's size. The next
+/// page's objects are read while this page's writes go out.
+pub const PULL_PAGE: usize = 200;
+
+/// What a pull holds of the link's mappings and the group's hub events.
+#[derive(Debug)]
+enum Loaded {
+    /// A targeted pull: only these UIDs' records, whole; any other is read by key when
+    /// needed.
+    Keys(HashSet<String>),
+    /// A wide pull: every record, as a head ([`Store::event_heads_of_group`],
+    /// [`Store::mapping_heads_of_link`]); these UIDs' whole. A UID with neither a mapping
+    /// nor a hub event head had none when the heads were read.
+    Heads(HashSet<String>),
+}
+
 struct PullState<'a> {
     store: &'a Store,
     provider: &'a dyn Provider,
@@ -28,19 +45,23 @@ struct PullState<'a> {
     hub: HashMap<String, HubEvent>,
     run: &'a mut RunRecord,
     hub_changed: bool,
-    /// `None`: every mapping of the link and every hub event of the group are loaded (a
-    /// full or long pull). `Some`: only these UIDs' were read ([`PullState::load`]).
-    loaded: Option<HashSet<String>>,
+    loaded: Loaded,
 }
 
 impl PullState<'_> {
-    /// Read the mappings and hub events of `uids` not read yet (one BatchGetItem per 50
-    /// UIDs); nothing when everything is loaded.
+    /// Read the whole mappings and hub events of `uids` not held whole yet (one
+    /// BatchGetItem per 50 UIDs); in a wide pull, only those with a head.
     async fn load(&mut self, uids: impl IntoIterator<Item = String>) -> Result<(), StoreError> {
-        let Some(loaded) = &mut self.loaded else {
-            return Ok(());
+        let (maps, hub) = (&self.maps, &self.hub);
+        let (whole, heads) = match &mut self.loaded {
+            Loaded::Keys(s) => (s, false),
+            Loaded::Heads(s) => (s, true),
         };
-        let mut need: Vec<String> = uids.into_iter().filter(|u| !loaded.contains(u)).collect();
+        let mut need: Vec<String> = uids
+            .into_iter()
+            .filter(|u| !whole.contains(u))
+            .filter(|u| !heads || maps.contains_key(u) || hub.contains_key(u))
+            .collect();
         need.sort();
         need.dedup();
         if need.is_empty() {
@@ -50,7 +71,7 @@ impl PullState<'_> {
             .store
             .mappings_and_events(&self.link.link_id, Some(&self.link.group_id), &need)
             .await?;
-        loaded.extend(need);
+        whole.extend(need);
         for m in maps {
             self.maps.insert(m.uid.clone(), m);
         }
@@ -60,8 +81,34 @@ impl PullState<'_> {
         Ok(())
     }
 
+    /// `uid`'s records in memory are whole (just written or read).
+    fn hold_whole(&mut self, uid: &str) {
+        let (Loaded::Keys(s) | Loaded::Heads(s)) = &mut self.loaded;
+        if !s.contains(uid) {
+            s.insert(uid.to_string());
+        }
+    }
+
+    /// In a wide pull, turn the records held whole back into heads (after a page), so
+    /// that memory holds at most a page of bodies.
+    fn demote(&mut self) {
+        let Loaded::Heads(whole) = &mut self.loaded else {
+            return;
+        };
+        for uid in whole.drain() {
+            if let Some(e) = self.hub.get_mut(&uid) {
+                e.ical = String::new();
+            }
+            if let Some(m) = self.maps.get_mut(&uid) {
+                m.base = None;
+                m.conflict_remote = None;
+            }
+        }
+    }
+
     async fn save_mapping(&mut self, m: Mapping) -> Result<(), StoreError> {
         self.store.put_mapping(&m).await?;
+        self.hold_whole(&m.uid);
         self.maps.insert(m.uid.clone(), m);
         Ok(())
     }
@@ -78,6 +125,7 @@ impl PullState<'_> {
         let ev = w.event;
         match self.store.put_event(&ev, w.expected).await {
             Ok(()) => {
+                self.hold_whole(&ev.uid);
                 self.hub.insert(ev.uid.clone(), ev);
                 self.hub_changed = true;
                 Ok(true)
@@ -124,6 +172,7 @@ impl PullState<'_> {
     /// hub event and mapping.
     fn settle(&mut self, plan: ItemPlan) {
         let uid = plan.mapping.uid.clone();
+        self.hold_whole(&uid);
         if let Some(w) = plan.hub {
             self.hub.insert(w.event.uid.clone(), w.event);
             self.hub_changed = true;
@@ -164,6 +213,7 @@ impl PullState<'_> {
         reason: String,
     ) -> Result<(), StoreError> {
         tracing::warn!(link = %self.link.link_id, href = %href, %reason, "event not synced");
+        Box::pin(self.load([key.clone()])).await?;
         let plan = plan::plan_unreadable(
             self.link,
             &key,
@@ -257,6 +307,40 @@ impl PullState<'_> {
         for (item, r) in one_by_one {
             self.apply_item(item, r).await?;
         }
+        Ok(())
+    }
+
+    /// [`PullState::apply_items`] a page ([`PULL_PAGE`]) at a time.
+    async fn apply_pages(&mut self, items: Vec<RemoteRef>) -> Result<(), StoreError> {
+        let mut items = items.into_iter();
+        loop {
+            let page: Vec<RemoteRef> = items.by_ref().take(PULL_PAGE).collect();
+            if page.is_empty() {
+                return Ok(());
+            }
+            self.apply_items(page).await?;
+            self.demote();
+        }
+    }
+
+    /// Read `hrefs` ([`Provider::fetch`]) and apply them a page at a time, each page read
+    /// while the one before it is written.
+    async fn fetch_and_apply(&mut self, hrefs: &[RemoteId]) -> Result<(), EngineError> {
+        let provider = self.provider;
+        let mut pages = hrefs.chunks(PULL_PAGE);
+        let Some(first) = pages.next() else {
+            return Ok(());
+        };
+        let mut fetched = provider.fetch(first).await?;
+        for next in pages {
+            let (applied, next) =
+                futures_util::join!(Box::pin(self.apply_items(fetched)), provider.fetch(next));
+            applied?;
+            self.demote();
+            fetched = next?;
+        }
+        self.apply_items(fetched).await?;
+        self.demote();
         Ok(())
     }
 
@@ -391,8 +475,12 @@ pub async fn pull(
             .await?;
         (maps, hub)
     } else {
-        let maps = store.mappings_of_link(&link.link_id).await?;
-        (maps, store.events_of_group(&link.group_id).await?)
+        // Heads only: a page's bodies are read by key as it is applied.
+        futures_util::future::try_join(
+            Box::pin(store.mapping_heads_of_link(&link.link_id)),
+            Box::pin(store.event_heads_of_group(&link.group_id)),
+        )
+        .await?
     };
     let hub_read_ms = (!targeted).then_some(read_ms);
     let mut st = PullState {
@@ -403,7 +491,11 @@ pub async fn pull(
         hub: hub.into_iter().map(|e| (e.uid.clone(), e)).collect(),
         run,
         hub_changed: false,
-        loaded: targeted.then(|| uids.into_iter().collect()),
+        loaded: if targeted {
+            Loaded::Keys(uids.into_iter().collect())
+        } else {
+            Loaded::Heads(HashSet::new())
+        },
     };
     // An object removed that the index did not name may still be one of our own creations
     // (its href carries its UID): read that mapping by key.
@@ -438,11 +530,9 @@ pub async fn pull(
             to_fetch.push(r.href);
         }
     }
-    if !to_fetch.is_empty() {
-        let fetched = provider.fetch(&to_fetch).await?;
-        items.extend(fetched);
-    }
-    st.apply_items(items).await?;
+    // Boxed: a pull's future is large in debug builds, and these nest deepest.
+    Box::pin(st.apply_pages(items)).await?;
+    Box::pin(st.fetch_and_apply(&to_fetch)).await?;
     for (href, reason) in res.unreadable {
         seen.insert(href.clone());
         let key = st.key_for_href(&href);
@@ -502,20 +592,25 @@ pub async fn pull(
     removed.sort();
     // The brake weighs the deletions against every mapped object; a targeted pull counts
     // them only when the deletions reach the brake's minimum (below it, it never fires).
-    let mapped =
-        if st.loaded.is_some() && removed.len() + recent_deletions >= link.brake_min as usize {
-            store.count_mappings(&link.link_id).await?
-        } else {
-            by_href.len()
-        };
+    let mapped = if matches!(st.loaded, Loaded::Keys(_))
+        && removed.len() + recent_deletions >= link.brake_min as usize
+    {
+        store.count_mappings(&link.link_id).await?
+    } else {
+        by_href.len()
+    };
     let brake = plan::brake(link, removed.len(), mapped, recent_deletions);
     let quarantined = brake.is_some();
     if let Some(reason) = brake {
         tracing::warn!(link = %link.link_id, %reason);
         st.run.error = Some(reason);
     } else {
-        for uid in &removed {
-            st.apply_removal(uid).await?;
+        for page in removed.chunks(PULL_PAGE) {
+            st.load(page.iter().cloned()).await?;
+            for uid in page {
+                st.apply_removal(uid).await?;
+            }
+            st.demote();
         }
     }
     for uid in removed_hrefs

@@ -2,6 +2,8 @@
 //! ([`super::push_plan::plan_push`]), send them in chunks, record each outcome as
 //! [`super::push_plan::settle`] decides.
 
+use std::collections::{HashMap, HashSet};
+
 use super::push_plan::{self, Planned, Settled, Tally};
 use super::{EngineError, PushOutcome};
 use crate::config::now_millis;
@@ -61,82 +63,227 @@ pub async fn push(
         }
         None => None,
     };
-    let (maps, events) = match changed {
+    let mut w = Writer {
+        store,
+        link,
+        provider,
+        run,
+        out: &mut out,
+        deadline: from.deadline,
+        batch: link.provider.module().write_batch().max(1),
+        chunks: 0,
+        pending: None,
+        stopped: false,
+    };
+    match changed {
         Some(events) => {
             let uids: Vec<String> = events.iter().map(|e| e.uid.clone()).collect();
             let (maps, _) = store
                 .mappings_and_events(&link.link_id, None, &uids)
                 .await?;
-            (maps, events)
+            let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
+            w.page(maps, events, false).await?;
         }
         None => {
-            out.full_seq = Some(store.begin_full_push(&link.link_id).await?);
-            (
-                store.mappings_of_link(&link.link_id).await?,
-                store.events_of_group(&link.group_id).await?,
-            )
-        }
-    };
-    let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
-    let deadline = from.deadline;
-    let plan = push_plan::plan_push(link, maps, events, chrono::Utc::now());
-    tracing::debug!(link = %link.link_id, ?plan, "push plan");
-    store.put_mappings(&plan.records).await?;
-    for uid in &plan.forget {
-        store.delete_mapping(&link.link_id, uid).await?;
-    }
-    // Write in chunks (one bulk request per chunk where the provider has one). A chunk's
-    // receipts are recorded while the next chunk is written (the mapping writes overlap the
-    // provider's), so a crash loses at most two chunks' receipts; the next push finds those
-    // objects at their deterministic ids and adopts them. A chunk whose results stop the run
-    // (credentials refused, outage) is recorded before anything else is sent.
-    let batch = link.provider.module().write_batch().max(1);
-    let mut pending = None;
-    for (n, chunk) in plan.writes.chunks(batch).enumerate() {
-        // Every run writes at least one chunk, so continuations always progress.
-        if n > 0 && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            out.more = true;
-            break;
-        }
-        let writes: Vec<Write<'_>> = chunk
-            .iter()
-            .map(|(ev, m, kind)| match kind {
-                Planned::Create => Write::Create {
-                    uid: &ev.uid,
-                    ical: &ev.ical,
-                },
-                Planned::Update => Write::Update {
-                    href: m.href.as_ref().unwrap_or(RemoteId::none()),
-                    ical: &ev.ical,
-                    etag: m.etag.as_ref(),
-                },
-                Planned::Delete => Write::Delete {
-                    href: m.href.as_ref().unwrap_or(RemoteId::none()),
-                    etag: m.etag.as_ref(),
-                },
-            })
-            .collect();
-        let earlier = pending.take();
-        let (results, recorded) = futures_util::future::join(provider.write_all(&writes), async {
-            match earlier {
-                Some(f) => f.await,
-                None => Vec::new(),
+            // The whole group, a page of events at a time against the heads of the link's
+            // mappings: memory holds one page's bodies, whatever the group's size.
+            w.out.full_seq = Some(store.begin_full_push(&link.link_id).await?);
+            let heads = store.mapping_heads_of_link(&link.link_id).await?;
+            let mut heads: HashMap<String, Mapping> =
+                heads.into_iter().map(|m| (m.uid.clone(), m)).collect();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .events_page(&link.group_id, after.as_deref(), PUSH_PAGE)
+                    .await?;
+                let maps = page
+                    .items
+                    .iter()
+                    .filter_map(|e| heads.remove(&e.uid))
+                    .map(|m| (m.uid.clone(), m))
+                    .collect();
+                w.page(maps, page.items, true).await?;
+                match page.next {
+                    Some(next) if !w.stopped => after = Some(next),
+                    _ => break,
+                }
+                if w.past_deadline() {
+                    w.out.more = true;
+                    break;
+                }
             }
-        })
-        .await;
-        book(run, &mut out, recorded)?;
-        let stop = results.iter().any(push_plan::stops_run);
-        let recording = Box::pin(record_chunk(store, provider, chunk, results));
-        if stop {
-            book(run, &mut out, recording.await)?;
-            break;
         }
-        pending = Some(recording);
     }
-    if let Some(f) = pending {
-        book(run, &mut out, f.await)?;
-    }
+    w.finish().await?;
     Ok(out)
+}
+
+/// Hub events a full push reads, plans and writes at a time (one Query each).
+pub const PUSH_PAGE: i32 = 250;
+
+/// A chunk of planned writes, owned by the recording that follows it.
+type Chunk = Vec<(HubEvent, Mapping, Planned)>;
+
+/// A push's writing half: plans each page of events, sends its writes in chunks (one bulk
+/// request per chunk where the provider has one) and records them. A chunk's receipts are
+/// recorded while the next chunk is written (the mapping writes overlap the provider's),
+/// so a crash loses at most two chunks' receipts; the next push finds those objects at
+/// their deterministic ids and adopts them. A chunk whose results stop the run
+/// (credentials refused, outage) is recorded before anything else is sent.
+struct Writer<'a, 'r> {
+    store: &'a Store,
+    link: &'a Link,
+    provider: &'a dyn Provider,
+    run: &'r mut RunRecord,
+    out: &'r mut PushOutcome,
+    deadline: Option<std::time::Instant>,
+    batch: usize,
+    /// Chunks sent so far: every run writes at least one, so continuations progress.
+    chunks: usize,
+    pending: Option<futures_util::future::BoxFuture<'a, Vec<Result<Recorded, EngineError>>>>,
+    /// No more writes: the deadline passed or a result stopped the run.
+    stopped: bool,
+}
+
+impl Writer<'_, '_> {
+    fn past_deadline(&self) -> bool {
+        self.chunks > 0
+            && self
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// Plan `events` against their mappings `maps` and carry the plan out. With `heads`,
+    /// `maps` are heads ([`Store::mapping_heads_of_link`]): the bodies of those the plan
+    /// writes back are read first.
+    async fn page(
+        &mut self,
+        maps: HashMap<String, Mapping>,
+        events: Vec<HubEvent>,
+        heads: bool,
+    ) -> Result<(), EngineError> {
+        if self.stopped {
+            return Ok(());
+        }
+        let had: HashSet<String> = if heads {
+            maps.keys().cloned().collect()
+        } else {
+            HashSet::new()
+        };
+        let mut plan = push_plan::plan_push(self.link, maps, events, chrono::Utc::now());
+        tracing::debug!(link = %self.link.link_id, ?plan, "push plan");
+        if heads {
+            self.restore_bodies(&mut plan, &had).await?;
+        }
+        self.store.put_mappings(&plan.records).await?;
+        for uid in &plan.forget {
+            self.store.delete_mapping(&self.link.link_id, uid).await?;
+        }
+        let mut writes = plan.writes.into_iter();
+        loop {
+            let chunk: Chunk = writes.by_ref().take(self.batch).collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if self.past_deadline() {
+                self.out.more = true;
+                self.stopped = true;
+                return Ok(());
+            }
+            self.send(chunk).await?;
+            if self.stopped {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Put back the merge bases and kept-aside versions of the planned mappings that came
+    /// from heads (`had`), read by key: a mapping is never stored without them.
+    async fn restore_bodies(
+        &self,
+        plan: &mut push_plan::PushPlan,
+        had: &HashSet<String>,
+    ) -> Result<(), EngineError> {
+        let written = plan.writes.iter_mut().map(|(_, m, _)| m);
+        let mut planned: HashMap<String, &mut Mapping> = written
+            .chain(plan.records.iter_mut())
+            .filter(|m| had.contains(&m.uid))
+            .map(|m| (m.uid.clone(), m))
+            .collect();
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<String> = planned.keys().cloned().collect();
+        let (whole, _) = self
+            .store
+            .mappings_and_events(&self.link.link_id, None, &uids)
+            .await?;
+        for w in whole {
+            if let Some(m) = planned.get_mut(&w.uid) {
+                m.base = w.base;
+                m.conflict_remote = w.conflict_remote;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send one chunk while the previous one's outcomes are recorded.
+    async fn send(&mut self, chunk: Chunk) -> Result<(), EngineError> {
+        self.chunks += 1;
+        let results = {
+            let writes: Vec<Write<'_>> = chunk
+                .iter()
+                .map(|(ev, m, kind)| write_of(ev, m, *kind))
+                .collect();
+            let earlier = self.pending.take();
+            let (results, recorded) =
+                futures_util::future::join(self.provider.write_all(&writes), async {
+                    match earlier {
+                        Some(f) => f.await,
+                        None => Vec::new(),
+                    }
+                })
+                .await;
+            book(self.run, self.out, recorded)?;
+            results
+        };
+        let stop = results.iter().any(push_plan::stops_run);
+        let recording = Box::pin(record_chunk(self.store, self.provider, chunk, results));
+        if stop {
+            self.stopped = true;
+            book(self.run, self.out, recording.await)?;
+        } else {
+            self.pending = Some(recording);
+        }
+        Ok(())
+    }
+
+    /// Record what is still in flight.
+    async fn finish(mut self) -> Result<(), EngineError> {
+        if let Some(f) = self.pending.take() {
+            book(self.run, self.out, f.await)?;
+        }
+        Ok(())
+    }
+}
+
+/// The provider write for a planned one.
+fn write_of<'e>(ev: &'e HubEvent, m: &'e Mapping, kind: Planned) -> Write<'e> {
+    match kind {
+        Planned::Create => Write::Create {
+            uid: &ev.uid,
+            ical: &ev.ical,
+        },
+        Planned::Update => Write::Update {
+            href: m.href.as_ref().unwrap_or(RemoteId::none()),
+            ical: &ev.ical,
+            etag: m.etag.as_ref(),
+        },
+        Planned::Delete => Write::Delete {
+            href: m.href.as_ref().unwrap_or(RemoteId::none()),
+            etag: m.etag.as_ref(),
+        },
+    }
 }
 
 /// Mapping writes of one chunk in flight at once.
@@ -155,17 +302,17 @@ struct Recorded {
 /// Record a chunk's outcomes in the chunk's order: each settled as [`settle_write`]
 /// decides (a few at a time), then the chunk's mappings stored in one request where they
 /// fit ([`Store::put_mappings`]), forgotten ones deleted one by one.
-async fn record_chunk(
-    store: &Store,
-    provider: &dyn Provider,
-    chunk: &[(HubEvent, Mapping, Planned)],
+async fn record_chunk<'a>(
+    store: &'a Store,
+    provider: &'a dyn Provider,
+    chunk: Chunk,
     results: Vec<WriteOutcome>,
 ) -> Vec<Result<Recorded, EngineError>> {
     use futures_util::StreamExt;
     let settled: Vec<(Settled, Option<Tally>)> =
-        futures_util::stream::iter(chunk.iter().zip(results))
-            .map(|((ev, mapping, kind), result)| {
-                settle_write(provider, ev, mapping.clone(), *kind, result)
+        futures_util::stream::iter(chunk.into_iter().zip(results))
+            .map(|((ev, mapping, kind), result)| async move {
+                settle_write(provider, &ev, mapping, kind, result).await
             })
             .buffered(RECORDS_IN_FLIGHT)
             .collect()

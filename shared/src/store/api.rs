@@ -169,7 +169,7 @@ impl Store {
     ) -> Result<Vec<Mapping>, StoreError> {
         let table = &self.cfg.mappings_table;
         let want = self.attr(status)?;
-        self.query_pages(table, |start| {
+        self.query_pages(table, super::Decode::Whole, |start| {
             self.ddb
                 .query()
                 .table_name(table)

@@ -162,7 +162,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let table = &self.cfg.mappings_table;
         let keys: Vec<MappingKey> = self
-            .query_pages(table, |start| {
+            .query_pages(table, super::Decode::Whole, |start| {
                 self.ddb
                     .query()
                     .table_name(table)

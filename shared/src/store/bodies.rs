@@ -169,6 +169,24 @@ impl Store {
         Ok(())
     }
 
+    /// One page's items of `table` as heads: each body attribute (inline or its S3
+    /// reference) dropped, then deserialized. Nothing is read from S3.
+    pub(super) fn decode_heads<T: serde::de::DeserializeOwned>(
+        table: &str,
+        items: Vec<Item>,
+    ) -> Result<Vec<T>, StoreError> {
+        items
+            .into_iter()
+            .map(|mut i| {
+                for attr in BODY_ATTRS {
+                    i.remove(attr);
+                    i.remove(&ref_attr(attr));
+                }
+                Self::from_item(table, i)
+            })
+            .collect()
+    }
+
     /// Delete the bodies a removed item referred to (best effort: an object left behind is
     /// only storage, never a wrong answer).
     pub(super) async fn forget_bodies(&self, old: Option<&Item>) {

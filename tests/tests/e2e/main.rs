@@ -21,6 +21,7 @@ mod notifications;
 mod outbound;
 mod outlook_accounts;
 mod outlook_sync;
+mod paging;
 mod policies;
 mod secrets;
 mod settings_page;
