@@ -294,6 +294,25 @@ pub struct Pair {
     pub x: Link,
 }
 
+/// An application user id no other test uses (1,000,000 and up).
+pub fn fresh_user() -> i64 {
+    1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64
+}
+
+/// Run one job of `trigger` for `link_id` in direction `dir` in process, and assert that
+/// it ended `ok`.
+pub async fn job_ok(
+    ctx: &Ctx,
+    link_id: &str,
+    trigger: &str,
+    dir: calsync::handlers::Direction,
+) -> calsync::model::RunRecord {
+    let job = calsync::queue::SyncJob::unique(link_id, trigger);
+    let run = calsync::handlers::run_job(ctx, &job, dir).await.unwrap();
+    assert_eq!(run.outcome, "ok", "{dir:?} of {link_id}: {run:?}");
+    run
+}
+
 /// Create a [`Pair`], put `seed` events into Radicale as a client would, and sync until the
 /// queues drain.
 pub async fn pair(ctx: &Ctx, tag: &str, seed: &[String]) -> anyhow::Result<Pair> {
@@ -304,7 +323,7 @@ pub async fn pair(ctx: &Ctx, tag: &str, seed: &[String]) -> anyhow::Result<Pair>
         client_put(ctx, &radicale, ical).await?;
     }
     let group = unique("group");
-    let user = 1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let user = fresh_user();
     let r = caldav_link(ctx, &group, user, &radicale, "radicale").await?;
     let x = caldav_link(ctx, &group, user, &xandikos, "xandikos").await?;
     sync_user(ctx, user).await?;

@@ -3,9 +3,8 @@
 //! key), not every mapping of the link and every hub event of the group. Needs the local
 //! stack.
 
-use calsync::handlers::{run_job, Direction};
+use calsync::handlers::Direction;
 use calsync::model::RunRecord;
-use calsync::queue::SyncJob;
 use calsync_e2e::fixtures::{self, client_delete, client_edit, pair, simple_event, uid_counts};
 use calsync_e2e::local_ctx;
 
@@ -14,19 +13,6 @@ const N: usize = 40;
 /// DynamoDB items one job of one change may read: the link and cursor item, the mapping and
 /// hub event of the change, its index entries, the run's own bookkeeping.
 const ONE_CHANGE_MAX_ITEMS: u32 = 12;
-
-async fn job(
-    ctx: &calsync::config::Ctx,
-    link_id: &str,
-    trigger: &str,
-    dir: Direction,
-) -> RunRecord {
-    let run = run_job(ctx, &SyncJob::unique(link_id, trigger), dir)
-        .await
-        .unwrap();
-    assert_eq!(run.outcome, "ok", "{dir:?} of {link_id}: {run:?}");
-    run
-}
 
 #[tokio::test]
 async fn one_change_among_n_reads_the_items_of_that_change_only() {
@@ -44,7 +30,7 @@ async fn one_change_among_n_reads_the_items_of_that_change_only() {
     fixtures::age_hub(&ctx, &p.group, 3_600_000).await.unwrap();
     // The first pull after calsync's own writes lists them as echoes (a long listing).
     for l in [&p.r, &p.x] {
-        job(&ctx, &l.link_id, "manual", Direction::Pull).await;
+        fixtures::job_ok(&ctx, &l.link_id, "manual", Direction::Pull).await;
     }
 
     // An edit on Radicale: its pull, then the sync-back to Xandikos, then Xandikos's next
@@ -54,11 +40,11 @@ async fn one_change_among_n_reads_the_items_of_that_change_only() {
     })
     .await
     .unwrap();
-    let pulled = job(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
     assert_eq!(pulled.updated, 1, "{pulled:?}");
-    let pushed = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    let pushed = fixtures::job_ok(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
     assert_eq!(pushed.updated, 1, "{pushed:?}");
-    let echo = job(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
+    let echo = fixtures::job_ok(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
     assert_eq!((echo.created, echo.updated, echo.deleted), (0, 0, 0));
     for (what, run) in [
         ("pull", &pulled),
@@ -84,9 +70,9 @@ async fn one_change_among_n_reads_the_items_of_that_change_only() {
 
     // A deletion on Radicale: the pull finds its mapping through the href it reports.
     client_delete(&ctx, &p.radicale, "inc-8").await.unwrap();
-    let pulled = job(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
     assert_eq!(pulled.deleted, 1, "{pulled:?}");
-    let pushed = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    let pushed = fixtures::job_ok(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
     assert_eq!(pushed.deleted, 1, "{pushed:?}");
     for (what, run) in [("pull", &pulled), ("sync-back", &pushed)] {
         assert!(
@@ -107,9 +93,9 @@ async fn one_change_among_n_reads_the_items_of_that_change_only() {
     )
     .await
     .unwrap();
-    let pulled = job(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &p.x.link_id, "manual", Direction::Pull).await;
     assert_eq!(pulled.created, 1, "{pulled:?}");
-    let pushed = job(&ctx, &p.r.link_id, "sync-back", Direction::Push).await;
+    let pushed = fixtures::job_ok(&ctx, &p.r.link_id, "sync-back", Direction::Push).await;
     assert_eq!(pushed.created, 1, "{pushed:?}");
     assert!(
         pulled.ddb_items_read <= ONE_CHANGE_MAX_ITEMS
@@ -158,10 +144,10 @@ async fn a_push_without_a_watermark_or_not_a_sync_back_reads_the_whole_group() {
     m.synced_version = 0;
     store.put_mapping(&m).await.unwrap();
     // A sync-back reads only changes since the watermark: the old event is not among them.
-    let back = job(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    let back = fixtures::job_ok(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
     assert_eq!(back.updated, 0, "{back:?}");
     // A catch-up reads the whole group and writes it.
-    let caught = job(&ctx, &p.x.link_id, "catch-up", Direction::Push).await;
+    let caught = fixtures::job_ok(&ctx, &p.x.link_id, "catch-up", Direction::Push).await;
     assert_eq!(caught.updated, 1, "{caught:?}");
 }
 
@@ -183,8 +169,8 @@ async fn a_catch_up_is_skipped_when_a_full_push_begun_after_its_pull_completed()
     let c = fixtures::caldav_link(&ctx, &p.group, p.user, &url, "joined")
         .await
         .unwrap();
-    job(&ctx, &c.link_id, "manual", Direction::Pull).await;
-    let full = job(&ctx, &c.link_id, "manual", Direction::Push).await;
+    fixtures::job_ok(&ctx, &c.link_id, "manual", Direction::Pull).await;
+    let full = fixtures::job_ok(&ctx, &c.link_id, "manual", Direction::Push).await;
     assert_eq!(full.created, 10, "{full:?}");
     calsync_e2e::runner::drain(&ctx).await.unwrap();
     let catch_ups = |runs: Vec<RunRecord>| -> Vec<RunRecord> {
@@ -218,7 +204,7 @@ async fn a_catch_up_is_skipped_when_a_full_push_begun_after_its_pull_completed()
         .unwrap();
     m.synced_version = 0;
     store.put_mapping(&m).await.unwrap();
-    job(&ctx, &c.link_id, "manual", Direction::Pull).await;
+    fixtures::job_ok(&ctx, &c.link_id, "manual", Direction::Pull).await;
     calsync_e2e::runner::drain(&ctx).await.unwrap();
     let runs = catch_ups(store.runs_of_link(&c.link_id).await.unwrap());
     assert_eq!(runs.len(), 2, "{runs:?}");
@@ -250,16 +236,16 @@ async fn an_initial_sync_writes_its_hub_events_and_mappings_many_to_a_request() 
         fixtures::client_put(&ctx, &radicale, &ical).await.unwrap();
     }
     let group = fixtures::unique("group");
-    let user = 1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let user = fixtures::fresh_user();
     let r = fixtures::caldav_link(&ctx, &group, user, &radicale, "radicale")
         .await
         .unwrap();
     let x = fixtures::caldav_link(&ctx, &group, user, &xandikos, "xandikos")
         .await
         .unwrap();
-    let pulled = job(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
     assert_eq!(pulled.created, N as u32, "{pulled:?}");
-    let pushed = job(&ctx, &x.link_id, "manual", Direction::Push).await;
+    let pushed = fixtures::job_ok(&ctx, &x.link_id, "manual", Direction::Push).await;
     assert_eq!(pushed.created, N as u32, "{pushed:?}");
     for (what, run) in [("pull", &pulled), ("push", &pushed)] {
         assert!(

@@ -7,9 +7,8 @@
 
 use calsync::config::{now_millis, Ctx};
 use calsync::engine::{PULL_PAGE, PUSH_PAGE};
-use calsync::handlers::{run_job, Direction};
-use calsync::model::{EventStatus, HubEvent, RunRecord};
-use calsync::queue::SyncJob;
+use calsync::handlers::Direction;
+use calsync::model::{EventStatus, HubEvent};
 use calsync_e2e::fixtures::{self, client_retitle, simple_event, Server};
 use calsync_e2e::local_ctx;
 
@@ -21,14 +20,6 @@ const EDITED: [usize; 5] = [10, 150, 250, 350, 440];
 
 fn uid(i: usize) -> String {
     format!("pg-{i:03}")
-}
-
-async fn job(ctx: &Ctx, link_id: &str, trigger: &str, dir: Direction) -> RunRecord {
-    let run = run_job(ctx, &SyncJob::unique(link_id, trigger), dir)
-        .await
-        .unwrap();
-    assert_eq!(run.outcome, "ok", "{dir:?} of {link_id}: {run:?}");
-    run
 }
 
 /// Move hub event `i` to the "Hub room" (a new version, as another member's pull would).
@@ -68,7 +59,7 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
         .collect();
     fixtures::radicale_upload(&url, &seed).await.unwrap();
     let group = fixtures::unique("group");
-    let user = 1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64;
+    let user = fixtures::fresh_user();
     let link = fixtures::caldav_link(&ctx, &group, user, &url, "radicale")
         .await
         .unwrap();
@@ -105,7 +96,7 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
         .unwrap();
     }
     store.delete_cursor(&link.link_id).await.unwrap();
-    let pulled = job(&ctx, &link.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &link.link_id, "manual", Direction::Pull).await;
     assert_eq!(
         (pulled.updated, pulled.conflicts, pulled.errors),
         (EDITED.len() as u32, 0, 0),
@@ -127,7 +118,7 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
     client_retitle(&ctx, &url, &uid(late), &format!("Event {late}"), &title)
         .await
         .unwrap();
-    let pushed = job(&ctx, &link.link_id, "catch-up", Direction::Push).await;
+    let pushed = fixtures::job_ok(&ctx, &link.link_id, "catch-up", Direction::Push).await;
     assert_eq!(pushed.updated, EDITED.len() as u32, "{pushed:?}");
     let m = store
         .get_mapping(&link.link_id, &uid(late))
@@ -137,7 +128,7 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
     assert_eq!(m.status, EventStatus::Pending, "{m:?}");
     let base = m.base.as_deref().unwrap_or_default();
     assert!(base.contains(&format!("SUMMARY:Event {late}")), "{m:?}");
-    let pulled = job(&ctx, &link.link_id, "manual", Direction::Pull).await;
+    let pulled = fixtures::job_ok(&ctx, &link.link_id, "manual", Direction::Pull).await;
     assert_eq!((pulled.updated, pulled.conflicts), (1, 0), "{pulled:?}");
     let ical = hub_event(&ctx, &group, late).await;
     assert!(ical.contains(&format!("SUMMARY:{title}")), "{ical}");
