@@ -118,9 +118,12 @@ fuzz:
 
 ## bench: calsync side by side with the floor (a PUT loop) and vdirsyncer, EVENTS=1000 by default
 EVENTS ?= 1000
-# One cargo invocation for calsync-local and the six functions: the same package set, so the
-# same features of every dependency, and no rebuild between one bench target and another.
-RELEASE_BUILD := cargo build --release -p calsync-e2e -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
+# The six functions in one cargo invocation without the test harness, as SAM builds them
+# (one function at a time, with its own features: no aws-lc, which the harness's browser
+# client brings in), then calsync-local; the same two each time, so no rebuild between one
+# bench target and another.
+FUNCTIONS_BUILD := cargo build --release -p autosync -p sync-worker -p sync-back -p token-refresher -p webhook-receiver -p api
+RELEASE_BUILD := $(FUNCTIONS_BUILD) && cargo build --release -p calsync-e2e --bin calsync-local
 bench: venv
 	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench --events $(EVENTS)

@@ -138,7 +138,10 @@ pub struct Clients {
 impl Clients {
     /// Clients from the standard AWS environment (`AWS_ENDPOINT_URL`, region, credentials).
     pub async fn from_env() -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::net::aws_http_client())
+            .load()
+            .await;
         Self::from_sdk_config(&sdk)
     }
 

@@ -8,10 +8,13 @@
 //! items read as DynamoDB charges them (`ScannedCount` of a Query or Scan, not the items a
 //! filter let through; the item of a GetItem; the items of a BatchGetItem) and items
 //! written (one per PutItem / UpdateItem / DeleteItem, the requests of a BatchWriteItem, the
-//! actions of a TransactWriteItems).
+//! actions of a TransactWriteItems). Timed: each execution from its serialization to its
+//! last attempt's end, summed per operation (calls that overlap are each counted whole), so
+//! that a run's log can say where its wall time went.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -20,7 +23,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 /// What the process's AWS clients did so far.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,6 +34,26 @@ pub struct AwsCalls {
     pub ddb_items_read: u64,
     /// DynamoDB items written.
     pub ddb_items_written: u64,
+    /// Milliseconds spent in executions per `service:operation` (see the module doc).
+    pub ms_by_operation: BTreeMap<String, u64>,
+}
+
+/// When an execution was serialized (in the operation's config bag until it ends).
+#[derive(Debug, Clone)]
+struct Started(Instant);
+
+impl Storable for Started {
+    type Storer = StoreReplace<Self>;
+}
+
+/// `by` minus `earlier`, keeping the keys that grew.
+fn grown(by: &BTreeMap<String, u64>, earlier: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    by.iter()
+        .filter_map(|(op, n)| {
+            let d = n.saturating_sub(earlier.get(op).copied().unwrap_or(0));
+            (d > 0).then(|| (op.clone(), d))
+        })
+        .collect()
 }
 
 impl AwsCalls {
@@ -41,16 +64,9 @@ impl AwsCalls {
 
     /// What happened after `earlier` (a snapshot of the same counter).
     pub fn since(&self, earlier: &AwsCalls) -> AwsCalls {
-        let by_operation = self
-            .by_operation
-            .iter()
-            .filter_map(|(op, n)| {
-                let d = n.saturating_sub(earlier.by_operation.get(op).copied().unwrap_or(0));
-                (d > 0).then(|| (op.clone(), d))
-            })
-            .collect();
         AwsCalls {
-            by_operation,
+            by_operation: grown(&self.by_operation, &earlier.by_operation),
+            ms_by_operation: grown(&self.ms_by_operation, &earlier.ms_by_operation),
             ddb_items_read: self.ddb_items_read.saturating_sub(earlier.ddb_items_read),
             ddb_items_written: self
                 .ddb_items_written
@@ -63,6 +79,19 @@ impl AwsCalls {
         self.by_operation
             .iter()
             .map(|(op, n)| format!("{op} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `DynamoDB:Query 40 in 9120 ms, SQS:SendMessage 1 in 12 ms`: each operation's
+    /// executions and the milliseconds they took together.
+    pub fn timed_summary(&self) -> String {
+        self.by_operation
+            .iter()
+            .map(|(op, n)| {
+                let ms = self.ms_by_operation.get(op).copied().unwrap_or(0);
+                format!("{op} {n} in {ms} ms")
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -126,6 +155,7 @@ impl Intercept for AwsCallCounter {
             *c.by_operation.entry(format!("{service}:{op}")).or_default() += 1;
             c.ddb_items_written += written;
         });
+        cfg.interceptor_state().store_put(Started(Instant::now()));
         Ok(())
     }
 
@@ -133,12 +163,21 @@ impl Intercept for AwsCallCounter {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use aws_sdk_dynamodb::operation::{
             batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
             scan::ScanOutput,
         };
+        if let Some(Started(t)) = cfg.load::<Started>() {
+            let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let (service, op) = operation(cfg);
+            self.add(|c| {
+                *c.ms_by_operation
+                    .entry(format!("{service}:{op}"))
+                    .or_default() += ms
+            });
+        }
         let Some(Ok(out)) = context.output_or_error() else {
             return Ok(());
         };
@@ -176,9 +215,16 @@ mod tests {
         b.by_operation.insert("SQS:SendMessage".into(), 1);
         b.ddb_items_read = 10;
         b.ddb_items_written = 1;
+        a.ms_by_operation.insert("DynamoDB:GetItem".into(), 20);
+        b.ms_by_operation.insert("DynamoDB:GetItem".into(), 50);
+        b.ms_by_operation.insert("SQS:SendMessage".into(), 7);
         let d = b.since(&a);
         assert_eq!(d.total(), 4);
         assert_eq!(d.summary(), "DynamoDB:GetItem 3, SQS:SendMessage 1");
+        assert_eq!(
+            d.timed_summary(),
+            "DynamoDB:GetItem 3 in 30 ms, SQS:SendMessage 1 in 7 ms"
+        );
         assert_eq!((d.ddb_items_read, d.ddb_items_written), (7, 1));
         assert_eq!(a.since(&a), AwsCalls::default());
     }

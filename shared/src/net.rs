@@ -232,6 +232,33 @@ pub fn check_address(url: &reqwest::Url) -> Result<(), Refused> {
     check_url(&active, url)
 }
 
+/// Make ring rustls's process-wide crypto provider, once; later calls do nothing. reqwest
+/// is built without a provider of its own (`rustls-no-provider`) and takes this one, and so
+/// does any rustls client config made without an explicit provider. Called by
+/// [`guarded_client_with_timeout`] and [`aws_http_client`]; call it before building any
+/// other reqwest client.
+pub fn install_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only when another provider was installed first, which then serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The HTTP client for the AWS SDK clients: the SDK's own hyper client
+/// (`aws-smithy-http-client`) with rustls on ring, the crypto library reqwest uses too, in
+/// place of the default one on aws-lc (one crypto library linked, not two). Trusted roots:
+/// the platform's (`rustls-native-certs`), as the default client's.
+pub fn aws_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    install_tls();
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// Time a request may take, connection to last body byte ([`guarded_client`]); one that
 /// takes longer fails as a transport error, which the adapters retry.
 pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -252,6 +279,7 @@ pub fn guarded_client_with_timeout(
     policy: NetPolicy,
     timeout: std::time::Duration,
 ) -> reqwest::Client {
+    install_tls();
     let policy = Arc::new(policy);
     if let Ok(mut g) = ACTIVE.write() {
         *g = Some(policy.clone());

@@ -100,6 +100,9 @@ impl Browser {
         let Value::Object(caps) = caps else {
             unreachable!()
         };
+        // rustls here has two providers compiled in (ring, and aws-lc through fantoccini's
+        // hyper-rustls) and would not pick one itself.
+        calsync::net::install_tls();
         let client = ClientBuilder::rustls()?
             .capabilities(caps)
             .connect(&url)

@@ -508,7 +508,7 @@ async fn record(
     let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
     run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
     run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
-    tracing::debug!(link = %link.link_id, aws = %aws.summary(), "AWS calls of the run");
+    tracing::debug!(link = %link.link_id, aws = %aws.timed_summary(), "AWS calls of the run");
     store.put_run(run).await?;
     let update = link_update(link, status, reason, run, done, now_secs());
     store.finish_link_run(&link.link_id, &update).await?;

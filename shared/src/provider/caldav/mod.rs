@@ -934,6 +934,7 @@ mod tests {
 
     #[test]
     fn credentials_in_the_url_are_refused_without_being_repeated() {
+        crate::net::install_tls();
         let e = CalDav::new(
             reqwest::Client::new(),
             "https://bob:hunter2@dav.example.com/cal/",
