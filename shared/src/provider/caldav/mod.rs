@@ -822,11 +822,20 @@ impl super::Provider for CalDav {
     async fn write_all(&self, writes: &[Write<'_>]) -> Vec<WriteOutcome> {
         use futures_util::stream::{self, StreamExt};
         use futures_util::FutureExt;
-        let calls: Vec<_> = writes.iter().map(|w| self.write_one(w).boxed()).collect();
-        stream::iter(calls)
-            .buffered(WRITES_IN_FLIGHT)
+        // Unordered, so that a slow answer does not hold back the next request's start
+        // (`buffered` counts finished results waiting behind it as in flight); the
+        // outcomes are put back in the order of `writes`.
+        let calls: Vec<_> = writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.write_one(w).map(move |r| (i, r)).boxed())
+            .collect();
+        let mut done: Vec<(usize, WriteOutcome)> = stream::iter(calls)
+            .buffer_unordered(WRITES_IN_FLIGHT)
             .collect()
-            .await
+            .await;
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
     }
 
     fn requests(&self) -> u32 {
