@@ -41,11 +41,13 @@ $(SAM_VENV)/.installed: infra/local/requirements-sam.txt
 	touch $@
 
 ## sam-check: `sam validate --lint`, then `sam build` of every function from the repository
-## (x86_64 and a quick release profile here, so that it checks the build, not the optimiser)
+## (x86_64 and SAM's debug mode, cargo's dev profile, so that it checks the build, not the
+## optimiser: the release profile's per-dependency opt-level cannot be lowered from the
+## environment)
 sam-check: venv sam-venv
 	cd infra && AWS_DEFAULT_REGION=us-east-1 ../$(SAM_VENV)/bin/sam validate --lint
 	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 \
-		CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=0 \
+		SAM_BUILD_MODE=debug \
 		../$(SAM_VENV)/bin/sam build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/check
 	test -x infra/.aws-sam/check/ApiFunction/bootstrap && test -x infra/.aws-sam/check/SyncWorkerFunction/bootstrap
 
