@@ -135,13 +135,19 @@ pub struct Clients {
     pub queue_urls: crate::queue::QueueUrls,
 }
 
+/// The AWS SDK's configuration loader as calsync uses it: the latest behaviour version and
+/// the SDK's HTTP client on ring ([`crate::net::aws_http_client`]; the SDK is built without
+/// a default client, so a loader without one fails its first request). Add the endpoint,
+/// region or credentials, then `load()`.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::net::aws_http_client())
+}
+
 impl Clients {
     /// Clients from the standard AWS environment (`AWS_ENDPOINT_URL`, region, credentials).
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(crate::net::aws_http_client())
-            .load()
-            .await;
+        let sdk = sdk_defaults().load().await;
         Self::from_sdk_config(&sdk)
     }
 

@@ -38,9 +38,10 @@ pub struct AwsCalls {
     pub ms_by_operation: BTreeMap<String, u64>,
 }
 
-/// When an execution was serialized (in the operation's config bag until it ends).
+/// An execution's `service:operation` and when it was serialized (in the operation's config
+/// bag until it ends).
 #[derive(Debug, Clone)]
-struct Started(Instant);
+struct Started(String, Instant);
 
 impl Storable for Started {
     type Storer = StoreReplace<Self>;
@@ -151,11 +152,13 @@ impl Intercept for AwsCallCounter {
                 .unwrap_or(0),
             _ => 0,
         };
+        let key = format!("{service}:{op}");
         self.add(|c| {
-            *c.by_operation.entry(format!("{service}:{op}")).or_default() += 1;
+            *c.by_operation.entry(key.clone()).or_default() += 1;
             c.ddb_items_written += written;
         });
-        cfg.interceptor_state().store_put(Started(Instant::now()));
+        cfg.interceptor_state()
+            .store_put(Started(key, Instant::now()));
         Ok(())
     }
 
@@ -169,14 +172,9 @@ impl Intercept for AwsCallCounter {
             batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
             scan::ScanOutput,
         };
-        if let Some(Started(t)) = cfg.load::<Started>() {
+        if let Some(Started(key, t)) = cfg.load::<Started>() {
             let ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (service, op) = operation(cfg);
-            self.add(|c| {
-                *c.ms_by_operation
-                    .entry(format!("{service}:{op}"))
-                    .or_default() += ms
-            });
+            self.add(|c| *c.ms_by_operation.entry(key.clone()).or_default() += ms);
         }
         let Some(Ok(out)) = context.output_or_error() else {
             return Ok(());

@@ -32,8 +32,7 @@ pub async fn local_ctx() -> Ctx {
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(calsync::net::aws_http_client())
+    let mut loader = calsync::config::sdk_defaults()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.clone()));
     if std::env::var("AWS_ACCESS_KEY_ID").is_err() {

@@ -63,8 +63,7 @@ async fn recorded<F: std::future::Future<Output = ()>>(name: &str, f: F) -> Path
 /// A context whose AWS clients sign with the access key id `key` (moto accepts any), so the
 /// recording tells this function's calls from everything else running in the process.
 async fn ctx_as(base: &Ctx, key: &str) -> Ctx {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(calsync::net::aws_http_client())
+    let sdk = calsync::config::sdk_defaults()
         .endpoint_url(moto())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
