@@ -14,18 +14,26 @@
 //!   the data, §5.3.4) the etag is re-read with PROPFIND.
 
 mod dav_error;
+mod discovery;
+mod hrefs;
 pub mod module;
+mod writes;
+mod xml;
 
-use dav_error::{dav_error_text, dav_precondition};
+use dav_error::dav_error_text;
 
+pub use hrefs::{deterministic_name, may_follow};
 pub use module::MODULE;
+pub use xml::parse_multistatus_for_fuzzing;
+
+use hrefs::confined;
+use xml::{parse_multistatus, xml_escape, MsResponse};
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Digest;
 
 use super::{
     snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, Write, WriteOutcome,
@@ -84,154 +92,6 @@ struct Response {
     etag: Option<String>,
     body: String,
     url: Url,
-}
-
-/// A `DAV:response` element of a multistatus body.
-#[derive(Debug, Default)]
-struct MsResponse {
-    href: String,
-    status: Option<u16>,
-    etag: Option<String>,
-    data: Option<String>,
-    ctag: Option<String>,
-    sync_token: Option<String>,
-    is_calendar: bool,
-    display_name: Option<String>,
-    home_set: Option<String>,
-    principal: Option<String>,
-}
-
-/// [`parse_multistatus`] for the fuzz target ([`crate::fuzzing::multistatus`]).
-#[doc(hidden)]
-pub fn parse_multistatus_for_fuzzing(body: &str) -> Result<usize, ProviderError> {
-    parse_multistatus("https://fuzz.example/cal/", body).map(|(r, _)| r.len())
-}
-
-fn parse_multistatus(
-    url: &str,
-    body: &str,
-) -> Result<(Vec<MsResponse>, Option<String>), ProviderError> {
-    let doc = roxmltree::Document::parse(body).map_err(|e| ProviderError::Protocol {
-        url: url.into(),
-        detail: format!("invalid XML: {e}"),
-    })?;
-    let root = doc.root_element();
-    let mut out = Vec::new();
-    let mut token = None;
-    for node in root.children().filter(|n| n.is_element()) {
-        if node.has_tag_name((DAV, "sync-token")) {
-            token = node.text().map(|t| t.trim().to_string());
-        }
-        if !node.has_tag_name((DAV, "response")) {
-            continue;
-        }
-        let mut r = MsResponse::default();
-        for child in node.children().filter(|n| n.is_element()) {
-            if child.has_tag_name((DAV, "href")) {
-                r.href = child.text().unwrap_or("").trim().to_string();
-            } else if child.has_tag_name((DAV, "status")) {
-                r.status = parse_status(child.text().unwrap_or(""));
-            } else if child.has_tag_name((DAV, "propstat")) {
-                let ok = child
-                    .children()
-                    .find(|n| n.has_tag_name((DAV, "status")))
-                    .and_then(|n| parse_status(n.text().unwrap_or("")))
-                    .is_none_or(|s| (200..300).contains(&s));
-                if !ok {
-                    continue;
-                }
-                for prop in child.descendants().filter(|n| n.is_element()) {
-                    let text = || prop.text().map(|t| t.to_string());
-                    if prop.has_tag_name((DAV, "getetag")) {
-                        r.etag = text().map(|t| t.trim().to_string());
-                    } else if prop.has_tag_name((CALDAV, "calendar-data")) {
-                        r.data = text();
-                    } else if prop.has_tag_name((CS, "getctag")) {
-                        r.ctag = text().map(|t| t.trim().to_string());
-                    } else if prop.has_tag_name((DAV, "sync-token")) {
-                        r.sync_token = text().map(|t| t.trim().to_string());
-                    } else if prop.has_tag_name((CALDAV, "calendar")) {
-                        r.is_calendar = true;
-                    } else if prop.has_tag_name((DAV, "displayname")) {
-                        r.display_name = text();
-                    } else if prop.has_tag_name((CALDAV, "calendar-home-set")) {
-                        r.home_set = href_in(prop);
-                    } else if prop.has_tag_name((DAV, "current-user-principal")) {
-                        r.principal = href_in(prop);
-                    }
-                }
-            }
-        }
-        out.push(r);
-    }
-    Ok((out, token))
-}
-
-fn href_in(node: roxmltree::Node) -> Option<String> {
-    node.children()
-        .find(|n| n.has_tag_name((DAV, "href")))
-        .and_then(|n| n.text())
-        .map(|t| t.trim().to_string())
-}
-
-fn parse_status(line: &str) -> Option<u16> {
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// The file name we give the event `uid` in a collection: the UID itself when it is made of
-/// URL-safe characters (so other clients see a familiar name), else its SHA-256. The same UID
-/// always gets the same name, which makes creates idempotent (invariant 2).
-pub fn deterministic_name(uid: &str) -> String {
-    let safe = !uid.is_empty()
-        && uid.len() <= 200
-        && uid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if safe {
-        format!("{uid}.ics")
-    } else {
-        format!(
-            "{}.ics",
-            &hex::encode(sha2::Sha256::digest(uid.as_bytes()))[..40]
-        )
-    }
-}
-
-/// May a CalDAV client for `base` follow an href to `target`? Only within `base`'s origin
-/// (scheme, host, port), except that an iCloud account (https, a host under `icloud.com`) may
-/// move to its partition hosts (`pNN-caldav.icloud.com`, also https). Untrusted hrefs can
-/// thus not send our credentials, or our requests, anywhere else.
-pub fn may_follow(base: &Url, target: &Url) -> bool {
-    if base.origin() == target.origin() {
-        return true;
-    }
-    let icloud = |u: &Url| {
-        u.scheme() == "https"
-            && u.port().is_none()
-            && u.host_str()
-                .is_some_and(|h| h == "icloud.com" || h.ends_with(".icloud.com"))
-    };
-    icloud(base) && icloud(target)
-}
-
-fn confined(base: &Url, target: Url) -> Result<Url, ProviderError> {
-    if may_follow(base, &target) {
-        Ok(target)
-    } else {
-        Err(ProviderError::Forbidden {
-            url: super::redacted(base.as_str()),
-            detail: format!(
-                "the server pointed to {}, outside the calendar's origin",
-                super::redacted(target.as_str())
-            ),
-        })
-    }
 }
 
 impl CalDav {
@@ -429,104 +289,6 @@ impl CalDav {
         Ok((parse_multistatus(url.as_str(), &r.body)?.0, r.url))
     }
 
-    /// Find the calendars of the account that `start_url` belongs to (server root or any URL
-    /// on it): current-user-principal → calendar-home-set → Depth 1 listing.
-    pub async fn discover(&self, start_url: &str) -> Result<Vec<CalendarInfo>, ProviderError> {
-        let start = Url::parse(start_url).map_err(|_| ProviderError::Protocol {
-            url: start_url.into(),
-            detail: "not a URL".into(),
-        })?;
-        crate::net::check_address(&start).map_err(|e| ProviderError::Forbidden {
-            url: super::redacted(start_url),
-            detail: e.to_string(),
-        })?;
-        let (rs, base) = self
-            .propfind(&start, "0", "<d:current-user-principal/>")
-            .await?;
-        let principal =
-            rs.iter()
-                .find_map(|r| r.principal.clone())
-                .ok_or_else(|| ProviderError::Protocol {
-                    url: start_url.into(),
-                    detail: "no current-user-principal".into(),
-                })?;
-        let principal = base.join(&principal).map_err(|_| ProviderError::Protocol {
-            url: start_url.into(),
-            detail: "bad principal href".into(),
-        })?;
-        let principal = confined(&start, principal)?;
-        let (rs, base) = self
-            .propfind(&principal, "0", "<c:calendar-home-set/>")
-            .await?;
-        let home =
-            rs.iter()
-                .find_map(|r| r.home_set.clone())
-                .ok_or_else(|| ProviderError::Protocol {
-                    url: principal.to_string(),
-                    detail: "no calendar-home-set".into(),
-                })?;
-        // An absolute href on another host (iCloud partition) is kept as is by join().
-        let home = base.join(&home).map_err(|_| ProviderError::Protocol {
-            url: principal.to_string(),
-            detail: "bad calendar-home-set href".into(),
-        })?;
-        let home = confined(&start, home)?;
-        let (rs, base) = self
-            .propfind(&home, "1", "<d:resourcetype/><d:displayname/>")
-            .await?;
-        Ok(rs
-            .into_iter()
-            .filter(|r| r.is_calendar)
-            .filter_map(|r| {
-                let url = confined(&start, base.join(&r.href).ok()?).ok()?;
-                Some(CalendarInfo {
-                    url: url.to_string(),
-                    display_name: r.display_name.unwrap_or_default(),
-                })
-            })
-            .collect())
-    }
-
-    /// Is this client's URL a calendar collection? `Some` with its display name when it is,
-    /// `None` when the server answers but the URL is another kind of resource (an account
-    /// or server URL: run [`CalDav::discover`] from it). One PROPFIND, Depth 0.
-    ///
-    /// Errors: [`ProviderError::Unauthorized`] for refused credentials; other failures.
-    pub async fn probe(&self) -> Result<Option<CalendarInfo>, ProviderError> {
-        let (rs, base) = self
-            .propfind(&self.collection, "0", "<d:resourcetype/><d:displayname/>")
-            .await?;
-        Ok(rs
-            .into_iter()
-            .find(|r| r.is_calendar)
-            .map(|r| CalendarInfo {
-                url: base.as_str().to_string(),
-                display_name: r.display_name.unwrap_or_default(),
-            }))
-    }
-
-    /// Create this client's collection with MKCALENDAR (RFC 4791 §5.3.1). An existing
-    /// collection is an error.
-    pub async fn mkcalendar(&self, display_name: &str) -> Result<(), ProviderError> {
-        let body = format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><c:mkcalendar xmlns:d="DAV:" xmlns:c="{CALDAV}"><d:set><d:prop><d:displayname>{}</d:displayname><c:supported-calendar-component-set><c:comp name="VEVENT"/></c:supported-calendar-component-set></d:prop></d:set></c:mkcalendar>"#,
-            xml_escape(display_name)
-        );
-        let r = self
-            .request(
-                "MKCALENDAR",
-                &self.collection,
-                &[("Content-Type", "application/xml; charset=utf-8")],
-                Some(body),
-            )
-            .await?;
-        if r.status.is_success() {
-            Ok(())
-        } else {
-            Err(Self::rejected(&self.collection, &r))
-        }
-    }
-
     /// One sync-collection round: (changed, removed, token, truncated).
     async fn sync_collection(
         &self,
@@ -661,57 +423,6 @@ impl CalDav {
             ),
             ..Default::default()
         })
-    }
-
-    async fn current_etag(&self, href: &str) -> Result<Option<String>, ProviderError> {
-        let url = self.resolve(href)?;
-        let (rs, _) = self.propfind(&url, "0", "<d:getetag/>").await?;
-        Ok(rs.into_iter().find_map(|r| r.etag))
-    }
-
-    async fn put(
-        &self,
-        href: &str,
-        ical: &str,
-        precondition: (&str, &str),
-    ) -> Result<WriteResult, ProviderError> {
-        let url = self.resolve(href)?;
-        // Invariant 8: a sync write never makes the server send invitations (RFC 6638 §7.1).
-        let body = crate::ical::schedule_agent_client(ical, true);
-        let r = self
-            .request(
-                "PUT",
-                &url,
-                &[
-                    ("Content-Type", "text/calendar; charset=utf-8"),
-                    precondition,
-                ],
-                Some(body),
-            )
-            .await?;
-        match r.status.as_u16() {
-            200..=299 => {
-                let etag = match r.etag {
-                    Some(e) if !e.starts_with("W/") => Some(e),
-                    // No strong ETag: the server changed our data (RFC 4791 §5.3.4); re-read.
-                    _ => self.current_etag(href).await?,
-                };
-                Ok(WriteResult {
-                    href: href.into(),
-                    etag: etag.map(super::Etag::from),
-                })
-            }
-            // A 412 that names a CalDAV/WebDAV precondition (Xandikos answers invalid data
-            // with 412 + CALDAV:valid-calendar-data) is a rejection of the data, not an
-            // If-Match / If-None-Match failure.
-            412 if dav_precondition(&r.body).is_some() => Err(Self::rejected(&url, &r)),
-            412 if precondition.0 == "If-None-Match" => {
-                Err(ProviderError::AlreadyExists(href.into()))
-            }
-            412 => Err(ProviderError::PreconditionFailed(href.into())),
-            404 | 410 => Err(ProviderError::NotFound(href.into())),
-            _ => Err(Self::rejected(&url, &r)),
-        }
     }
 }
 
@@ -849,97 +560,8 @@ impl super::Provider for CalDav {
 pub const WRITES_IN_FLIGHT: usize = 4;
 
 #[cfg(test)]
-mod confinement_tests {
-    use super::*;
-
-    #[test]
-    fn hrefs_stay_within_the_calendar_origin() {
-        let u = |s: &str| Url::parse(s).unwrap();
-        let cases = [
-            (
-                "http://127.0.0.1:5232/alice/cal/",
-                "http://127.0.0.1:5232/alice/cal/x.ics",
-                true,
-            ),
-            (
-                "http://127.0.0.1:5232/alice/cal/",
-                "http://127.0.0.1:5233/x.ics",
-                false,
-            ),
-            (
-                "http://127.0.0.1:5232/alice/cal/",
-                "http://127.0.0.2:5232/x.ics",
-                false,
-            ),
-            (
-                "https://dav.example.com/c/",
-                "http://dav.example.com/c/x.ics",
-                false,
-            ),
-            (
-                "https://dav.example.com/c/",
-                "https://evil.example.com/c/x.ics",
-                false,
-            ),
-            (
-                "https://caldav.icloud.com/",
-                "https://p42-caldav.icloud.com/123/calendars/",
-                true,
-            ),
-            (
-                "https://p42-caldav.icloud.com/1/",
-                "https://p07-caldav.icloud.com/1/x.ics",
-                true,
-            ),
-            (
-                "https://caldav.icloud.com/",
-                "http://p42-caldav.icloud.com/",
-                false,
-            ),
-            (
-                "https://caldav.icloud.com/",
-                "https://icloud.com.evil.example/",
-                false,
-            ),
-            (
-                "https://dav.example.com/",
-                "https://p42-caldav.icloud.com/",
-                false,
-            ),
-        ];
-        for (base, target, want) in cases {
-            assert_eq!(may_follow(&u(base), &u(target)), want, "{base} -> {target}");
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sync_collection_response_with_removal_and_truncation() {
-        let body = r#"<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">
-<d:response><d:href>/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
-<d:response><d:href>/cal/b.ics</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>
-<d:response><d:href>/cal/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>
-<d:sync-token>http://example/ns/sync/7</d:sync-token></d:multistatus>"#;
-        let (rs, token) = parse_multistatus("u", body).unwrap();
-        assert_eq!(token.as_deref(), Some("http://example/ns/sync/7"));
-        assert_eq!(rs.len(), 3);
-        assert_eq!(rs[0].etag.as_deref(), Some("\"1\""));
-        assert_eq!(rs[1].status, Some(404));
-        assert_eq!(rs[2].status, Some(507));
-    }
-
-    #[test]
-    fn names_are_deterministic_and_safe() {
-        assert_eq!(deterministic_name("abc-1.x"), "abc-1.x.ics");
-        let n = deterministic_name("weird uid/with@chars");
-        assert_eq!(n, deterministic_name("weird uid/with@chars"));
-        assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
-        assert_ne!(n, deterministic_name("weird uid/with@chars2"));
-    }
 
     #[test]
     fn credentials_in_the_url_are_refused_without_being_repeated() {
@@ -955,11 +577,5 @@ mod tests {
         .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("Secrets Manager"), "{e}");
-    }
-
-    #[test]
-    fn malformed_xml_is_a_protocol_error() {
-        let e = parse_multistatus("http://x/cal/", "<d:multistatus").unwrap_err();
-        assert!(matches!(e, ProviderError::Protocol { .. }));
     }
 }
