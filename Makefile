@@ -21,7 +21,7 @@ export CALSYNC_STACK         ?= calsync
 export CALSYNC_ALLOW_NETS    ?= 127.0.0.1/32
 export CARGO_TERM_COLOR      ?= never
 
-.PHONY: run serve test lint build browser-deps bench bench-scale bench-rss bench-fanout profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
+.PHONY: run serve test lint build browser-deps bench bench-scale bench-rss bench-fanout bench-functions profile soak fuzz deploy stop stack venv sam-venv sam-check unit e2e connect-google
 API_PORT ?= 8000
 
 venv: $(VENV)/.installed
@@ -150,6 +150,12 @@ LINKS ?= 100000
 bench-fanout: venv
 	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench-fanout --links $(LINKS)
+
+## bench-functions: the six release binaries' size, cold init (median of 9 starts through a
+## stand-in runtime API) and RSS after init; no stack needed
+bench-functions:
+	$(RELEASE_BUILD)
+	./target/release/calsync-local bench-functions
 
 ## profile: perf over calsync's initial sync alone (the profiling build), flat profile in
 ## target/profile/profile.txt (needs Debian's linux-perf)

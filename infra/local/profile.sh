@@ -3,6 +3,8 @@
 # (the `profiling` build: release with symbols). perf attaches when the bench prints its
 # start marker and stops at its end marker; the flat profile goes to target/profile/.
 # Needs the local stack (run through with-stack.sh) and Debian's linux-perf.
+# PERF_FREQ= samples a second (997); PERF_CALLGRAPH=1 records DWARF call graphs, for
+# `perf report --children` (what each function costs with its callees).
 set -euo pipefail
 events=${EVENTS:-1000}
 out=target/profile
@@ -12,7 +14,7 @@ mkdir -p "$out"
 bench=$!
 grep -m1 -q "initial sync starts" < <(tail --pid="$bench" -n +1 -f "$out/bench.log") || {
   echo "the bench ended before its initial sync:"; cat "$out/bench.log"; exit 1; }
-perf record -F 997 -p "$bench" -o "$out/perf.data" 2>"$out/perf.log" &
+perf record -F "${PERF_FREQ:-997}" ${PERF_CALLGRAPH:+--call-graph dwarf,16384} -p "$bench" -o "$out/perf.data" 2>"$out/perf.log" &
 perf=$!
 grep -m1 -q "initial sync done" < <(tail --pid="$bench" -n +1 -f "$out/bench.log")
 kill -INT "$perf"

@@ -15,7 +15,10 @@
 
 pub mod lines;
 pub mod repair;
+mod scheduling;
 pub mod text;
+
+pub use scheduling::schedule_agent_client;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -503,62 +506,6 @@ fn normalize_windows_tzids(ical: &mut ICalendar) {
     }
 }
 
-/// Set or clear `SCHEDULE-AGENT=CLIENT` (RFC 6638 §7.1) on every ORGANIZER and ATTENDEE.
-///
-/// Sync writes are marked so that a CalDAV server with scheduling (iCloud, sabre/dav) sends
-/// no invitation or cancellation for them (invariant 8); data read back is unmarked so the
-/// mark never looks like an edit. Data that does not parse is returned unchanged.
-pub fn schedule_agent_client(ical: &str, mark: bool) -> String {
-    use calcard::icalendar::{
-        ICalendarParameter, ICalendarParameterName, ICalendarParameterValue,
-        ICalendarScheduleAgentValue,
-    };
-    let Some(Ok((mut cal, _))) = parse_guarded(ical) else {
-        return ical.to_string();
-    };
-    let mut touched = false;
-    for comp in &mut cal.components {
-        for entry in &mut comp.entries {
-            if !matches!(
-                entry.name,
-                ICalendarProperty::Organizer | ICalendarProperty::Attendee
-            ) {
-                continue;
-            }
-            let is_client = |p: &ICalendarParameter| {
-                p.name == ICalendarParameterName::ScheduleAgent
-                    && matches!(
-                        p.value,
-                        ICalendarParameterValue::ScheduleAgent(ICalendarScheduleAgentValue::Client)
-                    )
-            };
-            let had = entry.params.iter().any(is_client);
-            if mark
-                && !entry
-                    .params
-                    .iter()
-                    .any(|p| p.name == ICalendarParameterName::ScheduleAgent)
-            {
-                entry.params.push(ICalendarParameter {
-                    name: ICalendarParameterName::ScheduleAgent,
-                    value: ICalendarParameterValue::ScheduleAgent(
-                        ICalendarScheduleAgentValue::Client,
-                    ),
-                });
-                touched = true;
-            } else if !mark && had {
-                entry.params.retain(|p| !is_client(p));
-                touched = true;
-            }
-        }
-    }
-    if touched {
-        cal.to_string()
-    } else {
-        ical.to_string()
-    }
-}
-
 /// Write several series as one VCALENDAR stream (CRLF line endings).
 pub fn write_calendar<'a>(series: impl IntoIterator<Item = &'a EventSeries>) -> String {
     let mut out = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//EN\r\n");
@@ -888,25 +835,6 @@ BEGIN:VEVENT\r\nUID:o\r\nDTSTART;TZID=Central Asia Standard Time:20260115T120000
             s.to_ical()
         );
         assert_eq!(s.timezones.keys().collect::<Vec<_>>(), vec!["Asia/Bishkek"]);
-    }
-
-    #[test]
-    fn schedule_agent_is_marked_for_writes_and_unmarked_on_read() {
-        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:s\r\nDTSTART:20270101T100000Z\r\n\
-ORGANIZER;CN=Ann:mailto:ann@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let marked = schedule_agent_client(text, true);
-        assert_eq!(
-            marked.matches("SCHEDULE-AGENT=CLIENT").count(),
-            2,
-            "{marked}"
-        );
-        let back = schedule_agent_client(&marked, false);
-        assert!(!back.contains("SCHEDULE-AGENT"), "{back}");
-        let a = EventSeries::parse_single("a", text).unwrap();
-        let b = EventSeries::parse_single("b", &back).unwrap();
-        assert!(a.same_content(&b));
-        // No attendees: untouched, byte for byte.
-        assert_eq!(schedule_agent_client(WEEKLY, true), WEEKLY);
     }
 
     #[test]

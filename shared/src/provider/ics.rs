@@ -121,8 +121,13 @@ impl super::Provider for IcsFeed {
                 ..Default::default()
             });
         }
-        let body =
-            super::body_text(&self.shown, resp, crate::net::ICS_MAX_BYTES, "ICS feed").await?;
+        let body = super::body_text(
+            || self.shown.clone(),
+            resp,
+            crate::net::ICS_MAX_BYTES,
+            "ICS feed",
+        )
+        .await?;
         if !status.is_success() {
             let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body));
             return Err(if status.is_server_error() {

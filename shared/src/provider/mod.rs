@@ -503,11 +503,13 @@ pub(crate) fn transport(url: &str, e: reqwest::Error) -> ProviderError {
     }
 }
 
-/// Read a body under `limit` bytes as text (lossy UTF-8).
+/// Read a body under `limit` bytes as text (lossy UTF-8). `url` gives the address an error
+/// shows; it is called only on an error (a redaction parses the URL, which a body read that
+/// succeeds need not pay for).
 ///
 /// Errors: [`ProviderError::TooLarge`], or a transport failure.
 pub(crate) async fn body_text(
-    url: &str,
+    url: impl FnOnce() -> String,
     resp: reqwest::Response,
     limit: usize,
     what: &'static str,
@@ -516,11 +518,11 @@ pub(crate) async fn body_text(
         Ok(b) => Ok(String::from_utf8(b)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
         Err(e @ crate::net::BodyError::TooLarge { .. }) => Err(ProviderError::TooLarge {
-            url: url.into(),
+            url: url(),
             detail: e.to_string(),
         }),
         Err(e) => Err(ProviderError::Unavailable {
-            url: url.into(),
+            url: url(),
             detail: e.to_string(),
         }),
     }

@@ -413,8 +413,8 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
 }
 
 /// The functions' table, from the release binaries beside this one (`make bench` builds
-/// them); a note instead when they are not there.
-async fn functions() -> anyhow::Result<()> {
+/// them); a note instead when they are not there. Alone: `make bench-functions` (no stack).
+pub async fn functions() -> anyhow::Result<()> {
     let Some(dir) = binaries_dir()? else {
         return Ok(());
     };
@@ -429,14 +429,20 @@ async fn functions() -> anyhow::Result<()> {
         "\nThe functions as Lambda starts them (release binaries in {})",
         dir.display()
     );
-    println!("| function | binary | cold init (to the first invocation/next) | RSS after init | target |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| function | binary | cold init, median of {} starts (to the first invocation/next) | fastest–slowest | RSS after init | target |",
+        lambda::STARTS
+    );
+    println!("|---|---|---|---|---|---|");
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     for c in measured {
         println!(
-            "| {} | {:.1} MB | {:.1} ms | {:.1} MB | < 8 MB, < 30 ms |",
+            "| {} | {:.1} MB | {:.1} ms | {:.1}–{:.1} ms | {:.1} MB | < 8 MB, < 30 ms |",
             c.name,
             c.size as f64 / 1_048_576.0,
-            c.init.as_secs_f64() * 1000.0,
+            ms(c.median()),
+            ms(c.init.first().copied().unwrap_or_default()),
+            ms(c.init.last().copied().unwrap_or_default()),
             c.rss_kb as f64 / 1024.0
         );
     }

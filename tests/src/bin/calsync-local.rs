@@ -14,6 +14,7 @@
 //! calsync-local bench-scale [--sizes A,B,C]  the growth table and the functions' peak RSS (make bench-scale)
 //! calsync-local bench-rss [--events N]  the functions' peak RSS on an N-event calendar (make bench-rss)
 //! calsync-local bench-fanout [--links N]  the schedule's tick against N links (make bench-fanout)
+//! calsync-local bench-functions     the functions' binary size, cold init and RSS (make bench-functions)
 //! calsync-local connect-google --group G --user U [--calendar C] [--name N] [--port P]
 //!                                   OAuth consent for a Google calendar: serves the callback on
 //!                                   127.0.0.1:P (8765), prints the consent URL, waits (10 min)
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
     // (the local queue runner, serve, soak) on the multi-threaded one.
     let bench = matches!(
         std::env::args().nth(1).as_deref(),
-        Some("bench" | "bench-scale" | "bench-rss")
+        Some("bench" | "bench-scale" | "bench-rss" | "bench-functions")
     );
     let mut builder = if bench {
         tokio::runtime::Builder::new_current_thread()
@@ -144,6 +145,7 @@ async fn run() -> ExitCode {
                 .unwrap_or(10_000);
             bench::rss::run(n).await.map(|_| true)
         }
+        Some("bench-functions") => bench::functions().await.map(|_| true),
         Some("bench-fanout") => {
             let links = flag("--links")
                 .and_then(|v| v.parse().ok())
@@ -181,7 +183,7 @@ async fn run() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | bench-scale [--sizes 1000,5000,10000] | bench-rss [--events 10000] | bench-fanout [--links N] | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | bench-scale [--sizes 1000,5000,10000] | bench-rss [--events 10000] | bench-fanout [--links N] | bench-functions | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }

@@ -178,6 +178,8 @@ impl CalDav {
             url: url.to_string(),
             detail: format!("invalid method name {method:?}"),
         })?;
+        // Bytes: each try sends the same body without copying it.
+        let body = body.map(bytes::Bytes::from);
         let mut delays = self.retry.backoff();
         loop {
             let (outcome, after) = self.attempt(&m, url, headers, body.clone()).await;
@@ -207,7 +209,7 @@ impl CalDav {
         m: &Method,
         url: &Url,
         headers: &[(&str, &str)],
-        body: Option<String>,
+        body: Option<bytes::Bytes>,
     ) -> (Result<Response, ProviderError>, Option<std::time::Duration>) {
         self.counter.hit();
         let mut req = self
@@ -233,7 +235,7 @@ impl CalDav {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = match super::body_text(
-            &super::redacted(url.as_str()),
+            || super::redacted(url.as_str()),
             resp,
             crate::net::CALDAV_MAX_BYTES,
             "CalDAV response",
@@ -494,8 +496,9 @@ impl super::Provider for CalDav {
     }
 
     async fn create(&self, uid: &str, ical: &str) -> Result<WriteResult, ProviderError> {
-        let href = self.resolve(&deterministic_name(uid))?.path().to_string();
-        self.put(&href, ical, ("If-None-Match", "*")).await
+        let url = self.resolve(&deterministic_name(uid))?;
+        let href = url.path().to_string();
+        self.put_at(&href, url, ical, ("If-None-Match", "*")).await
     }
 
     async fn update(

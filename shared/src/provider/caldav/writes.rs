@@ -25,7 +25,18 @@ impl CalDav {
         ical: &str,
         precondition: (&str, &str),
     ) -> Result<WriteResult, ProviderError> {
-        let url = self.resolve(href)?;
+        self.put_at(href, self.resolve(href)?, ical, precondition)
+            .await
+    }
+
+    /// [`Self::put`] to `url`, the resolved `href`.
+    pub(super) async fn put_at(
+        &self,
+        href: &str,
+        url: reqwest::Url,
+        ical: &str,
+        precondition: (&str, &str),
+    ) -> Result<WriteResult, ProviderError> {
         // Invariant 8: a sync write never makes the server send invitations (RFC 6638 §7.1).
         let body = crate::ical::schedule_agent_client(ical, true);
         let r = self

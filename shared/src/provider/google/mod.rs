@@ -308,7 +308,7 @@ impl GoogleCalendar {
                         .unwrap_or("")
                         .to_string();
                     match super::body_text(
-                        url,
+                        || url.to_string(),
                         resp,
                         crate::net::GOOGLE_MAX_BYTES,
                         "Google response",

@@ -294,7 +294,9 @@ impl OutlookCalendar {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let after = super::retry_after(resp.headers());
-                    let text = super::body_text(url, resp, MAX_BYTES, "Graph response").await?;
+                    let text =
+                        super::body_text(|| url.to_string(), resp, MAX_BYTES, "Graph response")
+                            .await?;
                     Ok((status, after, text))
                 }
                 Err(e) => Err(transport(url, e)),
