@@ -20,7 +20,13 @@ grep -m1 -q "initial sync done" < <(tail --pid="$bench" -n +1 -f "$out/bench.log
 kill -INT "$perf"
 wait "$perf" || true
 wait "$bench"
-perf report -i "$out/perf.data" --stdio --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8 >"$out/profile.txt"
-perf report -i "$out/perf.data" --stdio --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40 >>"$out/profile.txt"
+# Flat (self) profiles; `sed -n` reads the whole report, where `head` would end the pipe early.
+perf report -i "$out/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n 1,8p >"$out/profile.txt"
+perf report -i "$out/perf.data" --stdio --no-children -g none --sort sym 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n 1,40p >>"$out/profile.txt"
+if [ -n "${PERF_CALLGRAPH:-}" ]; then
+  # With callees: the calsync and SDK frames (closures and inlined frames left out).
+  { echo "--- with callees"; perf report -i "$out/perf.data" --stdio --children -g none --sort sym 2>/dev/null |
+      grep -E 'calsync::|aws_smithy_runtime::client::orchestrator::try_op|url::ParseOptions::parse' | grep -v inlined | sed -n 1,40p; } >>"$out/profile.txt"
+fi
 grep -E "initial sync (starts|done)" "$out/bench.log"
 cat "$out/profile.txt"
