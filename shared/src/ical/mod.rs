@@ -13,12 +13,19 @@
 //! servers and clients rewrite without a user edit ([`VOLATILE`]) are kept but ignored when
 //! comparing content.
 
+mod guarded;
 pub mod lines;
 pub mod repair;
 mod scheduling;
 pub mod text;
+mod zones;
 
+pub(crate) use guarded::parse_guarded;
+use guarded::{guard, rrule_value};
+pub use guarded::{rrule_by_product, MAX_BY_PRODUCT, MAX_DEPTH};
 pub use scheduling::schedule_agent_client;
+use zones::normalize_windows_tzids;
+pub use zones::windows_to_iana;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -84,111 +91,6 @@ pub struct ParsedCalendar {
     pub series: Vec<EventSeries>,
     /// Per-series problems; the UID is given where one was found.
     pub errors: Vec<(Option<String>, IcalError)>,
-}
-
-/// Run a calcard call so that a bug in the parser on hostile input becomes `None`, not a
-/// crashed Lambda (invariant 9: nothing panics on input).
-fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
-}
-
-/// Deepest component nesting calsync reads (VCALENDAR › VEVENT › VALARM is 3; RFC 5545
-/// defines no deeper one). Deeper subtrees are cut off at this depth and their top-level
-/// component reported, so that no recursion over the tree can exhaust the stack.
-pub const MAX_DEPTH: usize = 16;
-
-/// Most instants one RRULE may generate per period of its FREQ: the product of its BY*
-/// list lengths (RFC 5545 §3.3.10 expands each BYxxx over the others). Calendar rules stay
-/// far below: even `BYMONTH` 12 × `BYMONTHDAY` 31 × `BYHOUR` 24 is 8,928, while
-/// `BYHOUR` 24 × `BYMINUTE` 60 × `BYSECOND` 60 (86,400 a period, ~31 M a year under
-/// `FREQ=DAILY`) is refused.
-pub const MAX_BY_PRODUCT: u64 = 10_000;
-
-/// Parse with calcard, guarded ([`guard`]) and with subtrees deeper than [`MAX_DEPTH`] cut
-/// off. Returns the calendar and the ids of the top-level components that were cut.
-/// `None` when the parser failed on the input.
-pub(crate) fn parse_guarded(text: &str) -> Option<Result<(ICalendar, Vec<u32>), Entry>> {
-    let mut ical = match guard(|| ICalendar::parse(text))? {
-        Ok(i) => i,
-        Err(e) => return Some(Err(e)),
-    };
-    let cut = prune_deep(&mut ical, MAX_DEPTH);
-    Some(Ok((ical, cut)))
-}
-
-/// Cut every component at depth `cap` (the root is depth 1) off from its children;
-/// iterative. Returns the top-level components (children of the root) whose subtree was cut.
-///
-/// Calendar-level components nested inside another component (a VEVENT in a VEVENT or a
-/// VALARM, a VCALENDAR in a VEVENT: what an unterminated component leaves behind) are
-/// detached too, without an error: RFC 5545 §3.6 puts them only in a VCALENDAR, and kept
-/// they would expand as phantom occurrences of the event that holds them (a fuzz finding).
-fn prune_deep(ical: &mut ICalendar, cap: usize) -> Vec<u32> {
-    let mut cut = Vec::new();
-    let calendar_level: Vec<bool> = ical
-        .components
-        .iter()
-        .map(|c| {
-            matches!(
-                c.component_type,
-                ICalendarComponentType::VCalendar
-                    | ICalendarComponentType::VEvent
-                    | ICalendarComponentType::VTodo
-                    | ICalendarComponentType::VJournal
-                    | ICalendarComponentType::VFreebusy
-                    | ICalendarComponentType::VTimezone
-                    | ICalendarComponentType::VAvailability
-            )
-        })
-        .collect();
-    let Some(root) = ical.components.first() else {
-        return cut;
-    };
-    // (component id, depth, top-level ancestor)
-    let mut stack: Vec<(u32, usize, u32)> = root.component_ids.iter().map(|&c| (c, 2, c)).collect();
-    let mut seen = vec![false; ical.components.len()];
-    while let Some((id, depth, top)) = stack.pop() {
-        let Some(comp) = ical.components.get_mut(id as usize) else {
-            continue;
-        };
-        // A component listed twice (never by calcard's parser) is not walked twice.
-        if std::mem::replace(&mut seen[id as usize], true) {
-            comp.component_ids.clear();
-            continue;
-        }
-        comp.component_ids
-            .retain(|&c| !calendar_level.get(c as usize).copied().unwrap_or(false));
-        if depth >= cap && !comp.component_ids.is_empty() {
-            comp.component_ids.clear();
-            if !cut.contains(&top) {
-                cut.push(top);
-            }
-            continue;
-        }
-        stack.extend(comp.component_ids.iter().map(|&c| (c, depth + 1, top)));
-    }
-    cut
-}
-
-/// The product of an RRULE value's BY* list lengths (saturating), see [`MAX_BY_PRODUCT`].
-pub fn rrule_by_product(rule: &str) -> u64 {
-    rule.split(';')
-        .filter_map(|part| part.split_once('='))
-        .filter(|(k, _)| {
-            let k = k.trim().to_ascii_uppercase();
-            k.starts_with("BY") && k != "BYSETPOS"
-        })
-        .map(|(_, v)| v.split(',').count() as u64)
-        .fold(1u64, |acc, n| acc.saturating_mul(n))
-}
-
-/// The RRULE value of a content line as calcard writes it (`RRULE:FREQ=…`), unfolded.
-fn rrule_value(line: &str) -> String {
-    let unfolded = line.replace("\r\n ", "").replace("\r\n\t", "");
-    unfolded
-        .split_once(':')
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -443,69 +345,6 @@ pub fn parse_calendar(source_name: &str, text: &str) -> Result<ParsedCalendar, I
     Ok(out)
 }
 
-/// The IANA name for a Windows time-zone name (e.g. `W. Europe Standard Time` →
-/// `Europe/Berlin`) by the CLDR `windowsZones` map (territory 001), as carried by the
-/// `windows-timezones` crate; `None` for IANA names and unknown names.
-pub fn windows_to_iana(tzid: &str) -> Option<&'static str> {
-    use std::str::FromStr;
-    if chrono_tz_is_iana(tzid) {
-        return None;
-    }
-    windows_timezones::WindowsTimezone::from_str(tzid.trim())
-        .ok()
-        .map(|w| w.tzdb_id())
-}
-
-fn chrono_tz_is_iana(tzid: &str) -> bool {
-    tzid.parse::<chrono_tz::Tz>().is_ok()
-}
-
-/// Rewrite Windows TZIDs (Outlook / Exchange) to IANA names, in TZID parameters and in
-/// VTIMEZONE TZID properties, so every member and the hub see one canonical zone name.
-/// calcard's own Windows table predates CLDR 48 for a few zones (e.g. Central Asia Standard
-/// Time → Asia/Bishkek), so the CLDR map decides.
-fn normalize_windows_tzids(ical: &mut ICalendar) {
-    use calcard::common::timezone::Tz as CalTz;
-    use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarValue};
-    // TZIDs that are neither IANA nor Windows names but whose VTIMEZONE calcard ties to an
-    // IANA zone (X-LIC-LOCATION, Exchange's X-MICROSOFT-CDO-TZID, an old Outlook display
-    // name such as "Pacific Time (US & Canada), Tijuana"): written under that IANA name,
-    // with their VTIMEZONE, so Google and Graph (IANA only) take them too.
-    let mut by_vtimezone: BTreeMap<String, String> = BTreeMap::new();
-    for comp in &ical.components {
-        if let Some((name, CalTz::Tz(tz))) = comp.timezone() {
-            if !chrono_tz_is_iana(name) && windows_to_iana(name).is_none() && tz != chrono_tz::UTC {
-                by_vtimezone.insert(name.to_string(), tz.name().to_string());
-            }
-        }
-    }
-    let rename = |t: &mut String| {
-        if let Some(iana) = windows_to_iana(t) {
-            *t = iana.to_string();
-        } else if let Some(iana) = by_vtimezone.get(t.as_str()) {
-            *t = iana.clone();
-        }
-    };
-    for comp in &mut ical.components {
-        for entry in &mut comp.entries {
-            if entry.name == ICalendarProperty::Tzid {
-                for v in &mut entry.values {
-                    if let ICalendarValue::Text(t) = v {
-                        rename(t);
-                    }
-                }
-            }
-            for p in &mut entry.params {
-                if p.name == ICalendarParameterName::Tzid {
-                    if let ICalendarParameterValue::Text(t) = &mut p.value {
-                        rename(t);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Write several series as one VCALENDAR stream (CRLF line endings).
 pub fn write_calendar<'a>(series: impl IntoIterator<Item = &'a EventSeries>) -> String {
     let mut out = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//EN\r\n");
@@ -730,124 +569,7 @@ pub fn occurrences_of(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    const WEEKLY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n\
-BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n\
-RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n\
-BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\n\
-TZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
-BEGIN:VEVENT\r\nUID:w1\r\nDTSTAMP:20240101T000000Z\r\nDTSTART;TZID=Europe/Berlin:20240318T100000\r\n\
-DTEND;TZID=Europe/Berlin:20240318T110000\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n\
-EXDATE;TZID=Europe/Berlin:20240325T100000\r\nSUMMARY:Standup Ü\r\nEND:VEVENT\r\n\
-BEGIN:VEVENT\r\nUID:w1\r\nDTSTAMP:20240101T000000Z\r\nRECURRENCE-ID;TZID=Europe/Berlin:20240401T100000\r\n\
-DTSTART;TZID=Europe/Berlin:20240401T150000\r\nDTEND;TZID=Europe/Berlin:20240401T160000\r\n\
-SUMMARY:Standup moved\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-
-    #[test]
-    fn series_groups_master_and_overrides_and_expands_across_dst() {
-        let s = EventSeries::parse_single("weekly", WEEKLY).unwrap();
-        assert_eq!(s.uid, "w1");
-        assert_eq!(s.components.len(), 2);
-        assert_eq!(s.timezones.len(), 1);
-        assert_eq!(s.summary(), "Standup Ü");
-        let from = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        let to = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-        let (occ, truncated) = s.occurrences(from, to, 1000);
-        assert!(!truncated);
-        let starts: Vec<String> = occ.iter().map(|o| o.start.to_rfc3339()).collect();
-        // 18 Mar (CET, UTC+1), 25 Mar excluded, 1 Apr moved (CEST, UTC+2), 8 Apr (CEST).
-        assert_eq!(
-            starts,
-            vec![
-                "2024-03-18T09:00:00+00:00",
-                "2024-04-01T13:00:00+00:00",
-                "2024-04-08T08:00:00+00:00"
-            ]
-        );
-        assert_eq!(occ[1].summary, "Standup moved");
-    }
-
-    #[test]
-    fn write_then_parse_is_identity() {
-        let s = EventSeries::parse_single("weekly", WEEKLY).unwrap();
-        let again = EventSeries::parse_single("again", &s.to_ical()).unwrap();
-        assert_eq!(s, again);
-        assert_eq!(s.content_hash(), again.content_hash());
-    }
-
-    #[test]
-    fn volatile_properties_do_not_change_content() {
-        let s = EventSeries::parse_single("weekly", WEEKLY).unwrap();
-        let t = EventSeries::parse_single(
-            "stamp",
-            &WEEKLY.replace("DTSTAMP:20240101T000000Z", "DTSTAMP:20250101T000000Z"),
-        )
-        .unwrap();
-        assert!(s.same_content(&t));
-        let u = EventSeries::parse_single("edit", &WEEKLY.replace("Standup Ü", "Retro")).unwrap();
-        assert!(!s.same_content(&u));
-    }
-
-    #[test]
-    fn bad_event_is_reported_and_others_survive() {
-        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:good\r\nDTSTART:20240101T100000Z\r\nSUMMARY:ok\r\nEND:VEVENT\r\n\
-BEGIN:VEVENT\r\nUID:bad\r\nDTSTART:garbage\r\nSUMMARY:broken\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let p = parse_calendar("feed.ics", text).unwrap();
-        assert_eq!(p.series.len(), 1);
-        assert_eq!(p.series[0].uid, "good");
-        assert_eq!(p.errors.len(), 1);
-        assert_eq!(p.errors[0].0.as_deref(), Some("bad"));
-        assert!(p.errors[0].1.to_string().contains("feed.ics"));
-    }
-
-    #[test]
-    fn unreadable_stream_names_source_and_line() {
-        let err = parse_calendar("x.ics", "hello\r\nworld\r\n").unwrap_err();
-        assert!(err.to_string().starts_with("x.ics: line"), "{err}");
-        // calcard is tolerant of a missing END; the event itself is still unusable.
-        let p = parse_calendar("y.ics", "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\n").unwrap();
-        assert!(p.series.is_empty());
-        assert_eq!(
-            p.errors[0].1.to_string(),
-            "y.ics: line 3: UID a: MissingDtStart"
-        );
-    }
-
-    #[test]
-    fn windows_tzids_become_iana() {
-        assert_eq!(
-            windows_to_iana("W. Europe Standard Time"),
-            Some("Europe/Berlin")
-        );
-        assert_eq!(windows_to_iana("Europe/Berlin"), None);
-        assert_eq!(windows_to_iana("UTC"), None);
-        let text = "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:Central Asia Standard Time\r\nBEGIN:STANDARD\r\n\
-DTSTART:16010101T000000\r\nTZOFFSETFROM:+0600\r\nTZOFFSETTO:+0600\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n\
-BEGIN:VEVENT\r\nUID:o\r\nDTSTART;TZID=Central Asia Standard Time:20260115T120000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let s = EventSeries::parse_single("outlook", text).unwrap();
-        assert!(
-            s.to_ical()
-                .contains("DTSTART;TZID=Asia/Bishkek:20260115T120000"),
-            "{}",
-            s.to_ical()
-        );
-        assert_eq!(s.timezones.keys().collect::<Vec<_>>(), vec!["Asia/Bishkek"]);
-    }
-
-    #[test]
-    fn secondly_rule_is_bounded() {
-        let text = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:s\r\nDTSTART:20000101T000000Z\r\nRRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        let s = EventSeries::parse_single("s", text).unwrap();
-        let from = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
-        let to = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let (occ, truncated) = s.occurrences(from, to, 5000);
-        assert!(truncated);
-        assert_eq!(occ.len(), 5000);
-    }
-}
+mod tests;
 
 #[cfg(test)]
 #[path = "hostile_tests.rs"]
