@@ -38,6 +38,34 @@ pub fn parse_lines(text: &str) -> Vec<Line> {
         .collect()
 }
 
+/// The first content line of property `name` in a component's fields, split.
+pub fn first_line(fields: &crate::ical::Fields, name: &str) -> Option<Line> {
+    fields
+        .get(name)
+        .and_then(|v| v.first())
+        .and_then(|l| parse_lines(l).into_iter().next())
+}
+
+/// Every content line of property `name` in a component's fields, split.
+pub fn all_lines(fields: &crate::ical::Fields, name: &str) -> Vec<Line> {
+    fields
+        .get(name)
+        .into_iter()
+        .flatten()
+        .flat_map(|l| parse_lines(l))
+        .collect()
+}
+
+/// Append one VEVENT of `lines` (content lines without line ends) to `out`, CRLF each.
+pub fn push_vevent(out: &mut String, lines: &[String]) {
+    out.push_str("BEGIN:VEVENT\r\n");
+    for l in lines {
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("END:VEVENT\r\n");
+}
+
 /// One unfolded content line, split; `None` when it has no `:`.
 pub fn parse_line(l: &str) -> Option<Line> {
     let l = l.trim_end_matches('\r');

@@ -31,7 +31,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 use super::recurrence::{self, Anchor};
-use crate::ical::lines::{parse_duration, parse_lines, Line, When};
+use crate::ical::lines::{all_lines, first_line, parse_duration, parse_lines, Line, When};
 use crate::ical::text::unescape;
 use crate::ical::{EventSeries, Fields, MASTER};
 
@@ -65,7 +65,7 @@ impl Options {
         let Some(owner) = &self.organizer else {
             return false;
         };
-        one(fields, "ORGANIZER").is_some_and(|o| {
+        first_line(fields, "ORGANIZER").is_some_and(|o| {
             let addr = o
                 .value
                 .strip_prefix("mailto:")
@@ -152,22 +152,6 @@ fn graph_time(w: When) -> Value {
     }
 }
 
-fn one(fields: &Fields, name: &str) -> Option<Line> {
-    fields
-        .get(name)
-        .and_then(|v| v.first())
-        .and_then(|l| parse_lines(l).into_iter().next())
-}
-
-fn all(fields: &Fields, name: &str) -> Vec<Line> {
-    fields
-        .get(name)
-        .into_iter()
-        .flatten()
-        .flat_map(|l| parse_lines(l))
-        .collect()
-}
-
 /// Minutes before the start of a VALARM block with a relative, start-related TRIGGER.
 fn alarm_minutes(block: &str) -> Option<i64> {
     let lines = parse_lines(block);
@@ -182,10 +166,10 @@ fn alarm_minutes(block: &str) -> Option<i64> {
 /// The request body of one VEVENT (master, single or exception) and its start.
 fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>, When), String> {
     let mut ev = Map::new();
-    let start = When::parse(&one(fields, "DTSTART").ok_or("no DTSTART")?)?;
+    let start = When::parse(&first_line(fields, "DTSTART").ok_or("no DTSTART")?)?;
     let end = start.end(
-        one(fields, "DTEND").as_ref(),
-        one(fields, "DURATION").as_ref(),
+        first_line(fields, "DTEND").as_ref(),
+        first_line(fields, "DURATION").as_ref(),
     )?;
     let all_day = matches!(start, When::Date(_));
     let end = if all_day { end.as_date() } else { end };
@@ -194,26 +178,27 @@ fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>
     ev.insert("end".into(), graph_time(end));
     ev.insert(
         "subject".into(),
-        json!(one(fields, "SUMMARY")
+        json!(first_line(fields, "SUMMARY")
             .map(|l| unescape(&l.value))
             .unwrap_or_default()),
     );
     ev.insert(
         "body".into(),
-        json!({"contentType": "text", "content": one(fields, "DESCRIPTION").map(|l| unescape(&l.value)).unwrap_or_default()}),
+        json!({"contentType": "text", "content": first_line(fields, "DESCRIPTION").map(|l| unescape(&l.value)).unwrap_or_default()}),
     );
     ev.insert(
         "location".into(),
-        json!({"displayName": one(fields, "LOCATION").map(|l| unescape(&l.value)).unwrap_or_default()}),
+        json!({"displayName": first_line(fields, "LOCATION").map(|l| unescape(&l.value)).unwrap_or_default()}),
     );
-    let cats: Vec<String> = all(fields, "CATEGORIES")
+    let cats: Vec<String> = all_lines(fields, "CATEGORIES")
         .iter()
         .flat_map(|l| split_list(&l.value))
         .collect();
     ev.insert("categories".into(), json!(cats));
-    let busy = one(fields, "X-MICROSOFT-CDO-BUSYSTATUS").map(|l| l.value.to_ascii_uppercase());
+    let busy =
+        first_line(fields, "X-MICROSOFT-CDO-BUSYSTATUS").map(|l| l.value.to_ascii_uppercase());
     let transparent =
-        one(fields, "TRANSP").is_some_and(|l| l.value.eq_ignore_ascii_case("TRANSPARENT"));
+        first_line(fields, "TRANSP").is_some_and(|l| l.value.eq_ignore_ascii_case("TRANSPARENT"));
     let show_as = match busy.as_deref() {
         Some("TENTATIVE") => "tentative",
         Some("OOF") => "oof",
@@ -222,7 +207,7 @@ fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>
         _ => "busy",
     };
     ev.insert("showAs".into(), json!(show_as));
-    let sensitivity = match one(fields, "CLASS")
+    let sensitivity = match first_line(fields, "CLASS")
         .map(|l| l.value.to_ascii_uppercase())
         .as_deref()
     {
@@ -241,7 +226,7 @@ fn component_body(fields: &Fields, opts: &Options) -> Result<(Map<String, Value>
         ev.insert("reminderMinutesBeforeStart".into(), json!(m));
     }
     if opts.attendees_for(fields) {
-        let attendees: Vec<Value> = all(fields, "ATTENDEE")
+        let attendees: Vec<Value> = all_lines(fields, "ATTENDEE")
             .into_iter()
             .filter_map(|a| {
                 let email = a.value.strip_prefix("mailto:").or_else(|| a.value.strip_prefix("MAILTO:"))?.to_string();
@@ -319,7 +304,7 @@ pub fn to_graph(series: &EventSeries, opts: &Options) -> Result<GraphSeries, Str
     }
     let mut exceptions = Vec::new();
     let mut cancelled = Vec::new();
-    if let Some(rule) = one(mf, "RRULE") {
+    if let Some(rule) = first_line(mf, "RRULE") {
         let zone = zone_of(start).unwrap_or(chrono_tz::UTC);
         let anchor = Anchor {
             local: match start {
@@ -338,7 +323,7 @@ pub fn to_graph(series: &EventSeries, opts: &Options) -> Result<GraphSeries, Str
             "recurrence".into(),
             recurrence::to_graph(&rule.value, anchor, &tz_name)?,
         );
-        for l in all(mf, "EXDATE") {
+        for l in all_lines(mf, "EXDATE") {
             for v in l.value.split(',') {
                 let one = Line {
                     value: v.to_string(),
@@ -352,12 +337,14 @@ pub fn to_graph(series: &EventSeries, opts: &Options) -> Result<GraphSeries, Str
             .iter()
             .filter(|(k, _)| k.as_str() != MASTER)
         {
-            let rid = one(fields, "RECURRENCE-ID")
+            let rid = first_line(fields, "RECURRENCE-ID")
                 .ok_or_else(|| format!("override {key:?} without RECURRENCE-ID"))?;
             let original = original_start(When::parse(&rid)?, start);
             // A cancelled instance is a cancelled occurrence in Graph (an exception cannot
             // be marked cancelled by a write).
-            if one(fields, "STATUS").is_some_and(|l| l.value.eq_ignore_ascii_case("CANCELLED")) {
+            if first_line(fields, "STATUS")
+                .is_some_and(|l| l.value.eq_ignore_ascii_case("CANCELLED"))
+            {
                 cancelled.push(original);
                 continue;
             }

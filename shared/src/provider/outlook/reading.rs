@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::mapping::{local, prop_id, read_zone, utc_of, UID_NAME, X_NAME};
 use super::recurrence::{self, Anchor};
-use crate::ical::lines::{minutes_to_trigger, param_value};
+use crate::ical::lines::{minutes_to_trigger, param_value, push_vevent};
 use crate::ical::text::escape;
 
 /// The hub UID of a Graph event: our extended property, else its `iCalUId`, else its id.
@@ -234,15 +234,7 @@ pub fn to_ical(
     }
     let mut text =
         String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//outlook//EN\r\n");
-    let mut push = |ls: Vec<String>| {
-        text.push_str("BEGIN:VEVENT\r\n");
-        for l in ls {
-            text.push_str(&l);
-            text.push_str("\r\n");
-        }
-        text.push_str("END:VEVENT\r\n");
-    };
-    push(lines);
+    push_vevent(&mut text, &lines);
     for e in exceptions {
         let eid = e["id"].as_str().unwrap_or_default();
         let orig = e["originalStart"]
@@ -253,7 +245,7 @@ pub fn to_ical(
         let mut ls = event_lines(e, &uid, zone, e["isAllDay"].as_bool().unwrap_or(all_day))
             .map_err(|r| format!("event {eid}: {r}"))?;
         ls.insert(1, date_or_instant("RECURRENCE-ID", orig, zone, all_day));
-        push(ls);
+        push_vevent(&mut text, &ls);
     }
     text.push_str("END:VCALENDAR\r\n");
     Ok(text)

@@ -248,21 +248,19 @@ pub fn series_to_ical(items: &[&Value]) -> Result<String, String> {
     }
     let mut text =
         String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//google//EN\r\n");
-    let mut push_event = |lines: Vec<String>| {
-        text.push_str("BEGIN:VEVENT\r\n");
-        for l in lines {
-            text.push_str(&l);
-            text.push_str("\r\n");
-        }
-        text.push_str("END:VEVENT\r\n");
-    };
-    push_event(event_lines(master, &uid, zone, &exdates).map_err(|r| format!("event {id}: {r}"))?);
+    push_vevent(
+        &mut text,
+        &event_lines(master, &uid, zone, &exdates).map_err(|r| format!("event {id}: {r}"))?,
+    );
     for e in exceptions
         .iter()
         .filter(|e| e["status"] != "cancelled" && !unmodified(e, master))
     {
         let eid = e["id"].as_str().unwrap_or_default();
-        push_event(event_lines(e, &uid, zone, &[]).map_err(|r| format!("event {eid}: {r}"))?);
+        push_vevent(
+            &mut text,
+            &event_lines(e, &uid, zone, &[]).map_err(|r| format!("event {eid}: {r}"))?,
+        );
     }
     text.push_str("END:VCALENDAR\r\n");
     Ok(text)

@@ -64,20 +64,8 @@ pub(super) fn component_body(
     recurring: bool,
     is_master: bool,
 ) -> Result<(Value, Option<When>), String> {
-    let one = |name: &str| -> Option<Line> {
-        fields
-            .get(name)
-            .and_then(|v| v.first())
-            .and_then(|l| parse_lines(l).into_iter().next())
-    };
-    let all = |name: &str| -> Vec<Line> {
-        fields
-            .get(name)
-            .into_iter()
-            .flatten()
-            .flat_map(|l| parse_lines(l))
-            .collect()
-    };
+    let one = |name: &str| first_line(fields, name);
+    let all = |name: &str| all_lines(fields, name);
     let mut ev = Map::new();
     let start = When::parse(&one("DTSTART").ok_or("no DTSTART")?)?;
     let end = start.end(one("DTEND").as_ref(), one("DURATION").as_ref())?;

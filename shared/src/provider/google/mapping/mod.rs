@@ -34,7 +34,8 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::ical::lines::{
-    iana, is_utc_zone, minutes_to_trigger, param_value, parse_duration, When,
+    all_lines, first_line, iana, is_utc_zone, minutes_to_trigger, param_value, parse_duration,
+    push_vevent, When,
 };
 pub use crate::ical::lines::{parse_line, parse_lines, Line};
 use crate::ical::{EventSeries, MASTER};
