@@ -74,14 +74,11 @@ fn has_scheduling_property(ical: &str) -> bool {
     const NAMES: [&[u8]; 2] = [b"ORGANIZER", b"ATTENDEE"];
     let b = ical.as_bytes();
     // The last bytes of the current line's name, upper case, and whether it is still open.
+    // The window starts zeroed and no name holds a zero byte, so it can only match once the
+    // name has that many bytes.
     let mut tail = [0u8; 9];
-    let mut len = 0usize;
     let mut in_name = true;
-    let ends_with_name = |tail: &[u8; 9], len: usize| {
-        NAMES
-            .iter()
-            .any(|n| len >= n.len() && tail[9 - n.len()..] == **n)
-    };
+    let ends_with_name = |tail: &[u8; 9]| NAMES.iter().any(|n| tail[9 - n.len()..] == **n);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -95,27 +92,26 @@ fn has_scheduling_property(ical: &str) -> bool {
                 i += 1; // a fold: the logical line goes on
                 continue;
             }
-            if in_name && ends_with_name(&tail, len) {
+            if in_name && ends_with_name(&tail) {
                 return true;
             }
-            (tail, len, in_name) = ([0; 9], 0, true);
+            (tail, in_name) = ([0; 9], true);
             continue;
         }
         if in_name {
             if c == b';' || c == b':' {
-                if ends_with_name(&tail, len) {
+                if ends_with_name(&tail) {
                     return true;
                 }
                 in_name = false;
             } else {
                 tail.rotate_left(1);
                 tail[8] = c.to_ascii_uppercase();
-                len += 1;
             }
         }
         i += 1;
     }
-    in_name && ends_with_name(&tail, len)
+    in_name && ends_with_name(&tail)
 }
 
 #[cfg(test)]
