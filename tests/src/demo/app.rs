@@ -16,7 +16,7 @@ fn api_event(summary: &str) -> String {
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync//demo app//EN\r\nBEGIN:VEVENT\r\nUID:{API_EVENT}\r\n\
 DTSTAMP:20260101T000000Z\r\nDTSTART;TZID=Europe/Berlin:{day}T150000\r\nDTEND;TZID=Europe/Berlin:{day}T160000\r\n\
 SUMMARY:{summary}\r\nLOCATION:Café Zürich\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-        day = super::demo_day(100)
+        day = super::calendars::demo_day(100)
     )
 }
 
