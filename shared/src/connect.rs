@@ -19,8 +19,8 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{now_secs, Ctx};
-use crate::model::{Link, OAuthState, ProviderKind};
-use crate::oauth::{self, OAuthProfile};
+use crate::model::{Link, LinkChoices, OAuthState, ProviderKind};
+use crate::oauth::{self, DefaultCalendar, OAuthProfile};
 use crate::queue::{QueueKind, SyncJob};
 
 /// Seconds a consent may take.
@@ -38,10 +38,14 @@ pub struct ConnectRequest {
     pub group_id: String,
     /// Application user.
     pub user_id: i64,
-    /// Calendar id in the provider's terms (Google `primary` or a calendarList id).
+    /// Calendar id in the provider's terms (a Google calendarList id, an Outlook
+    /// `/me/calendars` id); empty: the account's main calendar (the profile's
+    /// [`DefaultCalendar`]).
     pub calendar_id: String,
     /// Name shown in reports.
     pub display_name: String,
+    /// Frequency and conflict policy of the new link.
+    pub choices: LinkChoices,
 }
 
 /// The OAuth profile of `kind`.
@@ -80,6 +84,7 @@ pub async fn start_reconnect(ctx: &Ctx, link: &Link) -> anyhow::Result<String> {
         user_id: link.user_id,
         calendar_id: String::new(),
         display_name: link.display_name.clone(),
+        choices: LinkChoices::default(),
     };
     start_consent(ctx, &req, Some(&link.link_id)).await
 }
@@ -104,6 +109,7 @@ async fn start_consent(
             auth_url: auth.url.clone(),
             begun: false,
             link_id: link_id.map(str::to_string),
+            choices: req.choices,
             expires_at: now_secs() + STATE_TTL_SECS,
         })
         .await?;
@@ -205,13 +211,14 @@ pub async fn finish(
     if let Some(link_id) = &pending.link_id {
         return renew(ctx, &pending, link_id, &tokens).await;
     }
+    let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
+    let calendar_id = calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
     let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
         .await
         .map_err(anyhow::Error::from)?;
-    let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
-    let url = (p.calendar_url)(api_root, &pending.calendar_id);
+    let url = (p.calendar_url)(api_root, &calendar_id);
     let mut link = Link::new(
         &link_id,
         &pending.group_id,
@@ -221,10 +228,74 @@ pub async fn finish(
     );
     link.secret_arn = Some(arn);
     link.display_name = pending.display_name.clone();
+    pending.choices.apply(&mut link);
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
     start_push_and_sync(ctx, p, &link, "connected").await?;
     tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
     Ok(link)
+}
+
+/// Longest calendar id taken from a provider's answer (Graph's are about 150 characters).
+const MAX_CALENDAR_ID: usize = 512;
+
+/// The calendar a consent connects: the one the caller named, else the account's main one
+/// (an alias, or read with the new access token; see [`DefaultCalendar`]).
+///
+/// Errors: the lookup failed or answered no usable `id` (nothing is stored then).
+async fn calendar_of(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    api_root: &str,
+    named: &str,
+    tokens: &oauth::TokenSet,
+) -> Result<String, CallbackError> {
+    if !named.is_empty() {
+        return Ok(named.to_string());
+    }
+    let path = match p.default_calendar {
+        DefaultCalendar::Alias(alias) => return Ok(alias.to_string()),
+        DefaultCalendar::Lookup(path) => path,
+    };
+    let url = format!("{}{path}", api_root.trim_end_matches('/'));
+    let failed = |detail: String| {
+        CallbackError::Failed(anyhow::anyhow!(
+            "the account's main calendar could not be read ({path}): {detail}"
+        ))
+    };
+    let resp = ctx
+        .clients
+        .http
+        .get(&url)
+        .bearer_auth(tokens.access_token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| failed(crate::provider::transport(path, e).to_string()))?;
+    let status = resp.status();
+    let text = crate::provider::body_text(|| path.to_string(), resp, 64 * 1024, "calendar")
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !status.is_success() {
+        return Err(failed(format!("HTTP {}", status.as_u16())));
+    }
+    default_calendar_id(&text).map_err(failed)
+}
+
+/// The `id` of a calendar object (JSON), refused when missing, empty, over
+/// [`MAX_CALENDAR_ID`] or holding control characters.
+fn default_calendar_id(body: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not a calendar object: {e}"))?;
+    match v.get("id").and_then(serde_json::Value::as_str) {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_CALENDAR_ID
+                && !id.chars().any(char::is_control) =>
+        {
+            Ok(id.to_string())
+        }
+        Some(_) => Err("its id is empty, too long or holds control characters".into()),
+        None => Err("the answer names no id".into()),
+    }
 }
 
 /// The reconnection half of [`finish`]: the link of the consent (still there, of the same
@@ -318,4 +389,33 @@ async fn start_push_and_sync(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_calendar_id_is_read_from_the_calendar_object() {
+        let long = format!(r#"{{"id":"{}"}}"#, "A".repeat(MAX_CALENDAR_ID + 1));
+        let table: &[(&str, Result<&str, &str>)] = &[
+            (
+                r#"{"id":"AAMkAGI2TG93AAA=","name":"Calendar","isDefaultCalendar":true}"#,
+                Ok("AAMkAGI2TG93AAA="),
+            ),
+            (r#"{"name":"Calendar"}"#, Err("names no id")),
+            (r#"{"id":""}"#, Err("empty")),
+            (r#"{"id":42}"#, Err("names no id")),
+            (r#"{"id":"a\u0000b"}"#, Err("control")),
+            (&long, Err("too long")),
+            ("<html>", Err("not a calendar object")),
+        ];
+        for (body, want) in table {
+            match (default_calendar_id(body), want) {
+                (Ok(id), Ok(w)) => assert_eq!(id, *w, "{body}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{body}: {e}"),
+                (got, _) => panic!("{body}: {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

@@ -483,8 +483,34 @@ pub struct OAuthState {
     /// it is `ok` again) instead of a new link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_id: Option<String>,
+    /// What the new link is set to (frequency, conflict policy); unset: the defaults.
+    #[serde(default)]
+    pub choices: LinkChoices,
     /// TTL (epoch seconds).
     pub expires_at: i64,
+}
+
+/// What a user chose for a link at its connection; `None`: the default ([`Link::new`]'s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkChoices {
+    /// Seconds between scheduled syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_secs: Option<i64>,
+    /// How conflicting edits are settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_policy: Option<ConflictPolicy>,
+}
+
+impl LinkChoices {
+    /// Set `link`'s fields to the choices made.
+    pub fn apply(&self, link: &mut Link) {
+        if let Some(f) = self.frequency_secs {
+            link.frequency_secs = f;
+        }
+        if let Some(p) = self.conflict_policy {
+            link.conflict_policy = p;
+        }
+    }
 }
 
 /// A sync group: the application's own calendar (the hub) of one user and its members.

@@ -386,6 +386,7 @@ pub async fn consent_url(
             user_id,
             calendar_id: calendar_id.into(),
             display_name: name.into(),
+            choices: Default::default(),
         },
     )
     .await

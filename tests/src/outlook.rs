@@ -102,6 +102,7 @@ impl LocalOutlook {
                 user_id,
                 calendar_id: calendar_id.into(),
                 display_name: name.into(),
+                choices: Default::default(),
             },
         )
         .await

@@ -54,13 +54,23 @@ pub struct OAuthProfile {
     /// API root when the client secret names none (the secret's `api_root` points at an
     /// emulator on the local stack).
     pub api_root: &'static str,
-    /// Calendar a consent connects when the caller names none (Google `primary`; empty: the
-    /// caller must name one).
-    pub default_calendar: &'static str,
-    /// Where a caller finds calendar ids, for error messages.
-    pub calendar_hint: &'static str,
+    /// The calendar a consent connects when the caller names none: the account's main one.
+    pub default_calendar: DefaultCalendar,
     /// A link's URL from the API root and the calendar id.
     pub calendar_url: fn(api_root: &str, calendar_id: &str) -> String,
+}
+
+/// How a provider names an account's main calendar, which a consent connects when the caller
+/// names no calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultCalendar {
+    /// An alias the API takes in place of a calendar id (Google `primary`,
+    /// https://developers.google.com/workspace/calendar/api/v3/reference/calendars).
+    Alias(&'static str),
+    /// Read once after consent with the new access token: `GET <api root><path>` answers a
+    /// JSON object whose `id` is the main calendar's id (Graph `GET /me/calendar`,
+    /// https://learn.microsoft.com/graph/api/calendar-get). The link then names that id.
+    Lookup(&'static str),
 }
 
 impl OAuthProfile {

@@ -8,7 +8,10 @@ pub mod caldav;
 pub mod google;
 pub mod ics;
 pub mod outlook;
+mod percent;
 pub mod registry;
+
+pub use percent::{percent_decode, percent_encode};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -551,18 +554,6 @@ pub fn redacted(url: &str) -> String {
         ),
         Err(_) => "(unparseable URL)".into(),
     }
-}
-
-/// Percent-encode a path segment (RFC 3986 unreserved characters kept).
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// First 300 characters of a response body, for error messages.

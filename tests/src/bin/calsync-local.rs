@@ -173,6 +173,7 @@ async fn run() -> ExitCode {
                         user_id: user,
                         calendar_id: flag("--calendar").unwrap_or_else(|| "primary".into()),
                         display_name: flag("--name").unwrap_or_else(|| "Google".into()),
+                        choices: Default::default(),
                     },
                     std::time::Duration::from_secs(600),
                     None,

@@ -852,6 +852,7 @@ async fn command_line_connect_waits_for_the_consent_redirect() {
                     user_id: 77_001,
                     calendar_id: "cli@example.com".into(),
                     display_name: "cli".into(),
+                    choices: Default::default(),
                 },
                 timeout,
                 Some(tx),

@@ -344,3 +344,101 @@ async fn attendees_are_written_only_for_the_owners_events_when_the_link_opts_in(
     );
     assert_eq!(new.iter().filter(|w| w.attendees).count(), 1, "{new:?}");
 }
+
+#[tokio::test]
+async fn a_consent_without_a_calendar_id_connects_the_main_calendar_with_the_settings_chosen() {
+    use calsync_e2e::emulators::graph::DEFAULT_CALENDAR_ID;
+    use serde_json::json;
+    let lo = calsync_e2e::outlook::LocalOutlook::start(
+        &calsync_e2e::local_ctx().await,
+        Config::default(),
+    )
+    .await
+    .unwrap();
+    let srv = calsync_e2e::api::ApiServer::start_local(lo.ctx.clone())
+        .await
+        .unwrap();
+    let api = srv.as_user(fixtures::fresh_user());
+    let group = api.create_group("main calendar").await.unwrap();
+    let start = format!("/v1/groups/{group}/links/oauth/outlook");
+    // The choices are checked before any consent is prepared.
+    for (body, pointer) in [
+        (json!({"frequency": "fortnightly"}), "#/frequency"),
+        (json!({"conflict_policy": "coin-flip"}), "#/conflict_policy"),
+    ] {
+        let a = api.post(&start, &body).await.unwrap();
+        assert_eq!(
+            (a.status, &a.body["errors"][0]["pointer"]),
+            (422, &json!(pointer)),
+            "{}",
+            a.body
+        );
+    }
+    let a = api
+        .post(
+            &start,
+            &json!({"display_name": "Work", "frequency": "daily", "conflict_policy": "manual"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let (status, body) = calsync_e2e::google::Browser::default()
+        .open(a.body["consent_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    let l = &links.body["links"][0];
+    assert_eq!(
+        (
+            &l["display_name"],
+            &l["frequency_secs"],
+            &l["conflict_policy"]
+        ),
+        (&json!("Work"), &json!(86_400), &json!("manual")),
+        "{}",
+        links.body
+    );
+    let link = lo
+        .ctx
+        .store()
+        .get_link(l["link_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        link.url,
+        format!(
+            "{}/me/calendars/{}",
+            lo.emu.api_root(),
+            calsync::provider::percent_encode(DEFAULT_CALENDAR_ID)
+        )
+    );
+    // It syncs: an event made in the main calendar reaches the application's calendar.
+    let day = (chrono::Utc::now() + chrono::Duration::days(14)).date_naive();
+    lo.user(&link)
+        .await
+        .unwrap()
+        .create(json!({"subject": "Made in the main calendar",
+            "start": {"dateTime": format!("{day}T10:00:00"), "timeZone": "UTC"},
+            "end": {"dateTime": format!("{day}T11:00:00"), "timeZone": "UTC"}}))
+        .await
+        .unwrap();
+    calsync_e2e::runner::drain(&lo.ctx).await.unwrap();
+    let events = api
+        .get(&format!("/v1/groups/{group}/events"))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .body
+            .to_string()
+            .contains("Made in the main calendar"),
+        "{} {}",
+        events.body,
+        api.get(&format!("/v1/links/{}/runs", link.link_id))
+            .await
+            .unwrap()
+            .body
+    );
+}

@@ -30,7 +30,7 @@ const PASSWORD_HINTS = {
 
 const CALENDAR_ID_HINTS = {
   google: "Leave empty for your main calendar, or give a calendar's ID from Google Calendar's settings.",
-  outlook: "The calendar's ID from Outlook (required).",
+  outlook: "Leave empty for your main calendar, or give another calendar's ID from Outlook.",
 };
 
 const ALL_FIELDS = ["url", "username", "password", "calendar", "calendar_id", "display_name", "frequency", "conflict_policy"];
@@ -70,7 +70,12 @@ export function connectForm(form, { ensureGroup, connected, announce }) {
       if (p.oauth) tab = consentWindow("the button");
       const group = await ensureGroup();
       if (p.oauth) {
-        const body = { display_name: val("display_name") || undefined, calendar_id: val("calendar_id") || undefined };
+        const body = {
+          display_name: val("display_name") || undefined,
+          calendar_id: val("calendar_id") || undefined,
+          frequency: val("frequency"),
+          conflict_policy: val("conflict_policy"),
+        };
         const before = await linkIds(group);
         const r = await call("POST", `/v1/groups/${seg(group)}/links/oauth/${seg(provider.value)}`, body);
         tab.location.href = r.consent_url;

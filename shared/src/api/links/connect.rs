@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::link_json;
 use crate::api::settings::frequency_secs;
 use crate::api::{owned_group, ApiResult, ApiState, Caller, Problem};
-use crate::model::{ConflictPolicy, Link, ProviderKind};
+use crate::model::{ConflictPolicy, Link, LinkChoices, ProviderKind};
 use crate::provider::caldav::CalDav;
 use crate::provider::{ics::IcsFeed, redacted, Provider, ProviderError};
 use crate::queue::{QueueKind, SyncJob};
@@ -53,6 +53,22 @@ pub struct NewLink {
     /// `merge` (default), `prefer-hub`, `prefer-remote`, `manual`.
     #[serde(default)]
     pub conflict_policy: Option<String>,
+}
+
+/// The `frequency` (see [`frequency_secs`]) and `conflict_policy` of a connection body.
+///
+/// Errors: 422 at `/frequency` or `/conflict_policy` naming what is accepted.
+fn link_choices(frequency: Option<&Value>, policy: Option<&str>) -> ApiResult<LinkChoices> {
+    Ok(LinkChoices {
+        frequency_secs: frequency
+            .map(frequency_secs)
+            .transpose()
+            .map_err(|e| Problem::invalid_field("/frequency", e))?,
+        conflict_policy: policy
+            .map(str::parse::<ConflictPolicy>)
+            .transpose()
+            .map_err(|e: String| Problem::invalid_field("/conflict_policy", e))?,
+    })
 }
 
 /// Read the feed at `url` once (a connection or reconnection is checked before anything is
@@ -103,18 +119,7 @@ pub async fn create(
     owned_group(&st, caller, &group_id).await?;
     let b: NewLink = serde_json::from_slice(&body)
         .map_err(|e| Problem::invalid_field("/", format!("not a link: {e}")))?;
-    let frequency = b
-        .frequency
-        .as_ref()
-        .map(frequency_secs)
-        .transpose()
-        .map_err(|e| Problem::invalid_field("/frequency", e))?;
-    let policy: Option<ConflictPolicy> =
-        b.conflict_policy
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: String| Problem::invalid_field("/conflict_policy", e))?;
+    let choices = link_choices(b.frequency.as_ref(), b.conflict_policy.as_deref())?;
     let link_id = format!("lnk-{}", uuid::Uuid::now_v7().simple());
     let ctx = &st.ctx;
     let (mut link, secret_name, secret) =
@@ -244,12 +249,7 @@ pub async fn create(
                 ))
             }
         };
-    if let Some(f) = frequency {
-        link.frequency_secs = f;
-    }
-    if let Some(p) = policy {
-        link.conflict_policy = p;
-    }
+    choices.apply(&mut link);
     let arn = crate::secrets::put_json(&ctx.clients.secrets, &secret_name, &secret)
         .await
         .map_err(Problem::internal)?;
@@ -275,13 +275,21 @@ fn oauth_kind(slug: &str) -> Option<ProviderKind> {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthStart {
-    /// Calendar id in the provider's terms (Google: default `primary`; Outlook: required, an id
-    /// from `GET /me/calendars`).
+    /// Calendar id in the provider's terms (Google: a calendarList id or `primary`; Outlook:
+    /// an id from `GET /me/calendars`); default: the account's main calendar (Outlook's is
+    /// read after consent with `GET /me/calendar`).
     #[serde(default)]
     pub calendar_id: Option<String>,
     /// Name shown to the user.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// As for `POST …/links`: see [`frequency_secs`]; default hourly.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "daily")]
+    pub frequency: Option<Value>,
+    /// `merge` (default), `prefer-hub`, `prefer-remote`, `manual`.
+    #[serde(default)]
+    pub conflict_policy: Option<String>,
 }
 
 /// `POST /v1/groups/{group_id}/links/oauth/{provider}`: `{consent_url}` for the caller and
@@ -319,30 +327,24 @@ pub async fn oauth_start(
             format!("expected {}, got {provider:?}", names.join(" or ")),
         ));
     };
-    let p = crate::connect::profile(kind).map_err(Problem::internal)?;
     let b: OAuthStart = if body.is_empty() {
         OAuthStart::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| Problem::invalid_field("/", e.to_string()))?
     };
-    let calendar_id = b
-        .calendar_id
-        .filter(|c| !c.trim().is_empty())
-        .or_else(|| (!p.default_calendar.is_empty()).then(|| p.default_calendar.to_string()))
-        .ok_or_else(|| {
-            Problem::invalid_field(
-                "/calendar_id",
-                format!("{provider} needs the calendar's id ({})", p.calendar_hint),
-            )
-        })?;
+    let choices = link_choices(b.frequency.as_ref(), b.conflict_policy.as_deref())?;
     let req = crate::connect::ConnectRequest {
         provider: kind,
         group_id,
         user_id: caller.0,
-        calendar_id,
+        calendar_id: b
+            .calendar_id
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default(),
         display_name: b
             .display_name
             .unwrap_or_else(|| kind.module().display_name().into()),
+        choices,
     };
     let url = crate::connect::start(&st.ctx, &req)
         .await

@@ -123,24 +123,7 @@ pub fn parse_calendar_url(url: &str) -> Result<(String, String), ProviderError> 
     Ok((api.to_string(), id))
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+use super::percent_decode;
 pub use super::percent_encode;
 
 /// The client event id we give the event `uid`: base32hex (`[0-9a-v]`), 42 characters, the

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{percent_encode, GoogleCalendar};
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
-use crate::oauth::{LinkTokens, OAuthProfile};
+use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
 use crate::provider::registry::ProviderModule;
 use crate::provider::Provider;
 use crate::push::PushPort;
@@ -29,8 +29,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     extra_params: &[("access_type", "offline"), ("prompt", "consent")],
     revoke_uri: Some("https://oauth2.googleapis.com/revoke"),
     api_root: API_ROOT,
-    default_calendar: "primary",
-    calendar_hint: "`primary` or an id from calendarList",
+    default_calendar: DefaultCalendar::Alias("primary"),
     calendar_url,
 };
 

@@ -128,7 +128,8 @@ pub struct OutlookCalendar {
     window: Mutex<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
-/// Split a calendar URL into API root and calendar id.
+/// Split a calendar URL into API root and (decoded) calendar id: the URL holds the id
+/// percent-encoded, and Graph's ids often end in `=`.
 ///
 /// Errors: the URL has no `/me/calendars/<id>` part.
 pub fn parse_calendar_url(url: &str) -> Result<(String, String), ProviderError> {
@@ -144,7 +145,7 @@ pub fn parse_calendar_url(url: &str) -> Result<(String, String), ProviderError> 
             detail: "not an Outlook calendar URL (<api root>/me/calendars/<id>)".into(),
         });
     }
-    Ok((api.to_string(), id.to_string()))
+    Ok((api.to_string(), super::percent_decode(id)))
 }
 
 fn retryable(status: u16) -> bool {
@@ -555,5 +556,26 @@ impl OutlookCalendar {
     }
     pub(crate) fn max_delay(&self) -> Duration {
         self.retry.max_delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_calendar_url_gives_its_id_decoded() {
+        let (api, id) =
+            super::parse_calendar_url("https://graph.microsoft.com/v1.0/me/calendars/AAMkAGI2%3D")
+                .unwrap();
+        assert_eq!(
+            (api.as_str(), id.as_str()),
+            ("https://graph.microsoft.com/v1.0", "AAMkAGI2=")
+        );
+        for bad in [
+            "https://graph.microsoft.com/v1.0/me/calendar",
+            "https://graph.microsoft.com/v1.0/me/calendars/",
+            "https://graph.microsoft.com/v1.0/me/calendars/a/events",
+        ] {
+            assert!(super::parse_calendar_url(bad).is_err(), "{bad}");
+        }
     }
 }

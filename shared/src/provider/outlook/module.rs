@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::OutlookCalendar;
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
-use crate::oauth::{LinkTokens, OAuthProfile};
+use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
 use crate::provider::registry::ProviderModule;
 use crate::provider::Provider;
 use crate::push::PushPort;
@@ -27,8 +27,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     extra_params: &[("response_mode", "query")],
     revoke_uri: None,
     api_root: API_ROOT,
-    default_calendar: "",
-    calendar_hint: "an id from GET /me/calendars",
+    default_calendar: DefaultCalendar::Lookup("/me/calendar"),
     calendar_url,
 };
 

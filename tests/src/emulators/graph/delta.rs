@@ -70,15 +70,7 @@ pub(crate) async fn default_view_delta(
     q: Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let cal = st
-        .lock()
-        .expect("emulator lock")
-        .calendars
-        .keys()
-        .next()
-        .cloned()
-        .unwrap_or_default();
-    serve(st, cal, q, headers).await
+    serve(st, super::DEFAULT_CALENDAR_ID.to_string(), q, headers).await
 }
 
 pub(crate) async fn calendar_view_delta(

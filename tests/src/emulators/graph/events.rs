@@ -156,8 +156,15 @@ fn new_id() -> String {
 }
 
 fn calendar_json(id: &str, c: &super::Calendar) -> Value {
-    json!({"id": id, "name": c.name, "canEdit": true, "isDefaultCalendar": false,
+    json!({"id": id, "name": c.name, "canEdit": true,
+        "isDefaultCalendar": id == super::DEFAULT_CALENDAR_ID,
         "owner": {"name": OWNER.0, "address": OWNER.1}})
+}
+
+/// `GET /me/calendar`: the mailbox's main calendar
+/// (https://learn.microsoft.com/graph/api/calendar-get).
+pub(crate) async fn get_default_calendar(st: State<Shared>) -> Response {
+    get_calendar(st, Path(super::DEFAULT_CALENDAR_ID.to_string())).await
 }
 
 pub(crate) async fn get_calendar(State(st): State<Shared>, Path(cal): Path<String>) -> Response {
@@ -173,10 +180,7 @@ pub(crate) async fn list_calendars(State(st): State<Shared>) -> Response {
     let value: Vec<Value> = s
         .calendars
         .iter()
-        .map(|(id, c)| {
-            json!({"id": id, "name": c.name, "canEdit": true, "isDefaultCalendar": false,
-            "owner": {"name": OWNER.0, "address": OWNER.1}})
-        })
+        .map(|(id, c)| calendar_json(id, c))
         .collect();
     Json(json!({"@odata.context": format!("{}/v1.0/$metadata#me/calendars", s.base), "value": value})).into_response()
 }
@@ -238,15 +242,7 @@ pub(crate) async fn create_default(
     headers: HeaderMap,
     body: Json<Value>,
 ) -> Response {
-    let cal = st
-        .lock()
-        .expect("emulator lock")
-        .calendars
-        .keys()
-        .next()
-        .cloned()
-        .unwrap_or_default();
-    create(st, cal, headers, body).await
+    create(st, super::DEFAULT_CALENDAR_ID.to_string(), headers, body).await
 }
 
 pub(crate) async fn create_in(

@@ -152,6 +152,10 @@ pub(crate) struct Inner {
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;
 
+/// The id of the mailbox's main calendar (`GET /me/calendar`, where `POST /me/events`
+/// creates), which every emulator starts with, named "Calendar".
+pub const DEFAULT_CALENDAR_ID: &str = "AAMkADefaultCalendarAAA=";
+
 /// A running emulator.
 pub struct GraphEmulator {
     /// Base URL (`http://127.0.0.1:<port>`); the API root is `<url>/v1.0`.
@@ -188,9 +192,19 @@ impl GraphEmulator {
     pub async fn start(addr: &str, config: Config) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
+        let mut calendars = BTreeMap::new();
+        // Every mailbox has its main calendar, named "Calendar".
+        calendars.insert(
+            DEFAULT_CALENDAR_ID.to_string(),
+            Calendar {
+                name: "Calendar".into(),
+                ..Default::default()
+            },
+        );
         let inner: Shared = Arc::new(Mutex::new(Inner {
             config,
             base: url.clone(),
+            calendars,
             ..Default::default()
         }));
         let app = router(inner.clone());
@@ -325,6 +339,7 @@ impl GraphEmulator {
 fn router(inner: Shared) -> axum::Router {
     let api = axum::Router::new()
         .route("/v1.0/me/calendars", get(events::list_calendars))
+        .route("/v1.0/me/calendar", get(events::get_default_calendar))
         .route("/v1.0/me/calendars/{cal}", get(events::get_calendar))
         .route(
             "/v1.0/me/calendars/{cal}/events",

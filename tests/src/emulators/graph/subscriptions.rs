@@ -118,7 +118,7 @@ fn calendar_of(s: &Inner, resource: &str) -> Option<String> {
     let r = resource.trim_start_matches('/');
     let parts: Vec<&str> = r.split('/').collect();
     match parts.as_slice() {
-        ["me", "events"] => s.calendars.keys().next().cloned(),
+        ["me", "events"] => Some(super::DEFAULT_CALENDAR_ID.to_string()),
         ["me", "calendars", id, "events"] | ["users", _, "calendars", id, "events"] => {
             s.calendars.contains_key(*id).then(|| id.to_string())
         }

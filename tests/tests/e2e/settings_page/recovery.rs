@@ -171,6 +171,8 @@ async fn google_connects_through_its_consent_window() {
         .unwrap();
     b.choose("#provider", "google").await.unwrap();
     b.fill("#display_name", "Google work").await.unwrap();
+    b.choose("#frequency", "daily").await.unwrap();
+    b.choose("#conflict_policy", "manual").await.unwrap();
     let windows = b.client.windows().await.unwrap().len();
     b.click("#submit-connect").await.unwrap();
     // The emulator's consent page consents at once; the page finds the new calendar.
@@ -184,13 +186,21 @@ async fn google_connects_through_its_consent_window() {
     let groups = api.get("/v1/groups").await.unwrap();
     let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
     let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    let l = &links.body["links"][0];
     assert_eq!(
         (
-            links.body["links"][0]["provider"].as_str(),
-            links.body["links"][0]["display_name"].as_str()
+            l["provider"].as_str(),
+            l["display_name"].as_str(),
+            l["frequency_secs"].as_i64(),
+            l["conflict_policy"].as_str()
         ),
-        (Some("google"), Some("Google work")),
-        "{}",
+        (
+            Some("google"),
+            Some("Google work"),
+            Some(86_400),
+            Some("manual")
+        ),
+        "the frequency and conflict policy chosen in the form: {}",
         links.body
     );
     b.text_contains("#status", "Connected Google work")
