@@ -1,7 +1,8 @@
-//! AWS calls counted per process: every SDK client of [`crate::config::Clients`] carries the
-//! [`AwsCallCounter`] interceptor, so a run can record what it cost (a Lambda sandbox runs one
-//! invocation at a time and a batch's jobs one after the other, so the difference between
-//! two [`AwsCalls::snapshot`]s is the run's own) and `make bench` can print it.
+//! AWS calls counted per process and per run: every SDK client of [`crate::config::Clients`]
+//! carries the [`AwsCallCounter`] interceptor, which counts each call in the process's
+//! counter and, when the call is made inside [`AwsCallCounter::scope`], in that scope's
+//! counter too. A run counts its own calls that way while the jobs of a batch run side by
+//! side ([`crate::handlers::batch`]), and `make bench` prints the process's.
 //!
 //! Counted: each operation once per execution (its retries are the SDK's business, and AWS
 //! bills the attempts that reached it, which a throttled run shows as failures), DynamoDB
@@ -102,16 +103,36 @@ impl AwsCalls {
 #[derive(Debug, Clone, Default)]
 pub struct AwsCallCounter(Arc<Mutex<AwsCalls>>);
 
+tokio::task_local! {
+    /// The counter of the run whose future is being polled (see [`AwsCallCounter::scope`]).
+    static RUN: AwsCallCounter;
+}
+
 impl AwsCallCounter {
     /// The counts so far.
     pub fn snapshot(&self) -> AwsCalls {
         self.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    fn add(&self, f: impl FnOnce(&mut AwsCalls)) {
+    /// `fut`, with every AWS call made while it is polled counted in `self` as well as in
+    /// the clients' counter. A task that `fut` spawns is counted only when its future is
+    /// wrapped in a scope too.
+    pub fn scope<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        RUN.scope(self.clone(), fut)
+    }
+
+    fn add(&self, f: impl Fn(&mut AwsCalls)) {
         if let Ok(mut c) = self.0.lock() {
             f(&mut c);
         }
+        let _ = RUN.try_with(|run| {
+            if let Ok(mut c) = run.0.lock() {
+                f(&mut c);
+            }
+        });
     }
 }
 

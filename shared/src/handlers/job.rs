@@ -36,8 +36,21 @@ pub async fn run_job_until(
     dir: Direction,
     deadline: Option<std::time::Instant>,
 ) -> Result<RunRecord, JobError> {
+    let calls = crate::metrics::AwsCallCounter::default();
+    calls
+        .scope(run_counted(ctx, job, dir, deadline, &calls))
+        .await
+}
+
+/// [`run_job_until`] with the run's own AWS calls counted in `calls`.
+async fn run_counted(
+    ctx: &Ctx,
+    job: &SyncJob,
+    dir: Direction,
+    deadline: Option<std::time::Instant>,
+    calls: &crate::metrics::AwsCallCounter,
+) -> Result<RunRecord, JobError> {
     let store = ctx.store();
-    let aws_start = ctx.clients.aws_calls.snapshot();
     let failed = |e: anyhow::Error| JobError::Failed {
         link: job.link_id.clone(),
         source: e,
@@ -51,7 +64,7 @@ pub async fn run_job_until(
     else {
         return Err(JobError::Busy(job.link_id.clone()));
     };
-    let result = leased(ctx, job, dir, deadline, &lease, &aws_start).await;
+    let result = leased(ctx, job, dir, deadline, &lease, calls).await;
     let _ = store.release_lease(&job.link_id, &owner).await;
     result
 }
@@ -63,7 +76,7 @@ async fn leased(
     dir: Direction,
     deadline: Option<std::time::Instant>,
     lease: &crate::store::Lease,
-    aws_start: &crate::metrics::AwsCalls,
+    calls: &crate::metrics::AwsCallCounter,
 ) -> Result<RunRecord, JobError> {
     let store = ctx.store();
     let failed = |e: anyhow::Error| JobError::Failed {
@@ -111,7 +124,7 @@ async fn leased(
             "push notification already covered by a later pull");
         return Ok(not_run("covered"));
     }
-    let renewer = tokio::spawn(renew_while_working(store.clone(), lease.clone()));
+    let renewer = tokio::spawn(calls.scope(renew_while_working(store.clone(), lease.clone())));
     let budget =
         std::time::Instant::now() + std::time::Duration::from_secs(ctx.config.run_budget_secs);
     let margin = std::time::Duration::from_secs(DEADLINE_MARGIN_SECS);
@@ -132,7 +145,7 @@ async fn leased(
         dir,
         push_deadline,
         state,
-        aws_start,
+        calls,
     )))
     .await;
     renewer.abort();
@@ -184,7 +197,7 @@ async fn run_leased(
     dir: Direction,
     push_deadline: std::time::Instant,
     state: CursorState,
-    aws_start: &crate::metrics::AwsCalls,
+    calls: &crate::metrics::AwsCallCounter,
 ) -> anyhow::Result<RunRecord> {
     let store = store.clone();
     let mut run = RunRecord {
@@ -210,7 +223,7 @@ async fn run_leased(
             link.status,
             link.status_reason.as_deref(),
             None,
-            aws_start,
+            calls,
         )
         .await?;
         return Ok(run);
@@ -239,7 +252,7 @@ async fn run_leased(
                 status,
                 Some(&e.to_string()),
                 None,
-                aws_start,
+                calls,
             )
             .await?;
             if reconnect {
@@ -343,7 +356,7 @@ async fn run_leased(
         status,
         reason.as_deref(),
         done,
-        aws_start,
+        calls,
     )
     .await?;
     tracing::info!(link = %link.link_id, kind = %run.kind, trigger = %run.trigger, api_calls = run.api_calls,
@@ -503,9 +516,9 @@ async fn record(
     status: LinkStatus,
     reason: Option<&str>,
     done: Option<Completed>,
-    aws_start: &crate::metrics::AwsCalls,
+    calls: &crate::metrics::AwsCallCounter,
 ) -> anyhow::Result<()> {
-    let aws = ctx.clients.aws_calls.snapshot().since(aws_start);
+    let aws = calls.snapshot();
     run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
     run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
     tracing::debug!(link = %link.link_id, aws = %aws.timed_summary(), "AWS calls of the run");

@@ -77,6 +77,7 @@ pub enum JobError {
     },
 }
 
+pub mod batch;
 pub mod fanout;
 pub mod job;
 pub use job::{contained, deadline_from_epoch_ms, run_job, run_job_until};
@@ -90,77 +91,15 @@ pub async fn handle_sqs(ctx: &Ctx, event: SqsEvent, dir: Direction) -> SqsBatchR
 /// [`handle_sqs`] inside an invocation that ends at `deadline` (the Lambda context's): the
 /// first job always runs; a later one only with [`JOB_MIN_SECS`] (at most half the
 /// invocation's time) left. The messages not started are reported as failures, so SQS
-/// delivers them again instead of the timeout killing them half-way.
+/// delivers them again instead of the timeout killing them half-way. The batch's links are
+/// worked on [`batch::GROUPS_IN_FLIGHT`] at a time, each link's messages in order.
 pub async fn handle_sqs_until(
     ctx: &Ctx,
     event: SqsEvent,
     dir: Direction,
     deadline: Option<std::time::Instant>,
 ) -> SqsBatchResponse {
-    let mut resp = SqsBatchResponse::default();
-    let mut failed_groups: Vec<String> = Vec::new();
-    let min_left = deadline.map(|d| {
-        let total = d.saturating_duration_since(std::time::Instant::now());
-        std::time::Duration::from_secs(JOB_MIN_SECS).min(total / 2)
-    });
-    let mut started = false;
-    let jobs: Vec<Result<SyncJob, JobError>> = event
-        .records
-        .iter()
-        .map(|msg| {
-            serde_json::from_str(msg.body.as_deref().unwrap_or("")).map_err(|e| {
-                JobError::BadMessage(msg.message_id.clone().unwrap_or_default(), e.to_string())
-            })
-        })
-        .collect();
-    let covered = covered_in_batch(
-        &jobs.iter().map(|j| j.as_ref().ok()).collect::<Vec<_>>(),
-        dir,
-    );
-    for ((msg, job), covered) in event.records.into_iter().zip(jobs).zip(covered) {
-        let id = msg.message_id.clone().unwrap_or_default();
-        let group = msg
-            .attributes
-            .get("MessageGroupId")
-            .cloned()
-            .unwrap_or_default();
-        if failed_groups.contains(&group) {
-            resp.add_failure(id);
-            continue;
-        }
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let short = matches!((left, min_left), (Some(l), Some(m)) if l <= m);
-        if started && short {
-            tracing::info!(message = %id, "too close to the deadline; left for redelivery");
-            failed_groups.push(group);
-            resp.add_failure(id);
-            continue;
-        }
-        if covered {
-            // A later pull of the same link in this batch starts after this notification
-            // was counted: it lists the change (the message succeeds without a run).
-            tracing::info!(message = %id, "push notification covered by a later job of the batch");
-            continue;
-        }
-        started = true;
-        let result = match job {
-            Ok(job) => run_job_until(ctx, &job, dir, deadline).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {}
-            // Nothing will ever make these succeed: drop them instead of cycling to the DLQ.
-            Err(e @ (JobError::UnknownLink(_) | JobError::BadMessage(..))) => {
-                tracing::error!(error = %e, "dropping message");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "job failed; will be retried");
-                failed_groups.push(group);
-                resp.add_failure(id);
-            }
-        }
-    }
-    resp
+    batch::run(ctx, event.records, dir, deadline).await
 }
 
 /// Which jobs of one SQS batch a later job of the same batch covers: a pull queued by a

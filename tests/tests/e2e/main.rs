@@ -3,6 +3,7 @@
 //! `--test-threads=1`; `cargo test -p calsync-e2e --test e2e caldav_sync::` runs one suite.
 
 mod api;
+mod batches;
 mod big_events;
 mod brakes;
 mod caldav_quirks;
