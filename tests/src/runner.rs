@@ -21,20 +21,46 @@ pub struct DrainStats {
 
 /// Process one batch from a queue; returns the number of messages received.
 pub async fn step(ctx: &Ctx, kind: QueueKind, stats: &mut DrainStats) -> anyhow::Result<usize> {
-    let sqs = &ctx.clients.sqs;
+    let msgs = receive(ctx, kind, 0).await?;
+    let n = msgs.len();
+    handle(ctx, kind, msgs, stats).await?;
+    Ok(n)
+}
+
+/// Receive up to 10 messages from a queue, waiting up to `wait_secs` seconds for one
+/// (SQS `WaitTimeSeconds`: a long poll, as Lambda's event source mappings poll).
+async fn receive(
+    ctx: &Ctx,
+    kind: QueueKind,
+    wait_secs: i32,
+) -> anyhow::Result<Vec<aws_sdk_sqs::types::Message>> {
     let url = ctx.queues().url(kind).await?;
-    let out = sqs
+    let out = ctx
+        .clients
+        .sqs
         .receive_message()
         .queue_url(&url)
         .max_number_of_messages(10)
-        .wait_time_seconds(0)
+        .wait_time_seconds(wait_secs)
         .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
         .send()
         .await?;
-    let msgs = out.messages.unwrap_or_default();
+    Ok(out.messages.unwrap_or_default())
+}
+
+/// Hand `msgs` (received from `kind`) to the handler as Lambda would, then delete what
+/// succeeded and make the failures visible again.
+async fn handle(
+    ctx: &Ctx,
+    kind: QueueKind,
+    msgs: Vec<aws_sdk_sqs::types::Message>,
+    stats: &mut DrainStats,
+) -> anyhow::Result<()> {
     if msgs.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
+    let sqs = &ctx.clients.sqs;
+    let url = ctx.queues().url(kind).await?;
     let records: Vec<serde_json::Value> = msgs
         .iter()
         .map(|m| {
@@ -89,7 +115,7 @@ pub async fn step(ctx: &Ctx, kind: QueueKind, stats: &mut DrainStats) -> anyhow:
                 .await?;
         }
     }
-    Ok(msgs.len())
+    Ok(())
 }
 
 /// Handle jobs until both queues are empty (bounded to `max_rounds` rounds).
@@ -103,6 +129,67 @@ pub async fn drain(ctx: &Ctx) -> anyhow::Result<DrainStats> {
         }
     }
     anyhow::bail!("queues did not drain after 2000 rounds: {stats:?}")
+}
+
+/// Handle jobs until both queues are empty, each queue polled by a loop of its own as
+/// Lambda's two event source mappings poll theirs (sync-worker and sync-back side by side):
+/// a push starts while pulls still run. Each receive waits up to a second for a message (a
+/// long poll). Ends when each queue's last poll found it empty, both polls begun after the
+/// last batch was handled and none is being handled (only jobs queue jobs, so nothing can
+/// arrive then); bounded to 20,000 polls per queue.
+///
+/// Errors: SQS failure; the queues did not empty.
+pub async fn drain_side_by_side(ctx: &Ctx) -> anyhow::Result<DrainStats> {
+    use std::sync::Mutex;
+    #[derive(Default)]
+    struct Seen {
+        /// Batches handled so far.
+        handled: u64,
+        /// A batch is being handled.
+        handling: [bool; 2],
+        /// Per queue: `handled` when its last poll, which found it empty, began.
+        empty_since: [Option<u64>; 2],
+    }
+    let seen = Mutex::new(Seen::default());
+    let stats = Mutex::new(DrainStats::default());
+    let poll = |me: usize, kind: QueueKind| {
+        let (seen, stats) = (&seen, &stats);
+        async move {
+            for _ in 0..20_000 {
+                let began = seen.lock().expect("seen").handled;
+                let msgs = receive(ctx, kind, 1).await?;
+                {
+                    let mut s = seen.lock().expect("seen");
+                    if msgs.is_empty() {
+                        s.empty_since[me] = Some(began);
+                        let done = s.empty_since.iter().all(|e| *e == Some(s.handled))
+                            && !s.handling.iter().any(|h| *h);
+                        if done {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    s.handling[me] = true;
+                    s.empty_since[me] = None;
+                }
+                let mut mine = DrainStats::default();
+                let handled = handle(ctx, kind, msgs, &mut mine).await;
+                {
+                    let mut s = seen.lock().expect("seen");
+                    s.handling[me] = false;
+                    s.handled += 1;
+                }
+                handled?;
+                let mut s = stats.lock().expect("stats");
+                s.pulls += mine.pulls;
+                s.pushes += mine.pushes;
+                s.failures += mine.failures;
+            }
+            anyhow::bail!("{kind:?} did not drain after 20,000 polls")
+        }
+    };
+    tokio::try_join!(poll(0, QueueKind::SyncJobs), poll(1, QueueKind::SyncBack))?;
+    Ok(stats.into_inner().expect("stats"))
 }
 
 /// Fire the AutoSync fan-out for `user_id` (all calendar types), as AppSync would.

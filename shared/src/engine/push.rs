@@ -86,25 +86,36 @@ pub async fn push(
         }
         None => {
             // The whole group, a page of events at a time against the heads of the link's
-            // mappings: memory holds one page's bodies, whatever the group's size.
+            // mappings: memory holds two pages' bodies, whatever the group's size.
             w.out.full_seq = Some(store.begin_full_push(&link.link_id).await?);
             let heads = store.mapping_heads_of_link(&link.link_id).await?;
             let mut heads: HashMap<String, Mapping> =
                 heads.into_iter().map(|m| (m.uid.clone(), m)).collect();
-            let mut after: Option<String> = None;
+            // Each page is written while the next one is read, so that the member is not
+            // kept waiting for the store between pages (memory: two pages' bodies).
+            let mut page = store.events_page(&link.group_id, None, PUSH_PAGE).await?;
             loop {
-                let page = store
-                    .events_page(&link.group_id, after.as_deref(), PUSH_PAGE)
-                    .await?;
                 let maps = page
                     .items
                     .iter()
                     .filter_map(|e| heads.remove(&e.uid))
                     .map(|m| (m.uid.clone(), m))
                     .collect();
-                w.page(maps, page.items, true).await?;
-                match page.next {
-                    Some(next) if !w.stopped => after = Some(next),
+                let next = match &page.next {
+                    Some(after) => Some(store.events_page(&link.group_id, Some(after), PUSH_PAGE)),
+                    None => None,
+                };
+                let (written, next) =
+                    futures_util::future::join(w.page(maps, page.items, true), async {
+                        match next {
+                            Some(f) => Some(f.await).transpose(),
+                            None => Ok(None),
+                        }
+                    })
+                    .await;
+                written?;
+                match next? {
+                    Some(n) if !w.stopped => page = n,
                     _ => break,
                 }
                 if w.past_deadline() {

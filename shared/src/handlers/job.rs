@@ -9,8 +9,8 @@ use crate::queue::{QueueKind, SyncJob};
 use crate::store::{CursorState, LinkRunUpdate};
 
 use super::{
-    Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS,
-    RETRY, RUN_TTL_SECS, SYNC_BACK, WINDOW_RECHECK_SECS,
+    Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, LEASE_WAIT_SECS,
+    RENEW_EVERY_SECS, RETRY, RUN_TTL_SECS, SYNC_BACK, WINDOW_RECHECK_SECS,
 };
 
 /// Run one job: lease the link, pull or push, record the run, queue follow-up jobs. Not run
@@ -57,8 +57,7 @@ async fn run_counted(
     };
     // The lease first: then the link and (for a pull) its cursor item come in one read.
     let owner = uuid::Uuid::now_v7().to_string();
-    let Some(lease) = store
-        .acquire_lease(&job.link_id, &owner, LEASE_SECS)
+    let Some(lease) = acquire_waiting(&store, &job.link_id, &owner, deadline)
         .await
         .map_err(|e| failed(e.into()))?
     else {
@@ -67,6 +66,39 @@ async fn run_counted(
     let result = leased(ctx, job, dir, deadline, &lease, calls).await;
     let _ = store.release_lease(&job.link_id, &owner).await;
     result
+}
+
+/// The link's lease for `owner`, waiting for another job's (a link's pull and its push run
+/// from two queues, so one may meet the other): tried again after 0.1 s, doubling to 2 s,
+/// for at most [`LEASE_WAIT_SECS`] and a quarter of the time left before `deadline`.
+/// `None`: still held then; the message goes back to the queue (its visibility timeout,
+/// minutes, is what a busy link would otherwise wait).
+///
+/// Errors: DynamoDB failure.
+async fn acquire_waiting(
+    store: &crate::store::Store,
+    link_id: &str,
+    owner: &str,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<crate::store::Lease>, crate::store::StoreError> {
+    let start = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_secs(LEASE_WAIT_SECS);
+    if let Some(d) = deadline {
+        wait = wait.min(d.saturating_duration_since(start) / 4);
+    }
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        if let Some(lease) = store.acquire_lease(link_id, owner, LEASE_SECS).await? {
+            return Ok(Some(lease));
+        }
+        let left = wait.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        tracing::debug!(link = %link_id, "lease held by another job; waiting");
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
 }
 
 /// The part of [`run_job_until`] under the lease.

@@ -25,7 +25,7 @@ use calsync::metrics::AwsCalls;
 use calsync::queue::SyncJob;
 
 use crate::fixtures::{self, Server};
-use peers::{cpu_time, generated_event, put_loop, Vdirsyncer};
+use peers::{cpu_time, generated_event, put_loop, ServersCpu, Vdirsyncer};
 
 /// One line of the table: what, then the floor's, vdirsyncer's and calsync's values.
 struct Row {
@@ -89,8 +89,8 @@ fn print_table(title: &str, rows: &[Row]) {
 /// Run one job of `link_id` and return its AWS calls (everything the function does for it:
 /// lease, cursor, mappings, run record, status).
 /// Print the runs of `links` since `since_ms`, in the order they started: where an initial
-/// sync's time goes.
-async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow::Result<()> {
+/// sync's time goes. Returns when the last of them ended (epoch ms).
+async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow::Result<i64> {
     let mut runs = Vec::new();
     for (id, name) in links {
         for r in ctx.store().runs_of_link(id).await? {
@@ -100,6 +100,11 @@ async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow:
         }
     }
     runs.sort_by_key(|(_, r)| r.started_ms);
+    let last = runs
+        .iter()
+        .map(|(_, r)| r.ended_ms)
+        .max()
+        .unwrap_or(since_ms);
     for (name, r) in runs {
         println!(
             "  run: {name} {} ({}) at +{:.1} s for {:.1} s: {} provider requests, {} AWS calls, {} items read; +{} ~{} -{}",
@@ -115,7 +120,7 @@ async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow:
             r.deleted
         );
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Run one job of `link_id` as the queues would (a pull as a schedule's, a push as the
@@ -250,15 +255,17 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
 
     // The floor.
     let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
+    let servers = ServersCpu::now();
     let floor = put_loop(&floor_dst, n).await?.as_secs_f64();
+    let floor_servers = ServersCpu::now().since(&servers);
 
     // vdirsyncer.
     let peer_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
     let peer = Vdirsyncer::new(&src, &peer_dst)?;
-    let (peer_initial, peer_quiet) = match &peer {
-        Some(v) => (Some(v.sync()?), Some(v.sync()?)),
-        None => (None, None),
-    };
+    let servers = ServersCpu::now();
+    let peer_initial = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
+    let peer_servers = ServersCpu::now().since(&servers);
+    let peer_quiet = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
 
     // calsync.
     let dst = fixtures::new_calendar(ctx, Server::Xandikos, &tag).await?;
@@ -269,17 +276,27 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     // These two lines let a profiler attach for the sync alone (`make profile`).
     println!("calsync: initial sync starts (pid {})", std::process::id());
     let cpu0 = cpu_time(false)?;
+    let servers = ServersCpu::now();
     let t0_ms = calsync::config::now_millis();
     let t = Instant::now();
-    fixtures::sync_user(ctx, user).await?;
-    let initial = t.elapsed().as_secs_f64();
-    println!("calsync: initial sync done in {initial:.1} s");
-    print_runs(
+    let answer = crate::runner::autosync_user(ctx, user).await;
+    anyhow::ensure!(answer["Status"] == "OK", "AutoSync answered {answer}");
+    crate::runner::drain_side_by_side(ctx).await?;
+    let drained = t.elapsed().as_secs_f64();
+    println!("calsync: initial sync done in {drained:.1} s (the queues found empty)");
+    println!("servers' CPU during the initial sync (2 cores shared with the syncing process):");
+    println!("  floor:      {floor_servers}");
+    println!("  vdirsyncer: {peer_servers}");
+    println!("  calsync:    {}", ServersCpu::now().since(&servers));
+    // The sync's wall: until its last job ended (the drain's last long polls come after).
+    let last = print_runs(
         ctx,
         &[(&a.link_id, "radicale"), (&b.link_id, "xandikos")],
         t0_ms,
     )
     .await?;
+    let initial = (last - t0_ms) as f64 / 1000.0;
+    println!("calsync: its last job ended at +{initial:.1} s");
     let cpu = cpu_time(false)?.saturating_sub(cpu0).as_secs_f64();
     let created = crate::demo::totals(ctx, &b.link_id).await?.created;
     anyhow::ensure!(

@@ -84,3 +84,22 @@ async fn a_batchs_links_run_side_by_side_and_each_run_counts_its_own_aws_calls()
         x[0]
     );
 }
+
+#[tokio::test]
+async fn a_job_waits_for_the_lease_another_job_lets_go_of() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "wait", &[simple_event("wait-1", "Waited for", 3)])
+        .await
+        .unwrap();
+    // Another job (the link's push, say) holds the link for about a second more.
+    assert!(ctx
+        .store()
+        .acquire_lease(&p.r.link_id, "someone-else", 1)
+        .await
+        .unwrap()
+        .is_some());
+    // The pull waits for it instead of bouncing its message back to the queue for the
+    // queue's visibility timeout (minutes).
+    let run = fixtures::job_ok(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
+    assert_eq!(run.kind, "pull");
+}
