@@ -101,10 +101,10 @@ pub async fn push(
                     .filter_map(|e| heads.remove(&e.uid))
                     .map(|m| (m.uid.clone(), m))
                     .collect();
-                let next = match &page.next {
-                    Some(after) => Some(store.events_page(&link.group_id, Some(after), PUSH_PAGE)),
-                    None => None,
-                };
+                let next = page
+                    .next
+                    .as_ref()
+                    .map(|after| store.events_page(&link.group_id, Some(after), PUSH_PAGE));
                 let (written, next) =
                     futures_util::future::join(w.page(maps, page.items, true), async {
                         match next {
