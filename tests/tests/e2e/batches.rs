@@ -103,3 +103,52 @@ async fn a_job_waits_for_the_lease_another_job_lets_go_of() {
     let run = fixtures::job_ok(&ctx, &p.r.link_id, "manual", Direction::Pull).await;
     assert_eq!(run.kind, "pull");
 }
+
+#[tokio::test]
+async fn a_large_pulls_first_pages_reach_the_other_member_while_it_goes_on() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "early", &[]).await.unwrap();
+    // More than one pull page of new events on Radicale.
+    let n = calsync::engine::PULL_PAGE + 50;
+    for i in 0..n {
+        fixtures::client_put(
+            &ctx,
+            &p.radicale,
+            &calsync_e2e::bench::peers::generated_event(i),
+        )
+        .await
+        .unwrap();
+    }
+    let t0 = calsync::config::now_millis();
+    let answer = calsync_e2e::runner::autosync_user(&ctx, p.user).await;
+    assert_eq!(answer["Status"], "OK", "{answer}");
+    calsync_e2e::runner::drain_side_by_side(&ctx).await.unwrap();
+    let since = |runs: Vec<RunRecord>| -> Vec<RunRecord> {
+        runs.into_iter().filter(|r| r.started_ms >= t0).collect()
+    };
+    let pulls = since(ctx.store().runs_of_link(&p.r.link_id).await.unwrap());
+    let pull = pulls
+        .iter()
+        .find(|r| r.kind == "pull" && r.created as usize == n)
+        .unwrap_or_else(|| panic!("the pull of {n} new events: {pulls:?}"));
+    let pushes: Vec<RunRecord> = since(ctx.store().runs_of_link(&p.x.link_id).await.unwrap())
+        .into_iter()
+        .filter(|r| r.kind == "push")
+        .collect();
+    // The pull queued the push twice: after its first page (the push may then start while
+    // the pull goes on) and at its end (for what the later pages changed).
+    assert_eq!(
+        pushes.iter().filter(|r| r.trigger == "sync-back").count(),
+        2,
+        "pull {pull:?}, pushes {pushes:?}"
+    );
+    assert_eq!(
+        pushes.iter().map(|r| r.created).sum::<u32>() as usize,
+        n,
+        "{pushes:?}"
+    );
+    // Everything arrived, each event once.
+    let counts = fixtures::uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|c| *c == 1), "{counts:?}");
+}
