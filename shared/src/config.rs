@@ -43,6 +43,10 @@ pub struct Config {
     /// Lambda's 600 s timeout, so a large first sync paced by a provider quota finishes over
     /// several runs instead of timing out).
     pub run_budget_secs: u64,
+    /// Seconds a job waits for a link's lease that another job holds before its message goes
+    /// back to the queue (`CALSYNC_LEASE_WAIT_SECS`, default 15; see
+    /// `handlers::job::acquire_waiting`).
+    pub lease_wait_secs: u64,
     /// S3 bucket of event bodies too big for a DynamoDB item (`CALSYNC_BODIES_BUCKET`, the
     /// template's `BodiesBucket`, see [`crate::store::Bodies`]); `None`: such an event is
     /// refused with a clear error.
@@ -69,6 +73,7 @@ impl Config {
             event_bus: format!("{stack}-bus"),
             webhook_base: None,
             run_budget_secs: 420,
+            lease_wait_secs: 15,
             bodies_bucket: None,
         }
     }
@@ -89,6 +94,12 @@ impl Config {
             .and_then(|v| v.parse().ok())
         {
             c.run_budget_secs = b;
+        }
+        if let Some(w) = std::env::var("CALSYNC_LEASE_WAIT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            c.lease_wait_secs = w;
         }
         c
     }

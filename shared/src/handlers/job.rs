@@ -9,8 +9,8 @@ use crate::queue::{QueueKind, SyncJob};
 use crate::store::{CursorState, LinkRunUpdate};
 
 use super::{
-    Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, LEASE_WAIT_SECS,
-    RENEW_EVERY_SECS, RETRY, RUN_TTL_SECS, SYNC_BACK, WINDOW_RECHECK_SECS,
+    Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS,
+    RETRY, RUN_TTL_SECS, SYNC_BACK, WINDOW_RECHECK_SECS,
 };
 
 /// Run one job: lease the link, pull or push, record the run, queue follow-up jobs. Not run
@@ -57,7 +57,8 @@ async fn run_counted(
     };
     // The lease first: then the link and (for a pull) its cursor item come in one read.
     let owner = uuid::Uuid::now_v7().to_string();
-    let Some(lease) = acquire_waiting(&store, &job.link_id, &owner, deadline)
+    let wait = std::time::Duration::from_secs(ctx.config.lease_wait_secs);
+    let Some(lease) = acquire_waiting(&store, &job.link_id, &owner, wait, deadline)
         .await
         .map_err(|e| failed(e.into()))?
     else {
@@ -70,7 +71,8 @@ async fn run_counted(
 
 /// The link's lease for `owner`, waiting for another job's (a link's pull and its push run
 /// from two queues, so one may meet the other): tried again after 0.1 s, doubling to 2 s,
-/// for at most [`LEASE_WAIT_SECS`] and a quarter of the time left before `deadline`.
+/// for at most `wait` (the configured `lease_wait_secs`) and a quarter of the time left
+/// before `deadline`.
 /// `None`: still held then; the message goes back to the queue (its visibility timeout,
 /// minutes, is what a busy link would otherwise wait).
 ///
@@ -79,10 +81,10 @@ async fn acquire_waiting(
     store: &crate::store::Store,
     link_id: &str,
     owner: &str,
+    mut wait: std::time::Duration,
     deadline: Option<std::time::Instant>,
 ) -> Result<Option<crate::store::Lease>, crate::store::StoreError> {
     let start = std::time::Instant::now();
-    let mut wait = std::time::Duration::from_secs(LEASE_WAIT_SECS);
     if let Some(d) = deadline {
         wait = wait.min(d.saturating_duration_since(start) / 4);
     }

@@ -12,9 +12,6 @@ use crate::queue::{QueueKind, SyncJob};
 /// timeout) strands its link for at most this long, well inside the queues' visibility
 /// timeout (720 s, see `docs/architecture.md`).
 const LEASE_SECS: i64 = 60;
-/// How long a job waits for a link's lease that another job holds (seconds; see
-/// `handlers::job::acquire_waiting`).
-pub const LEASE_WAIT_SECS: u64 = 15;
 /// How often a running job renews its lease (seconds).
 const RENEW_EVERY_SECS: u64 = 20;
 /// A job after the invocation's first is not started with less time than this left before

@@ -353,7 +353,11 @@ impl World<'_> {
                 let _ = store
                     .acquire_lease(&link.link_id, "other-worker", 30)
                     .await?;
-                let _ = run_job(self.ctx, &SyncJob::unique(&link.link_id, "soak"), dir).await;
+                // It holds on past the second this job waits for it (a job that finds a
+                // lease waits before it gives up; `batches` covers the wait).
+                let mut impatient = self.ctx.clone();
+                impatient.config.lease_wait_secs = 1;
+                let _ = run_job(&impatient, &SyncJob::unique(&link.link_id, "soak"), dir).await;
                 store.release_lease(&link.link_id, "other-worker").await?;
                 self.fault("lease held by another worker");
                 return Ok(None);

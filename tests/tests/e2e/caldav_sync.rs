@@ -461,7 +461,9 @@ async fn ctag_fallback_detects_changes_and_costs_one_request_when_quiet() {
 
 #[tokio::test]
 async fn a_busy_link_fails_its_message_for_retry() {
-    let ctx = local_ctx().await;
+    let mut ctx = local_ctx().await;
+    // The lease is held for a minute: past the second this job waits for it.
+    ctx.config.lease_wait_secs = 1;
     let p = pair(&ctx, "lease", &[]).await.unwrap();
     assert!(ctx
         .store()
