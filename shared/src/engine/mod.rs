@@ -24,7 +24,7 @@ pub mod transform;
 
 mod pull;
 mod pull_state;
-pub use pull::{pull, EarlyChanges, PullFrom, PULL_PAGE, TARGETED_MAX};
+pub use pull::{pull, PullFrom, PULL_PAGE, TARGETED_MAX};
 pub use push::{push, PushFrom, PUSH_OVERLAP_MS, PUSH_PAGE, PUSH_TARGETED_MAX};
 
 use crate::provider::{Cursor, ProviderError};

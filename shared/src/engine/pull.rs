@@ -25,17 +25,8 @@ pub const TARGETED_MAX: usize = 64;
 /// page's objects are read while this page's writes go out.
 pub const PULL_PAGE: usize = 200;
 
-/// Told when a pull with more pages to go has written hub changes, so that the group's
-/// other members can start receiving them while it goes on (the sync worker queues their
-/// sync-back at once; the end of the pull queues it again, as always).
-#[async_trait::async_trait]
-pub trait EarlyChanges: Send + Sync {
-    /// Called at most once per pull, after a page's hub writes are stored.
-    async fn hub_changed(&self);
-}
-
 /// Where a pull starts from.
-#[derive(Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PullFrom<'a> {
     /// The cursor (`None`: enumerate the whole calendar, reconciled by etag against the
     /// mappings — also used after a push met a precondition failure, so that a server that
@@ -51,19 +42,6 @@ pub struct PullFrom<'a> {
     /// RFC 6578 lets a server leave such an object out entirely — and is looked up; if it
     /// is gone, it is a removal like any other.
     pub written_after: Option<i64>,
-    /// Told of the first hub changes while pages remain ([`EarlyChanges`]).
-    pub early: Option<&'a dyn EarlyChanges>,
-}
-
-impl std::fmt::Debug for PullFrom<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PullFrom")
-            .field("cursor", &self.cursor)
-            .field("recent_deletions", &self.recent_deletions)
-            .field("written_after", &self.written_after)
-            .field("early", &self.early.is_some())
-            .finish()
-    }
 }
 
 /// Pull `link`'s remote changes into the hub from `from`. Counts go into `run`; the outcome
@@ -131,7 +109,6 @@ pub async fn pull(
         hub: hub.into_iter().map(|e| (e.uid.clone(), e)).collect(),
         run,
         hub_changed: false,
-        early: from.early,
         loaded: if targeted {
             Loaded::Keys(uids.into_iter().collect())
         } else {

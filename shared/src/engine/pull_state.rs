@@ -37,8 +37,6 @@ pub(super) struct PullState<'a> {
     pub(super) hub: HashMap<String, HubEvent>,
     pub(super) run: &'a mut RunRecord,
     pub(super) hub_changed: bool,
-    /// Told of the first hub changes while pages remain; taken when told.
-    pub(super) early: Option<&'a dyn super::pull::EarlyChanges>,
     pub(super) loaded: Loaded,
 }
 
@@ -317,18 +315,6 @@ impl PullState<'_> {
             }
             self.apply_items(page).await?;
             self.demote();
-            if !items.as_slice().is_empty() {
-                self.tell_early().await;
-            }
-        }
-    }
-
-    /// After a page with pages to go: tell [`Self::early`] of hub changes, once.
-    async fn tell_early(&mut self) {
-        if self.hub_changed {
-            if let Some(early) = self.early.take() {
-                early.hub_changed().await;
-            }
         }
     }
 
@@ -346,7 +332,6 @@ impl PullState<'_> {
                 futures_util::join!(Box::pin(self.apply_items(fetched)), provider.fetch(next));
             applied?;
             self.demote();
-            self.tell_early().await;
             fetched = next?;
         }
         self.apply_items(fetched).await?;

@@ -311,17 +311,10 @@ async fn run_leased(
     let outcome = match dir {
         Direction::Pull => {
             // A retry after a precondition failure re-enumerates.
-            let run_id = run.run_id.clone();
-            let early = super::early::EarlySyncBack {
-                ctx,
-                link,
-                run_id: &run_id,
-            };
             let from = engine::PullFrom {
                 cursor: state.cursor.as_ref().filter(|_| job.trigger != RETRY),
                 recent_deletions: engine::plan::recent_deletions(&state.deletions, now_millis()),
                 written_after: state.written_ms.map(|_| state.updated_ms),
-                early: Some(&early),
             };
             engine::pull(&store, link, provider.as_ref(), &mut run, from)
                 .await
@@ -418,7 +411,16 @@ async fn run_leased(
     if let Some(p) = pull {
         let mut jobs = Vec::new();
         if p.hub_changed {
-            jobs = super::early::sync_back_jobs(&store, link, &run.run_id).await?;
+            for other in store.links_of_group(&link.group_id).await? {
+                // A link waiting for its user to reconnect gets its pending changes from
+                // the first sync after reconnection.
+                if other.link_id != link.link_id
+                    && !other.read_only()
+                    && other.status != LinkStatus::ReconnectNeeded
+                {
+                    jobs.push(SyncJob::coalesced(&other.link_id, SYNC_BACK, &run.run_id));
+                }
+            }
         }
         // A time window moves with the days: once a day, push even without changes so that
         // events entering or leaving the window arrive on (or leave) the member.
