@@ -45,7 +45,7 @@ pub struct Config {
     pub run_budget_secs: u64,
     /// Seconds a job waits for a link's lease that another job holds before its message goes
     /// back to the queue (`CALSYNC_LEASE_WAIT_SECS`, default 15; see
-    /// `handlers::job::acquire_waiting`).
+    /// `Store::acquire_lease_waiting`).
     pub lease_wait_secs: u64,
     /// S3 bucket of event bodies too big for a DynamoDB item (`CALSYNC_BODIES_BUCKET`, the
     /// template's `BodiesBucket`, see [`crate::store::Bodies`]); `None`: such an event is

@@ -121,18 +121,18 @@ async fn run_group(
             failed.push((e.index, e.id));
             continue;
         }
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let short = matches!((left, min_left), (Some(l), Some(m)) if l <= m);
-        if short && first != Some(e.index) && !e.covered {
-            tracing::info!(message = %e.id, "too close to the deadline; left for redelivery");
-            group_failed = true;
-            failed.push((e.index, e.id));
-            continue;
-        }
         if e.covered {
             // A later pull of the same link in this batch starts after this notification
             // was counted: it lists the change (the message succeeds without a run).
             tracing::info!(message = %e.id, "push notification covered by a later job of the batch");
+            continue;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let short = matches!((left, min_left), (Some(l), Some(m)) if l <= m);
+        if short && first != Some(e.index) {
+            tracing::info!(message = %e.id, "too close to the deadline; left for redelivery");
+            group_failed = true;
+            failed.push((e.index, e.id));
             continue;
         }
         let result = match e.job {

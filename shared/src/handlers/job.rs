@@ -57,8 +57,15 @@ async fn run_counted(
     };
     // The lease first: then the link and (for a pull) its cursor item come in one read.
     let owner = uuid::Uuid::now_v7().to_string();
-    let wait = std::time::Duration::from_secs(ctx.config.lease_wait_secs);
-    let Some(lease) = acquire_waiting(&store, &job.link_id, &owner, wait, deadline)
+    // A link's pull and push come from two queues and may meet: wait for the other job
+    // (at most the configured time and a quarter of what is left of the invocation) rather
+    // than send the message back for the queue's visibility timeout (minutes).
+    let mut wait = std::time::Duration::from_secs(ctx.config.lease_wait_secs);
+    if let Some(d) = deadline {
+        wait = wait.min(d.saturating_duration_since(std::time::Instant::now()) / 4);
+    }
+    let Some(lease) = store
+        .acquire_lease_waiting(&job.link_id, &owner, LEASE_SECS, wait)
         .await
         .map_err(|e| failed(e.into()))?
     else {
@@ -67,40 +74,6 @@ async fn run_counted(
     let result = leased(ctx, job, dir, deadline, &lease, calls).await;
     let _ = store.release_lease(&job.link_id, &owner).await;
     result
-}
-
-/// The link's lease for `owner`, waiting for another job's (a link's pull and its push run
-/// from two queues, so one may meet the other): tried again after 0.1 s, doubling to 2 s,
-/// for at most `wait` (the configured `lease_wait_secs`) and a quarter of the time left
-/// before `deadline`.
-/// `None`: still held then; the message goes back to the queue (its visibility timeout,
-/// minutes, is what a busy link would otherwise wait).
-///
-/// Errors: DynamoDB failure.
-async fn acquire_waiting(
-    store: &crate::store::Store,
-    link_id: &str,
-    owner: &str,
-    mut wait: std::time::Duration,
-    deadline: Option<std::time::Instant>,
-) -> Result<Option<crate::store::Lease>, crate::store::StoreError> {
-    let start = std::time::Instant::now();
-    if let Some(d) = deadline {
-        wait = wait.min(d.saturating_duration_since(start) / 4);
-    }
-    let mut pause = std::time::Duration::from_millis(100);
-    loop {
-        if let Some(lease) = store.acquire_lease(link_id, owner, LEASE_SECS).await? {
-            return Ok(Some(lease));
-        }
-        let left = wait.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        tracing::debug!(link = %link_id, "lease held by another job; waiting");
-        tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(2));
-    }
 }
 
 /// The part of [`run_job_until`] under the lease.

@@ -28,6 +28,33 @@ pub struct Lease {
 pub(super) const FENCE_CONDITION: &str = "attribute_not_exists(fence) OR fence <= :f";
 
 impl Store {
+    /// [`Self::acquire_lease`], waiting up to `wait` for another owner's lease to be let go
+    /// of or to expire: tried again after 0.1 s, doubling to 2 s. `None`: still held then.
+    ///
+    /// Errors: DynamoDB failure.
+    pub async fn acquire_lease_waiting(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl_secs: i64,
+        wait: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            if let Some(lease) = self.acquire_lease(key, owner, ttl_secs).await? {
+                return Ok(Some(lease));
+            }
+            let left = wait.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            tracing::debug!(key, "lease held by another owner; waiting");
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
     /// Take the lease on `key` for `ttl_secs` (seconds) as `owner`; an expired lease is taken
     /// over. `None` when another owner holds an unexpired lease. The new [`Lease::fence`] is
     /// now (epoch ms) and above the last holder's.
