@@ -38,6 +38,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+mod calendars;
 pub mod delta;
 pub mod events;
 pub mod oauth;
@@ -338,9 +339,9 @@ impl GraphEmulator {
 
 fn router(inner: Shared) -> axum::Router {
     let api = axum::Router::new()
-        .route("/v1.0/me/calendars", get(events::list_calendars))
-        .route("/v1.0/me/calendar", get(events::get_default_calendar))
-        .route("/v1.0/me/calendars/{cal}", get(events::get_calendar))
+        .route("/v1.0/me/calendars", get(calendars::list_calendars))
+        .route("/v1.0/me/calendar", get(calendars::get_default_calendar))
+        .route("/v1.0/me/calendars/{cal}", get(calendars::get_calendar))
         .route(
             "/v1.0/me/calendars/{cal}/events",
             get(events::list_events).post(events::create_in),
