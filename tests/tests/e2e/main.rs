@@ -3,16 +3,22 @@
 //! `--test-threads=1`; `cargo test -p calsync-e2e --test e2e caldav_sync::` runs one suite.
 
 mod api;
+mod api_links;
 mod batches;
 mod big_events;
 mod brakes;
+mod caldav_conflicts;
 mod caldav_quirks;
 mod caldav_sync;
 mod demo;
 mod faults;
+mod google_accounts;
 mod google_adapter;
+mod google_consent;
 mod google_emulator;
+mod google_emulator_series;
 mod google_oauth_emulator;
+mod google_push;
 mod google_sync;
 mod graph_emulator;
 mod ics_and_autosync;

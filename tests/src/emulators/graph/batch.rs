@@ -25,7 +25,7 @@ pub(crate) async fn batch(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    super::count_batch(&st);
+    super::control::count_batch(&st);
     let Some(reqs) = body["requests"].as_array().cloned() else {
         return bad_request("BadRequest", "Invalid batch payload format.");
     };

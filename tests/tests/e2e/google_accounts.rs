@@ -1,0 +1,436 @@
+//! A Google account's tokens and grant: one refresh under concurrency, a revoked grant parks
+//! the link and a new consent renews it in place, and disconnecting stops the channel and
+//! revokes the grant. Needs the local stack.
+
+use calsync::model::LinkStatus;
+use calsync_e2e::emulators::google::Config;
+use calsync_e2e::fixtures::{self, pair, simple_event};
+use calsync_e2e::google::LocalGoogle;
+use calsync_e2e::local_ctx;
+use serde_json::json;
+
+use super::google_sync::runs;
+
+#[tokio::test]
+async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnect() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let logs = calsync_e2e::logs::capture();
+    let p = pair(&lg.ctx, "gtok", &[simple_event("tok@test", "T", 3)])
+        .await
+        .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "tok@example.com", "google")
+        .await
+        .expect("connect");
+    let arn = g.secret_arn.clone().expect("arn");
+    let stats_url = format!("{}/emulator/oauth/stats", lg.emu.url);
+    let refreshes = || async {
+        let v: serde_json::Value = reqwest::get(&stats_url)
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["refresh_grants"].as_u64().expect("count")
+    };
+    // Expire the stored access token; eight workers want a token at once.
+    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let old_access = {
+        use secrecy::ExposeSecret;
+        t.access_token.expose_secret().to_string()
+    };
+    t.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .await
+        .expect("write");
+    let before = refreshes().await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let c = lg.ctx.clone();
+        let a = arn.clone();
+        set.spawn(async move {
+            calsync::oauth::access_token(&c, &calsync::provider::google::OAUTH, &a, 60)
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task").expect("token");
+    }
+    assert_eq!(
+        refreshes().await - before,
+        1,
+        "one refresh for eight concurrent callers"
+    );
+
+    // Token values appear nowhere in DynamoDB.
+    let fresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let values: Vec<String> = {
+        use secrecy::ExposeSecret;
+        let mut v = vec![old_access, fresh.access_token.expose_secret().to_string()];
+        v.extend(
+            fresh
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_string()),
+        );
+        v
+    };
+    let dump = format!(
+        "{:?}{:?}{:?}{:?}",
+        ctx.store().all_links().await.expect("links"),
+        ctx.store().all_channels().await.expect("channels"),
+        runs(&ctx, &g.link_id).await,
+        ctx.store()
+            .mappings_of_link(&g.link_id)
+            .await
+            .expect("maps"),
+    );
+    for v in &values {
+        assert!(!dump.contains(v.as_str()), "a token value reached DynamoDB");
+    }
+
+    // An access token that dies before its expiry: the run gets a 401, refreshes once,
+    // retries and succeeds; the link stays ok.
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/expire-access", lg.emu.url))
+        .send()
+        .await
+        .expect("expire")
+        .error_for_status()
+        .expect("expired");
+    let before = refreshes().await;
+    let stats = fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    assert_eq!(refreshes().await - before, 1, "one refresh after the 401");
+    let link = ctx
+        .store()
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(link.status, LinkStatus::Ok, "{link:?}");
+    let last = runs(&ctx, &g.link_id).await.pop().expect("a run");
+    assert_eq!(last.outcome, "ok", "{last:?}");
+
+    // Revocation: the link becomes reconnect_needed with a readable reason, and the
+    // fan-out stops queueing it.
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
+        .json(&json!({"refresh_token": values.last().expect("refresh token")}))
+        .send()
+        .await
+        .expect("revoke")
+        .error_for_status()
+        .expect("revoked");
+    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    t.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .await
+        .expect("write");
+    let stats = fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "not retried: {stats:?}");
+    let link = ctx
+        .store()
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(link.status, LinkStatus::ReconnectNeeded);
+    assert!(
+        link.status_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("reconnect"),
+        "{link:?}"
+    );
+    // A job for it (say, queued before the revocation) runs no request and records no run;
+    // edits elsewhere queue no sync-back for it.
+    let (runs_before, refreshes_before, calls_before) = (
+        runs(&ctx, &g.link_id).await.len(),
+        refreshes().await,
+        lg.emu.requests(),
+    );
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    fixtures::client_edit(&ctx, &p.radicale, "tok@test", |t| {
+        t.replace("SUMMARY:T", "SUMMARY:Edited while disconnected")
+    })
+    .await
+    .expect("edit");
+    fixtures::sync_link(&lg.ctx, &p.r.link_id)
+        .await
+        .expect("sync");
+    let x = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events");
+    assert_eq!(
+        x[0].1.summary(),
+        "Edited while disconnected",
+        "the others sync"
+    );
+    assert_eq!(runs(&ctx, &g.link_id).await.len(), runs_before);
+    assert_eq!(refreshes().await, refreshes_before);
+    assert_eq!(
+        lg.emu.requests(),
+        calls_before,
+        "no Google call for a disconnected link"
+    );
+    let answer = calsync_e2e::runner::autosync_user(&lg.ctx, p.user).await;
+    assert!(
+        answer["Message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("2 calendar"),
+        "{answer}"
+    );
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    // Issue 3: no token value in logs (the connect, refresh, sync, revocation and failure
+    // paths above, at trace level for calsync, debug for HTTP and the AWS SDK) or in the
+    // error text the link now carries.
+    let text = logs.text();
+    assert!(text.contains("run finished"), "logs were captured");
+    assert!(
+        text.contains("reconnect needed"),
+        "the revocation was logged"
+    );
+    let dump = format!("{:?}", ctx.store().all_links().await.expect("links"));
+    for v in &values {
+        assert!(!text.contains(v.as_str()), "a token value reached the logs");
+        assert!(
+            !dump.contains(v.as_str()),
+            "a token value reached a link's status"
+        );
+    }
+    // The refresher leaves it alone too and stops its channel.
+    let report = calsync::refresher::run(&lg.ctx).await.expect("refresher");
+    assert!(
+        ctx.store()
+            .all_channels()
+            .await
+            .expect("channels")
+            .iter()
+            .all(|c| c.link_id != g.link_id),
+        "{report:?}"
+    );
+}
+
+/// A grant revoked at Google (`invalid_grant` on refresh) parks the link; a new consent for
+/// the same link renews it in place: the same link id, mappings and cursor, the edits of both
+/// sides made meanwhile reach the other once, and a push channel runs again.
+#[tokio::test]
+async fn a_revoked_grant_is_renewed_in_place_by_a_new_consent() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let p = pair(
+        &lg.ctx,
+        "grenew",
+        &[simple_event("renew@test", "Before", 3)],
+    )
+    .await
+    .expect("pair");
+    let g = lg
+        .connect(&p.group, p.user, "renew@example.com", "google")
+        .await
+        .expect("connect");
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let arn = g.secret_arn.clone().expect("arn");
+    let t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let refresh = {
+        use secrecy::ExposeSecret;
+        t.refresh_token
+            .expect("refresh token")
+            .expose_secret()
+            .to_string()
+    };
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .expect("revoke")
+        .error_for_status()
+        .expect("revoked");
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    let store = ctx.store();
+    let parked = store
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(parked.status, LinkStatus::ReconnectNeeded, "{parked:?}");
+    // Meanwhile the user edits the CalDAV copy.
+    fixtures::client_edit(&ctx, &p.radicale, "renew@test", |t| {
+        t.replace("SUMMARY:Before", "SUMMARY:Edited while parked")
+    })
+    .await
+    .expect("edit");
+    fixtures::sync_link(&lg.ctx, &p.r.link_id)
+        .await
+        .expect("sync");
+    let mappings = store.mappings_of_link(&g.link_id).await.expect("mappings");
+    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let back = lg.finish_reconnect(&url).await.expect("consent");
+    assert_eq!(
+        (back.link_id.as_str(), back.status),
+        (g.link_id.as_str(), LinkStatus::Ok)
+    );
+    assert_eq!(
+        back.secret_arn.as_deref(),
+        Some(arn.as_str()),
+        "same secret"
+    );
+    // The user's own Google client makes an event while calsync catches up.
+    let user = lg.user_api(&back).await.expect("user api");
+    user.insert(json!({"summary": "From Google", "iCalUID": "renew-google@test",
+        "start": {"dateTime": "2027-03-03T10:00:00Z"}, "end": {"dateTime": "2027-03-03T11:00:00Z"}}))
+        .await
+        .expect("insert");
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    fixtures::sync_link(&lg.ctx, &g.link_id)
+        .await
+        .expect("sync");
+    let google: Vec<String> = user
+        .list()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|e| e["status"] != "cancelled")
+        .map(|e| e["summary"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut google = google;
+    google.sort();
+    assert_eq!(google, ["Edited while parked", "From Google"], "once each");
+    let x: Vec<String> = fixtures::events_in(&ctx, &p.xandikos)
+        .await
+        .expect("events")
+        .iter()
+        .map(|(_, e)| e.summary())
+        .collect();
+    assert_eq!(x.len(), 2, "{x:?}");
+    assert!(x.contains(&"From Google".to_string()), "{x:?}");
+    let links = store.links_of_group(&p.group).await.expect("links");
+    assert_eq!(links.len(), 3, "no second Google link: {links:?}");
+    assert!(
+        store
+            .mappings_of_link(&g.link_id)
+            .await
+            .expect("mappings")
+            .len()
+            >= mappings.len(),
+        "the mappings were kept"
+    );
+    assert!(
+        store
+            .all_channels()
+            .await
+            .expect("channels")
+            .iter()
+            .any(|c| c.link_id == g.link_id),
+        "a push channel runs again"
+    );
+}
+
+/// Disconnecting a Google calendar through the API stops its push channel at Google, revokes
+/// the grant (RFC 7009 at the revocation endpoint) and deletes the token secret; the copies
+/// stay in Google.
+#[tokio::test]
+async fn disconnecting_google_stops_the_channel_and_revokes_the_grant() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let user = 89_001 + (uuid::Uuid::now_v7().as_u128() % 1_000) as i64;
+    let link = lg
+        .connect("gone-group", user, "gone@example.com", "gone")
+        .await
+        .expect("connect");
+    fixtures::sync_link(&lg.ctx, &link.link_id)
+        .await
+        .expect("sync");
+    let arn = link.secret_arn.clone().expect("token secret");
+    let refresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .unwrap()
+        .refresh_token
+        .expect("refresh token");
+    let channels = |ctx: calsync::config::Ctx, id: String| async move {
+        ctx.store()
+            .all_channels()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.link_id == id)
+            .count()
+    };
+    assert_eq!(channels(lg.ctx.clone(), link.link_id.clone()).await, 1);
+    let srv = calsync_e2e::api::ApiServer::start_local(lg.ctx.clone())
+        .await
+        .unwrap();
+    let gone = srv
+        .as_user(user)
+        .delete(&format!("/v1/links/{}", link.link_id))
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(
+        channels(lg.ctx.clone(), link.link_id.clone()).await,
+        0,
+        "channel record gone"
+    );
+    let stats: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["revocations"], 1, "{stats}");
+    let client = calsync::oauth::load_client(&lg.ctx, &calsync::provider::google::OAUTH)
+        .await
+        .unwrap();
+    let again = calsync::oauth::refresh(&lg.ctx.clients.http, &client, &refresh).await;
+    assert!(
+        again.is_err_and(|e| e.needs_reconnect()),
+        "the grant is revoked"
+    );
+    assert!(
+        lg.ctx
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .is_err(),
+        "secret deleted"
+    );
+    assert!(lg
+        .ctx
+        .store()
+        .get_link(&link.link_id)
+        .await
+        .unwrap()
+        .is_none());
+}
