@@ -26,6 +26,34 @@ use calsync::config::{Clients, Config, Ctx};
 /// The networks the local stack admits for outbound requests (`CALSYNC_ALLOW_NETS`).
 pub const LOCAL_ALLOW_NETS: &str = "127.0.0.1/32";
 
+/// The local stack's environment as `(name, value)` pairs: each variable as this process
+/// has it, else the local stack's default (the Makefile exports the same): moto at
+/// `http://127.0.0.1:4566`, region `us-east-1`, test credentials, [`LOCAL_ALLOW_NETS`].
+/// For the processes a test starts as Lambda would (the function binaries), so that a test
+/// run by plain `cargo test`, without the Makefile's exports, starts them right too.
+pub fn local_env() -> Vec<(&'static str, String)> {
+    [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("CALSYNC_ALLOW_NETS", LOCAL_ALLOW_NETS),
+    ]
+    .into_iter()
+    .map(|(k, default)| (k, std::env::var(k).unwrap_or_else(|_| default.to_string())))
+    .collect()
+}
+
+/// The outbound policy of the local stack: `CALSYNC_ALLOW_NETS`, else [`LOCAL_ALLOW_NETS`]
+/// (the local stack's servers all listen on 127.0.0.1; tests use 127.0.0.2 as a forbidden
+/// target).
+pub fn local_net_policy() -> calsync::net::NetPolicy {
+    match std::env::var("CALSYNC_ALLOW_NETS") {
+        Ok(v) => calsync::net::NetPolicy::parse(&v),
+        Err(_) => calsync::net::NetPolicy::parse(LOCAL_ALLOW_NETS),
+    }
+}
+
 /// Context for the local stack: the standard AWS environment, with moto at
 /// `127.0.0.1:4566`, region `us-east-1` and test credentials where it sets nothing.
 pub async fn local_ctx() -> Ctx {
@@ -45,12 +73,7 @@ pub async fn local_ctx() -> Ctx {
         ));
     }
     let sdk = loader.load().await;
-    // The local stack's servers all listen on 127.0.0.1: exactly that is admitted besides
-    // public addresses (tests use 127.0.0.2 as a forbidden target).
-    let policy = match std::env::var("CALSYNC_ALLOW_NETS") {
-        Ok(v) => calsync::net::NetPolicy::parse(&v),
-        Err(_) => calsync::net::NetPolicy::parse(LOCAL_ALLOW_NETS),
-    };
+    let policy = local_net_policy();
     let mut config = Config::from_env();
     if config.bodies_bucket.is_none() {
         config.bodies_bucket = Some(local_bodies_bucket(&config.stack, &region));

@@ -108,7 +108,8 @@ async fn start_once(bin: &Path, name: &str) -> anyhow::Result<(Duration, u64)> {
 /// function's environment, its output discarded, killed when dropped.
 fn as_lambda(bin: &Path, api: &str, name: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.env("AWS_LAMBDA_RUNTIME_API", api)
+    cmd.envs(crate::local_env())
+        .env("AWS_LAMBDA_RUNTIME_API", api)
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

@@ -120,10 +120,8 @@ impl Env {
     pub async fn start(ctx: &Ctx) -> anyhow::Result<Self> {
         // A short client timeout, so that a stalled answer times out within the schedule.
         let mut ctx = ctx.clone();
-        ctx.clients.http = calsync::net::guarded_client_with_timeout(
-            calsync::net::NetPolicy::from_env(),
-            HTTP_TIMEOUT,
-        );
+        ctx.clients.http =
+            calsync::net::guarded_client_with_timeout(crate::local_net_policy(), HTTP_TIMEOUT);
         let ctx = &ctx;
         // calsync's debug events (requests, plans) and the libraries' warnings: what an
         // operator's log holds, without the HTTP libraries' byte-level traces.

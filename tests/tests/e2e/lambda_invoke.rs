@@ -90,9 +90,9 @@ async fn lambda_binaries_answer_through_the_runtime_api() {
 
     let child = cargo_lambda()
         .args(["watch", "-P", PORT, "--ignore-changes"])
-        // The binaries read the outbound policy from the environment, as in Lambda; the
-        // local stack's servers are on 127.0.0.1.
-        .env("CALSYNC_ALLOW_NETS", calsync_e2e::LOCAL_ALLOW_NETS)
+        // The binaries read the AWS endpoint, credentials and the outbound policy from the
+        // environment, as in Lambda; the local stack's servers are on 127.0.0.1.
+        .envs(calsync_e2e::local_env())
         .env(
             "CALSYNC_BODIES_BUCKET",
             calsync_e2e::local_bodies_bucket("calsync", "us-east-1"),
