@@ -56,10 +56,9 @@ pub async fn push(
                 ms: w - PUSH_OVERLAP_MS,
                 uid: String::new(),
             };
-            let (events, more) = store
-                .changes_after(&link.group_id, &since, PUSH_TARGETED_MAX)
-                .await?;
-            (!more).then_some(events)
+            store
+                .changes_within(&link.group_id, &since, PUSH_TARGETED_MAX)
+                .await?
         }
         None => None,
     };

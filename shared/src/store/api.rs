@@ -28,6 +28,10 @@ pub struct ChangeCursor {
     pub uid: String,
 }
 
+/// Whether [`Store::read_changes`] reads the millisecond of the limit-th change whole.
+#[derive(Debug, Clone, Copy)]
+struct WholeMillisecond(bool);
+
 /// The answer kept for an `Idempotency-Key` (24 h): a replay gets the same answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
@@ -275,13 +279,50 @@ impl Store {
 
     /// Hub changes of a group after `cursor` in (`updated_ms`, `uid`) order, tombstones
     /// included, at most `limit` (GSI `changes-index`). The second value says whether more
-    /// changes may follow right away.
+    /// changes may follow right away. Items of one millisecond come in no defined order, so
+    /// the millisecond of the limit-th change is read whole: the next page's cursor must not
+    /// split it.
     pub async fn changes_after(
         &self,
         group_id: &str,
         cursor: &ChangeCursor,
         limit: usize,
     ) -> Result<(Vec<HubEvent>, bool), StoreError> {
+        let mut out = self
+            .read_changes(group_id, cursor, limit, WholeMillisecond(true))
+            .await?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
+
+    /// The hub changes of a group after `cursor` when there are at most `limit` of them, in
+    /// (`updated_ms`, `uid`) order; `None` as soon as more are seen, without reading further.
+    /// For a caller that reads the whole group anyway when there are more (a push): the
+    /// writes of one pull can share an `updated_ms`, and reading that millisecond whole, as
+    /// [`Store::changes_after`] must, would read every event the pull wrote.
+    pub async fn changes_within(
+        &self,
+        group_id: &str,
+        cursor: &ChangeCursor,
+        limit: usize,
+    ) -> Result<Option<Vec<HubEvent>>, StoreError> {
+        let out = self
+            .read_changes(group_id, cursor, limit, WholeMillisecond(false))
+            .await?;
+        Ok((out.len() <= limit).then_some(out))
+    }
+
+    /// The changes after `cursor`, sorted, read a Query page at a time until more than
+    /// `limit` are in hand (and, with `whole.0`, the millisecond of the limit-th is
+    /// complete) or the index has no more.
+    async fn read_changes(
+        &self,
+        group_id: &str,
+        cursor: &ChangeCursor,
+        limit: usize,
+        whole: WholeMillisecond,
+    ) -> Result<Vec<HubEvent>, StoreError> {
         let table = &self.cfg.events_table;
         let mut out: Vec<HubEvent> = Vec::new();
         let mut start: Option<Item> = None;
@@ -306,18 +347,15 @@ impl Store {
                     out.push(ev);
                 }
             }
-            // Items of one millisecond come in no defined order: read past the limit until
-            // the millisecond of the limit-th item is complete.
             out.sort_by(|a, b| (a.updated_ms, &a.uid).cmp(&(b.updated_ms, &b.uid)));
-            let complete = out.len() > limit && out[limit].updated_ms > out[limit - 1].updated_ms;
+            let enough = out.len() > limit
+                && (!whole.0 || out[limit].updated_ms > out[limit - 1].updated_ms);
             match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() && !complete => start = Some(k),
+                Some(k) if !k.is_empty() && !enough => start = Some(k),
                 _ => break,
             }
         }
-        let more = out.len() > limit;
-        out.truncate(limit);
-        Ok((out, more))
+        Ok(out)
     }
 
     // ---- idempotency ----

@@ -263,3 +263,83 @@ async fn an_initial_sync_writes_its_hub_events_and_mappings_many_to_a_request() 
     assert_eq!(store.events_of_group(&group).await.unwrap().len(), N);
     assert_eq!(uid_counts(&ctx, &xandikos).await.unwrap().len(), N);
 }
+
+/// A push that finds more than `PUSH_TARGETED_MAX` changes reads the whole group instead, so
+/// it stops reading changes at the first Query past the limit, even when every change shares
+/// one millisecond (one pull's writes can). The change feed (`changes_after`) still reads
+/// that millisecond whole, for a cursor that does not split it.
+#[tokio::test]
+async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
+    use calsync::engine::PUSH_TARGETED_MAX;
+    use calsync::metrics::AwsCallCounter;
+    use calsync::model::HubEvent;
+    use calsync::store::ChangeCursor;
+    let ctx = local_ctx().await;
+    let store = ctx.store();
+    let group = fixtures::unique("same-ms");
+    let ms = calsync::config::now_millis();
+    let n = 3 * PUSH_TARGETED_MAX;
+    for i in 0..n {
+        let uid = format!("same-ms-{i:03}");
+        let ev = HubEvent {
+            group_id: group.clone(),
+            uid: uid.clone(),
+            version: 1,
+            ical: simple_event(&uid, "One millisecond", 3),
+            deleted: false,
+            updated_ms: ms,
+            origin_link: "a-pull".into(),
+        };
+        store.put_event(&ev, None).await.unwrap();
+    }
+    let since = ChangeCursor {
+        ms: ms - 1,
+        uid: String::new(),
+    };
+
+    let calls = AwsCallCounter::default();
+    let within = calls
+        .scope(store.changes_within(&group, &since, PUSH_TARGETED_MAX))
+        .await
+        .unwrap();
+    assert!(within.is_none(), "more than the limit");
+    let read = calls.snapshot();
+    assert_eq!(
+        read.by_operation.get("DynamoDB:Query"),
+        Some(&1),
+        "{read:?}"
+    );
+    assert!(
+        read.ddb_items_read <= (PUSH_TARGETED_MAX + 1) as u64,
+        "{read:?}"
+    );
+
+    let all = store
+        .changes_within(&group, &since, n)
+        .await
+        .unwrap()
+        .expect("all of them fit");
+    assert_eq!(all.len(), n);
+    assert!(all.windows(2).all(|w| w[0].uid < w[1].uid), "in order");
+
+    let calls = AwsCallCounter::default();
+    let (page, more) = calls
+        .scope(store.changes_after(&group, &since, PUSH_TARGETED_MAX))
+        .await
+        .unwrap();
+    assert_eq!(page.len(), PUSH_TARGETED_MAX);
+    assert!(more);
+    assert_eq!(
+        page.iter().map(|e| e.uid.clone()).collect::<Vec<_>>(),
+        all[..PUSH_TARGETED_MAX]
+            .iter()
+            .map(|e| e.uid.clone())
+            .collect::<Vec<_>>(),
+        "the first of the millisecond in uid order"
+    );
+    assert_eq!(
+        calls.snapshot().ddb_items_read,
+        n as u64,
+        "the millisecond whole"
+    );
+}
