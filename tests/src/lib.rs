@@ -26,40 +26,51 @@ use calsync::config::{Clients, Config, Ctx};
 /// The networks the local stack admits for outbound requests (`CALSYNC_ALLOW_NETS`).
 pub const LOCAL_ALLOW_NETS: &str = "127.0.0.1/32";
 
-/// The local stack's environment as `(name, value)` pairs: each variable as this process
-/// has it, else the local stack's default (the Makefile exports the same): moto at
-/// `http://127.0.0.1:4566`, region `us-east-1`, test credentials, [`LOCAL_ALLOW_NETS`].
-/// For the processes a test starts as Lambda would (the function binaries), so that a test
-/// run by plain `cargo test`, without the Makefile's exports, starts them right too.
+/// The local stack's environment variables and their defaults (the Makefile exports the
+/// same): moto at `http://127.0.0.1:4566`, region `us-east-1`, test credentials,
+/// [`LOCAL_ALLOW_NETS`].
+const LOCAL_DEFAULTS: [(&str, &str); 5] = [
+    ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("CALSYNC_ALLOW_NETS", LOCAL_ALLOW_NETS),
+];
+
+/// Variable `name` as this process has it, else its local stack default (empty for a
+/// variable the local stack has no default for).
+pub fn local_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        LOCAL_DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// The local stack's environment as `(name, value)` pairs ([`local_var`] of each). For the
+/// processes a test starts as Lambda would (the function binaries), so that a test run by
+/// plain `cargo test`, without the Makefile's exports, starts them right too.
 pub fn local_env() -> Vec<(&'static str, String)> {
-    [
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("CALSYNC_ALLOW_NETS", LOCAL_ALLOW_NETS),
-    ]
-    .into_iter()
-    .map(|(k, default)| (k, std::env::var(k).unwrap_or_else(|_| default.to_string())))
-    .collect()
+    LOCAL_DEFAULTS
+        .iter()
+        .map(|(k, _)| (*k, local_var(k)))
+        .collect()
 }
 
 /// The outbound policy of the local stack: `CALSYNC_ALLOW_NETS`, else [`LOCAL_ALLOW_NETS`]
 /// (the local stack's servers all listen on 127.0.0.1; tests use 127.0.0.2 as a forbidden
 /// target).
 pub fn local_net_policy() -> calsync::net::NetPolicy {
-    match std::env::var("CALSYNC_ALLOW_NETS") {
-        Ok(v) => calsync::net::NetPolicy::parse(&v),
-        Err(_) => calsync::net::NetPolicy::parse(LOCAL_ALLOW_NETS),
-    }
+    calsync::net::NetPolicy::parse(&local_var("CALSYNC_ALLOW_NETS"))
 }
 
 /// Context for the local stack: the standard AWS environment, with moto at
 /// `127.0.0.1:4566`, region `us-east-1` and test credentials where it sets nothing.
 pub async fn local_ctx() -> Ctx {
-    let endpoint =
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let endpoint = local_var("AWS_ENDPOINT_URL");
+    let region = local_var("AWS_REGION");
     let mut loader = calsync::config::sdk_defaults()
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(region.clone()));

@@ -329,12 +329,10 @@ async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
         .unwrap();
     assert_eq!(page.len(), PUSH_TARGETED_MAX);
     assert!(more);
+    let uids = |events: &[HubEvent]| events.iter().map(|e| e.uid.clone()).collect::<Vec<_>>();
     assert_eq!(
-        page.iter().map(|e| e.uid.clone()).collect::<Vec<_>>(),
-        all[..PUSH_TARGETED_MAX]
-            .iter()
-            .map(|e| e.uid.clone())
-            .collect::<Vec<_>>(),
+        uids(&page),
+        uids(&all[..PUSH_TARGETED_MAX]),
         "the first of the millisecond in uid order"
     );
     assert_eq!(

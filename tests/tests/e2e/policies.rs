@@ -23,7 +23,7 @@ fn root() -> PathBuf {
 }
 
 fn moto() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+    calsync_e2e::local_var("AWS_ENDPOINT_URL")
 }
 
 /// Run `f` with moto's recorder on; the recording's path.
