@@ -341,3 +341,55 @@ async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
         "the millisecond whole"
     );
 }
+
+#[tokio::test]
+async fn a_sync_back_after_a_large_pull_reads_its_changes_only_up_to_the_limit() {
+    // One pull's hub writes share a few milliseconds: the sync-back that follows finds more
+    // than PUSH_TARGETED_MAX changes since its watermark and reads the whole group, but
+    // must not first read all of those changes (Store::changes_within, not changes_after).
+    use calsync::engine::PUSH_TARGETED_MAX;
+    use calsync::model::HubEvent;
+    let ctx = local_ctx().await;
+    let seed: Vec<String> = (0..3)
+        .map(|i| simple_event(&format!("big-{i}"), &format!("Seed {i}"), (i + 1) as u32))
+        .collect();
+    let p = pair(&ctx, "bigpull", &seed).await.unwrap();
+    let store = ctx.store();
+    assert!(store
+        .get_link(&p.x.link_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .pushed_through_ms
+        .is_some());
+    // What a pull of a large calendar writes to the hub: events in one millisecond.
+    let n = 2 * PUSH_TARGETED_MAX;
+    let ms = calsync::config::now_millis();
+    for i in 0..n {
+        let uid = format!("big-pulled-{i:03}");
+        let ev = HubEvent {
+            group_id: p.group.clone(),
+            uid: uid.clone(),
+            version: 1,
+            ical: simple_event(&uid, "Pulled", (i % 27 + 1) as u32),
+            deleted: false,
+            updated_ms: ms,
+            origin_link: p.r.link_id.clone(),
+        };
+        store.put_event(&ev, None).await.unwrap();
+    }
+    let pushed = fixtures::job_ok(&ctx, &p.x.link_id, "sync-back", Direction::Push).await;
+    assert_eq!(pushed.created as usize, n, "{pushed:?}");
+    // The whole group once (n + seed events) and the link's seed mappings, at most
+    // PUSH_TARGETED_MAX + 1 changes, and the run's bookkeeping; reading the changes whole
+    // would add another n.
+    let bound = n + seed.len() + seed.len() + PUSH_TARGETED_MAX + 1 + ONE_CHANGE_MAX_ITEMS as usize;
+    assert!(
+        (pushed.ddb_items_read as usize) <= bound,
+        "the sync-back read {} DynamoDB items (at most {bound})",
+        pushed.ddb_items_read
+    );
+    let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
+    assert_eq!(counts.len(), n + seed.len());
+    assert!(counts.values().all(|c| *c == 1), "each event once");
+}
