@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{now_secs, Ctx};
 use crate::model::{Link, LinkChoices, OAuthState, ProviderKind};
-use crate::oauth::{self, DefaultCalendar, OAuthProfile};
+use crate::oauth::{self, OAuthProfile};
 use crate::queue::{QueueKind, SyncJob};
 
 /// Seconds a consent may take.
@@ -40,7 +40,7 @@ pub struct ConnectRequest {
     pub user_id: i64,
     /// Calendar id in the provider's terms (a Google calendarList id, an Outlook
     /// `/me/calendars` id); empty: the account's main calendar (the profile's
-    /// [`DefaultCalendar`]).
+    /// [`oauth::DefaultCalendar`]).
     pub calendar_id: String,
     /// Name shown in reports.
     pub display_name: String,
@@ -167,6 +167,10 @@ pub enum CallbackError {
     /// The user refused consent (`error=access_denied`) or the provider reported another error.
     #[error("consent not given: {0}")]
     Denied(String),
+    /// A reconnection signed in to another account than the one that connected the link
+    /// (see `same_calendar`); nothing changed.
+    #[error("{0}; reconnect with the account that connected this calendar")]
+    OtherAccount(String),
     /// Exchange, secret or link creation failed.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -238,8 +242,8 @@ pub async fn finish(
 /// Longest calendar id taken from a provider's answer (Graph's are about 150 characters).
 const MAX_CALENDAR_ID: usize = 512;
 
-/// The calendar a consent connects: the one the caller named, else the account's main one
-/// (an alias, or read with the new access token; see [`DefaultCalendar`]).
+/// The calendar a consent connects: the one the caller named, else the account's main one,
+/// read with the new access token ([`oauth::DefaultCalendar::path`]).
 ///
 /// Errors: the lookup failed or answered no usable `id` (nothing is stored then).
 async fn calendar_of(
@@ -252,32 +256,99 @@ async fn calendar_of(
     if !named.is_empty() {
         return Ok(named.to_string());
     }
-    let path = match p.default_calendar {
-        DefaultCalendar::Alias(alias) => return Ok(alias.to_string()),
-        DefaultCalendar::Lookup(path) => path,
-    };
+    let path = p.default_calendar.path;
     let url = format!("{}{path}", api_root.trim_end_matches('/'));
-    let failed = |detail: String| {
+    calendar_id_at(ctx, &url, path, tokens).await.map_err(|e| {
         CallbackError::Failed(anyhow::anyhow!(
-            "the account's main calendar could not be read ({path}): {detail}"
+            "the account's main calendar could not be read ({path}): {}",
+            e.detail
         ))
-    };
+    })
+}
+
+/// Why a calendar's id could not be read: the HTTP status when the provider answered one,
+/// and a description naming `what` was read (never a token).
+struct CalendarReadError {
+    status: Option<u16>,
+    detail: String,
+}
+
+/// `GET url` with the new access token: the `id` of the calendar object it answers. `what`
+/// names the request in errors (a path, not the URL with its ids).
+async fn calendar_id_at(
+    ctx: &Ctx,
+    url: &str,
+    what: &str,
+    tokens: &oauth::TokenSet,
+) -> Result<String, CalendarReadError> {
+    let failed = |status: Option<u16>, detail: String| CalendarReadError { status, detail };
     let resp = ctx
         .clients
         .http
-        .get(&url)
+        .get(url)
         .bearer_auth(tokens.access_token.expose_secret())
         .send()
         .await
-        .map_err(|e| failed(crate::provider::transport(path, e).to_string()))?;
+        .map_err(|e| failed(None, crate::provider::transport(what, e).to_string()))?;
     let status = resp.status();
-    let text = crate::provider::body_text(|| path.to_string(), resp, 64 * 1024, "calendar")
+    let text = crate::provider::body_text(|| what.to_string(), resp, 64 * 1024, "calendar")
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(None, e.to_string()))?;
     if !status.is_success() {
-        return Err(failed(format!("HTTP {}", status.as_u16())));
+        let code = status.as_u16();
+        return Err(failed(Some(code), format!("HTTP {code}")));
     }
-    default_calendar_id(&text).map_err(failed)
+    default_calendar_id(&text).map_err(|d| failed(None, d))
+}
+
+/// A reconnection must sign in to the account that connected `link`: its calendar, read
+/// with the new access token, must answer with the id the link names. Another account's
+/// token reads its own main calendar there (when the link names it by its id, the answer
+/// is 404, as for any calendar not shared with that account) or another calendar's id.
+/// Taking such tokens would make the link pull a stranger's calendar into the group and
+/// take every event it does not find there for deleted. A link that names an alias
+/// ([`oauth::DefaultCalendar::alias`], connected before the lookup) cannot be told apart and is
+/// let through.
+///
+/// Errors: [`CallbackError::OtherAccount`] (the tokens are not stored), or `Failed` when
+/// the calendar could not be read for another reason.
+async fn same_calendar(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    link: &Link,
+    tokens: &oauth::TokenSet,
+) -> Result<(), CallbackError> {
+    let what = "the reconnected calendar";
+    let id = match calendar_id_at(ctx, &link.url, what, tokens).await {
+        Ok(id) => id,
+        Err(e) if matches!(e.status, Some(403 | 404)) => {
+            return Err(CallbackError::OtherAccount(format!(
+                "the account signed in to cannot open this calendar ({})",
+                e.detail
+            )))
+        }
+        Err(e) => {
+            return Err(CallbackError::Failed(anyhow::anyhow!(
+                "{what} could not be read: {}",
+                e.detail
+            )))
+        }
+    };
+    // The link's URL is `calendar_url(api root, id)`: compare its calendar segment.
+    if link.url.ends_with(&(p.calendar_url)("", &id)) {
+        return Ok(());
+    }
+    let named_alias = p
+        .default_calendar
+        .alias
+        .is_some_and(|alias| link.url.ends_with(&(p.calendar_url)("", alias)));
+    if named_alias {
+        tracing::warn!(link = %link.link_id, "reconnected a link that names its calendar by an alias: the account cannot be compared");
+        return Ok(());
+    }
+    Err(CallbackError::OtherAccount(
+        "the account signed in to has another calendar there".into(),
+    ))
 }
 
 /// The `id` of a calendar object (JSON), refused when missing, empty, over
@@ -325,6 +396,8 @@ async fn renew(
     let arn = link.secret_arn.as_deref().ok_or_else(|| {
         CallbackError::Failed(anyhow::anyhow!("link {link_id} has no token secret"))
     })?;
+    let p = profile(link.provider)?;
+    same_calendar(ctx, p, &link, tokens).await?;
     oauth::write_tokens(ctx, arn, tokens)
         .await
         .map_err(anyhow::Error::from)?;
@@ -332,7 +405,6 @@ async fn renew(
         .set_link_status(link_id, crate::model::LinkStatus::Ok, None)
         .await
         .map_err(anyhow::Error::from)?;
-    let p = profile(link.provider)?;
     if p.provider.module().push().is_some() {
         // The old channels were started with the revoked grant.
         if let Err(e) = crate::push::stop_channels_of(ctx, link_id).await {

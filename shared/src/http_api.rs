@@ -148,6 +148,10 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
             Err(e @ (CallbackError::BadState | CallbackError::OtherBrowser)) => {
                 HttpAnswer::text(400, e.to_string())
             }
+            Err(e @ CallbackError::OtherAccount(_)) => {
+                tracing::warn!(error = %e, "OAuth reconnection with another account refused");
+                HttpAnswer::text(409, e.to_string())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "OAuth callback failed");
                 HttpAnswer::text(502, format!("connection failed: {e}"))

@@ -203,7 +203,11 @@ impl LocalGoogle {
         self.open_consent(consent_url).await
     }
 
-    async fn open_consent(&self, consent_url: &str) -> anyhow::Result<Link> {
+    /// Open a connection's or a reconnection's `consent_url` in a browser (the emulator's
+    /// consent signs in as its default account unless `sign_in_next_as` said otherwise);
+    /// returns the link the callback stored or renewed. Errors: the callback did not answer
+    /// 200 (its status and text are in the error).
+    pub async fn open_consent(&self, consent_url: &str) -> anyhow::Result<Link> {
         let seen = self.hooks.callbacks_seen();
         let (status, body) = Browser::default().open(consent_url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");

@@ -25,6 +25,9 @@ pub async fn run(api_port: u16, every: Duration) -> anyhow::Result<()> {
     )
     .await?;
     outlook.emu.add_calendar("work", "Work");
+    // The emulated Google account's main calendar, which a consent without a chosen
+    // calendar connects.
+    google.emu.add_calendar("primary", "Main", "Europe/Berlin");
     let issuer_listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port + 1)).await?;
     let issuer = DevIssuer::start(issuer_listener, None).await?;
     let saved = IssuerFile::save(&issuer)?;

@@ -60,17 +60,20 @@ pub struct OAuthProfile {
     pub calendar_url: fn(api_root: &str, calendar_id: &str) -> String,
 }
 
-/// How a provider names an account's main calendar, which a consent connects when the caller
-/// names no calendar.
+/// How a consent finds the account's main calendar, which it connects when the caller names
+/// no calendar, and what a reconnection checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultCalendar {
-    /// An alias the API takes in place of a calendar id (Google `primary`,
-    /// https://developers.google.com/workspace/calendar/api/v3/reference/calendars).
-    Alias(&'static str),
+pub struct DefaultCalendar {
     /// Read once after consent with the new access token: `GET <api root><path>` answers a
-    /// JSON object whose `id` is the main calendar's id (Graph `GET /me/calendar`,
-    /// https://learn.microsoft.com/graph/api/calendar-get). The link then names that id.
-    Lookup(&'static str),
+    /// JSON object whose `id` is the main calendar's id (Google `GET /calendars/primary`,
+    /// https://developers.google.com/workspace/calendar/api/v3/reference/calendars/get;
+    /// Graph `GET /me/calendar`, https://learn.microsoft.com/graph/api/calendar-get). The
+    /// link then names that id, which is the account's own (a Google primary calendar's id
+    /// is the account's address).
+    pub path: &'static str,
+    /// An alias of the main calendar the API also takes (Google `primary`). Links connected
+    /// before the lookup name it; a reconnection cannot tell their account from another.
+    pub alias: Option<&'static str>,
 }
 
 impl OAuthProfile {

@@ -1,6 +1,7 @@
 //! A Google account's tokens and grant: one refresh under concurrency, a revoked grant parks
-//! the link and a new consent renews it in place, and disconnecting stops the channel and
-//! revokes the grant. Needs the local stack.
+//! the link and a new consent renews it in place (one signed in to another account is
+//! refused), and disconnecting stops the channel and revokes the grant. Needs the local
+//! stack.
 
 use calsync::model::LinkStatus;
 use calsync_e2e::emulators::google::Config;
@@ -433,4 +434,94 @@ async fn disconnecting_google_stops_the_channel_and_revokes_the_grant() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// A user with two Google accounts reconnects a parked link and picks the other account in
+/// Google's account chooser: the reconnection is refused (409, with a reason that says so)
+/// and nothing changes — the link stays parked with its own tokens, so it never pulls the
+/// other account's calendar into the group. With the account that connected it, the same
+/// link is renewed.
+#[tokio::test]
+async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let (alice, bob) = ("alice@example.com", "bob@example.com");
+    lg.emu.add_account(alice, "Europe/Berlin");
+    lg.emu.add_account(bob, "Europe/Berlin");
+    let group = fixtures::unique("gaccount");
+    let user = 700_000 + (uuid::Uuid::now_v7().as_u128() % 100_000) as i64;
+    // Connected as alice, for her main calendar (no calendar named): the link names its id.
+    lg.emu.sign_in_next_as(alice);
+    let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+        .await
+        .expect("start");
+    let g = lg.open_consent(&start).await.expect("connect");
+    assert!(
+        g.url.ends_with("/calendars/alice%40example.com"),
+        "{}",
+        g.url
+    );
+    let store = ctx.store();
+    store
+        .set_link_status(
+            &g.link_id,
+            LinkStatus::ReconnectNeeded,
+            Some("the grant was revoked"),
+        )
+        .await
+        .expect("park");
+    let arn = g.secret_arn.clone().expect("arn");
+    let token = |t: calsync::oauth::TokenSet| {
+        use secrecy::ExposeSecret;
+        t.access_token.expose_secret().to_string()
+    };
+    let before = token(
+        calsync::oauth::read_tokens(&lg.ctx, &arn)
+            .await
+            .expect("tokens"),
+    );
+    let parked = store
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+
+    lg.emu.sign_in_next_as(bob);
+    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let refused = lg
+        .open_consent(&url)
+        .await
+        .expect_err("bob cannot renew alice's link")
+        .to_string();
+    assert!(
+        refused.contains("409") && refused.contains("reconnect with the account"),
+        "{refused}"
+    );
+    let still = store
+        .get_link(&g.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(still.status, LinkStatus::ReconnectNeeded, "{still:?}");
+    assert_eq!(still.url, g.url);
+    let after = token(
+        calsync::oauth::read_tokens(&lg.ctx, &arn)
+            .await
+            .expect("tokens"),
+    );
+    assert_eq!(after, before, "bob's tokens were not stored");
+
+    lg.emu.sign_in_next_as(alice);
+    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let back = lg.open_consent(&url).await.expect("alice renews it");
+    assert_eq!(
+        (back.link_id.as_str(), back.status),
+        (g.link_id.as_str(), LinkStatus::Ok)
+    );
 }

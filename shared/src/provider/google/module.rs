@@ -29,7 +29,10 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     extra_params: &[("access_type", "offline"), ("prompt", "consent")],
     revoke_uri: Some("https://oauth2.googleapis.com/revoke"),
     api_root: API_ROOT,
-    default_calendar: DefaultCalendar::Alias("primary"),
+    default_calendar: DefaultCalendar {
+        path: "/calendars/primary",
+        alias: Some("primary"),
+    },
     calendar_url,
 };
 

@@ -27,7 +27,10 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     extra_params: &[("response_mode", "query")],
     revoke_uri: None,
     api_root: API_ROOT,
-    default_calendar: DefaultCalendar::Lookup("/me/calendar"),
+    default_calendar: DefaultCalendar {
+        path: "/me/calendar",
+        alias: None,
+    },
     calendar_url,
 };
 

@@ -1,4 +1,4 @@
-//! The emulator's reads of lists: `calendarList.list`, `events.list` (pages, sync tokens,
+//! The emulator's reads: `calendarList.list`, `calendars.get`, `events.list` (pages, sync tokens,
 //! `singleEvents`) and `events.instances`, as the discovery document and the sync guide
 //! describe them (see the module above for the routes).
 
@@ -35,6 +35,42 @@ pub(super) async fn calendar_list(State(st): State<Shared>, headers: HeaderMap) 
         .collect();
     Json(json!({"kind": "calendar#calendarList", "etag": etag_of(s.seq), "items": items}))
         .into_response()
+}
+
+/// `calendars.get` (https://developers.google.com/workspace/calendar/api/v3/reference/calendars/get):
+/// the calendar's metadata. `primary` is the main calendar of the token's account; a
+/// calendar the account does not own is 404 `notFound`, as for a calendar not shared with
+/// it.
+pub(super) async fn calendars_get(
+    State(st): State<Shared>,
+    Path(cal): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = st.lock().expect("emulator lock");
+    if let Err(r) = admit(&mut s, &headers) {
+        return r;
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let account = s.oauth.account_of(token).map(str::to_string);
+    let id = match (cal.as_str(), &account) {
+        ("primary", Some(a)) => a.clone(),
+        _ => cal,
+    };
+    match s.calendars.get(&id) {
+        Some(c) if c.owner == account => Json(json!({
+            "kind": "calendar#calendar",
+            "etag": etag_of(s.seq),
+            "id": id,
+            "summary": c.summary,
+            "timeZone": c.time_zone,
+        }))
+        .into_response(),
+        _ => not_found(),
+    }
 }
 
 /// Query parameters `events.list` honours; the names are those of the discovery document.

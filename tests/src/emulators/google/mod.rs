@@ -6,6 +6,9 @@
 //! …/guides/push):
 //!
 //! - `GET  /calendar/v3/users/me/calendarList`
+//! - `GET  /calendar/v3/calendars/{calendarId}` (calendars.get; `primary` is the token's
+//!   account's main calendar; another account's calendar is 404 `notFound`; accounts:
+//!   [`GoogleEmulator::add_account`]. The other routes do not check the account.)
 //! - `GET  /calendar/v3/calendars/{calendarId}/events` — `maxResults` (1–2500, default 250),
 //!   `pageToken`, `syncToken`, `showDeleted`, `singleEvents`, `iCalUID`; opaque page and sync
 //!   tokens; pages may be short (see [`Config::page_cap`]); exactly one of `nextPageToken` /
@@ -96,6 +99,8 @@ struct StoredEvent {
 struct Calendar {
     summary: String,
     time_zone: String,
+    /// The account that owns it (`None`: the default account; see `add_account`).
+    owner: Option<String>,
     events: BTreeMap<String, StoredEvent>,
     /// Sync tokens issued before this sequence number are expired (410).
     valid_from: u64,
@@ -190,6 +195,30 @@ impl GoogleEmulator {
         );
     }
 
+    /// Add a Google account `email` with its primary calendar, whose id is `email` (as
+    /// Google's are). Its tokens come from a consent after [`Self::sign_in_next_as`];
+    /// `calendars/primary` then means this calendar, and `calendars.get` of another
+    /// account's calendar is 404 `notFound`. Every other calendar belongs to the default
+    /// account, whose main calendar is the one with the id `primary`.
+    pub fn add_account(&self, email: &str, time_zone: &str) {
+        let mut s = self.inner.lock().expect("emulator lock");
+        s.calendars.insert(
+            email.into(),
+            Calendar {
+                summary: email.into(),
+                time_zone: time_zone.into(),
+                owner: Some(email.into()),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The next consent signs in as `email` (an account of [`Self::add_account`]), as a
+    /// user picks an account in Google's account chooser; later ones as the default again.
+    pub fn sign_in_next_as(&self, email: &str) {
+        self.inner.lock().expect("emulator lock").oauth.next_account = Some(email.into());
+    }
+
     /// Every write's `sendUpdates` so far.
     pub fn sends(&self) -> Vec<SendRecord> {
         self.inner.lock().expect("emulator lock").sends.clone()
@@ -271,6 +300,7 @@ impl GoogleEmulator {
 fn router(inner: Shared) -> axum::Router {
     axum::Router::new()
         .route("/calendar/v3/users/me/calendarList", get(calendar_list))
+        .route("/calendar/v3/calendars/{cal}", get(calendars_get))
         .route(
             "/calendar/v3/calendars/{cal}/events",
             get(list_events).post(insert_event),

@@ -45,6 +45,8 @@ struct CodeGrant {
     scope: String,
     challenge: Option<(String, String)>,
     offline: bool,
+    /// The Google account that consented (`None`: the emulator's default account).
+    account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,7 @@ struct RefreshGrant {
     client_id: String,
     scope: String,
     revoked: bool,
+    account: Option<String>,
 }
 
 /// OAuth state of the emulator.
@@ -63,6 +66,10 @@ pub(super) struct OAuth {
     access: HashMap<String, Instant>,
     refresh_grants: u64,
     revocations: u64,
+    /// The account the next consent signs in as (`GoogleEmulator::sign_in_next_as`).
+    pub(super) next_account: Option<String>,
+    /// Access tokens issued to accounts other than the default one.
+    accounts: HashMap<String, String>,
 }
 
 impl OAuth {
@@ -71,6 +78,12 @@ impl OAuth {
         self.access
             .get(token)
             .is_some_and(|exp| Instant::now() < *exp)
+    }
+
+    /// The account an access token was issued to (`None`: the default account, also for
+    /// tokens not issued here).
+    pub(super) fn account_of(&self, token: &str) -> Option<&str> {
+        self.accounts.get(token).map(String::as_str)
     }
 }
 
@@ -121,6 +134,7 @@ pub(super) async fn authorize(
     let code = random_token("4/0A");
     let scope = q.get("scope").cloned().unwrap_or_default();
     let offline = q.get("access_type").map(String::as_str) == Some("offline");
+    let account = s.oauth.next_account.take();
     s.oauth.codes.insert(
         code.clone(),
         CodeGrant {
@@ -129,6 +143,7 @@ pub(super) async fn authorize(
             scope: scope.clone(),
             challenge,
             offline,
+            account,
         },
     );
     let mut target = reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs are URLs");
@@ -170,9 +185,12 @@ pub(super) async fn token(
     if !secret_ok {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
     }
-    let issue_access = |s: &mut super::Inner| {
+    let issue_access = |s: &mut super::Inner, account: Option<String>| {
         let t = random_token("ya29.");
         s.oauth.access.insert(t.clone(), Instant::now() + lifetime);
+        if let Some(a) = account {
+            s.oauth.accounts.insert(t.clone(), a);
+        }
         t
     };
     match f.get("grant_type").map(String::as_str) {
@@ -192,7 +210,7 @@ pub(super) async fn token(
             {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
             }
-            let access = issue_access(&mut s);
+            let access = issue_access(&mut s, grant.account.clone());
             let mut body = json!({"access_token": access, "expires_in": lifetime.as_secs(), "scope": grant.scope, "token_type": "Bearer"});
             if grant.offline {
                 let refresh = random_token("1//0g");
@@ -202,6 +220,7 @@ pub(super) async fn token(
                         client_id,
                         scope: grant.scope,
                         revoked: false,
+                        account: grant.account,
                     },
                 );
                 body["refresh_token"] = json!(refresh);
@@ -214,7 +233,7 @@ pub(super) async fn token(
             match grant {
                 Some(g) if !g.revoked && g.client_id == client_id => {
                     s.oauth.refresh_grants += 1;
-                    let access = issue_access(&mut s);
+                    let access = issue_access(&mut s, g.account);
                     Json(json!({"access_token": access, "expires_in": lifetime.as_secs(), "scope": g.scope, "token_type": "Bearer"})).into_response()
                 }
                 _ => oauth_error(

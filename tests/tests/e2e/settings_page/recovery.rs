@@ -162,6 +162,8 @@ async fn google_connects_through_its_consent_window() {
     )
     .await
     .unwrap();
+    // The account's main calendar, which the consent connects (no calendar chosen).
+    lg.emu.add_calendar("primary", "Main", "Europe/Berlin");
     let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
     let user = fresh_user();
     let b = Browser::start(ZONE).await.unwrap();
