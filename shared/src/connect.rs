@@ -303,8 +303,9 @@ async fn calendar_id_at(
 
 /// A reconnection must sign in to the account that connected `link`: its calendar, read
 /// with the new access token, must answer with the id the link names. Another account's
-/// token reads its own main calendar there (when the link names it by its id, the answer
-/// is 404, as for any calendar not shared with that account) or another calendar's id.
+/// token reads its own main calendar there, or gets 404 when the link names its calendar
+/// by id (Google's `notFound` for a calendar not shared with the account, Graph's
+/// `ErrorItemNotFound` for another mailbox's id).
 /// Taking such tokens would make the link pull a stranger's calendar into the group and
 /// take every event it does not find there for deleted. A link that names an alias
 /// ([`oauth::DefaultCalendar::alias`], connected before the lookup) cannot be told apart and is
@@ -321,7 +322,8 @@ async fn same_calendar(
     let what = "the reconnected calendar";
     let id = match calendar_id_at(ctx, &link.url, what, tokens).await {
         Ok(id) => id,
-        Err(e) if matches!(e.status, Some(403 | 404)) => {
+        // Not 403: Google also answers rate limits with it.
+        Err(e) if e.status == Some(404) => {
             return Err(CallbackError::OtherAccount(format!(
                 "the account signed in to cannot open this calendar ({})",
                 e.detail
