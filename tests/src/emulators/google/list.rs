@@ -50,12 +50,9 @@ pub(super) async fn calendars_get(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let account = s.oauth.account_of(token).map(str::to_string);
+    let account = bearer(&headers)
+        .and_then(|t| s.oauth.account_of(t))
+        .map(str::to_string);
     let id = match (cal.as_str(), &account) {
         ("primary", Some(a)) => a.clone(),
         _ => cal,

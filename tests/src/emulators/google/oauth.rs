@@ -57,19 +57,24 @@ struct RefreshGrant {
     account: Option<String>,
 }
 
+/// An access token issued here: until when, and to which account (`None`: the default).
+#[derive(Debug, Clone)]
+struct AccessGrant {
+    expires: Instant,
+    account: Option<String>,
+}
+
 /// OAuth state of the emulator.
 #[derive(Debug, Default)]
 pub(super) struct OAuth {
     clients: HashMap<String, Client>,
     codes: HashMap<String, CodeGrant>,
     refresh: HashMap<String, RefreshGrant>,
-    access: HashMap<String, Instant>,
+    access: HashMap<String, AccessGrant>,
     refresh_grants: u64,
     revocations: u64,
     /// The account the next consent signs in as (`GoogleEmulator::sign_in_next_as`).
     pub(super) next_account: Option<String>,
-    /// Access tokens issued to accounts other than the default one.
-    accounts: HashMap<String, String>,
 }
 
 impl OAuth {
@@ -77,13 +82,13 @@ impl OAuth {
     pub(super) fn access_valid(&self, token: &str) -> bool {
         self.access
             .get(token)
-            .is_some_and(|exp| Instant::now() < *exp)
+            .is_some_and(|g| Instant::now() < g.expires)
     }
 
     /// The account an access token was issued to (`None`: the default account, also for
     /// tokens not issued here).
     pub(super) fn account_of(&self, token: &str) -> Option<&str> {
-        self.accounts.get(token).map(String::as_str)
+        self.access.get(token).and_then(|g| g.account.as_deref())
     }
 }
 
@@ -187,10 +192,13 @@ pub(super) async fn token(
     }
     let issue_access = |s: &mut super::Inner, account: Option<String>| {
         let t = random_token("ya29.");
-        s.oauth.access.insert(t.clone(), Instant::now() + lifetime);
-        if let Some(a) = account {
-            s.oauth.accounts.insert(t.clone(), a);
-        }
+        s.oauth.access.insert(
+            t.clone(),
+            AccessGrant {
+                expires: Instant::now() + lifetime,
+                account,
+            },
+        );
         t
     };
     match f.get("grant_type").map(String::as_str) {
