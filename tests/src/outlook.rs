@@ -135,6 +135,15 @@ impl LocalOutlook {
         url: &str,
     ) -> anyhow::Result<Link> {
         self.emu.add_calendar(calendar_id, name);
+        self.open_consent(url).await
+    }
+
+    /// Open a connection's or a reconnection's consent `url` in a browser (the emulator signs
+    /// in as its default mailbox unless `sign_in_next_as` said otherwise); returns the link
+    /// the callback stored or renewed.
+    ///
+    /// Errors: the callback did not answer 200 (its status and text are in the error).
+    pub async fn open_consent(&self, url: &str) -> anyhow::Result<Link> {
         let (status, body) = Browser::default().open(url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");
         let id = body.strip_prefix("connected: link ").ok_or_else(|| {

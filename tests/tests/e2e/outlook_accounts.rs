@@ -442,3 +442,94 @@ async fn a_consent_without_a_calendar_id_connects_the_main_calendar_with_the_set
             .body
     );
 }
+
+/// A user with two Microsoft accounts reconnects a parked Outlook link and signs in with the
+/// other one: Graph's `me` is then the other mailbox, where the link's calendar id is
+/// `ErrorItemNotFound`. The reconnection is refused (409, with a reason that says so) and
+/// nothing changes: the link stays parked with its own tokens, so it never pulls the other
+/// mailbox into the group. With the account that connected it, the same link is renewed.
+#[tokio::test]
+async fn a_reconnection_signed_in_to_another_microsoft_account_is_refused() {
+    use calsync::model::LinkStatus;
+    let lo = calsync_e2e::outlook::LocalOutlook::start(
+        &calsync_e2e::local_ctx().await,
+        Config::default(),
+    )
+    .await
+    .expect("outlook");
+    let (alice, bob) = ("alice@contoso.com", "bob@fabrikam.com");
+    let alice_main = lo.emu.add_account(alice);
+    lo.emu.add_account(bob);
+    let group = fixtures::unique("oaccount");
+    let user = fixtures::fresh_user();
+    // Connected as alice, for her main calendar (no calendar named): the link names its id.
+    lo.emu.sign_in_next_as(alice);
+    let start = lo
+        .consent_url(&group, user, "", "main")
+        .await
+        .expect("start");
+    let o = lo.open_consent(&start).await.expect("connect");
+    let oauth = &calsync::provider::outlook::OAUTH;
+    assert_eq!(o.url, (oauth.calendar_url)(&lo.emu.api_root(), &alice_main));
+    let store = lo.ctx.store();
+    store
+        .set_link_status(
+            &o.link_id,
+            LinkStatus::ReconnectNeeded,
+            Some("the grant expired"),
+        )
+        .await
+        .expect("park");
+    let arn = o.secret_arn.clone().expect("arn");
+    let tokens = || async {
+        use secrecy::ExposeSecret;
+        let t = calsync::oauth::read_tokens(&lo.ctx, &arn)
+            .await
+            .expect("tokens");
+        (
+            t.access_token.expose_secret().to_string(),
+            t.refresh_token
+                .map(|r| r.expose_secret().to_string())
+                .unwrap_or_default(),
+        )
+    };
+    let before = tokens().await;
+    let parked = store
+        .get_link(&o.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+
+    lo.emu.sign_in_next_as(bob);
+    let url = calsync::connect::start_reconnect(&lo.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let refused = lo
+        .open_consent(&url)
+        .await
+        .expect_err("bob cannot renew alice's link")
+        .to_string();
+    assert!(
+        refused.contains("409") && refused.contains("reconnect with the account"),
+        "{refused}"
+    );
+    let still = store
+        .get_link(&o.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(still.status, LinkStatus::ReconnectNeeded, "{still:?}");
+    assert_eq!(still.url, o.url);
+    assert_eq!(tokens().await, before, "bob's tokens were not stored");
+
+    lo.emu.sign_in_next_as(alice);
+    let url = calsync::connect::start_reconnect(&lo.ctx, &parked)
+        .await
+        .expect("reconnect consent");
+    let back = lo.open_consent(&url).await.expect("alice renews it");
+    assert_eq!(
+        (back.link_id.as_str(), back.status),
+        (o.link_id.as_str(), LinkStatus::Ok)
+    );
+    assert_ne!(tokens().await, before, "alice's new tokens were stored");
+}

@@ -1,40 +1,70 @@
-//! The mailbox's calendars: `GET /me/calendars`, `GET /me/calendars/{id}` and
+//! The signed-in account's calendars: `GET /me/calendars`, `GET /me/calendars/{id}` and
 //! `GET /me/calendar`, the main one (https://learn.microsoft.com/graph/api/calendar-get).
+//! `me` is the account the bearer token was issued to (the default mailbox unless a test
+//! added accounts): another mailbox's calendar is 404 `ErrorItemNotFound`.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::events::OWNER;
-use super::{not_found, Shared};
+use super::{not_found, Inner, Shared};
 
-fn calendar_json(id: &str, c: &super::Calendar) -> Value {
+fn calendar_json(id: &str, c: &super::Calendar, default_id: &str) -> Value {
+    let (name, address) = match &c.owner {
+        Some(a) => (a.as_str(), a.as_str()),
+        None => OWNER,
+    };
     json!({"id": id, "name": c.name, "canEdit": true,
-        "isDefaultCalendar": id == super::DEFAULT_CALENDAR_ID,
-        "owner": {"name": OWNER.0, "address": OWNER.1}})
+        "isDefaultCalendar": id == default_id,
+        "owner": {"name": name, "address": address}})
 }
 
-/// `GET /me/calendar`: the mailbox's main calendar
+/// The token's account (`None`: the default mailbox) and the id of its main calendar.
+fn signed_in(s: &Inner, headers: &HeaderMap) -> (Option<String>, String) {
+    let account = super::bearer(headers)
+        .and_then(|t| s.oauth.account_of(t))
+        .map(str::to_string);
+    let main = account
+        .as_ref()
+        .and_then(|a| s.accounts.get(a).cloned())
+        .unwrap_or_else(|| super::DEFAULT_CALENDAR_ID.to_string());
+    (account, main)
+}
+
+/// `GET /me/calendar`: the signed-in account's main calendar
 /// (https://learn.microsoft.com/graph/api/calendar-get).
-pub(crate) async fn get_default_calendar(st: State<Shared>) -> Response {
-    get_calendar(st, Path(super::DEFAULT_CALENDAR_ID.to_string())).await
+pub(crate) async fn get_default_calendar(st: State<Shared>, headers: HeaderMap) -> Response {
+    let main = signed_in(&st.lock().expect("emulator lock"), &headers).1;
+    get_calendar(st, headers, Path(main)).await
 }
 
-pub(crate) async fn get_calendar(State(st): State<Shared>, Path(cal): Path<String>) -> Response {
+/// `GET /me/calendars/{id}`: 404 `ErrorItemNotFound` for an id the signed-in account's
+/// mailbox does not hold.
+pub(crate) async fn get_calendar(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(cal): Path<String>,
+) -> Response {
     let s = st.lock().expect("emulator lock");
+    let (account, main) = signed_in(&s, &headers);
     match s.calendars.get(&cal) {
-        Some(c) => Json(calendar_json(&cal, c)).into_response(),
-        None => not_found(),
+        Some(c) if c.owner == account => Json(calendar_json(&cal, c, &main)).into_response(),
+        _ => not_found(),
     }
 }
 
-pub(crate) async fn list_calendars(State(st): State<Shared>) -> Response {
+/// `GET /me/calendars`: the signed-in account's calendars.
+pub(crate) async fn list_calendars(State(st): State<Shared>, headers: HeaderMap) -> Response {
     let s = st.lock().expect("emulator lock");
+    let (account, main) = signed_in(&s, &headers);
     let value: Vec<Value> = s
         .calendars
         .iter()
-        .map(|(id, c)| calendar_json(id, c))
+        .filter(|(_, c)| c.owner == account)
+        .map(|(id, c)| calendar_json(id, c, &main))
         .collect();
     Json(json!({"@odata.context": format!("{}/v1.0/$metadata#me/calendars", s.base), "value": value})).into_response()
 }

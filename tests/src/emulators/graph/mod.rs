@@ -1,9 +1,13 @@
-//! Microsoft Graph v1.0 emulator (Outlook calendars), one mailbox (`/me`).
+//! Microsoft Graph v1.0 emulator (Outlook calendars): a default mailbox (`/me`), and other
+//! accounts' mailboxes for tests of who signed in ([`GraphEmulator::add_account`]).
 //!
 //! Built to the documented behaviour (`../shared/docs/provider-semantics.md` §2, the CSDL and
 //! OpenAPI subsets and docs examples in `../shared/corpus/graph/`):
 //!
-//! - `GET /v1.0/me/calendars`; `GET|POST /v1.0/me/calendars/{cal}/events` (list: single
+//! - `GET /v1.0/me/calendars`, `GET /v1.0/me/calendar` (the main one) and
+//!   `GET /v1.0/me/calendars/{id}` answer the token's account's calendars: another
+//!   mailbox's calendar is 404 `ErrorItemNotFound` ([`calendars`]). The other routes do not
+//!   check the account. `GET|POST /v1.0/me/calendars/{cal}/events` (list: single
 //!   instances and series masters; `$filter=singleValueExtendedProperties/Any(…)`; create:
 //!   201, `transactionId` answers the event it created before) ([`events`]).
 //! - `GET|PATCH|DELETE /v1.0/me/events/{id}` — `@odata.etag` = `W/"<changeKey>"`, a new
@@ -117,6 +121,8 @@ pub(crate) struct Stored {
 #[derive(Debug, Default)]
 pub(crate) struct Calendar {
     pub name: String,
+    /// The account whose mailbox holds it (`None`: the default mailbox).
+    pub owner: Option<String>,
     pub items: BTreeMap<String, Stored>,
     /// `transactionId` → event id.
     pub transactions: HashMap<String, String>,
@@ -138,6 +144,8 @@ pub(crate) struct Inner {
     pub config: Config,
     pub base: String,
     pub calendars: BTreeMap<String, Calendar>,
+    /// Accounts other than the default mailbox: address → id of its main calendar.
+    pub accounts: BTreeMap<String, String>,
     pub seq: u64,
     pub delta: delta::Tokens,
     pub oauth: oauth::OAuth,
@@ -236,6 +244,38 @@ impl GraphEmulator {
                 name: name.into(),
                 ..Default::default()
             });
+    }
+
+    /// Add the account `address` with a mailbox of its own and its main calendar ("Calendar"),
+    /// whose id this returns. Its tokens come from a consent after
+    /// [`Self::sign_in_next_as`]; with them `GET /me/calendar` answers this calendar, and
+    /// `GET /me/calendars/{id}` of another mailbox's calendar is 404 `ErrorItemNotFound`, as
+    /// Graph answers an id the signed-in user cannot see
+    /// (https://learn.microsoft.com/graph/api/calendar-get). Every other calendar is the
+    /// default mailbox's.
+    pub fn add_account(&self, address: &str) -> String {
+        use base64::Engine as _;
+        let id = format!(
+            "AAMkAD{}AAA=",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(address)
+        );
+        let mut s = self.lock();
+        s.calendars.insert(
+            id.clone(),
+            Calendar {
+                name: "Calendar".into(),
+                owner: Some(address.into()),
+                ..Default::default()
+            },
+        );
+        s.accounts.insert(address.into(), id.clone());
+        id
+    }
+
+    /// The next consent signs in as `address` (an account of [`Self::add_account`]), as a
+    /// user picks an account on Microsoft's sign-in page; later ones as the default mailbox.
+    pub fn sign_in_next_as(&self, address: &str) {
+        self.lock().oauth.next_account = Some(address.into());
     }
 
     /// Counters.
@@ -460,18 +500,21 @@ fn throttled(code: &str, retry_after: u64) -> Response {
     resp
 }
 
+/// The bearer token of a request's `Authorization` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// Every API request: injected faults, bearer token, mailbox budget and concurrency, latency.
 async fn admit(
     State(st): State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let bearer = bearer(req.headers()).map(str::to_string);
     let latency = {
         let mut s = st.lock().expect("emulator lock");
         s.requests += 1;

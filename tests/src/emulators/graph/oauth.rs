@@ -9,8 +9,10 @@
 //!   is AADSTS54005; PKCE `S256` checked, AADSTS501481) and `refresh_token`. Every answer
 //!   carries `token_type, scope, expires_in, ext_expires_in, access_token` and, when the scope
 //!   had `offline_access`, a **new** `refresh_token` (they rotate on every use; old ones stay
-//!   valid, as documented). Errors are `{"error","error_description","error_codes",
-//!   "timestamp","trace_id","correlation_id"}`; a wrong secret is 401 AADSTS7000215.
+//!   valid, as documented). A code, and every token issued for it, carries the account that
+//!   signed in (`GraphEmulator::sign_in_next_as`; else the default mailbox). Errors are
+//!   `{"error","error_description","error_codes","timestamp","trace_id","correlation_id"}`;
+//!   a wrong secret is 401 AADSTS7000215.
 //! - Control: `POST /emulator/oauth/clients`, `POST /emulator/oauth/grant-error
 //!   {"code": 70008|700082|50173, "refresh_token"?}` (that refresh token, or every one, now
 //!   fails with `invalid_grant` AADSTS<code>), `POST /emulator/oauth/expire-access`,
@@ -41,6 +43,25 @@ struct CodeGrant {
     redirect_uri: String,
     scope: String,
     challenge: Option<String>,
+    /// The account that consented (`None`: the emulator's default mailbox).
+    account: Option<String>,
+}
+
+/// A refresh token's grant.
+#[derive(Debug, Clone)]
+struct RefreshGrant {
+    client_id: String,
+    scope: String,
+    /// The AADSTS code it fails with from now on (`control_grant_error`).
+    failing: Option<u32>,
+    account: Option<String>,
+}
+
+/// An access token's expiry and account (`None`: the default mailbox).
+#[derive(Debug, Clone)]
+struct AccessGrant {
+    expires: Instant,
+    account: Option<String>,
 }
 
 /// OAuth state of the emulator.
@@ -49,18 +70,27 @@ pub(crate) struct OAuth {
     clients: HashMap<String, Client>,
     codes: HashMap<String, CodeGrant>,
     used_codes: std::collections::HashSet<String>,
-    /// Refresh token → (client, scope, error code when it no longer works).
-    refresh: HashMap<String, (String, String, Option<u32>)>,
-    access: HashMap<String, Instant>,
+    refresh: HashMap<String, RefreshGrant>,
+    access: HashMap<String, AccessGrant>,
     refresh_grants: u64,
     latest_refresh: Option<String>,
     all_fail: Option<u32>,
+    /// The account the next consent signs in as (`GraphEmulator::sign_in_next_as`).
+    pub(crate) next_account: Option<String>,
 }
 
 impl OAuth {
     /// Is `token` an unexpired access token issued here?
     pub(crate) fn access_valid(&self, token: &str) -> bool {
-        self.access.get(token).is_some_and(|e| Instant::now() < *e)
+        self.access
+            .get(token)
+            .is_some_and(|g| Instant::now() < g.expires)
+    }
+
+    /// The account an access token was issued to (`None`: the default mailbox, also for
+    /// tokens not issued here).
+    pub(crate) fn account_of(&self, token: &str) -> Option<&str> {
+        self.access.get(token).and_then(|g| g.account.as_deref())
     }
 }
 
@@ -119,6 +149,7 @@ pub(crate) async fn authorize(
         (None, _) => None,
     };
     let code = random("M.C5");
+    let account = s.oauth.next_account.take();
     s.oauth.codes.insert(
         code.clone(),
         CodeGrant {
@@ -126,6 +157,7 @@ pub(crate) async fn authorize(
             redirect_uri: redirect_uri.clone(),
             scope: q.get("scope").cloned().unwrap_or_default(),
             challenge,
+            account,
         },
     );
     let mut target = reqwest::Url::parse(&redirect_uri).expect("registered redirect URIs are URLs");
@@ -154,7 +186,7 @@ pub(crate) async fn token(
     {
         return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215);
     }
-    let scope = match f.get("grant_type").map(String::as_str) {
+    let (scope, account) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let code = f.get("code").cloned().unwrap_or_default();
             if s.oauth.used_codes.contains(&code) {
@@ -179,34 +211,46 @@ pub(crate) async fn token(
             if !pkce_ok {
                 return aad_error(StatusCode::BAD_REQUEST, "invalid_grant", 501481);
             }
-            g.scope
+            (g.scope, g.account)
         }
         Some("refresh_token") => {
             let rt = f.get("refresh_token").cloned().unwrap_or_default();
-            let Some((cid, scope, failing)) = s.oauth.refresh.get(&rt).cloned() else {
+            let Some(g) = s.oauth.refresh.get(&rt).cloned() else {
                 return aad_error(StatusCode::BAD_REQUEST, "invalid_grant", 9002313);
             };
-            if let Some(code) = failing.or(s.oauth.all_fail) {
+            if let Some(code) = g.failing.or(s.oauth.all_fail) {
                 return aad_error(StatusCode::BAD_REQUEST, "invalid_grant", code);
             }
-            if cid != client_id {
+            if g.client_id != client_id {
                 return aad_error(StatusCode::BAD_REQUEST, "invalid_grant", 70000);
             }
             s.oauth.refresh_grants += 1;
-            scope
+            (g.scope, g.account)
         }
         _ => return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003),
     };
     let access = random("EwBwA8l6");
-    s.oauth
-        .access
-        .insert(access.clone(), Instant::now() + lifetime);
+    s.oauth.access.insert(
+        access.clone(),
+        AccessGrant {
+            expires: Instant::now() + lifetime,
+            account: account.clone(),
+        },
+    );
     let mut body = json!({"token_type": "Bearer", "scope": scope, "expires_in": lifetime.as_secs(),
         "ext_expires_in": lifetime.as_secs(), "access_token": access});
     if scope.split(' ').any(|p| p == "offline_access") {
         // A new refresh token on every answer; the old one is not revoked.
         let rt = random("M.R3_BAY.");
-        s.oauth.refresh.insert(rt.clone(), (client_id, scope, None));
+        s.oauth.refresh.insert(
+            rt.clone(),
+            RefreshGrant {
+                client_id,
+                scope,
+                failing: None,
+                account,
+            },
+        );
         s.oauth.latest_refresh = Some(rt.clone());
         body["refresh_token"] = json!(rt);
     }
@@ -246,7 +290,7 @@ pub(crate) async fn control_grant_error(
     let code = b["code"].as_u64().unwrap_or(70008) as u32;
     match b["refresh_token"].as_str() {
         Some(t) => match s.oauth.refresh.get_mut(t) {
-            Some(g) => g.2 = Some(code),
+            Some(g) => g.failing = Some(code),
             None => return StatusCode::NOT_FOUND.into_response(),
         },
         None => s.oauth.all_fail = Some(code),
