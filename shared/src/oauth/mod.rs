@@ -30,8 +30,10 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod grant;
 mod source;
 
+pub use grant::grant_may_be_shared;
 pub use source::{LinkTokens, StaticToken, TokenSource};
 
 use crate::config::{now_secs, Ctx};

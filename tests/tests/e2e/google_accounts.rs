@@ -1,7 +1,7 @@
 //! A Google account's tokens and grant: one refresh under concurrency, a revoked grant parks
 //! the link and a new consent renews it in place (one signed in to another account is
-//! refused), and disconnecting stops the channel and revokes the grant. Needs the local
-//! stack.
+//! refused), and disconnecting stops the channel and revokes the grant (not while another
+//! calendar of the user may share it). Needs the local stack.
 
 use calsync::model::LinkStatus;
 use calsync_e2e::emulators::google::Config;
@@ -434,6 +434,91 @@ async fn disconnecting_google_stops_the_channel_and_revokes_the_grant() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// One user connects two calendars of one Google account (two consents). Google keeps one
+/// grant per account and client, and revoking any of its tokens ends all of it (RFC 7009
+/// §2.1; the emulator does the same). Disconnecting the first calendar must not revoke, or
+/// the second would be parked as `reconnect_needed` at its next token refresh: it keeps
+/// syncing. Disconnecting the last one revokes the grant.
+#[tokio::test]
+async fn disconnecting_one_of_two_calendars_of_an_account_keeps_the_others_grant() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let user = fixtures::fresh_user();
+    let group = fixtures::unique("gtwo");
+    let first = lg
+        .connect(&group, user, "two-first@example.com", "first")
+        .await
+        .expect("connect first");
+    let second = lg
+        .connect(&group, user, "two-second@example.com", "second")
+        .await
+        .expect("connect second");
+    let revocations = || async {
+        let v: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["revocations"].as_u64().expect("count")
+    };
+    let srv = calsync_e2e::api::ApiServer::start_local(lg.ctx.clone())
+        .await
+        .expect("api");
+    let api = srv.as_user(user);
+    let gone = api
+        .delete(&format!("/v1/links/{}", first.link_id))
+        .await
+        .expect("delete");
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(revocations().await, 0, "the shared grant was kept");
+
+    // The second calendar's next sync must refresh its access token with its own refresh
+    // token, which a revocation of the grant would have ended.
+    let arn = second.secret_arn.clone().expect("arn");
+    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    t.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .await
+        .expect("write");
+    let stats = fixtures::sync_link(&lg.ctx, &second.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    let still = ctx
+        .store()
+        .get_link(&second.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(still.status, LinkStatus::Ok, "{still:?}");
+
+    // The last calendar of the account takes the grant with it.
+    let refresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
+        .await
+        .expect("tokens")
+        .refresh_token
+        .expect("refresh token");
+    let gone = api
+        .delete(&format!("/v1/links/{}", second.link_id))
+        .await
+        .expect("delete");
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(revocations().await, 1, "the last link revokes the grant");
+    let client = calsync::oauth::load_client(&lg.ctx, &calsync::provider::google::OAUTH)
+        .await
+        .expect("client");
+    let again = calsync::oauth::refresh(&lg.ctx.clients.http, &client, &refresh).await;
+    assert!(
+        again.is_err_and(|e| e.needs_reconnect()),
+        "the grant is revoked"
+    );
 }
 
 /// A user with two Google accounts reconnects a parked link and picks the other account in

@@ -13,8 +13,9 @@
 //!   (Google does not rotate); a revoked or unknown refresh token is 400
 //!   `{"error":"invalid_grant","error_description":"Token has been expired or revoked."}`;
 //!   a wrong client secret is 401 `invalid_client`.
-//! - `POST /revoke` (`token=`): Google's revocation endpoint (RFC 7009); 400 `invalid_token`
-//!   for an unknown or revoked token.
+//! - `POST /revoke` (`token=`): Google's revocation endpoint (RFC 7009); it ends the whole
+//!   grant of the token's account to the client, every refresh token of it; 400
+//!   `invalid_token` for an unknown or revoked token.
 //! - Control: `POST /emulator/oauth/clients`, `POST /emulator/oauth/revoke`,
 //!   `POST /emulator/oauth/expire-access` (access tokens die early, grants stay),
 //!   `GET /emulator/oauth/stats` (refresh grants served).
@@ -89,6 +90,36 @@ impl OAuth {
     /// tokens not issued here).
     pub(super) fn account_of(&self, token: &str) -> Option<&str> {
         self.access.get(token).and_then(|g| g.account.as_deref())
+    }
+
+    /// End the grant of `account` to `client_id` (`None`: every client): Google keeps one
+    /// grant per account and client, however many consents gave it refresh tokens, and a
+    /// revocation ends the whole grant (RFC 7009 §2.1: "other tokens based on the same
+    /// authorization grant"), so every refresh token of it stops working. Access tokens
+    /// all end (the emulator does not tie them to a grant).
+    fn revoke_grant(&mut self, client_id: Option<&str>, account: &Option<String>) {
+        for g in self.refresh.values_mut() {
+            if client_id.is_none_or(|c| c == g.client_id) && g.account == *account {
+                g.revoked = true;
+            }
+        }
+        self.access.clear();
+    }
+
+    /// Revoke the grant that `token` (a refresh or an access token) belongs to; `false`
+    /// when the token is unknown or already revoked.
+    fn revoke_token(&mut self, token: &str) -> bool {
+        if let Some(g) = self.refresh.get(token).filter(|g| !g.revoked).cloned() {
+            self.revoke_grant(Some(&g.client_id), &g.account);
+            return true;
+        }
+        match self.access.get(token).cloned() {
+            Some(a) => {
+                self.revoke_grant(None, &a.account);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -285,9 +316,11 @@ pub(super) async fn control_client(State(st): State<Shared>, Json(b): Json<Value
 
 /// `POST /revoke` (`token` in the form body or the query), Google's token revocation
 /// endpoint (https://developers.google.com/identity/protocols/oauth2/web-server#tokenrevoke,
-/// RFC 7009): revoking a refresh token ends the grant and its access tokens; revoking an
-/// access token ends it (the emulator does not tie access tokens to grants, so all of them
-/// end, as `control_revoke` does). Unknown or already revoked: 400 `invalid_token`.
+/// RFC 7009): revoking a refresh token ends the account's whole grant to the client (every
+/// refresh token of it) and the access tokens; revoking an access token ends its account's
+/// grant too ("If the token is an access token and it has a corresponding refresh token,
+/// the refresh token will also be revoked"). Unknown or already revoked: 400
+/// `invalid_token`.
 pub(super) async fn revoke(
     State(st): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
@@ -300,16 +333,7 @@ pub(super) async fn revoke(
         .or_else(|| q.get("token"))
         .cloned()
         .unwrap_or_default();
-    let known_refresh = s.oauth.refresh.get_mut(&token).filter(|g| !g.revoked);
-    let ok = match known_refresh {
-        Some(g) => {
-            g.revoked = true;
-            true
-        }
-        None => s.oauth.access.remove(&token).is_some(),
-    };
-    if ok {
-        s.oauth.access.clear();
+    if s.oauth.revoke_token(&token) {
         StatusCode::OK.into_response()
     } else {
         (
@@ -322,16 +346,17 @@ pub(super) async fn revoke(
     }
 }
 
-/// `{"refresh_token": "..."}`: the user revokes the grant (its access tokens stop working too).
+/// `{"refresh_token": "..."}`: the user removes the app's access in their Google account:
+/// the grant that token belongs to ends, with every refresh and access token of it.
 pub(super) async fn control_revoke(State(st): State<Shared>, Json(b): Json<Value>) -> Response {
     let mut s = st.lock().expect("emulator lock");
     match b["refresh_token"]
         .as_str()
-        .and_then(|t| s.oauth.refresh.get_mut(t))
+        .and_then(|t| s.oauth.refresh.get(t))
+        .cloned()
     {
         Some(g) => {
-            g.revoked = true;
-            s.oauth.access.clear();
+            s.oauth.revoke_grant(Some(&g.client_id), &g.account);
             StatusCode::NO_CONTENT.into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
