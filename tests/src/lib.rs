@@ -4,6 +4,7 @@
 //! Addresses (see `infra/local/stack.sh`): moto `127.0.0.1:4566`, Radicale `127.0.0.1:5232`,
 //! Xandikos `127.0.0.1:8080`; feeds on an ephemeral loopback port.
 
+pub mod accounts;
 pub mod api;
 pub mod bench;
 pub mod browser;

@@ -4,6 +4,7 @@
 //! calendar of the user may share it). Needs the local stack.
 
 use calsync::model::LinkStatus;
+use calsync_e2e::accounts;
 use calsync_e2e::emulators::google::Config;
 use calsync_e2e::fixtures::{self, pair, simple_event};
 use calsync_e2e::google::LocalGoogle;
@@ -38,17 +39,13 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
         v["refresh_grants"].as_u64().expect("count")
     };
     // Expire the stored access token; eight workers want a token at once.
-    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+    let old_access = accounts::stored_token_values(&lg.ctx, &arn)
         .await
-        .expect("tokens");
-    let old_access = {
-        use secrecy::ExposeSecret;
-        t.access_token.expose_secret().to_string()
-    };
-    t.expires_at = 0;
-    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
+        .expect("tokens")
+        .0;
+    accounts::expire_stored_access_token(&lg.ctx, &arn)
         .await
-        .expect("write");
+        .expect("expire");
     let before = refreshes().await;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -133,13 +130,9 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
         .expect("revoke")
         .error_for_status()
         .expect("revoked");
-    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+    accounts::expire_stored_access_token(&lg.ctx, &arn)
         .await
-        .expect("tokens");
-    t.expires_at = 0;
-    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
-        .await
-        .expect("write");
+        .expect("expire");
     let stats = fixtures::sync_link(&lg.ctx, &g.link_id)
         .await
         .expect("sync");
@@ -480,13 +473,9 @@ async fn disconnecting_one_of_two_calendars_of_an_account_keeps_the_others_grant
     // The second calendar's next sync must refresh its access token with its own refresh
     // token, which a revocation of the grant would have ended.
     let arn = second.secret_arn.clone().expect("arn");
-    let mut t = calsync::oauth::read_tokens(&lg.ctx, &arn)
+    accounts::expire_stored_access_token(&lg.ctx, &arn)
         .await
-        .expect("tokens");
-    t.expires_at = 0;
-    calsync::oauth::write_tokens(&lg.ctx, &arn, &t)
-        .await
-        .expect("write");
+        .expect("expire");
     let stats = fixtures::sync_link(&lg.ctx, &second.link_id)
         .await
         .expect("sync");
@@ -557,16 +546,6 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
         )
         .await
         .expect("park");
-    let arn = g.secret_arn.clone().expect("arn");
-    let token = |t: calsync::oauth::TokenSet| {
-        use secrecy::ExposeSecret;
-        t.access_token.expose_secret().to_string()
-    };
-    let before = token(
-        calsync::oauth::read_tokens(&lg.ctx, &arn)
-            .await
-            .expect("tokens"),
-    );
     let parked = store
         .get_link(&g.link_id)
         .await
@@ -574,31 +553,11 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
         .expect("link");
 
     lg.emu.sign_in_next_as(bob);
-    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
-        .await
-        .expect("reconnect consent");
-    let refused = lg
-        .open_consent(&url)
-        .await
-        .expect_err("bob cannot renew alice's link")
-        .to_string();
-    assert!(
-        refused.contains("409") && refused.contains("reconnect with the account"),
-        "{refused}"
-    );
-    let still = store
-        .get_link(&g.link_id)
-        .await
-        .expect("get")
-        .expect("link");
-    assert_eq!(still.status, LinkStatus::ReconnectNeeded, "{still:?}");
-    assert_eq!(still.url, g.url);
-    let after = token(
-        calsync::oauth::read_tokens(&lg.ctx, &arn)
-            .await
-            .expect("tokens"),
-    );
-    assert_eq!(after, before, "bob's tokens were not stored");
+    let google = &lg;
+    accounts::assert_reconnection_refused(&lg.ctx, &parked, |url| async move {
+        google.open_consent(&url).await
+    })
+    .await;
 
     lg.emu.sign_in_next_as(alice);
     let url = calsync::connect::start_reconnect(&lg.ctx, &parked)

@@ -2,6 +2,7 @@
 //! lifecycle events, renewal, deletion), refresh-token rotation and expired grants, attendee
 //! opt-in, AutoSync's calendarType 2. Needs the local stack (`make test` starts it).
 
+use calsync_e2e::accounts;
 use calsync_e2e::emulators::graph::Config;
 use calsync_e2e::fixtures::{self, sync_user};
 use calsync_e2e::outlook::outlook_pair;
@@ -159,13 +160,9 @@ async fn refresh_tokens_rotate_the_newest_is_kept_and_an_expired_grant_needs_rec
             .expect("json");
         v
     };
-    let mut t = calsync::oauth::read_tokens(ctx, &arn)
+    accounts::expire_stored_access_token(ctx, &arn)
         .await
-        .expect("tokens");
-    t.expires_at = 0;
-    calsync::oauth::write_tokens(ctx, &arn, &t)
-        .await
-        .expect("write");
+        .expect("expire");
     let before = stats().await["refresh_grants"].as_u64().unwrap();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -242,13 +239,9 @@ async fn refresh_tokens_rotate_the_newest_is_kept_and_an_expired_grant_needs_rec
         .send()
         .await
         .expect("grant error");
-    let mut t = calsync::oauth::read_tokens(ctx, &arn)
+    accounts::expire_stored_access_token(ctx, &arn)
         .await
-        .expect("tokens");
-    t.expires_at = 0;
-    calsync::oauth::write_tokens(ctx, &arn, &t)
-        .await
-        .expect("write");
+        .expect("expire");
     fixtures::sync_link(ctx, &o.link_id).await.expect("sync");
     let link = ctx
         .store()
@@ -481,19 +474,9 @@ async fn a_reconnection_signed_in_to_another_microsoft_account_is_refused() {
         .await
         .expect("park");
     let arn = o.secret_arn.clone().expect("arn");
-    let tokens = || async {
-        use secrecy::ExposeSecret;
-        let t = calsync::oauth::read_tokens(&lo.ctx, &arn)
-            .await
-            .expect("tokens");
-        (
-            t.access_token.expose_secret().to_string(),
-            t.refresh_token
-                .map(|r| r.expose_secret().to_string())
-                .unwrap_or_default(),
-        )
-    };
-    let before = tokens().await;
+    let before = accounts::stored_token_values(&lo.ctx, &arn)
+        .await
+        .expect("tokens");
     let parked = store
         .get_link(&o.link_id)
         .await
@@ -501,26 +484,11 @@ async fn a_reconnection_signed_in_to_another_microsoft_account_is_refused() {
         .expect("link");
 
     lo.emu.sign_in_next_as(bob);
-    let url = calsync::connect::start_reconnect(&lo.ctx, &parked)
-        .await
-        .expect("reconnect consent");
-    let refused = lo
-        .open_consent(&url)
-        .await
-        .expect_err("bob cannot renew alice's link")
-        .to_string();
-    assert!(
-        refused.contains("409") && refused.contains("reconnect with the account"),
-        "{refused}"
-    );
-    let still = store
-        .get_link(&o.link_id)
-        .await
-        .expect("get")
-        .expect("link");
-    assert_eq!(still.status, LinkStatus::ReconnectNeeded, "{still:?}");
-    assert_eq!(still.url, o.url);
-    assert_eq!(tokens().await, before, "bob's tokens were not stored");
+    let outlook = &lo;
+    accounts::assert_reconnection_refused(&lo.ctx, &parked, |url| async move {
+        outlook.open_consent(&url).await
+    })
+    .await;
 
     lo.emu.sign_in_next_as(alice);
     let url = calsync::connect::start_reconnect(&lo.ctx, &parked)
@@ -531,5 +499,11 @@ async fn a_reconnection_signed_in_to_another_microsoft_account_is_refused() {
         (back.link_id.as_str(), back.status),
         (o.link_id.as_str(), LinkStatus::Ok)
     );
-    assert_ne!(tokens().await, before, "alice's new tokens were stored");
+    assert_ne!(
+        accounts::stored_token_values(&lo.ctx, &arn)
+            .await
+            .expect("tokens"),
+        before,
+        "alice's new tokens were stored"
+    );
 }
