@@ -526,3 +526,71 @@ async fn data_one_server_rejects_is_marked_error_without_a_retry_loop() {
         EventStatus::Synced
     );
 }
+
+/// The same calendar linked twice into one group (a second connect of the same address):
+/// both links map its objects to the same hub events by UID, so nothing is copied into it
+/// again, and edits, new events and deletions still reach the other member once, with no
+/// failed run.
+#[tokio::test]
+async fn the_same_calendar_linked_twice_copies_nothing_twice() {
+    let ctx = local_ctx().await;
+    let p = pair(&ctx, "twice", &seed("twice", 3)).await.unwrap();
+    let again = fixtures::caldav_link(&ctx, &p.group, p.user, &p.xandikos, "xandikos again")
+        .await
+        .unwrap();
+    let first = fixtures::sync_user(&ctx, p.user).await.unwrap();
+    assert_eq!(first.failures, 0, "{first:?}");
+    let once = |n: usize, prefix: &str| {
+        (0..n)
+            .map(|i| (format!("{prefix}-{i}"), 1))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        uid_counts(&ctx, &p.xandikos).await.unwrap(),
+        once(3, "twice")
+    );
+    assert_eq!(
+        uid_counts(&ctx, &p.radicale).await.unwrap(),
+        once(3, "twice")
+    );
+
+    client_edit(&ctx, &p.radicale, "twice-0", |t| {
+        t.replace("SUMMARY:Event 0", "SUMMARY:Renamed on Radicale")
+    })
+    .await
+    .unwrap();
+    client_put(
+        &ctx,
+        &p.xandikos,
+        &simple_event("twice-3", "Born on Xandikos", 21),
+    )
+    .await
+    .unwrap();
+    fixtures::client_delete(&ctx, &p.radicale, "twice-1")
+        .await
+        .unwrap();
+    let later = fixtures::sync_user(&ctx, p.user).await.unwrap();
+    assert_eq!(later.failures, 0, "{later:?}");
+    let summaries = |v: Vec<(String, calsync::ical::EventSeries)>| {
+        v.into_iter()
+            .map(|(_, s)| (s.uid.clone(), s.summary()))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![
+        ("twice-0".to_string(), "Renamed on Radicale".to_string()),
+        ("twice-2".to_string(), "Event 2".to_string()),
+        ("twice-3".to_string(), "Born on Xandikos".to_string()),
+    ];
+    assert_eq!(
+        summaries(fixtures::events_in(&ctx, &p.xandikos).await.unwrap()),
+        want
+    );
+    assert_eq!(
+        summaries(fixtures::events_in(&ctx, &p.radicale).await.unwrap()),
+        want
+    );
+    for link in [&p.r, &p.x, &again] {
+        let l = ctx.store().get_link(&link.link_id).await.unwrap().unwrap();
+        assert_eq!(l.status, LinkStatus::Ok, "{l:?}");
+    }
+}
