@@ -31,6 +31,11 @@ pub struct Cold {
     pub name: &'static str,
     /// Size of the release binary, bytes.
     pub size: u64,
+    /// Size of the binary deflated at the default level (bytes): what the zip that SAM and
+    /// cargo-lambda upload holds for it as `bootstrap`, less the zip's headers (about 100
+    /// bytes). Lambda's own limits are on that zip (50 MB zipped, 250 MB unzipped:
+    /// https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+    pub deflated: u64,
     /// Process start to its first `invocation/next` request over [`STARTS`] starts,
     /// sorted: the median is `init[STARTS / 2]`.
     pub init: Vec<Duration>,
@@ -62,6 +67,7 @@ pub async fn measure(dir: &Path) -> anyhow::Result<Vec<Cold>> {
                 anyhow::anyhow!("{}: {e} (build with cargo build --release)", bin.display())
             })?
             .len();
+        let deflated = deflated_size(&bin)?;
         let mut init = Vec::with_capacity(STARTS);
         let mut rss_kb = 0;
         for _ in 0..STARTS {
@@ -73,11 +79,25 @@ pub async fn measure(dir: &Path) -> anyhow::Result<Vec<Cold>> {
         out.push(Cold {
             name,
             size,
+            deflated,
             init,
             rss_kb,
         });
     }
     Ok(out)
+}
+
+/// The size of file `path` deflated at the default level (6, as `zip` and Python's
+/// `zipfile` write by default), in bytes.
+///
+/// Errors: the file cannot be read.
+fn deflated_size(path: &Path) -> anyhow::Result<u64> {
+    let mut enc =
+        flate2::write::DeflateEncoder::new(std::io::sink(), flate2::Compression::default());
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut enc)?;
+    enc.try_finish()?;
+    Ok(enc.total_out())
 }
 
 /// One cold start of `bin`: the time to its first `invocation/next` and its `VmRSS` (kB)
