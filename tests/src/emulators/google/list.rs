@@ -50,7 +50,7 @@ pub(super) async fn calendars_get(
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let account = bearer(&headers)
+    let account = crate::emulators::bearer(&headers)
         .and_then(|t| s.oauth.account_of(t))
         .map(str::to_string);
     let id = match (cal.as_str(), &account) {

@@ -429,17 +429,9 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// Authentication, fault injection and quota, in that order. `Err` is the response to send.
-/// The bearer token of a request, if it sends one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
 fn admit(s: &mut Inner, headers: &HeaderMap) -> Result<(), Response> {
     s.requests += 1;
-    let token = bearer(headers)
+    let token = super::bearer(headers)
         .filter(|t| !t.is_empty())
         .filter(|t| !s.config.require_issued_tokens || s.oauth.access_valid(t));
     let Some(token) = token else {

@@ -24,7 +24,7 @@ fn calendar_json(id: &str, c: &super::Calendar, default_id: &str) -> Value {
 
 /// The token's account (`None`: the default mailbox) and the id of its main calendar.
 fn signed_in(s: &Inner, headers: &HeaderMap) -> (Option<String>, String) {
-    let account = super::bearer(headers)
+    let account = crate::emulators::bearer(headers)
         .and_then(|t| s.oauth.account_of(t))
         .map(str::to_string);
     let main = account

@@ -500,21 +500,13 @@ fn throttled(code: &str, retry_after: u64) -> Response {
     resp
 }
 
-/// The bearer token of a request's `Authorization` header.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
 /// Every API request: injected faults, bearer token, mailbox budget and concurrency, latency.
 async fn admit(
     State(st): State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let bearer = bearer(req.headers()).map(str::to_string);
+    let bearer = super::bearer(req.headers()).map(str::to_string);
     let latency = {
         let mut s = st.lock().expect("emulator lock");
         s.requests += 1;
