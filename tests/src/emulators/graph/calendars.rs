@@ -27,10 +27,7 @@ fn signed_in(s: &Inner, headers: &HeaderMap) -> (Option<String>, String) {
     let account = crate::emulators::bearer(headers)
         .and_then(|t| s.oauth.account_of(t))
         .map(str::to_string);
-    let main = account
-        .as_ref()
-        .and_then(|a| s.accounts.get(a).cloned())
-        .unwrap_or_else(|| super::DEFAULT_CALENDAR_ID.to_string());
+    let main = super::main_calendar_of(account.as_deref());
     (account, main)
 }
 

@@ -29,7 +29,8 @@
 //!   run at most 4 at a time and are throttled one by one ([`batch`]).
 //! - Throttling per mailbox: more than [`Config::max_concurrency`] requests in flight → 429
 //!   `MailboxConcurrency` with `Retry-After`; more than [`Config::budget_per_10min`] in ten
-//!   minutes → 429 `ApplicationThrottled`. The highest concurrency seen is recorded.
+//!   minutes → 429 `ApplicationThrottled`. The highest concurrency seen is recorded
+//!   (module `admit`).
 //! - Subscriptions with the `validationToken` handshake (10 s), `clientState`, renewal,
 //!   deletion, a maximum lifetime, change and lifecycle notifications ([`subscriptions`]).
 //! - Microsoft identity platform v2 authorize and token endpoints, rotating refresh tokens,
@@ -41,6 +42,7 @@
 // Handlers return the finished HTTP response as their error; it is built once per request.
 #![allow(clippy::result_large_err)]
 
+mod admit;
 pub mod batch;
 mod calendars;
 mod control;
@@ -56,7 +58,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -144,8 +145,6 @@ pub(crate) struct Inner {
     pub config: Config,
     pub base: String,
     pub calendars: BTreeMap<String, Calendar>,
-    /// Accounts other than the default mailbox: address → id of its main calendar.
-    pub accounts: BTreeMap<String, String>,
     pub seq: u64,
     pub delta: delta::Tokens,
     pub oauth: oauth::OAuth,
@@ -165,6 +164,19 @@ pub(crate) type Shared = Arc<Mutex<Inner>>;
 /// The id of the mailbox's main calendar (`GET /me/calendar`, where `POST /me/events`
 /// creates), which every emulator starts with, named "Calendar".
 pub const DEFAULT_CALENDAR_ID: &str = "AAMkADefaultCalendarAAA=";
+
+/// The id of the main calendar of account `address` (`None`: the default mailbox's,
+/// [`DEFAULT_CALENDAR_ID`]), shaped like Graph's base64 ids.
+pub(crate) fn main_calendar_of(address: Option<&str>) -> String {
+    use base64::Engine as _;
+    match address {
+        None => DEFAULT_CALENDAR_ID.to_string(),
+        Some(a) => format!(
+            "AAMkAD{}AAA=",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(a)
+        ),
+    }
+}
 
 /// A running emulator.
 pub struct GraphEmulator {
@@ -254,13 +266,8 @@ impl GraphEmulator {
     /// (https://learn.microsoft.com/graph/api/calendar-get). Every other calendar is the
     /// default mailbox's.
     pub fn add_account(&self, address: &str) -> String {
-        use base64::Engine as _;
-        let id = format!(
-            "AAMkAD{}AAA=",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(address)
-        );
-        let mut s = self.lock();
-        s.calendars.insert(
+        let id = main_calendar_of(Some(address));
+        self.lock().calendars.insert(
             id.clone(),
             Calendar {
                 name: "Calendar".into(),
@@ -268,7 +275,6 @@ impl GraphEmulator {
                 ..Default::default()
             },
         );
-        s.accounts.insert(address.into(), id.clone());
         id
     }
 
@@ -429,7 +435,10 @@ fn router(inner: Shared) -> axum::Router {
             "/v1.0/subscriptions/{id}/reauthorize",
             post(subscriptions::reauthorize),
         )
-        .layer(axum::middleware::from_fn_with_state(inner.clone(), admit));
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            admit::admit,
+        ));
     axum::Router::new()
         .merge(api)
         .route("/v1.0/$batch", post(batch::batch))
@@ -484,87 +493,6 @@ pub(crate) fn not_found() -> Response {
 
 pub(crate) fn bad_request(code: &str, message: &str) -> Response {
     gerror(400, code, message)
-}
-
-fn throttled(code: &str, retry_after: u64) -> Response {
-    let mut r = json!({"error": {"code": code, "message": "Application is over its MailboxConcurrency limit.",
-        "innerError": {"code": "429", "date": chrono::Utc::now().to_rfc3339()}}});
-    if code == "ApplicationThrottled" {
-        r["error"]["message"] = json!("Application is over its request limit for this mailbox.");
-    }
-    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(r)).into_response();
-    resp.headers_mut().insert(
-        "retry-after",
-        retry_after.to_string().parse().expect("number header"),
-    );
-    resp
-}
-
-/// Every API request: injected faults, bearer token, mailbox budget and concurrency, latency.
-async fn admit(
-    State(st): State<Shared>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let bearer = super::bearer(req.headers()).map(str::to_string);
-    let latency = {
-        let mut s = st.lock().expect("emulator lock");
-        s.requests += 1;
-        if let Some((status, ra)) = s.faults.pop_front() {
-            if status == 429 {
-                s.throttled += 1;
-                return throttled("ApplicationThrottled", ra);
-            }
-            let mut r = gerror(status, "serviceNotAvailable", "Injected failure.");
-            if status == 503 {
-                r.headers_mut().insert(
-                    "retry-after",
-                    ra.to_string().parse().expect("number header"),
-                );
-            }
-            return r;
-        }
-        let ok = match &bearer {
-            None => false,
-            Some(t) => !s.config.require_issued_tokens || s.oauth.access_valid(t),
-        };
-        if !ok {
-            return gerror(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token is empty or invalid.",
-            );
-        }
-        let now = Instant::now();
-        while s
-            .budget
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(600))
-        {
-            s.budget.pop_front();
-        }
-        s.inflight += 1;
-        s.max_inflight = s.max_inflight.max(s.inflight);
-        let ra = s.config.retry_after_secs;
-        if s.inflight > s.config.max_concurrency {
-            s.inflight -= 1;
-            s.throttled += 1;
-            return throttled("MailboxConcurrency", ra);
-        }
-        if s.budget.len() >= s.config.budget_per_10min {
-            s.inflight -= 1;
-            s.throttled += 1;
-            return throttled("ApplicationThrottled", ra);
-        }
-        s.budget.push_back(now);
-        s.config.latency
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let resp = next.run(req).await;
-    st.lock().expect("emulator lock").inflight -= 1;
-    resp
 }
 
 /// The values of a `Prefer` header (several headers or comma-separated), lower-cased keys:
