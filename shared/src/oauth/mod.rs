@@ -33,7 +33,7 @@ use serde::Deserialize;
 mod grant;
 mod source;
 
-pub use grant::grant_may_be_shared;
+pub use grant::{grant_may_be_shared, revoke};
 pub use source::{LinkTokens, StaticToken, TokenSource};
 
 use crate::config::{now_secs, Ctx};
@@ -571,31 +571,4 @@ async fn refresh_locked(
         "access token refreshed"
     );
     Ok(new.access_token)
-}
-
-/// Revoke the grant whose tokens are in `arn` (the refresh token, else the access token) at
-/// the client's revocation endpoint (RFC 7009 §2.1: `token=` form POST), or the profile's.
-/// A token the provider no longer knows (400 `invalid_token`) counts as revoked; a provider
-/// without a revocation endpoint has nothing to call.
-///
-/// Errors: the secret is unreadable, the endpoint fails (the message holds no token).
-pub async fn revoke(ctx: &Ctx, p: &OAuthProfile, arn: &str) -> Result<(), AuthError> {
-    let t = read_tokens(ctx, arn).await?;
-    let client = load_client(ctx, p).await?;
-    let Some(uri) = client.revoke_uri.as_deref().or(p.revoke_uri) else {
-        return Ok(());
-    };
-    let token = t.refresh_token.unwrap_or(t.access_token);
-    let resp = ctx
-        .clients
-        .http
-        .post(uri)
-        .form(&[("token", token.expose_secret())])
-        .send()
-        .await
-        .map_err(|e| AuthError::Endpoint(format!("revoke: {}", e.without_url())))?;
-    match resp.status().as_u16() {
-        200..=299 | 400 => Ok(()),
-        s => Err(AuthError::Endpoint(format!("revoke: HTTP {s}"))),
-    }
 }
