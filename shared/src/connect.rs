@@ -234,7 +234,7 @@ pub async fn finish(
     link.display_name = pending.display_name.clone();
     pending.choices.apply(&mut link);
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
-    start_push_and_sync(ctx, p, &link, "connected").await?;
+    start_push_and_sync(ctx, &link, "connected").await?;
     tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
     Ok(link)
 }
@@ -413,7 +413,7 @@ async fn renew(
             tracing::warn!(link = %link_id, error = %e, "old push channels not stopped");
         }
     }
-    start_push_and_sync(ctx, p, &link, "reconnected").await?;
+    start_push_and_sync(ctx, &link, "reconnected").await?;
     queue_catch_up(ctx, link_id).await?;
     tracing::info!(link = %link_id, group = %link.group_id, provider = p.slug(), "calendar reconnected");
     store
@@ -437,19 +437,14 @@ pub async fn queue_catch_up(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start a push channel for `link` when its provider has push and a webhook URL is set
-/// (a failure is logged: polling still syncs, the refresher retries), then queue a sync.
-async fn start_push_and_sync(
-    ctx: &Ctx,
-    p: &OAuthProfile,
-    link: &Link,
-    reason: &str,
-) -> anyhow::Result<()> {
-    let push_url = p
-        .provider
-        .module()
-        .push()
-        .and(ctx.config.webhook_url(p.slug()));
+/// Start a push channel for the new or renewed `link` when its provider has push and a
+/// webhook URL is set (a failure is logged: polling still syncs, the refresher retries),
+/// then queue a sync with `reason`.
+///
+/// Errors: the sync job could not be queued (SQS).
+pub async fn start_push_and_sync(ctx: &Ctx, link: &Link, reason: &str) -> anyhow::Result<()> {
+    let module = link.provider.module();
+    let push_url = module.push().and(ctx.config.webhook_url(module.slug()));
     if let Some(addr) = push_url {
         if let Err(e) = crate::push::start_channel(ctx, link, &addr).await {
             // Polling still syncs the link; the token refresher retries the channel.

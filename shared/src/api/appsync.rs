@@ -39,6 +39,12 @@ pub const OPERATIONS: &[(&str, &str, &str, &[&str])] = &[
         &[],
     ),
     (
+        "listAccountCalendars",
+        "GET",
+        "/v1/links/{link_id}/calendars",
+        &[],
+    ),
+    (
         "listRuns",
         "GET",
         "/v1/links/{link_id}/runs",

@@ -89,6 +89,7 @@ pub fn router_with(state: ApiState, page: &app::AppConfig) -> Router {
         .route("/v1/links/{link_id}/sync", post(links::sync_now))
         .route("/v1/links/{link_id}/reconnect", post(links::reconnect))
         .route("/v1/links/{link_id}/runs", get(links::runs))
+        .route("/v1/links/{link_id}/calendars", get(links::calendars))
         .route("/v1/links/{link_id}/errors", get(links::errors))
         .route(
             "/v1/links/{link_id}/release-deletions",

@@ -90,7 +90,7 @@ impl Modify for BearerAuth {
     paths(
         groups::list, groups::create, groups::get, groups::delete,
         links::connect::create, links::connect::oauth_start, links::list, links::get, links::patch, links::delete,
-        links::sync_now, links::reconnect::reconnect, links::runs, links::errors, links::release_deletions,
+        links::sync_now, links::reconnect::reconnect, links::account::calendars, links::runs, links::errors, links::release_deletions,
         events::put, events::get, events::delete, events::pages::list, events::pages::changes,
         events::batch::batch,
         conflicts::list, conflicts::resolve,

@@ -4,6 +4,7 @@
 //! preconditions (create only if absent, update/delete only if unchanged). It counts every
 //! HTTP request it makes so that each run records its API calls (invariant 5).
 
+pub mod account;
 pub mod caldav;
 pub mod google;
 pub mod ics;

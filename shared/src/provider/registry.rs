@@ -105,6 +105,21 @@ pub trait ProviderModule: Send + Sync {
         None
     }
 
+    /// The calendars of the account behind `link`, read with its stored credentials, so that
+    /// another of them can be connected with the same credentials (`from_link`);
+    /// `Ok(None)`: the provider has no account to list (an ICS feed is one calendar).
+    ///
+    /// Errors: a [`super::ProviderError`] inside the `anyhow::Error` when the provider
+    /// answered (`Unauthorized`: its credentials were refused, reconnect first), others
+    /// for an unreadable secret.
+    async fn calendars(
+        &self,
+        _ctx: &Ctx,
+        _link: &Link,
+    ) -> anyhow::Result<Option<Vec<super::account::AccountCalendar>>> {
+        Ok(None)
+    }
+
     /// The provider of `link`, its credentials read from Secrets Manager.
     ///
     /// Errors: unreadable secret (named by ARN), invalid URL, a link without its secret.

@@ -2,6 +2,7 @@
 //! is a suite. Most need the local stack (`make test` starts it) and run with
 //! `--test-threads=1`; `cargo test -p calsync-e2e --test e2e caldav_sync::` runs one suite.
 
+mod account_calendars;
 mod api;
 mod api_links;
 mod batches;

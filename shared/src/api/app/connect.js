@@ -29,8 +29,8 @@ const PASSWORD_HINTS = {
 };
 
 const CALENDAR_ID_HINTS = {
-  google: "Leave empty for your main calendar, or give a calendar's ID from Google Calendar's settings.",
-  outlook: "Leave empty for your main calendar, or give another calendar's ID from Outlook.",
+  google: "Leave empty for your main calendar. Once it is connected, \"Other calendars of this account\" lists the rest to pick from.",
+  outlook: "Leave empty for your main calendar. Once it is connected, \"Other calendars of this account\" lists the rest to pick from.",
 };
 
 const ALL_FIELDS = ["url", "username", "password", "calendar", "calendar_id", "display_name", "frequency", "conflict_policy"];

@@ -5,6 +5,7 @@
 import { call, seg } from "./api.js";
 import { h, fill, timeEl } from "./dom.js";
 import { PROVIDERS, consentWindow, frequencyOptions, policyOptions, showProblem } from "./connect.js";
+import { accountToggle } from "./account.js";
 
 const PROVIDER_NAMES = {
   google: "Google Calendar",
@@ -78,6 +79,9 @@ function linkCard(link, ctx) {
   if (link.status === "quarantined") {
     actions.append(h("button", { type: "button", "data-action": "release", onclick: () => release() }, "Let the deletions through once"));
   }
+  const accountBox = h("div", { class: "account" });
+  const account = accountToggle(link, accountBox, ctx);
+  if (account.button) actions.append(account.button);
   actions.append(h("button", { type: "button", class: "danger", "data-action": "disconnect", onclick: () => disconnect() }, "Disconnect"));
 
   const syncNow = () => watchSync(id, newestRun, ctx);
@@ -117,13 +121,14 @@ function linkCard(link, ctx) {
     h("p", { class: "muted" }, "Next scheduled sync: ", timeEl((link.next_sync_at || 0) * 1000)),
     reconnectBox,
     actions,
+    accountBox,
     progress,
     settings,
     h("h4", {}, "Last syncs"),
     runsBox,
     errorsBox,
   );
-  return { el, load: () => Promise.all([loadRuns(), loadErrors()]) };
+  return { el, load: () => Promise.all([loadRuns(), loadErrors(), account.restore()]) };
 }
 
 // "Sync now" outlives a redraw of the list: which links wait for their run, and the words

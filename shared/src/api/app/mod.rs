@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("connect.js", JS),
     asset!("links.js", JS),
+    asset!("account.js", JS),
     asset!("conflicts.js", JS),
 ];
 

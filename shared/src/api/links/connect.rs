@@ -27,8 +27,15 @@ pub const ICLOUD_CALDAV: &str = "https://caldav.icloud.com/";
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
     /// `caldav`, `icloud` or `ics` (OAuth providers such as Google:
-    /// `POST …/links/oauth/{provider}`).
+    /// `POST …/links/oauth/{provider}`); with `from_link`, that link's provider (`google`,
+    /// `outlook`, `caldav`; `icloud` for a CalDAV link too).
     pub provider: String,
+    /// Connect another calendar of the account behind this link of yours (its credentials
+    /// are copied, no consent or password is asked): `calendar` names which, by an id from
+    /// `GET /v1/links/{link_id}/calendars` or its name; `url`, `username` and `password`
+    /// are not given.
+    #[serde(default)]
+    pub from_link: Option<String>,
     /// CalDAV: a calendar collection URL, or an account / server URL to discover from
     /// (iCloud: optional, default [`ICLOUD_CALDAV`]); ICS: the feed URL.
     #[serde(default)]
@@ -40,7 +47,8 @@ pub struct NewLink {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
-    /// CalDAV: which discovered calendar (display name or URL) when `url` is no calendar.
+    /// CalDAV: which discovered calendar (display name or URL) when `url` is no calendar;
+    /// with `from_link`: which calendar of the account (id or name).
     #[serde(default)]
     pub calendar: Option<String>,
     /// Name shown to the user.
@@ -120,6 +128,9 @@ pub async fn create(
     let b: NewLink = serde_json::from_slice(&body)
         .map_err(|e| Problem::invalid_field("/", format!("not a link: {e}")))?;
     let choices = link_choices(b.frequency.as_ref(), b.conflict_policy.as_deref())?;
+    if let Some(from) = &b.from_link {
+        return super::account::create_from_link(&st, caller, &group_id, &b, from, choices).await;
+    }
     let link_id = format!("lnk-{}", uuid::Uuid::now_v7().simple());
     let ctx = &st.ctx;
     let (mut link, secret_name, secret) =

@@ -1,6 +1,6 @@
 //! Links, the member calendars of a group: connect (CalDAV / iCloud with discovery, ICS
-//! feeds, OAuth consent for Google), settings, disconnect, sync now, run history, and
-//! releasing a quarantined mass deletion.
+//! feeds, OAuth consent for Google and Outlook, another calendar of a connected account),
+//! settings, disconnect, sync now, run history, and releasing a quarantined mass deletion.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,8 +18,10 @@ use crate::model::{ConflictPolicy, Link};
 use crate::provider::redacted;
 use crate::queue::{QueueKind, SyncJob};
 
+pub mod account;
 pub mod connect;
 pub mod reconnect;
+pub use account::calendars;
 pub use connect::{create, oauth_start};
 pub use reconnect::reconnect;
 

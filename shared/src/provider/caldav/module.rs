@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use super::CalDav;
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
+use crate::provider::account::AccountCalendar;
 use crate::provider::registry::ProviderModule;
 use crate::provider::Provider;
 
@@ -32,15 +33,50 @@ impl ProviderModule for CalDavModule {
     fn url_is_public(&self) -> bool {
         true
     }
+    /// The account's calendars, discovered from the link's own calendar URL
+    /// ([`CalDav::discover`]: current-user-principal → calendar-home-set → listing). CalDAV
+    /// names no main calendar and is not asked whether each may be written.
+    async fn calendars(
+        &self,
+        ctx: &Ctx,
+        link: &Link,
+    ) -> anyhow::Result<Option<Vec<AccountCalendar>>> {
+        let client = self.client(ctx, link).await?;
+        // One PROPFIND answer, bounded by the response cap of `crate::net`.
+        let found = client.discover(&link.url).await?;
+        Ok(Some(
+            found
+                .into_iter()
+                .map(|c| AccountCalendar {
+                    name: if c.display_name.is_empty() {
+                        c.url.clone()
+                    } else {
+                        c.display_name
+                    },
+                    id: c.url.clone(),
+                    main: false,
+                    writable: true,
+                    url: c.url,
+                })
+                .collect(),
+        ))
+    }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
+        Ok(Box::new(self.client(ctx, link).await?))
+    }
+}
+
+impl CalDavModule {
+    /// The CalDAV client of `link`, with the username and password of its secret.
+    async fn client(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<CalDav> {
         let arn = link.required_secret()?;
         let creds = crate::secrets::caldav_credentials(&ctx.clients.secrets, arn).await?;
-        Ok(Box::new(CalDav::new(
+        Ok(CalDav::new(
             ctx.clients.http.clone(),
             &link.url,
             &creds.username,
             creds.password,
             link.force_ctag,
-        )?))
+        )?)
     }
 }

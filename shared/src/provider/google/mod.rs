@@ -23,6 +23,7 @@
 //!   and `channels.stop`, see [`GoogleCalendar::watch`].
 
 pub mod batch;
+mod calendars;
 pub mod mapping;
 pub mod module;
 pub mod push;

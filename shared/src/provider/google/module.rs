@@ -10,6 +10,7 @@ use super::{percent_encode, GoogleCalendar};
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
 use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
+use crate::provider::account::AccountCalendar;
 use crate::provider::registry::ProviderModule;
 use crate::provider::Provider;
 use crate::push::PushPort;
@@ -90,6 +91,16 @@ impl ProviderModule for Google {
     }
     fn push(&self) -> Option<&'static dyn PushPort> {
         Some(&super::push::PUSH)
+    }
+    /// The account's `calendarList` ([`GoogleCalendar::calendar_list`]).
+    async fn calendars(
+        &self,
+        ctx: &Ctx,
+        link: &Link,
+    ) -> anyhow::Result<Option<Vec<AccountCalendar>>> {
+        let arn = link.required_secret()?;
+        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        Ok(Some(g.calendar_list().await?))
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
         let arn = link.required_secret()?;

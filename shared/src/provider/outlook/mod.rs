@@ -30,6 +30,7 @@
 //! - Every request asks `Prefer: outlook.timezone="UTC"`, `outlook.body-content-type="text"`
 //!   and `IdType="ImmutableId"` (ids survive folder moves).
 
+mod calendars;
 mod delta;
 pub mod mapping;
 pub mod module;

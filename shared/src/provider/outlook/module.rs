@@ -11,6 +11,7 @@ use super::OutlookCalendar;
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
 use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
+use crate::provider::account::AccountCalendar;
 use crate::provider::registry::ProviderModule;
 use crate::provider::Provider;
 use crate::push::PushPort;
@@ -87,6 +88,16 @@ impl ProviderModule for Outlook {
     }
     fn push(&self) -> Option<&'static dyn PushPort> {
         Some(&super::push::PUSH)
+    }
+    /// The mailbox's calendars ([`OutlookCalendar::calendar_list`]).
+    async fn calendars(
+        &self,
+        ctx: &Ctx,
+        link: &Link,
+    ) -> anyhow::Result<Option<Vec<AccountCalendar>>> {
+        let arn = link.required_secret()?;
+        let o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        Ok(Some(o.calendar_list().await?))
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
         let arn = link.required_secret()?;

@@ -23,18 +23,47 @@ pub(super) fn cancelled_view(ev: &Value) -> Value {
     Value::Object(out)
 }
 
-pub(super) async fn calendar_list(State(st): State<Shared>, headers: HeaderMap) -> Response {
+/// `calendarList.list`
+/// (https://developers.google.com/workspace/calendar/api/v3/reference/calendarList/list):
+/// the token's account's calendars, its main one marked `primary`, `maxResults` a page
+/// (default 100, at most 250; more is 400 `invalid`) and `nextPageToken` while more remain.
+pub(super) async fn calendar_list(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let mut s = st.lock().expect("emulator lock");
     if let Err(r) = admit(&mut s, &headers) {
         return r;
     }
-    let items: Vec<Value> = s
+    let account = crate::emulators::bearer(&headers)
+        .and_then(|t| s.oauth.account_of(t))
+        .map(str::to_string);
+    let main = account.clone().unwrap_or_else(|| "primary".into());
+    let per_page = match q.get("maxResults").map(|m| m.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=250).contains(&n) => n,
+        Some(_) => return bad_request("Invalid value for maxResults"),
+    };
+    let from = match q.get("pageToken").map(|p| p.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return bad_request("Invalid pageToken"),
+    };
+    let mine: Vec<Value> = s
         .calendars
         .iter()
-        .map(|(id, c)| json!({"kind": "calendar#calendarListEntry", "id": id, "summary": c.summary, "timeZone": c.time_zone, "accessRole": "owner"}))
+        .filter(|(_, c)| c.owner == account)
+        .map(|(id, c)| json!({"kind": "calendar#calendarListEntry", "id": id, "summary": c.summary, "timeZone": c.time_zone, "accessRole": "owner", "primary": *id == main}))
         .collect();
-    Json(json!({"kind": "calendar#calendarList", "etag": etag_of(s.seq), "items": items}))
-        .into_response()
+    let items: Vec<Value> = mine.iter().skip(from).take(per_page).cloned().collect();
+    let mut body = json!({"kind": "calendar#calendarList", "etag": etag_of(s.seq), "items": items});
+    if from + per_page < mine.len() {
+        body["nextPageToken"] = json!((from + per_page).to_string());
+    } else {
+        body["nextSyncToken"] = json!(format!("cl{}", s.seq));
+    }
+    Json(body).into_response()
 }
 
 /// `calendars.get` (https://developers.google.com/workspace/calendar/api/v3/reference/calendars/get):

@@ -3,7 +3,9 @@
 //! `me` is the account the bearer token was issued to (the default mailbox unless a test
 //! added accounts): another mailbox's calendar is 404 `ErrorItemNotFound`.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -53,15 +55,35 @@ pub(crate) async fn get_calendar(
     }
 }
 
-/// `GET /me/calendars`: the signed-in account's calendars.
-pub(crate) async fn list_calendars(State(st): State<Shared>, headers: HeaderMap) -> Response {
+/// `GET /me/calendars`: the signed-in account's calendars, `$top` a page (default 10) and
+/// an `@odata.nextLink` with `$skip` while more remain
+/// (https://learn.microsoft.com/graph/paging); `$select` is ignored.
+pub(crate) async fn list_calendars(
+    State(st): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let s = st.lock().expect("emulator lock");
     let (account, main) = signed_in(&s, &headers);
-    let value: Vec<Value> = s
+    let number = |k: &str, default: usize| q.get(k).map_or(Ok(default), |v| v.parse::<usize>());
+    let (Ok(top), Ok(skip)) = (number("$top", 10), number("$skip", 0)) else {
+        return super::bad_request("BadRequest", "Invalid $top or $skip");
+    };
+    let top = top.clamp(1, 1000);
+    let mine: Vec<Value> = s
         .calendars
         .iter()
         .filter(|(_, c)| c.owner == account)
         .map(|(id, c)| calendar_json(id, c, &main))
         .collect();
-    Json(json!({"@odata.context": format!("{}/v1.0/$metadata#me/calendars", s.base), "value": value})).into_response()
+    let value: Vec<Value> = mine.iter().skip(skip).take(top).cloned().collect();
+    let mut body = json!({"@odata.context": format!("{}/v1.0/$metadata#me/calendars", s.base), "value": value});
+    if skip + top < mine.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "{}/v1.0/me/calendars?$top={top}&$skip={}",
+            s.base,
+            skip + top
+        ));
+    }
+    Json(body).into_response()
 }

@@ -208,6 +208,47 @@ async fn google_connects_through_its_consent_window() {
     b.text_contains("#status", "Connected Google work")
         .await
         .unwrap();
+
+    // Another calendar of the same account, picked from the account's list: connected
+    // with the link's grant, without a second consent window.
+    lg.emu
+        .add_calendar("team@group.calendar.google.com", "Team", "Europe/Berlin");
+    b.click(r#"[data-action="other-calendars"]"#).await.unwrap();
+    b.text_contains(".account-calendars", "Team").await.unwrap();
+    b.text_contains(r#"[data-calendar="primary"]"#, "Connected")
+        .await
+        .unwrap();
+    b.accessible("the account's calendars").await.unwrap();
+    b.screenshots("10-other-calendars").await.unwrap();
+    let windows = b.client.windows().await.unwrap().len();
+    b.click(r#"[data-calendar="team@group.calendar.google.com"] [data-action="connect-calendar"]"#)
+        .await
+        .unwrap();
+    b.text_contains("#status", "Team is connected")
+        .await
+        .unwrap();
+    b.text_contains("#links", "Team").await.unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows,
+        "no consent window"
+    );
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    let names: Vec<(&str, &str)> = links.body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["provider"].as_str().unwrap(),
+                l["display_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&("google", "Team")),
+        "the picked calendar is a link of the group: {names:?}"
+    );
     runner::drain(&lg.ctx).await.unwrap();
     b.close().await.unwrap();
 }
