@@ -207,6 +207,37 @@ async fn every_function_stays_within_its_template_policy() {
     assert_allowed("WebhookReceiverFunction", &rec, "webhook-receiver");
     let glink = glink.unwrap();
 
+    // api: another calendar of a CalDAV and of a Google account, from their links (the
+    // link's secret read, a secret of the new link's own created).
+    let second = new_calendar(&ctx, Server::Radicale, &unique("iam-two"))
+        .await
+        .unwrap();
+    google
+        .emu
+        .add_calendar("iam-team@example.com", "Team", "Europe/Berlin");
+    let rec = recorded("api-accounts", async {
+        for (from, provider, calendar) in [
+            (&caldav_link, "caldav", second.as_str()),
+            (&glink.link_id, "google", "iam-team@example.com"),
+        ] {
+            let a = api
+                .get(&format!("/v1/links/{from}/calendars"))
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200, "{}", a.body);
+            let made = api
+                .post(
+                    &format!("/v1/groups/{group}/links"),
+                    &json!({"provider": provider, "from_link": from, "calendar": calendar}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(made.status, 201, "{}", made.body);
+        }
+    })
+    .await;
+    assert_allowed("ApiFunction", &rec, "api");
+
     // autosync: the schedule and the AutoSync call.
     let autosync = as_fn("autosync").await;
     let rec = recorded("autosync", async {
