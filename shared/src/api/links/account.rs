@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::connect::NewLink;
+use super::connect::{calendar_names, NewLink};
 use super::link_json;
 use crate::api::{owned_link, ApiResult, ApiState, Caller, Problem};
 use crate::config::Ctx;
@@ -158,24 +158,10 @@ pub(super) async fn create_from_link(
         })?;
     let all = account_calendars(ctx, &from).await?;
     let Some(cal) = AccountCalendar::find(&all, want) else {
-        let mut names: Vec<String> = all
-            .iter()
-            .take(20)
-            .map(|c| format!("{:?} ({})", c.name, c.id))
-            .collect();
-        if all.len() > 20 {
-            names.push(format!("and {} more", all.len() - 20));
-        }
+        let names = calendar_names(all.iter().map(|c| (c.name.as_str(), c.id.as_str())));
         return Err(Problem::invalid_field(
             "/calendar",
-            format!(
-                "not a calendar of this account; it has: {}",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ),
+            format!("not a calendar of this account; choose one of {names}"),
         ));
     };
     let link_id = match module.oauth() {

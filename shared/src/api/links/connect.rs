@@ -79,6 +79,24 @@ fn link_choices(frequency: Option<&Value>, policy: Option<&str>) -> ApiResult<Li
     })
 }
 
+/// The calendars `(name, id)` an error offers to choose from: the first 20 as `"name" (id)`,
+/// how many more, or "the account has no calendars".
+pub(super) fn calendar_names<'a>(all: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> String {
+    let total = all.len();
+    let mut names: Vec<String> = all
+        .take(20)
+        .map(|(name, id)| format!("{name:?} ({id})"))
+        .collect();
+    if total > 20 {
+        names.push(format!("and {} more", total - 20));
+    }
+    if names.is_empty() {
+        "the account has no calendars".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Read the feed at `url` once (a connection or reconnection is checked before anything is
 /// stored); a URL that is no readable feed is 422 at `/url` with the reason.
 pub(super) async fn feed_readable(ctx: &crate::config::Ctx, url: &str) -> ApiResult<()> {
@@ -171,29 +189,17 @@ pub async fn create(
                         match pick {
                             Some(c) => c,
                             None => {
-                                let mut names: Vec<String> = found
-                                    .iter()
-                                    .take(20)
-                                    .map(|c| format!("{:?} ({})", c.display_name, c.url))
-                                    .collect();
-                                if found.len() > 20 {
-                                    names.push(format!("and {} more", found.len() - 20));
-                                }
                                 let pointer = if b.calendar.is_some() {
                                     "/calendar"
                                 } else {
                                     "/url"
                                 };
+                                let names = calendar_names(
+                                    found.iter().map(|c| (c.display_name.as_str(), c.url.as_str())),
+                                );
                                 return Err(Problem::invalid_field(
                                     pointer,
-                                    format!(
-                                    "not a calendar collection; choose one with \"calendar\": {}",
-                                    if names.is_empty() {
-                                        "the account has no calendars".into()
-                                    } else {
-                                        names.join(", ")
-                                    }
-                                ),
+                                    format!("not a calendar collection; choose one with \"calendar\": {names}"),
                                 ));
                             }
                         }
@@ -361,4 +367,39 @@ pub async fn oauth_start(
         .await
         .map_err(Problem::internal)?;
     Ok(Json(json!({"consent_url": url})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_the_first_twenty_calendars_and_how_many_more() {
+        let many: Vec<(String, String)> = (0..25)
+            .map(|i| (format!("Cal {i}"), format!("id{i}")))
+            .collect();
+        let named = |n: usize| {
+            calendar_names(
+                many[..n]
+                    .iter()
+                    .map(|(name, id)| (name.as_str(), id.as_str())),
+            )
+        };
+        let table: &[(usize, &str, &str)] = &[
+            (
+                0,
+                "the account has no calendars",
+                "the account has no calendars",
+            ),
+            (1, "\"Cal 0\" (id0)", "\"Cal 0\" (id0)"),
+            (2, "\"Cal 0\" (id0), ", "\"Cal 1\" (id1)"),
+            (20, "\"Cal 0\" (id0), ", "\"Cal 19\" (id19)"),
+            (25, "\"Cal 0\" (id0), ", "\"Cal 19\" (id19), and 5 more"),
+        ];
+        for (n, starts, ends) in table {
+            let got = named(*n);
+            assert!(got.starts_with(starts) && got.ends_with(ends), "{n}: {got}");
+        }
+        assert!(!named(25).contains("Cal 20"));
+    }
 }
