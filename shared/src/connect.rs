@@ -216,7 +216,8 @@ pub async fn finish(
         return renew(ctx, &pending, link_id, &tokens).await;
     }
     let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
-    let calendar_id = calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
+    let (calendar_id, account) =
+        calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
     let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
@@ -231,6 +232,7 @@ pub async fn finish(
         &url,
     );
     link.secret_arn = Some(arn);
+    link.account = account;
     link.display_name = pending.display_name.clone();
     pending.choices.apply(&mut link);
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
@@ -242,28 +244,50 @@ pub async fn finish(
 /// Longest calendar id taken from a provider's answer (Graph's are about 150 characters).
 const MAX_CALENDAR_ID: usize = 512;
 
-/// The calendar a consent connects: the one the caller named, else the account's main one,
-/// read with the new access token ([`oauth::DefaultCalendar::path`]).
+/// The calendar a consent connects — the one the caller named, else the account's main one
+/// — and the account's [`oauth::account_key`], both from one read of the main calendar with
+/// the new access token ([`oauth::DefaultCalendar`]).
 ///
-/// Errors: the lookup failed or answered no usable `id` (nothing is stored then).
+/// Errors: with no calendar named, the lookup failed or answered no usable `id` (nothing is
+/// stored then). With one named, a failed lookup only leaves the account unknown.
 async fn calendar_of(
     ctx: &Ctx,
     p: &OAuthProfile,
     api_root: &str,
     named: &str,
     tokens: &oauth::TokenSet,
-) -> Result<String, CallbackError> {
-    if !named.is_empty() {
-        return Ok(named.to_string());
-    }
+) -> Result<(String, Option<String>), CallbackError> {
     let path = p.default_calendar.path;
     let url = format!("{}{path}", api_root.trim_end_matches('/'));
-    calendar_id_at(ctx, &url, path, tokens).await.map_err(|e| {
-        CallbackError::Failed(anyhow::anyhow!(
+    let main = calendar_object_at(ctx, &url, path, tokens)
+        .await
+        .and_then(|body| {
+            let id = default_calendar_id(&body).map_err(|detail| CalendarReadError {
+                status: None,
+                detail,
+            })?;
+            Ok((id, account_of(p, api_root, &body)))
+        });
+    match (named, main) {
+        ("", Ok((id, account))) => Ok((id, account)),
+        ("", Err(e)) => Err(CallbackError::Failed(anyhow::anyhow!(
             "the account's main calendar could not be read ({path}): {}",
             e.detail
-        ))
-    })
+        ))),
+        (named, Ok((_, account))) => Ok((named.to_string(), account)),
+        (named, Err(e)) => {
+            tracing::warn!(detail = %e.detail, "the account's main calendar could not be read; the link's account stays unknown");
+            Ok((named.to_string(), None))
+        }
+    }
+}
+
+/// The [`oauth::account_key`] of the account a main calendar object (JSON), read at
+/// `api_root`, names at [`oauth::DefaultCalendar::account`]; `None` when it names none.
+fn account_of(p: &OAuthProfile, api_root: &str, body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let name = v.pointer(p.default_calendar.account)?.as_str()?;
+    oauth::account_key(p, api_root, &name.to_ascii_lowercase())
 }
 
 /// Why a calendar's id could not be read: the HTTP status when the provider answered one,
@@ -276,6 +300,20 @@ struct CalendarReadError {
 /// `GET url` with the new access token: the `id` of the calendar object it answers. `what`
 /// names the request in errors (a path, not the URL with its ids).
 async fn calendar_id_at(
+    ctx: &Ctx,
+    url: &str,
+    what: &str,
+    tokens: &oauth::TokenSet,
+) -> Result<String, CalendarReadError> {
+    let body = calendar_object_at(ctx, url, what, tokens).await?;
+    default_calendar_id(&body).map_err(|detail| CalendarReadError {
+        status: None,
+        detail,
+    })
+}
+
+/// `GET url` with the new access token: the calendar object's JSON text (at most 64 KiB).
+async fn calendar_object_at(
     ctx: &Ctx,
     url: &str,
     what: &str,
@@ -298,7 +336,7 @@ async fn calendar_id_at(
         let code = status.as_u16();
         return Err(failed(Some(code), format!("HTTP {code}")));
     }
-    default_calendar_id(&text).map_err(|d| failed(None, d))
+    Ok(text)
 }
 
 /// A reconnection must sign in to the account that connected `link`: its calendar, read

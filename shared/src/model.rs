@@ -139,6 +139,13 @@ pub struct Link {
     /// ([`crate::queue::SyncJob::after_full_push`]).
     #[serde(default)]
     pub full_pushed_seq: i64,
+    /// OAuth links: which provider account the tokens belong to, as
+    /// [`crate::oauth::account_key`] (a digest, not the address); GSI `account-index`, so
+    /// that a disconnect finds every link, of any application user, that shares the
+    /// account's grant. `None`: unknown (CalDAV, ICS, links connected before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl Link {
@@ -172,6 +179,7 @@ impl Link {
             covered_push_seq: 0,
             pushed_through_ms: None,
             full_push_seq: 0,
+            account: None,
             full_pushed_seq: 0,
             consecutive_failures: 0,
             transforms: Default::default(),

@@ -33,7 +33,7 @@ use serde::Deserialize;
 mod grant;
 mod source;
 
-pub use grant::{grant_may_be_shared, revoke};
+pub use grant::{account_key, grant_may_be_shared, revoke};
 pub use source::{LinkTokens, StaticToken, TokenSource};
 
 use crate::config::{now_secs, Ctx};
@@ -76,6 +76,10 @@ pub struct DefaultCalendar {
     /// An alias of the main calendar the API also takes (Google `primary`). Links connected
     /// before the lookup name it; a reconnection cannot tell their account from another.
     pub alias: Option<&'static str>,
+    /// JSON pointer (RFC 6901) into the same answer to the account's own name, which
+    /// [`account_key`] turns into the link's `account`: Google `/id` (a primary calendar's
+    /// id is the account's address), Graph `/owner/address` (the mailbox's address).
+    pub account: &'static str,
 }
 
 impl OAuthProfile {

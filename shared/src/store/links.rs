@@ -65,6 +65,21 @@ impl Store {
         .await
     }
 
+    /// All links, of any application user, whose tokens belong to the provider account
+    /// `account` (a [`crate::oauth::account_key`]; GSI `account-index`, which holds only
+    /// links with an account).
+    ///
+    /// Errors: DynamoDB failure, or an item that is not a link.
+    pub async fn links_of_account(&self, account: &str) -> Result<Vec<Link>, StoreError> {
+        self.query_all(
+            &self.cfg.links_table,
+            Some("account-index"),
+            "account",
+            s(account),
+        )
+        .await
+    }
+
     /// One page (DynamoDB's 1 MB at most) of the links in `shard` of the `due-index` whose
     /// `next_sync_at` is at or before `now` (epoch seconds, UTC), from `start` (`None` for the
     /// first page, then the cursor the previous page returned). Returns the links and the

@@ -3,7 +3,7 @@
 //! refused), and disconnecting stops the channel and revokes the grant (not while another
 //! calendar of the user may share it). Needs the local stack.
 
-use calsync::model::LinkStatus;
+use calsync::model::{Link, LinkStatus};
 use calsync_e2e::accounts;
 use calsync_e2e::emulators::google::Config;
 use calsync_e2e::fixtures::{self, pair, simple_event};
@@ -568,4 +568,105 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
         (back.link_id.as_str(), back.status),
         (g.link_id.as_str(), LinkStatus::Ok)
     );
+}
+
+/// Two application users connect one Google account (a shared family or team account), and
+/// one of them also connects an account of their own. A link records which account it
+/// belongs to (a digest, not the address), so a disconnect revokes a grant exactly when
+/// its account's last link goes: the first user's disconnect keeps the grant the other
+/// user's link still uses (it used to be revoked, parking that link), and the second
+/// user's disconnect of the shared account revokes it although they still have a Google
+/// link — of another account, which keeps working.
+#[tokio::test]
+async fn a_grant_is_revoked_with_its_accounts_last_link_whoever_holds_it() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let (shared, own) = ("family@example.com", "own@example.com");
+    lg.emu.add_account(shared, "Europe/Berlin");
+    lg.emu.add_account(own, "Europe/Berlin");
+    let srv = calsync_e2e::api::ApiServer::start_local(lg.ctx.clone())
+        .await
+        .expect("api");
+    let (ann, ben) = (fixtures::fresh_user(), fixtures::fresh_user());
+    let connect_as = |user: i64, account: &'static str| {
+        let lg = &lg;
+        let srv = &srv;
+        async move {
+            let group = srv
+                .as_user(user)
+                .create_group("family")
+                .await
+                .expect("group");
+            lg.emu.sign_in_next_as(account);
+            let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", account)
+                .await
+                .expect("start");
+            lg.open_consent(&start).await.expect("connect")
+        }
+    };
+    let ann_shared = connect_as(ann, shared).await;
+    let ben_shared = connect_as(ben, shared).await;
+    let ben_own = connect_as(ben, own).await;
+    assert!(ann_shared.account.is_some(), "{ann_shared:?}");
+    assert_eq!(ann_shared.account, ben_shared.account, "one account");
+    assert_ne!(ben_shared.account, ben_own.account, "two accounts");
+    assert!(
+        !format!("{:?}", ann_shared.account).contains("family"),
+        "the address is not stored"
+    );
+    let revocations = || async {
+        let v: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        v["revocations"].as_u64().expect("count")
+    };
+    // A link must still refresh its access token with its own refresh token.
+    let still_works = |link: Link| {
+        let lg = &lg;
+        let ctx = &ctx;
+        async move {
+            let arn = link.secret_arn.clone().expect("arn");
+            accounts::expire_stored_access_token(&lg.ctx, &arn)
+                .await
+                .expect("expire");
+            let stats = fixtures::sync_link(&lg.ctx, &link.link_id)
+                .await
+                .expect("sync");
+            assert_eq!(stats.failures, 0, "{stats:?}");
+            let now = ctx
+                .store()
+                .get_link(&link.link_id)
+                .await
+                .expect("get")
+                .expect("link");
+            assert_eq!(now.status, LinkStatus::Ok, "{now:?}");
+        }
+    };
+
+    let gone = srv
+        .as_user(ann)
+        .delete(&format!("/v1/links/{}", ann_shared.link_id))
+        .await
+        .expect("delete");
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(revocations().await, 0, "Ben's link holds the shared grant");
+    still_works(ben_shared.clone()).await;
+
+    let gone = srv
+        .as_user(ben)
+        .delete(&format!("/v1/links/{}", ben_shared.link_id))
+        .await
+        .expect("delete");
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    assert_eq!(
+        revocations().await,
+        1,
+        "the shared account's last link revokes its grant"
+    );
+    still_works(ben_own).await;
 }

@@ -179,6 +179,7 @@ pub(super) async fn create_from_link(
             .map_err(Problem::internal)?;
     let mut link = Link::new(&link_id, group_id, caller.0, from.provider, &cal.url);
     link.display_name = b.display_name.clone().unwrap_or_else(|| cal.name.clone());
+    link.account = from.account.clone();
     choices.apply(&mut link);
     let arn = crate::secrets::put_json(&ctx.clients.secrets, &secret_name, &credentials)
         .await

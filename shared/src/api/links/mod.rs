@@ -229,7 +229,8 @@ pub async fn patch(
 }
 
 /// Disconnect a link: stop its push channels, revoke its OAuth grant (unless another link
-/// of the user and provider may hold the same grant: [`crate::oauth::grant_may_be_shared`]),
+/// may hold the same grant: one of the same account, of any user, or one of the same user
+/// and provider whose account is unknown: [`crate::oauth::grant_may_be_shared`]),
 /// delete its secret, its mappings, cursor and the link. The events copied to and from it
 /// stay where they are.
 pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
@@ -242,10 +243,15 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     }
     if let Some(profile) = link.provider.module().oauth() {
         if let Some(arn) = &link.secret_arn {
-            let others = store.links_of_user(link.user_id).await?;
+            // The account's links of every user (when it is known), and the user's own,
+            // whose account may be unknown.
+            let mut others = store.links_of_user(link.user_id).await?;
+            if let Some(account) = &link.account {
+                others.extend(store.links_of_account(account).await?);
+            }
             if crate::oauth::grant_may_be_shared(link, &others) {
                 // Revoking would end the other link's access too (one grant per account).
-                tracing::info!(link = %link.link_id, provider = profile.slug(), "OAuth grant kept: another link of this user and provider may hold it");
+                tracing::info!(link = %link.link_id, provider = profile.slug(), "OAuth grant kept: another link may hold it");
             } else if let Err(e) = crate::oauth::revoke(ctx, profile, arn).await {
                 // The grant may already be gone; the secret is deleted either way.
                 tracing::warn!(link = %link.link_id, error = %e, "OAuth grant not revoked");
@@ -271,7 +277,7 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     tag = "links",
     params(("link_id" = String, Path, description = "Link id")),
     responses(
-        (status = 204, description = "Push channels stopped, grant revoked (kept while another link of the user and provider may hold it), secret and mappings deleted; the copies stay"),
+        (status = 204, description = "Push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Unauthorized
     ),

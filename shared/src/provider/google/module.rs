@@ -33,6 +33,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     default_calendar: DefaultCalendar {
         path: "/calendars/primary",
         alias: Some("primary"),
+        account: "/id",
     },
     calendar_url,
 };

@@ -31,6 +31,7 @@ pub static OAUTH: OAuthProfile = OAuthProfile {
     default_calendar: DefaultCalendar {
         path: "/me/calendar",
         alias: None,
+        account: "/owner/address",
     },
     calendar_url,
 };
