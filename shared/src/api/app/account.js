@@ -12,9 +12,9 @@ const HAS_ACCOUNT = new Set(["google", "outlook", "caldav"]);
 const open = new Set();
 
 /**
- * The "Other calendars of this account" toggle of `link`, showing the list in `box`, or
- * null for a link without an account (a feed) or waiting for reconnection. `restore()`
- * shows the list again after a redraw when it was open.
+ * The "Other calendars of this account" toggle of `link` (`button`, null for a feed or a
+ * link waiting for reconnection), showing the list in `box`; `restore()` shows the list
+ * again after a redraw when it was open.
  */
 export function accountToggle(link, box, ctx) {
   if (!HAS_ACCOUNT.has(link.provider) || link.status === "reconnect_needed") {

@@ -119,9 +119,13 @@ pub(super) async fn create_from_link(
     choices: LinkChoices,
 ) -> ApiResult<Response> {
     let ctx = &st.ctx;
-    let from = owned_link(st, caller, from_link)
-        .await
-        .map_err(|_| Problem::invalid_field("/from_link", "no such link of yours"))?;
+    let from = owned_link(st, caller, from_link).await.map_err(|p| {
+        if p.status == StatusCode::NOT_FOUND {
+            Problem::invalid_field("/from_link", "no such link of yours")
+        } else {
+            p
+        }
+    })?;
     let module = from.provider.module();
     let same_provider = b.provider == module.slug()
         || (b.provider == "icloud" && from.provider == crate::model::ProviderKind::Caldav);
