@@ -19,6 +19,27 @@ pub async fn expire_stored_access_token(ctx: &Ctx, arn: &str) -> anyhow::Result<
     Ok(t)
 }
 
+/// `link`'s grant still works: with its stored access token expired, its next sync must
+/// refresh it with the link's own refresh token (which a revoked grant would refuse), sync
+/// without a failure and leave the link `ok`.
+///
+/// Panics: when any of that does not hold (a test assertion).
+pub async fn assert_still_refreshes(ctx: &Ctx, link: &Link) {
+    let arn = link.secret_arn.as_deref().expect("a token secret");
+    expire_stored_access_token(ctx, arn).await.expect("expire");
+    let stats = crate::fixtures::sync_link(ctx, &link.link_id)
+        .await
+        .expect("sync");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    let now = ctx
+        .store()
+        .get_link(&link.link_id)
+        .await
+        .expect("get")
+        .expect("link");
+    assert_eq!(now.status, LinkStatus::Ok, "{now:?}");
+}
+
 /// The access and refresh token values in the token secret `arn`.
 ///
 /// Errors: Secrets Manager.

@@ -222,6 +222,32 @@ impl LocalGoogle {
             .ok_or_else(|| anyhow::anyhow!("link {link_id} not stored"))
     }
 
+    /// How many revocations the emulator's revocation endpoint has taken
+    /// (`GET /emulator/oauth/stats`).
+    ///
+    /// Errors: the emulator did not answer.
+    pub async fn revocations(&self) -> anyhow::Result<u64> {
+        let v: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", self.emu.url))
+            .await?
+            .json()
+            .await?;
+        v["revocations"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no revocation count in {v}"))
+    }
+
+    /// Whether Google refuses `refresh_token` as a revoked grant (`invalid_grant`).
+    ///
+    /// Errors: the OAuth client secret is unreadable.
+    pub async fn grant_revoked(
+        &self,
+        refresh_token: &secrecy::SecretString,
+    ) -> anyhow::Result<bool> {
+        let client = calsync::oauth::load_client(&self.ctx, &GOOGLE_OAUTH).await?;
+        let again = calsync::oauth::refresh(&self.ctx.clients.http, &client, refresh_token).await;
+        Ok(again.is_err_and(|e| e.needs_reconnect()))
+    }
+
     /// A provider for `link` with its current access token, acting as calsync does.
     pub async fn provider(&self, link: &Link) -> anyhow::Result<GoogleCalendar> {
         let arn = link.secret_arn.as_deref().unwrap_or_default();

@@ -212,21 +212,7 @@ async fn another_calendar_of_a_google_account_connects_without_a_second_consent(
         .await
         .expect("delete");
     assert_eq!(gone.status, 204, "{}", gone.body);
-    let arn = work_link.secret_arn.clone().expect("arn");
-    calsync_e2e::accounts::expire_stored_access_token(&lg.ctx, &arn)
-        .await
-        .expect("expire");
-    let stats = fixtures::sync_link(&lg.ctx, &work_link.link_id)
-        .await
-        .expect("sync");
-    assert_eq!(stats.failures, 0, "{stats:?}");
-    let still = ctx
-        .store()
-        .get_link(&work_link.link_id)
-        .await
-        .expect("get")
-        .expect("link");
-    assert_eq!(still.status, calsync::model::LinkStatus::Ok, "{still:?}");
+    calsync_e2e::accounts::assert_still_refreshes(&lg.ctx, &work_link).await;
 }
 
 /// An Outlook mailbox with more calendars than one page of `GET /me/calendars`: every one

@@ -16,6 +16,7 @@ mod faults;
 mod google_accounts;
 mod google_adapter;
 mod google_consent;
+mod google_disconnect;
 mod google_emulator;
 mod google_emulator_series;
 mod google_oauth_emulator;
