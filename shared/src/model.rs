@@ -446,6 +446,10 @@ pub struct ChannelRecord {
     pub provider: ProviderKind,
     /// Token secret of the account (to stop the channel even after the link is gone).
     pub secret_arn: String,
+    /// The link's provider account ([`Link::account`]) when it was recorded: the channel's
+    /// own calls (renew, stop) spend that account's quota. Records written before carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Calendar URL of the link (idem).
     pub url: String,
     /// The provider's id of the watched resource (Google `X-Goog-Resource-ID`, needed by

@@ -440,6 +440,7 @@ mod tests {
             link_id: "l".into(),
             provider: ProviderKind::Google,
             secret_arn: "arn".into(),
+            account: None,
             url: "u".into(),
             resource_id: "r".into(),
             token_sha256: secret_digest(secret),

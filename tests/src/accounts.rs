@@ -92,3 +92,28 @@ where
         "the other account's tokens were not stored"
     );
 }
+
+/// The calls ever reserved from the shared quota `key` (`<provider slug>:<account key>`,
+/// as [`calsync::store::SharedQuota`] keeps it in the leases table); `None` when no call was
+/// ever reserved under it.
+///
+/// Errors: DynamoDB.
+pub async fn quota_reserved(ctx: &Ctx, key: &str) -> anyhow::Result<Option<i64>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = ctx
+        .clients
+        .ddb
+        .get_item()
+        .table_name(&ctx.config.leases_table)
+        .key("link_id", AttributeValue::S(format!("quota:{key}")))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item;
+    Ok(item.map(|i| {
+        i.get("reserved")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }))
+}

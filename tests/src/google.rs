@@ -251,7 +251,7 @@ impl LocalGoogle {
     /// A provider for `link` with its current access token, acting as calsync does.
     pub async fn provider(&self, link: &Link) -> anyhow::Result<GoogleCalendar> {
         let arn = link.secret_arn.as_deref().unwrap_or_default();
-        GoogleCalendar::with_link_tokens(&self.ctx, &link.url, arn)
+        GoogleCalendar::with_link_tokens(&self.ctx, &link.url, arn, link.account.as_deref())
     }
 
     /// A user's own Google client (another app): raw API calls with a fresh token.

@@ -167,6 +167,7 @@ impl LocalOutlook {
             &self.ctx,
             &link.url,
             link.secret_arn.as_deref().unwrap_or_default(),
+            link.account.as_deref(),
         )
     }
 

@@ -442,6 +442,16 @@ pub(crate) fn auth_failure(url: &str, e: crate::oauth::AuthError) -> ProviderErr
 /// The quota `key` (`<provider>:<account>`) of `limit` calls per `window_ms`, shared by
 /// every Lambda ([`crate::store::SharedQuota`]); one per key and process, so a reserved block
 /// is spent by all the process's calendars of the account.
+/// The key under which an OAuth provider's per-process pacer or mailbox gate and its
+/// [`crate::store::SharedQuota`] count a link's calls: the link's provider account
+/// ([`crate::model::Link::account`], a digest) when it is recorded, so that every link of
+/// one account, however many consents or `from_link` copies gave it tokens, spends one
+/// per-user quota as the provider counts it (Google: per user; Graph: per mailbox). Links
+/// connected before the account was recorded fall back to their token secret's ARN.
+pub(crate) fn quota_key<'a>(account: Option<&'a str>, secret_arn: &'a str) -> &'a str {
+    account.filter(|a| !a.is_empty()).unwrap_or(secret_arn)
+}
+
 pub(crate) fn shared_quota(
     store: &crate::store::Store,
     key: &str,

@@ -405,3 +405,88 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
         (g.link_id.as_str(), LinkStatus::Ok)
     );
 }
+
+/// Two calendars of one Google account, each connected through its own consent, hold two
+/// token secrets but are one Google user, whose per-user quota Google counts across both.
+/// Their calls are paced and reserved under the account the links record, in one shared
+/// quota item, not one per secret (which let the two links together spend twice the quota).
+#[tokio::test]
+async fn two_calendars_of_one_google_account_spend_one_quota() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let owner = "quota@example.com";
+    lg.emu.add_account(owner, "Europe/Berlin");
+    let work = "quota-work@group.calendar.google.com";
+    lg.emu.add_calendar_of(owner, work, "Work", "Europe/Berlin");
+    let user = fixtures::fresh_user();
+    let group = fixtures::unique("gquota");
+    let connect = |calendar: &'static str| {
+        let (lg, group) = (&lg, &group);
+        async move {
+            lg.emu.sign_in_next_as(owner);
+            let start = calsync_e2e::google::consent_url(&lg.ctx, group, user, calendar, "q")
+                .await
+                .expect("start");
+            lg.open_consent(&start).await.expect("connect")
+        }
+    };
+    let first = connect("").await;
+    let second = connect(work).await;
+    let account = first
+        .account
+        .clone()
+        .expect("a consent records the account");
+    assert_eq!(second.account.as_deref(), Some(account.as_str()));
+    calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
+    let key = format!("google:{account}");
+    let reserved = || async {
+        accounts::quota_reserved(&lg.ctx, &key)
+            .await
+            .expect("quota")
+            .unwrap_or(0)
+    };
+    let (reserved_before, served_before) = (reserved().await, lg.emu.requests());
+
+    // Twelve events made in the first calendar are pulled and written to the second: calls
+    // of both links.
+    let google = lg.user_api(&first).await.expect("user api");
+    for i in 0..12 {
+        google
+            .insert(json!({"summary": format!("Quota {i}"),
+                "start": {"dateTime": format!("2031-05-{:02}T10:00:00Z", i + 1)},
+                "end": {"dateTime": format!("2031-05-{:02}T11:00:00Z", i + 1)}}))
+            .await
+            .expect("insert");
+    }
+    let served_by_user = lg.emu.requests() - served_before;
+    let stats = fixtures::sync_user(&lg.ctx, user).await.expect("sync");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+    let served = (lg.emu.requests() - served_before - served_by_user) as i64;
+    let in_second = lg
+        .user_api(&second)
+        .await
+        .expect("user api")
+        .list()
+        .await
+        .expect("list")
+        .len();
+    assert_eq!(in_second, 12, "the second calendar got the events");
+    let used = reserved().await - reserved_before;
+    // Every call reserved first, in blocks of 10 (a block's rest may stay unspent).
+    assert!(
+        used >= served - 10 && used <= served + 10,
+        "{used} calls reserved under the account for {served} calsync made"
+    );
+    for link in [&first, &second] {
+        let arn = link.secret_arn.as_deref().expect("arn");
+        assert_eq!(
+            accounts::quota_reserved(&lg.ctx, &format!("google:{arn}"))
+                .await
+                .expect("quota"),
+            None,
+            "nothing is counted under a token secret"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use calsync::ical::{EventSeries, Occurrence};
 use calsync::provider::Provider;
+use calsync_e2e::accounts;
 use calsync_e2e::emulators::graph::Config;
 use calsync_e2e::fixtures::{self, pair, sync_user};
 use calsync_e2e::google::{google_series, LocalGoogle};
@@ -456,7 +457,6 @@ async fn events_made_in_outlook_are_read_in_batches() {
 
 #[tokio::test]
 async fn outlook_requests_spend_the_mailboxs_shared_quota() {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let seed: Vec<String> = (1..=12)
         .map(|i| fixtures::simple_event(&format!("oq-{i}@calsync.test"), "Quota", i))
         .collect();
@@ -465,28 +465,26 @@ async fn outlook_requests_spend_the_mailboxs_shared_quota() {
         .secret_arn
         .clone()
         .expect("an Outlook link has a token secret");
+    let account = o
+        .account
+        .clone()
+        .expect("a consent records the link's account");
     // The mailbox's shared quota (Outlook: 10,000 requests per 10 minutes), kept in the
     // leases table as quota:outlook:<account>, counts every call reserved.
-    let item = lo
-        .ctx
-        .clients
-        .ddb
-        .get_item()
-        .table_name(&lo.ctx.config.leases_table)
-        .key("link_id", AttributeValue::S(format!("quota:outlook:{arn}")))
-        .send()
+    let used = accounts::quota_reserved(&lo.ctx, &format!("outlook:{account}"))
         .await
-        .unwrap()
-        .item
-        .unwrap_or_default();
-    let used: i64 = item
-        .get("reserved")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
+        .expect("quota")
         .unwrap_or(0);
     let served = lo.emu.stats().requests as i64;
     assert!(
         used >= 10 && used + 10 >= served,
         "{used} requests reserved for {served} served (12 creates through $batch and the reads)"
+    );
+    assert_eq!(
+        accounts::quota_reserved(&lo.ctx, &format!("outlook:{arn}"))
+            .await
+            .expect("quota"),
+        None,
+        "nothing is counted under the token secret"
     );
 }

@@ -54,16 +54,24 @@ pub struct Google;
 pub static MODULE: Google = Google;
 
 impl GoogleCalendar {
-    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401.
+    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401, paced
+    /// under the link's `account` ([`crate::provider::quota_key`]; `None`: unknown, the
+    /// secret's ARN stands in).
     ///
     /// Errors: `url` is not a Google calendar URL.
-    pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
-        let quota = super::shared_quota_for(&ctx.store(), arn);
+    pub fn with_link_tokens(
+        ctx: &Ctx,
+        url: &str,
+        arn: &str,
+        account: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let key = crate::provider::quota_key(account, arn);
+        let quota = super::shared_quota_for(&ctx.store(), key);
         Ok(GoogleCalendar::new(
             ctx.clients.http.clone(),
             url,
             Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
-            arn,
+            key,
         )?
         .with_shared_quota(quota))
     }
@@ -100,12 +108,12 @@ impl ProviderModule for Google {
         link: &Link,
     ) -> anyhow::Result<Option<Vec<AccountCalendar>>> {
         let arn = link.required_secret()?;
-        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn, link.account.as_deref())?;
         Ok(Some(g.calendar_list().await?))
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
         let arn = link.required_secret()?;
-        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn, link.account.as_deref())?;
         // Fail here, before the run, when the grant is gone (reconnect needed).
         g.bearer().await?;
         Ok(Box::new(g))

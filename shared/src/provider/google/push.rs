@@ -96,7 +96,7 @@ impl PushPort for GooglePush {
 
     async fn start(&self, ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
         let arn = link.required_secret()?;
-        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let g = GoogleCalendar::with_link_tokens(ctx, &link.url, arn, link.account.as_deref())?;
         let channel_id = format!("calsync-{}", uuid::Uuid::now_v7().simple());
         let token = new_secret();
         let ch = g
@@ -107,6 +107,7 @@ impl PushPort for GooglePush {
             link_id: link.link_id.clone(),
             provider: ProviderKind::Google,
             secret_arn: arn.into(),
+            account: link.account.clone(),
             url: link.url.clone(),
             resource_id: ch.resource_id,
             token_sha256: secret_digest(token.expose_secret()),
@@ -115,7 +116,12 @@ impl PushPort for GooglePush {
     }
 
     async fn stop(&self, ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()> {
-        let g = GoogleCalendar::with_link_tokens(ctx, &rec.url, &rec.secret_arn)?;
+        let g = GoogleCalendar::with_link_tokens(
+            ctx,
+            &rec.url,
+            &rec.secret_arn,
+            rec.account.as_deref(),
+        )?;
         g.stop_channel(&rec.channel_id, &rec.resource_id).await?;
         Ok(())
     }

@@ -52,16 +52,24 @@ pub struct Outlook;
 pub static MODULE: Outlook = Outlook;
 
 impl OutlookCalendar {
-    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401.
+    /// The calendar at `url` with the tokens in the secret `arn`, refreshed on 401, paced
+    /// under the link's `account` ([`crate::provider::quota_key`]; `None`: unknown, the
+    /// secret's ARN stands in).
     ///
     /// Errors: `url` is not an Outlook calendar URL.
-    pub fn with_link_tokens(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<Self> {
-        let quota = super::shared_quota_for(&ctx.store(), arn);
+    pub fn with_link_tokens(
+        ctx: &Ctx,
+        url: &str,
+        arn: &str,
+        account: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let key = crate::provider::quota_key(account, arn);
+        let quota = super::shared_quota_for(&ctx.store(), key);
         Ok(OutlookCalendar::new(
             ctx.clients.http.clone(),
             url,
             Arc::new(LinkTokens::new(ctx, &OAUTH, arn)),
-            arn,
+            key,
         )?
         .with_shared_quota(quota))
     }
@@ -97,12 +105,13 @@ impl ProviderModule for Outlook {
         link: &Link,
     ) -> anyhow::Result<Option<Vec<AccountCalendar>>> {
         let arn = link.required_secret()?;
-        let o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn, link.account.as_deref())?;
         Ok(Some(o.calendar_list().await?))
     }
     async fn connect(&self, ctx: &Ctx, link: &Link) -> anyhow::Result<Box<dyn Provider>> {
         let arn = link.required_secret()?;
-        let mut o = OutlookCalendar::with_link_tokens(ctx, &link.url, arn)?;
+        let mut o =
+            OutlookCalendar::with_link_tokens(ctx, &link.url, arn, link.account.as_deref())?;
         o.bearer().await?;
         if link.write_attendees {
             o = o.with_owner_attendees().await?;

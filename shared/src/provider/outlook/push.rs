@@ -42,8 +42,13 @@ fn expiry() -> (String, i64) {
     )
 }
 
-fn calendar(ctx: &Ctx, url: &str, arn: &str) -> anyhow::Result<OutlookCalendar> {
-    OutlookCalendar::with_link_tokens(ctx, url, arn)
+fn calendar(
+    ctx: &Ctx,
+    url: &str,
+    arn: &str,
+    account: Option<&str>,
+) -> anyhow::Result<OutlookCalendar> {
+    OutlookCalendar::with_link_tokens(ctx, url, arn, account)
 }
 
 fn parse_ms(v: &Value) -> Option<i64> {
@@ -64,7 +69,7 @@ impl PushPort for GraphPush {
 
     async fn start(&self, ctx: &Ctx, link: &Link, address: &str) -> anyhow::Result<ChannelRecord> {
         let arn = link.required_secret()?;
-        let o = calendar(ctx, &link.url, arn)?;
+        let o = calendar(ctx, &link.url, arn, link.account.as_deref())?;
         let (_, id) = super::parse_calendar_url(&link.url)?;
         let resource = format!("/me/calendars/{id}/events");
         let secret = new_secret();
@@ -85,6 +90,7 @@ impl PushPort for GraphPush {
             link_id: link.link_id.clone(),
             provider: ProviderKind::Outlook,
             secret_arn: arn.into(),
+            account: link.account.clone(),
             url: link.url.clone(),
             resource_id: resource,
             token_sha256: secret_digest(secret.expose_secret()),
@@ -99,7 +105,7 @@ impl PushPort for GraphPush {
         rec: &ChannelRecord,
         _address: &str,
     ) -> anyhow::Result<ChannelRecord> {
-        let o = calendar(ctx, &rec.url, &rec.secret_arn)?;
+        let o = calendar(ctx, &rec.url, &rec.secret_arn, rec.account.as_deref())?;
         let (exp, exp_ms) = expiry();
         let url = format!(
             "{}/subscriptions/{}",
@@ -125,7 +131,7 @@ impl PushPort for GraphPush {
     }
 
     async fn stop(&self, ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()> {
-        let o = calendar(ctx, &rec.url, &rec.secret_arn)?;
+        let o = calendar(ctx, &rec.url, &rec.secret_arn, rec.account.as_deref())?;
         let url = format!(
             "{}/subscriptions/{}",
             o.api(),

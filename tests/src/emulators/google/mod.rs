@@ -213,6 +213,21 @@ impl GoogleEmulator {
         );
     }
 
+    /// Add a calendar `id` of the account `owner` (one of [`Self::add_account`]) beside its
+    /// primary one, as a secondary calendar the account made ("Work").
+    pub fn add_calendar_of(&self, owner: &str, id: &str, summary: &str, time_zone: &str) {
+        let mut s = self.inner.lock().expect("emulator lock");
+        s.calendars.insert(
+            id.into(),
+            Calendar {
+                summary: summary.into(),
+                time_zone: time_zone.into(),
+                owner: Some(owner.into()),
+                ..Default::default()
+            },
+        );
+    }
+
     /// The next consent signs in as `email` (an account of [`Self::add_account`]), as a
     /// user picks an account in Google's account chooser; later ones as the default again.
     pub fn sign_in_next_as(&self, email: &str) {
