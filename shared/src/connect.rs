@@ -212,10 +212,10 @@ pub async fn finish(
     let tokens = oauth::exchange_code(&ctx.clients.http, &client, code, &verifier)
         .await
         .map_err(anyhow::Error::from)?;
-    if let Some(link_id) = &pending.link_id {
-        return renew(ctx, &pending, link_id, &tokens).await;
-    }
     let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
+    if let Some(link_id) = &pending.link_id {
+        return renew(ctx, &pending, link_id, api_root, &tokens).await;
+    }
     let (calendar_id, account) =
         calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
@@ -258,16 +258,7 @@ async fn calendar_of(
     tokens: &oauth::TokenSet,
 ) -> Result<(String, Option<String>), CallbackError> {
     let path = p.default_calendar.path;
-    let url = format!("{}{path}", api_root.trim_end_matches('/'));
-    let main = calendar_object_at(ctx, &url, path, tokens)
-        .await
-        .and_then(|body| {
-            let id = default_calendar_id(&body).map_err(|detail| CalendarReadError {
-                status: None,
-                detail,
-            })?;
-            Ok((id, account_of(p, api_root, &body)))
-        });
+    let main = main_calendar(ctx, p, api_root, tokens).await;
     match (named, main) {
         ("", Ok((id, account))) => Ok((id, account)),
         ("", Err(e)) => Err(CallbackError::Failed(anyhow::anyhow!(
@@ -280,6 +271,27 @@ async fn calendar_of(
             Ok((named.to_string(), None))
         }
     }
+}
+
+/// One read of the main calendar of the account the new access token belongs to
+/// ([`oauth::DefaultCalendar::path`] at `api_root`): its id and the account's
+/// [`oauth::account_key`] (`None` when the answer names no account).
+///
+/// Errors: the read failed or answered no usable `id`.
+async fn main_calendar(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    api_root: &str,
+    tokens: &oauth::TokenSet,
+) -> Result<(String, Option<String>), CalendarReadError> {
+    let path = p.default_calendar.path;
+    let url = format!("{}{path}", api_root.trim_end_matches('/'));
+    let body = calendar_object_at(ctx, &url, path, tokens).await?;
+    let id = default_calendar_id(&body).map_err(|detail| CalendarReadError {
+        status: None,
+        detail,
+    })?;
+    Ok((id, account_of(p, api_root, &body)))
 }
 
 /// The [`oauth::account_key`] of the account a main calendar object (JSON), read at
@@ -416,6 +428,7 @@ async fn renew(
     ctx: &Ctx,
     pending: &OAuthState,
     link_id: &str,
+    api_root: &str,
     tokens: &oauth::TokenSet,
 ) -> Result<Link, CallbackError> {
     let store = ctx.store();
@@ -441,6 +454,7 @@ async fn renew(
     oauth::write_tokens(ctx, arn, tokens)
         .await
         .map_err(anyhow::Error::from)?;
+    record_account(ctx, p, &link, api_root, tokens).await?;
     store
         .set_link_status(link_id, crate::model::LinkStatus::Ok, None)
         .await
@@ -459,6 +473,38 @@ async fn renew(
         .await
         .map_err(anyhow::Error::from)?
         .ok_or_else(|| CallbackError::Failed(anyhow::anyhow!("link {link_id} vanished")))
+}
+
+/// The account the reconnection's tokens belong to becomes the link's `account`: links
+/// connected before accounts were recorded get theirs, and a shared calendar reconnected
+/// with another account that can open it follows the grant it now holds. One read of the
+/// main calendar; when it fails, the recorded account stays as it was.
+///
+/// Errors: DynamoDB.
+async fn record_account(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    link: &Link,
+    api_root: &str,
+    tokens: &oauth::TokenSet,
+) -> anyhow::Result<()> {
+    let account = match main_calendar(ctx, p, api_root, tokens).await {
+        Ok((_, account)) => account,
+        Err(e) => {
+            tracing::warn!(link = %link.link_id, detail = %e.detail, "the account's main calendar could not be read; the link's account stays as it was");
+            None
+        }
+    };
+    match account {
+        Some(a) if link.account.as_deref() != Some(a.as_str()) => {
+            let store = ctx.store();
+            store
+                .update_link_fields(&link.link_id, vec![("account", store.attr(a)?)])
+                .await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A reconnected link missed the hub's writes while it waited (no sync-back is queued for a

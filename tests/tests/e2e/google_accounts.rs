@@ -350,7 +350,8 @@ async fn a_revoked_grant_is_renewed_in_place_by_a_new_consent() {
 /// Google's account chooser: the reconnection is refused (409, with a reason that says so)
 /// and nothing changes — the link stays parked with its own tokens, so it never pulls the
 /// other account's calendar into the group. With the account that connected it, the same
-/// link is renewed.
+/// link is renewed, and records its account if it had none (a link connected before links
+/// recorded it).
 #[tokio::test]
 async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
     let ctx = local_ctx().await;
@@ -395,6 +396,20 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
     })
     .await;
 
+    // As a link connected before links recorded their account: the reconnection records it.
+    assert!(g.account.is_some(), "{g:?}");
+    ctx.clients
+        .ddb
+        .update_item()
+        .table_name(&ctx.config.links_table)
+        .key(
+            "link_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(g.link_id.clone()),
+        )
+        .update_expression("REMOVE account")
+        .send()
+        .await
+        .expect("forget the account");
     lg.emu.sign_in_next_as(alice);
     let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
         .await
@@ -403,6 +418,10 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
     assert_eq!(
         (back.link_id.as_str(), back.status),
         (g.link_id.as_str(), LinkStatus::Ok)
+    );
+    assert_eq!(
+        back.account, g.account,
+        "the reconnection records the account"
     );
 }
 
