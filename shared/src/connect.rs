@@ -178,7 +178,9 @@ pub enum CallbackError {
 
 /// Complete a consent from the callback of provider `kind` (its route) with `code` and
 /// `state`, and the state cookie the browser sent (`cookie`); returns the new link. A state
-/// begun for another provider is refused as unknown.
+/// begun for another provider is refused as unknown. When the group links the consent's
+/// calendar already, that link is renewed with the new tokens (as a reconnection) and
+/// returned, and no second link is made.
 ///
 /// Errors: see [`CallbackError`]; the state is used up even when the browser is wrong.
 pub async fn finish(
@@ -218,12 +220,22 @@ pub async fn finish(
     }
     let (calendar_id, account) =
         calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
+    let url = (p.calendar_url)(api_root, &calendar_id);
+    // The group links this calendar already: the consent renews that link, not a second
+    // one that would sync every event twice.
+    let group = store
+        .links_of_group(&pending.group_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Some(l) = crate::provider::account::linked_already(&group, pending.provider, &url) {
+        tracing::info!(link = %l.link_id, group = %pending.group_id, "the consent's calendar is linked already: that link is renewed");
+        return renew(ctx, &pending, &l.link_id, api_root, &tokens).await;
+    }
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
     let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
     let arn = oauth::store_tokens(ctx, &secret_name, &tokens)
         .await
         .map_err(anyhow::Error::from)?;
-    let url = (p.calendar_url)(api_root, &calendar_id);
     let mut link = Link::new(
         &link_id,
         &pending.group_id,

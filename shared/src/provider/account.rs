@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::model::{Link, ProviderKind};
+
 /// Most calendars read from one account's paged list (Google, Graph); a listing stops with
 /// an error past it, so that an account answering endless pages cannot hold the request.
 pub const MAX_CALENDARS: usize = 1000;
@@ -38,6 +40,42 @@ impl AccountCalendar {
             .find(|c| c.id == want)
             .or_else(|| all.iter().find(|c| c.name == want))
     }
+}
+
+/// Whether two link URLs name one calendar: equal once the scheme's and host's case, a
+/// default port, percent-encoding (`%40` and `@`), a trailing `/`, userinfo and a fragment
+/// are set aside (RFC 3986 §6.2.2–6.2.3 normalisation; a CalDAV server may answer an href
+/// in either form, and a Google calendar URL percent-encodes its id). The query stays: it
+/// can select another calendar. URLs that do not parse compare as written.
+pub fn same_calendar_url(a: &str, b: &str) -> bool {
+    fn key(u: &str) -> String {
+        let Ok(p) = url::Url::parse(u.trim()) else {
+            return u.trim().trim_end_matches('/').to_string();
+        };
+        let path = percent_encoding::percent_decode_str(p.path()).decode_utf8_lossy();
+        format!(
+            "{}://{}:{}{}?{}",
+            p.scheme(),
+            p.host_str().unwrap_or_default(),
+            p.port_or_known_default().unwrap_or_default(),
+            path.trim_end_matches('/'),
+            p.query().unwrap_or_default()
+        )
+    }
+    key(a) == key(b)
+}
+
+/// The link among `links` that already connects the `provider` calendar at `url`, if any
+/// ([`same_calendar_url`]). Feeds are not compared: their links keep only a redacted
+/// address.
+pub fn linked_already<'a>(
+    links: &'a [Link],
+    provider: ProviderKind,
+    url: &str,
+) -> Option<&'a Link> {
+    links
+        .iter()
+        .find(|l| l.provider == provider && same_calendar_url(&l.url, url))
 }
 
 /// A calendar as the providers' table tests compare it: (id, name, main, writable).
@@ -84,5 +122,132 @@ mod tests {
                 "{want}"
             );
         }
+    }
+
+    #[test]
+    fn link_urls_name_one_calendar_after_normalisation() {
+        let g = "https://www.googleapis.com/calendar/v3/calendars";
+        let table: &[(&str, &str, bool)] = &[
+            (
+                "https://dav.example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "https://dav.example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home",
+                true,
+            ),
+            (
+                "https://DAV.Example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "HTTPS://dav.example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "https://dav.example.com:443/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "https://ann:pw@dav.example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "https://dav.example.com/cal/ann/home/#x",
+                "https://dav.example.com/cal/ann/home/",
+                true,
+            ),
+            (
+                "https://dav.example.com/cal/ann%40example.com/home/",
+                "https://dav.example.com/cal/ann@example.com/home/",
+                true,
+            ),
+            // Another calendar, server, port, scheme or query.
+            (
+                "https://dav.example.com/cal/ann/work/",
+                "https://dav.example.com/cal/ann/home/",
+                false,
+            ),
+            (
+                "https://dav.example.com/cal/ann/home/",
+                "https://dav2.example.com/cal/ann/home/",
+                false,
+            ),
+            (
+                "https://dav.example.com:8443/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                false,
+            ),
+            (
+                "http://dav.example.com/cal/ann/home/",
+                "https://dav.example.com/cal/ann/home/",
+                false,
+            ),
+            (
+                "https://dav.example.com/cal?c=1",
+                "https://dav.example.com/cal?c=2",
+                false,
+            ),
+            (
+                "https://dav.example.com/cal/Home/",
+                "https://dav.example.com/cal/home/",
+                false,
+            ),
+            // Google: the id percent-encoded or not.
+            (
+                &format!("{g}/ann%40example.com"),
+                &format!("{g}/ann@example.com"),
+                true,
+            ),
+            (
+                &format!("{g}/ann%40example.com"),
+                &format!("{g}/ben%40example.com"),
+                false,
+            ),
+            // Not URLs: as written, less a trailing slash.
+            ("not a url/", "not a url", true),
+            ("not a url", "another", false),
+        ];
+        for (a, b, same) in table {
+            assert_eq!(same_calendar_url(a, b), *same, "{a} vs {b}");
+            assert_eq!(same_calendar_url(b, a), *same, "{b} vs {a}");
+        }
+        let mut home = Link::new(
+            "l1",
+            "g",
+            1,
+            ProviderKind::Caldav,
+            "https://dav.example.com/cal/ann/home/",
+        );
+        home.display_name = "Home".into();
+        let links = [
+            Link::new(
+                "l0",
+                "g",
+                1,
+                ProviderKind::Google,
+                "https://dav.example.com/cal/ann/home/",
+            ),
+            home,
+        ];
+        let found = |p, u| linked_already(&links, p, u).map(|l| l.link_id.as_str());
+        assert_eq!(
+            found(ProviderKind::Caldav, "https://dav.example.com/cal/ann/home"),
+            Some("l1")
+        );
+        assert_eq!(
+            found(ProviderKind::Google, "https://dav.example.com/cal/ann/home"),
+            Some("l0")
+        );
+        assert_eq!(
+            found(ProviderKind::Caldav, "https://dav.example.com/cal/ann/work"),
+            None
+        );
     }
 }

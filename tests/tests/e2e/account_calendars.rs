@@ -349,6 +349,43 @@ async fn a_caldav_accounts_other_calendar_connects_with_the_stored_password() {
     assert_eq!(stats.failures, 0, "{stats:?}");
     assert!(hub_has(&api, &group, "Filed in the second").await);
 
+    // Neither calendar can be linked into the group a second time, in whatever form its URL
+    // is written; another group may link it.
+    let second_link = made.body["link_id"].as_str().expect("id").to_string();
+    for (body, existing) in [
+        (
+            json!({"provider": "caldav", "url": first.trim_end_matches('/'), "username": fixtures::USER, "password": fixtures::PASSWORD}),
+            &from,
+        ),
+        (
+            json!({"provider": "caldav", "from_link": from, "calendar": second}),
+            &second_link,
+        ),
+    ] {
+        let a = api
+            .post(&format!("/v1/groups/{group}/links"), &body)
+            .await
+            .expect("post");
+        assert_eq!(a.status, 409, "{body}: {}", a.body);
+        assert!(
+            a.body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(existing.as_str()),
+            "the answer names the link: {}",
+            a.body
+        );
+    }
+    let elsewhere = api.create_group("another").await.expect("group");
+    let a = api
+        .post(
+            &format!("/v1/groups/{elsewhere}/links"),
+            &json!({"provider": "caldav", "from_link": from, "calendar": second}),
+        )
+        .await
+        .expect("post");
+    assert_eq!(a.status, 201, "{}", a.body);
+
     // A feed is one calendar.
     let feed = fixtures::ics_link(&ctx, &group, user, "https://example.com/f.ics", "feed")
         .await

@@ -173,3 +173,51 @@ async fn a_consent_finishes_only_in_the_browser_that_began_it() {
         "nothing connected"
     );
 }
+
+/// A consent for a calendar the group links already — the user clicked Connect again
+/// instead of Reconnect, or consented twice — renews that link with the new tokens (as a
+/// reconnection) instead of making a second link that would sync every event twice.
+#[tokio::test]
+async fn a_consent_for_a_calendar_the_group_links_already_renews_that_link() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default())
+        .await
+        .expect("google");
+    let owner = "twice@example.com";
+    lg.emu.add_account(owner, "Europe/Berlin");
+    let user = calsync_e2e::fixtures::fresh_user();
+    let group = calsync_e2e::fixtures::unique("gtwice");
+    let consent = || async {
+        lg.emu.sign_in_next_as(owner);
+        let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+            .await
+            .expect("start");
+        lg.open_consent(&start).await.expect("connect")
+    };
+    let first = consent().await;
+    let arn = first.secret_arn.clone().expect("arn");
+    let tokens = calsync_e2e::accounts::stored_token_values(&lg.ctx, &arn)
+        .await
+        .expect("tokens");
+    let again = consent().await;
+    assert_eq!(again.link_id, first.link_id, "the same link");
+    assert_eq!(again.secret_arn.as_deref(), Some(arn.as_str()));
+    let links = ctx.store().links_of_group(&group).await.expect("links");
+    assert_eq!(links.len(), 1, "no second link: {links:?}");
+    assert_ne!(
+        calsync_e2e::accounts::stored_token_values(&lg.ctx, &arn)
+            .await
+            .expect("tokens"),
+        tokens,
+        "the new consent's tokens are stored"
+    );
+    // The same calendar in another group is another link.
+    let other = calsync_e2e::fixtures::unique("gtwice-other");
+    lg.emu.sign_in_next_as(owner);
+    let start = calsync_e2e::google::consent_url(&lg.ctx, &other, user, "", "main")
+        .await
+        .expect("start");
+    let elsewhere = lg.open_consent(&start).await.expect("connect");
+    assert_ne!(elsewhere.link_id, first.link_id);
+    assert_eq!(elsewhere.url, first.url);
+}

@@ -16,7 +16,7 @@ use super::link_json;
 use crate::api::{owned_link, ApiResult, ApiState, Caller, Problem};
 use crate::config::Ctx;
 use crate::model::{Link, LinkChoices, LinkStatus};
-use crate::provider::account::AccountCalendar;
+use crate::provider::account::{same_calendar_url, AccountCalendar};
 use crate::provider::ProviderError;
 
 /// The calendars of the account behind `link`.
@@ -91,7 +91,7 @@ pub async fn calendars(
         .map(|c| {
             let link_ids: Vec<&str> = mine
                 .iter()
-                .filter(|l| l.provider == link.provider && l.url == c.url)
+                .filter(|l| l.provider == link.provider && same_calendar_url(&l.url, &c.url))
                 .map(|l| l.link_id.as_str())
                 .collect();
             json!({"id": c.id, "name": c.name, "main": c.main, "writable": c.writable, "link_ids": link_ids})
@@ -168,6 +168,7 @@ pub(super) async fn create_from_link(
             format!("not a calendar of this account; choose one of {names}"),
         ));
     };
+    super::refuse_linked_twice(ctx, group_id, from.provider, &cal.url).await?;
     let link_id = match module.oauth() {
         Some(p) => format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple()),
         None => format!("lnk-{}", uuid::Uuid::now_v7().simple()),

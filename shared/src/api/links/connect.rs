@@ -121,7 +121,8 @@ pub(super) fn caldav_problem(e: ProviderError) -> Problem {
 /// `POST /v1/groups/{group_id}/links`: connect a CalDAV / iCloud calendar or an ICS feed.
 /// The server is asked first (a refused password or a URL that is no calendar answers 422
 /// with its reason, and nothing is stored); the password and the feed address go to Secrets
-/// Manager; the first sync is queued. 201 with the link.
+/// Manager; the first sync is queued. 201 with the link; 409 when the group links the
+/// calendar already ([`super::refuse_linked_twice`]).
 #[utoipa::path(
     post,
     path = "/v1/groups/{group_id}/links",
@@ -131,6 +132,7 @@ pub(super) fn caldav_problem(e: ProviderError) -> Problem {
     request_body = NewLink,
     responses(
         (status = 201, description = "The link; its first sync is queued"),
+        (status = 409, description = "The group links this calendar already (the answer names that link); feeds are not compared"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Invalid,
         crate::api::openapi::Unauthorized
@@ -205,6 +207,8 @@ pub async fn create(
                         }
                     }
                 };
+                super::refuse_linked_twice(ctx, &group_id, ProviderKind::Caldav, &cal.url)
+                    .await?;
                 let mut link = Link::new(
                     &link_id,
                     &group_id,

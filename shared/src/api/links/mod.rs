@@ -228,6 +228,33 @@ pub async fn patch(
     Ok(Json(link_json(&l)))
 }
 
+/// Refuse a second link to a calendar the group already links (409 naming that link):
+/// two links of one calendar in a group would pull and push every event twice, and
+/// disconnecting either would look like the calendar left. Compared by
+/// [`crate::provider::account::linked_already`]; feeds are not checked (their links keep a
+/// redacted address).
+///
+/// Errors: 409, or DynamoDB.
+pub(crate) async fn refuse_linked_twice(
+    ctx: &crate::config::Ctx,
+    group_id: &str,
+    provider: crate::model::ProviderKind,
+    url: &str,
+) -> ApiResult<()> {
+    let links = ctx.store().links_of_group(group_id).await?;
+    match crate::provider::account::linked_already(&links, provider, url) {
+        Some(l) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "this calendar is already linked to the group as {} ({:?}); change or reconnect that link instead",
+                l.link_id, l.display_name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Disconnect a link: stop its push channels, revoke its OAuth grant (unless another link
 /// may hold the same grant: one of the same account, of any user, or one of the same user
 /// and provider whose account is unknown: [`crate::oauth::grant_may_be_shared`]),
