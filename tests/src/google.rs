@@ -121,6 +121,13 @@ pub struct LocalGoogle {
     pub ctx: Ctx,
 }
 
+/// The emulator's links go with it ([`crate::forget_links_at`]).
+impl Drop for LocalGoogle {
+    fn drop(&mut self) {
+        crate::forget_links_at(&self.emu.url);
+    }
+}
+
 impl LocalGoogle {
     /// Start the emulator (API accepting only tokens it issued) and the webhook server,
     /// register the OAuth client with the emulator and store it in Secrets Manager.

@@ -101,3 +101,67 @@ pub async fn local_ctx() -> Ctx {
 pub fn local_bodies_bucket(stack: &str, region: &str) -> String {
     format!("{stack}-bodies-123456789012-{region}")
 }
+
+/// Delete every link and push channel record whose calendar URL begins with `prefix` (an
+/// emulator's address), so that what outlives a test on the shared stack does not try a
+/// port nothing listens on any more: the jobs still queued for its links end as an unknown
+/// link, and the token refresher finds no channel of it to renew or stop (each of those
+/// would retry for the provider's whole backoff, about 30 s, in a later test). For the
+/// emulator helpers' `Drop`: runs on a thread of its own with a context of its own (a
+/// `Drop` cannot await, and the caller's runtime is blocked meanwhile); failures are
+/// logged only.
+pub fn forget_links_at(prefix: &str) {
+    // `http://127.0.0.1:4317/`, not a prefix of port 43173's links.
+    let prefix = format!("{}/", prefix.trim_end_matches('/'));
+    let run = move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let ctx = local_ctx().await;
+            let store = ctx.store();
+            for id in ids_at(&ctx, &ctx.config.links_table, "link_id", &prefix).await? {
+                store.delete_link(&id).await?;
+            }
+            for id in ids_at(&ctx, &ctx.config.channels_table, "channel_id", &prefix).await? {
+                store.delete_channel(&id).await?;
+            }
+            Ok(())
+        })
+    };
+    match std::thread::spawn(run).join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the emulator's links were not deleted"),
+        Err(_) => tracing::warn!("deleting the emulator's links panicked"),
+    }
+}
+
+/// The `key` of every item of `table` whose `url` begins with `prefix` (a Scan).
+async fn ids_at(ctx: &Ctx, table: &str, key: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut start = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = ctx
+            .clients
+            .ddb
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(#u, :p)")
+            .expression_attribute_names("#u", "url")
+            .expression_attribute_values(":p", AttributeValue::S(prefix.to_string()))
+            .projection_expression(key)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        ids.extend(
+            page.items()
+                .iter()
+                .filter_map(|i| i.get(key)?.as_s().ok().cloned()),
+        );
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(ids);
+        }
+    }
+}

@@ -26,6 +26,13 @@ pub struct LocalOutlook {
     hooks_url: String,
 }
 
+/// The emulator's links go with it ([`crate::forget_links_at`]).
+impl Drop for LocalOutlook {
+    fn drop(&mut self) {
+        crate::forget_links_at(&self.emu.url);
+    }
+}
+
 impl LocalOutlook {
     /// Start the emulator (API accepting only tokens it issued) and a webhook server of its
     /// own; register and store the OAuth client.
