@@ -176,6 +176,25 @@ pub enum CallbackError {
     Failed(#[from] anyhow::Error),
 }
 
+/// What a completed consent did.
+#[derive(Debug, Clone)]
+pub enum Finished {
+    /// A new link.
+    Connected(Link),
+    /// An existing link got the new tokens: the consent's reconnection, or a calendar the
+    /// group links already.
+    Renewed(Link),
+}
+
+impl Finished {
+    /// The link connected or renewed.
+    pub fn link(&self) -> &Link {
+        match self {
+            Finished::Connected(l) | Finished::Renewed(l) => l,
+        }
+    }
+}
+
 /// Complete a consent from the callback of provider `kind` (its route) with `code` and
 /// `state`, and the state cookie the browser sent (`cookie`); returns the new link. A state
 /// begun for another provider is refused as unknown. When the group links the consent's
@@ -189,7 +208,7 @@ pub async fn finish(
     code: &str,
     state: &str,
     cookie: Option<&str>,
-) -> Result<Link, CallbackError> {
+) -> Result<Finished, CallbackError> {
     use subtle::ConstantTimeEq;
     let store = ctx.store();
     let pending = store
@@ -216,7 +235,9 @@ pub async fn finish(
         .map_err(anyhow::Error::from)?;
     let api_root = client.api_root.as_deref().unwrap_or(p.api_root);
     if let Some(link_id) = &pending.link_id {
-        return renew(ctx, &pending, link_id, api_root, &tokens).await;
+        return renew(ctx, &pending, link_id, api_root, &tokens)
+            .await
+            .map(Finished::Renewed);
     }
     let (calendar_id, account) =
         calendar_of(ctx, p, api_root, &pending.calendar_id, &tokens).await?;
@@ -229,7 +250,9 @@ pub async fn finish(
         .map_err(anyhow::Error::from)?;
     if let Some(l) = crate::provider::account::linked_already(&group, pending.provider, &url) {
         tracing::info!(link = %l.link_id, group = %pending.group_id, "the consent's calendar is linked already: that link is renewed");
-        return renew(ctx, &pending, &l.link_id, api_root, &tokens).await;
+        return renew(ctx, &pending, &l.link_id, api_root, &tokens)
+            .await
+            .map(Finished::Renewed);
     }
     let link_id = format!("{}-{}", p.slug(), uuid::Uuid::now_v7().simple());
     let secret_name = p.token_secret_name(&ctx.config.stack, &link_id);
@@ -250,7 +273,7 @@ pub async fn finish(
     store.put_link(&link).await.map_err(anyhow::Error::from)?;
     start_push_and_sync(ctx, &link, "connected").await?;
     tracing::info!(link = %link.link_id, group = %link.group_id, provider = p.slug(), "calendar connected");
-    Ok(link)
+    Ok(Finished::Connected(link))
 }
 
 /// Longest calendar id taken from a provider's answer (Graph's are about 150 characters).

@@ -14,7 +14,8 @@
 //! Paths match by suffix so that stage prefixes (`/prod/…`) work.
 
 use crate::config::Ctx;
-use crate::connect::{self, CallbackError};
+use crate::connect::{self, CallbackError, Finished};
+use crate::consent_page::{self, Outcome};
 use crate::model::ProviderKind;
 
 /// An HTTP answer.
@@ -22,11 +23,10 @@ use crate::model::ProviderKind;
 pub struct HttpAnswer {
     /// Status code.
     pub status: u16,
-    /// `Location` header (redirects).
-    pub location: Option<String>,
-    /// `Set-Cookie` header.
-    pub set_cookie: Option<String>,
-    /// Plain-text body.
+    /// Headers (`content-type` always; `location`, `set-cookie`,
+    /// `content-security-policy` where they apply).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body (plain text, or the consent page's HTML).
     pub body: String,
 }
 
@@ -34,10 +34,31 @@ impl HttpAnswer {
     fn text(status: u16, body: impl Into<String>) -> Self {
         Self {
             status,
-            location: None,
-            set_cookie: None,
+            headers: vec![("content-type", "text/plain; charset=utf-8".into())],
             body: body.into(),
         }
+    }
+
+    /// The consent window's page ([`crate::consent_page`]), never cached or framed.
+    fn page(status: u16, html: String) -> Self {
+        Self {
+            status,
+            headers: vec![
+                ("content-type", "text/html; charset=utf-8".into()),
+                ("content-security-policy", crate::consent_page::CSP.into()),
+                ("cache-control", "no-store".into()),
+                ("x-content-type-options", "nosniff".into()),
+            ],
+            body: html,
+        }
+    }
+
+    /// The value of header `name` (lowercase), if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -123,8 +144,11 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
         return match connect::begin(ctx, &state).await {
             Ok((url, cookie)) => HttpAnswer {
                 status: 302,
-                location: Some(url),
-                set_cookie: Some(cookie),
+                headers: vec![
+                    ("content-type", "text/plain; charset=utf-8".into()),
+                    ("location", url),
+                    ("set-cookie", cookie),
+                ],
                 body: String::new(),
             },
             Err(e @ CallbackError::BadState) => HttpAnswer::text(400, e.to_string()),
@@ -135,26 +159,42 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
         };
     }
     if step == "callback" && req.method == http::Method::GET {
+        let provider = kind.module().display_name();
+        let refused = |status: u16, reason: String| {
+            HttpAnswer::page(
+                status,
+                consent_page::render(provider, Outcome::Refused { reason: &reason }),
+            )
+        };
         if let Some(err) = get("error") {
             // The state is left to expire; nothing was created.
-            return HttpAnswer::text(400, CallbackError::Denied(err).to_string());
+            return refused(400, CallbackError::Denied(err).to_string());
         }
         let (Some(code), Some(state)) = (get("code"), get("state")) else {
-            return HttpAnswer::text(400, "code and state are required");
+            return refused(400, "code and state are required".into());
         };
         let cookie = connect::state_cookie(&req.headers);
         return match connect::finish(ctx, kind, &code, &state, cookie.as_deref()).await {
-            Ok(link) => HttpAnswer::text(200, format!("connected: link {}", link.link_id)),
+            Ok(done) => {
+                let link = done.link();
+                let (calendar, link_id) = (link.display_name.as_str(), link.link_id.as_str());
+                let outcome = if matches!(done, Finished::Renewed(_)) {
+                    Outcome::Renewed { calendar, link_id }
+                } else {
+                    Outcome::Connected { calendar, link_id }
+                };
+                HttpAnswer::page(200, consent_page::render(provider, outcome))
+            }
             Err(e @ (CallbackError::BadState | CallbackError::OtherBrowser)) => {
-                HttpAnswer::text(400, e.to_string())
+                refused(400, e.to_string())
             }
             Err(e @ CallbackError::OtherAccount(_)) => {
                 tracing::warn!(error = %e, "OAuth reconnection with another account refused");
-                HttpAnswer::text(409, e.to_string())
+                refused(409, e.to_string())
             }
             Err(e) => {
                 tracing::error!(error = %e, "OAuth callback failed");
-                HttpAnswer::text(502, format!("connection failed: {e}"))
+                refused(502, format!("the connection failed: {e}"))
             }
         };
     }

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod config;
 pub mod connect;
+pub mod consent_page;
 pub mod engine;
 pub mod fuzzing;
 pub mod handlers;

@@ -18,7 +18,7 @@ pub const CLIENT_SECRET: &str = "local-demo-client-secret";
 pub struct WebhookServer {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
-    /// Answers of completed OAuth callbacks (`connected: link <id>` or the refusal), in order.
+    /// Answers of completed OAuth callbacks (status and the consent page), in order.
     callbacks: tokio::sync::watch::Receiver<Vec<(u16, String)>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,14 +57,9 @@ impl WebhookServer {
                     let body = a.body.clone();
                     done.send_modify(|v| v.push((a.status, body)));
                 }
-                let mut resp = axum::http::Response::builder()
-                    .status(a.status)
-                    .header("content-type", "text/plain; charset=utf-8");
-                if let Some(l) = a.location {
-                    resp = resp.header("location", l);
-                }
-                if let Some(c) = a.set_cookie {
-                    resp = resp.header("set-cookie", c);
+                let mut resp = axum::http::Response::builder().status(a.status);
+                for (name, value) in a.headers {
+                    resp = resp.header(name, value);
                 }
                 resp.body(axum::body::Body::from(a.body))
                     .expect("static response parts")
@@ -99,7 +94,7 @@ impl WebhookServer {
             .map_err(|_| anyhow::anyhow!("webhook server stopped"))?;
         let (status, body) = seen[after].clone();
         anyhow::ensure!(status == 200, "connect refused: {status} {body}");
-        body.strip_prefix("connected: link ")
+        calsync::consent_page::link_id_of(&body)
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("unexpected callback answer {body:?}"))
     }

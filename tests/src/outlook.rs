@@ -153,7 +153,7 @@ impl LocalOutlook {
     pub async fn open_consent(&self, url: &str) -> anyhow::Result<Link> {
         let (status, body) = Browser::default().open(url).await?;
         anyhow::ensure!(status == 200, "connect failed: {status} {body}");
-        let id = body.strip_prefix("connected: link ").ok_or_else(|| {
+        let id = calsync::consent_page::link_id_of(&body).ok_or_else(|| {
             anyhow::anyhow!(
                 "unexpected callback answer {body:?} from {}",
                 self.hooks_url

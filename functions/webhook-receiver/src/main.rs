@@ -20,14 +20,9 @@ async fn main() -> Result<(), Error> {
             body: body.to_vec(),
         };
         let a = http_api::route(ctx, req).await;
-        let mut resp = Response::builder()
-            .status(a.status)
-            .header("content-type", "text/plain; charset=utf-8");
-        if let Some(l) = a.location {
-            resp = resp.header("location", l);
-        }
-        if let Some(c) = a.set_cookie {
-            resp = resp.header("set-cookie", c);
+        let mut resp = Response::builder().status(a.status);
+        for (name, value) in a.headers {
+            resp = resp.header(name, value);
         }
         Ok::<_, Error>(resp.body(Body::from(a.body))?)
     }))

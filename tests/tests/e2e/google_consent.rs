@@ -176,7 +176,8 @@ async fn a_consent_finishes_only_in_the_browser_that_began_it() {
 
 /// A consent for a calendar the group links already — the user clicked Connect again
 /// instead of Reconnect, or consented twice — renews that link with the new tokens (as a
-/// reconnection) instead of making a second link that would sync every event twice.
+/// reconnection) instead of making a second link that would sync every event twice, and
+/// the consent window's page says so.
 #[tokio::test]
 async fn a_consent_for_a_calendar_the_group_links_already_renews_that_link() {
     let ctx = local_ctx().await;
@@ -187,20 +188,37 @@ async fn a_consent_for_a_calendar_the_group_links_already_renews_that_link() {
     lg.emu.add_account(owner, "Europe/Berlin");
     let user = calsync_e2e::fixtures::fresh_user();
     let group = calsync_e2e::fixtures::unique("gtwice");
-    let consent = || async {
-        lg.emu.sign_in_next_as(owner);
-        let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
-            .await
-            .expect("start");
-        lg.open_consent(&start).await.expect("connect")
-    };
-    let first = consent().await;
+    lg.emu.sign_in_next_as(owner);
+    let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+        .await
+        .expect("start");
+    let first = lg.open_consent(&start).await.expect("connect");
     let arn = first.secret_arn.clone().expect("arn");
     let tokens = calsync_e2e::accounts::stored_token_values(&lg.ctx, &arn)
         .await
         .expect("tokens");
-    let again = consent().await;
-    assert_eq!(again.link_id, first.link_id, "the same link");
+    // What the consent window shows: the calendar was there already and is renewed.
+    lg.emu.sign_in_next_as(owner);
+    let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+        .await
+        .expect("start");
+    let (status, page) = calsync_e2e::google::Browser::default()
+        .open(&start)
+        .await
+        .expect("consent");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<h1>Calendar reconnected</h1>")
+            && page.contains("was connected already")
+            && page.contains(&format!("data-link-id=\"{}\"", first.link_id)),
+        "{page}"
+    );
+    let again = ctx
+        .store()
+        .get_link(&first.link_id)
+        .await
+        .expect("get")
+        .expect("link");
     assert_eq!(again.secret_arn.as_deref(), Some(arn.as_str()));
     let links = ctx.store().links_of_group(&group).await.expect("links");
     assert_eq!(links.len(), 1, "no second link: {links:?}");

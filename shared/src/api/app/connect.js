@@ -153,7 +153,8 @@ async function watchConsent(tab, group, before, { connected, announce }) {
       return;
     }
     if (closed) {
-      announce("The sign-in window closed before the calendar was connected. Press the button again to retry.");
+      // A consent for a calendar the group links already renews that link: nothing new.
+      announce("The sign-in window closed without connecting another calendar. If that calendar was in this group already, it now syncs with this sign-in; otherwise press the button again to retry.");
       return;
     }
   }
