@@ -186,6 +186,21 @@ impl LocalGoogle {
         self.finish_consent(calendar_id, name, &start).await
     }
 
+    /// Connect `calendar_id` (empty: the account's main calendar) of the emulator account
+    /// `account` (one of [`GoogleEmulator::add_account`]) into `group` for `user_id`: the
+    /// consent signs in as that account, as a person picking it in Google's account chooser.
+    pub async fn connect_as(
+        &self,
+        group: &str,
+        user_id: i64,
+        account: &str,
+        calendar_id: &str,
+    ) -> anyhow::Result<Link> {
+        self.emu.sign_in_next_as(account);
+        let start = consent_url(&self.ctx, group, user_id, calendar_id, account).await?;
+        self.open_consent(&start).await
+    }
+
     /// Create the emulator calendar `calendar_id` and open `consent_url` (what the API's
     /// `POST /v1/groups/{group}/links/oauth/google` answered) in a browser: our begin (302,
     /// cookie) → emulator consent (302) → our callback (200). Returns the new link.

@@ -364,11 +364,10 @@ async fn a_reconnection_signed_in_to_another_google_account_is_refused() {
     let group = fixtures::unique("gaccount");
     let user = 700_000 + (uuid::Uuid::now_v7().as_u128() % 100_000) as i64;
     // Connected as alice, for her main calendar (no calendar named): the link names its id.
-    lg.emu.sign_in_next_as(alice);
-    let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+    let g = lg
+        .connect_as(&group, user, alice, "")
         .await
-        .expect("start");
-    let g = lg.open_consent(&start).await.expect("connect");
+        .expect("connect");
     assert!(
         g.url.ends_with("/calendars/alice%40example.com"),
         "{}",
@@ -441,18 +440,14 @@ async fn two_calendars_of_one_google_account_spend_one_quota() {
     lg.emu.add_calendar_of(owner, work, "Work", "Europe/Berlin");
     let user = fixtures::fresh_user();
     let group = fixtures::unique("gquota");
-    let connect = |calendar: &'static str| {
-        let (lg, group) = (&lg, &group);
-        async move {
-            lg.emu.sign_in_next_as(owner);
-            let start = calsync_e2e::google::consent_url(&lg.ctx, group, user, calendar, "q")
-                .await
-                .expect("start");
-            lg.open_consent(&start).await.expect("connect")
-        }
-    };
-    let first = connect("").await;
-    let second = connect(work).await;
+    let first = lg
+        .connect_as(&group, user, owner, "")
+        .await
+        .expect("connect the main calendar");
+    let second = lg
+        .connect_as(&group, user, owner, work)
+        .await
+        .expect("connect Work");
     let account = first
         .account
         .clone()

@@ -188,11 +188,10 @@ async fn a_consent_for_a_calendar_the_group_links_already_renews_that_link() {
     lg.emu.add_account(owner, "Europe/Berlin");
     let user = calsync_e2e::fixtures::fresh_user();
     let group = calsync_e2e::fixtures::unique("gtwice");
-    lg.emu.sign_in_next_as(owner);
-    let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", "main")
+    let first = lg
+        .connect_as(&group, user, owner, "")
         .await
-        .expect("start");
-    let first = lg.open_consent(&start).await.expect("connect");
+        .expect("connect");
     let arn = first.secret_arn.clone().expect("arn");
     let tokens = calsync_e2e::accounts::stored_token_values(&lg.ctx, &arn)
         .await
@@ -231,11 +230,10 @@ async fn a_consent_for_a_calendar_the_group_links_already_renews_that_link() {
     );
     // The same calendar in another group is another link.
     let other = calsync_e2e::fixtures::unique("gtwice-other");
-    lg.emu.sign_in_next_as(owner);
-    let start = calsync_e2e::google::consent_url(&lg.ctx, &other, user, "", "main")
+    let elsewhere = lg
+        .connect_as(&other, user, owner, "")
         .await
-        .expect("start");
-    let elsewhere = lg.open_consent(&start).await.expect("connect");
+        .expect("connect");
     assert_ne!(elsewhere.link_id, first.link_id);
     assert_eq!(elsewhere.url, first.url);
 }

@@ -165,11 +165,9 @@ async fn a_grant_is_revoked_with_its_accounts_last_link_whoever_holds_it() {
                 .create_group("family")
                 .await
                 .expect("group");
-            lg.emu.sign_in_next_as(account);
-            let start = calsync_e2e::google::consent_url(&lg.ctx, &group, user, "", account)
+            lg.connect_as(&group, user, account, "")
                 .await
-                .expect("start");
-            lg.open_consent(&start).await.expect("connect")
+                .expect("connect")
         }
     };
     let ann_shared = connect_as(ann, shared).await;

@@ -184,15 +184,7 @@ impl GoogleEmulator {
 
     /// Create a calendar (owned by the emulated user).
     pub fn add_calendar(&self, id: &str, summary: &str, time_zone: &str) {
-        let mut s = self.inner.lock().expect("emulator lock");
-        s.calendars.insert(
-            id.into(),
-            Calendar {
-                summary: summary.into(),
-                time_zone: time_zone.into(),
-                ..Default::default()
-            },
-        );
+        self.insert_calendar(id, summary, time_zone, None);
     }
 
     /// Add a Google account `email` with its primary calendar, whose id is `email` (as
@@ -201,28 +193,24 @@ impl GoogleEmulator {
     /// account's calendar is 404 `notFound`. Every other calendar belongs to the default
     /// account, whose main calendar is the one with the id `primary`.
     pub fn add_account(&self, email: &str, time_zone: &str) {
-        let mut s = self.inner.lock().expect("emulator lock");
-        s.calendars.insert(
-            email.into(),
-            Calendar {
-                summary: email.into(),
-                time_zone: time_zone.into(),
-                owner: Some(email.into()),
-                ..Default::default()
-            },
-        );
+        self.insert_calendar(email, email, time_zone, Some(email));
     }
 
     /// Add a calendar `id` of the account `owner` (one of [`Self::add_account`]) beside its
     /// primary one, as a secondary calendar the account made ("Work").
     pub fn add_calendar_of(&self, owner: &str, id: &str, summary: &str, time_zone: &str) {
+        self.insert_calendar(id, summary, time_zone, Some(owner));
+    }
+
+    /// A calendar of `owner` (`None`: the default account).
+    fn insert_calendar(&self, id: &str, summary: &str, time_zone: &str, owner: Option<&str>) {
         let mut s = self.inner.lock().expect("emulator lock");
         s.calendars.insert(
             id.into(),
             Calendar {
                 summary: summary.into(),
                 time_zone: time_zone.into(),
-                owner: Some(owner.into()),
+                owner: owner.map(str::to_string),
                 ..Default::default()
             },
         );
