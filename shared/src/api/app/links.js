@@ -2,7 +2,7 @@
 // error, and its actions (sync now with progress, reconnect, release a quarantined deletion,
 // disconnect after a confirmation).
 
-import { call, seg } from "./api.js";
+import { ApiError, call, seg } from "./api.js";
 import { h, fill, timeEl } from "./dom.js";
 import { PROVIDERS, consentWindow, frequencyOptions, policyOptions, showProblem } from "./connect.js";
 import { accountToggle } from "./account.js";
@@ -190,6 +190,27 @@ async function watchSync(id, before, ctx) {
   }
 }
 
+/** A labelled checkbox of the settings form. */
+function check(id, name, checked, label) {
+  return h("div", { class: "field check", "data-field": name },
+    h("label", { for: id }, h("input", { type: "checkbox", id, name, checked }), ` ${label}`));
+}
+
+/** A labelled number field of the settings form, with its error line. */
+function number(id, name, value, label, min, max) {
+  return h("div", { class: "field", "data-field": name },
+    h("label", { for: id }, label),
+    h("input", { type: "number", id, name, value: String(value), min: String(min), max: max ? String(max) : undefined, step: "1", inputmode: "numeric", "aria-describedby": `${id}-error` }),
+    h("p", { id: `${id}-error`, "data-error-for": name, class: "error", hidden: true }));
+}
+
+/**
+ * The link's settings: how often it syncs, what a conflict does, what it gets of each event
+ * (busy only, no all-day events; not for a feed, which gets nothing) and the deletion brake
+ * (a pull that would delete more than the share and at least the number of its events is
+ * held back for the user to let through). Transforms are sent only when they changed: a
+ * change rewrites every copy on the calendar.
+ */
 function settingsForm(link, ctx) {
   const id = link.link_id;
   const freq = FREQUENCIES[link.frequency_secs];
@@ -198,6 +219,14 @@ function settingsForm(link, ctx) {
     fSel.prepend(h("option", { value: String(link.frequency_secs), selected: true }, `${Math.round(link.frequency_secs / 60)} minutes`));
   }
   const pSel = h("select", { id: `policy-${id}`, name: "conflict_policy", disabled: link.read_only, "aria-describedby": `policy-${id}-error` }, policyOptions(link.conflict_policy));
+  const transforms = link.transforms || {};
+  const gets = link.read_only ? [] : [
+    check(`busy-${id}`, "busy_only", !!transforms.busy_only, "Show events here as “Busy” only (no title, place or notes)"),
+    check(`allday-${id}`, "exclude_all_day", !!transforms.exclude_all_day, "Leave out all-day events here"),
+  ];
+  const ratio = number(`brake-ratio-${id}`, "brake_ratio", Math.round((link.brake_ratio ?? 0.5) * 100),
+    "Hold back a sync deleting more than (% of its events)", 1, 100);
+  const least = number(`brake-min-${id}`, "brake_min", link.brake_min ?? 5, "…and at least (events)", 1);
   const form = h("form", { class: "settings", novalidate: true },
     h("div", { class: "field", "data-field": "frequency" },
       h("label", { for: `freq-${id}` }, "Sync every"), fSel,
@@ -205,12 +234,32 @@ function settingsForm(link, ctx) {
     h("div", { class: "field", "data-field": "conflict_policy" },
       h("label", { for: `policy-${id}` }, "When both sides changed an event"), pSel,
       h("p", { id: `policy-${id}-error`, "data-error-for": "conflict_policy", class: "error", hidden: true })),
+    ...gets, ratio, least,
+    h("p", { "data-error-for": "transforms", class: "error", hidden: true }),
     h("button", { type: "submit" }, "Save settings"),
     h("p", { "data-error-for": "form", class: "error", role: "alert", hidden: true }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const body = { frequency: fSel.value };
-    if (!link.read_only) body.conflict_policy = pSel.value;
+    const percent = Number(form.elements.brake_ratio.value);
+    if (!(percent >= 1 && percent <= 100)) {
+      // The API takes a share above 0 and at most 1; the form asks for a percentage.
+      showProblem(form, new ApiError(422, { detail: "Check the deletion brake.",
+        errors: [{ pointer: "#/brake_ratio", detail: "enter a percentage from 1 to 100" }] }));
+      return;
+    }
+    const body = {
+      frequency: fSel.value,
+      brake_ratio: percent / 100,
+      brake_min: Number(form.elements.brake_min.value),
+    };
+    if (!link.read_only) {
+      body.conflict_policy = pSel.value;
+      const busy = form.elements.busy_only.checked;
+      const allDay = form.elements.exclude_all_day.checked;
+      if (busy !== !!transforms.busy_only || allDay !== !!transforms.exclude_all_day) {
+        body.transforms = { ...transforms, busy_only: busy, exclude_all_day: allDay };
+      }
+    }
     try {
       await call("PATCH", `/v1/links/${seg(id)}`, body);
       ctx.announce(`Settings of ${link.display_name} saved.`);

@@ -7,6 +7,7 @@ use calsync_e2e::fixtures::{self, new_calendar, simple_event, unique, Server, PA
 use calsync_e2e::{local_ctx, runner};
 use chrono::{Offset, TimeZone};
 use fantoccini::{key::Key, Locator};
+use serde_json::json;
 
 use super::{fresh_user, sync_now, ZONE};
 
@@ -129,14 +130,72 @@ async fn a_user_connects_syncs_and_resolves_a_conflict_in_the_settings_page() {
     let link_id = link["link_id"].as_str().unwrap().to_string();
     let card = format!("[data-link=\"{link_id}\"]");
 
-    // Set the frequency in the calendar's settings.
+    // Set the frequency, busy-only copies and the deletion brake in the calendar's
+    // settings; a brake of 0 % is refused at its field.
     b.choose(&format!("#freq-{link_id}"), "weekly")
+        .await
+        .unwrap();
+    b.click(&format!("#busy-{link_id}")).await.unwrap();
+    b.fill(&format!("#brake-ratio-{link_id}"), "0")
+        .await
+        .unwrap();
+    b.fill(&format!("#brake-min-{link_id}"), "3").await.unwrap();
+    b.click(&format!("{card} .settings button")).await.unwrap();
+    b.text_contains(
+        &format!("#brake-ratio-{link_id}-error"),
+        "Enter a percentage from 1 to 100",
+    )
+    .await
+    .unwrap();
+    // A brake of 0 events is the API's refusal, at its field too.
+    b.fill(&format!("#brake-ratio-{link_id}"), "30")
+        .await
+        .unwrap();
+    b.fill(&format!("#brake-min-{link_id}"), "0").await.unwrap();
+    b.click(&format!("{card} .settings button")).await.unwrap();
+    b.text_contains(&format!("#brake-min-{link_id}-error"), "Must be at least 1")
+        .await
+        .unwrap();
+    b.fill(&format!("#brake-min-{link_id}"), "3").await.unwrap();
+    b.fill(&format!("#brake-ratio-{link_id}"), "30")
         .await
         .unwrap();
     b.click(&format!("{card} .settings button")).await.unwrap();
     b.text_contains("#status", "saved").await.unwrap();
     let l = api.get(&format!("/v1/links/{link_id}")).await.unwrap();
-    assert_eq!(l.body["frequency_secs"], 604_800);
+    assert_eq!(
+        (
+            &l.body["frequency_secs"],
+            &l.body["transforms"]["busy_only"],
+            &l.body["transforms"]["exclude_all_day"],
+            &l.body["brake_ratio"],
+            &l.body["brake_min"]
+        ),
+        (
+            &json!(604_800),
+            &json!(true),
+            &json!(false),
+            &json!(0.3),
+            &json!(3)
+        ),
+        "{}",
+        l.body
+    );
+    // And back to full copies (the page was drawn again with the saved settings; the
+    // status line is cleared so that the wait below sees this save's announcement).
+    b.js("document.getElementById('status').textContent = ''", vec![])
+        .await
+        .unwrap();
+    b.click(&format!("#busy-{link_id}")).await.unwrap();
+    b.click(&format!("{card} .settings button")).await.unwrap();
+    b.text_contains("#status", "saved").await.unwrap();
+    let l = api.get(&format!("/v1/links/{link_id}")).await.unwrap();
+    assert_eq!(
+        (&l.body["transforms"]["busy_only"], &l.body["brake_min"]),
+        (&json!(false), &json!(3)),
+        "{}",
+        l.body
+    );
 
     // The first sync (queued by connecting) runs; an event then arrives on the phone, and
     // Sync now brings it, with the run shown when its record arrives.
