@@ -501,22 +501,12 @@ sendUpdates other than none); {} push messages delivered ({} answered 200)",
     if imported_none {
         println!("error: the calendar has events, but none could be imported (see above)");
     }
-    outlook::park(&ctx, &o).await?;
-    // The emulator stops with this process: stop the link's push channel while it can
-    // answer, and park the link so that later schedules (`calsync-local serve`) and the
-    // token refresher leave it alone instead of retrying a dead address.
-    for ch in ctx.store().all_channels().await? {
-        if ch.link_id == g.link_id {
-            calsync::push::stop_channel(&ctx, &ch).await?;
-        }
-    }
-    ctx.store()
-        .set_link_status(
-            &g.link_id,
-            calsync::model::LinkStatus::ReconnectNeeded,
-            Some("the demo's Google emulator stopped with `make run`; connect a real account with `make connect-google`"),
-        )
-        .await?;
+    // The emulators stop with this process: stop the links' push channels while they can
+    // answer. The links themselves go with the emulators when `google` and `lo` are dropped
+    // ([`crate::forget_links_at`]), so later schedules (`calsync-local serve`) and the token
+    // refresher do not try a dead address.
+    calsync::push::stop_channels_of(&ctx, &o.link_id).await?;
+    calsync::push::stop_channels_of(&ctx, &g.link_id).await?;
     Ok(converged && !imported_none)
 }
 

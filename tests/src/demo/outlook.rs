@@ -142,18 +142,3 @@ pub async fn report(
     Ok(Report { series, unlike })
 }
 
-/// Stop the subscription while the emulator can answer and park the link (the emulator
-/// stops with `make run`).
-///
-/// Errors: DynamoDB.
-pub async fn park(ctx: &Ctx, o: &Link) -> anyhow::Result<()> {
-    calsync::push::stop_channels_of(ctx, &o.link_id).await?;
-    ctx.store()
-        .set_link_status(
-            &o.link_id,
-            calsync::model::LinkStatus::ReconnectNeeded,
-            Some("the demo's Graph emulator stopped with `make run`; connect a real account (README: Outlook)"),
-        )
-        .await?;
-    Ok(())
-}
