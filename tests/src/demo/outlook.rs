@@ -141,4 +141,3 @@ pub async fn report(
     );
     Ok(Report { series, unlike })
 }
-
