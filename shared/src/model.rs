@@ -146,6 +146,12 @@ pub struct Link {
     /// recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Links whose `url` is kept redacted (feeds, whose address can hold a private key):
+    /// [`crate::provider::account::url_digest`] of the full address, so that a second link
+    /// of the same feed into a group is refused without the address being stored. `None`:
+    /// the `url` is the address, or a feed linked before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_digest: Option<String>,
 }
 
 impl Link {
@@ -180,6 +186,7 @@ impl Link {
             pushed_through_ms: None,
             full_push_seq: 0,
             account: None,
+            url_digest: None,
             full_pushed_seq: 0,
             consecutive_failures: 0,
             transforms: Default::default(),

@@ -48,34 +48,53 @@ impl AccountCalendar {
 /// in either form, and a Google calendar URL percent-encodes its id). The query stays: it
 /// can select another calendar. URLs that do not parse compare as written.
 pub fn same_calendar_url(a: &str, b: &str) -> bool {
-    fn key(u: &str) -> String {
-        let Ok(p) = url::Url::parse(u.trim()) else {
-            return u.trim().trim_end_matches('/').to_string();
-        };
-        let path = percent_encoding::percent_decode_str(p.path()).decode_utf8_lossy();
-        format!(
-            "{}://{}:{}{}?{}",
-            p.scheme(),
-            p.host_str().unwrap_or_default(),
-            p.port_or_known_default().unwrap_or_default(),
-            path.trim_end_matches('/'),
-            p.query().unwrap_or_default()
-        )
-    }
-    key(a) == key(b)
+    calendar_url_key(a) == calendar_url_key(b)
+}
+
+/// The form of `u` that [`same_calendar_url`] compares.
+fn calendar_url_key(u: &str) -> String {
+    let Ok(p) = url::Url::parse(u.trim()) else {
+        return u.trim().trim_end_matches('/').to_string();
+    };
+    let path = percent_encoding::percent_decode_str(p.path()).decode_utf8_lossy();
+    format!(
+        "{}://{}:{}{}?{}",
+        p.scheme(),
+        p.host_str().unwrap_or_default(),
+        p.port_or_known_default().unwrap_or_default(),
+        path.trim_end_matches('/'),
+        p.query().unwrap_or_default()
+    )
+}
+
+/// SHA-256 (hex) of the address `u` as [`same_calendar_url`] compares it: what a link whose
+/// `url` is kept redacted stores ([`Link::url_digest`]). `webcal://` is read as `https://`
+/// (the scheme feeds are fetched with).
+pub fn url_digest(u: &str) -> String {
+    use sha2::Digest;
+    let u = u.trim();
+    let u = match u.get(..9) {
+        Some(s) if s.eq_ignore_ascii_case("webcal://") => format!("https://{}", &u[9..]),
+        _ => u.to_string(),
+    };
+    hex::encode(sha2::Sha256::digest(calendar_url_key(&u).as_bytes()))
 }
 
 /// The link among `links` that already connects the `provider` calendar at `url`, if any
-/// ([`same_calendar_url`]). Feeds are not compared: their links keep only a redacted
-/// address.
+/// ([`same_calendar_url`]; a link that keeps a redacted address is compared by its
+/// [`Link::url_digest`], and one without a digest never matches).
 pub fn linked_already<'a>(
     links: &'a [Link],
     provider: ProviderKind,
     url: &str,
 ) -> Option<&'a Link> {
-    links
-        .iter()
-        .find(|l| l.provider == provider && same_calendar_url(&l.url, url))
+    links.iter().find(|l| {
+        l.provider == provider
+            && match &l.url_digest {
+                Some(d) => *d == url_digest(url),
+                None => same_calendar_url(&l.url, url) && !l.url.ends_with("/…"),
+            }
+    })
 }
 
 /// A calendar as the providers' table tests compare it: (id, name, main, writable).
@@ -249,5 +268,28 @@ mod tests {
             found(ProviderKind::Caldav, "https://dav.example.com/cal/ann/work"),
             None
         );
+        // A feed's link keeps a redacted address and the digest of the real one.
+        let secret = "https://cal.example.com/ical/ann%40example.com/private-k3y/basic.ics";
+        let mut feed = Link::new("f1", "g", 1, ProviderKind::Ics, "https://cal.example.com/…");
+        feed.url_digest = Some(url_digest(secret));
+        let legacy = Link::new("f0", "g", 1, ProviderKind::Ics, "https://cal.example.com/…");
+        let feeds = [legacy, feed];
+        let found = |u| linked_already(&feeds, ProviderKind::Ics, u).map(|l| l.link_id.as_str());
+        assert_eq!(found(secret), Some("f1"));
+        assert_eq!(
+            found("webcal://CAL.example.com/ical/ann@example.com/private-k3y/basic.ics"),
+            Some("f1")
+        );
+        assert_eq!(
+            found("https://cal.example.com/ical/ann%40example.com/private-other/basic.ics"),
+            None,
+            "another key is another feed"
+        );
+        assert_eq!(
+            found("https://cal.example.com/…"),
+            None,
+            "a redacted address matches nothing"
+        );
+        assert!(!url_digest(secret).contains("k3y"));
     }
 }

@@ -206,6 +206,23 @@ async fn a_link_is_reconnected_in_place_with_new_credentials() {
         .await
         .unwrap();
     assert_eq!(f.status, 201, "{}", f.body);
+    // The same feed again, under another spelling of its address: 409 naming the link.
+    let again = api
+        .post(
+            &format!("/v1/groups/{group}/links"),
+            &json!({"provider": "ics", "url": format!("{}/", feed.url)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(f.body["link_id"].as_str().unwrap()),
+        "{}",
+        again.body
+    );
     let fr = format!(
         "/v1/links/{}/reconnect",
         f.body["link_id"].as_str().unwrap()
@@ -231,6 +248,21 @@ async fn a_link_is_reconnected_in_place_with_new_credentials() {
             .contains(&("feed-1".to_string(), "Moved feed".to_string())),
         "the feed is read at its new address"
     );
+    // The link now stands for the new address: that one is refused, the old one is free.
+    let post_feed = |url: String| {
+        let (api, group) = (&api, &group);
+        async move {
+            api.post(
+                &format!("/v1/groups/{group}/links"),
+                &json!({"provider": "ics", "url": url}),
+            )
+            .await
+            .unwrap()
+            .status
+        }
+    };
+    assert_eq!(post_feed(moved.url.clone()).await, 409);
+    assert_eq!(post_feed(feed.url.clone()).await, 201);
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ pub(super) fn caldav_problem(e: ProviderError) -> Problem {
     request_body = NewLink,
     responses(
         (status = 201, description = "The link; its first sync is queued"),
-        (status = 409, description = "The group links this calendar already (the answer names that link); feeds are not compared"),
+        (status = 409, description = "The group links this calendar or feed already (the answer names that link)"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Invalid,
         crate::api::openapi::Unauthorized
@@ -239,6 +239,7 @@ pub async fn create(
                     .url
                     .clone()
                     .ok_or_else(|| Problem::invalid_field("/url", "is required"))?;
+                super::refuse_linked_twice(ctx, &group_id, ProviderKind::Ics, &url).await?;
                 feed_readable(ctx, &url).await?;
                 let mut link = Link::new(
                     &link_id,
@@ -247,6 +248,7 @@ pub async fn create(
                     ProviderKind::Ics,
                     &redacted(&url),
                 );
+                link.url_digest = Some(crate::provider::account::url_digest(&url));
                 link.display_name = b
                     .display_name
                     .clone()

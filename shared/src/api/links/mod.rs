@@ -231,8 +231,8 @@ pub async fn patch(
 /// Refuse a second link to a calendar the group already links (409 naming that link):
 /// two links of one calendar in a group would pull and push every event twice, and
 /// disconnecting either would look like the calendar left. Compared by
-/// [`crate::provider::account::linked_already`]; feeds are not checked (their links keep a
-/// redacted address).
+/// [`crate::provider::account::linked_already`] (feeds, whose links keep a redacted
+/// address, by its digest).
 ///
 /// Errors: 409, or DynamoDB.
 pub(crate) async fn refuse_linked_twice(

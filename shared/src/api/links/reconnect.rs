@@ -142,7 +142,16 @@ async fn feed_secret(st: &ApiState, link: &Link, b: &Reconnect) -> ApiResult<Val
     feed_readable(&st.ctx, &url).await?;
     let store = st.ctx.store();
     store
-        .update_link_fields(&link.link_id, vec![("url", store.attr(redacted(&url))?)])
+        .update_link_fields(
+            &link.link_id,
+            vec![
+                ("url", store.attr(redacted(&url))?),
+                (
+                    "url_digest",
+                    store.attr(crate::provider::account::url_digest(&url))?,
+                ),
+            ],
+        )
         .await?;
     Ok(json!({"url": url}))
 }
