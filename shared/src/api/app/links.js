@@ -262,11 +262,13 @@ function settingsForm(link, ctx) {
     }
     try {
       await call("PATCH", `/v1/links/${seg(id)}`, body);
-      ctx.announce(`Settings of ${link.display_name} saved.`);
-      ctx.reload();
     } catch (e) {
       showProblem(form, e);
+      return;
     }
+    // Said once the list shows the saved settings (the form is drawn anew).
+    await ctx.reload();
+    ctx.announce(`Settings of ${link.display_name} saved.`);
   });
   return form;
 }
