@@ -110,7 +110,8 @@ pub struct Link {
     /// failing link when it reaches 3.
     #[serde(default)]
     pub consecutive_failures: i64,
-    /// What this member gets of each event ([`crate::engine::transform`]).
+    /// What this member gets of the other members' events ([`crate::engine::transform`]);
+    /// events made on it ([`Mapping::home`]) stay whole there.
     #[serde(default)]
     pub transforms: crate::engine::transform::Transforms,
     /// Outlook: write the attendees of events the calendar's owner organizes (Graph sends
@@ -322,6 +323,13 @@ pub struct Mapping {
     /// own events).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign: bool,
+    /// The event was made on this member: its first pull into the hub came from this link
+    /// (the UID was new to the hub, or only a tombstone). The link's transforms are for
+    /// other members' events; this one is written and read back whole
+    /// ([`crate::engine::transform::for_mapping`]). Left out of the item when false;
+    /// mappings written before it was recorded read as false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub home: bool,
     /// Last change (epoch milliseconds).
     pub updated_ms: i64,
 }
@@ -342,6 +350,7 @@ impl Mapping {
             failed_version: None,
             excluded: false,
             foreign: false,
+            home: false,
             updated_ms: crate::config::now_millis(),
         }
     }

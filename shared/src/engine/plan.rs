@@ -80,8 +80,8 @@ pub struct Snapshot<'a> {
     /// This link's mapping for the UID, if any.
     pub mapping: Option<&'a Mapping>,
     /// What the member shows of an iCalendar text, parsed
-    /// ([`transform::view`] then [`crate::provider::Provider::project`]); `None` when it
-    /// holds the text as it is.
+    /// ([`transform::view`] under [`transform::for_mapping`] of `mapping`, then
+    /// [`crate::provider::Provider::project`]); `None` when it holds the text as it is.
     pub view: &'a dyn Fn(&str) -> Option<EventSeries>,
     /// Now (epoch ms), stamped on what the plan writes.
     pub now_ms: i64,
@@ -164,7 +164,11 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
             mapping.status = EventStatus::Pending;
             return ItemPlan::mapping_only(mapping);
         }
-        // New to the hub, or an edit of an event deleted elsewhere (edit wins).
+        // New to the hub, or an edit of an event deleted elsewhere (edit wins). An object
+        // this link had not mapped was made here: the member's own event.
+        if m.is_none() {
+            mapping.home = true;
+        }
         let version = s.hub.map(|h| h.version + 1).unwrap_or(1);
         return ItemPlan {
             hub: Some(HubWrite {
@@ -211,8 +215,8 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // Fields the link's transforms own (a busy copy's title, …) are not the member's to
     // change: compared against what was agreed, its edits of them are no edits. (The
     // member's copy itself is compared below as it is: a shielded edit there is written
-    // over with the member's view.)
-    let t = &s.link.transforms;
+    // over with the member's view.) Events made on the member have no transforms there.
+    let t = transform::for_mapping(&s.link.transforms, m);
     let shielded = match (&base, t.is_identity()) {
         (_, true) => s.remote.clone(),
         (Some(b), false) => transform::shield(t, s.remote, b),

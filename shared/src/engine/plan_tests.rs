@@ -337,6 +337,83 @@ fn tombstones_come_back_only_for_edits() {
     );
 }
 
+/// Which events are the member's own (made there), and what that changes: a busy-only
+/// member's title edit of its own event is an edit; of another member's event, not.
+#[test]
+fn events_made_on_the_member_are_its_own() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let caldav = link(ProviderKind::Caldav, ConflictPolicy::Merge);
+    let home = Mapping {
+        home: true,
+        ..mapping(3, &a, EventStatus::Synced)
+    };
+    let elsewhere = mapping(3, &a, EventStatus::Synced);
+    // (what, hub, mapping, made here)
+    let rows: [(&str, Option<HubEvent>, Option<&Mapping>, bool); 5] = [
+        ("new to the hub", None, None, true),
+        (
+            "a tombstone's UID, not mapped here",
+            Some(hub(4, &a, true)),
+            None,
+            true,
+        ),
+        (
+            "live in the hub, not mapped here (another member's)",
+            Some(hub(3, &a, false)),
+            None,
+            false,
+        ),
+        (
+            "an edit of a deleted event made here",
+            Some(hub(4, &a, true)),
+            Some(&home),
+            true,
+        ),
+        (
+            "an edit of a deleted event from elsewhere",
+            Some(hub(4, &a, true)),
+            Some(&elsewhere),
+            false,
+        ),
+    ];
+    for (what, h, m, want) in rows {
+        let p = plan(&caldav, &ics("B", "R1", "20270105T000000Z"), h.as_ref(), m);
+        assert_eq!(p.mapping.home, want, "{what}");
+    }
+
+    // A busy-only member: the hub holds the full event, the member shows "Busy" for other
+    // members' events and its own events whole.
+    let mut busy = caldav.clone();
+    busy.transforms.busy_only = true;
+    let shown = |m: Option<&Mapping>, text: &str| {
+        let t = transform::for_mapping(&busy.transforms, m);
+        transform::view(t, text, chrono::Utc::now()).unwrap_or_else(|| text.to_string())
+    };
+    for (m, want) in [(&home, Some("Lunch")), (&elsewhere, None)] {
+        let agreed = Mapping {
+            base: Some(shown(Some(m), &a)),
+            ..m.clone()
+        };
+        let edited = shown(Some(m), &a).replace(
+            &format!("SUMMARY:{}", series(&shown(Some(m), &a)).summary()),
+            "SUMMARY:Lunch",
+        );
+        let view = |text: &str| Some(series(&shown(Some(&agreed), text)));
+        let remote = series(&edited);
+        let p = plan_item(&Snapshot {
+            link: &busy,
+            remote: &remote,
+            href: &RemoteId::from("/c/e1.ics"),
+            etag: Some(&Etag::from("\"new\"")),
+            hub: Some(&hub(3, &a, false)),
+            mapping: Some(&agreed),
+            view: &view,
+            now_ms: 42,
+        });
+        assert_eq!(hub_summary(&p).as_deref(), want, "home {}: {p:?}", m.home);
+    }
+}
+
 #[test]
 fn a_feed_may_change_only_its_own_events() {
     let a = ics("A", "R1", "20270101T000000Z");

@@ -187,14 +187,16 @@ impl PullState<'_> {
 
     /// The plan for a readable remote object against what is loaded.
     fn plan_for(&self, item: &RemoteRef, remote: &EventSeries) -> ItemPlan {
-        let view = |ical: &str| self.view(ical);
+        let mapping = self.maps.get(&remote.uid);
+        let t = transform::for_mapping(&self.link.transforms, mapping);
+        let view = |ical: &str| self.view(t, ical);
         plan::plan_item(&Snapshot {
             link: self.link,
             remote,
             href: &item.href,
             etag: item.etag.as_ref(),
             hub: self.hub.get(&remote.uid),
-            mapping: self.maps.get(&remote.uid),
+            mapping,
             view: &view,
             now_ms: now_millis(),
         })
@@ -233,10 +235,9 @@ impl PullState<'_> {
     }
 
     /// `ical` as this member shows it: what the provider reads back ([`Provider::project`])
-    /// of what the link's transforms write ([`transform::view`]), parsed; `None` when the
+    /// of what the transforms `t` write ([`transform::view`]), parsed; `None` when the
     /// member holds it as it is.
-    fn view(&self, ical: &str) -> Option<EventSeries> {
-        let t = &self.link.transforms;
+    fn view(&self, t: &transform::Transforms, ical: &str) -> Option<EventSeries> {
         let shown = transform::view(t, ical, chrono::Utc::now());
         let projected = self.provider.project(shown.as_deref().unwrap_or(ical));
         let p = projected.or(shown)?;

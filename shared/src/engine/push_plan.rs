@@ -32,7 +32,8 @@ pub struct PushPlan {
 }
 
 /// Plan the writes `link` needs for the hub's `events` given its mappings `maps` (consumed),
-/// rendering each owed event through the link's transforms at `now`.
+/// rendering each owed event through the link's transforms at `now` (other members' events
+/// only: [`transform::for_mapping`]).
 pub fn plan_push(
     link: &Link,
     mut maps: HashMap<String, Mapping>,
@@ -44,9 +45,10 @@ pub fn plan_push(
         return plan;
     }
     events.sort_by(|a, b| a.uid.cmp(&b.uid));
-    let t = &link.transforms;
     for mut ev in events {
         let m = maps.remove(&ev.uid);
+        // The link's transforms, or none for an event made on the member.
+        let t = transform::for_mapping(&link.transforms, m.as_ref());
         // Rendering parses (and for a window expands) the event: only for events owed a
         // write, or, where the transforms can leave events out, for every live event (its
         // inclusion can change with the days).

@@ -147,6 +147,54 @@ fn writes_come_in_uid_order() {
     assert_eq!(uids, ["a", "m", "z"]);
 }
 
+/// A member's transforms rewrite and leave out other members' events, never its own.
+#[test]
+fn transforms_spare_the_members_own_events() {
+    let mut link = Link::new("l", "g", 1, ProviderKind::Caldav, "https://example.com/c/");
+    link.transforms.busy_only = true;
+    link.transforms.window = Some(transform::Window {
+        past_days: 1,
+        future_days: 1,
+    });
+    // Both events (2027-01-01) are out of the window around 2026-06-01, both owed a write.
+    let late = now() - chrono::Duration::days(200);
+    let own = Mapping {
+        home: true,
+        ..mapped("own", 1, EventStatus::Synced)
+    };
+    let other = mapped("other", 1, EventStatus::Synced);
+    let maps = HashMap::from([("own".to_string(), own), ("other".to_string(), other)]);
+    let plan = plan_push(
+        &link,
+        maps,
+        vec![hub("own", 2, false), hub("other", 2, false)],
+        late,
+    );
+    let writes: Vec<(&str, Planned, String)> = plan
+        .writes
+        .iter()
+        .map(|(e, _, k)| (e.uid.as_str(), *k, e.ical.clone()))
+        .collect();
+    assert_eq!(
+        writes.iter().map(|(u, k, _)| (*u, *k)).collect::<Vec<_>>(),
+        [("other", Planned::Delete), ("own", Planned::Update)],
+        "the window takes the other member's event off, the member's own is written"
+    );
+    assert!(
+        writes[1].2.contains("SUMMARY:S"),
+        "its own title: {}",
+        writes[1].2
+    );
+    // Inside the window, the other member's event is written busy.
+    let maps = HashMap::from([("other".to_string(), mapped("other", 1, EventStatus::Synced))]);
+    let plan = plan_push(&link, maps, vec![hub("other", 2, false)], now());
+    assert!(
+        plan.writes[0].0.ical.contains("SUMMARY:Busy"),
+        "{:?}",
+        plan.writes
+    );
+}
+
 fn written(href: &str) -> Result<Option<WriteResult>, ProviderError> {
     Ok(Some(WriteResult {
         href: RemoteId::from(href),

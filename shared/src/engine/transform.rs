@@ -1,10 +1,15 @@
-//! Per-link transforms, applied when writing to that member only (the hub and the other
-//! members keep the full event): `busy_only` (title "Busy"; no description, location,
-//! attendees, organizer, conference or URL), `title_template` (`{title}` stands for the
-//! title, e.g. `"{title} (work)"`), and exclusions: `exclude_all_day`, `exclude_declined`
-//! (events the link's `self_address` declined, RFC 5545 `PARTSTAT=DECLINED`), `window`
-//! (only series with an occurrence from `past_days` before to `future_days` after the
-//! write).
+//! Per-link transforms, applied when writing other members' events to that member only
+//! (the hub and the other members keep the full event): `busy_only` (title "Busy"; no
+//! description, location, attendees, organizer, conference or URL), `title_template`
+//! (`{title}` stands for the title, e.g. `"{title} (work)"`), and exclusions:
+//! `exclude_all_day`, `exclude_declined` (events the link's `self_address` declined,
+//! RFC 5545 `PARTSTAT=DECLINED`), `window` (only series with an occurrence from `past_days`
+//! before to `future_days` after the write).
+//!
+//! Events made on the member itself are its own: no transform touches them there, whether
+//! they are written back after an edit elsewhere or read from it ([`for_mapping`]). A work
+//! calendar that shows personal events as busy keeps its own meetings whole, and their edits
+//! there reach every member.
 //!
 //! Reading back, the fields a transform owns are shielded ([`shield`]): an edit of the title
 //! of a busy copy, or a description added to it, never reaches the hub, while edits of the
@@ -14,6 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ical::EventSeries;
+use crate::model::Mapping;
 
 /// The title of a busy-only copy.
 pub const BUSY: &str = "Busy";
@@ -62,6 +68,27 @@ pub struct Transforms {
     /// Only series with an occurrence in this window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+}
+
+/// No transform at all (what an event made on the member gets there).
+pub static NONE: Transforms = Transforms {
+    busy_only: false,
+    title_template: None,
+    exclude_declined: false,
+    self_address: None,
+    exclude_all_day: false,
+    window: None,
+};
+
+/// The transforms that apply to one event on a member whose transforms are `t`: [`NONE`]
+/// for an event made on that member (its mapping `m` is [`Mapping::home`]), `t` for every
+/// other event (from another member or the application, or not on the member yet).
+pub fn for_mapping<'a>(t: &'a Transforms, m: Option<&Mapping>) -> &'a Transforms {
+    if m.is_some_and(|m| m.home) {
+        &NONE
+    } else {
+        t
+    }
 }
 
 impl Transforms {

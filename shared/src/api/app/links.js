@@ -206,7 +206,8 @@ function number(id, name, value, label, min, max) {
 
 /**
  * The link's settings: how often it syncs, what a conflict does, what it gets of each event
- * (busy only, no all-day events; not for a feed, which gets nothing) and the deletion brake
+ * from the group's other calendars (busy only, no all-day events; its own events stay whole;
+ * not for a feed, which gets nothing) and the deletion brake
  * (a pull that would delete more than the share and at least the number of its events is
  * held back for the user to let through). Transforms are sent only when they changed: a
  * change rewrites every copy on the calendar.
@@ -221,8 +222,8 @@ function settingsForm(link, ctx) {
   const pSel = h("select", { id: `policy-${id}`, name: "conflict_policy", disabled: link.read_only, "aria-describedby": `policy-${id}-error` }, policyOptions(link.conflict_policy));
   const transforms = link.transforms || {};
   const gets = link.read_only ? [] : [
-    check(`busy-${id}`, "busy_only", !!transforms.busy_only, "Show events here as “Busy” only (no title, place or notes)"),
-    check(`allday-${id}`, "exclude_all_day", !!transforms.exclude_all_day, "Leave out all-day events here"),
+    check(`busy-${id}`, "busy_only", !!transforms.busy_only, "Show the other calendars’ events here as “Busy” only (no title, place or notes)"),
+    check(`allday-${id}`, "exclude_all_day", !!transforms.exclude_all_day, "Leave out the other calendars’ all-day events here"),
   ];
   const ratio = number(`brake-ratio-${id}`, "brake_ratio", Math.round((link.brake_ratio ?? 0.5) * 100),
     "Hold back a sync deleting more than (% of its events)", 1, 100);

@@ -114,8 +114,9 @@ pub struct LinkPatch {
     /// …and least number of deletions that quarantine a pull.
     #[serde(default)]
     pub brake_min: Option<u32>,
-    /// What this member gets of each event (replaces the link's transforms; `{}` for none).
-    /// A change rewrites the member's copies.
+    /// What this member gets of the other members' events (replaces the link's transforms;
+    /// `{}` for none); events made on the member stay whole there. A change rewrites the
+    /// member's copies of the other members' events.
     #[serde(default)]
     pub transforms: Option<crate::engine::transform::Transforms>,
     /// Outlook: write the attendees of events the calendar's owner organizes (Graph then
@@ -210,8 +211,12 @@ pub async fn patch(
     }
     store.update_link_fields(&link_id, fields).await?;
     if rewrite {
-        // Every copy on the member is written again under the new transforms.
+        // Every copy of another member's event is written again under the new transforms
+        // (the member's own events have none).
         for mut m in store.mappings_of_link(&link_id).await? {
+            if m.home {
+                continue;
+            }
             m.synced_version = 0;
             store.put_mapping(&m).await?;
         }
