@@ -34,7 +34,8 @@ export class ApiError extends Error {
   fieldErrors() {
     const out = {};
     for (const e of this.problem.errors || []) {
-      const m = /^#\/([A-Za-z_]+)$/.exec(e.pointer || "");
+      // The field is the pointer's last member (`#/transforms/window` → `window`).
+      const m = /^#\/(?:[A-Za-z_]+\/)*([A-Za-z_]+)$/.exec(e.pointer || "");
       if (m) out[m[1]] = e.detail;
     }
     return out;

@@ -33,8 +33,6 @@ const CALENDAR_ID_HINTS = {
   outlook: "Leave empty for your main calendar. Once it is connected, \"Other calendars of this account\" lists the rest to pick from.",
 };
 
-const ALL_FIELDS = ["url", "username", "password", "calendar", "calendar_id", "display_name", "frequency", "conflict_policy"];
-
 /** Wire the form `form`; `ensureGroup()` gives the group id, `connected(link)` follows a connection. */
 export function connectForm(form, { ensureGroup, connected, announce }) {
   const provider = form.elements.provider;
@@ -172,7 +170,7 @@ export function showProblem(form, e) {
   for (const [name, detail] of Object.entries(fields)) {
     if (form.elements[name] && !form.querySelector(`[data-field="${name}"]`)?.hidden) {
       showError(form, name, sentence(detail));
-      first = first || form.elements[name];
+      first = first || inputsOf(form.elements[name])[0];
       shown += 1;
     }
   }
@@ -190,19 +188,22 @@ function showError(form, name, text) {
   if (!out) return;
   out.textContent = text;
   out.hidden = false;
-  const input = form.elements[name];
-  if (input) input.setAttribute("aria-invalid", "true");
+  for (const input of inputsOf(form.elements[name])) input.setAttribute("aria-invalid", "true");
 }
 
-function clearErrors(form) {
-  for (const n of [...ALL_FIELDS, "form"]) {
-    const out = form.querySelector(`[data-error-for="${n}"]`);
-    if (out) {
-      out.textContent = "";
-      out.hidden = true;
-    }
-    form.elements[n]?.removeAttribute("aria-invalid");
+/** Hide every error line of `form` and unmark its fields. */
+export function clearErrors(form) {
+  for (const out of form.querySelectorAll("[data-error-for]")) {
+    out.textContent = "";
+    out.hidden = true;
   }
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+}
+
+/** The inputs a named form member stands for (a fieldset: the inputs in it). */
+function inputsOf(member) {
+  if (!member) return [];
+  return member instanceof HTMLFieldSetElement ? [...member.elements] : [member];
 }
 
 /** `<option>`s of the frequencies the API takes (`frequency`), `selected` chosen. */

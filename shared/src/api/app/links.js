@@ -4,7 +4,7 @@
 
 import { ApiError, call, seg } from "./api.js";
 import { h, fill, timeEl } from "./dom.js";
-import { PROVIDERS, consentWindow, frequencyOptions, policyOptions, showProblem } from "./connect.js";
+import { PROVIDERS, clearErrors, consentWindow, frequencyOptions, policyOptions, showProblem } from "./connect.js";
 import { accountToggle } from "./account.js";
 
 const PROVIDER_NAMES = {
@@ -204,13 +204,72 @@ function number(id, name, value, label, min, max) {
     h("p", { id: `${id}-error`, "data-error-for": name, class: "error", hidden: true }));
 }
 
+/** A labelled text field of the settings form, with its error line. */
+function text(id, name, value, label, placeholder) {
+  return h("div", { class: "field", "data-field": name },
+    h("label", { for: id }, label),
+    h("input", { type: "text", id, name, value, placeholder, maxlength: "200", autocomplete: "off", "aria-describedby": `${id}-error` }),
+    h("p", { id: `${id}-error`, "data-error-for": name, class: "error", hidden: true }));
+}
+
+/** The time window of the settings form: days back and ahead, both empty for none. */
+function windowField(id, w) {
+  const day = (n, name, label, value) => h("div", { class: "day" },
+    h("label", { for: `${n}-${id}` }, label),
+    h("input", { type: "number", id: `${n}-${id}`, name, value: w ? String(value) : "", min: "0", max: "3650", step: "1", inputmode: "numeric", "aria-describedby": `window-${id}-error` }));
+  return h("fieldset", { class: "field", "data-field": "window", name: "window" },
+    h("legend", {}, "Only the other calendars’ events near today (leave both empty for all)"),
+    day("past", "past_days", "Days back", w?.past_days),
+    day("future", "future_days", "Days ahead", w?.future_days),
+    h("p", { id: `window-${id}-error`, "data-error-for": "window", class: "error", hidden: true }));
+}
+
+/** Whole days 0 to 3650 from a field's text; `null` when it is not one. */
+function days(value) {
+  const t = value.trim();
+  if (!/^\d{1,4}$/.test(t) || Number(t) > 3650) return null;
+  return Number(t);
+}
+
+/**
+ * What the form makes of the link's `transforms`: its boxes, the title pattern and the
+ * window (both day fields empty: none; one empty: 0). Members the form does not show
+ * (`exclude_declined`, `self_address`) are kept. `{ error }` names a window the form can
+ * tell is wrong.
+ */
+function formTransforms(form, transforms) {
+  const next = { ...transforms,
+    busy_only: form.elements.busy_only.checked,
+    exclude_all_day: form.elements.exclude_all_day.checked };
+  const tpl = form.elements.title_template.value.trim();
+  if (tpl) next.title_template = tpl; else delete next.title_template;
+  const past = form.elements.past_days.value, future = form.elements.future_days.value;
+  if (past.trim() || future.trim()) {
+    const w = { past_days: days(past || "0"), future_days: days(future || "0") };
+    if (w.past_days === null || w.future_days === null) return { error: "enter whole days from 0 to 3650" };
+    if (w.past_days + w.future_days === 0) return { error: "enter at least one day back or ahead" };
+    next.window = w;
+  } else {
+    delete next.window;
+  }
+  return { next };
+}
+
+/** Do two transforms documents say the same? */
+function sameTransforms(a, b) {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  const norm = (v) => v === undefined || v === null || v === false ? null : JSON.stringify(v);
+  return [...keys].every((k) => norm(a[k]) === norm(b[k]));
+}
+
 /**
  * The link's settings: how often it syncs, what a conflict does, what it gets of each event
- * from the group's other calendars (busy only, no all-day events; its own events stay whole;
- * not for a feed, which gets nothing) and the deletion brake
+ * from the group's other calendars (busy only, no all-day events, a title pattern, a window
+ * of days around today; its own events stay whole; not for a feed, which gets nothing),
+ * for Outlook whether attendees are written (Outlook mails them), and the deletion brake
  * (a pull that would delete more than the share and at least the number of its events is
  * held back for the user to let through). Transforms are sent only when they changed: a
- * change rewrites every copy on the calendar.
+ * change rewrites every copy of the other calendars' events on the calendar.
  */
 function settingsForm(link, ctx) {
   const id = link.link_id;
@@ -224,7 +283,14 @@ function settingsForm(link, ctx) {
   const gets = link.read_only ? [] : [
     check(`busy-${id}`, "busy_only", !!transforms.busy_only, "Show the other calendars’ events here as “Busy” only (no title, place or notes)"),
     check(`allday-${id}`, "exclude_all_day", !!transforms.exclude_all_day, "Leave out the other calendars’ all-day events here"),
+    text(`template-${id}`, "title_template", transforms.title_template || "",
+      "Title of the other calendars’ events here, with {title} for theirs (empty: their own titles)", "{title} (personal)"),
+    windowField(id, transforms.window),
   ];
+  if (link.provider === "outlook") {
+    gets.push(check(`attendees-${id}`, "write_attendees", !!link.write_attendees,
+      "Add the attendees of events you organize (Outlook emails each of them an invitation)"));
+  }
   const ratio = number(`brake-ratio-${id}`, "brake_ratio", Math.round((link.brake_ratio ?? 0.5) * 100),
     "Hold back a sync deleting more than (% of its events)", 1, 100);
   const least = number(`brake-min-${id}`, "brake_min", link.brake_min ?? 5, "…and at least (events)", 1);
@@ -241,6 +307,7 @@ function settingsForm(link, ctx) {
     h("p", { "data-error-for": "form", class: "error", role: "alert", hidden: true }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    clearErrors(form);
     const percent = Number(form.elements.brake_ratio.value);
     if (!(percent >= 1 && percent <= 100)) {
       // The API takes a share above 0 and at most 1; the form asks for a percentage.
@@ -255,10 +322,15 @@ function settingsForm(link, ctx) {
     };
     if (!link.read_only) {
       body.conflict_policy = pSel.value;
-      const busy = form.elements.busy_only.checked;
-      const allDay = form.elements.exclude_all_day.checked;
-      if (busy !== !!transforms.busy_only || allDay !== !!transforms.exclude_all_day) {
-        body.transforms = { ...transforms, busy_only: busy, exclude_all_day: allDay };
+      const t = formTransforms(form, transforms);
+      if (t.error) {
+        showProblem(form, new ApiError(422, { detail: "Check the days.",
+          errors: [{ pointer: "#/transforms/window", detail: t.error }] }));
+        return;
+      }
+      if (!sameTransforms(t.next, transforms)) body.transforms = t.next;
+      if (form.elements.write_attendees && form.elements.write_attendees.checked !== !!link.write_attendees) {
+        body.write_attendees = form.elements.write_attendees.checked;
       }
     }
     try {

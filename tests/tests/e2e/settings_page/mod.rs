@@ -5,13 +5,15 @@
 //! behind its confirmation; the events a calendar refused, with the server's reason; a
 //! calendar waiting for reconnection reconnected, a quarantined deletion let through, and a
 //! Google calendar connected through its consent window (the emulator); and an application
-//! on another origin framing the page and handing it the token by `postMessage`.
+//! on another origin framing the page and handing it the token by `postMessage`; what a
+//! calendar gets of the others (title pattern, window) and, for Outlook, its attendees.
 //! Every screen is checked with axe-core and saved as a screenshot at desktop and phone width
 //! (`target/screenshots/`).
 
 mod embedding;
 mod first_use;
 mod recovery;
+mod what_a_calendar_gets;
 
 use calsync_e2e::api::ApiClient;
 use calsync_e2e::browser::Browser;
