@@ -52,7 +52,7 @@ function linkCard(link, ctx) {
     try {
       const r = await call("GET", `/v1/links/${seg(id)}/runs?limit=5`);
       newestRun = r.runs[0]?.run_id ?? newestRun;
-      fill(runsBox, runsTable(r.runs, headId));
+      fill(runsBox, runsTable(r, id, headId));
       return r.runs;
     } catch (e) {
       fill(runsBox, h("p", { class: "error" }, `The sync history could not be loaded: ${e.message}`));
@@ -399,15 +399,53 @@ function runSummary(r) {
 
 const KINDS = { pull: "From the calendar", push: "To the calendar" };
 
-function runsTable(runs, headId) {
-  if (runs.length === 0) return h("p", { class: "empty" }, "No sync has run yet. Press Sync now to start one.");
-  return h("table", { class: "runs-table", "aria-describedby": headId },
+function runRow(r) {
+  return h("tr", { "data-run": r.run_id, "data-outcome": r.outcome },
+    h("td", {}, timeEl(r.ended_ms || r.started_ms)),
+    h("td", {}, KINDS[r.kind] || r.kind),
+    h("td", { class: r.outcome === "ok" ? "" : "error" }, runSummary(r)));
+}
+
+/** Older syncs a press of "Show older syncs" adds. */
+const OLDER_RUNS = 10;
+
+/**
+ * The runs of page `page` (`{runs, cursor}` of `GET …/runs`, newest first) of link `id`,
+ * and while older ones remain a "Show older syncs" button that adds the next page under
+ * them (the API's `cursor`), moving the focus to the first row it added.
+ */
+function runsTable(page, id, headId) {
+  if (page.runs.length === 0) return h("p", { class: "empty" }, "No sync has run yet. Press Sync now to start one.");
+  const body = h("tbody", {}, page.runs.map(runRow));
+  const table = h("table", { class: "runs-table", "aria-describedby": headId },
     h("caption", { class: "visually-hidden" }, "Last syncs, newest first"),
     h("thead", {}, h("tr", {}, ["When", "Direction", "Result"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, runs.map((r) => h("tr", { "data-run": r.run_id, "data-outcome": r.outcome },
-      h("td", {}, timeEl(r.ended_ms || r.started_ms)),
-      h("td", {}, KINDS[r.kind] || r.kind),
-      h("td", { class: r.outcome === "ok" ? "" : "error" }, runSummary(r))))));
+    body);
+  let cursor = page.cursor;
+  if (!cursor) return table;
+  const note = h("p", { class: "error", role: "alert", hidden: true });
+  const more = h("button", { type: "button", "data-action": "older-runs" }, "Show older syncs");
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    note.hidden = true;
+    try {
+      const next = await call("GET", `/v1/links/${seg(id)}/runs?limit=${OLDER_RUNS}&cursor=${encodeURIComponent(cursor)}`);
+      const rows = next.runs.map(runRow);
+      body.append(...rows);
+      cursor = next.cursor;
+      if (rows[0]) {
+        rows[0].tabIndex = -1;
+        rows[0].focus();
+      }
+      if (cursor) more.disabled = false;
+      else more.remove();
+    } catch (e) {
+      note.textContent = `The older syncs could not be loaded: ${e.message}`;
+      note.hidden = false;
+      more.disabled = false;
+    }
+  });
+  return h("div", {}, table, h("div", { class: "actions" }, more), note);
 }
 
 function errorList(r, headId) {
