@@ -222,6 +222,10 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         (Some(b), false) => transform::shield(t, s.remote, b),
         (None, false) => transform::shield(t, s.remote, &hub_view),
     };
+    // A title template's text is the member's view: both sides' titles go back to the hub's
+    // form, so that an edited title there is a title edit and an untouched one no change.
+    let base = base.map(|b| transform::titles_back(t, &b, &hub_series));
+    let shielded = transform::titles_back(t, &shielded, &hub_series);
     let policy = s.policy();
     let merged = merge::merge(base.as_ref(), &hub_series, &shielded, policy);
     let conflicts = merged.conflicts.clone();

@@ -414,6 +414,75 @@ fn events_made_on_the_member_are_its_own() {
     }
 }
 
+/// On a member whose titles follow a template, a title edited inside the template (or with
+/// its text removed) is a title edit; the template's own text never reaches the hub.
+#[test]
+fn a_templated_title_edited_on_the_member_is_a_title_edit() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let mut work = link(ProviderKind::Caldav, ConflictPolicy::Merge);
+    work.transforms.title_template = Some("{title} (work)".into());
+    let shown = |text: &str| {
+        transform::view(&work.transforms, text, chrono::Utc::now()).unwrap_or_default()
+    };
+    let agreed = mapping(3, &shown(&a), EventStatus::Synced);
+    let view = |text: &str| Some(series(&shown(text)));
+    // (what, the member's title, the hub's new title, the mapping's status)
+    let rows = [
+        (
+            "edited inside the template",
+            "B (work)",
+            Some("B"),
+            EventStatus::Synced,
+        ),
+        (
+            "the template's text removed: written back with it",
+            "B",
+            Some("B"),
+            EventStatus::Pending,
+        ),
+        (
+            "only the location edited",
+            "A (work)",
+            None,
+            EventStatus::Synced,
+        ),
+    ];
+    for (what, title, want, status) in rows {
+        let remote = series(
+            &shown(&a)
+                .replace("SUMMARY:A (work)", &format!("SUMMARY:{title}"))
+                .replace(
+                    "LOCATION:R1",
+                    if want.is_none() {
+                        "LOCATION:R9"
+                    } else {
+                        "LOCATION:R1"
+                    },
+                ),
+        );
+        let p = plan_item(&Snapshot {
+            link: &work,
+            remote: &remote,
+            href: &RemoteId::from("/c/e1.ics"),
+            etag: Some(&Etag::from("\"new\"")),
+            hub: Some(&hub(3, &a, false)),
+            mapping: Some(&agreed),
+            view: &view,
+            now_ms: 42,
+        });
+        let hub_title = hub_summary(&p);
+        match want {
+            Some(w) => assert_eq!(hub_title.as_deref(), Some(w), "{what}: {p:?}"),
+            None => assert_eq!(
+                hub_title.as_deref(),
+                Some("A"),
+                "{what}: the title stays: {p:?}"
+            ),
+        }
+        assert_eq!(p.mapping.status, status, "{what}");
+    }
+}
+
 #[test]
 fn a_feed_may_change_only_its_own_events() {
     let a = ics("A", "R1", "20270101T000000Z");

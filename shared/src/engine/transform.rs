@@ -13,7 +13,9 @@
 //!
 //! Reading back, the fields a transform owns are shielded ([`shield`]): an edit of the title
 //! of a busy copy, or a description added to it, never reaches the hub, while edits of the
-//! fields the member does hold (times, recurrence) do. Pure functions, tested with tables.
+//! fields the member does hold (times, recurrence) do. A templated title is taken back
+//! through its template ([`titles_back`]): "Dentist at 4 (work)" edited there is the title
+//! "Dentist at 4". Pure functions, tested with tables.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -135,11 +137,6 @@ impl Transforms {
         }
         Ok(())
     }
-
-    /// Does this link show a different title (so its title is owned by the transform)?
-    fn owns_title(&self) -> bool {
-        self.busy_only || self.title_template.is_some()
-    }
 }
 
 /// What a member gets of a hub event.
@@ -254,14 +251,66 @@ pub fn view(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Option<String> {
     }
 }
 
+/// A title `shown` on a member whose titles follow `template`, as a hub title, given the
+/// hub's title `hub`: `None` when the member shows `hub` unchanged (the hub's title stands),
+/// else `shown` without the template's text around it, or as it is when someone removed
+/// that text.
+fn title_back(template: &str, shown: &str, hub: &str) -> Option<String> {
+    if templated(template, hub) == shown {
+        return None;
+    }
+    let (pre, post) = template.split_once("{title}").unwrap_or((template, ""));
+    if shown.len() >= pre.len() + post.len() && shown.starts_with(pre) && shown.ends_with(post) {
+        return Some(shown[pre.len()..shown.len() - post.len()].to_string());
+    }
+    Some(shown.to_string())
+}
+
+/// `series` (a member's copy, or the version it last agreed, as the member shows it) with
+/// each component's title taken back through the link's `title_template` against the same
+/// component of `hub` (else its master): the template's text is the member's view, not an
+/// edit, while a title edited on the templated copy is an edit of the title, which reaches
+/// the hub. A title the member shows unchanged becomes the hub's own `SUMMARY` (its
+/// parameters too). `series` as it is unless the link has a template and is not busy-only
+/// (a busy copy's title is not the member's: [`shield`]).
+pub fn titles_back(t: &Transforms, series: &EventSeries, hub: &EventSeries) -> EventSeries {
+    let Some(tpl) = t.title_template.as_deref().filter(|_| !t.busy_only) else {
+        return series.clone();
+    };
+    let title = |f: Option<&crate::ical::Fields>| {
+        f.and_then(|f| f.get("SUMMARY"))
+            .and_then(|l| l.first())
+            .map(|l| crate::ical::text::line_value(l))
+    };
+    let mut out = series.clone();
+    for (key, fields) in out.components.iter_mut() {
+        let Some(shown) = title(Some(fields)) else {
+            continue;
+        };
+        let hub_fields = hub.components.get(key).or_else(|| hub.master());
+        match title_back(tpl, &shown, &title(hub_fields).unwrap_or_default()) {
+            Some(edited) => {
+                fields.insert("SUMMARY".into(), vec![summary_line(&edited)]);
+            }
+            None => match hub_fields.and_then(|f| f.get("SUMMARY")) {
+                Some(lines) => {
+                    fields.insert("SUMMARY".into(), lines.clone());
+                }
+                None => {
+                    fields.remove("SUMMARY");
+                }
+            },
+        }
+    }
+    out
+}
+
 /// `remote` with the fields the transforms own taken from `base` (the version last agreed,
 /// as the member shows it): edits of those fields on the member's copy are not changes.
 pub fn shield(t: &Transforms, remote: &EventSeries, base: &EventSeries) -> EventSeries {
     let mut owned: Vec<&str> = Vec::new();
     if t.busy_only {
         owned.extend(BUSY_HIDDEN);
-    }
-    if t.owns_title() {
         owned.push("SUMMARY");
     }
     if owned.is_empty() {
@@ -417,6 +466,54 @@ SUMMARY:Dentist\\, Dr. Who\r\nDESCRIPTION:Root canal\r\nLOCATION:Main St 1\r\n{e
             None,
             "rendering a rendered copy changes nothing"
         );
+    }
+
+    #[test]
+    fn templated_titles_come_back_as_titles() {
+        let t = Transforms {
+            title_template: Some("{title} (work)".into()),
+            ..Default::default()
+        };
+        let with = |title: &str| {
+            series(&ev("", "DTSTART:20270112T090000Z").replace("Dentist\\, Dr. Who", title))
+        };
+        let hub = with("Dentist\\, Dr. Who");
+        // (what, the hub's title, the member's, the title going to the merge)
+        let rows = [
+            (
+                "untouched",
+                &hub,
+                "Dentist\\, Dr. Who (work)",
+                "Dentist, Dr. Who",
+            ),
+            ("edited inside the template", &hub, "Lunch (work)", "Lunch"),
+            ("the template's text removed", &hub, "Lunch", "Lunch"),
+            (
+                "a hub title already in the template's form, untouched",
+                &with("Team (work)"),
+                "Team (work)",
+                "Team (work)",
+            ),
+            (
+                "a hub title already in the template's form, edited",
+                &with("Team (work)"),
+                "Teams (work)",
+                "Teams",
+            ),
+        ];
+        for (what, hub, shown, want) in rows {
+            assert_eq!(titles_back(&t, &with(shown), hub).summary(), want, "{what}");
+        }
+        let busy = Transforms {
+            busy_only: true,
+            ..t.clone()
+        };
+        for t in [&busy, &Transforms::default()] {
+            assert_eq!(
+                titles_back(t, &with("Lunch (work)"), &hub),
+                with("Lunch (work)")
+            );
+        }
     }
 
     #[test]

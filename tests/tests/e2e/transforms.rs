@@ -310,7 +310,8 @@ async fn a_moving_window_is_applied_once_a_day_without_changes() {
 /// Events made on a transformed member are its own. A work calendar that shows the other
 /// member's events as busy, without all-day events and within a window keeps its own
 /// meeting, all-day event and far event whole: linked, after an edit of one elsewhere, and
-/// after its transforms change. Its own edits reach the other member in full.
+/// after its transforms change. Its own edits reach the other member in full, and so does a
+/// title edited inside its title template.
 #[tokio::test]
 async fn a_transformed_member_keeps_its_own_events_whole() {
     let ctx = local_ctx().await;
@@ -474,6 +475,27 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
         (after.created, after.updated, after.deleted),
         (before.created, before.updated + 1, before.deleted),
         "one write: the other member's event"
+    );
+    // Its title edited inside the template on the work calendar: a title edit, without the
+    // template's text.
+    fixtures::client_edit(&ctx, &work_cal, "their-dentist", |i| {
+        i.replace(
+            "SUMMARY:Dentist (personal)",
+            "SUMMARY:Dentist at 4 (personal)",
+        )
+    })
+    .await
+    .unwrap();
+    fixtures::sync_link(&ctx, &work).await.unwrap();
+    let on_home = shown(ctx.clone(), home_cal.clone()).await;
+    assert!(
+        on_home.contains(&row("their-dentist", "Dentist at 4", true)),
+        "{on_home:?}"
+    );
+    let on_work = shown(ctx.clone(), work_cal.clone()).await;
+    assert!(
+        on_work.contains(&row("their-dentist", "Dentist at 4 (personal)", true)),
+        "{on_work:?}"
     );
 
     // Quiet: another round writes nothing anywhere.
