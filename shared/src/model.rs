@@ -323,9 +323,11 @@ pub struct Mapping {
     /// own events).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub foreign: bool,
-    /// The event was made on this member: its first pull into the hub came from this link
-    /// (the UID was new to the hub, or only a tombstone). The link's transforms are for
-    /// other members' events; this one is written and read back whole
+    /// The event is this member's own: its first pull into the hub came from this link (the
+    /// UID was new to the hub, or only a tombstone), or the link's pull found its own copy
+    /// of an event another member brought (not mapped here, and not what calsync writes
+    /// here of it: one invitation on two calendars). The link's transforms are for other
+    /// members' events; this one is written and read back whole
     /// ([`crate::engine::transform::for_mapping`]). Left out of the item when false;
     /// mappings written before it was recorded read as false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -79,10 +79,11 @@ pub struct Snapshot<'a> {
     pub hub: Option<&'a HubEvent>,
     /// This link's mapping for the UID, if any.
     pub mapping: Option<&'a Mapping>,
-    /// What the member shows of an iCalendar text, parsed
-    /// ([`transform::view`] under [`transform::for_mapping`] of `mapping`, then
-    /// [`crate::provider::Provider::project`]); `None` when it holds the text as it is.
-    pub view: &'a dyn Fn(&str) -> Option<EventSeries>,
+    /// What the member shows of an iCalendar text under these transforms, parsed
+    /// ([`transform::view`], then [`crate::provider::Provider::project`]); `None` when it
+    /// holds the text as it is. The plan passes the link's transforms, or none for the
+    /// member's own events ([`transform::for_mapping`]).
+    pub view: &'a dyn Fn(&transform::Transforms, &str) -> Option<EventSeries>,
     /// Now (epoch ms), stamped on what the plan writes.
     pub now_ms: i64,
 }
@@ -153,10 +154,12 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         mapping.status = EventStatus::Synced;
         mapping
     };
+    // The transforms this event has on the member: none for its own events.
+    let mut t = transform::for_mapping(&s.link.transforms, m);
     let Some(h) = s.hub.filter(|h| !h.deleted) else {
         let base = m
             .and_then(|m| m.base.as_deref())
-            .and_then(|b| (s.view)(b).or_else(|| EventSeries::parse_single("base", b).ok()));
+            .and_then(|b| (s.view)(t, b).or_else(|| EventSeries::parse_single("base", b).ok()));
         if s.hub.is_some() && base.is_some_and(|b| same_but_replies(s.remote, &b)) {
             // Deleted in the hub, and only the version tag (a server rewrite) or attendees'
             // answers moved here: not an edit, so the deletion stands and is still owed to
@@ -182,13 +185,21 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // The hub holds our own output; should it ever not parse, the remote replaces it.
     let hub_series = EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
     // What the remote can hold of the hub version ([`Provider::project`]).
-    let hub_view = (s.view)(&h.ical).unwrap_or_else(|| hub_series.clone());
-    let lossy = hub_view != hub_series;
-    let agreed =
-        m.is_some_and(|m| m.synced_version == h.version && m.status != EventStatus::Conflict);
+    let mut hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());
     if s.remote.same_content(&hub_view) {
         return ItemPlan::mapping_only(synced(mapping, h.version));
     }
+    if m.is_none() {
+        // Not mapped here, and not what calsync writes here of the hub event: the member's
+        // own copy of an event another member brought (one invitation on two calendars).
+        // Its own, so the link's transforms never rewrite it.
+        mapping.home = true;
+        t = &transform::NONE;
+        hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());
+    }
+    let lossy = hub_view != hub_series;
+    let agreed =
+        m.is_some_and(|m| m.synced_version == h.version && m.status != EventStatus::Conflict);
     if agreed && !lossy {
         return ItemPlan {
             hub: Some(HubWrite {
@@ -205,7 +216,7 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         Some(hub_view.clone())
     } else {
         m.and_then(|m| m.base.as_deref())
-            .and_then(|b| (s.view)(b).or_else(|| EventSeries::parse_single("base", b).ok()))
+            .and_then(|b| (s.view)(t, b).or_else(|| EventSeries::parse_single("base", b).ok()))
     };
     if !agreed && base.as_ref().is_some_and(|b| s.remote.same_content(b)) {
         // Only the remote version tag moved; the hub change is still to be pushed.
@@ -216,7 +227,6 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // change: compared against what was agreed, its edits of them are no edits. (The
     // member's copy itself is compared below as it is: a shielded edit there is written
     // over with the member's view.) Events made on the member have no transforms there.
-    let t = transform::for_mapping(&s.link.transforms, m);
     let shielded = match (&base, t.is_identity()) {
         (_, true) => s.remote.clone(),
         (Some(b), false) => transform::shield(t, s.remote, b),
@@ -258,7 +268,8 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         });
     }
     mapping.base = Some(remote_ical.clone());
-    let merged_view = (s.view)(&merged.series.to_ical()).unwrap_or_else(|| merged.series.clone());
+    let merged_view =
+        (s.view)(t, &merged.series.to_ical()).unwrap_or_else(|| merged.series.clone());
     if merged_view.same_content(s.remote) {
         mapping.synced_version = version;
         mapping.status = EventStatus::Synced;

@@ -42,7 +42,7 @@ fn link(kind: ProviderKind, policy: ConflictPolicy) -> Link {
     l
 }
 
-fn no_view(_: &str) -> Option<EventSeries> {
+fn no_view(_: &transform::Transforms, _: &str) -> Option<EventSeries> {
     None
 }
 
@@ -337,69 +337,120 @@ fn tombstones_come_back_only_for_edits() {
     );
 }
 
-/// Which events are the member's own (made there), and what that changes: a busy-only
-/// member's title edit of its own event is an edit; of another member's event, not.
+/// The member's view of a text under transforms, as the pull gives it (no projection).
+fn transformed(t: &transform::Transforms, text: &str) -> Option<EventSeries> {
+    transform::view(t, text, chrono::Utc::now()).map(|v| series(&v))
+}
+
+/// Which events are the member's own (made there, or its own copy of an event another
+/// member brought), and what that changes: a busy-only member's title edit of its own event
+/// is an edit; of another member's event, not.
 #[test]
 fn events_made_on_the_member_are_its_own() {
     let a = ics("A", "R1", "20270101T000000Z");
+    let b = ics("B", "R1", "20270105T000000Z");
     let caldav = link(ProviderKind::Caldav, ConflictPolicy::Merge);
+    let mut busy = caldav.clone();
+    busy.transforms.busy_only = true;
+    let busy_a = transform::view(&busy.transforms, &a, chrono::Utc::now()).unwrap();
     let home = Mapping {
         home: true,
         ..mapping(3, &a, EventStatus::Synced)
     };
     let elsewhere = mapping(3, &a, EventStatus::Synced);
-    // (what, hub, mapping, made here)
-    let rows: [(&str, Option<HubEvent>, Option<&Mapping>, bool); 5] = [
-        ("new to the hub", None, None, true),
+    // (what, link, the member's object, hub, mapping, its own)
+    type Row<'a> = (
+        &'a str,
+        &'a Link,
+        &'a str,
+        Option<HubEvent>,
+        Option<&'a Mapping>,
+        bool,
+    );
+    let rows: [Row; 7] = [
+        ("new to the hub", &caldav, &b, None, None, true),
         (
             "a tombstone's UID, not mapped here",
+            &caldav,
+            &b,
             Some(hub(4, &a, true)),
             None,
             true,
         ),
         (
-            "live in the hub, not mapped here (another member's)",
+            "not mapped here, the hub's content",
+            &caldav,
+            &a,
             Some(hub(3, &a, false)),
             None,
             false,
         ),
         (
+            "not mapped here, what a busy member is written (calsync's own write)",
+            &busy,
+            &busy_a,
+            Some(hub(3, &a, false)),
+            None,
+            false,
+        ),
+        (
+            "not mapped here, another version (the member's own copy, e.g. an invitation)",
+            &busy,
+            &b,
+            Some(hub(3, &a, false)),
+            None,
+            true,
+        ),
+        (
             "an edit of a deleted event made here",
+            &caldav,
+            &b,
             Some(hub(4, &a, true)),
             Some(&home),
             true,
         ),
         (
             "an edit of a deleted event from elsewhere",
+            &caldav,
+            &b,
             Some(hub(4, &a, true)),
             Some(&elsewhere),
             false,
         ),
     ];
-    for (what, h, m, want) in rows {
-        let p = plan(&caldav, &ics("B", "R1", "20270105T000000Z"), h.as_ref(), m);
+    for (what, l, remote, h, m, want) in rows {
+        let remote = series(remote);
+        let p = plan_item(&Snapshot {
+            link: l,
+            remote: &remote,
+            href: &RemoteId::from("/c/e1.ics"),
+            etag: Some(&Etag::from("\"new\"")),
+            hub: h.as_ref(),
+            mapping: m,
+            view: &transformed,
+            now_ms: 42,
+        });
         assert_eq!(p.mapping.home, want, "{what}");
+        if what.contains("own copy") {
+            assert_eq!(
+                hub_summary(&p).as_deref(),
+                Some("B"),
+                "its own copy is merged whole: {p:?}"
+            );
+        }
     }
 
     // A busy-only member: the hub holds the full event, the member shows "Busy" for other
     // members' events and its own events whole.
-    let mut busy = caldav.clone();
-    busy.transforms.busy_only = true;
-    let shown = |m: Option<&Mapping>, text: &str| {
-        let t = transform::for_mapping(&busy.transforms, m);
-        transform::view(t, text, chrono::Utc::now()).unwrap_or_else(|| text.to_string())
-    };
     for (m, want) in [(&home, Some("Lunch")), (&elsewhere, None)] {
+        let t = transform::for_mapping(&busy.transforms, Some(m));
+        let shown = transform::view(t, &a, chrono::Utc::now()).unwrap_or_else(|| a.clone());
         let agreed = Mapping {
-            base: Some(shown(Some(m), &a)),
+            base: Some(shown.clone()),
             ..m.clone()
         };
-        let edited = shown(Some(m), &a).replace(
-            &format!("SUMMARY:{}", series(&shown(Some(m), &a)).summary()),
-            "SUMMARY:Lunch",
-        );
-        let view = |text: &str| Some(series(&shown(Some(&agreed), text)));
-        let remote = series(&edited);
+        let title = format!("SUMMARY:{}", series(&shown).summary());
+        let remote = series(&shown.replace(&title, "SUMMARY:Lunch"));
         let p = plan_item(&Snapshot {
             link: &busy,
             remote: &remote,
@@ -407,7 +458,7 @@ fn events_made_on_the_member_are_its_own() {
             etag: Some(&Etag::from("\"new\"")),
             hub: Some(&hub(3, &a, false)),
             mapping: Some(&agreed),
-            view: &view,
+            view: &transformed,
             now_ms: 42,
         });
         assert_eq!(hub_summary(&p).as_deref(), want, "home {}: {p:?}", m.home);
@@ -425,7 +476,6 @@ fn a_templated_title_edited_on_the_member_is_a_title_edit() {
         transform::view(&work.transforms, text, chrono::Utc::now()).unwrap_or_default()
     };
     let agreed = mapping(3, &shown(&a), EventStatus::Synced);
-    let view = |text: &str| Some(series(&shown(text)));
     // (what, the member's title, the hub's new title, the mapping's status)
     let rows = [
         (
@@ -467,7 +517,7 @@ fn a_templated_title_edited_on_the_member_is_a_title_edit() {
             etag: Some(&Etag::from("\"new\"")),
             hub: Some(&hub(3, &a, false)),
             mapping: Some(&agreed),
-            view: &view,
+            view: &transformed,
             now_ms: 42,
         });
         let hub_title = hub_summary(&p);

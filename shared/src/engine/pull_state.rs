@@ -187,16 +187,14 @@ impl PullState<'_> {
 
     /// The plan for a readable remote object against what is loaded.
     fn plan_for(&self, item: &RemoteRef, remote: &EventSeries) -> ItemPlan {
-        let mapping = self.maps.get(&remote.uid);
-        let t = transform::for_mapping(&self.link.transforms, mapping);
-        let view = |ical: &str| self.view(t, ical);
+        let view = |t: &transform::Transforms, ical: &str| self.view(t, ical);
         plan::plan_item(&Snapshot {
             link: self.link,
             remote,
             href: &item.href,
             etag: item.etag.as_ref(),
             hub: self.hub.get(&remote.uid),
-            mapping,
+            mapping: self.maps.get(&remote.uid),
             view: &view,
             now_ms: now_millis(),
         })

@@ -6,10 +6,11 @@
 //! RFC 5545 `PARTSTAT=DECLINED`), `window` (only series with an occurrence from `past_days`
 //! before to `future_days` after the write).
 //!
-//! Events made on the member itself are its own: no transform touches them there, whether
-//! they are written back after an edit elsewhere or read from it ([`for_mapping`]). A work
-//! calendar that shows personal events as busy keeps its own meetings whole, and their edits
-//! there reach every member.
+//! Events made on the member itself, and its own copies of events another member brought
+//! (one invitation on both calendars), are its own: no transform touches them there, whether
+//! they are written back after an edit elsewhere or read from it ([`for_mapping`],
+//! [`crate::model::Mapping::home`]). A work calendar that shows personal events as busy
+//! keeps its own meetings whole, and their edits there reach every member.
 //!
 //! Reading back, the fields a transform owns are shielded ([`shield`]): an edit of the title
 //! of a busy copy, or a description added to it, never reaches the hub, while edits of the

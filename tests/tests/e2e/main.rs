@@ -30,6 +30,7 @@ mod notifications;
 mod outbound;
 mod outlook_accounts;
 mod outlook_sync;
+mod own_events;
 mod paging;
 mod policies;
 mod secrets;

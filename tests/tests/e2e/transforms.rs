@@ -10,19 +10,19 @@ use calsync_e2e::{local_ctx, runner};
 use chrono::{Duration, Utc};
 use serde_json::json;
 
-fn event(uid: &str, title: &str, start: &str, end: &str) -> String {
+pub(crate) fn event(uid: &str, title: &str, start: &str, end: &str) -> String {
     format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n{start}\r\n{end}\r\n\
 SUMMARY:{title}\r\nDESCRIPTION:Private notes\r\nLOCATION:Clinic\r\nLAST-MODIFIED:20260101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
 }
 
-fn at(days: i64, hour: u32) -> String {
+pub(crate) fn at(days: i64, hour: u32) -> String {
     let d = Utc::now().date_naive() + Duration::days(days);
     format!("{}T{hour:02}0000Z", d.format("%Y%m%d"))
 }
 
-async fn connect(api: &ApiClient, group: &str, url: &str, name: &str) -> String {
+pub(crate) async fn connect(api: &ApiClient, group: &str, url: &str, name: &str) -> String {
     let a = api
         .post(&format!("/v1/groups/{group}/links"), &json!({"provider": "caldav", "url": url, "username": USER, "password": PASSWORD, "display_name": name}))
         .await
@@ -305,215 +305,4 @@ async fn a_moving_window_is_applied_once_a_day_without_changes() {
     // Within the same day another pull pushes nothing.
     let stats = fixtures::sync_link(&ctx, &link).await.unwrap();
     assert_eq!(stats.pushes, 0, "one window push a day: {stats:?}");
-}
-
-/// Events made on a transformed member are its own. A work calendar that shows the other
-/// member's events as busy, without all-day events and within a window keeps its own
-/// meeting, all-day event and far event whole: linked, after an edit of one elsewhere, and
-/// after its transforms change. Its own edits reach the other member in full, and so does a
-/// title edited inside its title template.
-#[tokio::test]
-async fn a_transformed_member_keeps_its_own_events_whole() {
-    let ctx = local_ctx().await;
-    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
-    let api = srv.as_user(5_200_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000) as i64);
-    let name = unique("own");
-    let work_cal = new_calendar(&ctx, Server::Radicale, &name).await.unwrap();
-    let home_cal = new_calendar(&ctx, Server::Xandikos, &name).await.unwrap();
-    let made = [
-        (
-            &work_cal,
-            event(
-                "own-meeting",
-                "Standup",
-                &format!("DTSTART:{}", at(3, 9)),
-                &format!("DTEND:{}", at(3, 10)),
-            ),
-        ),
-        (
-            &work_cal,
-            event(
-                "own-allday",
-                "Offsite",
-                &format!("DTSTART;VALUE=DATE:{}", &at(5, 0)[..8]),
-                &format!("DTEND;VALUE=DATE:{}", &at(6, 0)[..8]),
-            ),
-        ),
-        (
-            &work_cal,
-            event(
-                "own-far",
-                "Planning",
-                &format!("DTSTART:{}", at(400, 9)),
-                &format!("DTEND:{}", at(400, 10)),
-            ),
-        ),
-        (
-            &home_cal,
-            event(
-                "their-dentist",
-                "Dentist",
-                &format!("DTSTART:{}", at(4, 9)),
-                &format!("DTEND:{}", at(4, 10)),
-            ),
-        ),
-    ];
-    for (cal, ical) in &made {
-        fixtures::client_put(&ctx, cal, ical).await.unwrap();
-    }
-    let group = api.create_group("own events").await.unwrap();
-    let work = connect(&api, &group, &work_cal, "work").await;
-    let personal = connect(&api, &group, &home_cal, "personal").await;
-    let p = api
-        .patch(&format!("/v1/links/{work}"), &json!({"transforms": {"busy_only": true, "exclude_all_day": true, "window": {"past_days": 7, "future_days": 60}}}))
-        .await
-        .unwrap();
-    assert_eq!(p.status, 200, "{}", p.body);
-    runner::drain(&ctx).await.unwrap();
-
-    // (uid, title, has the private notes) on each calendar.
-    let shown = |ctx: calsync::config::Ctx, url: String| async move {
-        fixtures::events_in(&ctx, &url)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, s)| {
-                let notes = s.to_ical().contains("Private notes");
-                (s.uid.clone(), s.summary(), notes)
-            })
-            .collect::<Vec<_>>()
-    };
-    let row = |u: &str, t: &str, n: bool| (u.to_string(), t.to_string(), n);
-    assert_eq!(
-        shown(ctx.clone(), work_cal.clone()).await,
-        [
-            row("own-allday", "Offsite", true),
-            row("own-far", "Planning", true),
-            row("own-meeting", "Standup", true),
-            row("their-dentist", "Busy", false),
-        ],
-        "the work calendar's own events are untouched; the other member's is busy"
-    );
-    assert_eq!(
-        shown(ctx.clone(), home_cal.clone()).await,
-        [
-            row("own-allday", "Offsite", true),
-            row("own-far", "Planning", true),
-            row("own-meeting", "Standup", true),
-            row("their-dentist", "Dentist", true),
-        ],
-        "the other member gets the work calendar's events whole"
-    );
-
-    // Retitled on the work calendar: an edit, which the other member gets.
-    fixtures::client_edit(&ctx, &work_cal, "own-meeting", |i| {
-        i.replace("SUMMARY:Standup", "SUMMARY:Standup (room 4)")
-            .replace(
-                "LAST-MODIFIED:20260101T000000Z",
-                "LAST-MODIFIED:20260601T000000Z",
-            )
-    })
-    .await
-    .unwrap();
-    fixtures::sync_link(&ctx, &work).await.unwrap();
-    let on_home = shown(ctx.clone(), home_cal.clone()).await;
-    assert!(
-        on_home.contains(&row("own-meeting", "Standup (room 4)", true)),
-        "{on_home:?}"
-    );
-
-    // Moved on the personal calendar: the work calendar gets it whole, not busy.
-    fixtures::client_edit(&ctx, &home_cal, "own-meeting", |i| {
-        i.replace(&at(3, 9), &at(3, 11))
-            .replace(&at(3, 10), &at(3, 12))
-            .replace(
-                "LAST-MODIFIED:20260601T000000Z",
-                "LAST-MODIFIED:20260701T000000Z",
-            )
-    })
-    .await
-    .unwrap();
-    fixtures::sync_link(&ctx, &personal).await.unwrap();
-    let meeting = fixtures::events_in(&ctx, &work_cal)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(_, s)| s.uid == "own-meeting")
-        .unwrap()
-        .1
-        .to_ical();
-    assert!(
-        meeting.contains(&format!("DTSTART:{}", at(3, 11)))
-            && meeting.contains("SUMMARY:Standup (room 4)")
-            && meeting.contains("Private notes")
-            && meeting.contains("Clinic"),
-        "{meeting}"
-    );
-
-    // New transforms rewrite the other member's copies only.
-    let before = totals(&ctx, &work).await.unwrap();
-    let p = api
-        .patch(
-            &format!("/v1/links/{work}"),
-            &json!({"transforms": {"title_template": "{title} (personal)"}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(p.status, 200, "{}", p.body);
-    runner::drain(&ctx).await.unwrap();
-    assert_eq!(
-        shown(ctx.clone(), work_cal.clone()).await,
-        [
-            row("own-allday", "Offsite", true),
-            row("own-far", "Planning", true),
-            row("own-meeting", "Standup (room 4)", true),
-            row("their-dentist", "Dentist (personal)", true),
-        ]
-    );
-    let after = totals(&ctx, &work).await.unwrap();
-    assert_eq!(
-        (after.created, after.updated, after.deleted),
-        (before.created, before.updated + 1, before.deleted),
-        "one write: the other member's event"
-    );
-    // Its title edited inside the template on the work calendar: a title edit, without the
-    // template's text.
-    fixtures::client_edit(&ctx, &work_cal, "their-dentist", |i| {
-        i.replace(
-            "SUMMARY:Dentist (personal)",
-            "SUMMARY:Dentist at 4 (personal)",
-        )
-    })
-    .await
-    .unwrap();
-    fixtures::sync_link(&ctx, &work).await.unwrap();
-    let on_home = shown(ctx.clone(), home_cal.clone()).await;
-    assert!(
-        on_home.contains(&row("their-dentist", "Dentist at 4", true)),
-        "{on_home:?}"
-    );
-    let on_work = shown(ctx.clone(), work_cal.clone()).await;
-    assert!(
-        on_work.contains(&row("their-dentist", "Dentist at 4 (personal)", true)),
-        "{on_work:?}"
-    );
-
-    // Quiet: another round writes nothing anywhere.
-    let before = (
-        totals(&ctx, &work).await.unwrap(),
-        totals(&ctx, &personal).await.unwrap(),
-    );
-    fixtures::sync_link(&ctx, &work).await.unwrap();
-    fixtures::sync_link(&ctx, &personal).await.unwrap();
-    let after = (
-        totals(&ctx, &work).await.unwrap(),
-        totals(&ctx, &personal).await.unwrap(),
-    );
-    for (a, b) in [(before.0, after.0), (before.1, after.1)] {
-        assert_eq!(
-            (a.created, a.updated, a.deleted),
-            (b.created, b.updated, b.deleted),
-            "a quiet round writes nothing"
-        );
-    }
 }
