@@ -118,6 +118,30 @@ impl Store {
         Ok((maps, events))
     }
 
+    /// The hub events of `group_id` with these `uids` (tombstones too; a UID with no event
+    /// is left out), in BatchGetItem requests of 100 keys.
+    ///
+    /// Errors: DynamoDB failure; a malformed item.
+    pub async fn events_of_uids(
+        &self,
+        group_id: &str,
+        uids: &[String],
+    ) -> Result<Vec<HubEvent>, StoreError> {
+        let table = &self.cfg.events_table;
+        let keys = uids
+            .iter()
+            .map(|uid| {
+                let key = HashMap::from([("group_id".into(), s(group_id)), ("uid".into(), s(uid))]);
+                (table.clone(), key)
+            })
+            .collect();
+        self.batch_get(keys)
+            .await?
+            .into_iter()
+            .map(|(t, item)| Self::from_item(&t, item))
+            .collect()
+    }
+
     /// The UIDs `link_id` maps to `hrefs` (GSI `href-index`, one Query per href, 16 at a
     /// time); hrefs no mapping names are left out.
     ///

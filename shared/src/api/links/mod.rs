@@ -472,18 +472,26 @@ pub async fn errors(
         .await?;
     ms.sort_by_key(|m| std::cmp::Reverse(m.updated_ms));
     let total = ms.len();
+    ms.truncate(MAX_LISTED_ERRORS);
+    // The listed events' titles, read in one batch (an `href:` key names no hub event).
+    let uids: Vec<String> = ms
+        .iter()
+        .filter(|m| !m.uid.starts_with("href:"))
+        .map(|m| m.uid.clone())
+        .collect();
+    let titles: std::collections::HashMap<String, String> = store
+        .events_of_uids(&l.group_id, &uids)
+        .await?
+        .into_iter()
+        .filter(|h| !h.deleted)
+        .filter_map(|h| {
+            let s = crate::ical::EventSeries::parse_single(&h.uid, &h.ical).ok()?;
+            Some((h.uid, s.summary()))
+        })
+        .collect();
     let mut out = Vec::new();
-    for m in ms.into_iter().take(MAX_LISTED_ERRORS) {
-        let title = if m.uid.starts_with("href:") {
-            None
-        } else {
-            store
-                .get_event(&l.group_id, &m.uid)
-                .await?
-                .filter(|h| !h.deleted)
-                .and_then(|h| crate::ical::EventSeries::parse_single(&m.uid, &h.ical).ok())
-                .map(|s| s.summary())
-        };
+    for m in ms {
+        let title = titles.get(&m.uid);
         out.push(json!({
             "event_id": m.uid,
             "title": title,
