@@ -342,6 +342,25 @@ fn transformed(t: &transform::Transforms, text: &str) -> Option<EventSeries> {
     transform::view(t, text, chrono::Utc::now()).map(|v| series(&v))
 }
 
+/// [`plan_item`] of `remote` on `link`, seen through its transforms ([`transformed`]).
+fn plan_viewed(
+    link: &Link,
+    remote: &EventSeries,
+    h: Option<&HubEvent>,
+    m: Option<&Mapping>,
+) -> ItemPlan {
+    plan_item(&Snapshot {
+        link,
+        remote,
+        href: &RemoteId::from("/c/e1.ics"),
+        etag: Some(&Etag::from("\"new\"")),
+        hub: h,
+        mapping: m,
+        view: &transformed,
+        now_ms: 42,
+    })
+}
+
 /// Which events are the member's own (made there, or its own copy of an event another
 /// member brought), and what that changes: a busy-only member's title edit of its own event
 /// is an edit; of another member's event, not.
@@ -420,16 +439,7 @@ fn events_made_on_the_member_are_its_own() {
     ];
     for (what, l, remote, h, m, want) in rows {
         let remote = series(remote);
-        let p = plan_item(&Snapshot {
-            link: l,
-            remote: &remote,
-            href: &RemoteId::from("/c/e1.ics"),
-            etag: Some(&Etag::from("\"new\"")),
-            hub: h.as_ref(),
-            mapping: m,
-            view: &transformed,
-            now_ms: 42,
-        });
+        let p = plan_viewed(l, &remote, h.as_ref(), m);
         assert_eq!(p.mapping.home, want, "{what}");
         if what.contains("own copy") {
             assert_eq!(
@@ -451,16 +461,7 @@ fn events_made_on_the_member_are_its_own() {
         };
         let title = format!("SUMMARY:{}", series(&shown).summary());
         let remote = series(&shown.replace(&title, "SUMMARY:Lunch"));
-        let p = plan_item(&Snapshot {
-            link: &busy,
-            remote: &remote,
-            href: &RemoteId::from("/c/e1.ics"),
-            etag: Some(&Etag::from("\"new\"")),
-            hub: Some(&hub(3, &a, false)),
-            mapping: Some(&agreed),
-            view: &transformed,
-            now_ms: 42,
-        });
+        let p = plan_viewed(&busy, &remote, Some(&hub(3, &a, false)), Some(&agreed));
         assert_eq!(hub_summary(&p).as_deref(), want, "home {}: {p:?}", m.home);
     }
 }
@@ -510,16 +511,7 @@ fn a_templated_title_edited_on_the_member_is_a_title_edit() {
                     },
                 ),
         );
-        let p = plan_item(&Snapshot {
-            link: &work,
-            remote: &remote,
-            href: &RemoteId::from("/c/e1.ics"),
-            etag: Some(&Etag::from("\"new\"")),
-            hub: Some(&hub(3, &a, false)),
-            mapping: Some(&agreed),
-            view: &transformed,
-            now_ms: 42,
-        });
+        let p = plan_viewed(&work, &remote, Some(&hub(3, &a, false)), Some(&agreed));
         let hub_title = hub_summary(&p);
         match want {
             Some(w) => assert_eq!(hub_title.as_deref(), Some(w), "{what}: {p:?}"),

@@ -9,7 +9,7 @@ use calsync_e2e::fixtures::{self, new_calendar, unique, Server};
 use calsync_e2e::{local_ctx, runner};
 use serde_json::json;
 
-use super::transforms::{at, connect, event};
+use super::transforms::{assert_quiet_round, at, connect, event};
 
 /// Events made on a transformed member are its own. A work calendar that shows the other
 /// member's events as busy, without all-day events and within a window keeps its own
@@ -203,23 +203,7 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
     );
 
     // Quiet: another round writes nothing anywhere.
-    let before = (
-        totals(&ctx, &work).await.unwrap(),
-        totals(&ctx, &personal).await.unwrap(),
-    );
-    fixtures::sync_link(&ctx, &work).await.unwrap();
-    fixtures::sync_link(&ctx, &personal).await.unwrap();
-    let after = (
-        totals(&ctx, &work).await.unwrap(),
-        totals(&ctx, &personal).await.unwrap(),
-    );
-    for (a, b) in [(before.0, after.0), (before.1, after.1)] {
-        assert_eq!(
-            (a.created, a.updated, a.deleted),
-            (b.created, b.updated, b.deleted),
-            "a quiet round writes nothing"
-        );
-    }
+    assert_quiet_round(&ctx, &[&work, &personal]).await;
 }
 
 /// One meeting on two calendars (both addresses invited): the busy-only work calendar,
@@ -317,13 +301,6 @@ async fn a_members_own_copy_of_an_event_another_member_brought_stays_whole() {
         .unwrap()
         .1;
     assert_eq!(review.summary(), "Design review (moved)");
-    // Quiet: another round writes nothing.
-    let before = totals(&ctx, &work).await.unwrap();
-    fixtures::sync_link(&ctx, &work).await.unwrap();
-    fixtures::sync_link(&ctx, &personal).await.unwrap();
-    let after = totals(&ctx, &work).await.unwrap();
-    assert_eq!(
-        (before.created, before.updated, before.deleted),
-        (after.created, after.updated, after.deleted)
-    );
+    // Quiet: another round writes nothing anywhere.
+    assert_quiet_round(&ctx, &[&work, &personal]).await;
 }

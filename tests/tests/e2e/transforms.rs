@@ -31,6 +31,25 @@ pub(crate) async fn connect(api: &ApiClient, group: &str, url: &str, name: &str)
     a.body["link_id"].as_str().unwrap().to_string()
 }
 
+/// Another pull of each of `links` (and the pushes it queues) writes nothing anywhere.
+pub(crate) async fn assert_quiet_round(ctx: &calsync::config::Ctx, links: &[&str]) {
+    let mut before = Vec::new();
+    for l in links {
+        before.push(totals(ctx, l).await.unwrap());
+    }
+    for l in links {
+        fixtures::sync_link(ctx, l).await.unwrap();
+    }
+    for (l, a) in links.iter().zip(before) {
+        let b = totals(ctx, l).await.unwrap();
+        assert_eq!(
+            (a.created, a.updated, a.deleted),
+            (b.created, b.updated, b.deleted),
+            "a quiet round writes nothing on {l}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn transformed_members_hold_their_view_and_edits_there_keep_hidden_fields() {
     let ctx = local_ctx().await;
@@ -191,23 +210,7 @@ async fn transformed_members_hold_their_view_and_edits_there_keep_hidden_fields(
     assert_eq!(soon.1.summary(), "Busy", "the busy copy is busy again");
 
     // Quiet: another round writes nothing anywhere.
-    let (b0, w0) = (
-        totals(&ctx, &busy).await.unwrap(),
-        totals(&ctx, &windowed).await.unwrap(),
-    );
-    fixtures::sync_link(&ctx, &busy).await.unwrap();
-    fixtures::sync_link(&ctx, &windowed).await.unwrap();
-    let (b1, w1) = (
-        totals(&ctx, &busy).await.unwrap(),
-        totals(&ctx, &windowed).await.unwrap(),
-    );
-    for (a, b) in [(b0, b1), (w0, w1)] {
-        assert_eq!(
-            (a.created, a.updated, a.deleted),
-            (b.created, b.updated, b.deleted),
-            "a quiet round writes nothing"
-        );
-    }
+    assert_quiet_round(&ctx, &[&busy, &windowed]).await;
 
     // Without transforms the busy member gets the full events back.
     let p = api
