@@ -213,6 +213,18 @@ impl Link {
             % Self::DUE_SHARDS
     }
 
+    /// The calendar this link connects, as a key that does not reveal its address: the
+    /// first 32 hex digits of [`crate::provider::account::url_digest`] of the address (a
+    /// feed's stored digest, whose address is kept redacted). Two links of one calendar
+    /// have the same key ([`HubEvent::made_on`]).
+    pub fn calendar_key(&self) -> String {
+        let digest = match &self.url_digest {
+            Some(d) => d.clone(),
+            None => crate::provider::account::url_digest(&self.url),
+        };
+        digest.chars().take(32).collect()
+    }
+
     /// The numeric `calendarType` (see [`ProviderKind::calendar_type`]).
     pub fn calendar_type(&self) -> i64 {
         self.provider.calendar_type()
@@ -259,6 +271,13 @@ pub struct HubEvent {
     /// Link whose pull produced the last change.
     #[serde(default)]
     pub origin_link: String,
+    /// The calendar the event was made on, as [`Link::calendar_key`] of the link whose pull
+    /// brought it into the hub ([`Mapping::home`] there), kept through every later change.
+    /// A link of that calendar made later (one disconnected and linked again) finds the
+    /// event there as its own. `None`: made by the application (API), or written before
+    /// this was recorded. Left out of the item when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_on: Option<String>,
 }
 
 /// Per-event sync status on one link.

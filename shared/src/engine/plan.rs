@@ -89,15 +89,17 @@ pub struct Snapshot<'a> {
 }
 
 impl Snapshot<'_> {
-    fn new_hub(&self, ical: String, version: i64, deleted: bool) -> HubEvent {
+    /// The hub event this pull writes; `made_on` as [`HubEvent::made_on`].
+    fn new_hub(&self, ical: String, version: i64, made_on: Option<String>) -> HubEvent {
         HubEvent {
             group_id: self.link.group_id.clone(),
             uid: self.remote.uid.clone(),
             version,
             ical,
-            deleted,
+            deleted: false,
             updated_ms: self.now_ms,
             origin_link: self.link.link_id.clone(),
+            made_on,
         }
     }
 
@@ -172,10 +174,15 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
         if m.is_none() {
             mapping.home = true;
         }
+        let made_on = if mapping.home {
+            Some(s.link.calendar_key())
+        } else {
+            s.hub.and_then(|h| h.made_on.clone())
+        };
         let version = s.hub.map(|h| h.version + 1).unwrap_or(1);
         return ItemPlan {
             hub: Some(HubWrite {
-                event: s.new_hub(remote_ical.clone(), version, false),
+                event: s.new_hub(remote_ical.clone(), version, made_on),
                 expected: s.hub.map(|h| h.version),
             }),
             count: Some(Count::Created),
@@ -184,12 +191,18 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     };
     // The hub holds our own output; should it ever not parse, the remote replaces it.
     let hub_series = EventSeries::parse_single(&format!("hub:{uid}"), &h.ical).unwrap_or_default();
+    if m.is_none() && h.made_on.as_deref() == Some(s.link.calendar_key().as_str()) {
+        // Made on this calendar, which an earlier link of it brought into the hub (a
+        // calendar disconnected and linked again): its own.
+        mapping.home = true;
+        t = &transform::NONE;
+    }
     // What the remote can hold of the hub version ([`Provider::project`]).
     let mut hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());
     if s.remote.same_content(&hub_view) {
         return ItemPlan::mapping_only(synced(mapping, h.version));
     }
-    if m.is_none() {
+    if m.is_none() && !mapping.home {
         // Not mapped here, and not what calsync writes here of the hub event: the member's
         // own copy of an event another member brought (one invitation on two calendars).
         // Its own, so the link's transforms never rewrite it.
@@ -203,7 +216,7 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     if agreed && !lossy {
         return ItemPlan {
             hub: Some(HubWrite {
-                event: s.new_hub(remote_ical.clone(), h.version + 1, false),
+                event: s.new_hub(remote_ical.clone(), h.version + 1, h.made_on.clone()),
                 expected: Some(h.version),
             }),
             count: Some(Count::Updated),
@@ -263,7 +276,7 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     if !merged.series.same_content(&hub_series) {
         version = h.version + 1;
         hub = Some(HubWrite {
-            event: s.new_hub(merged.series.to_ical(), version, false),
+            event: s.new_hub(merged.series.to_ical(), version, h.made_on.clone()),
             expected: Some(h.version),
         });
     }

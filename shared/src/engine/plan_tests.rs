@@ -22,6 +22,7 @@ fn hub(version: i64, text: &str, deleted: bool) -> HubEvent {
         deleted,
         updated_ms: 1,
         origin_link: "other".into(),
+        made_on: None,
     }
 }
 
@@ -377,6 +378,14 @@ fn events_made_on_the_member_are_its_own() {
         ..mapping(3, &a, EventStatus::Synced)
     };
     let elsewhere = mapping(3, &a, EventStatus::Synced);
+    let made_here = HubEvent {
+        made_on: Some(caldav.calendar_key()),
+        ..hub(3, &a, false)
+    };
+    let made_on_another = HubEvent {
+        made_on: Some("another calendar".into()),
+        ..hub(3, &a, false)
+    };
     // (what, link, the member's object, hub, mapping, its own)
     type Row<'a> = (
         &'a str,
@@ -386,7 +395,7 @@ fn events_made_on_the_member_are_its_own() {
         Option<&'a Mapping>,
         bool,
     );
-    let rows: [Row; 7] = [
+    let rows: [Row; 9] = [
         ("new to the hub", &caldav, &b, None, None, true),
         (
             "a tombstone's UID, not mapped here",
@@ -421,6 +430,22 @@ fn events_made_on_the_member_are_its_own() {
             true,
         ),
         (
+            "not mapped here, the hub's content, made on this calendar (linked again)",
+            &caldav,
+            &a,
+            Some(made_here.clone()),
+            None,
+            true,
+        ),
+        (
+            "not mapped here, the hub's content, made on another calendar",
+            &caldav,
+            &a,
+            Some(made_on_another),
+            None,
+            false,
+        ),
+        (
             "an edit of a deleted event made here",
             &caldav,
             &b,
@@ -441,6 +466,14 @@ fn events_made_on_the_member_are_its_own() {
         let remote = series(remote);
         let p = plan_viewed(l, &remote, h.as_ref(), m);
         assert_eq!(p.mapping.home, want, "{what}");
+        if what == "new to the hub" {
+            let made_on = p.hub.as_ref().and_then(|w| w.event.made_on.clone());
+            assert_eq!(
+                made_on,
+                Some(caldav.calendar_key()),
+                "the hub records where it was made"
+            );
+        }
         if what.contains("own copy") {
             assert_eq!(
                 hub_summary(&p).as_deref(),
@@ -464,6 +497,20 @@ fn events_made_on_the_member_are_its_own() {
         let p = plan_viewed(&busy, &remote, Some(&hub(3, &a, false)), Some(&agreed));
         assert_eq!(hub_summary(&p).as_deref(), want, "home {}: {p:?}", m.home);
     }
+}
+
+/// Two links of one calendar, however its address is spelled, have one calendar key, which
+/// does not show the address.
+#[test]
+fn one_calendar_one_key() {
+    let key = |url: &str| Link::new("l", "g", 1, ProviderKind::Caldav, url).calendar_key();
+    assert_eq!(
+        key("https://Example.com/c/"),
+        key("https://example.com:443/c")
+    );
+    assert_ne!(key("https://example.com/c/"), key("https://example.com/d/"));
+    assert!(!key("https://example.com/c/").contains("example"));
+    assert_eq!(key("https://example.com/c/").len(), 32);
 }
 
 /// On a member whose titles follow a template, a title edited inside the template (or with

@@ -15,6 +15,7 @@ fn hub(uid: &str, version: i64, deleted: bool) -> HubEvent {
         deleted,
         updated_ms: 1,
         origin_link: "o".into(),
+        made_on: None,
     }
 }
 

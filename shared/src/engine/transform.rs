@@ -6,8 +6,9 @@
 //! RFC 5545 `PARTSTAT=DECLINED`), `window` (only series with an occurrence from `past_days`
 //! before to `future_days` after the write).
 //!
-//! Events made on the member itself, and its own copies of events another member brought
-//! (one invitation on both calendars), are its own: no transform touches them there, whether
+//! Events made on the member itself (by this link, or by an earlier link of the same
+//! calendar: [`crate::model::HubEvent::made_on`]), and its own copies of events another
+//! member brought (one invitation on both calendars), are its own: no transform touches them there, whether
 //! they are written back after an edit elsewhere or read from it ([`for_mapping`],
 //! [`crate::model::Mapping::home`]). A work calendar that shows personal events as busy
 //! keeps its own meetings whole, and their edits there reach every member.

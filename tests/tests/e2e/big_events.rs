@@ -177,6 +177,7 @@ async fn without_a_bucket_a_big_event_is_refused_naming_the_setting() {
         deleted: false,
         updated_ms: 1,
         origin_link: String::new(),
+        made_on: None,
     };
     let err = store.put_event(&ev, None).await.unwrap_err().to_string();
     assert!(

@@ -493,6 +493,7 @@ async fn a_transaction_loses_only_the_pairs_whose_event_moved_and_none_after_a_t
         deleted: false,
         updated_ms: 1,
         origin_link: String::new(),
+        made_on: None,
     };
     // Another writer created tx-7 first: its pair, planned as new, loses; the rest stand.
     store.put_event(&ev("tx-7"), None).await.unwrap();

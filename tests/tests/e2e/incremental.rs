@@ -289,6 +289,7 @@ async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
             deleted: false,
             updated_ms: ms,
             origin_link: "a-pull".into(),
+            made_on: None,
         };
         store.put_event(&ev, None).await.unwrap();
     }
@@ -375,6 +376,7 @@ async fn a_sync_back_after_a_large_pull_reads_its_changes_only_up_to_the_limit()
             deleted: false,
             updated_ms: ms,
             origin_link: p.r.link_id.clone(),
+            made_on: None,
         };
         store.put_event(&ev, None).await.unwrap();
     }

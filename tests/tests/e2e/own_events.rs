@@ -1,6 +1,6 @@
-//! A transformed member's own events: those made on it, and its own copy of an event
-//! another member brought (one invitation on two calendars), stay whole there whatever its
-//! transforms; their edits there, and a title edited inside its title template, reach the
+//! A transformed member's own events: those made on it (also before it was disconnected and
+//! linked again), and its own copy of an event another member brought (one invitation on two
+//! calendars), stay whole there whatever its transforms; their edits there, and a title edited inside its title template, reach the
 //! other members.
 
 use calsync_e2e::api::ApiServer;
@@ -303,4 +303,74 @@ async fn a_members_own_copy_of_an_event_another_member_brought_stays_whole() {
     assert_eq!(review.summary(), "Design review (moved)");
     // Quiet: another round writes nothing anywhere.
     assert_quiet_round(&ctx, &[&work, &personal]).await;
+}
+
+/// A calendar disconnected and linked again (the usual "remove it and add it again") finds
+/// the events it made as its own: busy-only set on the new link leaves them whole, while the
+/// other calendar's events become busy there.
+#[tokio::test]
+async fn a_calendar_linked_again_keeps_its_own_events_whole() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(5_400_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000) as i64);
+    let name = unique("relink");
+    let work_cal = new_calendar(&ctx, Server::Radicale, &name).await.unwrap();
+    let home_cal = new_calendar(&ctx, Server::Xandikos, &name).await.unwrap();
+    let standup = event(
+        "relink-standup",
+        "Standup",
+        &format!("DTSTART:{}", at(2, 9)),
+        &format!("DTEND:{}", at(2, 10)),
+    );
+    let dentist = event(
+        "relink-dentist",
+        "Dentist",
+        &format!("DTSTART:{}", at(3, 9)),
+        &format!("DTEND:{}", at(3, 10)),
+    );
+    fixtures::client_put(&ctx, &work_cal, &standup)
+        .await
+        .unwrap();
+    fixtures::client_put(&ctx, &home_cal, &dentist)
+        .await
+        .unwrap();
+    let group = api.create_group("linked again").await.unwrap();
+    let work = connect(&api, &group, &work_cal, "work").await;
+    let personal = connect(&api, &group, &home_cal, "personal").await;
+    runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        api.delete(&format!("/v1/links/{work}"))
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    let again = connect(&api, &group, &work_cal, "work again").await;
+    runner::drain(&ctx).await.unwrap();
+    let p = api
+        .patch(
+            &format!("/v1/links/{again}"),
+            &json!({"transforms": {"busy_only": true}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    runner::drain(&ctx).await.unwrap();
+    let on_work: Vec<(String, String, bool)> = fixtures::events_in(&ctx, &work_cal)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| {
+            let notes = s.to_ical().contains("Private notes");
+            (s.uid.clone(), s.summary(), notes)
+        })
+        .collect();
+    assert_eq!(
+        on_work,
+        [
+            ("relink-dentist".to_string(), "Busy".to_string(), false),
+            ("relink-standup".to_string(), "Standup".to_string(), true),
+        ]
+    );
+    assert_quiet_round(&ctx, &[&again, &personal]).await;
 }

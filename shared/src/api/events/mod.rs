@@ -112,6 +112,11 @@ pub(super) async fn upsert(
             deleted: false,
             updated_ms: now_millis(),
             origin_link: API_ORIGIN.into(),
+            // An edit keeps the calendar the event was made on; a new event has none.
+            made_on: cur
+                .as_ref()
+                .filter(|c| !c.deleted)
+                .and_then(|c| c.made_on.clone()),
         };
         if !put_conditional(store, &ev, cur.as_ref().map(|c| c.version), pre).await? {
             continue;
