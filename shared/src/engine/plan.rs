@@ -202,10 +202,13 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     if s.remote.same_content(&hub_view) {
         return ItemPlan::mapping_only(synced(mapping, h.version));
     }
-    if m.is_none() && !mapping.home {
-        // Not mapped here, and not what calsync writes here of the hub event: the member's
-        // own copy of an event another member brought (one invitation on two calendars).
-        // Its own, so the link's transforms never rewrite it.
+    let own_copy = t.is_identity() || !transform::in_member_form(t, s.remote);
+    if m.is_none() && !mapping.home && own_copy {
+        // Not mapped here and unlike the hub event as the member shows it: the member's own
+        // copy of an event another member brought (one invitation on two calendars), so
+        // the link's transforms never rewrite it. Not when it has the form those transforms
+        // give ("Busy"): that may be calsync's own write of an older version, whose mapping
+        // a crash lost, and its hidden fields must not count as removed.
         mapping.home = true;
         t = &transform::NONE;
         hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());
@@ -243,7 +246,9 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     let shielded = match (&base, t.is_identity()) {
         (_, true) => s.remote.clone(),
         (Some(b), false) => transform::shield(t, s.remote, b),
-        (None, false) => transform::shield(t, s.remote, &hub_view),
+        // No agreed version: the fields the transforms own are the hub's own (not the
+        // member's view of them, which the merge would take for the member's edit).
+        (None, false) => transform::shield(t, s.remote, &hub_series),
     };
     // A title template's text is the member's view: both sides' titles go back to the hub's
     // form, so that an edited title there is a title edit and an untouched one no change.

@@ -395,7 +395,13 @@ fn events_made_on_the_member_are_its_own() {
         Option<&'a Mapping>,
         bool,
     );
-    let rows: [Row; 9] = [
+    // calsync's busy write of an older version (a crash lost its mapping); the hub moved on.
+    let moved = hub(
+        4,
+        &a.replace("DTSTART:20270101T100000Z", "DTSTART:20270101T120000Z"),
+        false,
+    );
+    let rows: [Row; 10] = [
         ("new to the hub", &caldav, &b, None, None, true),
         (
             "a tombstone's UID, not mapped here",
@@ -428,6 +434,14 @@ fn events_made_on_the_member_are_its_own() {
             Some(hub(3, &a, false)),
             None,
             true,
+        ),
+        (
+            "not mapped here, in the busy form but of an older version (calsync's lost write)",
+            &busy,
+            &busy_a,
+            Some(moved),
+            None,
+            false,
         ),
         (
             "not mapped here, the hub's content, made on this calendar (linked again)",
@@ -472,6 +486,13 @@ fn events_made_on_the_member_are_its_own() {
                 made_on,
                 Some(caldav.calendar_key()),
                 "the hub records where it was made"
+            );
+        }
+        if what.contains("lost write") {
+            let title = p.hub.as_ref().map(|w| series(&w.event.ical).summary());
+            assert!(
+                title.is_none_or(|t| t == "A"),
+                "the busy form never reaches the hub: {p:?}"
             );
         }
         if what.contains("own copy") {

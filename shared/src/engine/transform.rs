@@ -244,6 +244,21 @@ pub fn render(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Rendered {
     Rendered::Write(series.to_ical())
 }
 
+/// Is `series`, an object on a member with transforms `t`, already in the form they give
+/// (what calsync writes there: "Busy" without the hidden fields, a templated title, not
+/// left out)? Then it may be calsync's own write. An object that is not cannot be: it is
+/// the member's own copy. Always true without transforms.
+pub fn in_member_form(t: &Transforms, series: &EventSeries) -> bool {
+    let ical = series.to_ical();
+    match render(t, &ical, Utc::now()) {
+        Rendered::Write(shown) if shown == ical => true,
+        Rendered::Write(shown) => {
+            EventSeries::parse_single("member", &shown).is_ok_and(|s| s.same_content(series))
+        }
+        Rendered::Exclude => false,
+    }
+}
+
 /// The view of a hub event on its member, for comparing: [`render`]'s content, or the event
 /// itself when it is excluded there.
 pub fn view(t: &Transforms, ical: &str, now: DateTime<Utc>) -> Option<String> {
@@ -468,6 +483,53 @@ SUMMARY:Dentist\\, Dr. Who\r\nDESCRIPTION:Root canal\r\nLOCATION:Main St 1\r\n{e
             None,
             "rendering a rendered copy changes nothing"
         );
+    }
+
+    #[test]
+    fn what_is_in_the_members_form() {
+        let timed = ev("", "DTSTART:20270112T090000Z");
+        let all_day = ev("", "DTSTART;VALUE=DATE:20270112");
+        let busy = Transforms {
+            busy_only: true,
+            ..Default::default()
+        };
+        let tpl = Transforms {
+            title_template: Some("{title} (work)".into()),
+            ..Default::default()
+        };
+        let no_all_day = Transforms {
+            exclude_all_day: true,
+            ..Default::default()
+        };
+        let shown = |t: &Transforms, text: &str| view(t, text, now()).unwrap();
+        // (what, transforms, the object, in their form)
+        let rows = [
+            ("no transforms", &Transforms::default(), timed.clone(), true),
+            ("busy: a busy copy", &busy, shown(&busy, &timed), true),
+            ("busy: a whole event", &busy, timed.clone(), false),
+            (
+                "template: a templated title",
+                &tpl,
+                shown(&tpl, &timed),
+                true,
+            ),
+            ("template: a plain title", &tpl, timed.clone(), false),
+            (
+                "no all-day: a timed event",
+                &no_all_day,
+                timed.clone(),
+                true,
+            ),
+            (
+                "no all-day: an all-day event",
+                &no_all_day,
+                all_day.clone(),
+                false,
+            ),
+        ];
+        for (what, t, text, want) in rows {
+            assert_eq!(in_member_form(t, &series(&text)), want, "{what}");
+        }
     }
 
     #[test]
