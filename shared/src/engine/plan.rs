@@ -252,8 +252,8 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     };
     // A title template's text is the member's view: both sides' titles go back to the hub's
     // form, so that an edited title there is a title edit and an untouched one no change.
-    let base = base.map(|b| transform::titles_back(t, &b, &hub_series));
-    let shielded = transform::titles_back(t, &shielded, &hub_series);
+    let base = base.map(|b| transform::titles_back(t, b, &hub_series));
+    let shielded = transform::titles_back(t, shielded, &hub_series);
     let policy = s.policy();
     let merged = merge::merge(base.as_ref(), &hub_series, &shielded, policy);
     let conflicts = merged.conflicts.clone();
@@ -462,3 +462,7 @@ pub fn owes_push<'a>(
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_transform_tests.rs"]
+mod transform_tests;

@@ -11,6 +11,28 @@ use serde_json::json;
 
 use super::transforms::{assert_quiet_round, at, connect, event};
 
+/// Each event in the calendar at `url`: (UID, title, whether its text holds `marker`), by UID.
+async fn titles_in(
+    ctx: &calsync::config::Ctx,
+    url: &str,
+    marker: &str,
+) -> Vec<(String, String, bool)> {
+    fixtures::events_in(ctx, url)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| {
+            let has = s.to_ical().contains(marker);
+            (s.uid.clone(), s.summary(), has)
+        })
+        .collect()
+}
+
+/// One row of [`titles_in`].
+fn row(uid: &str, title: &str, has: bool) -> (String, String, bool) {
+    (uid.to_string(), title.to_string(), has)
+}
+
 /// Events made on a transformed member are its own. A work calendar that shows the other
 /// member's events as busy, without all-day events and within a window keeps its own
 /// meeting, all-day event and far event whole: linked, after an edit of one elsewhere, and
@@ -76,20 +98,9 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
     runner::drain(&ctx).await.unwrap();
 
     // (uid, title, has the private notes) on each calendar.
-    let shown = |ctx: calsync::config::Ctx, url: String| async move {
-        fixtures::events_in(&ctx, &url)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, s)| {
-                let notes = s.to_ical().contains("Private notes");
-                (s.uid.clone(), s.summary(), notes)
-            })
-            .collect::<Vec<_>>()
-    };
-    let row = |u: &str, t: &str, n: bool| (u.to_string(), t.to_string(), n);
+    let notes = "Private notes";
     assert_eq!(
-        shown(ctx.clone(), work_cal.clone()).await,
+        titles_in(&ctx, &work_cal, notes).await,
         [
             row("own-allday", "Offsite", true),
             row("own-far", "Planning", true),
@@ -99,7 +110,7 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
         "the work calendar's own events are untouched; the other member's is busy"
     );
     assert_eq!(
-        shown(ctx.clone(), home_cal.clone()).await,
+        titles_in(&ctx, &home_cal, notes).await,
         [
             row("own-allday", "Offsite", true),
             row("own-far", "Planning", true),
@@ -120,7 +131,7 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
     .await
     .unwrap();
     fixtures::sync_link(&ctx, &work).await.unwrap();
-    let on_home = shown(ctx.clone(), home_cal.clone()).await;
+    let on_home = titles_in(&ctx, &home_cal, notes).await;
     assert!(
         on_home.contains(&row("own-meeting", "Standup (room 4)", true)),
         "{on_home:?}"
@@ -166,7 +177,7 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
     assert_eq!(p.status, 200, "{}", p.body);
     runner::drain(&ctx).await.unwrap();
     assert_eq!(
-        shown(ctx.clone(), work_cal.clone()).await,
+        titles_in(&ctx, &work_cal, notes).await,
         [
             row("own-allday", "Offsite", true),
             row("own-far", "Planning", true),
@@ -191,12 +202,12 @@ async fn a_transformed_member_keeps_its_own_events_whole() {
     .await
     .unwrap();
     fixtures::sync_link(&ctx, &work).await.unwrap();
-    let on_home = shown(ctx.clone(), home_cal.clone()).await;
+    let on_home = titles_in(&ctx, &home_cal, notes).await;
     assert!(
         on_home.contains(&row("their-dentist", "Dentist at 4", true)),
         "{on_home:?}"
     );
-    let on_work = shown(ctx.clone(), work_cal.clone()).await;
+    let on_work = titles_in(&ctx, &work_cal, notes).await;
     assert!(
         on_work.contains(&row("their-dentist", "Dentist at 4 (personal)", true)),
         "{on_work:?}"
@@ -261,24 +272,11 @@ async fn a_members_own_copy_of_an_event_another_member_brought_stays_whole() {
     assert_eq!(p.status, 200, "{}", p.body);
     runner::drain(&ctx).await.unwrap();
 
-    let on_work: Vec<(String, String, bool)> = fixtures::events_in(&ctx, &work_cal)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| {
-            let agenda = s.to_ical().contains("Agenda attached");
-            (s.uid.clone(), s.summary(), agenda)
-        })
-        .collect();
     assert_eq!(
-        on_work,
+        titles_in(&ctx, &work_cal, "Agenda attached").await,
         [
-            ("dentist".to_string(), "Busy".to_string(), false),
-            (
-                "shared-review".to_string(),
-                "Design review".to_string(),
-                true
-            ),
+            row("dentist", "Busy", false),
+            row("shared-review", "Design review", true),
         ],
         "the work calendar's own copy stays whole; the personal event is busy"
     );
@@ -356,20 +354,11 @@ async fn a_calendar_linked_again_keeps_its_own_events_whole() {
         .unwrap();
     assert_eq!(p.status, 200, "{}", p.body);
     runner::drain(&ctx).await.unwrap();
-    let on_work: Vec<(String, String, bool)> = fixtures::events_in(&ctx, &work_cal)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| {
-            let notes = s.to_ical().contains("Private notes");
-            (s.uid.clone(), s.summary(), notes)
-        })
-        .collect();
     assert_eq!(
-        on_work,
+        titles_in(&ctx, &work_cal, "Private notes").await,
         [
-            ("relink-dentist".to_string(), "Busy".to_string(), false),
-            ("relink-standup".to_string(), "Standup".to_string(), true),
+            row("relink-dentist", "Busy", false),
+            row("relink-standup", "Standup", true),
         ]
     );
     assert_quiet_round(&ctx, &[&again, &personal]).await;
