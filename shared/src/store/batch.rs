@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Select};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{n, s, Item, Store, StoreError};
+use super::{event_key, n, s, Item, Store, StoreError};
 use crate::model::{HubEvent, Mapping};
 use crate::provider::RemoteId;
 
@@ -101,10 +101,7 @@ impl Store {
                 HashMap::from([("link_id".into(), s(link_id)), ("uid".into(), s(uid))]),
             ));
             if let Some(g) = group_id {
-                keys.push((
-                    events_t.clone(),
-                    HashMap::from([("group_id".into(), s(g)), ("uid".into(), s(uid))]),
-                ));
+                keys.push((events_t.clone(), event_key(g, uid)));
             }
         }
         let (mut maps, mut events) = (Vec::new(), Vec::new());
@@ -130,10 +127,7 @@ impl Store {
         let table = &self.cfg.events_table;
         let keys = uids
             .iter()
-            .map(|uid| {
-                let key = HashMap::from([("group_id".into(), s(group_id)), ("uid".into(), s(uid))]);
-                (table.clone(), key)
-            })
+            .map(|uid| (table.clone(), event_key(group_id, uid)))
             .collect();
         self.batch_get(keys)
             .await?

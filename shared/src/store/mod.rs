@@ -89,6 +89,11 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
 }
 
+/// The key of hub event `uid` of `group_id` in the events table.
+fn event_key(group_id: &str, uid: &str) -> Item {
+    HashMap::from([("group_id".into(), s(group_id)), ("uid".into(), s(uid))])
+}
+
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
@@ -340,11 +345,8 @@ impl Store {
         group_id: &str,
         uid: &str,
     ) -> Result<Option<HubEvent>, StoreError> {
-        let key = HashMap::from([
-            ("group_id".to_string(), s(group_id)),
-            ("uid".to_string(), s(uid)),
-        ]);
-        self.get(&self.cfg.events_table, key).await
+        self.get(&self.cfg.events_table, event_key(group_id, uid))
+            .await
     }
 
     /// Write a hub event if its stored version is still `expected` (`None`: must not exist).
