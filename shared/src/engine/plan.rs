@@ -11,7 +11,7 @@
 
 use crate::ical::EventSeries;
 use crate::model::{ConflictPolicy, EventStatus, HubEvent, Link, Mapping, NoticeKind};
-use crate::provider::{Etag, RemoteId};
+use crate::provider::{Author, Etag, RemoteId};
 
 use super::{merge, transform};
 
@@ -73,6 +73,8 @@ pub struct Snapshot<'a> {
     pub remote: &'a EventSeries,
     /// Its id and version tag on the member.
     pub href: &'a RemoteId,
+    /// Who wrote it, when the provider can tell ([`Author`]).
+    pub author: Author,
     /// Version tag (`None` when the listing gave none).
     pub etag: Option<&'a Etag>,
     /// The hub event with the same UID (live or tombstone), if any.
@@ -159,9 +161,15 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // The transforms this event has on the member: none for its own events.
     let mut t = transform::for_mapping(&s.link.transforms, m);
     let Some(h) = s.hub.filter(|h| !h.deleted) else {
-        let base = m
-            .and_then(|m| m.base.as_deref())
-            .and_then(|b| (s.view)(t, b).or_else(|| EventSeries::parse_single("base", b).ok()));
+        let base = match m {
+            Some(m) => m.base.as_deref(),
+            // calsync's own copy that no mapping knows (the calendar was disconnected and
+            // linked again): what calsync last wrote there is the deleted event's view.
+            None if s.author == Author::Calsync => s.hub.map(|h| h.ical.as_str()),
+            None => None,
+        };
+        let base =
+            base.and_then(|b| (s.view)(t, b).or_else(|| EventSeries::parse_single("base", b).ok()));
         if s.hub.is_some() && base.is_some_and(|b| same_but_replies(s.remote, &b)) {
             // Deleted in the hub, and only the version tag (a server rewrite) or attendees'
             // answers moved here: not an edit, so the deletion stands and is still owed to
@@ -200,15 +208,25 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // What the remote can hold of the hub version ([`Provider::project`]).
     let mut hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());
     if s.remote.same_content(&hub_view) {
+        if m.is_none() && !mapping.home && s.author == Author::Other {
+            // Not calsync's write, and the whole event as it is: the member's own copy (an
+            // invitation on two calendars), which later transforms must not rewrite.
+            let whole = (s.view)(&transform::NONE, &h.ical);
+            mapping.home = s.remote.same_content(whole.as_ref().unwrap_or(&hub_series));
+        }
         return ItemPlan::mapping_only(synced(mapping, h.version));
     }
-    let own_copy = t.is_identity() || !transform::in_member_form(t, s.remote);
+    // An object calsync wrote is never the member's own copy; where the provider cannot
+    // tell, one in the form the link's transforms give is taken for calsync's.
+    let own_copy =
+        s.author != Author::Calsync && (t.is_identity() || !transform::in_member_form(t, s.remote));
     if m.is_none() && !mapping.home && own_copy {
         // Not mapped here and unlike the hub event as the member shows it: the member's own
         // copy of an event another member brought (one invitation on two calendars), so
-        // the link's transforms never rewrite it. Not when it has the form those transforms
-        // give ("Busy"): that may be calsync's own write of an older version, whose mapping
-        // a crash lost, and its hidden fields must not count as removed.
+        // the link's transforms never rewrite it. Not when calsync wrote it, or (where the
+        // provider cannot tell) when it has the form those transforms give ("Busy"): that
+        // is calsync's own write of an older version, whose mapping a crash or a disconnect
+        // lost, and its hidden fields must not count as removed.
         mapping.home = true;
         t = &transform::NONE;
         hub_view = (s.view)(t, &h.ical).unwrap_or_else(|| hub_series.clone());

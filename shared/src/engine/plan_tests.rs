@@ -53,6 +53,7 @@ fn plan(link: &Link, remote: &str, h: Option<&HubEvent>, m: Option<&Mapping>) ->
         link,
         remote: &remote,
         href: &RemoteId::from("/c/e1.ics"),
+        author: Author::Unknown,
         etag: Some(&Etag::from("\"new\"")),
         hub: h,
         mapping: m,

@@ -18,10 +18,22 @@ fn plan_viewed(
     h: Option<&HubEvent>,
     m: Option<&Mapping>,
 ) -> ItemPlan {
+    plan_by(link, Author::Unknown, remote, h, m)
+}
+
+/// [`plan_viewed`] of an object written by `author`.
+fn plan_by(
+    link: &Link,
+    author: Author,
+    remote: &EventSeries,
+    h: Option<&HubEvent>,
+    m: Option<&Mapping>,
+) -> ItemPlan {
     plan_item(&Snapshot {
         link,
         remote,
         href: &RemoteId::from("/c/e1.ics"),
+        author,
         etag: Some(&Etag::from("\"new\"")),
         hub: h,
         mapping: m,
@@ -185,6 +197,112 @@ fn events_made_on_the_member_are_its_own() {
         let remote = series(&shown.replace(&title, "SUMMARY:Lunch"));
         let p = plan_viewed(&busy, &remote, Some(&hub(3, &a, false)), Some(&agreed));
         assert_eq!(hub_summary(&p).as_deref(), want, "home {}: {p:?}", m.home);
+    }
+}
+
+/// Where the provider tells calsync's writes from others' (Google, Outlook: [`Author`]), an
+/// object no mapping knows is the member's own copy exactly when calsync did not write it
+/// and it holds the whole event (or another version of it); calsync's own write is never
+/// the member's, in any form.
+#[test]
+fn what_calsync_did_not_write_is_the_members_own() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let b = ics("B", "R1", "20270105T000000Z");
+    let plain = link(ProviderKind::Google, ConflictPolicy::Merge);
+    let mut busy = plain.clone();
+    busy.transforms.busy_only = true;
+    let mut no_all_day = plain.clone();
+    no_all_day.transforms.exclude_all_day = true;
+    let busy_a = transform::view(&busy.transforms, &a, chrono::Utc::now()).unwrap();
+    // (what, link, author, the member's object, its own)
+    let rows = [
+        (
+            "the hub's content, not calsync's (one invitation on both calendars)",
+            &plain,
+            Author::Other,
+            &a,
+            true,
+        ),
+        (
+            "the hub's content, calsync's write",
+            &plain,
+            Author::Calsync,
+            &a,
+            false,
+        ),
+        (
+            "the hub's content, the provider cannot tell",
+            &plain,
+            Author::Unknown,
+            &a,
+            false,
+        ),
+        (
+            "the hub's content, not calsync's, under transforms that leave it as it is",
+            &no_all_day,
+            Author::Other,
+            &a,
+            true,
+        ),
+        (
+            "in the busy form, not calsync's: not the whole event",
+            &busy,
+            Author::Other,
+            &busy_a,
+            false,
+        ),
+        (
+            "another version, not calsync's",
+            &plain,
+            Author::Other,
+            &b,
+            true,
+        ),
+        (
+            "another version, calsync's (its write of an older version, its mapping lost)",
+            &plain,
+            Author::Calsync,
+            &b,
+            false,
+        ),
+        (
+            "another version, the provider cannot tell",
+            &plain,
+            Author::Unknown,
+            &b,
+            true,
+        ),
+    ];
+    for (what, l, author, remote, want) in rows {
+        let p = plan_by(l, author, &series(remote), Some(&hub(3, &a, false)), None);
+        assert_eq!(p.mapping.home, want, "{what}: {p:?}");
+    }
+}
+
+/// A calendar disconnected and linked again still holds calsync's copies of events deleted
+/// while it was away. Where the provider shows that calsync wrote such a copy, and it is the
+/// deleted version untouched, the deletion stands and is owed to the member; an edited copy,
+/// or one the provider cannot tell, brings the event back (an edit beats a delete).
+#[test]
+fn calsyncs_untouched_copy_of_a_deleted_event_stays_deleted() {
+    let a = ics("A", "R1", "20270101T000000Z");
+    let b = ics("B", "R1", "20270105T000000Z");
+    let google = link(ProviderKind::Google, ConflictPolicy::Merge);
+    let tombstone = hub(4, &a, true);
+    // (what, author, the member's object, the event comes back)
+    let rows = [
+        ("calsync's copy, untouched", Author::Calsync, &a, false),
+        ("calsync's copy, edited since", Author::Calsync, &b, true),
+        ("not calsync's", Author::Other, &a, true),
+        ("the provider cannot tell", Author::Unknown, &a, true),
+    ];
+    for (what, author, remote, back) in rows {
+        let p = plan_by(&google, author, &series(remote), Some(&tombstone), None);
+        assert_eq!(p.hub.is_some(), back, "{what}: {p:?}");
+        if !back {
+            assert_eq!(p.mapping.status, EventStatus::Pending, "{what}: owed");
+            assert_eq!(p.count, None, "{what}");
+        }
     }
 }
 

@@ -192,6 +192,7 @@ impl PullState<'_> {
             link: self.link,
             remote,
             href: &item.href,
+            author: item.author,
             etag: item.etag.as_ref(),
             hub: self.hub.get(&remote.uid),
             mapping: self.maps.get(&remote.uid),

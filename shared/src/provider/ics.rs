@@ -182,6 +182,7 @@ impl super::Provider for IcsFeed {
                 href: Self::href_of(&s.uid),
                 etag: Some(super::Etag::new(s.content_hash())),
                 data: Some(s.to_ical()),
+                author: super::Author::Unknown,
             });
         }
         for (uid, err) in parsed.errors {

@@ -147,6 +147,39 @@ pub struct RemoteRef {
     pub etag: Option<Etag>,
     /// VCALENDAR data when the listing already carried it (ICS), else fetched on demand.
     pub data: Option<String>,
+    /// Who wrote the object, as far as the provider can tell (known only with `data`).
+    pub author: Author,
+}
+
+/// Who wrote a remote object, as far as its provider can tell from calsync's private marker.
+///
+/// calsync puts its UID in a property of its own on everything it writes to Google
+/// (`extendedProperties.private.calsyncUid`, "private to the copy of the event that appears
+/// on this calendar") and Outlook (a single-value extended property on the event it wrote):
+/// an object without it was made by the calendar's owner, another app or an invitation,
+/// never by calsync. CalDAV and ICS keep no such mark (calsync names its objects
+/// `<UID>.ics`, as Apple's clients do), so there it is [`Author::Unknown`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Author {
+    /// The provider cannot tell (CalDAV, ICS), or the object's data is not read yet.
+    #[default]
+    Unknown,
+    /// The object carries calsync's marker: calsync created it, or wrote it since.
+    Calsync,
+    /// The provider marks every calsync write and this object has no mark: not calsync's.
+    Other,
+}
+
+impl Author {
+    /// [`Author::Calsync`] when `marked`, else [`Author::Other`] (for a provider that marks
+    /// every write).
+    pub fn from_marker(marked: bool) -> Self {
+        if marked {
+            Author::Calsync
+        } else {
+            Author::Other
+        }
+    }
 }
 
 /// What a pull found.

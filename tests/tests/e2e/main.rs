@@ -11,6 +11,7 @@ mod brakes;
 mod caldav_conflicts;
 mod caldav_quirks;
 mod caldav_sync;
+mod calsync_copies;
 mod demo;
 mod faults;
 mod google_accounts;

@@ -333,6 +333,7 @@ impl CalDav {
                     href: resp.href.into(),
                     etag: resp.etag.map(super::Etag::from),
                     data: None,
+                    author: super::Author::Unknown,
                 }),
             }
         }
@@ -413,6 +414,7 @@ impl CalDav {
                 href: r.href.into(),
                 etag: r.etag.map(super::Etag::from),
                 data: None,
+                author: super::Author::Unknown,
             })
             .collect();
         Ok(PullResult {
@@ -489,6 +491,7 @@ impl super::Provider for CalDav {
                     data: resp
                         .data
                         .map(|d| crate::ical::schedule_agent_client(&d, false)),
+                    author: super::Author::Unknown,
                 });
             }
         }

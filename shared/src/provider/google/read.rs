@@ -79,6 +79,7 @@ impl GoogleCalendar {
                     href: id.as_str().into(),
                     etag: series_etag(&members).map(crate::provider::Etag::from),
                     data: None,
+                    author: crate::provider::Author::Unknown,
                 });
                 continue;
             }
@@ -257,6 +258,7 @@ impl GoogleCalendar {
             href: id.into(),
             etag: series_etag(members).map(crate::provider::Etag::from),
             data: Some(data),
+            author: mapping::author(members),
         })
     }
 }

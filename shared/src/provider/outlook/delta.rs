@@ -11,7 +11,7 @@ use super::{
     mapping, OutlookCalendar, MAX_RESTARTS, PAGE, REANCHOR_DAYS, WINDOW_FUTURE_DAYS,
     WINDOW_PAST_DAYS,
 };
-use crate::provider::{Cursor, Etag, ProviderError, PullResult, RemoteId, RemoteRef};
+use crate::provider::{Author, Cursor, Etag, ProviderError, PullResult, RemoteId, RemoteRef};
 
 /// The cursor: the round's `@odata.deltaLink` and its window (UTC).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -124,6 +124,7 @@ impl OutlookCalendar {
             href: id.into(),
             etag: ev["changeKey"].as_str().map(Etag::from),
             data: Some(d),
+            author: mapping::author(ev),
         })
         .map_err(|reason| ProviderError::Protocol {
             url: self.event_url(id),
@@ -363,6 +364,7 @@ pub(super) async fn pull(
             href: href.into(),
             etag,
             data: None,
+            author: Author::Unknown,
         })
         .collect();
     let mut removed = Vec::new();
@@ -379,6 +381,7 @@ pub(super) async fn pull(
                         href: m.into(),
                         etag: None,
                         data: None,
+                        author: Author::Unknown,
                     });
                 }
             }
@@ -386,6 +389,7 @@ pub(super) async fn pull(
                 href: id.into(),
                 etag: ev["changeKey"].as_str().map(Etag::from),
                 data: None,
+                author: Author::Unknown,
             }),
         }
     }

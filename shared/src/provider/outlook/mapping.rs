@@ -35,7 +35,7 @@ use crate::ical::lines::{all_lines, first_line, parse_duration, parse_lines, Lin
 use crate::ical::text::unescape;
 use crate::ical::{EventSeries, Fields, MASTER};
 
-pub use super::reading::{series_zone, to_ical, uid_of};
+pub use super::reading::{author, series_zone, to_ical, uid_of};
 
 /// The property set of our named extended properties (PS_PUBLIC_STRINGS).
 pub const PROP_SET: &str = "{00020329-0000-0000-C000-000000000046}";
@@ -477,6 +477,19 @@ mod tests {
             g.master.get("attendees").is_none(),
             "no attendees unless allowed"
         );
+    }
+
+    /// Every series calsync writes carries its UID property, so an event read back without
+    /// it is someone else's ([`author`]).
+    #[test]
+    fn calsyncs_writes_carry_its_mark_and_others_do_not() {
+        use crate::provider::Author;
+        let s = EventSeries::parse_single("t", SERIES).unwrap();
+        let g = to_graph(&s, &Options::default()).unwrap();
+        assert_eq!(author(&as_stored(&g.master, "x")), Author::Calsync);
+        let users = json!({"id": "x", "iCalUId": "s1", "subject": "Stand-up",
+            "singleValueExtendedProperties": [{"id": prop_id(X_NAME), "value": "{}"}]});
+        assert_eq!(author(&users), Author::Other);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use super::recurrence::{self, Anchor};
 use crate::ical::lines::{minutes_to_trigger, param_value, push_vevent};
 use crate::ical::text::escape;
 
-/// The hub UID of a Graph event: our extended property, else its `iCalUId`, else its id.
-pub fn uid_of(ev: &Value) -> String {
+/// calsync's UID extended property on a Graph event (read with the `$expand` of
+/// `OutlookCalendar::expand`), if it carries one.
+fn our_uid(ev: &Value) -> Option<&str> {
     let ours = prop_id(UID_NAME);
     ev["singleValueExtendedProperties"]
         .as_array()
@@ -22,6 +23,23 @@ pub fn uid_of(ev: &Value) -> String {
                 .is_some_and(|i| i.eq_ignore_ascii_case(&ours))
         })
         .and_then(|p| p["value"].as_str())
+}
+
+/// Who wrote a Graph event (a single event or a series master): [`Author::Calsync`] when
+/// it carries calsync's UID extended property, which every calsync write sets, else
+/// [`Author::Other`]. An extended property is set on the one event resource calsync
+/// created or updated; an event made by the user, another app or an invitation has none.
+/// <https://learn.microsoft.com/en-us/graph/api/resources/extended-properties-overview>
+///
+/// [`Author::Calsync`]: crate::provider::Author::Calsync
+/// [`Author::Other`]: crate::provider::Author::Other
+pub fn author(ev: &Value) -> crate::provider::Author {
+    crate::provider::Author::from_marker(our_uid(ev).is_some())
+}
+
+/// The hub UID of a Graph event: our extended property, else its `iCalUId`, else its id.
+pub fn uid_of(ev: &Value) -> String {
+    our_uid(ev)
         .or_else(|| ev["iCalUId"].as_str())
         .or_else(|| ev["id"].as_str())
         .unwrap_or_default()

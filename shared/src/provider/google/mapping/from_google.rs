@@ -189,6 +189,22 @@ pub(super) fn event_lines(
     Ok(out)
 }
 
+/// Who wrote a series (`members`: its master and exceptions as listed): [`Author::Calsync`]
+/// when one of them carries calsync's private UID property (every calsync write sets it on
+/// the master and each exception; a private property is "private to the copy of the event
+/// that appears on this calendar"), else [`Author::Other`].
+/// <https://developers.google.com/workspace/calendar/api/guides/extended-properties>
+///
+/// [`Author::Calsync`]: crate::provider::Author::Calsync
+/// [`Author::Other`]: crate::provider::Author::Other
+pub fn author(members: &[&Value]) -> crate::provider::Author {
+    crate::provider::Author::from_marker(
+        members
+            .iter()
+            .any(|ev| ev["extendedProperties"]["private"][UID_PROP].is_string()),
+    )
+}
+
 /// The UID of a Google event: ours if we wrote it, else its `iCalUID`, else its id.
 pub fn uid_of(ev: &Value) -> String {
     ev["extendedProperties"]["private"][UID_PROP]

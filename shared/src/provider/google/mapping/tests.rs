@@ -183,3 +183,19 @@ fn durations() {
     assert_eq!(parse_duration("P1W"), Some(Duration::weeks(1)));
     assert_eq!(parse_duration("PX"), None);
 }
+
+/// Every event calsync writes (the master and each exception) carries its private mark, so
+/// what reads back without it is someone else's ([`author`]).
+#[test]
+fn calsyncs_writes_carry_its_mark_and_others_do_not() {
+    use crate::provider::Author;
+    let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:m1\r\nDTSTART:20270105T090000Z\r\nDTEND:20270105T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:m1\r\nRECURRENCE-ID:20270112T090000Z\r\nDTSTART:20270112T150000Z\r\nDTEND:20270112T160000Z\r\nSUMMARY:Moved\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let g = to_google(&series(text)).expect("maps");
+    assert_eq!(author(&[&g.master]), Author::Calsync);
+    assert_eq!(g.exceptions.len(), 1);
+    assert_eq!(author(&[&g.exceptions[0].1]), Author::Calsync);
+    let users = json!({"id": "u1", "iCalUID": "m1", "summary": "Weekly",
+        "extendedProperties": {"shared": {"X-CUSTOM-FIELD": "1"}}});
+    assert_eq!(author(&[&users]), Author::Other);
+    assert_eq!(author(&[&users, &g.master]), Author::Calsync);
+}

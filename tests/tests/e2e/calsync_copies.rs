@@ -1,0 +1,282 @@
+//! On Google (and Outlook) calsync tells its own writes from everyone else's: every event it
+//! writes carries its UID in a private extended property, which no other copy shows. So a
+//! calendar's own copy of a meeting, identical to the hub's when the link first meets it,
+//! is still its own when transforms come later; and a calendar linked again finds its old
+//! copies of events deleted while it was away to be calsync's, and deletes them instead of
+//! bringing the events back everywhere. Needs the local stack (`make test` starts it).
+
+use calsync_e2e::api::ApiServer;
+use calsync_e2e::emulators::google::Config;
+use calsync_e2e::emulators::graph::Config as GraphConfig;
+use calsync_e2e::fixtures::{self, new_calendar, unique, Server};
+use calsync_e2e::google::{consent_url, LocalGoogle, UserApi};
+use calsync_e2e::outlook::LocalOutlook;
+use calsync_e2e::{local_ctx, runner};
+use serde_json::json;
+
+use super::transforms::{assert_quiet_round, at, connect, event};
+
+/// The Google calendar's live events as (iCalUID, title, description), sorted.
+async fn on_google(api: &UserApi) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = api
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["status"] != "cancelled")
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("iCalUID"), s("summary"), s("description"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Google's `dateTime` of [`at`]'s `YYYYMMDDTHHMMSSZ`.
+fn rfc3339(basic: &str) -> String {
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &basic[..4],
+        &basic[4..6],
+        &basic[6..8],
+        &basic[9..11],
+        &basic[11..13],
+        &basic[13..15]
+    )
+}
+
+/// A meeting on both calendars (an invitation to both addresses). The personal calendar
+/// brings it into the hub; the work calendar on Google, linked after, holds the very same
+/// event, made by Google rather than by calsync. When busy-only is set on the work calendar
+/// later, its copy stays whole there (before, it was taken for calsync's own write and
+/// rewritten "Busy", dropping the agenda on the organizer's side too), while the personal
+/// calendar's other event becomes busy.
+#[tokio::test]
+async fn a_google_calendars_identical_copy_of_a_shared_meeting_stays_its_own() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default()).await.unwrap();
+    let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
+    let user = fixtures::fresh_user();
+    let api = srv.as_user(user);
+    let name = unique("gcopy");
+    let home_cal = new_calendar(&ctx, Server::Radicale, &name).await.unwrap();
+    let (start, end) = (at(2, 14), at(2, 15));
+    let review = event(
+        "gcopy-review",
+        "Design review",
+        &format!("DTSTART:{start}"),
+        &format!("DTEND:{end}"),
+    );
+    let dentist = event(
+        "gcopy-dentist",
+        "Dentist",
+        &format!("DTSTART:{}", at(3, 9)),
+        &format!("DTEND:{}", at(3, 10)),
+    );
+    for e in [&review, &dentist] {
+        fixtures::client_put(&ctx, &home_cal, e).await.unwrap();
+    }
+    let group = api
+        .create_group("one meeting, two calendars")
+        .await
+        .unwrap();
+    let personal = connect(&api, &group, &home_cal, "personal").await;
+    runner::drain(&lg.ctx).await.unwrap();
+
+    let work = lg
+        .connect(&group, user, "gcopy-work@example.com", "work")
+        .await
+        .unwrap();
+    let google = lg.user_api(&work).await.unwrap();
+    // The invitation Google put on the work calendar: the same event, not calsync's write.
+    google
+        .insert(json!({
+            "iCalUID": "gcopy-review",
+            "summary": "Design review",
+            "description": "Private notes",
+            "location": "Clinic",
+            "start": {"dateTime": rfc3339(&start)},
+            "end": {"dateTime": rfc3339(&end)},
+        }))
+        .await
+        .unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
+    let row = |uid: &str, title: &str, notes: &str| {
+        (uid.to_string(), title.to_string(), notes.to_string())
+    };
+    assert_eq!(
+        on_google(&google).await,
+        [
+            row("gcopy-dentist", "Dentist", "Private notes"),
+            row("gcopy-review", "Design review", "Private notes"),
+        ],
+        "one copy of each, the meeting not written twice"
+    );
+
+    let p = api
+        .patch(
+            &format!("/v1/links/{}", work.link_id),
+            &json!({"transforms": {"busy_only": true}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    runner::drain(&lg.ctx).await.unwrap();
+    assert_eq!(
+        on_google(&google).await,
+        [
+            row("gcopy-dentist", "Busy", ""),
+            row("gcopy-review", "Design review", "Private notes"),
+        ],
+        "the work calendar's own copy stays whole; the personal event is busy"
+    );
+    assert_quiet_round(&lg.ctx, &[&work.link_id, &personal]).await;
+}
+
+/// A personal Radicale calendar with a standup and a lunch in a new group of `api`'s user,
+/// linked and synced: (its URL, the group, the link).
+async fn personal_with_lunch(
+    ctx: &calsync::config::Ctx,
+    api: &calsync_e2e::api::ApiClient,
+    prefix: &str,
+) -> (String, String, String) {
+    let home_cal = new_calendar(ctx, Server::Radicale, &unique(prefix))
+        .await
+        .unwrap();
+    for (what, title, day) in [("standup", "Standup", 2), ("lunch", "Lunch", 3)] {
+        let e = event(
+            &format!("{prefix}-{what}"),
+            title,
+            &format!("DTSTART:{}", at(day, 12)),
+            &format!("DTEND:{}", at(day, 13)),
+        );
+        fixtures::client_put(ctx, &home_cal, &e).await.unwrap();
+    }
+    let group = api.create_group("linked again").await.unwrap();
+    let personal = connect(api, &group, &home_cal, "personal").await;
+    (home_cal, group, personal)
+}
+
+/// Disconnect `link` (calsync's copies stay on its calendar), then delete the lunch on the
+/// personal calendar and sync it there: the hub holds the lunch's tombstone.
+async fn disconnect_then_delete_lunch(
+    ctx: &calsync::config::Ctx,
+    api: &calsync_e2e::api::ApiClient,
+    link: &str,
+    (home_cal, personal): (&str, &str),
+    prefix: &str,
+) {
+    let gone = api.delete(&format!("/v1/links/{link}")).await.unwrap();
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    fixtures::client_delete(ctx, home_cal, &format!("{prefix}-lunch"))
+        .await
+        .unwrap();
+    fixtures::sync_link(ctx, personal).await.unwrap();
+}
+
+/// The personal calendar's titles: the lunch did not come back.
+async fn assert_lunch_stays_deleted(ctx: &calsync::config::Ctx, home_cal: &str) {
+    let titles: Vec<String> = fixtures::events_in(ctx, home_cal)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s.summary())
+        .collect();
+    assert_eq!(titles, ["Standup"], "the lunch stays deleted");
+}
+
+/// A Google calendar disconnected (calsync's copies stay on it; the grant is revoked, so
+/// Google is read again only after the new consent) and linked again after one of the
+/// events was deleted on the other calendar: the old copy of the deleted event is
+/// calsync's, untouched, so the deletion stands and reaches Google, instead of the event
+/// coming back to every calendar. The other event keeps one copy each.
+#[tokio::test]
+async fn a_google_calendar_linked_again_does_not_bring_back_what_was_deleted_meanwhile() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default()).await.unwrap();
+    let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
+    let user = fixtures::fresh_user();
+    let api = srv.as_user(user);
+    let (home_cal, group, personal) = personal_with_lunch(&ctx, &api, "grelink").await;
+    let calendar = "grelink-work@example.com";
+    let work = lg.connect(&group, user, calendar, "work").await.unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
+    let titles = |v: Vec<(String, String, String)>| -> Vec<String> {
+        v.into_iter().map(|(_, t, _)| t).collect()
+    };
+    let google = lg.user_api(&work).await.unwrap();
+    assert_eq!(titles(on_google(&google).await), ["Lunch", "Standup"]);
+    let home = (home_cal.as_str(), personal.as_str());
+    disconnect_then_delete_lunch(&lg.ctx, &api, &work.link_id, home, "grelink").await;
+
+    let sent = lg.emu.sends().len();
+    let start = consent_url(&lg.ctx, &group, user, calendar, "work again")
+        .await
+        .unwrap();
+    let again = lg.open_consent(&start).await.unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
+    assert_lunch_stays_deleted(&ctx, &home_cal).await;
+    let google = lg.user_api(&again).await.unwrap();
+    assert_eq!(
+        titles(on_google(&google).await),
+        ["Standup"],
+        "the old copy of the lunch is gone from Google, the standup there once"
+    );
+    let writes: Vec<String> = lg.emu.sends()[sent..]
+        .iter()
+        .map(|w| w.method.clone())
+        .collect();
+    assert_eq!(
+        writes,
+        ["DELETE"],
+        "the disconnect left both copies; the new link deleted the lunch's and wrote nothing else"
+    );
+    assert_quiet_round(&lg.ctx, &[&again.link_id, &personal]).await;
+}
+
+/// The titles of the Outlook calendar of `link`, sorted.
+async fn titles_on(lo: &LocalOutlook, link: &calsync::model::Link) -> Vec<String> {
+    let mut t: Vec<String> = lo
+        .series(link)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.summary())
+        .collect();
+    t.sort();
+    t
+}
+
+/// The same on Outlook, whose mark is a single-value extended property.
+#[tokio::test]
+async fn an_outlook_calendar_linked_again_does_not_bring_back_what_was_deleted_meanwhile() {
+    let ctx = local_ctx().await;
+    let lo = LocalOutlook::start(&ctx, GraphConfig::default())
+        .await
+        .unwrap();
+    let srv = ApiServer::start_local(lo.ctx.clone()).await.unwrap();
+    let user = fixtures::fresh_user();
+    let api = srv.as_user(user);
+    let (home_cal, group, personal) = personal_with_lunch(&ctx, &api, "orelink").await;
+    let calendar = "orelink-work";
+    let work = lo.connect(&group, user, calendar, "work").await.unwrap();
+    runner::drain(&lo.ctx).await.unwrap();
+    assert_eq!(titles_on(&lo, &work).await, ["Lunch", "Standup"]);
+    let home = (home_cal.as_str(), personal.as_str());
+    disconnect_then_delete_lunch(&lo.ctx, &api, &work.link_id, home, "orelink").await;
+
+    let start = lo
+        .consent_url(&group, user, calendar, "work again")
+        .await
+        .unwrap();
+    let again = lo.open_consent(&start).await.unwrap();
+    runner::drain(&lo.ctx).await.unwrap();
+    assert_lunch_stays_deleted(&ctx, &home_cal).await;
+    assert_eq!(
+        titles_on(&lo, &again).await,
+        ["Standup"],
+        "the old copy of the lunch is gone from Outlook, the standup there once"
+    );
+    assert_quiet_round(&lo.ctx, &[&again.link_id, &personal]).await;
+}
