@@ -157,11 +157,14 @@ pub struct RemoteRef {
 /// (`extendedProperties.private.calsyncUid`, "private to the copy of the event that appears
 /// on this calendar") and Outlook (a single-value extended property on the event it wrote):
 /// an object without it was made by the calendar's owner, another app or an invitation,
-/// never by calsync. CalDAV and ICS keep no such mark (calsync names its objects
-/// `<UID>.ics`, as Apple's clients do), so there it is [`Author::Unknown`].
+/// never by calsync. On CalDAV calsync marks each VEVENT it writes with a property of its
+/// own (`caldav::mark`), but a server or client may drop it: a marked object is
+/// [`Author::Calsync`], an unmarked one [`Author::Unknown`]. An ICS feed is always
+/// [`Author::Unknown`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Author {
-    /// The provider cannot tell (CalDAV, ICS), or the object's data is not read yet.
+    /// The provider cannot tell (an unmarked CalDAV object, ICS), or the object's data is
+    /// not read yet.
     #[default]
     Unknown,
     /// The object carries calsync's marker: calsync created it, or wrote it since.

@@ -1,9 +1,10 @@
-//! On Google (and Outlook) calsync tells its own writes from everyone else's: every event it
-//! writes carries its UID in a private extended property, which no other copy shows. So a
-//! calendar's own copy of a meeting, identical to the hub's when the link first meets it,
-//! is still its own when transforms come later; and a calendar linked again finds its old
-//! copies of events deleted while it was away to be calsync's, and deletes them instead of
-//! bringing the events back everywhere. Needs the local stack (`make test` starts it).
+//! calsync tells its own writes from everyone else's: on Google and Outlook every event it
+//! writes carries its UID in a private extended property, which no other copy shows; on
+//! CalDAV each VEVENT it writes carries `X-CALSYNC-WRITER`. So on Google a calendar's own
+//! copy of a meeting, identical to the hub's when the link first meets it, is still its own
+//! when transforms come later; and on all three a calendar linked again finds its old copies
+//! of events deleted while it was away to be calsync's, and deletes them instead of bringing
+//! the events back everywhere. Needs the local stack (`make test` starts it).
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::emulators::google::Config;
@@ -279,4 +280,44 @@ async fn an_outlook_calendar_linked_again_does_not_bring_back_what_was_deleted_m
         "the old copy of the lunch is gone from Outlook, the standup there once"
     );
     assert_quiet_round(&lo.ctx, &[&again.link_id, &personal]).await;
+}
+
+/// The same on a CalDAV server, where calsync's mark is a property of its own in each
+/// VEVENT it writes (`X-CALSYNC-WRITER`), which the server keeps and calsync takes out
+/// when it reads.
+#[tokio::test]
+async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_meanwhile() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(fixtures::fresh_user());
+    let (home_cal, group, personal) = personal_with_lunch(&ctx, &api, "crelink").await;
+    let work_cal = new_calendar(&ctx, Server::Xandikos, &unique("crelink"))
+        .await
+        .unwrap();
+    let work = connect(&api, &group, &work_cal, "work").await;
+    runner::drain(&ctx).await.unwrap();
+    let titles = || async {
+        let mut t: Vec<String> = fixtures::events_in(&ctx, &work_cal)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s.summary())
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(titles().await, ["Lunch", "Standup"]);
+    let home = (home_cal.as_str(), personal.as_str());
+    disconnect_then_delete_lunch(&ctx, &api, &work, home, "crelink").await;
+    assert_eq!(titles().await, ["Lunch", "Standup"], "the copies stay");
+
+    let again = connect(&api, &group, &work_cal, "work again").await;
+    runner::drain(&ctx).await.unwrap();
+    assert_lunch_stays_deleted(&ctx, &home_cal).await;
+    assert_eq!(
+        titles().await,
+        ["Standup"],
+        "the old copy of the lunch is gone, the standup there once"
+    );
+    assert_quiet_round(&ctx, &[&again, &personal]).await;
 }

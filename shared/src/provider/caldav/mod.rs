@@ -16,6 +16,7 @@
 mod dav_error;
 mod discovery;
 mod hrefs;
+pub mod mark;
 pub mod module;
 mod writes;
 mod xml;
@@ -477,21 +478,20 @@ impl super::Provider for CalDav {
                 .filter_map(|h| self.resolve(h).ok().map(|u| (u.path().to_string(), h)))
                 .collect();
             for resp in rs {
-                if resp.data.is_none() {
+                let Some(data) = resp.data else {
                     continue;
-                }
+                };
                 let href = self
                     .resolve(&resp.href)
                     .ok()
                     .and_then(|u| asked.get(u.path()).map(|h| (*h).clone()))
                     .unwrap_or_else(|| resp.href.into());
+                let (data, author) = mark::unmarked(&data);
                 out.push(RemoteRef {
                     href,
                     etag: resp.etag.map(super::Etag::from),
-                    data: resp
-                        .data
-                        .map(|d| crate::ical::schedule_agent_client(&d, false)),
-                    author: super::Author::Unknown,
+                    data: Some(crate::ical::schedule_agent_client(&data, false)),
+                    author,
                 });
             }
         }

@@ -38,7 +38,8 @@ impl CalDav {
         precondition: (&str, &str),
     ) -> Result<WriteResult, ProviderError> {
         // Invariant 8: a sync write never makes the server send invitations (RFC 6638 §7.1).
-        let body = crate::ical::schedule_agent_client(ical, true);
+        // Marked as calsync's, for a later link of the calendar ([`super::mark`]).
+        let body = super::mark::marked(&crate::ical::schedule_agent_client(ical, true));
         let r = self
             .request(
                 "PUT",
