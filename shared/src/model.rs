@@ -274,11 +274,15 @@ pub struct HubEvent {
     /// The calendar the event was made on, as [`Link::calendar_key`] of the link whose pull
     /// brought it into the hub ([`Mapping::home`] there), kept through every later change.
     /// A link of that calendar made later (one disconnected and linked again) finds the
-    /// event there as its own. `None`: made by the application (API), or written before
-    /// this was recorded. Left out of the item when `None`.
+    /// event there as its own. [`MADE_BY_API`]: made by the application. `None`: written
+    /// before this was recorded. Left out of the item when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made_on: Option<String>,
 }
+
+/// [`HubEvent::made_on`] of an event the application made (`PUT …/events/{uid}` of a new
+/// UID): no calendar's own.
+pub const MADE_BY_API: &str = "api";
 
 /// Per-event sync status on one link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

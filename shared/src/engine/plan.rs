@@ -163,9 +163,16 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     let Some(h) = s.hub.filter(|h| !h.deleted) else {
         let base = match m {
             Some(m) => m.base.as_deref(),
-            // calsync's own copy that no mapping knows (the calendar was disconnected and
-            // linked again): what calsync last wrote there is the deleted event's view.
-            None if s.author == Author::Calsync => s.hub.map(|h| h.ical.as_str()),
+            // calsync's copy of an event made elsewhere, which no mapping knows (the calendar
+            // was disconnected and linked again): what calsync last wrote there is the
+            // deleted event's view. Not the calendar's own event, which calsync may have
+            // written too (an edit from elsewhere), nor one of unknown origin: those come
+            // back, as any edit of a deleted event does.
+            None if s.author == Author::Calsync
+                && s.hub.is_some_and(|h| made_elsewhere(h, s.link)) =>
+            {
+                s.hub.map(|h| h.ical.as_str())
+            }
             None => None,
         };
         let base =
@@ -330,6 +337,14 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
 
 /// `a` and `b` have the same content once attendees' lines (their answers, PARTSTAT) are
 /// left out: an RSVP is not an edit that brings a deleted event back.
+/// Was `h` made on a calendar other than `link`'s, or by the application (its
+/// [`HubEvent::made_on`] recorded, and not this calendar's)?
+fn made_elsewhere(h: &HubEvent, link: &Link) -> bool {
+    h.made_on
+        .as_deref()
+        .is_some_and(|o| o != link.calendar_key())
+}
+
 fn same_but_replies(a: &EventSeries, b: &EventSeries) -> bool {
     let strip = |s: &EventSeries| {
         let mut c = s.content();

@@ -280,23 +280,69 @@ fn what_calsync_did_not_write_is_the_members_own() {
 }
 
 /// A calendar disconnected and linked again still holds calsync's copies of events deleted
-/// while it was away. Where the provider shows that calsync wrote such a copy, and it is the
-/// deleted version untouched, the deletion stands and is owed to the member; an edited copy,
-/// or one the provider cannot tell, brings the event back (an edit beats a delete).
+/// while it was away. Where the provider shows that calsync wrote such a copy of an event
+/// made elsewhere, and it is the deleted version untouched, the deletion stands and is owed
+/// to the member. An edited copy, one the provider cannot tell, and the calendar's own event
+/// (which calsync may have written an edit to) bring the event back (an edit beats a
+/// delete; after a disconnect, a user may have cleared the other calendar of its copies).
 #[test]
 fn calsyncs_untouched_copy_of_a_deleted_event_stays_deleted() {
     let a = ics("A", "R1", "20270101T000000Z");
     let b = ics("B", "R1", "20270105T000000Z");
     let google = link(ProviderKind::Google, ConflictPolicy::Merge);
-    let tombstone = hub(4, &a, true);
-    // (what, author, the member's object, the event comes back)
+    let here = google.calendar_key();
+    let (elsewhere, api) = ("another calendar's key", crate::model::MADE_BY_API);
+    // (what, where the event was made, author, the member's object, the event comes back)
     let rows = [
-        ("calsync's copy, untouched", Author::Calsync, &a, false),
-        ("calsync's copy, edited since", Author::Calsync, &b, true),
-        ("not calsync's", Author::Other, &a, true),
-        ("the provider cannot tell", Author::Unknown, &a, true),
+        (
+            "calsync's copy, untouched",
+            Some(elsewhere),
+            Author::Calsync,
+            &a,
+            false,
+        ),
+        (
+            "calsync's copy of the application's event, untouched",
+            Some(api),
+            Author::Calsync,
+            &a,
+            false,
+        ),
+        (
+            "calsync's copy, edited since",
+            Some(elsewhere),
+            Author::Calsync,
+            &b,
+            true,
+        ),
+        ("not calsync's", Some(elsewhere), Author::Other, &a, true),
+        (
+            "the provider cannot tell",
+            Some(elsewhere),
+            Author::Unknown,
+            &a,
+            true,
+        ),
+        (
+            "the calendar's own event, which calsync wrote an edit from elsewhere to",
+            Some(here.as_str()),
+            Author::Calsync,
+            &a,
+            true,
+        ),
+        (
+            "made before calsync recorded where",
+            None,
+            Author::Calsync,
+            &a,
+            true,
+        ),
     ];
-    for (what, author, remote, back) in rows {
+    for (what, made_on, author, remote, back) in rows {
+        let tombstone = HubEvent {
+            made_on: made_on.map(str::to_string),
+            ..hub(4, &a, true)
+        };
         let p = plan_by(&google, author, &series(remote), Some(&tombstone), None);
         assert_eq!(p.hub.is_some(), back, "{what}: {p:?}");
         if !back {

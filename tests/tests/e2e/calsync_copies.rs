@@ -321,3 +321,77 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
     );
     assert_quiet_round(&ctx, &[&again, &personal]).await;
 }
+
+/// The other way round: a calendar's own event, which calsync wrote an edit from elsewhere
+/// to (so it carries calsync's mark), is still the calendar's own. The user disconnects the
+/// work calendar, clears its leftover copies from the personal calendar, and links the work
+/// calendar again: its standup stays there and comes back to the personal calendar.
+#[tokio::test]
+async fn a_calendars_own_event_calsync_wrote_to_is_not_deleted_when_it_is_linked_again() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(fixtures::fresh_user());
+    let (home_cal, group, personal) = personal_with_lunch(&ctx, &api, "cown").await;
+    // The lunch is the personal calendar's; the work calendar has a standup of its own.
+    fixtures::client_delete(&ctx, &home_cal, "cown-standup")
+        .await
+        .unwrap();
+    let work_cal = new_calendar(&ctx, Server::Xandikos, &unique("cown"))
+        .await
+        .unwrap();
+    let standup = event(
+        "cown-own",
+        "Standup",
+        &format!("DTSTART:{}", at(4, 9)),
+        &format!("DTEND:{}", at(4, 10)),
+    );
+    fixtures::client_put(&ctx, &work_cal, &standup)
+        .await
+        .unwrap();
+    let work = connect(&api, &group, &work_cal, "work").await;
+    runner::drain(&ctx).await.unwrap();
+    // Renamed on the personal calendar: calsync writes the edit to the work calendar.
+    fixtures::client_retitle(&ctx, &home_cal, "cown-own", "Standup", "Standup (moved)")
+        .await
+        .unwrap();
+    fixtures::sync_link(&ctx, &personal).await.unwrap();
+    let titles_of = |url: String| {
+        let ctx = ctx.clone();
+        async move {
+            let mut t: Vec<String> = fixtures::events_in(&ctx, &url)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, s)| s.summary())
+                .collect();
+            t.sort();
+            t
+        }
+    };
+    assert_eq!(
+        titles_of(work_cal.clone()).await,
+        ["Lunch", "Standup (moved)"]
+    );
+
+    // Disconnected; the user deletes the work calendar's events from the personal one.
+    let gone = api.delete(&format!("/v1/links/{work}")).await.unwrap();
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    fixtures::client_delete(&ctx, &home_cal, "cown-own")
+        .await
+        .unwrap();
+    fixtures::sync_link(&ctx, &personal).await.unwrap();
+
+    let again = connect(&api, &group, &work_cal, "work again").await;
+    runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        titles_of(work_cal.clone()).await,
+        ["Lunch", "Standup (moved)"],
+        "the work calendar keeps its own standup"
+    );
+    assert_eq!(
+        titles_of(home_cal.clone()).await,
+        ["Lunch", "Standup (moved)"],
+        "and it comes back to the personal calendar"
+    );
+    assert_quiet_round(&ctx, &[&again, &personal]).await;
+}

@@ -112,11 +112,12 @@ pub(super) async fn upsert(
             deleted: false,
             updated_ms: now_millis(),
             origin_link: API_ORIGIN.into(),
-            // An edit keeps the calendar the event was made on; a new event has none.
-            made_on: cur
-                .as_ref()
-                .filter(|c| !c.deleted)
-                .and_then(|c| c.made_on.clone()),
+            // An edit keeps the calendar the event was made on; a new event is the
+            // application's.
+            made_on: match cur.as_ref().filter(|c| !c.deleted) {
+                Some(c) => c.made_on.clone(),
+                None => Some(crate::model::MADE_BY_API.into()),
+            },
         };
         if !put_conditional(store, &ev, cur.as_ref().map(|c| c.version), pre).await? {
             continue;
