@@ -39,7 +39,7 @@ pub fn marked(ical: &str) -> String {
 /// lines, RFC 5545 §3.1), and who wrote it: [`Author::Calsync`] when a mark was there.
 pub fn unmarked(ical: &str) -> (String, Author) {
     // Most objects have no mark to take out (they came from clients): no copy.
-    if !contains_ignore_case(ical, MARK_NAME) {
+    if !ical.split('\n').any(is_mark) {
         return (ical.to_string(), Author::Unknown);
     }
     let mut out = String::with_capacity(ical.len());
@@ -69,12 +69,6 @@ fn is_mark(line: &str) -> bool {
     line.get(..MARK_NAME.len())
         .is_some_and(|n| n.eq_ignore_ascii_case(MARK_NAME))
         && matches!(line.as_bytes().get(MARK_NAME.len()), Some(b':' | b';'))
-}
-
-fn contains_ignore_case(hay: &str, needle: &str) -> bool {
-    hay.as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
