@@ -97,7 +97,7 @@ function linkCard(link, ctx) {
   const disconnect = async () => {
     const ok = await ctx.confirm(
       `Disconnect ${link.display_name}?`,
-      "It stops syncing. The events already copied stay where they are, in this app and in the calendar.",
+      "It stops syncing. The events already copied stay where they are, in this app and in the calendar. If you connect it again, the copies of events deleted elsewhere in the meantime are removed from it.",
       "Disconnect",
     );
     if (!ok) return;
