@@ -309,7 +309,7 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     tag = "links",
     params(("link_id" = String, Path, description = "Link id")),
     responses(
-        (status = 204, description = "Push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay"),
+        (status = 204, description = "Push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay, marked as calsync's, so a later link of the calendar removes the copies of events deleted meanwhile (its own events stay)"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Unauthorized
     ),
