@@ -176,7 +176,7 @@ async fn disconnect_then_delete_lunch(
     fixtures::sync_link(ctx, personal).await.unwrap();
 }
 
-/// The personal calendar's titles: the lunch did not come back.
+/// The personal calendar holds only the standup: what was deleted did not come back.
 async fn assert_lunch_stays_deleted(ctx: &calsync::config::Ctx, home_cal: &str) {
     let titles: Vec<String> = fixtures::events_in(ctx, home_cal)
         .await
@@ -184,7 +184,7 @@ async fn assert_lunch_stays_deleted(ctx: &calsync::config::Ctx, home_cal: &str) 
         .into_iter()
         .map(|(_, s)| s.summary())
         .collect();
-    assert_eq!(titles, ["Standup"], "the lunch stays deleted");
+    assert_eq!(titles, ["Standup"], "what was deleted stays deleted");
 }
 
 /// A Google calendar disconnected (calsync's copies stay on it; the grant is revoked, so
@@ -284,7 +284,7 @@ async fn an_outlook_calendar_linked_again_does_not_bring_back_what_was_deleted_m
 
 /// The same on a CalDAV server, where calsync's mark is a property of its own in each
 /// VEVENT it writes (`X-CALSYNC-WRITER`), which the server keeps and calsync takes out
-/// when it reads.
+/// when it reads; and for an event the application made and deleted through the API.
 #[tokio::test]
 async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_meanwhile() {
     let ctx = local_ctx().await;
@@ -295,6 +295,22 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
         .await
         .unwrap();
     let work = connect(&api, &group, &work_cal, "work").await;
+    // And an event the application makes through the API.
+    let review = format!("/v1/groups/{group}/events/crelink-review");
+    let made = api
+        .put_ical(
+            &review,
+            &event(
+                "crelink-review",
+                "Review",
+                &format!("DTSTART:{}", at(5, 12)),
+                &format!("DTEND:{}", at(5, 13)),
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(made.status < 300, "{}", made.body);
     runner::drain(&ctx).await.unwrap();
     let titles = || async {
         let mut t: Vec<String> = fixtures::events_in(&ctx, &work_cal)
@@ -306,10 +322,17 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
         t.sort();
         t
     };
-    assert_eq!(titles().await, ["Lunch", "Standup"]);
+    assert_eq!(titles().await, ["Lunch", "Review", "Standup"]);
     let home = (home_cal.as_str(), personal.as_str());
     disconnect_then_delete_lunch(&ctx, &api, &work, home, "crelink").await;
-    assert_eq!(titles().await, ["Lunch", "Standup"], "the copies stay");
+    let gone = api.delete(&review).await.unwrap();
+    assert!(gone.status < 300, "{}", gone.body);
+    runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        titles().await,
+        ["Lunch", "Review", "Standup"],
+        "the copies stay"
+    );
 
     let again = connect(&api, &group, &work_cal, "work again").await;
     runner::drain(&ctx).await.unwrap();
@@ -317,7 +340,7 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
     assert_eq!(
         titles().await,
         ["Standup"],
-        "the old copy of the lunch is gone, the standup there once"
+        "the old copies of the lunch and of the application's review are gone, the standup there once"
     );
     assert_quiet_round(&ctx, &[&again, &personal]).await;
 }
