@@ -30,6 +30,17 @@ fn last_modified(s: &EventSeries) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// True when `s` says it was last changed (LAST-MODIFIED, then DTSTAMP, in UTC) before
+/// `ms` (epoch milliseconds); false when it does not say, or says otherwise.
+pub fn changed_before(s: &EventSeries, ms: i64) -> bool {
+    let Some(at) = chrono::DateTime::from_timestamp_millis(ms) else {
+        return false;
+    };
+    // Both in RFC 5545's UTC form (§3.3.5), which sorts as text.
+    let at = at.format("%Y%m%dT%H%M%SZ").to_string();
+    last_modified(s).is_some_and(|lm| lm.ends_with('Z') && lm.len() == at.len() && lm < at)
+}
+
 /// True when the remote version is the newer one by LAST-MODIFIED (then DTSTAMP); when either
 /// side has no timestamp the remote counts as newer, as it was observed last.
 pub fn remote_is_newer(hub: &EventSeries, remote: &EventSeries) -> bool {
@@ -145,6 +156,49 @@ mod tests {
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:m1\r\nDTSTART:20240101T100000Z\r\nDTEND:20240101T110000Z\r\nSUMMARY:{summary}\r\nLOCATION:{location}\r\nLAST-MODIFIED:{lm}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
         );
         EventSeries::parse_single("t", &text).unwrap()
+    }
+
+    /// When a version says it last changed, against a moment in epoch milliseconds.
+    #[test]
+    fn changed_before_reads_last_modified_then_dtstamp_in_utc() {
+        let at = chrono::DateTime::parse_from_rfc3339("2027-01-03T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let text = |props: &str| {
+            format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:m1\r\nDTSTART:20240101T100000Z\r\n{props}SUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+        };
+        let rows = [
+            (
+                "LAST-MODIFIED before",
+                "LAST-MODIFIED:20270102T235959Z\r\n",
+                true,
+            ),
+            (
+                "LAST-MODIFIED at the moment",
+                "LAST-MODIFIED:20270103T000000Z\r\n",
+                false,
+            ),
+            (
+                "LAST-MODIFIED after",
+                "LAST-MODIFIED:20270104T000000Z\r\n",
+                false,
+            ),
+            (
+                "DTSTAMP before, no LAST-MODIFIED",
+                "DTSTAMP:20270101T000000Z\r\n",
+                true,
+            ),
+            (
+                "local time: not comparable",
+                "LAST-MODIFIED:20270101T000000\r\n",
+                false,
+            ),
+            ("nothing said", "", false),
+        ];
+        for (what, props, want) in rows {
+            let s = EventSeries::parse_single("t", &text(props)).unwrap();
+            assert_eq!(changed_before(&s, at), want, "{what}");
+        }
     }
 
     #[test]

@@ -161,26 +161,31 @@ pub fn plan_item(s: &Snapshot<'_>) -> ItemPlan {
     // The transforms this event has on the member: none for its own events.
     let mut t = transform::for_mapping(&s.link.transforms, m);
     let Some(h) = s.hub.filter(|h| !h.deleted) else {
+        // calsync's copy of an event made elsewhere, which no mapping knows (the calendar was
+        // disconnected and linked again). Not the calendar's own event, which calsync may
+        // have written too (an edit from elsewhere), nor one of unknown origin: those come
+        // back, as any edit of a deleted event does.
+        let calsyncs_copy = m.is_none()
+            && s.author == Author::Calsync
+            && s.hub.is_some_and(|h| made_elsewhere(h, s.link));
         let base = match m {
             Some(m) => m.base.as_deref(),
-            // calsync's copy of an event made elsewhere, which no mapping knows (the calendar
-            // was disconnected and linked again): what calsync last wrote there is the
-            // deleted event's view. Not the calendar's own event, which calsync may have
-            // written too (an edit from elsewhere), nor one of unknown origin: those come
-            // back, as any edit of a deleted event does.
-            None if s.author == Author::Calsync
-                && s.hub.is_some_and(|h| made_elsewhere(h, s.link)) =>
-            {
-                s.hub.map(|h| h.ical.as_str())
-            }
+            // What calsync last wrote there may be the deleted event's last version.
+            None if calsyncs_copy => s.hub.map(|h| h.ical.as_str()),
             None => None,
         };
         let base =
             base.and_then(|b| (s.view)(t, b).or_else(|| EventSeries::parse_single("base", b).ok()));
-        if s.hub.is_some() && base.is_some_and(|b| same_but_replies(s.remote, &b)) {
+        let untouched = base.is_some_and(|b| same_but_replies(s.remote, &b));
+        // Or an older version, not changed since the event was deleted: no edit after it.
+        let older = calsyncs_copy
+            && s.hub
+                .is_some_and(|h| merge::changed_before(s.remote, h.updated_ms));
+        if s.hub.is_some() && (untouched || older) {
             // Deleted in the hub, and only the version tag (a server rewrite) or attendees'
-            // answers moved here: not an edit, so the deletion stands and is still owed to
-            // this member (with the new etag).
+            // answers moved here (or calsync's copy is older than the deletion): not an
+            // edit, so the deletion stands and is still owed to this member (with the new
+            // etag).
             mapping.status = EventStatus::Pending;
             return ItemPlan::mapping_only(mapping);
         }

@@ -281,16 +281,24 @@ fn what_calsync_did_not_write_is_the_members_own() {
 
 /// A calendar disconnected and linked again still holds calsync's copies of events deleted
 /// while it was away. Where the provider shows that calsync wrote such a copy of an event
-/// made elsewhere, and it is the deleted version untouched, the deletion stands and is owed
-/// to the member. An edited copy, one the provider cannot tell, and the calendar's own event
-/// (which calsync may have written an edit to) bring the event back (an edit beats a
-/// delete; after a disconnect, a user may have cleared the other calendar of its copies).
+/// made elsewhere, and it is the deleted version untouched or an older one last changed
+/// before the deletion, the deletion stands and is owed to the member. A copy edited after
+/// the deletion (or that does not say when it changed), one the provider cannot tell, and
+/// the calendar's own event (which calsync may have written an edit to) bring the event
+/// back (an edit beats a delete; after a disconnect, a user may have cleared the other
+/// calendar of its copies).
 #[test]
 fn calsyncs_untouched_copy_of_a_deleted_event_stays_deleted() {
     let a = ics("A", "R1", "20270101T000000Z");
     let b = ics("B", "R1", "20270105T000000Z");
     let google = link(ProviderKind::Google, ConflictPolicy::Merge);
     let here = google.calendar_key();
+    // The event was deleted on 2027-01-03, after `older` was written, before `b`.
+    let deleted_at = chrono::DateTime::parse_from_rfc3339("2027-01-03T00:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let older = ics("Old", "R0", "20261201T000000Z");
+    let undated = older.replace("LAST-MODIFIED:20261201T000000Z\r\n", "");
     let (elsewhere, api) = ("another calendar's key", crate::model::MADE_BY_API);
     // (what, where the event was made, author, the member's object, the event comes back)
     let rows = [
@@ -309,10 +317,24 @@ fn calsyncs_untouched_copy_of_a_deleted_event_stays_deleted() {
             false,
         ),
         (
-            "calsync's copy, edited since",
+            "calsync's copy, edited after the deletion",
             Some(elsewhere),
             Author::Calsync,
             &b,
+            true,
+        ),
+        (
+            "calsync's copy of an older version, last changed before the deletion",
+            Some(elsewhere),
+            Author::Calsync,
+            &older,
+            false,
+        ),
+        (
+            "calsync's copy of another version, saying nothing of when it changed",
+            Some(elsewhere),
+            Author::Calsync,
+            &undated,
             true,
         ),
         ("not calsync's", Some(elsewhere), Author::Other, &a, true),
@@ -341,6 +363,7 @@ fn calsyncs_untouched_copy_of_a_deleted_event_stays_deleted() {
     for (what, made_on, author, remote, back) in rows {
         let tombstone = HubEvent {
             made_on: made_on.map(str::to_string),
+            updated_ms: deleted_at,
             ..hub(4, &a, true)
         };
         let p = plan_by(&google, author, &series(remote), Some(&tombstone), None);

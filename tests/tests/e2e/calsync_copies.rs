@@ -284,13 +284,23 @@ async fn an_outlook_calendar_linked_again_does_not_bring_back_what_was_deleted_m
 
 /// The same on a CalDAV server, where calsync's mark is a property of its own in each
 /// VEVENT it writes (`X-CALSYNC-WRITER`), which the server keeps and calsync takes out
-/// when it reads; and for an event the application made and deleted through the API.
+/// when it reads; and for an event the application made and deleted through the API, and
+/// one renamed before it was deleted (the old copy is older than the deletion).
 #[tokio::test]
 async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_meanwhile() {
     let ctx = local_ctx().await;
     let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
     let api = srv.as_user(fixtures::fresh_user());
     let (home_cal, group, personal) = personal_with_lunch(&ctx, &api, "crelink").await;
+    let dinner = event(
+        "crelink-dinner",
+        "Dinner",
+        &format!("DTSTART:{}", at(6, 19)),
+        &format!("DTEND:{}", at(6, 20)),
+    );
+    fixtures::client_put(&ctx, &home_cal, &dinner)
+        .await
+        .unwrap();
     let work_cal = new_calendar(&ctx, Server::Xandikos, &unique("crelink"))
         .await
         .unwrap();
@@ -322,15 +332,24 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
         t.sort();
         t
     };
-    assert_eq!(titles().await, ["Lunch", "Review", "Standup"]);
+    assert_eq!(titles().await, ["Dinner", "Lunch", "Review", "Standup"]);
     let home = (home_cal.as_str(), personal.as_str());
     disconnect_then_delete_lunch(&ctx, &api, &work, home, "crelink").await;
     let gone = api.delete(&review).await.unwrap();
     assert!(gone.status < 300, "{}", gone.body);
+    // The dinner is renamed, then deleted: the work calendar's copy is of an older version.
+    fixtures::client_retitle(&ctx, &home_cal, "crelink-dinner", "Dinner", "Dinner at 8")
+        .await
+        .unwrap();
+    fixtures::sync_link(&ctx, &personal).await.unwrap();
+    fixtures::client_delete(&ctx, &home_cal, "crelink-dinner")
+        .await
+        .unwrap();
+    fixtures::sync_link(&ctx, &personal).await.unwrap();
     runner::drain(&ctx).await.unwrap();
     assert_eq!(
         titles().await,
-        ["Lunch", "Review", "Standup"],
+        ["Dinner", "Lunch", "Review", "Standup"],
         "the copies stay"
     );
 
@@ -340,7 +359,7 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
     assert_eq!(
         titles().await,
         ["Standup"],
-        "the old copies of the lunch and of the application's review are gone, the standup there once"
+        "the old copies of the lunch, the application's review and the renamed dinner are gone, the standup there once"
     );
     assert_quiet_round(&ctx, &[&again, &personal]).await;
 }
