@@ -1,5 +1,6 @@
 //! What goes wrong and its way out: events a calendar refused, a calendar waiting for
-//! reconnection, a quarantined deletion, and Google connected through its consent window.
+//! reconnection, a quarantined deletion, and Google and Outlook connected through their
+//! consent windows, with another calendar of the account picked in the page.
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::browser::Browser;
@@ -250,5 +251,84 @@ async fn google_connects_through_its_consent_window() {
         "the picked calendar is a link of the group: {names:?}"
     );
     runner::drain(&lg.ctx).await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// Outlook shows calendar ids in none of its apps, so the page is how an Outlook user
+/// reaches a calendar other than the main one: the consent window connects the main
+/// calendar, and "Other calendars of this account" lists the mailbox's calendars to
+/// connect one with the same grant.
+#[tokio::test]
+async fn outlook_connects_its_main_calendar_and_another_is_picked_in_the_page() {
+    use calsync_e2e::emulators::graph::DEFAULT_CALENDAR_ID;
+    let lo = calsync_e2e::outlook::LocalOutlook::start(
+        &local_ctx().await,
+        calsync_e2e::emulators::graph::Config::default(),
+    )
+    .await
+    .unwrap();
+    let srv = ApiServer::start_local(lo.ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    b.open(&format!("{}/app/#token={token}", srv.url), "#links .empty")
+        .await
+        .unwrap();
+    b.choose("#provider", "outlook").await.unwrap();
+    b.fill("#display_name", "Outlook main").await.unwrap();
+    let windows = b.client.windows().await.unwrap().len();
+    b.click("#submit-connect").await.unwrap();
+    b.text_contains("#links", "Outlook main").await.unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows + 1,
+        "the consent ran in a window of its own"
+    );
+    b.text_contains("#status", "Connected Outlook main")
+        .await
+        .unwrap();
+
+    lo.emu.add_calendar("AAMkADTeamCalendarAAA=", "Team");
+    b.click(r#"[data-action="other-calendars"]"#).await.unwrap();
+    b.text_contains(".account-calendars", "Team").await.unwrap();
+    b.text_contains(
+        &format!(r#"[data-calendar="{DEFAULT_CALENDAR_ID}"]"#),
+        "Connected",
+    )
+    .await
+    .unwrap();
+    b.accessible("an Outlook account's calendars")
+        .await
+        .unwrap();
+    let windows = b.client.windows().await.unwrap().len();
+    b.click(r#"[data-calendar="AAMkADTeamCalendarAAA="] [data-action="connect-calendar"]"#)
+        .await
+        .unwrap();
+    b.text_contains("#status", "Team is connected")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows,
+        "no consent window"
+    );
+    let api = srv.as_user(user);
+    let groups = api.get("/v1/groups").await.unwrap();
+    let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    let mut names: Vec<(&str, &str)> = links.body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["provider"].as_str().unwrap(),
+                l["display_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, [("outlook", "Outlook main"), ("outlook", "Team")]);
+    runner::drain(&lo.ctx).await.unwrap();
     b.close().await.unwrap();
 }
