@@ -176,15 +176,25 @@ async fn disconnect_then_delete_lunch(
     fixtures::sync_link(ctx, personal).await.unwrap();
 }
 
-/// The personal calendar holds only the standup: what was deleted did not come back.
-async fn assert_lunch_stays_deleted(ctx: &calsync::config::Ctx, home_cal: &str) {
-    let titles: Vec<String> = fixtures::events_in(ctx, home_cal)
+/// The titles of the CalDAV calendar at `url`, sorted.
+async fn caldav_titles(ctx: &calsync::config::Ctx, url: &str) -> Vec<String> {
+    let mut t: Vec<String> = fixtures::events_in(ctx, url)
         .await
         .unwrap()
         .into_iter()
         .map(|(_, s)| s.summary())
         .collect();
-    assert_eq!(titles, ["Standup"], "what was deleted stays deleted");
+    t.sort();
+    t
+}
+
+/// The personal calendar holds only the standup: what was deleted did not come back.
+async fn assert_lunch_stays_deleted(ctx: &calsync::config::Ctx, home_cal: &str) {
+    assert_eq!(
+        caldav_titles(ctx, home_cal).await,
+        ["Standup"],
+        "what was deleted stays deleted"
+    );
 }
 
 /// A Google calendar disconnected (calsync's copies stay on it; the grant is revoked, so
@@ -322,16 +332,7 @@ async fn a_caldav_calendar_linked_again_does_not_bring_back_what_was_deleted_mea
         .unwrap();
     assert!(made.status < 300, "{}", made.body);
     runner::drain(&ctx).await.unwrap();
-    let titles = || async {
-        let mut t: Vec<String> = fixtures::events_in(&ctx, &work_cal)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(_, s)| s.summary())
-            .collect();
-        t.sort();
-        t
-    };
+    let titles = || caldav_titles(&ctx, &work_cal);
     assert_eq!(titles().await, ["Dinner", "Lunch", "Review", "Standup"]);
     let home = (home_cal.as_str(), personal.as_str());
     disconnect_then_delete_lunch(&ctx, &api, &work, home, "crelink").await;
@@ -397,21 +398,8 @@ async fn a_calendars_own_event_calsync_wrote_to_is_not_deleted_when_it_is_linked
         .await
         .unwrap();
     fixtures::sync_link(&ctx, &personal).await.unwrap();
-    let titles_of = |url: String| {
-        let ctx = ctx.clone();
-        async move {
-            let mut t: Vec<String> = fixtures::events_in(&ctx, &url)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|(_, s)| s.summary())
-                .collect();
-            t.sort();
-            t
-        }
-    };
     assert_eq!(
-        titles_of(work_cal.clone()).await,
+        caldav_titles(&ctx, &work_cal).await,
         ["Lunch", "Standup (moved)"]
     );
 
@@ -426,12 +414,12 @@ async fn a_calendars_own_event_calsync_wrote_to_is_not_deleted_when_it_is_linked
     let again = connect(&api, &group, &work_cal, "work again").await;
     runner::drain(&ctx).await.unwrap();
     assert_eq!(
-        titles_of(work_cal.clone()).await,
+        caldav_titles(&ctx, &work_cal).await,
         ["Lunch", "Standup (moved)"],
         "the work calendar keeps its own standup"
     );
     assert_eq!(
-        titles_of(home_cal.clone()).await,
+        caldav_titles(&ctx, &home_cal).await,
         ["Lunch", "Standup (moved)"],
         "and it comes back to the personal calendar"
     );

@@ -155,6 +155,65 @@ async fn a_parked_calendar_is_reconnected_and_held_deletions_let_through_from_th
     b.close().await.unwrap();
 }
 
+/// Submit the connection form of an OAuth provider: the consent runs in a window of its own
+/// (the emulators consent at once) and the page then lists the calendar `name`.
+async fn connect_in_consent_window(b: &Browser, name: &str) {
+    let windows = b.client.windows().await.unwrap().len();
+    b.click("#submit-connect").await.unwrap();
+    b.text_contains("#links", name).await.unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows + 1,
+        "the consent ran in a window of its own"
+    );
+}
+
+/// On the connected calendar, open "Other calendars of this account" and connect the
+/// calendar "Team" from it: the list shows Team and the connected main calendar (`ids`:
+/// main, Team), passes axe (and is photographed as `screenshot`), and the connection opens
+/// no consent window.
+async fn pick_team_in_page(b: &Browser, (main, team): (&str, &str), screenshot: Option<&str>) {
+    b.click(r#"[data-action="other-calendars"]"#).await.unwrap();
+    b.text_contains(".account-calendars", "Team").await.unwrap();
+    b.text_contains(&format!(r#"[data-calendar="{main}"]"#), "Connected")
+        .await
+        .unwrap();
+    b.accessible("the account's calendars").await.unwrap();
+    if let Some(name) = screenshot {
+        b.screenshots(name).await.unwrap();
+    }
+    let windows = b.client.windows().await.unwrap().len();
+    b.click(&format!(
+        r#"[data-calendar="{team}"] [data-action="connect-calendar"]"#
+    ))
+    .await
+    .unwrap();
+    b.text_contains("#status", "Team is connected")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.client.windows().await.unwrap().len(),
+        windows,
+        "no consent window"
+    );
+}
+
+/// (provider, display name) of each link of the caller's first group.
+async fn link_names(api: &calsync_e2e::api::ApiClient) -> Vec<(String, String)> {
+    let groups = api.get("/v1/groups").await.unwrap();
+    let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    links.body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap().to_string();
+            (s("provider"), s("display_name"))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn google_connects_through_its_consent_window() {
     let lg = calsync_e2e::google::LocalGoogle::start(
@@ -176,15 +235,7 @@ async fn google_connects_through_its_consent_window() {
     b.fill("#display_name", "Google work").await.unwrap();
     b.choose("#frequency", "daily").await.unwrap();
     b.choose("#conflict_policy", "manual").await.unwrap();
-    let windows = b.client.windows().await.unwrap().len();
-    b.click("#submit-connect").await.unwrap();
-    // The emulator's consent page consents at once; the page finds the new calendar.
-    b.text_contains("#links", "Google work").await.unwrap();
-    assert_eq!(
-        b.client.windows().await.unwrap().len(),
-        windows + 1,
-        "the consent ran in a window of its own"
-    );
+    connect_in_consent_window(&b, "Google work").await;
     let api = srv.as_user(user);
     let groups = api.get("/v1/groups").await.unwrap();
     let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
@@ -214,40 +265,12 @@ async fn google_connects_through_its_consent_window() {
     // with the link's grant, without a second consent window.
     lg.emu
         .add_calendar("team@group.calendar.google.com", "Team", "Europe/Berlin");
-    b.click(r#"[data-action="other-calendars"]"#).await.unwrap();
-    b.text_contains(".account-calendars", "Team").await.unwrap();
-    b.text_contains(r#"[data-calendar="primary"]"#, "Connected")
-        .await
-        .unwrap();
-    b.accessible("the account's calendars").await.unwrap();
-    b.screenshots("10-other-calendars").await.unwrap();
-    let windows = b.client.windows().await.unwrap().len();
-    b.click(r#"[data-calendar="team@group.calendar.google.com"] [data-action="connect-calendar"]"#)
-        .await
-        .unwrap();
-    b.text_contains("#status", "Team is connected")
-        .await
-        .unwrap();
+    let shown = Some("10-other-calendars");
+    pick_team_in_page(&b, ("primary", "team@group.calendar.google.com"), shown).await;
     b.text_contains("#links", "Team").await.unwrap();
-    assert_eq!(
-        b.client.windows().await.unwrap().len(),
-        windows,
-        "no consent window"
-    );
-    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
-    let names: Vec<(&str, &str)> = links.body["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["provider"].as_str().unwrap(),
-                l["display_name"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let names = link_names(&api).await;
     assert!(
-        names.contains(&("google", "Team")),
+        names.contains(&("google".into(), "Team".into())),
         "the picked calendar is a link of the group: {names:?}"
     );
     runner::drain(&lg.ctx).await.unwrap();
@@ -276,59 +299,17 @@ async fn outlook_connects_its_main_calendar_and_another_is_picked_in_the_page() 
         .unwrap();
     b.choose("#provider", "outlook").await.unwrap();
     b.fill("#display_name", "Outlook main").await.unwrap();
-    let windows = b.client.windows().await.unwrap().len();
-    b.click("#submit-connect").await.unwrap();
-    b.text_contains("#links", "Outlook main").await.unwrap();
-    assert_eq!(
-        b.client.windows().await.unwrap().len(),
-        windows + 1,
-        "the consent ran in a window of its own"
-    );
+    connect_in_consent_window(&b, "Outlook main").await;
     b.text_contains("#status", "Connected Outlook main")
         .await
         .unwrap();
 
     lo.emu.add_calendar("AAMkADTeamCalendarAAA=", "Team");
-    b.click(r#"[data-action="other-calendars"]"#).await.unwrap();
-    b.text_contains(".account-calendars", "Team").await.unwrap();
-    b.text_contains(
-        &format!(r#"[data-calendar="{DEFAULT_CALENDAR_ID}"]"#),
-        "Connected",
-    )
-    .await
-    .unwrap();
-    b.accessible("an Outlook account's calendars")
-        .await
-        .unwrap();
-    let windows = b.client.windows().await.unwrap().len();
-    b.click(r#"[data-calendar="AAMkADTeamCalendarAAA="] [data-action="connect-calendar"]"#)
-        .await
-        .unwrap();
-    b.text_contains("#status", "Team is connected")
-        .await
-        .unwrap();
-    assert_eq!(
-        b.client.windows().await.unwrap().len(),
-        windows,
-        "no consent window"
-    );
-    let api = srv.as_user(user);
-    let groups = api.get("/v1/groups").await.unwrap();
-    let group = groups.body["groups"][0]["group_id"].as_str().unwrap();
-    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
-    let mut names: Vec<(&str, &str)> = links.body["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["provider"].as_str().unwrap(),
-                l["display_name"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    pick_team_in_page(&b, (DEFAULT_CALENDAR_ID, "AAMkADTeamCalendarAAA="), None).await;
+    let mut names = link_names(&srv.as_user(user)).await;
     names.sort();
-    assert_eq!(names, [("outlook", "Outlook main"), ("outlook", "Team")]);
+    let want = [("outlook", "Outlook main"), ("outlook", "Team")];
+    assert_eq!(names, want.map(|(p, n)| (p.to_string(), n.to_string())));
     runner::drain(&lo.ctx).await.unwrap();
     b.close().await.unwrap();
 }
