@@ -1,6 +1,17 @@
-"""moto's server for the local stack, with one change to how a DynamoDB transaction is
-rolled back.
+"""moto's server for the local stack, with two changes to DynamoDB: requests are applied
+one at a time, and a transaction is rolled back by index.
 
+**One at a time.** DynamoDB applies a conditional write atomically: of eight concurrent
+UpdateItems that each take a lease "if no one holds it", exactly one succeeds
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html).
+moto 5.2.5 serves each request on its own thread (werkzeug `threaded=True`) and checks a
+condition and applies the write without a lock, so two of those eight could both succeed
+(15 rounds in 200 with eight threads on this machine): calsync's leases (sync runs, token
+refreshes) would then admit two holders on the local stack only. Here each DynamoDB request
+runs under one lock, which gives DynamoDB's atomicity per item (and more: one order for
+every request).
+
+**Rollback by index.**
 moto 5.2.5 (`moto/dynamodb/models/__init__.py`, `transact_write_items`) deep-copies every
 table a TransactWriteItems touches before applying it, so that a failed condition can put
 the tables back: O(table) per request, about 2 s with the bench's tables, where DynamoDB
@@ -17,6 +28,7 @@ import threading
 
 from moto.dynamodb import models
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
 _deepcopy = copy.deepcopy
@@ -55,6 +67,17 @@ def transact_write_items(self, transact_items):
 
 
 models.DynamoDBBackend.transact_write_items = transact_write_items
+
+_one_at_a_time = threading.Lock()
+_call_action = DynamoHandler.call_action
+
+
+def call_action(self):
+    with _one_at_a_time:
+        return _call_action(self)
+
+
+DynamoHandler.call_action = call_action
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,6 +27,7 @@ mod graph_emulator;
 mod ics_and_autosync;
 mod incremental;
 mod lambda_invoke;
+mod leases;
 mod notifications;
 mod outbound;
 mod outlook_accounts;
