@@ -15,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod connect;
 pub mod consent_page;
+pub mod disconnect;
 pub mod engine;
 pub mod fuzzing;
 pub mod handlers;

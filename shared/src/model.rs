@@ -49,6 +49,20 @@ pub enum LinkStatus {
     Quarantined,
     /// Credentials were rejected; the user must reconnect.
     ReconnectNeeded,
+    /// Being disconnected: sync-back deletes calsync's copies of events made elsewhere from
+    /// the calendar ([`crate::disconnect::remove_copies`]), then the link is disconnected.
+    /// It neither pulls nor receives other changes meanwhile; `status_reason` says why
+    /// removing stopped, when it did.
+    Removing,
+}
+
+impl LinkStatus {
+    /// Whether a link in this status syncs: pulls on its schedule and on notifications,
+    /// receives the other members' changes and holds push channels. Not while it waits for
+    /// its user to reconnect, nor while its copies are removed.
+    pub fn syncs(self) -> bool {
+        !matches!(self, Self::ReconnectNeeded | Self::Removing)
+    }
 }
 
 /// One member calendar of a sync group.

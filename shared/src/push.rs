@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{now_millis, Ctx};
-use crate::model::{ChannelRecord, Link, LinkStatus, ProviderKind};
+use crate::model::{ChannelRecord, Link, ProviderKind};
 use crate::queue::{QueueKind, SyncJob};
 
 /// Trigger of the sync jobs a change notification queues.
@@ -338,13 +338,7 @@ pub async fn stop_channel(ctx: &Ctx, rec: &ChannelRecord) -> anyhow::Result<()> 
 ///
 /// Errors: DynamoDB failure.
 pub async fn stop_channels_of(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
-    for ch in ctx
-        .store()
-        .all_channels()
-        .await?
-        .into_iter()
-        .filter(|c| c.link_id == link_id)
-    {
+    for ch in ctx.store().channels_of_link(link_id).await? {
         stop_channel(ctx, &ch).await?;
     }
     Ok(())
@@ -378,7 +372,7 @@ pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<Chan
     let mut covered = std::collections::HashSet::new();
     for c in &channels {
         let link = links.iter().find(|l| l.link_id == c.link_id);
-        let orphan = link.is_none_or(|l| l.status == LinkStatus::ReconnectNeeded);
+        let orphan = link.is_none_or(|l| !l.status.syncs());
         let expired = c.expiration_ms <= now;
         let duplicate = covered.contains(&c.link_id);
         if orphan || expired || duplicate {
@@ -411,9 +405,7 @@ pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<Chan
         }
     }
     for l in links.iter().filter(|l| {
-        l.provider.module().push().is_some()
-            && l.status != LinkStatus::ReconnectNeeded
-            && !covered.contains(&l.link_id)
+        l.provider.module().push().is_some() && l.status.syncs() && !covered.contains(&l.link_id)
     }) {
         let Some(addr) = ctx.config.webhook_url(l.provider.module().slug()) else {
             continue;

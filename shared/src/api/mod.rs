@@ -35,7 +35,7 @@ pub use auth::{Caller, Verifier};
 pub use problem::{ApiResult, Problem};
 
 use crate::config::Ctx;
-use crate::model::{Group, Link, LinkStatus};
+use crate::model::{Group, Link};
 use crate::queue::{QueueKind, SyncJob};
 
 /// What every route gets: the stack's context and the token verifier.
@@ -148,13 +148,14 @@ fn plausible_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 200
 }
 
-/// Queue one sync-back job for each writable member of the group (read-only feeds and links
-/// waiting for reconnection excepted): a hub write reaches every member.
+/// Queue one sync-back job for each writable member of the group that syncs (read-only
+/// feeds, links waiting for reconnection and links whose copies are being removed
+/// excepted): a hub write reaches every member.
 pub async fn queue_push(st: &ApiState, group_id: &str) -> ApiResult<usize> {
     let links = st.ctx.store().links_of_group(group_id).await?;
     let jobs: Vec<SyncJob> = links
         .iter()
-        .filter(|l| !l.read_only() && l.status != LinkStatus::ReconnectNeeded)
+        .filter(|l| !l.read_only() && l.status.syncs())
         .map(|l| SyncJob::unique(&l.link_id, "api"))
         .collect();
     st.ctx

@@ -16,6 +16,7 @@
 //!   deletes with `If-Match`; a 412 asks for a pull of that link, which merges.
 //! - Hub writes are conditional on the version read; a lost race re-reads and retries.
 
+pub mod copies;
 pub mod merge;
 pub mod plan;
 mod push;

@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use futures_util::FutureExt;
 
 use crate::config::Ctx;
-use crate::model::{Link, LinkStatus};
+use crate::model::Link;
 use crate::queue::{QueueKind, SyncJob};
 use crate::store::{DueCursor, Store};
 
@@ -47,13 +47,11 @@ impl TickReport {
     }
 }
 
-/// Which of a page's due links get a job: every one but those waiting for their user to
-/// reconnect (they are not retried until the user does).
+/// Which of a page's due links get a job: every one that syncs ([`crate::model::LinkStatus::syncs`]):
+/// not those waiting for their user to reconnect (they are not retried until the user
+/// does), nor those whose copies are being removed.
 pub fn to_queue(links: &[Link]) -> Vec<&Link> {
-    links
-        .iter()
-        .filter(|l| l.status != LinkStatus::ReconnectNeeded)
-        .collect()
+    links.iter().filter(|l| l.status.syncs()).collect()
 }
 
 /// When a queued link is next due: `frequency_secs` after `now` (epoch seconds), at least a
@@ -142,7 +140,7 @@ async fn shard_tick(ctx: &Ctx, store: &Store, shard: u8, now: i64, slot: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ProviderKind;
+    use crate::model::{LinkStatus, ProviderKind};
 
     fn link(id: &str, freq: i64, status: LinkStatus) -> Link {
         let mut l = Link::new(id, "g", 1, ProviderKind::Caldav, "https://dav.example/c/");
@@ -161,6 +159,7 @@ mod tests {
             (10, LinkStatus::Ok, true, 1060),
             (0, LinkStatus::Ok, true, 1060),
             (900, LinkStatus::ReconnectNeeded, false, 1900),
+            (900, LinkStatus::Removing, false, 1900),
         ];
         for (i, (freq, status, queued, due)) in table.into_iter().enumerate() {
             let l = link(&format!("l{i}"), freq, status);

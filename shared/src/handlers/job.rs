@@ -15,7 +15,9 @@ use super::{
 
 /// Run one job: lease the link, pull or push, record the run, queue follow-up jobs. Not run
 /// (an unrecorded [`RunRecord`] with outcome `skipped` / `covered`): links waiting for their
-/// user to reconnect, and push-triggered pulls a later pull already covered.
+/// user to reconnect, pulls of links whose copies are being removed (their push removes the
+/// copies: [`crate::disconnect::remove_copies`]), and push-triggered pulls a later pull
+/// already covered.
 pub async fn run_job(ctx: &Ctx, job: &SyncJob, dir: Direction) -> Result<RunRecord, JobError> {
     run_job_until(ctx, job, dir, None).await
 }
@@ -124,6 +126,10 @@ async fn leased(
         tracing::info!(link = %link.link_id, reason = ?link.status_reason, "skipped: reconnect needed");
         return Ok(not_run("skipped"));
     }
+    if link.status == LinkStatus::Removing && dir == Direction::Pull {
+        // Its copies are being removed (sync-back's job): nothing is read from it any more.
+        return Ok(not_run("skipped"));
+    }
     if dir == Direction::Pull && job.push_seq.is_some() && link.push_seq <= link.covered_push_seq {
         // Pulls that began after every notification counted so far (this job's and those
         // coalesced into it) have listed their changes.
@@ -143,18 +149,19 @@ async fn leased(
         None => budget,
     };
     let fenced = store.fenced(lease);
-    // Boxed: the run's future is large, and jobs are polled inside deep call stacks.
-    let result = contained(Box::pin(run_leased(
-        ctx,
-        &fenced,
-        &link,
-        job,
-        dir,
-        push_deadline,
-        state,
-        calls,
-    )))
-    .await;
+    let (f, l) = (&fenced, &link);
+    // Boxed: the run's future is large, and jobs are polled inside deep call stacks. Any
+    // push of a link being removed removes its copies; none writes to it.
+    let result = match link.status {
+        LinkStatus::Removing => {
+            let work = crate::disconnect::remove_copies(ctx, f, l, job, push_deadline, calls);
+            contained(Box::pin(work)).await
+        }
+        _ => {
+            let work = run_leased(ctx, f, l, job, dir, push_deadline, state, calls);
+            contained(Box::pin(work)).await
+        }
+    };
     renewer.abort();
     result.map_err(failed)
 }
@@ -386,11 +393,9 @@ async fn run_leased(
         if p.hub_changed {
             for other in store.links_of_group(&link.group_id).await? {
                 // A link waiting for its user to reconnect gets its pending changes from
-                // the first sync after reconnection.
-                if other.link_id != link.link_id
-                    && !other.read_only()
-                    && other.status != LinkStatus::ReconnectNeeded
-                {
+                // the first sync after reconnection; one whose copies are being removed
+                // gets none.
+                if other.link_id != link.link_id && !other.read_only() && other.status.syncs() {
                     jobs.push(SyncJob::coalesced(&other.link_id, SYNC_BACK, &run.run_id));
                 }
             }

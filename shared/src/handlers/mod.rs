@@ -11,7 +11,7 @@ use crate::queue::{QueueKind, SyncJob};
 /// [`RENEW_EVERY_SECS`] while the job runs, so a job killed at its deadline (the Lambda
 /// timeout) strands its link for at most this long, well inside the queues' visibility
 /// timeout (720 s, see `docs/architecture.md`).
-const LEASE_SECS: i64 = 60;
+pub(crate) const LEASE_SECS: i64 = 60;
 /// How often a running job renews its lease (seconds).
 const RENEW_EVERY_SECS: u64 = 20;
 /// A job after the invocation's first is not started with less time than this left before
@@ -34,7 +34,7 @@ pub const CATCH_UP: &str = "catch-up";
 /// How often a link with a time window gets a push without changes (seconds).
 const WINDOW_RECHECK_SECS: i64 = 86_400;
 /// Run records expire after this many seconds (TTL).
-const RUN_TTL_SECS: i64 = 30 * 86400;
+pub(crate) const RUN_TTL_SECS: i64 = 30 * 86400;
 
 /// Which side of the sync an SQS handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -490,6 +490,14 @@ impl Store {
         self.scan(&self.cfg.channels_table, None).await
     }
 
+    /// The push channels of one link: a Query of the channels table's GSI `link-index`, so
+    /// a disconnect reads that link's channels, not every channel.
+    pub async fn channels_of_link(&self, link_id: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+        let t = &self.cfg.channels_table;
+        self.query_all(t, Some("link-index"), "link_id", s(link_id))
+            .await
+    }
+
     /// Every link (a Scan; used by the token refresher).
     pub async fn all_links(&self) -> Result<Vec<Link>, StoreError> {
         self.scan(&self.cfg.links_table, None).await

@@ -35,7 +35,7 @@ async fn on_google(api: &UserApi) -> Vec<(String, String, String)> {
 }
 
 /// Google's `dateTime` of [`at`]'s `YYYYMMDDTHHMMSSZ`.
-fn rfc3339(basic: &str) -> String {
+pub(crate) fn rfc3339(basic: &str) -> String {
     format!(
         "{}-{}-{}T{}:{}:{}Z",
         &basic[..4],

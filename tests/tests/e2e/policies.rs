@@ -294,15 +294,33 @@ async fn every_function_stays_within_its_template_policy() {
     .await;
     assert_allowed("TokenRefresherFunction", &rec, "token-refresher");
 
+    // api, then sync-back: disconnecting with the copies removed (the link marked under its
+    // lease, the channel stopped, the job queued; then the copies deleted, the grant revoked,
+    // the secret, mappings, cursor and link deleted).
+    let rec = recorded("api-remove", async {
+        let asked = api
+            .delete(&format!("/v1/links/{}?remove_copies=true", glink.link_id))
+            .await
+            .unwrap();
+        assert_eq!(asked.status, 202, "{}", asked.body);
+    })
+    .await;
+    assert_allowed("ApiFunction", &rec, "api");
+    let rec = recorded("sync-back-remove", async {
+        let r = handlers::handle_sqs(&back, sqs(&glink.link_id), Direction::Push).await;
+        assert!(r.batch_item_failures.is_empty(), "removal");
+    })
+    .await;
+    assert_allowed("SyncBackFunction", &rec, "sync-back");
+    assert!(ctx
+        .store()
+        .get_link(&glink.link_id)
+        .await
+        .unwrap()
+        .is_none());
+
     // api again: disconnecting (channel stop, grant revocation, secret deletion).
     let rec = recorded("api-delete", async {
-        assert_eq!(
-            api.delete(&format!("/v1/links/{}", glink.link_id))
-                .await
-                .unwrap()
-                .status,
-            204
-        );
         assert_eq!(
             api.delete(&format!("/v1/groups/{group}"))
                 .await

@@ -146,7 +146,7 @@ pub async fn patch(
     Path(link_id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    owned_link(&st, caller, &link_id).await?;
+    refuse_removing(&owned_link(&st, caller, &link_id).await?)?;
     let p: LinkPatch = serde_json::from_slice(&body)
         .map_err(|e| Problem::invalid_field("/", format!("not a link patch: {e}")))?;
     let store = st.ctx.store();
@@ -260,45 +260,40 @@ pub(crate) async fn refuse_linked_twice(
     }
 }
 
-/// Disconnect a link: stop its push channels, revoke its OAuth grant (unless another link
-/// may hold the same grant: one of the same account, of any user, or one of the same user
-/// and provider whose account is unknown: [`crate::oauth::grant_may_be_shared`]),
-/// delete its secret, its mappings, cursor and the link. The events copied to and from it
-/// stay where they are.
+/// Disconnect a link now ([`crate::disconnect::disconnect`]): the events copied to and
+/// from it stay where they are.
 pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
-    let ctx = &st.ctx;
-    let store = ctx.store();
-    if link.provider.module().push().is_some() {
-        crate::push::stop_channels_of(ctx, &link.link_id)
-            .await
-            .map_err(Problem::internal)?;
+    crate::disconnect::disconnect(&st.ctx, link)
+        .await
+        .map_err(Problem::internal)
+}
+
+/// Refuse to change or sync a link whose copies are being removed (409): it is on its way
+/// out. Disconnecting it (`DELETE` without `remove_copies`) is what may still be asked.
+pub(crate) fn refuse_removing(l: &Link) -> ApiResult<()> {
+    if l.status != crate::model::LinkStatus::Removing {
+        return Ok(());
     }
-    if let Some(profile) = link.provider.module().oauth() {
-        if let Some(arn) = &link.secret_arn {
-            // The account's links of every user (when it is known), and the user's own,
-            // whose account may be unknown.
-            let mut others = store.links_of_user(link.user_id).await?;
-            if let Some(account) = &link.account {
-                others.extend(store.links_of_account(account).await?);
-            }
-            if crate::oauth::grant_may_be_shared(link, &others) {
-                // Revoking would end the other link's access too (one grant per account).
-                tracing::info!(link = %link.link_id, provider = profile.slug(), "OAuth grant kept: another link may hold it");
-            } else if let Err(e) = crate::oauth::revoke(ctx, profile, arn).await {
-                // The grant may already be gone; the secret is deleted either way.
-                tracing::warn!(link = %link.link_id, error = %e, "OAuth grant not revoked");
-            }
-        }
-    }
-    if let Some(arn) = &link.secret_arn {
-        crate::secrets::delete(&ctx.clients.secrets, arn)
-            .await
-            .map_err(Problem::internal)?;
-    }
-    let n = store.forget_link_state(link).await?;
-    store.delete_link(&link.link_id).await?;
-    tracing::info!(link = %link.link_id, mappings = n, "calendar disconnected");
-    Ok(())
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "link {} is being disconnected (its copies are being removed); it can only be disconnected now",
+            l.link_id
+        ),
+    ))
+}
+
+/// Query of `DELETE /v1/links/{link_id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// `true`: first delete from the calendar the copies calsync put there of events made
+    /// elsewhere (202, the link `removing` until they are gone, then disconnected); the
+    /// calendar's own events and copies edited there since stay. Default `false`: disconnect
+    /// now (204), the copies stay.
+    #[serde(default)]
+    pub remove_copies: bool,
 }
 
 /// `DELETE /v1/links/{link_id}`: [`disconnect`]; 204.
@@ -307,9 +302,12 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
     path = "/v1/links/{link_id}",
     operation_id = "deleteLink",
     tag = "links",
-    params(("link_id" = String, Path, description = "Link id")),
+    params(("link_id" = String, Path, description = "Link id"), DeleteQuery),
     responses(
-        (status = 204, description = "Push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay, marked as calsync's, so a later link of the calendar removes the copies of events deleted meanwhile (its own events stay)"),
+        (status = 204, description = "Disconnected now: push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay, marked as calsync's, so a later link of the calendar removes the copies of events deleted meanwhile (its own events stay). Also the answer to a link that was `removing`: removing stops, the copies not yet removed stay"),
+        (status = 202, description = "`remove_copies=true`: the link, now `removing`. It no longer syncs; sync-back deletes calsync's copies of events made elsewhere from the calendar (at the provider's rate limits), its run records count them, and then the link is disconnected as with 204 (`GET` answers 404). A calendar that refuses the credentials meanwhile leaves the link `removing` with the reason in `status_reason`"),
+        (status = 409, description = "`remove_copies=true` while a sync of the link runs: try again in a minute"),
+        (status = 422, description = "`remove_copies=true` on a read-only subscription: calsync put nothing on it"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Unauthorized
     ),
@@ -318,10 +316,29 @@ pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
     Path(link_id): Path<String>,
+    Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Response> {
     let l = owned_link(&st, caller, &link_id).await?;
-    disconnect(&st, &l).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    if !q.remove_copies {
+        disconnect(&st, &l).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    use crate::disconnect::StartError;
+    let wait = std::time::Duration::from_secs(st.ctx.config.lease_wait_secs);
+    match crate::disconnect::start_removing(&st.ctx, &l, wait).await {
+        Ok(now) => Ok((StatusCode::ACCEPTED, Json(link_json(&now))).into_response()),
+        Err(e @ StartError::ReadOnly(_)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Content",
+            format!("remove_copies: {e}"),
+        )),
+        Err(e @ StartError::Busy(_)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            e.to_string(),
+        )),
+        Err(StartError::Failed(e)) => Err(Problem::internal(e)),
+    }
 }
 
 /// `POST /v1/links/{link_id}/sync`: queue a pull now (its changes then reach the other
@@ -344,6 +361,7 @@ pub async fn sync_now(
     Path(link_id): Path<String>,
 ) -> ApiResult<Response> {
     let l = owned_link(&st, caller, &link_id).await?;
+    refuse_removing(&l)?;
     let job = SyncJob::unique(&l.link_id, "manual");
     st.ctx
         .queues()
@@ -424,6 +442,7 @@ pub async fn release_deletions(
     Path(link_id): Path<String>,
 ) -> ApiResult<Response> {
     let l = owned_link(&st, caller, &link_id).await?;
+    refuse_removing(&l)?;
     let store = st.ctx.store();
     store
         .update_link_fields(&l.link_id, vec![("allow_mass_delete", store.attr(true)?)])

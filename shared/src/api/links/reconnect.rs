@@ -61,6 +61,7 @@ pub async fn reconnect(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let link = owned_link(&st, caller, &link_id).await?;
+    super::refuse_removing(&link)?;
     let b: Reconnect = if body.is_empty() {
         Reconnect::default()
     } else {
