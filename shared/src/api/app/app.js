@@ -23,12 +23,19 @@ function announce(text) {
   $("status").textContent = text;
 }
 
-/** A modal yes/no question; resolves to true when the user confirms. */
-function confirmDialog(title, text, yes) {
+/**
+ * A modal yes/no question, with a checkbox labelled `option` when one is given (unchecked
+ * at first). Resolves to false when the user cancels, else to `{ option }`: whether the box
+ * was checked.
+ */
+function confirmDialog(title, text, yes, option) {
   const dlg = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = yes;
+  $("confirm-option").hidden = !option;
+  $("confirm-option-text").textContent = option || "";
+  $("confirm-option-box").checked = false;
   // Focus goes back where it was when the question ends (WAI-ARIA APG, dialog pattern).
   const back = document.activeElement;
   return new Promise((resolve) => {
@@ -37,7 +44,7 @@ function confirmDialog(title, text, yes) {
       if (back && back.isConnected) back.focus();
       resolve(v);
     };
-    $("confirm-yes").onclick = () => done(true);
+    $("confirm-yes").onclick = () => done({ option: Boolean(option) && $("confirm-option-box").checked });
     $("confirm-no").onclick = () => done(false);
     dlg.oncancel = (ev) => {
       ev.preventDefault();

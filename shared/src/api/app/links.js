@@ -19,6 +19,7 @@ const STATUS = {
   error: ["Sync failed", "bad"],
   quarantined: ["Deletions held back", "warn"],
   reconnect_needed: ["Reconnect needed", "bad"],
+  removing: ["Removing its copies", "warn"],
 };
 
 const FREQUENCIES = { 900: "15m", 3600: "hourly", 86400: "daily", 604800: "weekly", 2592000: "monthly" };
@@ -68,10 +69,12 @@ function linkCard(link, ctx) {
     }
   };
 
-  const settings = settingsForm(link, ctx);
+  // A calendar whose copies are being removed no longer syncs: it can only be disconnected now.
+  const removing = link.status === "removing";
+  const settings = removing ? null : settingsForm(link, ctx);
   const actions = h("div", { class: "actions" });
   const syncButton = h("button", { type: "button", class: "primary", "data-action": "sync", disabled: syncing.has(id), onclick: () => syncNow() }, "Sync now");
-  actions.append(syncButton);
+  if (!removing) actions.append(syncButton);
   const reconnectBox = h("div", { class: "reconnect" });
   if (link.status === "reconnect_needed") {
     actions.append(h("button", { type: "button", "data-action": "reconnect", onclick: () => reconnect(link, reconnectBox, ctx) }, "Reconnect"));
@@ -81,8 +84,8 @@ function linkCard(link, ctx) {
   }
   const accountBox = h("div", { class: "account" });
   const account = accountToggle(link, accountBox, ctx);
-  if (account.button) actions.append(account.button);
-  actions.append(h("button", { type: "button", class: "danger", "data-action": "disconnect", onclick: () => disconnect() }, "Disconnect"));
+  if (account.button && !removing) actions.append(account.button);
+  actions.append(h("button", { type: "button", class: "danger", "data-action": "disconnect", onclick: () => disconnect() }, removing ? "Disconnect now" : "Disconnect"));
 
   const syncNow = () => watchSync(id, newestRun, ctx);
   const release = async () => {
@@ -95,15 +98,27 @@ function linkCard(link, ctx) {
     }
   };
   const disconnect = async () => {
-    const ok = await ctx.confirm(
-      `Disconnect ${link.display_name}?`,
-      "It stops syncing. The events already copied stay where they are, in this app and in the calendar. If you connect it again, the copies of events deleted elsewhere in the meantime are removed from it.",
-      "Disconnect",
-    );
+    const ok = removing
+      ? await ctx.confirm(
+        `Disconnect ${link.display_name} now?`,
+        "The copies not removed yet stay in the calendar.",
+        "Disconnect now",
+      )
+      : await ctx.confirm(
+        `Disconnect ${link.display_name}?`,
+        "It stops syncing. The events already copied stay where they are, in this app and in the calendar. If you connect it again, the copies of events deleted elsewhere in the meantime are removed from it.",
+        "Disconnect",
+        link.read_only ? undefined : "Also remove from this calendar the copies of the other calendars' events (its own events, and copies you changed there, stay)",
+      );
     if (!ok) return;
     try {
-      await call("DELETE", `/v1/links/${seg(id)}`);
-      ctx.announce(`${link.display_name} is disconnected.`);
+      if (ok.option) {
+        await call("DELETE", `/v1/links/${seg(id)}?remove_copies=true`);
+        ctx.announce(`Removing the copies from ${link.display_name}; it is disconnected once they are gone.`);
+      } else {
+        await call("DELETE", `/v1/links/${seg(id)}`);
+        ctx.announce(`${link.display_name} is disconnected.`);
+      }
       ctx.reload();
     } catch (e) {
       ctx.announce(`Could not disconnect: ${e.message}`);

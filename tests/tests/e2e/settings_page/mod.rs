@@ -6,14 +6,16 @@
 //! calendar waiting for reconnection reconnected, a quarantined deletion let through, and a
 //! Google calendar connected through its consent window (the emulator); and an application
 //! on another origin framing the page and handing it the token by `postMessage`; what a
-//! calendar gets of the others (title pattern, window) and, for Outlook, its attendees; and
-//! a calendar's older syncs, a page at a time.
+//! calendar gets of the others (title pattern, window) and, for Outlook, its attendees; a
+//! calendar's older syncs, a page at a time; and a calendar disconnected with its copies
+//! removed.
 //! Every screen is checked with axe-core and saved as a screenshot at desktop and phone width
 //! (`target/screenshots/`).
 
 mod embedding;
 mod first_use;
 mod history;
+mod leaving;
 mod recovery;
 mod what_a_calendar_gets;
 
