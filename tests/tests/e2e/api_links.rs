@@ -223,6 +223,23 @@ async fn a_link_is_reconnected_in_place_with_new_credentials() {
         "{}",
         again.body
     );
+    // A feed holds no copies of calsync's: removing them is refused, naming the parameter,
+    // and the feed stays linked.
+    let feed_link = format!("/v1/links/{}", f.body["link_id"].as_str().unwrap());
+    let refused = api
+        .delete(&format!("{feed_link}?remove_copies=true"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("remove_copies:"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(api.get(&feed_link).await.unwrap().body["status"], "ok");
     let fr = format!(
         "/v1/links/{}/reconnect",
         f.body["link_id"].as_str().unwrap()

@@ -1,6 +1,7 @@
 //! What goes wrong and its way out: events a calendar refused, a calendar waiting for
 //! reconnection, a quarantined deletion, and Google and Outlook connected through their
-//! consent windows, with another calendar of the account picked in the page.
+//! consent windows, with another calendar of the account picked in the page (for CalDAV,
+//! another calendar on the same server, with the same credentials).
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::browser::Browser;
@@ -311,5 +312,61 @@ async fn outlook_connects_its_main_calendar_and_another_is_picked_in_the_page() 
     let want = [("outlook", "Outlook main"), ("outlook", "Team")];
     assert_eq!(names, want.map(|(p, n)| (p.to_string(), n.to_string())));
     runner::drain(&lo.ctx).await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// A CalDAV calendar's other calendars on the same server are listed on its card, and one
+/// is connected from the list with the same credentials (no password asked again).
+#[tokio::test]
+async fn a_caldav_calendars_neighbour_on_the_server_is_picked_in_the_page() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let group = api.create_group("caldav account").await.unwrap();
+    let home = new_calendar(&ctx, Server::Radicale, &unique("page-acc"))
+        .await
+        .unwrap();
+    let team_name = unique("page-team");
+    let team = new_calendar(&ctx, Server::Radicale, &team_name)
+        .await
+        .unwrap();
+    let link = connect(&api, &group, &home, "Home").await;
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    let toggle = format!(r#"[data-link="{link}"] [data-action="other-calendars"]"#);
+    b.open(&format!("{}/app/#token={token}", srv.url), &toggle)
+        .await
+        .unwrap();
+    b.click(&toggle).await.unwrap();
+    b.text_contains(&format!(r#"[data-calendar="{home}"]"#), "Connected")
+        .await
+        .unwrap();
+    b.text_contains(&format!(r#"[data-calendar="{team}"]"#), &team_name)
+        .await
+        .unwrap();
+    b.click(&format!(
+        r#"[data-calendar="{team}"] [data-action="connect-calendar"]"#
+    ))
+    .await
+    .unwrap();
+    b.text_contains("#status", "is connected").await.unwrap();
+    let links = api.get(&format!("/v1/groups/{group}/links")).await.unwrap();
+    let mut urls: Vec<(String, String)> = links.body["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap().to_string();
+            (s("provider"), s("url"))
+        })
+        .collect();
+    urls.sort();
+    let mut want = vec![("caldav".to_string(), home), ("caldav".to_string(), team)];
+    want.sort();
+    assert_eq!(
+        urls, want,
+        "the neighbour is linked, with the first one's credentials"
+    );
     b.close().await.unwrap();
 }
