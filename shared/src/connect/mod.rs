@@ -270,6 +270,7 @@ pub async fn finish(
         &url,
     );
     link.secret_arn = Some(arn);
+    link.token_expires_at = Some(tokens.expires_at);
     link.account = account;
     link.display_name = pending.display_name.clone();
     pending.choices.apply(&mut link);
@@ -310,6 +311,12 @@ async fn renew(
     let p = profile(link.provider)?;
     same_calendar(ctx, p, &link, tokens).await?;
     oauth::write_tokens(ctx, arn, tokens)
+        .await
+        .map_err(anyhow::Error::from)?;
+    // The new token may expire before the old one did (Microsoft's last 60 to 90 minutes).
+    let expiry = store.attr(tokens.expires_at).map_err(anyhow::Error::from)?;
+    store
+        .update_link_fields(link_id, vec![("token_expires_at", expiry)])
         .await
         .map_err(anyhow::Error::from)?;
     record_account(ctx, p, &link, api_root, tokens).await?;

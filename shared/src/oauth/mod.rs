@@ -508,6 +508,19 @@ pub async fn access_token(
     token_for(ctx, p, arn, margin_secs, None).await
 }
 
+/// [`access_token`] with the whole token set: the access token and when it expires, for
+/// the token refresher to record on the link ([`crate::model::Link::token_expires_at`]).
+///
+/// Errors: as [`access_token`].
+pub async fn fresh_tokens(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    arn: &str,
+    margin_secs: i64,
+) -> Result<TokenSet, AuthError> {
+    tokens_for(ctx, p, arn, margin_secs, None).await
+}
+
 /// [`access_token`], and when `rejected` is given (the provider answered 401 to it), a token
 /// other than that one: refreshed now unless another worker already replaced it.
 pub(crate) async fn token_for(
@@ -517,13 +530,26 @@ pub(crate) async fn token_for(
     margin_secs: i64,
     rejected: Option<&SecretString>,
 ) -> Result<SecretString, AuthError> {
+    tokens_for(ctx, p, arn, margin_secs, rejected)
+        .await
+        .map(|t| t.access_token)
+}
+
+/// [`token_for`] with the whole token set.
+async fn tokens_for(
+    ctx: &Ctx,
+    p: &OAuthProfile,
+    arn: &str,
+    margin_secs: i64,
+    rejected: Option<&SecretString>,
+) -> Result<TokenSet, AuthError> {
     let usable = |t: &TokenSet| {
         fresh(t, margin_secs)
             && rejected.is_none_or(|r| r.expose_secret() != t.access_token.expose_secret())
     };
     let t = read_tokens(ctx, arn).await?;
     if usable(&t) {
-        return Ok(t.access_token);
+        return Ok(t);
     }
     let store = ctx.store();
     let lease = format!("token:{arn}");
@@ -542,7 +568,7 @@ pub(crate) async fn token_for(
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let t = read_tokens(ctx, arn).await?;
         if usable(&t) {
-            return Ok(t.access_token);
+            return Ok(t);
         }
     }
     Err(AuthError::Busy(arn.into()))
@@ -557,11 +583,11 @@ async fn refresh_locked(
     p: &OAuthProfile,
     arn: &str,
     usable: &(dyn Fn(&TokenSet) -> bool + Sync),
-) -> Result<SecretString, AuthError> {
+) -> Result<TokenSet, AuthError> {
     // Re-read under the lease: the previous holder may have refreshed already.
     let t = read_tokens(ctx, arn).await?;
     if usable(&t) {
-        return Ok(t.access_token);
+        return Ok(t);
     }
     let rt = t
         .refresh_token
@@ -574,5 +600,5 @@ async fn refresh_locked(
         expires_at = new.expires_at,
         "access token refreshed"
     );
-    Ok(new.access_token)
+    Ok(new)
 }
