@@ -213,7 +213,7 @@ pub async fn remove_copies(
             match outcome {
                 Ok(_) | Err(ProviderError::NotFound(_)) => run.deleted += 1,
                 Err(ProviderError::PreconditionFailed(_)) => run.notice(
-                    NoticeKind::Conflict,
+                    NoticeKind::Kept,
                     &m.uid,
                     "edited on this calendar since calsync wrote it: kept",
                 ),
@@ -245,6 +245,9 @@ pub async fn remove_copies(
     store.put_run(&run).await?;
     tracing::info!(link = %link.link_id, removed = run.deleted, kept = run.notices.len(), "copies removed");
     disconnect(ctx, link).await?;
+    if !job.silent {
+        crate::notify::send(ctx, &[crate::notify::removed(link, &run)]).await;
+    }
     Ok(run)
 }
 

@@ -30,6 +30,9 @@ pub enum Kind {
     SyncFailing,
     /// An event could not be written to, or read from, a member.
     EventSyncError,
+    /// A link was disconnected after its copies were removed from its calendar
+    /// ([`crate::disconnect::remove_copies`]).
+    LinkDisconnected,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             Kind::LinkQuarantined => "Link Quarantined",
             Kind::SyncFailing => "Sync Failing",
             Kind::EventSyncError => "Event Sync Error",
+            Kind::LinkDisconnected => "Link Disconnected",
         }
     }
 }
@@ -120,10 +124,36 @@ pub fn decide(
                 Kind::EventConflict
             }
             NoticeKind::Error => Kind::EventSyncError,
+            // Part of the removal's own notification ([`removed`]).
+            NoticeKind::Kept => continue,
         };
         out.push(Notification { kind, detail: d });
     }
     out
+}
+
+/// The notification of a link disconnected once its copies were removed by `run`:
+/// `copies_removed` (count), `copies_kept` (the event ids of copies edited on the calendar,
+/// which stayed) and `not_removed` (event ids the provider refused to delete).
+pub fn removed(link: &Link, run: &RunRecord) -> Notification {
+    let ids = |kind: NoticeKind| -> Vec<&str> {
+        run.notices
+            .iter()
+            .filter(|n| n.kind == kind)
+            .map(|n| n.event_id.as_str())
+            .collect()
+    };
+    let mut d = base(
+        link,
+        "disconnected after its copies were removed from its calendar",
+    );
+    d["copies_removed"] = json!(run.deleted);
+    d["copies_kept"] = json!(ids(NoticeKind::Kept));
+    d["not_removed"] = json!(ids(NoticeKind::Error));
+    Notification {
+        kind: Kind::LinkDisconnected,
+        detail: d,
+    }
 }
 
 /// Put `notes` on the stack's bus (PutEvents, 10 a call). Failures are logged.
@@ -247,5 +277,40 @@ mod tests {
             r[0].detail["reconnect"]["path"],
             "/v1/groups/g1/links/oauth/google"
         );
+    }
+
+    #[test]
+    fn a_removal_is_one_notification_with_what_stayed() {
+        let mut run = RunRecord {
+            deleted: 3,
+            ..Default::default()
+        };
+        for (kind, id) in [(NoticeKind::Kept, "e1"), (NoticeKind::Error, "e2")] {
+            run.notices.push(EventNotice {
+                kind,
+                event_id: id.into(),
+                reason: "why".into(),
+            });
+        }
+        // Not a conflict for the application to resolve: no Event Conflict for the kept one.
+        let got = decide(
+            &link(LinkStatus::Removing),
+            LinkStatus::Removing,
+            None,
+            0,
+            &run,
+        );
+        assert_eq!(kinds(&got), [Kind::EventSyncError]);
+        let n = removed(&link(LinkStatus::Removing), &run);
+        assert_eq!(n.kind.detail_type(), "Link Disconnected");
+        assert_eq!(
+            (
+                &n.detail["copies_removed"],
+                &n.detail["copies_kept"],
+                &n.detail["not_removed"]
+            ),
+            (&json!(3), &json!(["e1"]), &json!(["e2"]))
+        );
+        assert_eq!(n.detail["link_id"], "l1");
     }
 }

@@ -74,6 +74,10 @@ pub enum NoticeKind {
     Conflict,
     /// The provider refused the event, or its data could not be read.
     Error,
+    /// Left on the member where calsync would have deleted it: a copy edited there since
+    /// calsync wrote it, when the link's copies were removed
+    /// ([`crate::disconnect::remove_copies`]).
+    Kept,
 }
 
 /// One event's change of status in a run.

@@ -1,14 +1,16 @@
 //! "Disconnect and remove the copies": `DELETE /v1/links/{id}?remove_copies=true` marks the
 //! link `removing`, sync-back deletes calsync's copies of events made elsewhere from that
 //! calendar, then the link is disconnected. The calendar's own events, and a copy the user
-//! edited there since calsync wrote it, stay; the other calendars keep everything. Needs the
-//! local stack (`make test` starts it).
+//! edited there since calsync wrote it, stay; the other calendars keep everything; the
+//! application is told once ("Link Disconnected"). Needs the local stack (`make test`
+//! starts it).
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::emulators::google::Config;
 use calsync_e2e::emulators::graph::Config as GraphConfig;
 use calsync_e2e::fixtures::{self, new_calendar, unique, Server};
 use calsync_e2e::google::LocalGoogle;
+use calsync_e2e::notifications::of_group;
 use calsync_e2e::outlook::LocalOutlook;
 use calsync_e2e::{local_ctx, runner};
 use serde_json::json;
@@ -91,6 +93,7 @@ async fn a_caldav_calendar_loses_calsyncs_copies_and_keeps_its_own_and_edited_ev
     .await
     .unwrap();
     let link = format!("/v1/links/{work}");
+    let _ = of_group(&ctx, &group).await.unwrap();
     let asked = api
         .delete(&format!("{link}?remove_copies=true"))
         .await
@@ -137,6 +140,15 @@ async fn a_caldav_calendar_loses_calsyncs_copies_and_keeps_its_own_and_edited_ev
             .collect::<Vec<_>>(),
         [format!("{p}-lunch")],
         "the edited copy is noted as kept"
+    );
+    // The application hears of it once: what went and what stayed.
+    let heard = of_group(&ctx, &group).await.unwrap();
+    let kinds: Vec<&str> = heard.iter().map(|d| d.detail_type.as_str()).collect();
+    assert_eq!(kinds, ["Link Disconnected"], "{heard:#?}");
+    let d = &heard[0].detail;
+    assert_eq!(
+        (&d["link_id"], &d["copies_removed"], &d["copies_kept"]),
+        (&json!(work), &json!(2), &json!([format!("{p}-lunch")]))
     );
     // The personal calendar syncs on, alone.
     fixtures::sync_link(&ctx, &personal).await.unwrap();
