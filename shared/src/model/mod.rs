@@ -99,7 +99,7 @@ pub struct Link {
     /// expiry (a sync run that refreshes on demand leaves it earlier), so the refresher
     /// reads the secret only of links whose recorded expiry is within its margin
     /// ([`crate::refresher::token_check_due`]). Not a secret. `None`: not recorded (links
-    /// from before it was, and other calendars of an account connected from a link).
+    /// from before it was, and CalDAV and ICS links).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
     /// Conflict policy applied when this link's pull meets a concurrent hub change.

@@ -176,6 +176,14 @@ async fn another_calendar_of_a_google_account_connects_without_a_second_consent(
         .expect("get")
         .expect("link");
     assert_ne!(work_link.secret_arn, home.secret_arn, "a secret of its own");
+    let copied = calsync::oauth::read_tokens(&lg.ctx, work_link.secret_arn.as_deref().unwrap())
+        .await
+        .expect("tokens");
+    assert_eq!(
+        work_link.token_expires_at,
+        Some(copied.expires_at),
+        "the copied tokens' expiry is recorded"
+    );
     assert!(work_link
         .url
         .ends_with("/calendars/work1%40group.calendar.google.com"));

@@ -185,6 +185,8 @@ pub(super) async fn create_from_link(
     let mut link = Link::new(&link_id, group_id, caller.0, from.provider, &cal.url);
     link.display_name = b.display_name.clone().unwrap_or_else(|| cal.name.clone());
     link.account = from.account.clone();
+    // The copied tokens' expiry (OAuth), so the refresher need not read the new secret early.
+    link.token_expires_at = credentials["expires_at"].as_i64();
     choices.apply(&mut link);
     let arn = crate::secrets::put_json(&ctx.clients.secrets, &secret_name, &credentials)
         .await
