@@ -210,6 +210,19 @@ async fn raw_put(ctx: &Ctx, url: &str, ical: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The titles (SUMMARY) of the events in the CalDAV calendar at `url`, sorted.
+///
+/// Errors: the calendar cannot be read.
+pub async fn titles_in(ctx: &Ctx, url: &str) -> anyhow::Result<Vec<String>> {
+    let mut t: Vec<String> = events_in(ctx, url)
+        .await?
+        .into_iter()
+        .map(|(_, s)| s.summary())
+        .collect();
+    t.sort();
+    Ok(t)
+}
+
 /// Replace the event with `uid` in a calendar (as a client edit), whatever its etag.
 pub async fn client_edit(
     ctx: &Ctx,

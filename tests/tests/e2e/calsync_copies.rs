@@ -178,14 +178,7 @@ async fn disconnect_then_delete_lunch(
 
 /// The titles of the CalDAV calendar at `url`, sorted.
 async fn caldav_titles(ctx: &calsync::config::Ctx, url: &str) -> Vec<String> {
-    let mut t: Vec<String> = fixtures::events_in(ctx, url)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| s.summary())
-        .collect();
-    t.sort();
-    t
+    fixtures::titles_in(ctx, url).await.unwrap()
 }
 
 /// The personal calendar holds only the standup: what was deleted did not come back.

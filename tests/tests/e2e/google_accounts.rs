@@ -13,6 +13,17 @@ use serde_json::json;
 
 use super::google_sync::runs;
 
+/// Refresh grants the emulator's token endpoint has answered (`/emulator/oauth/stats`).
+async fn refresh_grants(lg: &LocalGoogle) -> u64 {
+    let v: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    v["refresh_grants"].as_u64().expect("count")
+}
+
 #[tokio::test]
 async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnect() {
     let ctx = local_ctx().await;
@@ -28,16 +39,7 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
         .await
         .expect("connect");
     let arn = g.secret_arn.clone().expect("arn");
-    let stats_url = format!("{}/emulator/oauth/stats", lg.emu.url);
-    let refreshes = || async {
-        let v: serde_json::Value = reqwest::get(&stats_url)
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
-        v["refresh_grants"].as_u64().expect("count")
-    };
+    let refreshes = || refresh_grants(&lg);
     // Expire the stored access token; eight workers want a token at once.
     let old_access = accounts::stored_token_values(&lg.ctx, &arn)
         .await
@@ -574,16 +576,7 @@ async fn the_refresher_reads_a_secret_only_when_its_recorded_expiry_is_near() {
         )
         .await
         .expect("update");
-    let stats_url = format!("{}/emulator/oauth/stats", lg.emu.url);
-    let refreshes = || async {
-        let v: serde_json::Value = reqwest::get(&stats_url)
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json");
-        v["refresh_grants"].as_u64().expect("count")
-    };
+    let refreshes = || refresh_grants(&lg);
     let before = refreshes().await;
     calsync::refresher::run(&lg.ctx).await.expect("refresher");
     assert_eq!(refreshes().await, before + 1, "refreshed once");

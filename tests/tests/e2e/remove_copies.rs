@@ -29,14 +29,27 @@ fn noon(prefix: &str, what: &str, title: &str, day: i64) -> String {
 
 /// The titles of the CalDAV calendar at `url`, sorted.
 async fn titles(ctx: &calsync::config::Ctx, url: &str) -> Vec<String> {
-    let mut t: Vec<String> = fixtures::events_in(ctx, url)
+    fixtures::titles_in(ctx, url).await.unwrap()
+}
+
+/// A new group named `name` with a Radicale calendar of three events ("Home a" to "Home c",
+/// UIDs `<prefix>-a` …) linked as "personal"; the group id.
+async fn group_with_home(
+    ctx: &calsync::config::Ctx,
+    api: &calsync_e2e::api::ApiClient,
+    prefix: &str,
+    name: &str,
+) -> String {
+    let home_cal = new_calendar(ctx, Server::Radicale, &unique(prefix))
         .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| s.summary())
-        .collect();
-    t.sort();
-    t
+        .unwrap();
+    for (what, day) in [("a", 2), ("b", 3), ("c", 4)] {
+        let e = noon(prefix, what, &format!("Home {what}"), day);
+        fixtures::client_put(ctx, &home_cal, &e).await.unwrap();
+    }
+    let group = api.create_group(name).await.unwrap();
+    connect(api, &group, &home_cal, "personal").await;
+    group
 }
 
 /// A CalDAV work calendar linked with a personal one: its own planning meeting stays, and
@@ -164,21 +177,7 @@ async fn a_google_calendar_loses_calsyncs_copies_then_its_grant() {
     let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
     let user = fixtures::fresh_user();
     let api = srv.as_user(user);
-    let p = "grmcopies";
-    let home_cal = new_calendar(&ctx, Server::Radicale, &unique(p))
-        .await
-        .unwrap();
-    for (what, day) in [("a", 2), ("b", 3), ("c", 4)] {
-        fixtures::client_put(
-            &ctx,
-            &home_cal,
-            &noon(p, what, &format!("Home {what}"), day),
-        )
-        .await
-        .unwrap();
-    }
-    let group = api.create_group("remove google copies").await.unwrap();
-    connect(&api, &group, &home_cal, "personal").await;
+    let group = group_with_home(&ctx, &api, "grmcopies", "remove google copies").await;
     let calendar = "grmcopies-work@example.com";
     let work = lg.connect(&group, user, calendar, "work").await.unwrap();
     let google = lg.user_api(&work).await.unwrap();
@@ -254,21 +253,7 @@ async fn an_outlook_calendar_loses_calsyncs_copies_in_a_batch() {
     let srv = ApiServer::start_local(lo.ctx.clone()).await.unwrap();
     let user = fixtures::fresh_user();
     let api = srv.as_user(user);
-    let p = "ormcopies";
-    let home_cal = new_calendar(&ctx, Server::Radicale, &unique(p))
-        .await
-        .unwrap();
-    for (what, day) in [("a", 2), ("b", 3), ("c", 4)] {
-        fixtures::client_put(
-            &ctx,
-            &home_cal,
-            &noon(p, what, &format!("Home {what}"), day),
-        )
-        .await
-        .unwrap();
-    }
-    let group = api.create_group("remove outlook copies").await.unwrap();
-    connect(&api, &group, &home_cal, "personal").await;
+    let group = group_with_home(&ctx, &api, "ormcopies", "remove outlook copies").await;
     let work = lo
         .connect(&group, user, "ormcopies-work", "work")
         .await

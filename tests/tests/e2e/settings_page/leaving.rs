@@ -13,14 +13,7 @@ use super::{connect, fresh_user, ZONE};
 
 /// The titles of the CalDAV calendar at `url`, sorted.
 async fn titles(ctx: &calsync::config::Ctx, url: &str) -> Vec<String> {
-    let mut t: Vec<String> = fixtures::events_in(ctx, url)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, s)| s.summary())
-        .collect();
-    t.sort();
-    t
+    fixtures::titles_in(ctx, url).await.unwrap()
 }
 
 #[tokio::test]
