@@ -127,7 +127,8 @@ pub async fn start_removing(
 /// [`fate`] gives [`Fate::Remove`], [`REMOVE_PAGE`] at a time, each conditional on the
 /// version calsync last saw, and forget its mapping. A copy edited on the calendar since
 /// (HTTP 412) stays and is noted in the run; one already gone counts as removed. Past
-/// `deadline` the job queues its continuation. When none is left, [`disconnect`].
+/// `deadline` (checked after each page, so one page always goes) the job queues its
+/// continuation. When none is left, [`disconnect`].
 ///
 /// Returns the run record (kind `push`, written here; `deleted` counts the removed
 /// copies). A calendar that refuses the credentials leaves the link `removing` with the
@@ -189,8 +190,9 @@ pub async fn remove_copies(
         .filter(|m| fate(m, heads.get(&m.uid), &key) == Fate::Remove)
         .filter_map(|m| m.href.as_ref().map(|h| (m, h)))
         .collect();
-    for page in doomed.chunks(REMOVE_PAGE) {
-        if std::time::Instant::now() >= deadline {
+    for (i, page) in doomed.chunks(REMOVE_PAGE).enumerate() {
+        // One page at least, so that a job started late still gets on.
+        if i > 0 && std::time::Instant::now() >= deadline {
             ctx.queues()
                 .send(
                     QueueKind::SyncBack,

@@ -302,3 +302,46 @@ async fn an_outlook_calendar_loses_calsyncs_copies_in_a_batch() {
         404
     );
 }
+
+/// A removal that outlasts its run's time budget goes on in a new job: with no budget, each
+/// job removes one page (50 copies) and queues the next, and the last one disconnects.
+#[tokio::test]
+async fn a_removal_past_its_time_budget_goes_on_in_a_new_job() {
+    let mut ctx = local_ctx().await;
+    let seed: Vec<String> = (0..55)
+        .map(|i| fixtures::simple_event(&format!("rmbudget-{i}"), &format!("E{i}"), 1 + i % 28))
+        .collect();
+    let p = fixtures::pair(&ctx, "rmbudget", &seed).await.unwrap();
+    assert_eq!(titles(&ctx, &p.xandikos).await.len(), 55);
+    ctx.config.run_budget_secs = 0;
+    let link = ctx.store().get_link(&p.x.link_id).await.unwrap().unwrap();
+    calsync::disconnect::start_removing(&ctx, &link, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    runner::drain(&ctx).await.unwrap();
+    assert!(
+        titles(&ctx, &p.xandikos).await.is_empty(),
+        "every copy is gone"
+    );
+    assert!(ctx.store().get_link(&p.x.link_id).await.unwrap().is_none());
+    let mut runs: Vec<(String, u32)> = ctx
+        .store()
+        .runs_of_link(&p.x.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.trigger == calsync::disconnect::REMOVE_COPIES)
+        .map(|r| (r.outcome, r.deleted))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [("continued".to_string(), 50), ("ok".to_string(), 5)],
+        "one page, then the rest in the continuation"
+    );
+    assert_eq!(
+        titles(&ctx, &p.radicale).await.len(),
+        55,
+        "the source keeps its events"
+    );
+}
