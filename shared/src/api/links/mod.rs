@@ -81,7 +81,7 @@ pub async fn list(
     tag = "links",
     params(("link_id" = String, Path, description = "Link id")),
     responses(
-        (status = 200, description = "The link: provider, status, reason, frequency, policy, brake"),
+        (status = 200, description = "The link: provider, status, reason, frequency, policy, brake. `status`: `ok`, `error` (the last sync failed; `status_reason` says why), `quarantined` (a sync would have deleted too much: release-deletions lets it through once), `reconnect_needed` (the credentials were refused: reconnect), `removing` (its copies are being removed before it is disconnected)"),
         crate::api::openapi::NotFound,
         crate::api::openapi::Unauthorized
     ),
