@@ -1,8 +1,8 @@
 //! calsync tells its own writes from everyone else's: on Google and Outlook every event it
 //! writes carries its UID in a private extended property, which no other copy shows; on
-//! CalDAV each VEVENT it writes carries `X-CALSYNC-WRITER`. So on Google a calendar's own
-//! copy of a meeting, identical to the hub's when the link first meets it, is still its own
-//! when transforms come later; and on all three a calendar linked again finds its old copies
+//! CalDAV each VEVENT it writes carries `X-CALSYNC-WRITER`. So on Google and Outlook a
+//! calendar's own copy of a meeting, identical to the hub's when the link first meets it,
+//! is still its own when transforms come later; and on all three a calendar linked again finds its old copies
 //! of events deleted while it was away to be calsync's, and deletes them instead of bringing
 //! the events back everywhere. Needs the local stack (`make test` starts it).
 
@@ -133,6 +133,118 @@ async fn a_google_calendars_identical_copy_of_a_shared_meeting_stays_its_own() {
         "the work calendar's own copy stays whole; the personal event is busy"
     );
     assert_quiet_round(&lg.ctx, &[&work.link_id, &personal]).await;
+}
+
+/// The same on Outlook: the invitation arrives in the work mailbox by mail, so Exchange
+/// gives it the organizer's UID as its `iCalUId` (the emulator's `arrive`), without
+/// calsync's UID property. It is the work calendar's own copy: not written twice, and whole
+/// under busy-only, while the personal event becomes "Busy".
+#[tokio::test]
+async fn an_outlook_calendars_copy_of_a_shared_meeting_stays_its_own() {
+    let ctx = local_ctx().await;
+    let lo = LocalOutlook::start(&ctx, GraphConfig::default())
+        .await
+        .unwrap();
+    let srv = ApiServer::start_local(lo.ctx.clone()).await.unwrap();
+    let user = fixtures::fresh_user();
+    let api = srv.as_user(user);
+    let home_cal = new_calendar(&ctx, Server::Radicale, &unique("ocopy"))
+        .await
+        .unwrap();
+    let (start, end) = (at(2, 14), at(2, 15));
+    for e in [
+        event(
+            "ocopy-review",
+            "Design review",
+            &format!("DTSTART:{start}"),
+            &format!("DTEND:{end}"),
+        ),
+        event(
+            "ocopy-dentist",
+            "Dentist",
+            &format!("DTSTART:{}", at(3, 9)),
+            &format!("DTEND:{}", at(3, 10)),
+        ),
+    ] {
+        fixtures::client_put(&ctx, &home_cal, &e).await.unwrap();
+    }
+    let group = api
+        .create_group("one meeting, two mailboxes")
+        .await
+        .unwrap();
+    let personal = connect(&api, &group, &home_cal, "personal").await;
+    runner::drain(&lo.ctx).await.unwrap();
+
+    let work = lo
+        .connect(&group, user, "ocopy-work", "work")
+        .await
+        .unwrap();
+    let cal = work.url.rsplit('/').next().unwrap().to_string();
+    let graph_time = |basic: &str| rfc3339(basic).trim_end_matches('Z').to_string();
+    lo.emu.arrive(
+        &cal,
+        &json!({
+            "subject": "Design review",
+            "body": {"contentType": "text", "content": "Private notes"},
+            "location": {"displayName": "Clinic"},
+            // Exchange adds the mailbox's default reminder; without it the copy is the
+            // hub's event exactly, which is the case this test is for.
+            "isReminderOn": false,
+            "start": {"dateTime": graph_time(&start), "timeZone": "UTC"},
+            "end": {"dateTime": graph_time(&end), "timeZone": "UTC"},
+        }),
+        "ocopy-review",
+    );
+    runner::drain(&lo.ctx).await.unwrap();
+    // (subject, body, whether its iCalUId is the invitation's) of the mailbox's events:
+    // calsync's own creates get an iCalUId Graph makes.
+    let items = || {
+        let mut v: Vec<(String, String, bool)> = lo
+            .emu
+            .items(&cal)
+            .iter()
+            .map(|i| {
+                let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    s(&i["subject"]),
+                    s(&i["body"]["content"]),
+                    i["iCalUId"] == "ocopy-review",
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let row = |title: &str, notes: &str, invitation: bool| {
+        (title.to_string(), notes.to_string(), invitation)
+    };
+    assert_eq!(
+        items(),
+        [
+            row("Dentist", "Private notes", false),
+            row("Design review", "Private notes", true),
+        ],
+        "one copy of each, the meeting not written twice"
+    );
+
+    let p = api
+        .patch(
+            &format!("/v1/links/{}", work.link_id),
+            &json!({"transforms": {"busy_only": true}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    runner::drain(&lo.ctx).await.unwrap();
+    assert_eq!(
+        items(),
+        [
+            row("Busy", "", false),
+            row("Design review", "Private notes", true),
+        ],
+        "the mailbox's own copy stays whole; the personal event is busy"
+    );
+    assert_quiet_round(&lo.ctx, &[&work.link_id, &personal]).await;
 }
 
 /// A personal Radicale calendar with a standup and a lunch in a new group of `api`'s user,

@@ -155,6 +155,49 @@ fn new_id() -> String {
     format!("AAMkAD{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new event from a create's `body`: Graph's defaults, then the body, then what Graph
+/// sets itself (`type`, the original time zones, an `iCalUId` unless `ical_uid` gives one).
+fn new_event(body: &Value, ical_uid: Option<&str>) -> Value {
+    let mut ev = json!({
+        "subject": "", "body": {"contentType": "text", "content": ""}, "categories": [],
+        "showAs": "busy", "sensitivity": "normal", "importance": "normal", "isAllDay": false,
+        "isCancelled": false, "isReminderOn": true, "reminderMinutesBeforeStart": 15,
+        "attendees": [], "isOrganizer": true, "location": {"displayName": ""},
+        "organizer": {"emailAddress": {"name": OWNER.0, "address": OWNER.1}},
+    });
+    apply_patch(&mut ev, body);
+    ev["iCalUId"] = json!(ical_uid.map(str::to_string).unwrap_or_else(|| format!(
+        "040000008200E00074C5B7101A82E008{}",
+        uuid::Uuid::new_v4().simple()
+    )));
+    ev["originalStartTimeZone"] = body["start"]["timeZone"].clone();
+    ev["originalEndTimeZone"] = body["end"]["timeZone"].clone();
+    let recurring = ev.get("recurrence").is_some_and(|r| !r.is_null());
+    ev["type"] = json!(if recurring {
+        "seriesMaster"
+    } else {
+        "singleInstance"
+    });
+    if recurring {
+        ev["cancelledOccurrences"] = json!([]);
+    } else {
+        ev["recurrence"] = Value::Null;
+    }
+    ev
+}
+
+/// Put an event that arrived from outside Graph's API into calendar `cal`: an invitation
+/// delivered by mail, or an imported `.ics`. Exchange keeps the iCalendar UID of such an
+/// event as its `iCalUId` ("a unique identifier for an event across calendars",
+/// https://learn.microsoft.com/graph/api/resources/event), which no API create can set.
+/// `body` is as a create's; the event's id.
+pub(crate) fn arrive(s: &mut Inner, cal: &str, body: &Value, ical_uid: &str) -> String {
+    let id = new_id();
+    let ev = new_event(body, Some(ical_uid));
+    store(s, cal, &id, ev, "created");
+    id
+}
+
 /// `GET …/calendars/{cal}/events`: single instances and series masters; only the
 /// `singleValueExtendedProperties/Any(ep: ep/id eq '…' and ep/value eq '…')` filter.
 pub(crate) async fn list_events(
@@ -249,28 +292,7 @@ async fn create(
         return r;
     }
     let id = new_id();
-    let mut ev = json!({
-        "subject": "", "body": {"contentType": "text", "content": ""}, "categories": [],
-        "showAs": "busy", "sensitivity": "normal", "importance": "normal", "isAllDay": false,
-        "isCancelled": false, "isReminderOn": true, "reminderMinutesBeforeStart": 15,
-        "attendees": [], "isOrganizer": true, "location": {"displayName": ""},
-        "organizer": {"emailAddress": {"name": OWNER.0, "address": OWNER.1}},
-        "iCalUId": format!("040000008200E00074C5B7101A82E008{}", uuid::Uuid::new_v4().simple()),
-    });
-    apply_patch(&mut ev, &body);
-    ev["originalStartTimeZone"] = body["start"]["timeZone"].clone();
-    ev["originalEndTimeZone"] = body["end"]["timeZone"].clone();
-    let recurring = ev.get("recurrence").is_some_and(|r| !r.is_null());
-    ev["type"] = json!(if recurring {
-        "seriesMaster"
-    } else {
-        "singleInstance"
-    });
-    if recurring {
-        ev["cancelledOccurrences"] = json!([]);
-    } else {
-        ev["recurrence"] = Value::Null;
-    }
+    let ev = new_event(&body, None);
     if let Some(tx) = body["transactionId"].as_str() {
         s.calendars
             .get_mut(&cal)

@@ -284,6 +284,13 @@ impl GraphEmulator {
         self.lock().oauth.next_account = Some(address.into());
     }
 
+    /// An event arrives in calendar `cal` from outside the API (an invitation by mail, an
+    /// imported `.ics`) with the iCalendar UID `ical_uid` as its `iCalUId`; `body` as a
+    /// create's. Its id.
+    pub fn arrive(&self, cal: &str, body: &Value, ical_uid: &str) -> String {
+        events::arrive(&mut self.lock(), cal, body, ical_uid)
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         let s = self.lock();
