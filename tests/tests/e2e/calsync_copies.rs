@@ -2,9 +2,9 @@
 //! writes carries its UID in a private extended property, which no other copy shows; on
 //! CalDAV each VEVENT it writes carries `X-CALSYNC-WRITER`. So on Google and Outlook a
 //! calendar's own copy of a meeting, identical to the hub's when the link first meets it,
-//! is still its own when transforms come later; and on all three a calendar linked again finds its old copies
-//! of events deleted while it was away to be calsync's, and deletes them instead of bringing
-//! the events back everywhere. Needs the local stack (`make test` starts it).
+//! is still its own when transforms come later; and on all three a calendar linked again
+//! finds its old copies of events deleted while it was away to be calsync's, and deletes
+//! them instead of bringing the events back everywhere. Needs the local stack (`make test` starts it).
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::emulators::google::Config;
@@ -53,6 +53,53 @@ pub(crate) fn rfc3339(basic: &str) -> String {
 /// later, its copy stays whole there (before, it was taken for calsync's own write and
 /// rewritten "Busy", dropping the agenda on the organizer's side too), while the personal
 /// calendar's other event becomes busy.
+/// A personal Radicale calendar with a design review (day 2, 14:00–15:00 UTC) and a dentist
+/// appointment (UIDs `<prefix>-review`, `<prefix>-dentist`), linked into a new group of
+/// `api`'s user and synced through `ctx`: (the group, the personal link, the review's start
+/// and end as `YYYYMMDDTHHMMSSZ`).
+async fn personal_with_review(
+    ctx: &calsync::config::Ctx,
+    api: &calsync_e2e::api::ApiClient,
+    prefix: &str,
+) -> (String, String, String, String) {
+    let home_cal = new_calendar(ctx, Server::Radicale, &unique(prefix))
+        .await
+        .unwrap();
+    let (start, end) = (at(2, 14), at(2, 15));
+    for (what, title, from, to) in [
+        ("review", "Design review", start.clone(), end.clone()),
+        ("dentist", "Dentist", at(3, 9), at(3, 10)),
+    ] {
+        let e = event(
+            &format!("{prefix}-{what}"),
+            title,
+            &format!("DTSTART:{from}"),
+            &format!("DTEND:{to}"),
+        );
+        fixtures::client_put(ctx, &home_cal, &e).await.unwrap();
+    }
+    let group = api
+        .create_group("one meeting, two calendars")
+        .await
+        .unwrap();
+    let personal = connect(api, &group, &home_cal, "personal").await;
+    runner::drain(ctx).await.unwrap();
+    (group, personal, start, end)
+}
+
+/// Set busy-only on `link` through the API and sync.
+async fn set_busy_only(ctx: &calsync::config::Ctx, api: &calsync_e2e::api::ApiClient, link: &str) {
+    let p = api
+        .patch(
+            &format!("/v1/links/{link}"),
+            &json!({"transforms": {"busy_only": true}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.status, 200, "{}", p.body);
+    runner::drain(ctx).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_google_calendars_identical_copy_of_a_shared_meeting_stays_its_own() {
     let ctx = local_ctx().await;
@@ -60,30 +107,7 @@ async fn a_google_calendars_identical_copy_of_a_shared_meeting_stays_its_own() {
     let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
     let user = fixtures::fresh_user();
     let api = srv.as_user(user);
-    let name = unique("gcopy");
-    let home_cal = new_calendar(&ctx, Server::Radicale, &name).await.unwrap();
-    let (start, end) = (at(2, 14), at(2, 15));
-    let review = event(
-        "gcopy-review",
-        "Design review",
-        &format!("DTSTART:{start}"),
-        &format!("DTEND:{end}"),
-    );
-    let dentist = event(
-        "gcopy-dentist",
-        "Dentist",
-        &format!("DTSTART:{}", at(3, 9)),
-        &format!("DTEND:{}", at(3, 10)),
-    );
-    for e in [&review, &dentist] {
-        fixtures::client_put(&ctx, &home_cal, e).await.unwrap();
-    }
-    let group = api
-        .create_group("one meeting, two calendars")
-        .await
-        .unwrap();
-    let personal = connect(&api, &group, &home_cal, "personal").await;
-    runner::drain(&lg.ctx).await.unwrap();
+    let (group, personal, start, end) = personal_with_review(&lg.ctx, &api, "gcopy").await;
 
     let work = lg
         .connect(&group, user, "gcopy-work@example.com", "work")
@@ -115,15 +139,7 @@ async fn a_google_calendars_identical_copy_of_a_shared_meeting_stays_its_own() {
         "one copy of each, the meeting not written twice"
     );
 
-    let p = api
-        .patch(
-            &format!("/v1/links/{}", work.link_id),
-            &json!({"transforms": {"busy_only": true}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(p.status, 200, "{}", p.body);
-    runner::drain(&lg.ctx).await.unwrap();
+    set_busy_only(&lg.ctx, &api, &work.link_id).await;
     assert_eq!(
         on_google(&google).await,
         [
@@ -148,32 +164,7 @@ async fn an_outlook_calendars_copy_of_a_shared_meeting_stays_its_own() {
     let srv = ApiServer::start_local(lo.ctx.clone()).await.unwrap();
     let user = fixtures::fresh_user();
     let api = srv.as_user(user);
-    let home_cal = new_calendar(&ctx, Server::Radicale, &unique("ocopy"))
-        .await
-        .unwrap();
-    let (start, end) = (at(2, 14), at(2, 15));
-    for e in [
-        event(
-            "ocopy-review",
-            "Design review",
-            &format!("DTSTART:{start}"),
-            &format!("DTEND:{end}"),
-        ),
-        event(
-            "ocopy-dentist",
-            "Dentist",
-            &format!("DTSTART:{}", at(3, 9)),
-            &format!("DTEND:{}", at(3, 10)),
-        ),
-    ] {
-        fixtures::client_put(&ctx, &home_cal, &e).await.unwrap();
-    }
-    let group = api
-        .create_group("one meeting, two mailboxes")
-        .await
-        .unwrap();
-    let personal = connect(&api, &group, &home_cal, "personal").await;
-    runner::drain(&lo.ctx).await.unwrap();
+    let (group, personal, start, end) = personal_with_review(&lo.ctx, &api, "ocopy").await;
 
     let work = lo
         .connect(&group, user, "ocopy-work", "work")
@@ -227,15 +218,7 @@ async fn an_outlook_calendars_copy_of_a_shared_meeting_stays_its_own() {
         "one copy of each, the meeting not written twice"
     );
 
-    let p = api
-        .patch(
-            &format!("/v1/links/{}", work.link_id),
-            &json!({"transforms": {"busy_only": true}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(p.status, 200, "{}", p.body);
-    runner::drain(&lo.ctx).await.unwrap();
+    set_busy_only(&lo.ctx, &api, &work.link_id).await;
     assert_eq!(
         items(),
         [
