@@ -122,6 +122,25 @@ pub async fn start_removing(
     Ok(now)
 }
 
+/// Go on removing the copies of `link_id`, which is [`LinkStatus::Removing`], after its
+/// credentials were replaced (a reconnection, a new consent): the reason it stopped is
+/// cleared and the sync-back job [`REMOVE_COPIES`] queued again.
+///
+/// Errors: DynamoDB or SQS.
+pub async fn resume_removing(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
+    ctx.store()
+        .set_link_status(link_id, LinkStatus::Removing, None)
+        .await?;
+    ctx.queues()
+        .send(
+            QueueKind::SyncBack,
+            &[SyncJob::unique(link_id, REMOVE_COPIES)],
+        )
+        .await?;
+    tracing::info!(link = %link_id, "credentials replaced: removing the copies goes on");
+    Ok(())
+}
+
 /// Sync-back's job for a link in [`LinkStatus::Removing`] (any trigger), run under the
 /// link's lease with `store` fenced by it: delete from the calendar every object
 /// [`fate`] gives [`Fate::Remove`], [`REMOVE_PAGE`] at a time, each conditional on the
@@ -132,7 +151,8 @@ pub async fn start_removing(
 ///
 /// Returns the run record (kind `push`, written here; `deleted` counts the removed
 /// copies). A calendar that refuses the credentials leaves the link `removing` with the
-/// reason in `status_reason`: disconnecting it without removing the copies ends it.
+/// reason in `status_reason`: reconnecting it goes on removing ([`resume_removing`]),
+/// disconnecting it without removing the copies ends it.
 ///
 /// Errors: the provider is unreachable or DynamoDB fails (SQS delivers the job again).
 pub async fn remove_copies(
@@ -259,5 +279,5 @@ fn permanent(e: &anyhow::Error) -> bool {
     e.downcast_ref::<crate::oauth::AuthError>()
         .is_some_and(|a| a.needs_reconnect())
         || e.downcast_ref::<ProviderError>()
-            .is_some_and(ProviderError::is_permanent)
+            .is_some_and(|p| p.is_permanent() || matches!(p, ProviderError::Unauthorized(_)))
 }

@@ -320,6 +320,15 @@ async fn renew(
         .await
         .map_err(anyhow::Error::from)?;
     record_account(ctx, p, &link, api_root, tokens).await?;
+    if link.status == crate::model::LinkStatus::Removing {
+        // Its copies were being removed when the grant was refused: that goes on.
+        crate::disconnect::resume_removing(ctx, link_id).await?;
+        return store
+            .get_link(link_id)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| CallbackError::Failed(anyhow::anyhow!("link {link_id} vanished")));
+    }
     store
         .set_link_status(link_id, crate::model::LinkStatus::Ok, None)
         .await

@@ -345,3 +345,64 @@ async fn a_removal_past_its_time_budget_goes_on_in_a_new_job() {
         "the source keeps its events"
     );
 }
+
+/// A calendar that refuses the credentials stops the removal, with the reason on the link;
+/// reconnecting it with the right password goes on, and the link is then disconnected.
+#[tokio::test]
+async fn a_removal_stopped_by_refused_credentials_goes_on_after_a_reconnection() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let api = srv.as_user(fixtures::fresh_user());
+    let group = group_with_home(&ctx, &api, "rmrecon", "remove after reconnecting").await;
+    let work_cal = new_calendar(&ctx, Server::Radicale, &unique("rmrecon"))
+        .await
+        .unwrap();
+    let work = connect(&api, &group, &work_cal, "work").await;
+    runner::drain(&ctx).await.unwrap();
+    let copies = ["Home a", "Home b", "Home c"];
+    assert_eq!(titles(&ctx, &work_cal).await, copies);
+    // The password calsync holds is no longer the server's.
+    let arn = ctx
+        .store()
+        .get_link(&work)
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_arn
+        .unwrap();
+    let wrong = json!({"username": fixtures::USER, "password": "not the password"});
+    calsync::secrets::replace_json(&ctx.clients.secrets, &arn, &wrong)
+        .await
+        .unwrap();
+    let link = format!("/v1/links/{work}");
+    let asked = api
+        .delete(&format!("{link}?remove_copies=true"))
+        .await
+        .unwrap();
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    runner::drain(&ctx).await.unwrap();
+    let stuck = api.get(&link).await.unwrap().body;
+    assert_eq!(stuck["status"], "removing", "{stuck}");
+    assert!(
+        stuck["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be removed"),
+        "{stuck}"
+    );
+    assert_eq!(titles(&ctx, &work_cal).await, copies, "nothing removed yet");
+
+    let right = json!({"username": fixtures::USER, "password": fixtures::PASSWORD});
+    let again = api
+        .post(&format!("{link}/reconnect"), &right)
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["status"], "removing");
+    runner::drain(&ctx).await.unwrap();
+    assert!(
+        titles(&ctx, &work_cal).await.is_empty(),
+        "the copies are gone"
+    );
+    assert_eq!(api.get(&link).await.unwrap().status, 404, "disconnected");
+}

@@ -76,7 +76,8 @@ function linkCard(link, ctx) {
   const syncButton = h("button", { type: "button", class: "primary", "data-action": "sync", disabled: syncing.has(id), onclick: () => syncNow() }, "Sync now");
   if (!removing) actions.append(syncButton);
   const reconnectBox = h("div", { class: "reconnect" });
-  if (link.status === "reconnect_needed") {
+  // A removal the calendar's credentials stopped goes on once it is reconnected.
+  if (link.status === "reconnect_needed" || (removing && link.status_reason)) {
     actions.append(h("button", { type: "button", "data-action": "reconnect", onclick: () => reconnect(link, reconnectBox, ctx) }, "Reconnect"));
   }
   if (link.status === "quarantined") {

@@ -269,7 +269,8 @@ pub async fn disconnect(st: &ApiState, link: &Link) -> ApiResult<()> {
 }
 
 /// Refuse to change or sync a link whose copies are being removed (409): it is on its way
-/// out. Disconnecting it (`DELETE` without `remove_copies`) is what may still be asked.
+/// out. Disconnecting it (`DELETE` without `remove_copies`), and reconnecting it when its
+/// calendar refused the credentials (the removal then goes on), is what may still be asked.
 pub(crate) fn refuse_removing(l: &Link) -> ApiResult<()> {
     if l.status != crate::model::LinkStatus::Removing {
         return Ok(());
@@ -278,7 +279,7 @@ pub(crate) fn refuse_removing(l: &Link) -> ApiResult<()> {
         StatusCode::CONFLICT,
         "Conflict",
         format!(
-            "link {} is being disconnected (its copies are being removed); it can only be disconnected now",
+            "link {} is being disconnected (its copies are being removed); it can only be disconnected or reconnected now",
             l.link_id
         ),
     ))
@@ -305,7 +306,7 @@ pub struct DeleteQuery {
     params(("link_id" = String, Path, description = "Link id"), DeleteQuery),
     responses(
         (status = 204, description = "Disconnected now: push channels stopped, grant revoked (kept while another link of the same account, of any user, holds it), secret and mappings deleted; the copies stay, marked as calsync's, so a later link of the calendar removes the copies of events deleted meanwhile (its own events stay). Also the answer to a link that was `removing`: removing stops, the copies not yet removed stay"),
-        (status = 202, description = "`remove_copies=true`: the link, now `removing`. It no longer syncs; sync-back deletes calsync's copies of events made elsewhere from the calendar (at the provider's rate limits), its run records count them, and then the link is disconnected as with 204 (`GET` answers 404). A calendar that refuses the credentials meanwhile leaves the link `removing` with the reason in `status_reason`"),
+        (status = 202, description = "`remove_copies=true`: the link, now `removing`. It no longer syncs; sync-back deletes calsync's copies of events made elsewhere from the calendar (at the provider's rate limits), its run records count them, and then the link is disconnected as with 204 (`GET` answers 404). A calendar that refuses the credentials meanwhile leaves the link `removing` with the reason in `status_reason`; `POST …/reconnect` (or a new consent) then goes on removing"),
         (status = 409, description = "`remove_copies=true` while a sync of the link runs: try again in a minute"),
         (status = 422, description = "`remove_copies=true` on a read-only subscription: calsync put nothing on it"),
         crate::api::openapi::NotFound,

@@ -61,7 +61,6 @@ pub async fn reconnect(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let link = owned_link(&st, caller, &link_id).await?;
-    super::refuse_removing(&link)?;
     let b: Reconnect = if body.is_empty() {
         Reconnect::default()
     } else {
@@ -86,6 +85,14 @@ pub async fn reconnect(
     crate::secrets::replace_json(&ctx.clients.secrets, &arn, &secret)
         .await
         .map_err(Problem::internal)?;
+    if link.status == LinkStatus::Removing {
+        // Its copies were being removed when the calendar refused the old credentials.
+        crate::disconnect::resume_removing(ctx, &link_id)
+            .await
+            .map_err(Problem::internal)?;
+        let l = owned_link(&st, caller, &link_id).await?;
+        return Ok(Json(link_json(&l)));
+    }
     let store = ctx.store();
     store
         .set_link_status(&link_id, LinkStatus::Ok, None)
