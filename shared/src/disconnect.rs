@@ -109,12 +109,7 @@ pub async fn start_removing(
     if link.provider.module().push().is_some() {
         crate::push::stop_channels_of(ctx, &link.link_id).await?;
     }
-    ctx.queues()
-        .send(
-            QueueKind::SyncBack,
-            &[SyncJob::unique(&link.link_id, REMOVE_COPIES)],
-        )
-        .await?;
+    queue_removal(ctx, &link.link_id).await?;
     tracing::info!(link = %link.link_id, "removing the calendar's copies, then disconnecting");
     let mut now = link.clone();
     now.status = LinkStatus::Removing;
@@ -131,14 +126,30 @@ pub async fn resume_removing(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
     ctx.store()
         .set_link_status(link_id, LinkStatus::Removing, None)
         .await?;
-    ctx.queues()
-        .send(
-            QueueKind::SyncBack,
-            &[SyncJob::unique(link_id, REMOVE_COPIES)],
-        )
-        .await?;
+    queue_removal(ctx, link_id).await?;
     tracing::info!(link = %link_id, "credentials replaced: removing the copies goes on");
     Ok(())
+}
+
+/// Queue the sync-back job [`REMOVE_COPIES`] of `link_id` (a unique one: never coalesced).
+async fn queue_removal(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
+    let job = SyncJob::unique(link_id, REMOVE_COPIES);
+    ctx.queues().send(QueueKind::SyncBack, &[job]).await?;
+    Ok(())
+}
+
+/// Record `run`, which refused credentials stopped, and keep the link `removing` with the
+/// run's error as its reason (a reconnection goes on: [`resume_removing`]).
+async fn stopped_by_credentials(
+    store: &crate::store::Store,
+    link: &Link,
+    run: RunRecord,
+) -> anyhow::Result<RunRecord> {
+    store.put_run(&run).await?;
+    store
+        .set_link_status(&link.link_id, LinkStatus::Removing, run.error.as_deref())
+        .await?;
+    Ok(run)
 }
 
 /// Sync-back's job for a link in [`LinkStatus::Removing`] (any trigger), run under the
@@ -174,11 +185,9 @@ pub async fn remove_copies(
     };
     // The run's end: its outcome, provider requests, AWS calls and end time.
     let ended = |run: &mut RunRecord, outcome: &str, requests: u32| {
-        let aws = calls.snapshot();
         run.outcome = outcome.into();
         run.api_calls = requests;
-        run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
-        run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
+        run.count_aws(&calls.snapshot());
         run.ended_ms = now_millis();
     };
     let stopped = |run: &mut RunRecord, e: &dyn std::fmt::Display, requests: u32| {
@@ -189,11 +198,7 @@ pub async fn remove_copies(
         Ok(p) => p,
         Err(e) if permanent(&e) => {
             stopped(&mut run, &e, 0);
-            store.put_run(&run).await?;
-            store
-                .set_link_status(&link.link_id, LinkStatus::Removing, run.error.as_deref())
-                .await?;
-            return Ok(run);
+            return stopped_by_credentials(store, link, run).await;
         }
         Err(e) => return Err(e),
     };
@@ -213,12 +218,7 @@ pub async fn remove_copies(
     for (i, page) in doomed.chunks(REMOVE_PAGE).enumerate() {
         // One page at least, so that a job started late still gets on.
         if i > 0 && std::time::Instant::now() >= deadline {
-            ctx.queues()
-                .send(
-                    QueueKind::SyncBack,
-                    &[SyncJob::unique(&link.link_id, REMOVE_COPIES)],
-                )
-                .await?;
+            queue_removal(ctx, &link.link_id).await?;
             ended(&mut run, "continued", provider.requests());
             store.put_run(&run).await?;
             return Ok(run);
@@ -242,17 +242,10 @@ pub async fn remove_copies(
                 Err(e @ (ProviderError::Unauthorized(_) | ProviderError::Unavailable { .. })) => {
                     // The calendar as a whole: the rest of the page failed the same way.
                     stopped(&mut run, &e, provider.requests());
-                    store.put_run(&run).await?;
                     if matches!(e, ProviderError::Unauthorized(_)) {
-                        store
-                            .set_link_status(
-                                &link.link_id,
-                                LinkStatus::Removing,
-                                run.error.as_deref(),
-                            )
-                            .await?;
-                        return Ok(run);
+                        return stopped_by_credentials(store, link, run).await;
                     }
+                    store.put_run(&run).await?;
                     return Err(e.into());
                 }
                 Err(e) => {

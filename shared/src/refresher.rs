@@ -85,24 +85,18 @@ fn check_token<'a>(
         }
         match oauth::fresh_tokens(ctx, profile, arn, MARGIN_SECS).await {
             Ok(t) if link.token_expires_at == Some(t.expires_at) => Check::Fresh(None),
-            Ok(t) => {
-                let store = ctx.store();
-                let recorded = match store.attr(t.expires_at) {
-                    Ok(at) => store
-                        .update_link_fields(&link.link_id, vec![("token_expires_at", at)])
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match recorded {
-                    Ok(()) => Check::Fresh(Some(t.expires_at)),
-                    // Deleted meanwhile: read again next run, if it is back.
-                    Err(error) => {
-                        tracing::warn!(link = %link.link_id, %error, "token expiry not recorded");
-                        Check::Fresh(None)
-                    }
+            Ok(t) => match ctx
+                .store()
+                .set_token_expiry(&link.link_id, t.expires_at)
+                .await
+            {
+                Ok(()) => Check::Fresh(Some(t.expires_at)),
+                // Deleted meanwhile: read again next run, if it is back.
+                Err(error) => {
+                    tracing::warn!(link = %link.link_id, %error, "token expiry not recorded");
+                    Check::Fresh(None)
                 }
-            }
+            },
             Err(e) if e.needs_reconnect() => Check::Reconnect(e.to_string()),
             Err(e) => Check::Failed(e.to_string()),
         }

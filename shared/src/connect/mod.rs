@@ -314,9 +314,8 @@ async fn renew(
         .await
         .map_err(anyhow::Error::from)?;
     // The new token may expire before the old one did (Microsoft's last 60 to 90 minutes).
-    let expiry = store.attr(tokens.expires_at).map_err(anyhow::Error::from)?;
     store
-        .update_link_fields(link_id, vec![("token_expires_at", expiry)])
+        .set_token_expiry(link_id, tokens.expires_at)
         .await
         .map_err(anyhow::Error::from)?;
     record_account(ctx, p, &link, api_root, tokens).await?;

@@ -531,8 +531,7 @@ async fn record(
     calls: &crate::metrics::AwsCallCounter,
 ) -> anyhow::Result<()> {
     let aws = calls.snapshot();
-    run.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
-    run.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
+    run.count_aws(&aws);
     tracing::debug!(link = %link.link_id, aws = %aws.timed_summary(), "AWS calls of the run");
     store.put_run(run).await?;
     let update = link_update(link, status, reason, run, done, now_secs());

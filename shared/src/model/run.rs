@@ -54,6 +54,12 @@ impl RunRecord {
     /// Most notices a run record keeps.
     pub const MAX_NOTICES: usize = 50;
 
+    /// Record the run's own AWS calls and DynamoDB items read (saturating at `u32::MAX`).
+    pub fn count_aws(&mut self, aws: &crate::metrics::AwsCalls) {
+        self.aws_calls = u32::try_from(aws.total()).unwrap_or(u32::MAX);
+        self.ddb_items_read = u32::try_from(aws.ddb_items_read).unwrap_or(u32::MAX);
+    }
+
     /// Note that `event_id` entered `kind` in this run, for `reason`.
     pub fn notice(&mut self, kind: NoticeKind, event_id: &str, reason: &str) {
         if self.notices.len() < Self::MAX_NOTICES {

@@ -306,6 +306,15 @@ impl Store {
         self.update_link_fields(link_id, sets).await
     }
 
+    /// Record when the access token in the link's secret expires
+    /// ([`crate::model::Link::token_expires_at`], epoch seconds, UTC).
+    ///
+    /// Errors: the link does not exist (conditional check) or DynamoDB fails.
+    pub async fn set_token_expiry(&self, link_id: &str, at: i64) -> Result<(), StoreError> {
+        self.update_link_fields(link_id, vec![("token_expires_at", n(at))])
+            .await
+    }
+
     /// Record the link's health.
     pub async fn set_link_status(
         &self,
