@@ -69,7 +69,8 @@ function linkCard(link, ctx) {
     }
   };
 
-  // A calendar whose copies are being removed no longer syncs: it can only be disconnected now.
+  // A calendar whose copies are being removed no longer syncs: it can only be disconnected
+  // now, or reconnected when its calendar refused the credentials (below).
   const removing = link.status === "removing";
   const settings = removing ? null : settingsForm(link, ctx);
   const actions = h("div", { class: "actions" });
