@@ -1,6 +1,7 @@
 //! Push notifications, provider-neutral: the [`PushPort`] each provider with push implements
 //! (Google channels in `provider::google::push`), the webhook ([`handle`]: `/webhooks/{slug}`)
-//! and the channels' life ([`maintain_channels`], run by the token refresher).
+//! and the channels' life ([`start_channel`], [`renew_channel`], [`stop_channel`]; their
+//! upkeep is the token refresher's, `crate::refresher::channels`).
 //!
 //! A port starts, renews and stops channels and reads an incoming request into
 //! [`Verdict`]s; everything a verdict causes (one coalesced sync job per notified link,
@@ -284,17 +285,22 @@ async fn lifecycle(
                 .config
                 .webhook_url(rec.provider.module().slug())
                 .ok_or_else(|| anyhow::anyhow!("no webhook URL configured"))?;
-            let new = port.renew(ctx, &l, rec, &addr).await?;
-            store.put_channel(&new).await?;
-            if new.channel_id != rec.channel_id {
-                stop_channel(ctx, rec).await?;
-            }
+            renew_channel(ctx, port, &l, rec, &addr).await?;
         }
         (Lifecycle::Removed, Some(l)) => {
             store.delete_channel(&rec.channel_id).await?;
             if let Some(addr) = ctx.config.webhook_url(rec.provider.module().slug()) {
-                let new = port.start(ctx, &l, &addr).await?;
-                store.put_channel(&new).await?;
+                let started = match port.start(ctx, &l, &addr).await {
+                    Ok(new) => store.put_channel(&new).await.map_err(anyhow::Error::from),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = started {
+                    // The token refresher starts one at its next run.
+                    tracing::warn!(link = %l.link_id, error = %e, "removed subscription not replaced");
+                    store
+                        .want_upkeep(&l.link_id, crate::config::now_secs())
+                        .await?;
+                }
             }
             full_pull("removed").await?;
         }
@@ -321,6 +327,26 @@ pub async fn start_channel(ctx: &Ctx, link: &Link, address: &str) -> anyhow::Res
     Ok(rec)
 }
 
+/// Extend `rec` of `link` through `port` ([`PushPort::renew`]) and record the channel to
+/// keep; when the port started a new one in its place, stop and forget `rec`. Returns the
+/// record kept.
+///
+/// Errors: the provider refused, token, Secrets Manager or DynamoDB failure.
+pub async fn renew_channel(
+    ctx: &Ctx,
+    port: &dyn PushPort,
+    link: &Link,
+    rec: &ChannelRecord,
+    address: &str,
+) -> anyhow::Result<ChannelRecord> {
+    let new = port.renew(ctx, link, rec, address).await?;
+    ctx.store().put_channel(&new).await?;
+    if new.channel_id != rec.channel_id {
+        stop_channel(ctx, rec).await?;
+    }
+    Ok(new)
+}
+
 /// Stop a channel at its provider (if its account is still reachable) and forget it.
 ///
 /// Errors: DynamoDB failure. A stop the provider refuses is logged and the record still removed.
@@ -342,83 +368,6 @@ pub async fn stop_channels_of(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
         stop_channel(ctx, &ch).await?;
     }
     Ok(())
-}
-
-/// What [`maintain_channels`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelReport {
-    /// Channels started for links without one.
-    pub started: u32,
-    /// Channels renewed because they expire soon.
-    pub renewed: u32,
-    /// Channels stopped because their link is gone, or replaced.
-    pub stopped: u32,
-    /// Failures (logged).
-    pub failed: u32,
-}
-
-/// Keep one live channel per link whose provider has push: start missing ones, renew those
-/// expiring within the port's [`PushPort::renew_before_ms`], stop orphans (link deleted or
-/// waiting for reconnection), expired records and duplicates. Without a webhook URL only
-/// orphans are stopped.
-///
-/// Errors: DynamoDB failures.
-pub async fn maintain_channels(ctx: &Ctx, links: &[Link]) -> anyhow::Result<ChannelReport> {
-    let store = ctx.store();
-    let mut report = ChannelReport::default();
-    let now = now_millis();
-    let mut channels = store.all_channels().await?;
-    channels.sort_by_key(|c| std::cmp::Reverse(c.expiration_ms));
-    let mut covered = std::collections::HashSet::new();
-    for c in &channels {
-        let link = links.iter().find(|l| l.link_id == c.link_id);
-        let orphan = link.is_none_or(|l| !l.status.syncs());
-        let expired = c.expiration_ms <= now;
-        let duplicate = covered.contains(&c.link_id);
-        if orphan || expired || duplicate {
-            stop_channel(ctx, c).await?;
-            report.stopped += 1;
-            continue;
-        }
-        covered.insert(c.link_id.clone());
-        let (Some(port), Some(l)) = (c.provider.module().push(), link) else {
-            continue;
-        };
-        let Some(addr) = ctx.config.webhook_url(c.provider.module().slug()) else {
-            continue;
-        };
-        if c.expiration_ms - now >= port.renew_before_ms() {
-            continue;
-        }
-        match port.renew(ctx, l, c, &addr).await {
-            Ok(new) => {
-                store.put_channel(&new).await?;
-                if new.channel_id != c.channel_id {
-                    stop_channel(ctx, c).await?;
-                }
-                report.renewed += 1;
-            }
-            Err(e) => {
-                tracing::warn!(link = %l.link_id, error = %e, "channel renewal failed");
-                report.failed += 1;
-            }
-        }
-    }
-    for l in links.iter().filter(|l| {
-        l.provider.module().push().is_some() && l.status.syncs() && !covered.contains(&l.link_id)
-    }) {
-        let Some(addr) = ctx.config.webhook_url(l.provider.module().slug()) else {
-            continue;
-        };
-        match start_channel(ctx, l, &addr).await {
-            Ok(_) => report.started += 1,
-            Err(e) => {
-                tracing::warn!(link = %l.link_id, error = %e, "channel start failed");
-                report.failed += 1;
-            }
-        }
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Token refresher (EventBridge schedule): refreshes Google tokens that expire soon, renews
-//! push channels, stops orphaned ones. Logic: [`calsync::refresher::run`].
+//! Token refresher (EventBridge schedule): looks after the links that are due, refreshing
+//! OAuth tokens that expire soon and starting, renewing or stopping push channels, until
+//! shortly before the invocation's deadline. Logic: [`calsync::refresher::run_until`].
 use calsync::{config::Ctx, handlers, refresher};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -11,8 +12,9 @@ async fn main() -> Result<(), Error> {
     handlers::init_tracing();
     let ctx = Ctx::from_env().await;
     let ctx = &ctx;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-        let report = refresher::run(ctx).await?;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+        let deadline = handlers::deadline_from_epoch_ms(ev.context.deadline);
+        let report = refresher::run_until(ctx, Some(deadline)).await?;
         Ok::<Value, Error>(serde_json::to_value(report)?)
     }))
     .await

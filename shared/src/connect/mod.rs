@@ -396,9 +396,10 @@ pub async fn queue_catch_up(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
 
 /// Start a push channel for the new or renewed `link` when its provider has push and a
 /// webhook URL is set (a failure is logged: polling still syncs, the refresher retries),
-/// then queue a sync with `reason`.
+/// put the link in the token refresher's view ([`crate::model::Link::upkeep_at`]: its next
+/// run looks after the new token and the channel), then queue a sync with `reason`.
 ///
-/// Errors: the sync job could not be queued (SQS).
+/// Errors: DynamoDB (the link is gone) or SQS failure.
 pub async fn start_push_and_sync(ctx: &Ctx, link: &Link, reason: &str) -> anyhow::Result<()> {
     let module = link.provider.module();
     let push_url = module.push().and(ctx.config.webhook_url(module.slug()));
@@ -407,6 +408,11 @@ pub async fn start_push_and_sync(ctx: &Ctx, link: &Link, reason: &str) -> anyhow
             // Polling still syncs the link; the token refresher retries the channel.
             tracing::warn!(link = %link.link_id, error = %e, "push channel not started");
         }
+    }
+    if crate::refresher::backfill::needs_upkeep(link) {
+        ctx.store()
+            .want_upkeep(&link.link_id, crate::config::now_secs())
+            .await?;
     }
     ctx.queues()
         .send(

@@ -102,6 +102,18 @@ pub struct Link {
     /// from before it was, and CalDAV and ICS links).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<i64>,
+    /// When the token refresher next looks after this link (epoch seconds, UTC): the
+    /// earliest of its access token's refresh time ([`Link::token_expires_at`] less
+    /// [`crate::refresher::MARGIN_SECS`]) and its push channel's renewal time (the channel's
+    /// expiry less [`crate::push::PushPort::renew_before_ms`]), written by the refresher
+    /// after each look ([`crate::refresher::plan::next_upkeep`]); set to now by whatever
+    /// wants a look sooner (a consent, a reconnection, a channel that could not be
+    /// started). Never later than either need. The links table's sparse key-only GSI
+    /// `upkeep-index` (`due_shard`, `upkeep_at`) lets a refresher run read only the links
+    /// that are due. `None`: nothing to look after (CalDAV, ICS, a link waiting for its
+    /// user to reconnect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upkeep_at: Option<i64>,
     /// Conflict policy applied when this link's pull meets a concurrent hub change.
     #[serde(default)]
     pub conflict_policy: ConflictPolicy,
@@ -200,6 +212,7 @@ impl Link {
             next_sync_at: 0,
             due_shard: Some(Self::due_shard_of(link_id)),
             token_expires_at: None,
+            upkeep_at: None,
             conflict_policy: ConflictPolicy::Merge,
             brake_ratio: 0.5,
             brake_min: 5,

@@ -18,6 +18,7 @@ mod bodies;
 mod cursor;
 mod links;
 mod transact;
+mod upkeep;
 pub use bodies::{Bodies, INLINE_MAX};
 pub use cursor::CursorState;
 pub use links::{
@@ -485,7 +486,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every channel (a Scan: one item per watched calendar).
+    /// Every channel (a Scan: one item per watched calendar; used by the token refresher's
+    /// one-time backfill).
     pub async fn all_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
         self.scan(&self.cfg.channels_table, None).await
     }
@@ -498,7 +500,7 @@ impl Store {
             .await
     }
 
-    /// Every link (a Scan; used by the token refresher).
+    /// Every link (a Scan; used by the token refresher's one-time backfill).
     pub async fn all_links(&self) -> Result<Vec<Link>, StoreError> {
         self.scan(&self.cfg.links_table, None).await
     }

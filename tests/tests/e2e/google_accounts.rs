@@ -1,7 +1,7 @@
 //! A Google account's tokens: one refresh under concurrency, a revoked grant parks the link
-//! and a new consent renews it in place (one signed in to another account is refused), and
-//! the refresher reads a secret only when the link's recorded token expiry is near.
-//! Disconnecting and the grant: `google_disconnect`. Needs the local stack.
+//! and a new consent renews it in place (one signed in to another account is refused).
+//! Disconnecting and the grant: `google_disconnect`; the refresher's reads: `refresher`.
+//! Needs the local stack.
 
 use calsync::model::LinkStatus;
 use calsync_e2e::accounts;
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::google_sync::runs;
 
 /// Refresh grants the emulator's token endpoint has answered (`/emulator/oauth/stats`).
-async fn refresh_grants(lg: &LocalGoogle) -> u64 {
+pub(crate) async fn refresh_grants(lg: &LocalGoogle) -> u64 {
     let v: serde_json::Value = reqwest::get(format!("{}/emulator/oauth/stats", lg.emu.url))
         .await
         .expect("stats")
@@ -212,7 +212,11 @@ async fn token_refresh_is_single_under_concurrency_and_revocation_needs_reconnec
             "a token value reached a link's status"
         );
     }
-    // The refresher leaves it alone too and stops its channel.
+    // The refresher leaves it alone too and stops its channel, when its next look comes.
+    ctx.store()
+        .want_upkeep(&g.link_id, calsync::config::now_secs())
+        .await
+        .expect("due");
     let report = calsync::refresher::run(&lg.ctx).await.expect("refresher");
     assert!(
         ctx.store()
@@ -506,92 +510,4 @@ async fn two_calendars_of_one_google_account_spend_one_quota() {
             "nothing is counted under a token secret"
         );
     }
-}
-
-/// The token refresher reads a link's secret only when the token expiry recorded on the
-/// link is near (or unknown). The consent records it; a run then passes the link over
-/// without reading the secret (made unreadable here, which a read would report); once the
-/// recorded expiry is near, a run refreshes the token and records the new expiry.
-#[tokio::test]
-async fn the_refresher_reads_a_secret_only_when_its_recorded_expiry_is_near() {
-    let ctx = local_ctx().await;
-    let lg = LocalGoogle::start(&ctx, Config::default())
-        .await
-        .expect("google");
-    let logs = calsync_e2e::logs::capture();
-    let p = pair(&lg.ctx, "grecexp", &[]).await.expect("pair");
-    let g = lg
-        .connect(&p.group, p.user, "recexp@example.com", "google")
-        .await
-        .expect("connect");
-    let arn = g.secret_arn.clone().expect("arn");
-    let mut stored = calsync::oauth::read_tokens(&lg.ctx, &arn)
-        .await
-        .expect("tokens");
-    assert_eq!(
-        g.token_expires_at,
-        Some(stored.expires_at),
-        "recorded at consent"
-    );
-    let complaints = |text: String| -> Vec<String> {
-        text.lines()
-            .filter(|l| l.contains(&g.link_id))
-            .filter(|l| l.contains("token refresh failed") || l.contains("reconnect needed"))
-            .map(str::to_string)
-            .collect()
-    };
-
-    lg.ctx
-        .clients
-        .secrets
-        .put_secret_value()
-        .secret_id(&arn)
-        .secret_string("not the tokens")
-        .send()
-        .await
-        .expect("put");
-    logs.take();
-    calsync::refresher::run(&lg.ctx).await.expect("refresher");
-    assert!(
-        complaints(logs.take()).is_empty(),
-        "the secret was not read"
-    );
-    let link = |id: String| {
-        let ctx = lg.ctx.clone();
-        async move { ctx.store().get_link(&id).await.expect("get").expect("link") }
-    };
-    assert_eq!(link(g.link_id.clone()).await.status, LinkStatus::Ok);
-
-    // The tokens back, their access token expired; the recorded expiry now near.
-    stored.expires_at = 0;
-    calsync::oauth::write_tokens(&lg.ctx, &arn, &stored)
-        .await
-        .expect("write");
-    let now = chrono::Utc::now().timestamp();
-    lg.ctx
-        .store()
-        .update_link_fields(
-            &g.link_id,
-            vec![("token_expires_at", lg.ctx.store().attr(now).unwrap())],
-        )
-        .await
-        .expect("update");
-    let refreshes = || refresh_grants(&lg);
-    let before = refreshes().await;
-    calsync::refresher::run(&lg.ctx).await.expect("refresher");
-    assert_eq!(refreshes().await, before + 1, "refreshed once");
-    let fresh = calsync::oauth::read_tokens(&lg.ctx, &arn)
-        .await
-        .expect("tokens");
-    assert!(fresh.expires_at > now + 3_000, "{}", fresh.expires_at);
-    assert_eq!(
-        link(g.link_id.clone()).await.token_expires_at,
-        Some(fresh.expires_at),
-        "the new expiry is recorded"
-    );
-    assert!(
-        complaints(logs.text()).is_empty(),
-        "{:?}",
-        complaints(logs.text())
-    );
 }

@@ -235,6 +235,11 @@ async fn a_link_from_before_the_due_index_is_scheduled_after_the_refresher_pass(
     runner::schedule_tick(&ctx).await;
     let l = store.get_link(&p.r.link_id).await.unwrap().unwrap();
     assert_eq!(l.next_sync_at, now - 1, "not in the index, not queued");
+    // A stack from before the indexes: the refresher's backfill has not run.
+    store
+        .set_backfill_done(calsync::refresher::backfill::NAME, false)
+        .await
+        .unwrap();
     let report = calsync::refresher::run(&ctx).await.unwrap();
     assert!(report.due_shards_set >= 1, "{report:?}");
     runner::schedule_tick(&ctx).await;

@@ -35,6 +35,7 @@ mod outlook_sync;
 mod own_events;
 mod paging;
 mod policies;
+mod refresher;
 mod remove_copies;
 mod secrets;
 mod settings_page;

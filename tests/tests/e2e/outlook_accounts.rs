@@ -127,6 +127,11 @@ async fn subscriptions_answer_the_handshake_refuse_forgeries_and_follow_lifecycl
     let mut soon = channel(ctx).await;
     soon.expiration_ms = calsync::config::now_millis() + 3_600_000;
     ctx.store().put_channel(&soon).await.expect("put");
+    // The link's next look comes (it would have been the renewal time).
+    ctx.store()
+        .want_upkeep(&o.link_id, calsync::config::now_secs())
+        .await
+        .expect("due");
     let report = calsync::refresher::run(ctx).await.expect("refresher");
     assert!(report.channels_renewed >= 1, "{report:?}");
     let renewed = channel(ctx).await;
