@@ -144,7 +144,7 @@ bench-rss: venv
 	$(RELEASE_BUILD)
 	infra/local/with-stack.sh ./target/release/calsync-local bench-rss --events $(RSS_EVENTS)
 
-## bench-fanout: the schedule's tick against LINKS=100000 links (cohorts of 100, 1,000 and
+## bench-fanout: the schedule's tick and the token refresher's run against LINKS=100000 links (cohorts of 100, 1,000 and
 ## 3,000 due), items read beside a Scan's
 LINKS ?= 100000
 bench-fanout: venv

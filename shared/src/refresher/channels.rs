@@ -4,7 +4,7 @@
 //! the channels of a link that does not sync. The decision is [`super::plan::channel_plan`];
 //! this carries it out.
 
-use crate::config::{now_millis, Ctx};
+use crate::config::Ctx;
 use crate::model::Link;
 use crate::push;
 
@@ -33,9 +33,10 @@ impl ChannelReport {
     }
 }
 
-/// Look after `link`'s channels (`syncs`: whether it syncs after this look's token check);
-/// returns what was done and when its channel next needs a look.
-pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool) -> (ChannelReport, Need) {
+/// Look after `link`'s channels at `now_ms` (epoch ms; `syncs`: whether the link syncs
+/// after this look's token check); returns what was done and when its channel next needs a
+/// look.
+pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool, now_ms: i64) -> (ChannelReport, Need) {
     let mut report = ChannelReport::default();
     let Some(port) = link.provider.module().push() else {
         return (report, Need::Nothing);
@@ -49,12 +50,17 @@ pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool) -> (ChannelReport, 
             return (report, Need::Retry);
         }
     };
-    let now = now_millis();
     let ids: Vec<(&str, i64)> = channels
         .iter()
         .map(|c| (c.channel_id.as_str(), c.expiration_ms))
         .collect();
-    let plan = channel_plan(syncs, address.is_some(), &ids, now, port.renew_before_ms());
+    let plan = channel_plan(
+        syncs,
+        address.is_some(),
+        &ids,
+        now_ms,
+        port.renew_before_ms(),
+    );
     let mut need = Need::Nothing;
     for c in channels
         .iter()

@@ -4,9 +4,10 @@
 //!
 //! A run reads only the links that are due: the links table's key-only GSI `upkeep-index`
 //! names them by [`crate::model::Link::upkeep_at`], one Query per shard; they are read by
-//! key 100 at a time and looked after [`LINKS_IN_FLIGHT`] at a time (the token, then the
-//! channels: [`channels::look_after`]), and each link's next look is written back
-//! ([`plan::next_upkeep`]). Links written before the index are put into it once by
+//! key 100 at a time, the longest overdue first, and looked after [`LINKS_IN_FLIGHT`] at a
+//! time (the token, then the channels: [`channels::look_after`]), and each link's next look
+//! is written back ([`plan::next_upkeep`]) with the token's new expiry. A run stops reading
+//! links [`DEADLINE_MARGIN_SECS`] before its invocation's deadline. Links written before the index are put into it once by
 //! [`backfill`].
 
 use futures_util::stream::{self, StreamExt};
@@ -161,7 +162,8 @@ async fn look_after(ctx: &Ctx, mut link: Link, now: i64) -> RefreshReport {
         report.failed += 1;
         tracing::warn!(link = %link.link_id, %error, "token refresh failed; retried next run");
     }
-    let (ch, channel_need) = channels::look_after(ctx, &link, link.status.syncs()).await;
+    let (ch, channel_need) =
+        channels::look_after(ctx, &link, link.status.syncs(), now * 1000).await;
     report.channels_started = ch.started;
     report.channels_renewed = ch.renewed;
     report.channels_stopped = ch.stopped;
@@ -234,15 +236,31 @@ pub async fn run_until(
     ctx: &Ctx,
     deadline: Option<std::time::Instant>,
 ) -> anyhow::Result<RefreshReport> {
+    run_at(ctx, crate::config::now_secs(), deadline).await
+}
+
+/// [`run_until`] as if it were `now` (epoch seconds, UTC): the links whose `upkeep_at` is at
+/// or before `now` are due, and tokens are checked against it (`make bench-fanout` runs the
+/// refresher over a simulated table this way).
+///
+/// Errors: as [`run`].
+pub async fn run_at(
+    ctx: &Ctx,
+    now: i64,
+    deadline: Option<std::time::Instant>,
+) -> anyhow::Result<RefreshReport> {
     let margin = std::time::Duration::from_secs(DEADLINE_MARGIN_SECS);
     let stop_at = deadline.map(|d| d.checked_sub(margin).unwrap_or(d));
     let store = ctx.store();
-    let now = crate::config::now_secs();
     let mut report = backfill::run(ctx, now).await?;
     let mut due = Vec::new();
     for shard in 0..Link::DUE_SHARDS {
         due.extend(store.upkeep_due(shard, now).await?);
     }
+    // The longest overdue first, across the shards: a run that reaches its deadline leaves
+    // the links that came due last, and the next run begins with those it left.
+    due.sort_unstable();
+    let due: Vec<String> = due.into_iter().map(|(_, id)| id).collect();
     for (i, ids) in due.chunks(LINKS_PER_READ).enumerate() {
         if i > 0 && stop_at.is_some_and(|t| std::time::Instant::now() >= t) {
             report.left_due = (due.len() - i * LINKS_PER_READ) as u32;

@@ -18,21 +18,29 @@ use serde::Deserialize;
 use super::{n, s, Decode, Store, StoreError};
 use crate::model::Link;
 
-/// A key-only index item.
+/// A key-only index item: the link and its `upkeep_at`.
 #[derive(Deserialize)]
 struct LinkKey {
     link_id: String,
+    upkeep_at: i64,
+}
+
+/// The backfill marker: the names of the backfills that have completed (a string set).
+#[derive(Deserialize)]
+struct Marker {
+    #[serde(default)]
+    done: Vec<String>,
 }
 
 /// The key of the backfill marker in the leases table (no link id begins with `#`).
 const BACKFILL_KEY: &str = "#backfill";
 
 impl Store {
-    /// The ids of the links in `shard` of `upkeep-index` whose `upkeep_at` is at or before
-    /// `now` (epoch seconds, UTC), every page.
+    /// The links in `shard` of `upkeep-index` whose `upkeep_at` is at or before `now`
+    /// (epoch seconds, UTC), every page, as (`upkeep_at`, link id), earliest first.
     ///
     /// Errors: DynamoDB failure.
-    pub async fn upkeep_due(&self, shard: u8, now: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn upkeep_due(&self, shard: u8, now: i64) -> Result<Vec<(i64, String)>, StoreError> {
         let table = &self.cfg.links_table;
         let keys: Vec<LinkKey> = self
             .query_pages(table, Decode::Whole, |start| {
@@ -46,7 +54,7 @@ impl Store {
                     .set_exclusive_start_key(start)
             })
             .await?;
-        Ok(keys.into_iter().map(|k| k.link_id).collect())
+        Ok(keys.into_iter().map(|k| (k.upkeep_at, k.link_id)).collect())
     }
 
     /// The links of `ids` (BatchGetItem, strongly consistent), in no particular order;
@@ -128,22 +136,9 @@ impl Store {
     ///
     /// Errors: DynamoDB failure.
     pub async fn backfill_done(&self, name: &str) -> Result<bool, StoreError> {
-        let table = &self.cfg.leases_table;
         let key = HashMap::from([("link_id".to_string(), s(BACKFILL_KEY))]);
-        let resp = self
-            .ddb
-            .get_item()
-            .table_name(table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| Self::aws_err("GetItem", table, e))?;
-        Ok(resp
-            .item
-            .and_then(|i| i.get("done").cloned())
-            .and_then(|v| v.as_ss().ok().cloned())
-            .is_some_and(|done| done.iter().any(|d| d == name)))
+        let marker: Option<Marker> = self.get(&self.cfg.leases_table, key).await?;
+        Ok(marker.is_some_and(|m| m.done.iter().any(|d| d == name)))
     }
 
     /// Record that the backfill `name` has completed, or, with `done` false, that it has

@@ -1,13 +1,19 @@
-//! `make bench-fanout`: the schedule's tick against a links table of `links` links (100,000
-//! by default) on the local stack, of which cohorts of 100, 1,000 and 3,000 fall due one
-//! after the other. Each tick ([`calsync::handlers::fanout::tick`]) is measured — items read
-//! (the Queries' `ScannedCount`), AWS calls by operation, jobs queued, wall — beside what a
-//! Scan of the table (the fan-out before the `due-index`) reads at the same moment. The
-//! items a tick reads should follow the due links, not the table.
+//! `make bench-fanout`: the schedule's tick and the token refresher's run against a links
+//! table of `links` links (100,000 by default) on the local stack, of which cohorts of 100,
+//! 1,000 and 3,000 fall due one after the other. Each tick
+//! ([`calsync::handlers::fanout::tick`]) and each refresher run
+//! ([`calsync::refresher::run_at`]) is measured — items read (the Queries' `ScannedCount`
+//! and the items read by key), AWS calls by operation, links queued or looked after, wall —
+//! beside what a Scan reads at the same moment (the fan-out before the `due-index`; the
+//! refresher before the `upkeep-index`, which Scanned the links and the channels). The
+//! items read should follow the due links, not the table.
 //!
 //! The links are written straight into the table (BatchWriteItem of 25, several in flight):
-//! CalDAV links of a made-up server, no secrets; they are never synced. The queued jobs are
-//! purged after each tick. The wall times are moto's, whose index Queries and writes slow
+//! Google links without secrets, due for a sync and for their upkeep at the same cohort
+//! time; they are never synced. A look finds no token to refresh (no secret) and no channel
+//! to start (the bench's context has no webhook URL), so it reads the link's channels and
+//! takes the link out of the `upkeep-index`: the reads and writes of a look, without the
+//! provider's. The queued jobs are purged after each tick. The wall times are moto's, whose index Queries and writes slow
 //! with the table's size (about 50 ms an UpdateItem at 100,000 items); hence cohorts of
 //! thousands, not the 333,333 of a real tick at a million links (`docs/performance.md`).
 
@@ -18,6 +24,7 @@ use calsync::config::Ctx;
 use calsync::handlers::fanout;
 use calsync::model::{Link, ProviderKind};
 use calsync::queue::QueueKind;
+use calsync::refresher;
 use futures_util::stream::{self, StreamExt};
 
 /// The cohorts that fall due, in tick order.
@@ -37,6 +44,9 @@ pub async fn run(links: usize) -> anyhow::Result<()> {
         "--links {links}: at least {cohorts} (the due cohorts)"
     );
     let ctx = crate::local_ctx().await;
+    // The stack's own links looked after, and the refresher's one-time backfill done
+    // before the table is filled (it is the one Scan the refresher still makes).
+    refresher::run(&ctx).await?;
     // Far from the wall clock, so that no real link on the stack is due at these ticks.
     let base = calsync::config::now_secs() + 10 * 365 * 86_400;
     let t = Instant::now();
@@ -71,7 +81,7 @@ pub async fn run(links: usize) -> anyhow::Result<()> {
             "tick {k}: queued {} of {due}",
             report.queued
         );
-        let scan = scan_items(&ctx).await?;
+        let scan = scan_items(&ctx, &ctx.config.links_table).await?;
         let op = |name: &str| calls.by_operation.get(name).copied().unwrap_or(0);
         println!(
             "| {} | {due} | {} | {} | {scan} | {:.3}× | {} | {} | {} | {wall:.2} s |",
@@ -84,6 +94,40 @@ pub async fn run(links: usize) -> anyhow::Result<()> {
             op("DynamoDB:UpdateItem"),
         );
         purge(&ctx).await?;
+    }
+    println!(
+        "\nThe token refresher's run, {links} links ({} shards of the upkeep-index, read in order; {} links looked after at once)",
+        Link::DUE_SHARDS,
+        refresher::LINKS_IN_FLIGHT
+    );
+    println!("| run | due links | looked after | items read by the run | items the Scans read (links, channels) | run / Scans | Query | BatchGetItem | UpdateItem | wall (moto) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (k, due) in COHORTS.iter().enumerate() {
+        let now = base + TICK_SECS * k as i64;
+        let before = ctx.clients.aws_calls.snapshot();
+        let t = Instant::now();
+        let report = refresher::run_at(&ctx, now, None).await?;
+        let wall = t.elapsed().as_secs_f64();
+        let calls = ctx.clients.aws_calls.snapshot().since(&before);
+        anyhow::ensure!(
+            report.failed == 0 && report.links as usize == *due,
+            "refresher run {k}: looked after {} of {due}, {} failed",
+            report.links,
+            report.failed
+        );
+        let scan = scan_items(&ctx, &ctx.config.links_table).await?
+            + scan_items(&ctx, &ctx.config.channels_table).await?;
+        let op = |name: &str| calls.by_operation.get(name).copied().unwrap_or(0);
+        println!(
+            "| {} | {due} | {} | {} | {scan} | {:.3}× | {} | {} | {} | {wall:.2} s |",
+            k + 1,
+            report.links,
+            calls.ddb_items_read,
+            calls.ddb_items_read as f64 / scan.max(1) as f64,
+            op("DynamoDB:Query"),
+            op("DynamoDB:BatchGetItem"),
+            op("DynamoDB:UpdateItem"),
+        );
     }
     Ok(())
 }
@@ -108,11 +152,12 @@ async fn fill(ctx: &Ctx, links: usize, base: i64) -> anyhow::Result<()> {
             &id,
             &format!("fanout-group-{}", i / 2),
             1_000_000 + (i / 2) as i64,
-            ProviderKind::Caldav,
-            "https://dav.invalid/calendars/fanout/",
+            ProviderKind::Google,
+            "primary",
         );
         l.frequency_secs = 900;
         l.next_sync_at = due_at(i);
+        l.upkeep_at = Some(due_at(i));
         let item: std::collections::HashMap<String, AttributeValue> = serde_dynamo::to_item(l)?;
         Ok(WriteRequest::builder()
             .put_request(PutRequest::builder().set_item(Some(item)).build()?)
@@ -161,8 +206,8 @@ async fn write_batch(ctx: &Ctx, table: &str, mut chunk: Vec<WriteRequest>) -> an
     anyhow::bail!("BatchWriteItem: items left unprocessed after 10 attempts")
 }
 
-/// The items a full Scan of the links table reads (`Select: COUNT`, every page).
-async fn scan_items(ctx: &Ctx) -> anyhow::Result<u64> {
+/// The items a full Scan of `table` reads (`Select: COUNT`, every page).
+async fn scan_items(ctx: &Ctx, table: &str) -> anyhow::Result<u64> {
     let mut items = 0u64;
     let mut start = None;
     loop {
@@ -170,7 +215,7 @@ async fn scan_items(ctx: &Ctx) -> anyhow::Result<u64> {
             .clients
             .ddb
             .scan()
-            .table_name(&ctx.config.links_table)
+            .table_name(table)
             .select(aws_sdk_dynamodb::types::Select::Count)
             .set_exclusive_start_key(start)
             .send()

@@ -406,3 +406,96 @@ async fn a_removal_stopped_by_refused_credentials_goes_on_after_a_reconnection()
     );
     assert_eq!(api.get(&link).await.unwrap().status, 404, "disconnected");
 }
+
+/// A Google grant revoked meanwhile stops the removal, with the reason on the link; a new
+/// consent for the link goes on removing (the consent path of `disconnect::resume_removing`),
+/// and once the copies are gone the link is disconnected.
+#[tokio::test]
+async fn a_removal_stopped_by_a_revoked_grant_goes_on_after_a_new_consent() {
+    let ctx = local_ctx().await;
+    let lg = LocalGoogle::start(&ctx, Config::default()).await.unwrap();
+    let srv = ApiServer::start_local(lg.ctx.clone()).await.unwrap();
+    let user = fixtures::fresh_user();
+    let api = srv.as_user(user);
+    let group = group_with_home(&ctx, &api, "grmrenew", "remove after a new consent").await;
+    let work = lg
+        .connect(&group, user, "grmrenew-work@example.com", "work")
+        .await
+        .unwrap();
+    runner::drain(&lg.ctx).await.unwrap();
+    let google = lg.user_api(&work).await.unwrap();
+    let mut copies: Vec<(String, String)> = google
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["status"] != "cancelled")
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("summary"), s("id"))
+        })
+        .collect();
+    copies.sort();
+    let titles: Vec<&str> = copies.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(titles, ["Home a", "Home b", "Home c"]);
+    // The grant is revoked below: what calsync wrote is read from the emulator's record.
+    let sent = lg.emu.sends().len();
+    let deletes = || {
+        let mut d: Vec<String> = lg.emu.sends()[sent..]
+            .iter()
+            .filter(|w| w.method == "DELETE")
+            .map(|w| w.event_id.clone())
+            .collect();
+        d.sort();
+        d
+    };
+    // The user revokes calsync's access at Google.
+    let arn = work.secret_arn.clone().unwrap();
+    let mut tokens = calsync::oauth::read_tokens(&lg.ctx, &arn).await.unwrap();
+    let refresh = {
+        use secrecy::ExposeSecret;
+        tokens
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .to_string()
+    };
+    reqwest::Client::new()
+        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    // An access token still valid would delete at once: let the job need a refresh.
+    tokens.expires_at = 0;
+    calsync::oauth::write_tokens(&lg.ctx, &arn, &tokens)
+        .await
+        .unwrap();
+    let link = format!("/v1/links/{}", work.link_id);
+    let asked = api
+        .delete(&format!("{link}?remove_copies=true"))
+        .await
+        .unwrap();
+    assert_eq!(asked.status, 202, "{}", asked.body);
+    runner::drain(&lg.ctx).await.unwrap();
+    let stuck = api.get(&link).await.unwrap().body;
+    assert_eq!(stuck["status"], "removing", "{stuck}");
+    assert!(stuck["status_reason"].is_string(), "{stuck}");
+    assert!(deletes().is_empty(), "nothing removed yet");
+
+    let parked = ctx.store().get_link(&work.link_id).await.unwrap().unwrap();
+    let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
+        .await
+        .unwrap();
+    let back = lg.finish_reconnect(&url).await.unwrap();
+    assert_eq!(back.link_id, work.link_id, "the same link");
+    assert_eq!(back.status, calsync::model::LinkStatus::Removing);
+    runner::drain(&lg.ctx).await.unwrap();
+    let mut ids: Vec<String> = copies.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    assert_eq!(deletes(), ids, "the copies are gone");
+    assert_eq!(api.get(&link).await.unwrap().status, 404, "disconnected");
+}
