@@ -551,6 +551,13 @@ async fn record(
 /// completed pull the next due time with the push notifications it covers and, when a
 /// released mass deletion went through, the release used up; after a complete push its
 /// watermark.
+///
+/// A completed pull leaves the due time alone when it carries no news: the link is not due
+/// (the schedule's tick moved `next_sync_at` when it queued the job, or the pull came
+/// early), no notification arrived since the last pull ([`Link::covered_push_seq`]), and
+/// the link is in the due index. So a quiet scheduled sync does not write its link at all:
+/// each write of the link item also writes every index it is in (`docs/performance.md`,
+/// "Cost per 1,000 links per month").
 pub fn link_update(
     link: &Link,
     status: LinkStatus,
@@ -572,7 +579,13 @@ pub fn link_update(
         status: (link.status != status || link.status_reason.as_deref() != reason)
             .then(|| (status, reason.map(str::to_string))),
         consecutive_failures: (failures != link.consecutive_failures).then_some(failures),
-        next_sync: pulled.map(|_| (now + link.frequency_secs.max(60), link.push_seq)),
+        next_sync: pulled
+            .filter(|_| {
+                link.next_sync_at <= now
+                    || link.push_seq != link.covered_push_seq
+                    || link.due_shard.is_none()
+            })
+            .map(|_| (now + link.frequency_secs.max(60), link.push_seq)),
         mass_delete_used: link.allow_mass_delete && pulled == Some(false),
         pushed_through_ms: match done {
             Some(Completed::Push { read_ms, .. }) => Some(read_ms),

@@ -37,6 +37,15 @@ fn a_run_writes_only_what_changed_on_its_link() {
     failing.consecutive_failures = 2;
     let mut released = healthy.clone();
     released.allow_mass_delete = true;
+    // Queued by the schedule's tick, which moved its due time; no notification since its
+    // last pull.
+    let mut scheduled = healthy.clone();
+    scheduled.next_sync_at = 1_600;
+    scheduled.covered_push_seq = 7;
+    let mut notified = scheduled.clone();
+    notified.covered_push_seq = 6;
+    let mut unindexed = scheduled.clone();
+    unindexed.due_shard = None;
     let ok = LinkStatus::Ok;
     // (link, status, reason, outcome, done) → the update.
     let cases: Vec<Case> = vec![
@@ -149,6 +158,53 @@ fn a_run_writes_only_what_changed_on_its_link() {
             LinkRunUpdate {
                 status: Some((LinkStatus::Quarantined, Some("brake".into()))),
                 next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+        // A quiet scheduled pull: no news, no write at all.
+        (
+            &scheduled,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate::default(),
+        ),
+        // A notification arrived since the last pull: the pull covers it, and the next
+        // poll waits a whole interval.
+        (
+            &notified,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate {
+                next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+        // A link written before the due index gets its shard with the write.
+        (
+            &unindexed,
+            ok,
+            None,
+            "ok",
+            pull(false),
+            LinkRunUpdate {
+                next_sync: Some((1_900, 7)),
+                ..Default::default()
+            },
+        ),
+        // A quiet scheduled pull that failed: its streak only.
+        (
+            &scheduled,
+            LinkStatus::Error,
+            Some("503"),
+            "failed",
+            None,
+            LinkRunUpdate {
+                status: Some((LinkStatus::Error, Some("503".into()))),
+                consecutive_failures: Some(1),
                 ..Default::default()
             },
         ),

@@ -271,7 +271,6 @@ async fn an_initial_sync_writes_its_hub_events_and_mappings_many_to_a_request() 
 #[tokio::test]
 async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
     use calsync::engine::PUSH_TARGETED_MAX;
-    use calsync::metrics::AwsCallCounter;
     use calsync::model::HubEvent;
     use calsync::store::ChangeCursor;
     let ctx = local_ctx().await;
@@ -298,6 +297,7 @@ async fn a_push_stops_reading_changes_past_its_limit_within_one_millisecond() {
         uid: String::new(),
     };
 
+    use calsync::metrics::AwsCallCounter;
     let calls = AwsCallCounter::default();
     let within = calls
         .scope(store.changes_within(&group, &since, PUSH_TARGETED_MAX))
@@ -394,4 +394,77 @@ async fn a_sync_back_after_a_large_pull_reads_its_changes_only_up_to_the_limit()
     let counts = uid_counts(&ctx, &p.xandikos).await.unwrap();
     assert_eq!(counts.len(), n + seed.len());
     assert!(counts.values().all(|c| *c == 1), "each event once");
+}
+
+/// A scheduled sync that finds nothing new writes nothing to its link: the schedule's tick
+/// moved its due time when it queued the job, and no notification arrived since the last
+/// pull. Its job makes five AWS calls (the lease, the BatchGetItem of link and cursor, the
+/// credentials, the run record, the lease's release). A pull after a notification records
+/// what it covers and moves the due time.
+#[tokio::test]
+async fn a_quiet_scheduled_sync_writes_nothing_to_its_link() {
+    let ctx = local_ctx().await;
+    let p = fixtures::pair(&ctx, "quiet", &[simple_event("quiet-1", "Quiet", 3)])
+        .await
+        .unwrap();
+    let store = ctx.store();
+    let link = |id: String| {
+        let store = ctx.store();
+        async move { store.get_link(&id).await.unwrap().unwrap() }
+    };
+    // As the tick leaves it: due again in 15 minutes.
+    let due_at = calsync::config::now_secs() + 900;
+    store
+        .set_next_sync(&p.r.link_id, due_at, None)
+        .await
+        .unwrap();
+    let before = link(p.r.link_id.clone()).await;
+    assert_eq!(before.push_seq, before.covered_push_seq);
+
+    // The job counts its calls in a scope of its own: read the clients' counter around it.
+    let before = ctx.clients.aws_calls.snapshot();
+    fixtures::job_ok(&ctx, &p.r.link_id, "schedule", Direction::Pull).await;
+    let made = ctx.clients.aws_calls.snapshot().since(&before);
+    let ops: Vec<(&str, u64)> = made
+        .by_operation
+        .iter()
+        .map(|(op, n)| (op.as_str(), *n))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("DynamoDB:BatchGetItem", 1),
+            ("DynamoDB:DeleteItem", 1),
+            ("DynamoDB:PutItem", 1),
+            ("DynamoDB:UpdateItem", 1),
+            ("Secrets Manager:GetSecretValue", 1),
+        ],
+        "the lease (UpdateItem), link and cursor, credentials, run record, release"
+    );
+    let after = link(p.r.link_id.clone()).await;
+    assert_eq!(after.next_sync_at, due_at, "not written");
+
+    // A notification since: the pull covers it.
+    store
+        .count_notification(&p.r.link_id, calsync::config::now_millis())
+        .await
+        .unwrap();
+    let before = ctx.clients.aws_calls.snapshot();
+    fixtures::job_ok(&ctx, &p.r.link_id, "push", Direction::Pull).await;
+    assert_eq!(
+        ctx.clients
+            .aws_calls
+            .snapshot()
+            .since(&before)
+            .by_operation
+            .get("DynamoDB:UpdateItem"),
+        Some(&2),
+        "the lease and the link"
+    );
+    let after = link(p.r.link_id.clone()).await;
+    assert_eq!(after.covered_push_seq, after.push_seq);
+    assert!(
+        after.next_sync_at > due_at,
+        "a whole interval from this pull"
+    );
 }
