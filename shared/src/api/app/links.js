@@ -221,6 +221,14 @@ function number(id, name, value, label, min, max) {
     h("p", { id: `${id}-error`, "data-error-for": name, class: "error", hidden: true }));
 }
 
+/** A labelled address field of the settings form, with its error line. */
+function email(id, name, value, label) {
+  return h("div", { class: "field", "data-field": name },
+    h("label", { for: id }, label),
+    h("input", { type: "email", id, name, value, placeholder: "name@example.com", maxlength: "200", autocomplete: "email", "aria-describedby": `${id}-error` }),
+    h("p", { id: `${id}-error`, "data-error-for": name, class: "error", hidden: true }));
+}
+
 /** A labelled text field of the settings form, with its error line. */
 function text(id, name, value, label, placeholder) {
   return h("div", { class: "field", "data-field": name },
@@ -249,22 +257,28 @@ function days(value) {
 }
 
 /**
- * What the form makes of the link's `transforms`: its boxes, the title pattern and the
- * window (both day fields empty: none; one empty: 0). Members the form does not show
- * (`exclude_declined`, `self_address`) are kept. `{ error }` names a window the form can
- * tell is wrong.
+ * What the form makes of the link's `transforms`: its boxes, the title pattern, the
+ * user's address for leaving out what they declined, and the window (both day fields
+ * empty: none; one empty: 0). `{ error, pointer }` names what the form can tell is wrong.
  */
 function formTransforms(form, transforms) {
   const next = { ...transforms,
     busy_only: form.elements.busy_only.checked,
-    exclude_all_day: form.elements.exclude_all_day.checked };
+    exclude_all_day: form.elements.exclude_all_day.checked,
+    exclude_declined: form.elements.exclude_declined.checked };
   const tpl = form.elements.title_template.value.trim();
   if (tpl) next.title_template = tpl; else delete next.title_template;
+  const me = form.elements.self_address.value.trim();
+  if (me) next.self_address = me; else delete next.self_address;
+  if (next.exclude_declined && !me.includes("@")) {
+    return { pointer: "#/transforms/self_address", error: "enter the address your invitations come to (name@example.com)" };
+  }
   const past = form.elements.past_days.value, future = form.elements.future_days.value;
   if (past.trim() || future.trim()) {
     const w = { past_days: days(past || "0"), future_days: days(future || "0") };
-    if (w.past_days === null || w.future_days === null) return { error: "enter whole days from 0 to 3650" };
-    if (w.past_days + w.future_days === 0) return { error: "enter at least one day back or ahead" };
+    const pointer = "#/transforms/window";
+    if (w.past_days === null || w.future_days === null) return { pointer, error: "enter whole days from 0 to 3650" };
+    if (w.past_days + w.future_days === 0) return { pointer, error: "enter at least one day back or ahead" };
     next.window = w;
   } else {
     delete next.window;
@@ -281,8 +295,9 @@ function sameTransforms(a, b) {
 
 /**
  * The link's settings: how often it syncs, what a conflict does, what it gets of each event
- * from the group's other calendars (busy only, no all-day events, a title pattern, a window
- * of days around today; its own events stay whole; not for a feed, which gets nothing),
+ * from the group's other calendars (busy only, no all-day events, none the user declined
+ * (with their address), a title pattern, a window of days around today; its own events
+ * stay whole; not for a feed, which gets nothing),
  * for Outlook whether attendees are written (Outlook mails them), and the deletion brake
  * (a pull that would delete more than the share and at least the number of its events is
  * held back for the user to let through). Transforms are sent only when they changed: a
@@ -300,6 +315,8 @@ function settingsForm(link, ctx) {
   const gets = link.read_only ? [] : [
     check(`busy-${id}`, "busy_only", !!transforms.busy_only, "Show the other calendars’ events here as “Busy” only (no title, place or notes)"),
     check(`allday-${id}`, "exclude_all_day", !!transforms.exclude_all_day, "Leave out the other calendars’ all-day events here"),
+    check(`declined-${id}`, "exclude_declined", !!transforms.exclude_declined, "Leave out the other calendars’ invitations you declined"),
+    email(`self-${id}`, "self_address", transforms.self_address || "", "Your address in those invitations"),
     text(`template-${id}`, "title_template", transforms.title_template || "",
       "Title of the other calendars’ events here, with {title} for theirs (empty: their own titles)", "{title} (personal)"),
     windowField(id, transforms.window),
@@ -341,8 +358,8 @@ function settingsForm(link, ctx) {
       body.conflict_policy = pSel.value;
       const t = formTransforms(form, transforms);
       if (t.error) {
-        showProblem(form, new ApiError(422, { detail: "Check the days.",
-          errors: [{ pointer: "#/transforms/window", detail: t.error }] }));
+        showProblem(form, new ApiError(422, { detail: "Check what this calendar gets.",
+          errors: [{ pointer: t.pointer, detail: t.error }] }));
         return;
       }
       if (!sameTransforms(t.next, transforms)) body.transforms = t.next;

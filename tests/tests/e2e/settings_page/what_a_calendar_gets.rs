@@ -1,14 +1,16 @@
 //! What a calendar gets of the group's other calendars, set in the page: a title pattern and
 //! a window of days around today, each refused at its field when wrong (the pattern by the
 //! API, the window's days by the page), kept when other settings are
-//! saved, and cleared; for an Outlook calendar alone, whether attendees are written.
+//! saved, and cleared; for an Outlook calendar alone, whether attendees are written; and
+//! no invitations the user declined, once the page has their address.
 
 use calsync_e2e::api::ApiServer;
 use calsync_e2e::browser::Browser;
 use calsync_e2e::emulators::graph::Config as GraphConfig;
-use calsync_e2e::fixtures::{new_calendar, unique, Server};
+use calsync_e2e::fixtures::{self, new_calendar, unique, Server};
 use calsync_e2e::local_ctx;
 use calsync_e2e::outlook::LocalOutlook;
+use calsync_e2e::runner;
 use serde_json::json;
 
 use super::{connect, fresh_user, ZONE};
@@ -138,5 +140,92 @@ async fn a_calendars_title_pattern_window_and_attendees_are_set_in_the_page() {
         "only the attendees changed"
     );
     b.accessible("what a calendar gets").await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// "Leave out the invitations you declined": the page asks for the address the invitations
+/// come to (refused at that field without one), saves both, and the calendar then gets the
+/// other calendar's events but the meeting its user declined.
+#[tokio::test]
+async fn invitations_the_user_declined_are_left_out_once_the_page_has_their_address() {
+    let ctx = local_ctx().await;
+    let srv = ApiServer::start_local(ctx.clone()).await.unwrap();
+    let user = fresh_user();
+    let api = srv.as_user(user);
+    let group = api.create_group("what it gets: declined").await.unwrap();
+    let work_cal = new_calendar(&ctx, Server::Radicale, &unique("page-declined"))
+        .await
+        .unwrap();
+    let work = connect(&api, &group, &work_cal, "Work").await;
+    let card = format!("[data-link=\"{work}\"]");
+    let b = Browser::start(ZONE).await.unwrap();
+    let token = srv.issuer.token(user);
+    b.open(
+        &format!("{}/app/#token={token}", srv.url),
+        &format!("#declined-{work}"),
+    )
+    .await
+    .unwrap();
+    let save = async || {
+        b.js("document.getElementById('status').textContent = ''", vec![])
+            .await
+            .unwrap();
+        b.click(&format!("{card} .settings button")).await.unwrap();
+    };
+    let transforms =
+        async || api.get(&format!("/v1/links/{work}")).await.unwrap().body["transforms"].clone();
+    let none = transforms().await;
+
+    // The box alone: the page asks for the address, at its field.
+    b.click(&format!("#declined-{work}")).await.unwrap();
+    save().await;
+    b.text_contains(&format!("#self-{work}-error"), "Enter the address")
+        .await
+        .unwrap();
+    assert_eq!(transforms().await, none, "nothing saved");
+    b.accessible("declined invitations, refused").await.unwrap();
+    b.fill(&format!("#self-{work}"), "me@example.com")
+        .await
+        .unwrap();
+    save().await;
+    b.text_contains("#status", "saved").await.unwrap();
+    let t = transforms().await;
+    assert_eq!(
+        (&t["exclude_declined"], &t["self_address"]),
+        (&json!(true), &json!("me@example.com")),
+        "{t}"
+    );
+
+    // The other calendar's events arrive: all but the meeting declined there.
+    let home_cal = new_calendar(&ctx, Server::Radicale, &unique("page-declined-home"))
+        .await
+        .unwrap();
+    let declined = fixtures::simple_event("page-declined-1", "Planning", 4).replace(
+        "LOCATION:Room 1\r\n",
+        "LOCATION:Room 1\r\nORGANIZER:mailto:boss@example.com\r\n\
+ATTENDEE;PARTSTAT=DECLINED:mailto:me@example.com\r\n",
+    );
+    fixtures::client_put(&ctx, &home_cal, &declined)
+        .await
+        .unwrap();
+    fixtures::client_put(
+        &ctx,
+        &home_cal,
+        &fixtures::simple_event("page-declined-2", "Lunch", 5),
+    )
+    .await
+    .unwrap();
+    connect(&api, &group, &home_cal, "Home").await;
+    runner::drain(&ctx).await.unwrap();
+    assert_eq!(
+        fixtures::titles_in(&ctx, &home_cal).await.unwrap(),
+        ["Lunch", "Planning"]
+    );
+    assert_eq!(
+        fixtures::titles_in(&ctx, &work_cal).await.unwrap(),
+        ["Lunch"],
+        "the declined meeting is left out"
+    );
+    b.accessible("declined invitations").await.unwrap();
     b.close().await.unwrap();
 }
