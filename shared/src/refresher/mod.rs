@@ -118,9 +118,19 @@ async fn check_token(ctx: &Ctx, link: &Link, now: i64) -> Check {
 }
 
 /// Park `link` for its user to reconnect (its grant was refused) and tell the application.
+/// A link whose copies are being removed stays `removing`, with the reason: a reconnection
+/// goes on removing ([`crate::disconnect::resume_removing`]), as when the removal itself
+/// meets the refusal.
 ///
 /// Errors: DynamoDB failure.
 async fn park(ctx: &Ctx, link: &mut Link, reason: &str) -> anyhow::Result<()> {
+    if link.status == LinkStatus::Removing {
+        tracing::warn!(link = %link.link_id, reason = %reason, "credentials refused while removing copies");
+        ctx.store()
+            .set_link_status(&link.link_id, LinkStatus::Removing, Some(reason))
+            .await?;
+        return Ok(());
+    }
     tracing::warn!(link = %link.link_id, reason = %reason, "reconnect needed");
     ctx.store()
         .set_link_status(&link.link_id, LinkStatus::ReconnectNeeded, Some(reason))

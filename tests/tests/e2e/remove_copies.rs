@@ -485,6 +485,22 @@ async fn a_removal_stopped_by_a_revoked_grant_goes_on_after_a_new_consent() {
     assert_eq!(stuck["status"], "removing", "{stuck}");
     assert!(stuck["status_reason"].is_string(), "{stuck}");
     assert!(deletes().is_empty(), "nothing removed yet");
+    // The token refresher meets the refused grant too, and leaves the link removing.
+    let now = calsync::config::now_secs();
+    lg.ctx
+        .store()
+        .update_link_fields(
+            &work.link_id,
+            vec![
+                ("token_expires_at", lg.ctx.store().attr(now).unwrap()),
+                ("upkeep_at", lg.ctx.store().attr(now).unwrap()),
+            ],
+        )
+        .await
+        .unwrap();
+    calsync::refresher::run(&lg.ctx).await.unwrap();
+    let still = api.get(&link).await.unwrap().body;
+    assert_eq!(still["status"], "removing", "{still}");
 
     let parked = ctx.store().get_link(&work.link_id).await.unwrap().unwrap();
     let url = calsync::connect::start_reconnect(&lg.ctx, &parked)
