@@ -253,6 +253,27 @@ impl LocalGoogle {
             .ok_or_else(|| anyhow::anyhow!("no revocation count in {v}"))
     }
 
+    /// The user revokes calsync's access at Google: the refresh token in `link`'s secret is
+    /// revoked at the emulator's revocation endpoint (its access tokens with it).
+    ///
+    /// Errors: the secret is unreadable or the emulator refused.
+    pub async fn revoke_grant(&self, link: &Link) -> anyhow::Result<()> {
+        let arn = link.secret_arn.as_deref().unwrap_or_default();
+        let tokens = calsync::oauth::read_tokens(&self.ctx, arn).await?;
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no refresh token in {arn}"))?;
+        use secrecy::ExposeSecret;
+        reqwest::Client::new()
+            .post(format!("{}/emulator/oauth/revoke", self.emu.url))
+            .json(&serde_json::json!({"refresh_token": refresh.expose_secret()}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Whether Google refuses `refresh_token` as a revoked grant (`invalid_grant`).
     ///
     /// Errors: the OAuth client secret is unreadable.

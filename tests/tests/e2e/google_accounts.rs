@@ -251,24 +251,7 @@ async fn a_revoked_grant_is_renewed_in_place_by_a_new_consent() {
         .expect("connect");
     calsync_e2e::runner::drain(&lg.ctx).await.expect("drain");
     let arn = g.secret_arn.clone().expect("arn");
-    let t = calsync::oauth::read_tokens(&lg.ctx, &arn)
-        .await
-        .expect("tokens");
-    let refresh = {
-        use secrecy::ExposeSecret;
-        t.refresh_token
-            .expect("refresh token")
-            .expose_secret()
-            .to_string()
-    };
-    reqwest::Client::new()
-        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .expect("revoke")
-        .error_for_status()
-        .expect("revoked");
+    lg.revoke_grant(&g).await.expect("revoked");
     fixtures::sync_link(&lg.ctx, &g.link_id)
         .await
         .expect("sync");

@@ -168,6 +168,23 @@ async fn a_caldav_calendar_loses_calsyncs_copies_and_keeps_its_own_and_edited_ev
     assert_eq!(titles(&ctx, &home_cal).await, all);
 }
 
+/// (id, title) of the live events of a Google calendar, by title.
+async fn live_events(google: &calsync_e2e::google::UserApi) -> Vec<(String, String)> {
+    let mut live: Vec<(String, String)> = google
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["status"] != "cancelled")
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (s("id"), s("summary"))
+        })
+        .collect();
+    live.sort_by(|a, b| a.1.cmp(&b.1));
+    live
+}
+
 /// A Google calendar: the copies are deleted, the calendar's own event stays, and
 /// the grant is revoked once they are gone.
 #[tokio::test]
@@ -190,19 +207,7 @@ async fn a_google_calendar_loses_calsyncs_copies_then_its_grant() {
         .await
         .unwrap();
     runner::drain(&lg.ctx).await.unwrap();
-    // (id, title) of the calendar's live events.
-    let mut live: Vec<(String, String)> = google
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e["status"] != "cancelled")
-        .map(|e| {
-            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (s("id"), s("summary"))
-        })
-        .collect();
-    live.sort_by(|a, b| a.1.cmp(&b.1));
+    let live = live_events(&google).await;
     let titles: Vec<&str> = live.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(titles, ["Home a", "Home b", "Home c", "Work own"]);
 
@@ -424,19 +429,8 @@ async fn a_removal_stopped_by_a_revoked_grant_goes_on_after_a_new_consent() {
         .unwrap();
     runner::drain(&lg.ctx).await.unwrap();
     let google = lg.user_api(&work).await.unwrap();
-    let mut copies: Vec<(String, String)> = google
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e["status"] != "cancelled")
-        .map(|e| {
-            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (s("summary"), s("id"))
-        })
-        .collect();
-    copies.sort();
-    let titles: Vec<&str> = copies.iter().map(|(t, _)| t.as_str()).collect();
+    let copies = live_events(&google).await;
+    let titles: Vec<&str> = copies.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(titles, ["Home a", "Home b", "Home c"]);
     // The grant is revoked below: what calsync wrote is read from the emulator's record.
     let sent = lg.emu.sends().len();
@@ -450,25 +444,9 @@ async fn a_removal_stopped_by_a_revoked_grant_goes_on_after_a_new_consent() {
         d
     };
     // The user revokes calsync's access at Google.
+    lg.revoke_grant(&work).await.unwrap();
     let arn = work.secret_arn.clone().unwrap();
     let mut tokens = calsync::oauth::read_tokens(&lg.ctx, &arn).await.unwrap();
-    let refresh = {
-        use secrecy::ExposeSecret;
-        tokens
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .expose_secret()
-            .to_string()
-    };
-    reqwest::Client::new()
-        .post(format!("{}/emulator/oauth/revoke", lg.emu.url))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
     // An access token still valid would delete at once: let the job need a refresh.
     tokens.expires_at = 0;
     calsync::oauth::write_tokens(&lg.ctx, &arn, &tokens)
@@ -510,7 +488,7 @@ async fn a_removal_stopped_by_a_revoked_grant_goes_on_after_a_new_consent() {
     assert_eq!(back.link_id, work.link_id, "the same link");
     assert_eq!(back.status, calsync::model::LinkStatus::Removing);
     runner::drain(&lg.ctx).await.unwrap();
-    let mut ids: Vec<String> = copies.into_iter().map(|(_, id)| id).collect();
+    let mut ids: Vec<String> = copies.into_iter().map(|(id, _)| id).collect();
     ids.sort();
     assert_eq!(deletes(), ids, "the copies are gone");
     assert_eq!(api.get(&link).await.unwrap().status, 404, "disconnected");
