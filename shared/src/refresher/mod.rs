@@ -33,7 +33,8 @@ pub struct RefreshReport {
     /// Links due for their channel whose secret was not read: their recorded token expiry
     /// is beyond the margin ([`token_check_due`]).
     pub tokens_recorded_fresh: u32,
-    /// Links set to `reconnect_needed` (revoked grant).
+    /// Links whose grant was refused: set to `reconnect_needed` (or, while their copies are
+    /// removed, kept `removing` with the reason).
     pub reconnect_needed: u32,
     /// Links whose refresh or channel upkeep failed (retried next run).
     pub failed: u32,
@@ -199,12 +200,9 @@ async fn look_after(ctx: &Ctx, mut link: Link, now: i64) -> RefreshReport {
         }
         Err(e) => Err(e),
     };
-    match recorded {
-        Ok(()) => {}
-        Err(e) => {
-            tracing::warn!(link = %link.link_id, error = %e, "next look not recorded; looked at again next run");
-            report.failed += 1;
-        }
+    if let Err(e) = recorded {
+        tracing::warn!(link = %link.link_id, error = %e, "next look not recorded; looked at again next run");
+        report.failed += 1;
     }
     report
 }
