@@ -78,6 +78,7 @@ pub enum JobError {
 }
 
 pub mod batch;
+pub mod bookkeeping;
 pub mod fanout;
 pub mod job;
 pub use job::{contained, deadline_from_epoch_ms, run_job, run_job_until};

@@ -1,6 +1,7 @@
 //! Table tests of [`super::link_update`] and [`super::catch_up_covered`].
 
 use super::*;
+use crate::handlers::SYNC_BACK;
 
 fn pull(quarantined: bool) -> Option<Completed> {
     Some(Completed::Pull {
