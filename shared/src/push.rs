@@ -290,11 +290,7 @@ async fn lifecycle(
         (Lifecycle::Removed, Some(l)) => {
             store.delete_channel(&rec.channel_id).await?;
             if let Some(addr) = ctx.config.webhook_url(rec.provider.module().slug()) {
-                let started = match port.start(ctx, &l, &addr).await {
-                    Ok(new) => store.put_channel(&new).await.map_err(anyhow::Error::from),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = started {
+                if let Err(e) = start_channel(ctx, &l, &addr).await {
                     // The token refresher starts one at its next run.
                     tracing::warn!(link = %l.link_id, error = %e, "removed subscription not replaced");
                     store

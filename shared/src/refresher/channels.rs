@@ -10,7 +10,7 @@ use crate::push;
 
 use super::plan::{channel_plan, Need};
 
-/// What channel upkeep did (summed over a run).
+/// What one link's channel upkeep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelReport {
     /// Channels started for links without one.
@@ -21,16 +21,6 @@ pub struct ChannelReport {
     pub stopped: u32,
     /// Failures (logged; retried at the next run).
     pub failed: u32,
-}
-
-impl ChannelReport {
-    /// Add `other`'s counts.
-    pub fn add(&mut self, other: ChannelReport) {
-        self.started += other.started;
-        self.renewed += other.renewed;
-        self.stopped += other.stopped;
-        self.failed += other.failed;
-    }
 }
 
 /// Look after `link`'s channels at `now_ms` (epoch ms; `syncs`: whether the link syncs
@@ -61,7 +51,7 @@ pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool, now_ms: i64) -> (Ch
         now_ms,
         port.renew_before_ms(),
     );
-    let mut need = Need::Nothing;
+    let mut stop_failed = false;
     for c in channels
         .iter()
         .filter(|c| plan.stop.contains(&c.channel_id))
@@ -71,7 +61,7 @@ pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool, now_ms: i64) -> (Ch
             Err(e) => {
                 tracing::warn!(link = %link.link_id, error = %e, "channel not forgotten");
                 report.failed += 1;
-                need = Need::Retry;
+                stop_failed = true;
             }
         }
     }
@@ -108,8 +98,13 @@ pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool, now_ms: i64) -> (Ch
         // Without an address nothing is renewed or started.
         _ => Need::Nothing,
     };
-    if need != Need::Retry {
-        need = channel_need;
-    }
-    (report, need)
+    // A channel not forgotten is tried again at the next run.
+    (
+        report,
+        if stop_failed {
+            Need::Retry
+        } else {
+            channel_need
+        },
+    )
 }

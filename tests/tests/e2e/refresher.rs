@@ -131,6 +131,11 @@ fn upkeep_link(id: &str, upkeep_at: Option<i64>) -> Link {
     l
 }
 
+/// The link `id` as the table holds it.
+async fn stored(ctx: &calsync::config::Ctx, id: &str) -> Link {
+    ctx.store().get_link(id).await.expect("get").expect("link")
+}
+
 /// Write or delete links straight into the table, 25 to a BatchWriteItem.
 async fn batch_links(ctx: &calsync::config::Ctx, requests: Vec<WriteRequest>) {
     for chunk in requests.chunks(25) {
@@ -214,19 +219,11 @@ async fn a_refresher_run_reads_the_links_that_are_due_only() {
         "the links not due are not read: {read:?}"
     );
     for l in &due {
-        let l = store
-            .get_link(&l.link_id)
-            .await
-            .expect("get")
-            .expect("link");
+        let l = stored(&ctx, &l.link_id).await;
         assert_eq!(l.upkeep_at, None, "nothing to look after: out of the index");
     }
     for l in far.iter().step_by(50) {
-        let l = store
-            .get_link(&l.link_id)
-            .await
-            .expect("get")
-            .expect("link");
+        let l = stored(&ctx, &l.link_id).await;
         assert_eq!(l.upkeep_at, Some(later), "not looked at");
     }
     batch_links(&ctx, far.iter().chain(&due).map(delete).collect()).await;
@@ -287,18 +284,10 @@ async fn a_stack_from_before_the_upkeep_index_is_backfilled_once() {
     assert!(report.due_shards_set >= 2, "{report:?}");
     assert!(report.upkeep_set >= 1, "{report:?}");
     assert!(report.channels_stopped >= 1, "{report:?}");
-    let old_now = store
-        .get_link(&old.link_id)
-        .await
-        .expect("get")
-        .expect("link");
+    let old_now = stored(&ctx, &old.link_id).await;
     assert_eq!(old_now.upkeep_at, Some(now), "due at once");
     assert_eq!(old_now.due_shard, Some(Link::due_shard_of(&old.link_id)));
-    let dav_now = store
-        .get_link(&dav.link_id)
-        .await
-        .expect("get")
-        .expect("link");
+    let dav_now = stored(&ctx, &dav.link_id).await;
     assert_eq!(dav_now.upkeep_at, None, "nothing for the refresher");
     assert_eq!(dav_now.due_shard, Some(Link::due_shard_of(&dav.link_id)));
     assert_eq!(
@@ -315,11 +304,7 @@ async fn a_stack_from_before_the_upkeep_index_is_backfilled_once() {
         None,
         "done once"
     );
-    let old_now = store
-        .get_link(&old.link_id)
-        .await
-        .expect("get")
-        .expect("link");
+    let old_now = stored(&ctx, &old.link_id).await;
     assert_eq!(old_now.upkeep_at, None, "looked at: nothing to look after");
     batch_links(&ctx, vec![delete(&old), delete(&dav)]).await;
 }
