@@ -5,7 +5,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use calsync::config::Ctx;
 use calsync::handlers::{self, Direction};
-use calsync::queue::QueueKind;
+use calsync::queue::{QueueKind, SyncJob};
 use serde_json::json;
 
 /// What a drain did.
@@ -46,6 +46,40 @@ async fn receive(
         .send()
         .await?;
     Ok(out.messages.unwrap_or_default())
+}
+
+/// The jobs waiting on `kind`'s queue, in the order SQS delivers them, each with when SQS
+/// received it (`SentTimestamp`, epoch ms); every message is left visible again.
+///
+/// Errors: SQS failure, a body that is not a job.
+pub async fn peek(ctx: &Ctx, kind: QueueKind) -> anyhow::Result<Vec<(SyncJob, i64)>> {
+    let url = ctx.queues().url(kind).await?;
+    let mut seen = Vec::new();
+    loop {
+        let msgs = receive(ctx, kind, 0).await?;
+        if msgs.is_empty() {
+            break;
+        }
+        seen.extend(msgs);
+    }
+    let mut jobs = Vec::new();
+    for m in &seen {
+        ctx.clients
+            .sqs
+            .change_message_visibility()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .visibility_timeout(0)
+            .send()
+            .await?;
+        let sent = m
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_default();
+        jobs.push((serde_json::from_str(m.body().unwrap_or_default())?, sent));
+    }
+    Ok(jobs)
 }
 
 /// Hand `msgs` (received from `kind`) to the handler as Lambda would, then delete what

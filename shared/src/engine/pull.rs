@@ -42,6 +42,11 @@ pub struct PullFrom<'a> {
     /// RFC 6578 lets a server leave such an object out entirely — and is looked up; if it
     /// is gone, it is a removal like any other.
     pub written_after: Option<i64>,
+    /// Set to `true` once the hub holds a page of this pull's changes and more pages are
+    /// still to be read and applied ([`PULL_PAGE`]): the caller may start the other
+    /// members' pushes then, while the pull goes on, rather than after it. Never set by a
+    /// pull of one page or less.
+    pub first_changes: Option<&'a tokio::sync::watch::Sender<bool>>,
 }
 
 /// Pull `link`'s remote changes into the hub from `from`. Counts go into `run`; the outcome
@@ -109,6 +114,7 @@ pub async fn pull(
         hub: hub.into_iter().map(|e| (e.uid.clone(), e)).collect(),
         run,
         hub_changed: false,
+        first_changes: from.first_changes,
         loaded: if targeted {
             Loaded::Keys(uids.into_iter().collect())
         } else {

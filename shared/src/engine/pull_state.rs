@@ -38,6 +38,9 @@ pub(super) struct PullState<'a> {
     pub(super) run: &'a mut RunRecord,
     pub(super) hub_changed: bool,
     pub(super) loaded: Loaded,
+    /// Set to `true` once, after a page that changed the hub when more pages follow
+    /// ([`super::PullFrom::first_changes`]).
+    pub(super) first_changes: Option<&'a tokio::sync::watch::Sender<bool>>,
 }
 
 impl PullState<'_> {
@@ -315,6 +318,19 @@ impl PullState<'_> {
             }
             self.apply_items(page).await?;
             self.demote();
+            if items.len() > 0 {
+                self.more_to_come();
+            }
+        }
+    }
+
+    /// A page is applied and more follow: say so once, if the hub changed
+    /// ([`super::PullFrom::first_changes`]).
+    fn more_to_come(&mut self) {
+        if self.hub_changed {
+            if let Some(tx) = self.first_changes.take() {
+                tx.send_replace(true);
+            }
         }
     }
 
@@ -332,6 +348,7 @@ impl PullState<'_> {
                 futures_util::join!(Box::pin(self.apply_items(fetched)), provider.fetch(next));
             applied?;
             self.demote();
+            self.more_to_come();
             fetched = next?;
         }
         self.apply_items(fetched).await?;

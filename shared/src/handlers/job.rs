@@ -292,15 +292,28 @@ async fn run_leased(
     }
     let outcome = match dir {
         Direction::Pull => {
-            // A retry after a precondition failure re-enumerates.
-            let from = engine::PullFrom {
-                cursor: state.cursor.as_ref().filter(|_| job.trigger != RETRY),
-                recent_deletions: engine::plan::recent_deletions(&state.deletions, now_millis()),
-                written_after: state.written_ms.map(|_| state.updated_ms),
+            // The other members' pushes start once the hub holds a page of this pull's
+            // changes, while the rest is read (a long pull: an initial sync, a bulk change).
+            let (first_tx, first_rx) = tokio::sync::watch::channel(false);
+            let run_id = run.run_id.clone();
+            let early = early_sync_back(ctx, &store, link, &run_id, first_rx);
+            let (store, provider, run, state) = (&store, provider.as_ref(), &mut run, &state);
+            let pulled = async move {
+                let first_tx = first_tx; // dropped when the pull ends: `early` stops waiting
+                                         // A retry after a precondition failure re-enumerates.
+                let from = engine::PullFrom {
+                    cursor: state.cursor.as_ref().filter(|_| job.trigger != RETRY),
+                    recent_deletions: engine::plan::recent_deletions(
+                        &state.deletions,
+                        now_millis(),
+                    ),
+                    written_after: state.written_ms.map(|_| state.updated_ms),
+                    first_changes: Some(&first_tx),
+                };
+                engine::pull(store, link, provider, run, from).await
             };
-            engine::pull(&store, link, provider.as_ref(), &mut run, from)
-                .await
-                .map(|o| (Some(o), None))
+            let (pulled, ()) = futures_util::join!(pulled, early);
+            pulled.map(|o| (Some(o), None))
         }
         Direction::Push => {
             // A sync-back (and its continuation) carries hub changes since the link's last
@@ -393,14 +406,7 @@ async fn run_leased(
     if let Some(p) = pull {
         let mut jobs = Vec::new();
         if p.hub_changed {
-            for other in store.links_of_group(&link.group_id).await? {
-                // A link waiting for its user to reconnect gets its pending changes from
-                // the first sync after reconnection; one whose copies are being removed
-                // gets none.
-                if other.link_id != link.link_id && !other.read_only() && other.status.syncs() {
-                    jobs.push(SyncJob::coalesced(&other.link_id, SYNC_BACK, &run.run_id));
-                }
-            }
+            jobs = sync_back_jobs(&store, link, &run.run_id).await?;
         }
         // A time window moves with the days: once a day, push even without changes so that
         // events entering or leaving the window arrive on (or leave) the member.
@@ -482,6 +488,58 @@ async fn run_leased(
             .await?;
     }
     Ok(run)
+}
+
+/// The sync-back jobs of `link`'s group's other members after a pull that changed the hub,
+/// coalesced by `slot`. A link waiting for its user to reconnect gets its pending changes
+/// from the first sync after reconnection; one whose copies are being removed gets none.
+///
+/// Errors: DynamoDB failure reading the group's links.
+async fn sync_back_jobs(
+    store: &crate::store::Store,
+    link: &Link,
+    slot: &str,
+) -> anyhow::Result<Vec<SyncJob>> {
+    Ok(store
+        .links_of_group(&link.group_id)
+        .await?
+        .into_iter()
+        .filter(|o| o.link_id != link.link_id && !o.read_only() && o.status.syncs())
+        .map(|o| SyncJob::coalesced(&o.link_id, SYNC_BACK, slot))
+        .collect())
+}
+
+/// Once `first` turns `true` (the pull's first page of changes is in the hub, more follow:
+/// [`engine::PullFrom::first_changes`]), queue the other members' sync-backs, so that their
+/// pushes write that page while the pull reads the rest. The pull's own sync-backs follow
+/// when it ends (another slot; FIFO order per link runs them after these), and read what
+/// these did not push. Nothing when the pull ends first. A failure is logged only: the
+/// pull's own sync-backs carry everything.
+async fn early_sync_back(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    link: &Link,
+    run_id: &str,
+    mut first: tokio::sync::watch::Receiver<bool>,
+) {
+    if first.wait_for(|fired| *fired).await.is_err() {
+        return;
+    }
+    let sent = async {
+        let jobs = sync_back_jobs(store, link, &format!("{run_id}:first")).await?;
+        if !jobs.is_empty() {
+            ctx.queues().send(QueueKind::SyncBack, &jobs).await?;
+        }
+        anyhow::Ok(jobs.len())
+    };
+    match sent.await {
+        Ok(n) => {
+            tracing::info!(link = %link.link_id, jobs = n, "first page of changes in the hub: sync-backs queued while the pull goes on")
+        }
+        Err(e) => {
+            tracing::warn!(link = %link.link_id, error = %e, "early sync-backs not queued; the pull's own follow")
+        }
+    }
 }
 
 /// Record the run: its AWS calls, the run record, what it changed on the link (one write at

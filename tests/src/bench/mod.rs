@@ -26,7 +26,9 @@ use calsync::metrics::AwsCalls;
 use calsync::queue::SyncJob;
 
 use crate::fixtures::{self, Server};
-use peers::{cpu_time, generated_event, put_loop, ServersCpu, Vdirsyncer};
+use peers::{
+    cpu_time, floor_again, floor_then_peer, generated_event, xandikos_secs, ServersCpu, Vdirsyncer,
+};
 
 /// One line of the table: what, then the floor's, vdirsyncer's and calsync's values.
 struct Row {
@@ -88,8 +90,6 @@ fn print_table(title: &str, rows: &[Row]) {
     }
 }
 
-/// Run one job of `link_id` and return its AWS calls (everything the function does for it:
-/// lease, cursor, mappings, run record, status).
 /// Print the runs of `links` since `since_ms`, in the order they started: where an initial
 /// sync's time goes. Returns when the last of them ended (epoch ms).
 async fn print_runs(ctx: &Ctx, links: &[(&str, &str)], since_ms: i64) -> anyhow::Result<i64> {
@@ -147,9 +147,13 @@ struct Caldav {
     /// The Radicale link (the source) and the Xandikos link (the target).
     source: String,
     target: String,
-    floor: f64,
+    /// The floor's wall (the mean of its two loops); `None` when the peers were left out.
+    floor: Option<f64>,
     peer_initial: Option<f64>,
     initial: f64,
+    /// calsync's initial-sync wall per second of Xandikos CPU, and the floor's.
+    per_xandikos: f64,
+    floor_per_xandikos: Option<f64>,
     cpu: f64,
     quiet_calls: f64,
     change_calls: u64,
@@ -161,7 +165,7 @@ struct Caldav {
 /// Errors: a server or the local stack failed.
 pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
     let ctx = crate::local_ctx().await;
-    let m = caldav(&ctx, n).await?;
+    let m = caldav(&ctx, n, true).await?;
     print_table(
         &format!("Radicale → Xandikos, {n} events (2 cores; the same servers and calendar for all three)"),
         &m.rows,
@@ -181,27 +185,34 @@ pub async fn run(n: usize, google: bool) -> anyhow::Result<()> {
 /// each size's table, then the growth table and, at the largest size, the sync worker's and
 /// sync-back's peak RSS as Lambda runs them ([`lambda::invoke`]).
 ///
+/// The floor and vdirsyncer run at the sizes up to `peers_up_to` events only: Xandikos's
+/// cost per PUT grows with its collection, so each of their syncs of 10,000 events takes
+/// about an hour on a 2-core machine. Above it calsync runs alone, and its wall per second
+/// of Xandikos CPU (the floor's is 1.03 in every run so far) is what compares it.
+///
 /// Errors: a server or the local stack failed.
-pub async fn scale(sizes: &[usize]) -> anyhow::Result<()> {
+pub async fn scale(sizes: &[usize], peers_up_to: usize) -> anyhow::Result<()> {
     let ctx = crate::local_ctx().await;
     let mut measured = Vec::new();
     for &n in sizes {
-        let m = caldav(&ctx, n).await?;
+        let m = caldav(&ctx, n, n <= peers_up_to).await?;
         print_table(&format!("Radicale → Xandikos, {n} events"), &m.rows);
         measured.push((m, lambda::own_peak_rss_kb()));
     }
     println!("\nGrowth (Radicale → Xandikos; the same servers, one run)");
-    println!("| events | floor (PUT loop) | vdirsyncer | calsync | calsync / floor | calsync / vdirsyncer | calsync CPU per 1,000 | no-change AWS calls per link | one change: AWS calls | one change: items read | peak RSS of the bench so far |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| events | floor (PUT loop) | vdirsyncer | calsync | calsync / floor | calsync / vdirsyncer | wall per second of Xandikos CPU: calsync (floor) | calsync CPU per 1,000 | no-change AWS calls per link | one change: AWS calls | one change: items read | peak RSS of the bench so far |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (m, rss) in &measured {
         println!(
-            "| {} | {:.1} s | {} | {:.1} s | {} | {} | {:.2} s | {:.0} | {} | {} | {} MB |",
+            "| {} | {} | {} | {:.1} s | {} | {} | {:.2} ({}) | {:.2} s | {:.0} | {} | {} | {} MB |",
             m.n,
-            m.floor,
+            cell(m.floor, "s"),
             cell(m.peer_initial, "s"),
             m.initial,
-            ratio(m.initial, Some(m.floor)),
+            ratio(m.initial, m.floor),
             ratio(m.initial, m.peer_initial),
+            m.per_xandikos,
+            cell(m.floor_per_xandikos, "s/s"),
             m.cpu * 1000.0 / m.n as f64,
             m.quiet_calls,
             m.change_calls,
@@ -240,9 +251,9 @@ pub(crate) fn binaries_dir() -> anyhow::Result<Option<std::path::PathBuf>> {
         .map(std::path::Path::to_path_buf))
 }
 
-/// The Radicale → Xandikos part at `n` events: the floor, vdirsyncer and calsync's initial
-/// sync, a no-change sync and one change among `n`.
-async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
+/// The Radicale → Xandikos part at `n` events: the floor and vdirsyncer (with `peers`) and
+/// calsync's initial sync, a no-change sync and one change among `n`.
+async fn caldav(ctx: &Ctx, n: usize, peers: bool) -> anyhow::Result<Caldav> {
     let tag = fixtures::unique("bench");
     let src = fixtures::new_calendar(ctx, Server::Radicale, &tag).await?;
     let t = Instant::now();
@@ -255,27 +266,16 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     );
     let mut rows = Vec::new();
 
-    // The floor, first (and again after calsync, below).
-    let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
-    let servers = ServersCpu::now();
-    let floor_cpu0 = cpu_time(false)?;
-    let floor_first = put_loop(&floor_dst, n).await?.as_secs_f64();
-    // The PUT loop runs in this process, on the same HTTP stack (reqwest, hyper): its CPU
-    // is what the N PUTs alone cost, the floor under any engine's CPU.
-    let floor_cpu = cpu_time(false)?.saturating_sub(floor_cpu0).as_secs_f64();
-    let floor_servers_now = ServersCpu::now();
-    let floor_servers = floor_servers_now.since(&servers);
-    let mut floor_xandikos = xandikos_secs(&servers, &floor_servers_now);
-
-    // vdirsyncer.
-    let peer_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
-    let peer = Vdirsyncer::new(&src, &peer_dst)?;
-    let servers = ServersCpu::now();
-    let peer_initial = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
-    let peer_servers_now = ServersCpu::now();
-    let peer_servers = peer_servers_now.since(&servers);
-    let peer_xandikos = xandikos_secs(&servers, &peer_servers_now);
-    let peer_quiet = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
+    // The floor, first (and again after calsync, below), then vdirsyncer.
+    let first = if peers {
+        Some(floor_then_peer(ctx, &src, &tag, n).await?)
+    } else {
+        println!("setup: the floor and vdirsyncer left out at {n} events (calsync alone)");
+        None
+    };
+    let peer = first.as_ref().and_then(|f| f.peer.as_ref());
+    let peer_initial = first.as_ref().and_then(|f| f.peer_initial.as_ref());
+    let peer_quiet = first.as_ref().and_then(|f| f.peer_quiet.as_ref());
 
     // calsync.
     let dst = fixtures::new_calendar(ctx, Server::Xandikos, &tag).await?;
@@ -295,8 +295,10 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     let drained = t.elapsed().as_secs_f64();
     println!("calsync: initial sync done in {drained:.1} s (the queues found empty)");
     println!("servers' CPU during the initial sync (2 cores shared with the syncing process):");
-    println!("  floor:      {floor_servers}");
-    println!("  vdirsyncer: {peer_servers}");
+    if let Some(f) = &first {
+        println!("  floor:      {}", f.floor_servers);
+        println!("  vdirsyncer: {}", f.peer_servers);
+    }
     let servers_now = ServersCpu::now();
     println!("  calsync:    {}", servers_now.since(&servers));
     let xandikos = xandikos_secs(&servers, &servers_now);
@@ -318,58 +320,58 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     // The floor again, now that the three syncs have run: Xandikos's cost per PUT drifts
     // within one process (about 10 % in a run), and a floor measured only first would
     // favour whatever runs first. The ratios use the mean of the two.
-    let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor2")).await?;
-    let servers = ServersCpu::now();
-    let floor_again = put_loop(&floor_dst, n).await?.as_secs_f64();
-    floor_xandikos += xandikos_secs(&servers, &ServersCpu::now());
-    let floor = (floor_first + floor_again) / 2.0;
-    println!(
-        "floor (PUT loop): {floor_first:.2} s first, {floor_again:.2} s again after calsync; the ratios use their mean, {floor:.2} s"
-    );
+    let floor = match &first {
+        Some(f) => Some(floor_again(ctx, &tag, n, f).await?),
+        None => None,
+    };
     rows.push(Row::new(
         &format!("initial sync, {n} events: wall"),
-        Some(floor),
-        peer_initial.as_ref().map(|p| p.wall.as_secs_f64()),
+        floor.as_ref().map(|f| f.wall),
+        peer_initial.map(|p| p.wall.as_secs_f64()),
         initial,
         "s",
     ));
     // Xandikos is CPU-bound, and what one PUT costs it moves by ±10 % between syncs of
     // the same run: the wall per second of its CPU is the part of the wall that is the
     // syncing tool's own (1.00 when Xandikos is never idle).
+    let per_xandikos = initial / xandikos.max(0.01);
     rows.push(Row::new(
         "initial sync: wall per second of Xandikos CPU",
-        Some((floor_first + floor_again) / floor_xandikos.max(0.01)),
-        peer_initial
-            .as_ref()
-            .map(|p| p.wall.as_secs_f64() / peer_xandikos.max(0.01)),
-        initial / xandikos.max(0.01),
+        floor.as_ref().map(|f| f.per_xandikos),
+        first.as_ref().and_then(|f| {
+            f.peer_initial
+                .as_ref()
+                .map(|p| p.wall.as_secs_f64() / f.peer_xandikos.max(0.01))
+        }),
+        per_xandikos,
         "s/s",
     ));
+    let floor_cpu = first.as_ref().map(|f| f.floor_cpu);
     rows.push(Row::new(
         "initial sync: CPU (user + system)",
-        Some(floor_cpu),
-        peer_initial.as_ref().map(|p| p.cpu.as_secs_f64()),
+        floor_cpu,
+        peer_initial.map(|p| p.cpu.as_secs_f64()),
         cpu,
         "s",
     ));
     rows.push(Row::new(
         "initial sync: CPU per 1,000 events",
-        Some(floor_cpu * 1000.0 / n as f64),
-        peer_initial
-            .as_ref()
-            .map(|p| p.cpu.as_secs_f64() * 1000.0 / n as f64),
+        floor_cpu.map(|c| c * 1000.0 / n as f64),
+        peer_initial.map(|p| p.cpu.as_secs_f64() * 1000.0 / n as f64),
         cpu * 1000.0 / n as f64,
         "s",
     ));
     // What the sync costs beyond the PUTs themselves (the floor's loop, on the same HTTP
     // stack): reading and parsing the source, the hub and mapping items, the bookkeeping.
-    rows.push(Row::new(
-        "initial sync: CPU beyond the floor's PUTs, per 1,000 events",
-        None,
-        None,
-        (cpu - floor_cpu).max(0.0) * 1000.0 / n as f64,
-        "s",
-    ));
+    if let Some(floor_cpu) = floor_cpu {
+        rows.push(Row::new(
+            "initial sync: CPU beyond the floor's PUTs, per 1,000 events",
+            None,
+            None,
+            (cpu - floor_cpu).max(0.0) * 1000.0 / n as f64,
+            "s",
+        ));
+    }
 
     // No change: one pull per link (what the schedule runs), no sync-back follows. First one
     // settling pull each: the first pull after calsync's own writes lists them (and finds
@@ -389,7 +391,7 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
     rows.push(Row::new(
         "no-change sync (both calendars): wall",
         None,
-        peer_quiet.as_ref().map(|p| p.wall.as_secs_f64()),
+        peer_quiet.map(|p| p.wall.as_secs_f64()),
         quiet,
         "s",
     ));
@@ -424,10 +426,7 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
         t.replacen("SUMMARY:", "SUMMARY:Edited ", 1)
     })
     .await?;
-    let peer_change = match &peer {
-        Some(v) => Some(v.sync()?),
-        None => None,
-    };
+    let peer_change = peer.map(Vdirsyncer::sync).transpose()?;
     let t = Instant::now();
     let pull = job_calls(ctx, &a.link_id, Direction::Pull).await?;
     let push = job_calls(ctx, &b.link_id, Direction::Push).await?;
@@ -463,22 +462,16 @@ async fn caldav(ctx: &Ctx, n: usize) -> anyhow::Result<Caldav> {
         tag,
         source: a.link_id.clone(),
         target: b.link_id.clone(),
-        floor,
-        peer_initial: peer_initial.as_ref().map(|p| p.wall.as_secs_f64()),
+        floor: floor.as_ref().map(|f| f.wall),
+        peer_initial: peer_initial.map(|p| p.wall.as_secs_f64()),
         initial,
+        per_xandikos,
+        floor_per_xandikos: floor.as_ref().map(|f| f.per_xandikos),
         cpu,
         quiet_calls: (quiet_a.total() + quiet_b.total()) as f64 / 2.0,
         change_calls: pull.total() + push.total(),
         change_items: pull.ddb_items_read + push.ddb_items_read,
     })
-}
-
-/// Xandikos's CPU seconds between two readings.
-fn xandikos_secs(earlier: &ServersCpu, later: &ServersCpu) -> f64 {
-    later
-        .xandikos
-        .saturating_sub(earlier.xandikos)
-        .as_secs_f64()
 }
 
 /// The functions' table, from the release binaries beside this one (`make bench` builds

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::fixtures::{PASSWORD, USER};
+use calsync::config::Ctx;
+
+use crate::fixtures::{self, Server, PASSWORD, USER};
 
 /// The generated calendar: `n` events, every tenth a weekly series (with an EXDATE), all in
 /// `TZID=Europe/Berlin` with its VTIMEZONE, summaries and descriptions in non-ASCII text.
@@ -212,6 +214,97 @@ impl Drop for Vdirsyncer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The floor's first PUT loop and vdirsyncer's syncs, before calsync's (`bench::caldav`).
+pub struct FirstPeers {
+    pub floor_first: f64,
+    /// The CPU of this process during the floor's loop (seconds).
+    pub floor_cpu: f64,
+    pub floor_servers: String,
+    /// Xandikos's CPU during the floor's loop (seconds).
+    pub floor_xandikos: f64,
+    pub peer: Option<Vdirsyncer>,
+    pub peer_initial: Option<PeerRun>,
+    pub peer_quiet: Option<PeerRun>,
+    pub peer_servers: String,
+    pub peer_xandikos: f64,
+}
+
+/// The floor's PUT loop into a new Xandikos calendar, then vdirsyncer's initial and
+/// no-change syncs from `src` into another.
+pub async fn floor_then_peer(
+    ctx: &Ctx,
+    src: &str,
+    tag: &str,
+    n: usize,
+) -> anyhow::Result<FirstPeers> {
+    let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor")).await?;
+    let servers = ServersCpu::now();
+    let floor_cpu0 = cpu_time(false)?;
+    let floor_first = put_loop(&floor_dst, n).await?.as_secs_f64();
+    // The PUT loop runs in this process, on the same HTTP stack (reqwest, hyper): its CPU
+    // is what the N PUTs alone cost, the floor under any engine's CPU.
+    let floor_cpu = cpu_time(false)?.saturating_sub(floor_cpu0).as_secs_f64();
+    let floor_servers_now = ServersCpu::now();
+    let floor_servers = floor_servers_now.since(&servers);
+    let floor_xandikos = xandikos_secs(&servers, &floor_servers_now);
+
+    let peer_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-vds")).await?;
+    let peer = Vdirsyncer::new(src, &peer_dst)?;
+    let servers = ServersCpu::now();
+    let peer_initial = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
+    let peer_servers_now = ServersCpu::now();
+    let peer_quiet = peer.as_ref().map(Vdirsyncer::sync).transpose()?;
+    Ok(FirstPeers {
+        floor_first,
+        floor_cpu,
+        floor_servers,
+        floor_xandikos,
+        peer,
+        peer_initial,
+        peer_quiet,
+        peer_servers: peer_servers_now.since(&servers),
+        peer_xandikos: xandikos_secs(&servers, &peer_servers_now),
+    })
+}
+
+/// The floor measured twice ([`floor_again`]).
+pub struct Floor {
+    /// The mean of the two loops' walls (seconds).
+    pub wall: f64,
+    /// Both loops' wall per second of Xandikos CPU.
+    pub per_xandikos: f64,
+}
+
+/// The floor's second PUT loop, after calsync's sync, and the mean of the two.
+pub async fn floor_again(
+    ctx: &Ctx,
+    tag: &str,
+    n: usize,
+    first: &FirstPeers,
+) -> anyhow::Result<Floor> {
+    let floor_dst = fixtures::new_calendar(ctx, Server::Xandikos, &format!("{tag}-floor2")).await?;
+    let servers = ServersCpu::now();
+    let again = put_loop(&floor_dst, n).await?.as_secs_f64();
+    let xandikos = first.floor_xandikos + xandikos_secs(&servers, &ServersCpu::now());
+    let wall = (first.floor_first + again) / 2.0;
+    println!(
+        "floor (PUT loop): {:.2} s first, {again:.2} s again after calsync; the ratios use their mean, {wall:.2} s",
+        first.floor_first
+    );
+    Ok(Floor {
+        wall,
+        per_xandikos: (first.floor_first + again) / xandikos.max(0.01),
+    })
+}
+
+/// Xandikos's CPU seconds between two readings.
+pub fn xandikos_secs(earlier: &ServersCpu, later: &ServersCpu) -> f64 {
+    later
+        .xandikos
+        .saturating_sub(earlier.xandikos)
+        .as_secs_f64()
 }
 
 #[cfg(test)]

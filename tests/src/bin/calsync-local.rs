@@ -11,7 +11,7 @@
 //! calsync-local token --user N [--ttl S]  a development token for user N (needs serve)
 //! calsync-local openapi             print the API's OpenAPI document (docs/openapi.json)
 //! calsync-local bench [--events N] [--no-google]  side by side with the floor and vdirsyncer (make bench)
-//! calsync-local bench-scale [--sizes A,B,C]  the growth table and the functions' peak RSS (make bench-scale)
+//! calsync-local bench-scale [--sizes A,B,C] [--peers-up-to N]  the growth table and the functions' peak RSS (make bench-scale)
 //! calsync-local bench-rss [--events N]  the functions' peak RSS on an N-event calendar (make bench-rss)
 //! calsync-local bench-fanout [--links N]  the schedule's tick against N links (make bench-fanout)
 //! calsync-local bench-functions     the functions' binary size, cold init and RSS (make bench-functions)
@@ -137,7 +137,10 @@ async fn run() -> ExitCode {
                 .split(',')
                 .filter_map(|v| v.trim().parse().ok())
                 .collect();
-            bench::scale(&sizes).await.map(|_| true)
+            let peers_up_to = flag("--peers-up-to")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(usize::MAX);
+            bench::scale(&sizes, peers_up_to).await.map(|_| true)
         }
         Some("bench-rss") => {
             let n = flag("--events")
@@ -184,7 +187,7 @@ async fn run() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | bench-scale [--sizes 1000,5000,10000] | bench-rss [--events 10000] | bench-fanout [--links N] | bench-functions | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
+                "usage: calsync-local demo [--ics FILE] [--name N] | drain | schedule | serve [--every S] [--api-port P] | token --user N [--ttl S] | bench [--events N] [--no-google] | bench-scale [--sizes 1000,5000,10000] [--peers-up-to N] | bench-rss [--events 10000] | bench-fanout [--links N] | bench-functions | soak [--schedules N] [--epochs E] [--first-seed S] | connect-google --group G --user U [--calendar C] [--name N] [--port P]"
             );
             return ExitCode::from(2);
         }

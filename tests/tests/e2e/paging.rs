@@ -9,8 +9,9 @@ use calsync::config::{now_millis, Ctx};
 use calsync::engine::{PULL_PAGE, PUSH_PAGE};
 use calsync::handlers::Direction;
 use calsync::model::{EventStatus, HubEvent};
+use calsync::queue::{QueueKind, SyncJob};
 use calsync_e2e::fixtures::{self, client_retitle, simple_event, Server};
-use calsync_e2e::local_ctx;
+use calsync_e2e::{local_ctx, runner};
 
 /// Events in the calendar: more than two pull pages and one push page.
 const N: usize = 450;
@@ -139,4 +140,72 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
     for (_, s) in on_radicale.iter().filter(|(_, s)| s.uid == uid(10)) {
         assert!(s.to_ical().contains("LOCATION:Hub room"), "{s:?}");
     }
+}
+
+/// A pull of more than one page queues the other members' sync-backs as soon as its first
+/// page is in the hub, while it reads and writes the rest, so that their pushes need not
+/// wait for the whole pull (issue 11: the initial sync's wall); its own sync-backs follow
+/// when it ends, and nothing is written twice.
+#[tokio::test]
+async fn a_long_pull_queues_the_sync_back_once_its_first_page_is_in_the_hub() {
+    let ctx = local_ctx().await;
+    let tag = fixtures::unique("early");
+    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag)
+        .await
+        .unwrap();
+    let events: Vec<String> = (0..N)
+        .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
+        .collect();
+    fixtures::radicale_upload(&src, &events).await.unwrap();
+    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag)
+        .await
+        .unwrap();
+    let group = fixtures::unique("early-group");
+    let user = fixtures::fresh_user();
+    let r = fixtures::caldav_link(&ctx, &group, user, &src, "radicale")
+        .await
+        .unwrap();
+    let x = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos")
+        .await
+        .unwrap();
+
+    let pulled = fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    assert_eq!(pulled.created as usize, N, "{pulled:?}");
+    let queued: Vec<(SyncJob, i64)> = runner::peek(&ctx, QueueKind::SyncBack)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(j, _)| j.link_id == x.link_id)
+        .collect();
+    let slots: Vec<&str> = queued.iter().map(|(j, _)| j.dedup.as_str()).collect();
+    let own = format!("{}:sync-back:{}", x.link_id, pulled.run_id);
+    assert_eq!(slots, [format!("{own}:first"), own], "{queued:?}");
+    // The first was queued while the pull still wrote: later pages' hub events are newer.
+    let first_sent = queued[0].1;
+    let heads = ctx.store().event_heads_of_group(&group).await.unwrap();
+    let written_after = heads.iter().filter(|e| e.updated_ms > first_sent).count();
+    assert!(
+        written_after >= N - 2 * PULL_PAGE,
+        "{written_after} of {N} hub events written after the first sync-back was queued"
+    );
+
+    let drained = runner::drain(&ctx).await.unwrap();
+    assert_eq!(drained.failures, 0, "{drained:?}");
+    let counts = fixtures::uid_counts(&ctx, &dst).await.unwrap();
+    assert_eq!(counts.len(), N);
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "written twice: {counts:?}"
+    );
+    let pushes: Vec<_> = ctx
+        .store()
+        .runs_of_link(&x.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|run| run.kind == "push")
+        .collect();
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    let created: u32 = pushes.iter().map(|run| run.created).sum();
+    assert_eq!(created as usize, N, "{pushes:?}");
 }
