@@ -30,6 +30,26 @@ pub struct SyncJob {
     /// the catch-up is skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_full_push: Option<i64>,
+    /// For a continuation of a push that read the whole group: where the run before it
+    /// stopped, and when the chain began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<PushResume>,
+}
+
+/// Where a continuation of a full push picks up ([`SyncJob::resume`]). The chain of runs
+/// reads the group's hub events once, in UID order: each continuation from the page the run
+/// before it stopped in, not from the first. As the chain's earlier runs read the lower UIDs
+/// before the later ones began, the chain completes as of its first run: the link's
+/// watermark becomes `read_ms` and its completed full push `full_seq`
+/// ([`crate::handlers::bookkeeping::Completed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResume {
+    /// Hub events with a UID after this one are still to be read (`None`: from the first).
+    pub after: Option<String>,
+    /// When the chain's first run began reading the hub (epoch ms).
+    pub read_ms: i64,
+    /// The chain's [`crate::model::Link::full_push_seq`], counted by its first run.
+    pub full_seq: i64,
 }
 
 impl SyncJob {
@@ -42,6 +62,7 @@ impl SyncJob {
             push_seq: None,
             silent: false,
             after_full_push: None,
+            resume: None,
         }
     }
 
@@ -54,6 +75,7 @@ impl SyncJob {
             push_seq: None,
             silent: false,
             after_full_push: None,
+            resume: None,
         }
     }
 
@@ -67,6 +89,12 @@ impl SyncJob {
     /// ([`SyncJob::after_full_push`]).
     pub fn after_full_push(mut self, seq: i64) -> Self {
         self.after_full_push = Some(seq);
+        self
+    }
+
+    /// This continuation, picking up at `resume` (`None`: from the start).
+    pub fn resuming(mut self, resume: Option<PushResume>) -> Self {
+        self.resume = resume;
         self
     }
 

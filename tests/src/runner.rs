@@ -53,6 +53,29 @@ async fn receive(
 ///
 /// Errors: SQS failure, a body that is not a job.
 pub async fn peek(ctx: &Ctx, kind: QueueKind) -> anyhow::Result<Vec<(SyncJob, i64)>> {
+    take_where(ctx, kind, |_| false).await
+}
+
+/// Remove the jobs of `link_id` waiting on `kind`'s queue and return them in the order SQS
+/// delivers them (a test then runs them itself); the other jobs are left visible again.
+///
+/// Errors: SQS failure, a body that is not a job.
+pub async fn take(ctx: &Ctx, kind: QueueKind, link_id: &str) -> anyhow::Result<Vec<SyncJob>> {
+    let all = take_where(ctx, kind, |j| j.link_id == link_id).await?;
+    Ok(all
+        .into_iter()
+        .filter(|(j, _)| j.link_id == link_id)
+        .map(|(j, _)| j)
+        .collect())
+}
+
+/// Every job waiting on `kind`'s queue with its `SentTimestamp`; those `remove` picks are
+/// deleted, the others made visible again.
+async fn take_where(
+    ctx: &Ctx,
+    kind: QueueKind,
+    remove: impl Fn(&SyncJob) -> bool,
+) -> anyhow::Result<Vec<(SyncJob, i64)>> {
     let url = ctx.queues().url(kind).await?;
     let mut seen = Vec::new();
     loop {
@@ -62,22 +85,31 @@ pub async fn peek(ctx: &Ctx, kind: QueueKind) -> anyhow::Result<Vec<(SyncJob, i6
         }
         seen.extend(msgs);
     }
+    let sqs = &ctx.clients.sqs;
     let mut jobs = Vec::new();
     for m in &seen {
-        ctx.clients
-            .sqs
-            .change_message_visibility()
-            .queue_url(&url)
-            .receipt_handle(m.receipt_handle().unwrap_or_default())
-            .visibility_timeout(0)
-            .send()
-            .await?;
+        let job: SyncJob = serde_json::from_str(m.body().unwrap_or_default())?;
+        let handle = m.receipt_handle().unwrap_or_default();
+        if remove(&job) {
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(handle)
+                .send()
+                .await?;
+        } else {
+            sqs.change_message_visibility()
+                .queue_url(&url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await?;
+        }
         let sent = m
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
             .and_then(|t| t.parse().ok())
             .unwrap_or_default();
-        jobs.push((serde_json::from_str(m.body().unwrap_or_default())?, sent));
+        jobs.push((job, sent));
     }
     Ok(jobs)
 }

@@ -62,7 +62,7 @@ pub struct PullOutcome {
 }
 
 /// What a push left undone.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
     /// A precondition failed: pull this link to merge the remote change, then push again.
     pub needs_pull: bool,
@@ -74,4 +74,6 @@ pub struct PushOutcome {
     /// It read the whole group, counted as this [`crate::model::Link::full_push_seq`] before
     /// the read (`None`: it read the changes since the watermark).
     pub full_seq: Option<i64>,
+    /// With `more` after reading the whole group: where its continuation picks up.
+    pub resume: Option<crate::queue::PushResume>,
 }

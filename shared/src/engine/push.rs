@@ -10,6 +10,7 @@ use crate::config::now_millis;
 use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
 use crate::provider::{Provider, ProviderError, RemoteId, Write, WriteOutcome};
+use crate::queue::PushResume;
 use crate::store::{ChangeCursor, Store};
 
 /// A targeted push reads again the hub events changed this long (ms) before its watermark:
@@ -21,11 +22,14 @@ pub const PUSH_TARGETED_MAX: usize = 100;
 
 /// Where a push starts from.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PushFrom {
+pub struct PushFrom<'a> {
     /// No chunk of writes after the first starts past this instant.
     pub deadline: Option<std::time::Instant>,
     /// The link's push watermark (epoch ms; `None`: read the whole group).
     pub watermark: Option<i64>,
+    /// A continuation of a push that read the whole group: read on from where it stopped
+    /// (the watermark is not used), and complete as of the chain's first run.
+    pub resume: Option<&'a PushResume>,
 }
 
 /// Push hub changes to `link`. Per-event rejections mark the event `error` and go on. With a
@@ -35,13 +39,16 @@ pub struct PushFrom {
 /// With `from.watermark` (the link's [`Link::pushed_through_ms`]), only hub events changed
 /// since [`PUSH_OVERLAP_MS`] before it are read (GSI `changes-index`, then their mappings
 /// by key); more than [`PUSH_TARGETED_MAX`] of them, or none given, and the whole group is
-/// read. The outcome's `read_ms` is the next watermark once the push is complete.
+/// read. The outcome's `read_ms` is the next watermark once the push is complete. A whole
+/// group push that stops at its deadline says in `resume` where its continuation picks up
+/// (the events page it stopped in); one given `from.resume` reads the events and mapping
+/// heads after that UID only, so that a chain of runs reads the group once.
 pub async fn push(
     store: &Store,
     link: &Link,
     provider: &dyn Provider,
     run: &mut RunRecord,
-    from: PushFrom,
+    from: PushFrom<'_>,
 ) -> Result<PushOutcome, EngineError> {
     let mut out = PushOutcome {
         read_ms: now_millis(),
@@ -50,7 +57,7 @@ pub async fn push(
     if link.read_only() {
         return Ok(out);
     }
-    let changed = match from.watermark {
+    let changed = match from.watermark.filter(|_| from.resume.is_none()) {
         Some(w) => {
             let since = ChangeCursor {
                 ms: w - PUSH_OVERLAP_MS,
@@ -84,15 +91,28 @@ pub async fn push(
             w.page(maps, events, false).await?;
         }
         None => {
-            // The whole group, a page of events at a time against the heads of the link's
-            // mappings: memory holds two pages' bodies, whatever the group's size.
-            w.out.full_seq = Some(store.begin_full_push(&link.link_id).await?);
-            let heads = store.mapping_heads_of_link(&link.link_id).await?;
+            // The whole group (from where the run before stopped), a page of events at a
+            // time against the heads of the link's mappings: memory holds two pages'
+            // bodies, whatever the group's size.
+            let (after, full_seq) = match from.resume {
+                Some(r) => {
+                    w.out.read_ms = r.read_ms;
+                    (r.after.clone(), r.full_seq)
+                }
+                None => (None, store.begin_full_push(&link.link_id).await?),
+            };
+            w.out.full_seq = Some(full_seq);
+            let heads = store
+                .mapping_heads_of_link_after(&link.link_id, after.as_deref())
+                .await?;
             let mut heads: HashMap<String, Mapping> =
                 heads.into_iter().map(|m| (m.uid.clone(), m)).collect();
             // Each page is written while the next one is read, so that the member is not
             // kept waiting for the store between pages (memory: two pages' bodies).
-            let mut page = store.events_page(&link.group_id, None, PUSH_PAGE).await?;
+            let mut page_after = after;
+            let mut page = store
+                .events_page(&link.group_id, page_after.as_deref(), PUSH_PAGE)
+                .await?;
             loop {
                 let maps = page
                     .items
@@ -100,6 +120,7 @@ pub async fn push(
                     .filter_map(|e| heads.remove(&e.uid))
                     .map(|m| (m.uid.clone(), m))
                     .collect();
+                let next_after = page.next.clone();
                 let next = page
                     .next
                     .as_ref()
@@ -114,13 +135,25 @@ pub async fn push(
                     .await;
                 written?;
                 match next? {
-                    Some(n) if !w.stopped => page = n,
+                    Some(n) if !w.stopped => {
+                        page = n;
+                        page_after = next_after;
+                    }
                     _ => break,
                 }
                 if w.past_deadline() {
                     w.out.more = true;
                     break;
                 }
+            }
+            // Out of time: in the page read after `page_after` (stopped in it, or before
+            // it), or in none (a stop that queues no continuation).
+            if w.out.more {
+                w.out.resume = Some(PushResume {
+                    after: page_after,
+                    read_ms: w.out.read_ms,
+                    full_seq,
+                });
             }
         }
     }

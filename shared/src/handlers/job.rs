@@ -322,6 +322,7 @@ async fn run_leased(
             let from = engine::PushFrom {
                 deadline: Some(push_deadline),
                 watermark: link.pushed_through_ms.filter(|_| incremental),
+                resume: job.resume.as_ref().filter(|_| job.trigger == CONTINUE),
             };
             engine::push(&store, link, provider.as_ref(), &mut run, from)
                 .await
@@ -470,16 +471,14 @@ async fn run_leased(
             store.put_cursor_state(&link.link_id, &owed).await?;
         }
     }
-    if push.is_some_and(|p| p.more) {
-        // Out of time with writes left: the next run carries on from the saved mappings.
-        queues
-            .send(
-                QueueKind::SyncBack,
-                &[SyncJob::coalesced(&link.link_id, CONTINUE, &run.run_id)],
-            )
-            .await?;
+    if let Some(p) = push.as_ref().filter(|p| p.more) {
+        // Out of time with writes left: the next run carries on from the saved mappings
+        // (a whole-group push: from the page it stopped in).
+        let next =
+            SyncJob::coalesced(&link.link_id, CONTINUE, &run.run_id).resuming(p.resume.clone());
+        queues.send(QueueKind::SyncBack, &[next]).await?;
     }
-    if push.is_some_and(|p| p.needs_pull) {
+    if push.as_ref().is_some_and(|p| p.needs_pull) {
         queues
             .send(
                 QueueKind::SyncJobs,

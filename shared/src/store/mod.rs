@@ -374,9 +374,35 @@ impl Store {
     /// `conflict_remote` `None`), as [`Store::event_heads_of_group`] reads events. A head
     /// is never written back: read the whole mapping by key first.
     pub async fn mapping_heads_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
-        let t = &self.cfg.mappings_table;
-        self.query_all_as(t, None, "link_id", s(link_id), Decode::Head)
-            .await
+        self.mapping_heads_of_link_after(link_id, None).await
+    }
+
+    /// [`Store::mapping_heads_of_link`] of the UIDs after `after` only (`None`: all), for a
+    /// continuation of a full push ([`crate::queue::PushResume`]).
+    pub async fn mapping_heads_of_link_after(
+        &self,
+        link_id: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<Mapping>, StoreError> {
+        let Some(after) = after else {
+            let t = &self.cfg.mappings_table;
+            return self
+                .query_all_as(t, None, "link_id", s(link_id), Decode::Head)
+                .await;
+        };
+        let table = &self.cfg.mappings_table;
+        self.query_pages(table, Decode::Head, |start| {
+            self.ddb
+                .query()
+                .table_name(table)
+                .key_condition_expression("link_id = :l AND #u > :after")
+                .expression_attribute_names("#u", "uid")
+                .expression_attribute_values(":l", s(link_id))
+                .expression_attribute_values(":after", s(after))
+                .set_exclusive_start_key(start)
+                .consistent_read(true)
+        })
+        .await
     }
 
     /// Create or replace a mapping (fenced, see [`Store::fenced`]).

@@ -209,3 +209,87 @@ async fn a_long_pull_queues_the_sync_back_once_its_first_page_is_in_the_hub() {
     let created: u32 = pushes.iter().map(|run| run.created).sum();
     assert_eq!(created as usize, N, "{pushes:?}");
 }
+
+/// A push that reads the whole group and runs out of time hands its continuation the events
+/// page it stopped in: the chain reads the group once rather than once a run, writes each
+/// event once, and completes as of its first run (issue 11: at 10,000 events into Xandikos,
+/// six continuations each read the whole group again).
+#[tokio::test]
+async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
+    let mut ctx = local_ctx().await;
+    let tag = fixtures::unique("resume");
+    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag)
+        .await
+        .unwrap();
+    let events: Vec<String> = (0..N)
+        .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
+        .collect();
+    fixtures::radicale_upload(&src, &events).await.unwrap();
+    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag)
+        .await
+        .unwrap();
+    let group = fixtures::unique("resume-group");
+    let user = fixtures::fresh_user();
+    let r = fixtures::caldav_link(&ctx, &group, user, &src, "radicale")
+        .await
+        .unwrap();
+    let x = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos")
+        .await
+        .unwrap();
+    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    // The pull's own sync-backs are left out: this test runs the chain itself.
+    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap();
+    let before = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
+
+    // One chunk of writes a run (the CalDAV write batch, 50): nine runs.
+    ctx.config.run_budget_secs = 0;
+    let mut job = SyncJob::unique(&x.link_id, "api"); // a push that reads the whole group
+    let mut runs = Vec::new();
+    loop {
+        let run = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, "ok", "{run:?}");
+        runs.push(run);
+        let queued = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+            .await
+            .unwrap();
+        match queued.into_iter().find(|j| j.trigger == "continue") {
+            Some(next) => job = next,
+            None => break,
+        }
+        assert!(runs.len() < 20, "the chain does not end: {runs:?}");
+    }
+    let created: Vec<u32> = runs.iter().map(|run| run.created).collect();
+    assert_eq!(created, vec![50; N / 50], "{runs:?}");
+    let counts = fixtures::uid_counts(&ctx, &dst).await.unwrap();
+    assert_eq!(counts.len(), N);
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "written twice: {counts:?}"
+    );
+    // Past the first events page (PUSH_PAGE), a run reads the events and mapping heads
+    // after the page it resumes at, not the whole group again.
+    let first_page_runs = PUSH_PAGE as usize / 50;
+    for run in &runs[first_page_runs..] {
+        assert!(
+            (run.ddb_items_read as usize) < N,
+            "a continuation in the second page read {} items: {runs:?}",
+            run.ddb_items_read
+        );
+    }
+    // The chain completes as of its first run: one full push counted, its watermark the
+    // first run's read.
+    let after = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
+    assert_eq!(after.full_push_seq, before.full_push_seq + 1, "{after:?}");
+    assert_eq!(after.full_pushed_seq, after.full_push_seq, "{after:?}");
+    let watermark = after.pushed_through_ms.expect("the chain completed");
+    assert!(
+        (runs[0].started_ms..=runs[0].ended_ms).contains(&watermark),
+        "watermark {watermark}, first run {}..{}",
+        runs[0].started_ms,
+        runs[0].ended_ms
+    );
+}
