@@ -85,25 +85,11 @@ async fn take_where(
         }
         seen.extend(msgs);
     }
-    let sqs = &ctx.clients.sqs;
     let mut jobs = Vec::new();
     for m in &seen {
         let job: SyncJob = serde_json::from_str(m.body().unwrap_or_default())?;
         let handle = m.receipt_handle().unwrap_or_default();
-        if remove(&job) {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(handle)
-                .send()
-                .await?;
-        } else {
-            sqs.change_message_visibility()
-                .queue_url(&url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await?;
-        }
+        settle(ctx, &url, handle, remove(&job)).await?;
         let sent = m
             .attributes()
             .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
@@ -125,7 +111,6 @@ async fn handle(
     if msgs.is_empty() {
         return Ok(());
     }
-    let sqs = &ctx.clients.sqs;
     let url = ctx.queues().url(kind).await?;
     let records: Vec<serde_json::Value> = msgs
         .iter()
@@ -161,25 +146,33 @@ async fn handle(
         .collect();
     for m in &msgs {
         let handle = m.receipt_handle().unwrap_or_default();
-        if failed.contains(&m.message_id().unwrap_or_default()) {
-            stats.failures += 1;
-            sqs.change_message_visibility()
-                .queue_url(&url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await?;
-        } else {
-            match dir {
-                Direction::Pull => stats.pulls += 1,
-                Direction::Push => stats.pushes += 1,
-            }
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(handle)
-                .send()
-                .await?;
+        let ok = !failed.contains(&m.message_id().unwrap_or_default());
+        match (ok, dir) {
+            (false, _) => stats.failures += 1,
+            (true, Direction::Pull) => stats.pulls += 1,
+            (true, Direction::Push) => stats.pushes += 1,
         }
+        settle(ctx, &url, handle, ok).await?;
+    }
+    Ok(())
+}
+
+/// Delete a received message (`done`), or make it visible again at once.
+async fn settle(ctx: &Ctx, url: &str, handle: &str, done: bool) -> anyhow::Result<()> {
+    let sqs = &ctx.clients.sqs;
+    if done {
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .send()
+            .await?;
+    } else {
+        sqs.change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await?;
     }
     Ok(())
 }

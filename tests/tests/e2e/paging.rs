@@ -142,6 +142,40 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
     }
 }
 
+/// A group of a Radicale calendar holding [`N`] events and an empty Xandikos calendar,
+/// nothing synced yet.
+struct Unsynced {
+    /// The Xandikos calendar's URL.
+    dst: String,
+    group: String,
+    /// The Radicale link and the Xandikos link.
+    r: calsync::model::Link,
+    x: calsync::model::Link,
+}
+
+async fn unsynced(ctx: &Ctx, tag: &str) -> Unsynced {
+    let tag = fixtures::unique(tag);
+    let src = fixtures::new_calendar(ctx, Server::Radicale, &tag)
+        .await
+        .unwrap();
+    let events: Vec<String> = (0..N)
+        .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
+        .collect();
+    fixtures::radicale_upload(&src, &events).await.unwrap();
+    let dst = fixtures::new_calendar(ctx, Server::Xandikos, &tag)
+        .await
+        .unwrap();
+    let group = fixtures::unique(&format!("{tag}-group"));
+    let user = fixtures::fresh_user();
+    let r = fixtures::caldav_link(ctx, &group, user, &src, "radicale")
+        .await
+        .unwrap();
+    let x = fixtures::caldav_link(ctx, &group, user, &dst, "xandikos")
+        .await
+        .unwrap();
+    Unsynced { dst, group, r, x }
+}
+
 /// A pull of more than one page queues the other members' sync-backs as soon as its first
 /// page is in the hub, while it reads and writes the rest, so that their pushes need not
 /// wait for the whole pull (issue 11: the initial sync's wall); its own sync-backs follow
@@ -149,25 +183,7 @@ async fn paged_pulls_and_pushes_keep_every_merge_base() {
 #[tokio::test]
 async fn a_long_pull_queues_the_sync_back_once_its_first_page_is_in_the_hub() {
     let ctx = local_ctx().await;
-    let tag = fixtures::unique("early");
-    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag)
-        .await
-        .unwrap();
-    let events: Vec<String> = (0..N)
-        .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
-        .collect();
-    fixtures::radicale_upload(&src, &events).await.unwrap();
-    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag)
-        .await
-        .unwrap();
-    let group = fixtures::unique("early-group");
-    let user = fixtures::fresh_user();
-    let r = fixtures::caldav_link(&ctx, &group, user, &src, "radicale")
-        .await
-        .unwrap();
-    let x = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos")
-        .await
-        .unwrap();
+    let Unsynced { dst, group, r, x } = unsynced(&ctx, "early").await;
 
     let pulled = fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
     assert_eq!(pulled.created as usize, N, "{pulled:?}");
@@ -217,25 +233,7 @@ async fn a_long_pull_queues_the_sync_back_once_its_first_page_is_in_the_hub() {
 #[tokio::test]
 async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
     let mut ctx = local_ctx().await;
-    let tag = fixtures::unique("resume");
-    let src = fixtures::new_calendar(&ctx, Server::Radicale, &tag)
-        .await
-        .unwrap();
-    let events: Vec<String> = (0..N)
-        .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
-        .collect();
-    fixtures::radicale_upload(&src, &events).await.unwrap();
-    let dst = fixtures::new_calendar(&ctx, Server::Xandikos, &tag)
-        .await
-        .unwrap();
-    let group = fixtures::unique("resume-group");
-    let user = fixtures::fresh_user();
-    let r = fixtures::caldav_link(&ctx, &group, user, &src, "radicale")
-        .await
-        .unwrap();
-    let x = fixtures::caldav_link(&ctx, &group, user, &dst, "xandikos")
-        .await
-        .unwrap();
+    let Unsynced { dst, r, x, .. } = unsynced(&ctx, "resume").await;
     fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
     // The pull's own sync-backs are left out: this test runs the chain itself.
     runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
