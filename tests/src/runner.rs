@@ -61,12 +61,9 @@ pub async fn peek(ctx: &Ctx, kind: QueueKind) -> anyhow::Result<Vec<(SyncJob, i6
 ///
 /// Errors: SQS failure, a body that is not a job.
 pub async fn take(ctx: &Ctx, kind: QueueKind, link_id: &str) -> anyhow::Result<Vec<SyncJob>> {
-    let all = take_where(ctx, kind, |j| j.link_id == link_id).await?;
-    Ok(all
-        .into_iter()
-        .filter(|(j, _)| j.link_id == link_id)
-        .map(|(j, _)| j)
-        .collect())
+    let mine = |j: &SyncJob| j.link_id == link_id;
+    let all = take_where(ctx, kind, mine).await?;
+    Ok(all.into_iter().map(|(j, _)| j).filter(mine).collect())
 }
 
 /// Every job waiting on `kind`'s queue with its `SentTimestamp`; those `remove` picks are

@@ -299,8 +299,9 @@ async fn run_leased(
             let early = early_sync_back(ctx, &store, link, &run_id, first_rx);
             let (store, provider, run, state) = (&store, provider.as_ref(), &mut run, &state);
             let pulled = async move {
-                let first_tx = first_tx; // dropped when the pull ends: `early` stops waiting
-                                         // A retry after a precondition failure re-enumerates.
+                // Dropped when the pull ends: `early` stops waiting.
+                let first_tx = first_tx;
+                // A retry after a precondition failure re-enumerates.
                 let from = engine::PullFrom {
                     cursor: state.cursor.as_ref().filter(|_| job.trigger != RETRY),
                     recent_deletions: engine::plan::recent_deletions(
