@@ -344,11 +344,15 @@ impl PullState<'_> {
         };
         let mut fetched = provider.fetch(first).await?;
         for next in pages {
-            let (applied, next) =
-                futures_util::join!(Box::pin(self.apply_items(fetched)), provider.fetch(next));
+            // Applied, the page is announced at once, not when the next one has come in.
+            let apply = async {
+                self.apply_items(fetched).await?;
+                self.demote();
+                self.more_to_come();
+                Ok::<_, StoreError>(())
+            };
+            let (applied, next) = futures_util::join!(Box::pin(apply), provider.fetch(next));
             applied?;
-            self.demote();
-            self.more_to_come();
             fetched = next?;
         }
         self.apply_items(fetched).await?;

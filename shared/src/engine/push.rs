@@ -102,29 +102,36 @@ pub async fn push(
                 None => (None, store.begin_full_push(&link.link_id).await?),
             };
             w.out.full_seq = Some(full_seq);
-            let heads = store
-                .mapping_heads_of_link_after(&link.link_id, after.as_deref())
-                .await?;
-            let mut heads: HashMap<String, Mapping> =
-                heads.into_iter().map(|m| (m.uid.clone(), m)).collect();
+            // A page of events with the heads of the mappings in its UID range, so that the
+            // first writes wait for one page's reads only (memory: two pages' bodies and
+            // heads, whatever the group's size).
+            let read_page = move |after: Option<String>| async move {
+                let page = store
+                    .events_page(&link.group_id, after.as_deref(), PUSH_PAGE)
+                    .await?;
+                let heads = store
+                    .mapping_heads_of_link_between(
+                        &link.link_id,
+                        after.as_deref(),
+                        page.next.as_deref(),
+                    )
+                    .await?;
+                Ok::<_, crate::store::StoreError>((page, heads))
+            };
             // Each page is written while the next one is read, so that the member is not
-            // kept waiting for the store between pages (memory: two pages' bodies).
+            // kept waiting for the store between pages.
             let mut page_after = after;
-            let mut page = store
-                .events_page(&link.group_id, page_after.as_deref(), PUSH_PAGE)
-                .await?;
+            let (mut page, mut heads) = read_page(page_after.clone()).await?;
             loop {
-                let maps = page
-                    .items
-                    .iter()
-                    .filter_map(|e| heads.remove(&e.uid))
+                let uids: HashSet<&str> = page.items.iter().map(|e| e.uid.as_str()).collect();
+                // Mappings of UIDs the group no longer holds are not the push's.
+                let maps = heads
+                    .into_iter()
+                    .filter(|m| uids.contains(m.uid.as_str()))
                     .map(|m| (m.uid.clone(), m))
                     .collect();
                 let next_after = page.next.clone();
-                let next = page
-                    .next
-                    .as_ref()
-                    .map(|after| store.events_page(&link.group_id, Some(after), PUSH_PAGE));
+                let next = next_after.clone().map(|a| read_page(Some(a)));
                 let (written, next) =
                     futures_util::future::join(w.page(maps, page.items, true), async {
                         match next {
@@ -136,7 +143,7 @@ pub async fn push(
                 written?;
                 match next? {
                     Some(n) if !w.stopped => {
-                        page = n;
+                        (page, heads) = n;
                         page_after = next_after;
                     }
                     _ => break,

@@ -374,35 +374,57 @@ impl Store {
     /// `conflict_remote` `None`), as [`Store::event_heads_of_group`] reads events. A head
     /// is never written back: read the whole mapping by key first.
     pub async fn mapping_heads_of_link(&self, link_id: &str) -> Result<Vec<Mapping>, StoreError> {
-        self.mapping_heads_of_link_after(link_id, None).await
+        self.mapping_heads_of_link_between(link_id, None, None)
+            .await
     }
 
-    /// [`Store::mapping_heads_of_link`] of the UIDs after `after` only (`None`: all), for a
-    /// continuation of a full push ([`crate::queue::PushResume`]).
-    pub async fn mapping_heads_of_link_after(
+    /// [`Store::mapping_heads_of_link`] of the UIDs in (`after`, `through`] only (`None`:
+    /// unbounded on that side): a full push reads the heads of each events page's UID range
+    /// with the page ([`crate::engine::push`]), so that its first writes need not wait for
+    /// the heads of the whole link, and it holds one page's heads at a time.
+    pub async fn mapping_heads_of_link_between(
         &self,
         link_id: &str,
         after: Option<&str>,
+        through: Option<&str>,
     ) -> Result<Vec<Mapping>, StoreError> {
-        let Some(after) = after else {
-            let t = &self.cfg.mappings_table;
-            return self
-                .query_all_as(t, None, "link_id", s(link_id), Decode::Head)
-                .await;
-        };
         let table = &self.cfg.mappings_table;
-        self.query_pages(table, Decode::Head, |start| {
-            self.ddb
-                .query()
-                .table_name(table)
-                .key_condition_expression("link_id = :l AND #u > :after")
-                .expression_attribute_names("#u", "uid")
-                .expression_attribute_values(":l", s(link_id))
-                .expression_attribute_values(":after", s(after))
-                .set_exclusive_start_key(start)
-                .consistent_read(true)
-        })
-        .await
+        if after.is_none() && through.is_none() {
+            return self
+                .query_all_as(table, None, "link_id", s(link_id), Decode::Head)
+                .await;
+        }
+        // One condition on the sort key: `>` and `<=` together are `BETWEEN` (inclusive),
+        // with `after` itself left out here.
+        let condition = match (after, through) {
+            (Some(_), Some(_)) => "link_id = :l AND #u BETWEEN :after AND :through",
+            (Some(_), None) => "link_id = :l AND #u > :after",
+            _ => "link_id = :l AND #u <= :through",
+        };
+        let heads: Vec<Mapping> = self
+            .query_pages(table, Decode::Head, |start| {
+                let mut q = self
+                    .ddb
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression(condition)
+                    .expression_attribute_names("#u", "uid")
+                    .expression_attribute_values(":l", s(link_id))
+                    .set_exclusive_start_key(start)
+                    .consistent_read(true);
+                if let Some(a) = after {
+                    q = q.expression_attribute_values(":after", s(a));
+                }
+                if let Some(t) = through {
+                    q = q.expression_attribute_values(":through", s(t));
+                }
+                q
+            })
+            .await?;
+        Ok(heads
+            .into_iter()
+            .filter(|m| Some(m.uid.as_str()) != after)
+            .collect())
     }
 
     /// Create or replace a mapping (fenced, see [`Store::fenced`]).

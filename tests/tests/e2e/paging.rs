@@ -290,4 +290,18 @@ async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
         runs[0].started_ms,
         runs[0].ended_ms
     );
+
+    // In sync now: a full push reads each events page with the mapping heads of its UID
+    // range and writes nothing, wherever a page begins or ends (an event planned without
+    // its head would be a PUT).
+    let job = SyncJob::unique(&x.link_id, "api");
+    let quiet = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(quiet.outcome, "ok", "{quiet:?}");
+    assert_eq!(
+        (quiet.api_calls, quiet.created, quiet.updated, quiet.deleted),
+        (0, 0, 0, 0),
+        "{quiet:?}"
+    );
 }
