@@ -312,6 +312,19 @@ pub fn fresh_user() -> i64 {
     1_000_000 + (uuid::Uuid::now_v7().as_u128() % 1_000_000_000) as i64
 }
 
+/// Take `link_id`'s lease for `secs` seconds as another job would ("someone-else"), and
+/// assert that it was free.
+pub async fn hold_lease(ctx: &Ctx, link_id: &str, secs: i64) {
+    assert!(
+        ctx.store()
+            .acquire_lease(link_id, "someone-else", secs)
+            .await
+            .unwrap()
+            .is_some(),
+        "the lease on {link_id} was held"
+    );
+}
+
 /// Run one job of `trigger` for `link_id` in direction `dir` in process, and assert that
 /// it ended `ok`.
 pub async fn job_ok(

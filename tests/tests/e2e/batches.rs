@@ -38,12 +38,7 @@ async fn a_batchs_links_run_side_by_side_and_each_run_counts_its_own_aws_calls()
     // Another job holds the Radicale link for about a second more: worked on side by side,
     // the Xandikos link's two jobs are done before the Radicale link's first one starts;
     // one link after the other, they would start after it.
-    assert!(ctx
-        .store()
-        .acquire_lease(&p.r.link_id, "someone-else", 1)
-        .await
-        .unwrap()
-        .is_some());
+    fixtures::hold_lease(&ctx, &p.r.link_id, 1).await;
     // One batch: Radicale, Xandikos, Radicale, Xandikos.
     let links = [&p.r, &p.x, &p.r, &p.x];
     let records: Vec<serde_json::Value> = links
@@ -105,12 +100,7 @@ async fn a_job_waits_for_the_lease_another_job_lets_go_of() {
         .await
         .unwrap();
     // Another job (the link's push, say) holds the link for about a second more.
-    assert!(ctx
-        .store()
-        .acquire_lease(&p.r.link_id, "someone-else", 1)
-        .await
-        .unwrap()
-        .is_some());
+    fixtures::hold_lease(&ctx, &p.r.link_id, 1).await;
     // The pull waits for it instead of bouncing its message back to the queue for the
     // queue's visibility timeout (minutes).
     let run = fixtures::job_ok(&ctx, &p.r.link_id, "manual", Direction::Pull).await;

@@ -315,12 +315,7 @@ async fn a_busy_link_fails_its_message_for_retry() {
     // The lease is held for a minute: past the second this job waits for it.
     ctx.config.lease_wait_secs = 1;
     let p = pair(&ctx, "lease", &[]).await.unwrap();
-    assert!(ctx
-        .store()
-        .acquire_lease(&p.r.link_id, "someone-else", 60)
-        .await
-        .unwrap()
-        .is_some());
+    fixtures::hold_lease(&ctx, &p.r.link_id, 60).await;
     let job = SyncJob::unique(&p.r.link_id, "manual");
     let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
         {"messageId": "m1", "body": serde_json::to_string(&job).unwrap(), "attributes": {"MessageGroupId": p.r.link_id}},
