@@ -1,6 +1,6 @@
 //! The HTTP routes of the webhook-receiver function (API Gateway HTTP API), independent of
 //! the Lambda runtime so the local stack serves the same code. `{slug}` is a provider's
-//! registry name ([`crate::provider::registry::ProviderModule::slug`]):
+//! registry name ([`crate::provider::registry::ProviderInfo::slug`]):
 //!
 //! - `POST …/webhooks/{slug}` — push notifications and validation handshakes, read by the
 //!   provider's [`crate::push::PushPort`] ([`crate::push::handle`]).
@@ -159,7 +159,7 @@ async fn route_inner(ctx: &Ctx, req: HttpRequest) -> HttpAnswer {
         };
     }
     if step == "callback" && req.method == http::Method::GET {
-        let provider = kind.module().display_name();
+        let provider = kind.info().display_name;
         let refused = |status: u16, reason: String| {
             HttpAnswer::page(
                 status,

@@ -195,7 +195,7 @@ pub async fn handle(ctx: &Ctx, kind: ProviderKind, req: &PushRequest<'_>) -> Web
         return match verdicts.into_iter().next() {
             Some(Verdict::Reject { status, reason }) => {
                 tracing::warn!(
-                    provider = kind.module().slug(),
+                    provider = kind.info().slug,
                     status,
                     reason,
                     "notification refused"
@@ -283,13 +283,13 @@ async fn lifecycle(
         (Lifecycle::Reauthorize, Some(l)) => {
             let addr = ctx
                 .config
-                .webhook_url(rec.provider.module().slug())
+                .webhook_url(rec.provider.info().slug)
                 .ok_or_else(|| anyhow::anyhow!("no webhook URL configured"))?;
             renew_channel(ctx, port, &l, rec, &addr).await?;
         }
         (Lifecycle::Removed, Some(l)) => {
             store.delete_channel(&rec.channel_id).await?;
-            if let Some(addr) = ctx.config.webhook_url(rec.provider.module().slug()) {
+            if let Some(addr) = ctx.config.webhook_url(rec.provider.info().slug) {
                 if let Err(e) = start_channel(ctx, &l, &addr).await {
                     // The token refresher starts one at its next run.
                     tracing::warn!(link = %l.link_id, error = %e, "removed subscription not replaced");

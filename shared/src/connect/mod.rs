@@ -58,7 +58,7 @@ pub fn profile(kind: ProviderKind) -> anyhow::Result<&'static OAuthProfile> {
     kind.module().oauth().ok_or_else(|| {
         anyhow::anyhow!(
             "{} calendars do not connect through OAuth",
-            kind.module().display_name()
+            kind.info().display_name
         )
     })
 }
@@ -402,7 +402,9 @@ pub async fn queue_catch_up(ctx: &Ctx, link_id: &str) -> anyhow::Result<()> {
 /// Errors: DynamoDB (the link is gone) or SQS failure.
 pub async fn start_push_and_sync(ctx: &Ctx, link: &Link, reason: &str) -> anyhow::Result<()> {
     let module = link.provider.module();
-    let push_url = module.push().and(ctx.config.webhook_url(module.slug()));
+    let push_url = module
+        .push()
+        .and(ctx.config.webhook_url(module.info().slug));
     if let Some(addr) = push_url {
         if let Err(e) = crate::push::start_channel(ctx, link, &addr).await {
             // Polling still syncs the link; the token refresher retries the channel.

@@ -76,7 +76,7 @@ pub async fn push(
         run,
         out: &mut out,
         deadline: from.deadline,
-        batch: link.provider.module().write_batch().max(1),
+        batch: link.provider.info().write_batch.max(1),
         chunks: 0,
         pending: None,
         stopped: false,

@@ -277,15 +277,15 @@ impl Link {
             anyhow::anyhow!(
                 "link {}: {} link without secret_arn",
                 self.link_id,
-                self.provider.module().display_name()
+                self.provider.info().display_name
             )
         })
     }
 
     /// Read-only members (ICS subscriptions) get nothing pushed
-    /// ([`crate::provider::registry::ProviderModule::read_only`]).
+    /// ([`crate::provider::registry::ProviderInfo::read_only`]).
     pub fn read_only(&self) -> bool {
-        self.provider.module().read_only()
+        self.provider.info().read_only
     }
 }
 

@@ -88,7 +88,7 @@ pub struct DefaultCalendar {
 impl OAuthProfile {
     /// The provider's route and name segment (`google`).
     pub fn slug(&self) -> &'static str {
-        self.provider.module().slug()
+        self.provider.info().slug
     }
 
     /// Secrets Manager name of the application's OAuth client: `<stack>/<slug>-oauth-client`.

@@ -16,6 +16,7 @@ use super::{
     redacted, snippet, transport, ProviderError, PullResult, RemoteRef, RequestCounter, WriteResult,
 };
 use crate::ical::parse_calendar;
+use crate::provider::registry::ProviderInfo;
 
 /// Validators stored as the link's cursor (JSON).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,22 +234,21 @@ pub struct IcsModule;
 /// The registry entry.
 pub static MODULE: IcsModule = IcsModule;
 
+/// What an ICS subscription is, for the registry: read-only.
+pub static INFO: ProviderInfo = ProviderInfo {
+    read_only: true,
+    ..ProviderInfo::new(
+        crate::model::ProviderKind::Ics,
+        "ics",
+        "ICS subscription",
+        4,
+    )
+};
+
 #[async_trait]
 impl crate::provider::registry::ProviderModule for IcsModule {
-    fn kind(&self) -> crate::model::ProviderKind {
-        crate::model::ProviderKind::Ics
-    }
-    fn slug(&self) -> &'static str {
-        "ics"
-    }
-    fn display_name(&self) -> &'static str {
-        "ICS subscription"
-    }
-    fn calendar_type(&self) -> i64 {
-        4
-    }
-    fn read_only(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
     async fn connect(
         &self,

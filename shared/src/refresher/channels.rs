@@ -31,7 +31,7 @@ pub async fn look_after(ctx: &Ctx, link: &Link, syncs: bool, now_ms: i64) -> (Ch
     let Some(port) = link.provider.module().push() else {
         return (report, Need::Nothing);
     };
-    let address = ctx.config.webhook_url(link.provider.module().slug());
+    let address = ctx.config.webhook_url(link.provider.info().slug);
     let channels = match ctx.store().channels_of_link(&link.link_id).await {
         Ok(c) => c,
         Err(e) => {

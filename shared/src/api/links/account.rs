@@ -45,7 +45,7 @@ async fn account_calendars(ctx: &Ctx, link: &Link) -> ApiResult<Vec<AccountCalen
             "Conflict",
             format!(
                 "a {} link is one calendar, with no account to list",
-                module.display_name()
+                module.info().display_name
             ),
         )),
         Err(e) => match e.downcast_ref::<ProviderError>() {
@@ -53,7 +53,7 @@ async fn account_calendars(ctx: &Ctx, link: &Link) -> ApiResult<Vec<AccountCalen
             Some(pe) => Err(Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway",
-                format!("{} answered: {pe}", module.display_name()),
+                format!("{} answered: {pe}", module.info().display_name),
             )),
             None => Err(Problem::internal(e)),
         },
@@ -127,12 +127,12 @@ pub(super) async fn create_from_link(
         }
     })?;
     let module = from.provider.module();
-    let same_provider = b.provider == module.slug()
+    let same_provider = b.provider == module.info().slug
         || (b.provider == "icloud" && from.provider == crate::model::ProviderKind::Caldav);
     if !same_provider {
         return Err(Problem::invalid_field(
             "/from_link",
-            format!("is a {} link, not {:?}", module.slug(), b.provider),
+            format!("is a {} link, not {:?}", module.info().slug, b.provider),
         ));
     }
     for (pointer, given) in [
@@ -175,7 +175,7 @@ pub(super) async fn create_from_link(
     };
     let secret_name = match module.oauth() {
         Some(p) => p.token_secret_name(&ctx.config.stack, &link_id),
-        None => format!("{}/{}/{link_id}", ctx.config.stack, module.slug()),
+        None => format!("{}/{}/{link_id}", ctx.config.stack, module.info().slug),
     };
     let from_arn = from.required_secret().map_err(Problem::internal)?;
     let credentials: Value =
@@ -196,6 +196,6 @@ pub(super) async fn create_from_link(
     crate::connect::start_push_and_sync(ctx, &link, "connected")
         .await
         .map_err(Problem::internal)?;
-    tracing::info!(link = %link.link_id, group = %group_id, from = %from.link_id, provider = module.slug(), "another calendar of the account connected");
+    tracing::info!(link = %link.link_id, group = %group_id, from = %from.link_id, provider = module.info().slug, "another calendar of the account connected");
     Ok((StatusCode::CREATED, Json(link_json(&link))).into_response())
 }

@@ -343,7 +343,7 @@ pub async fn oauth_start(
         let names: Vec<&str> = ProviderKind::ALL
             .iter()
             .filter(|k| k.module().oauth().is_some())
-            .map(|k| k.module().slug())
+            .map(|k| k.info().slug)
             .collect();
         return Err(Problem::invalid_parameter(
             "provider",
@@ -366,7 +366,7 @@ pub async fn oauth_start(
             .unwrap_or_default(),
         display_name: b
             .display_name
-            .unwrap_or_else(|| kind.module().display_name().into()),
+            .unwrap_or_else(|| kind.info().display_name.into()),
         choices,
     };
     let url = crate::connect::start(&st.ctx, &req)

@@ -32,7 +32,7 @@ pub fn link_json(l: &Link) -> Value {
         "group_id": l.group_id,
         "provider": l.provider,
         "display_name": l.display_name,
-        "url": if l.provider.module().url_is_public() { l.url.clone() } else { redacted(&l.url) },
+        "url": if l.provider.info().url_is_public { l.url.clone() } else { redacted(&l.url) },
         "read_only": l.read_only(),
         "frequency_secs": l.frequency_secs,
         "next_sync_at": l.next_sync_at,

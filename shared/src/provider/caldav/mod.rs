@@ -24,7 +24,7 @@ mod xml;
 use dav_error::dav_error_text;
 
 pub use hrefs::{deterministic_name, may_follow};
-pub use module::MODULE;
+pub use module::{INFO, MODULE};
 pub use xml::parse_multistatus_for_fuzzing;
 
 use hrefs::confined;

@@ -7,7 +7,7 @@ use super::CalDav;
 use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
 use crate::provider::account::AccountCalendar;
-use crate::provider::registry::ProviderModule;
+use crate::provider::registry::{ProviderInfo, ProviderModule};
 use crate::provider::Provider;
 
 /// The CalDAV provider (RFC 4791): iCloud, Fastmail, Nextcloud, Radicale, Xandikos.
@@ -16,22 +16,17 @@ pub struct CalDavModule;
 /// The registry entry.
 pub static MODULE: CalDavModule = CalDavModule;
 
+/// What CalDAV is, for the registry: a calendar's URL holds no secret (the credentials are
+/// in Secrets Manager), so it is shown as it is.
+pub static INFO: ProviderInfo = ProviderInfo {
+    url_is_public: true,
+    ..ProviderInfo::new(ProviderKind::Caldav, "caldav", "CalDAV", 3)
+};
+
 #[async_trait]
 impl ProviderModule for CalDavModule {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Caldav
-    }
-    fn slug(&self) -> &'static str {
-        "caldav"
-    }
-    fn display_name(&self) -> &'static str {
-        "CalDAV"
-    }
-    fn calendar_type(&self) -> i64 {
-        3
-    }
-    fn url_is_public(&self) -> bool {
-        true
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
     /// The account's calendars, discovered from the link's own calendar URL
     /// ([`CalDav::discover`]: current-user-principal → calendar-home-set → listing). CalDAV

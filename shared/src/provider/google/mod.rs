@@ -32,7 +32,7 @@ mod read;
 mod write;
 use write::single;
 
-pub use module::{API_ROOT, CALENDAR_SCOPE, MODULE, OAUTH};
+pub use module::{API_ROOT, CALENDAR_SCOPE, INFO, MODULE, OAUTH};
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -56,7 +56,7 @@ use crate::oauth::{AuthError, TokenSource};
 /// of [`BURST`] no minute carries more and quota errors stay the exception.
 pub const USER_REQUESTS_PER_MINUTE: u32 = 600;
 /// Burst allowed by the per-account pacer: the calls of one batch count at once, so the
-/// engine writes in chunks of this many ([`super::registry::ProviderModule::write_batch`]).
+/// engine writes in chunks of this many ([`super::registry::ProviderInfo::write_batch`]).
 pub const BURST: u32 = crate::store::quota::BURST;
 
 pub use super::RetryPolicy;

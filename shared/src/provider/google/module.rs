@@ -11,7 +11,7 @@ use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
 use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
 use crate::provider::account::AccountCalendar;
-use crate::provider::registry::ProviderModule;
+use crate::provider::registry::{ProviderInfo, ProviderModule};
 use crate::provider::Provider;
 use crate::push::PushPort;
 
@@ -77,23 +77,17 @@ impl GoogleCalendar {
     }
 }
 
+/// What Google Calendar is, for the registry. A batch's calls count at once against the
+/// per-user quota, so a push hands it chunks of the pacer's burst.
+pub static INFO: ProviderInfo = ProviderInfo {
+    write_batch: super::BURST as usize,
+    ..ProviderInfo::new(ProviderKind::Google, "google", "Google Calendar", 1)
+};
+
 #[async_trait]
 impl ProviderModule for Google {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Google
-    }
-    fn slug(&self) -> &'static str {
-        "google"
-    }
-    fn display_name(&self) -> &'static str {
-        "Google Calendar"
-    }
-    /// A batch's calls count at once against the per-user quota: chunks of the pacer's burst.
-    fn write_batch(&self) -> usize {
-        super::BURST as usize
-    }
-    fn calendar_type(&self) -> i64 {
-        1
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
     fn oauth(&self) -> Option<&'static OAuthProfile> {
         Some(&OAUTH)

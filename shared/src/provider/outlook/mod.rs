@@ -40,7 +40,7 @@ pub mod recurrence;
 mod writes;
 
 pub use delta::{cancelled_occurrences, wanted_window};
-pub use module::{MODULE, OAUTH};
+pub use module::{INFO, MODULE, OAUTH};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

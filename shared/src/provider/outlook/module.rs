@@ -12,7 +12,7 @@ use crate::config::Ctx;
 use crate::model::{Link, ProviderKind};
 use crate::oauth::{DefaultCalendar, LinkTokens, OAuthProfile};
 use crate::provider::account::AccountCalendar;
-use crate::provider::registry::ProviderModule;
+use crate::provider::registry::{ProviderInfo, ProviderModule};
 use crate::provider::Provider;
 use crate::push::PushPort;
 
@@ -75,22 +75,16 @@ impl OutlookCalendar {
     }
 }
 
+/// What Outlook through Graph is, for the registry: a push hands it one `$batch` of writes.
+pub static INFO: ProviderInfo = ProviderInfo {
+    write_batch: super::writes::BATCH_MAX,
+    ..ProviderInfo::new(ProviderKind::Outlook, "outlook", "Outlook Calendar", 2)
+};
+
 #[async_trait]
 impl ProviderModule for Outlook {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Outlook
-    }
-    fn slug(&self) -> &'static str {
-        "outlook"
-    }
-    fn display_name(&self) -> &'static str {
-        "Outlook Calendar"
-    }
-    fn calendar_type(&self) -> i64 {
-        2
-    }
-    fn write_batch(&self) -> usize {
-        super::writes::BATCH_MAX
+    fn info(&self) -> &'static ProviderInfo {
+        &INFO
     }
     fn oauth(&self) -> Option<&'static OAuthProfile> {
         Some(&OAUTH)
