@@ -146,20 +146,61 @@ pub struct Clients {
     pub queue_urls: crate::queue::QueueUrls,
 }
 
-/// The AWS SDK's configuration loader as calsync uses it: the latest behaviour version and
-/// the SDK's HTTP client on ring ([`crate::net::aws_http_client`]; the SDK is built without
-/// a default client, so a loader without one fails its first request). Add the endpoint,
-/// region or credentials, then `load()`.
-pub fn sdk_defaults() -> aws_config::ConfigLoader {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The AWS SDK configuration of calsync's clients: the latest behaviour version, the SDK's
+/// HTTP client on ring ([`crate::net::aws_http_client`]; the SDK is built without a default
+/// client), `credentials`, and the endpoint and region given. Retries, timeouts, the
+/// identity cache and the sleep come from each service client's defaults for that
+/// behaviour version (standard retries, 3.1 s connect timeout).
+///
+/// Built by hand rather than with `aws_config::ConfigLoader::load`, which links the whole
+/// default credentials and region chains (web identity and STS, profile files, ECS, IMDS)
+/// into every function whether it uses them or not (docs/performance.md, "AutoSync without
+/// the providers").
+pub fn sdk_config(
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+    credentials: impl aws_credential_types::provider::ProvideCredentials + 'static,
+) -> aws_config::SdkConfig {
+    let mut b = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
         .http_client(crate::net::aws_http_client())
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .region(region.map(|r| aws_config::Region::new(r.to_string())));
+    if let Some(url) = endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    b.build()
+}
+
+/// [`sdk_config`] from the environment a Lambda function gets: credentials from
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (read at each
+/// signing), region from `AWS_REGION` (else `AWS_DEFAULT_REGION`), endpoint from
+/// `AWS_ENDPOINT_URL` (the local stack's moto) when set. Profile files, `AWS_PROFILE`,
+/// `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` and the per-service `AWS_ENDPOINT_URL_<SERVICE>`
+/// are not read. Without a region the first AWS call fails with the SDK's "no region"
+/// error.
+pub fn sdk_config_from_env() -> aws_config::SdkConfig {
+    sdk_config_from(|k| std::env::var(k).ok())
+}
+
+/// [`sdk_config_from_env`] with `var` for the environment (an empty value counts as unset).
+fn sdk_config_from(var: impl Fn(&str) -> Option<String>) -> aws_config::SdkConfig {
+    let var = |k: &str| var(k).filter(|v| !v.is_empty());
+    sdk_config(
+        var("AWS_ENDPOINT_URL").as_deref(),
+        var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .as_deref(),
+        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+    )
 }
 
 impl Clients {
     /// Clients from the standard AWS environment (`AWS_ENDPOINT_URL`, region, credentials).
-    pub async fn from_env() -> Self {
-        let sdk = sdk_defaults().load().await;
-        Self::from_sdk_config(&sdk)
+    pub fn from_env() -> Self {
+        Self::from_sdk_config(&sdk_config_from_env())
     }
 
     /// Clients from an explicit SDK configuration, outbound HTTP under the policy of the
@@ -219,10 +260,10 @@ pub struct Ctx {
 
 impl Ctx {
     /// Context from the environment.
-    pub async fn from_env() -> Self {
+    pub fn from_env() -> Self {
         Self {
             config: Config::from_env(),
-            clients: Clients::from_env().await,
+            clients: Clients::from_env(),
         }
     }
 
@@ -274,5 +315,50 @@ mod tests {
             c.webhook_url("outlook").as_deref(),
             Some("https://h/prod/webhooks/outlook")
         );
+    }
+
+    #[test]
+    fn the_sdk_configuration_comes_from_the_lambda_environment() {
+        const MOTO: &str = "http://127.0.0.1:4566";
+        type Env = &'static [(&'static str, &'static str)];
+        // (environment, region, endpoint)
+        let cases: [(Env, Option<&str>, Option<&str>); 5] = [
+            (
+                &[
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_DEFAULT_REGION", "us-east-1"),
+                ],
+                Some("eu-west-1"),
+                None,
+            ),
+            (
+                &[("AWS_DEFAULT_REGION", "us-east-2")],
+                Some("us-east-2"),
+                None,
+            ),
+            (
+                &[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "us-east-2")],
+                Some("us-east-2"),
+                None,
+            ),
+            (
+                &[("AWS_REGION", "us-east-1"), ("AWS_ENDPOINT_URL", MOTO)],
+                Some("us-east-1"),
+                Some(MOTO),
+            ),
+            (&[("AWS_ENDPOINT_URL", "")], None, None),
+        ];
+        for (env, region, endpoint) in cases {
+            let sdk = super::sdk_config_from(|k| {
+                env.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            });
+            assert_eq!(sdk.region().map(|r| r.as_ref()), region, "{env:?}");
+            assert_eq!(sdk.endpoint_url(), endpoint, "{env:?}");
+            assert!(sdk.credentials_provider().is_some(), "{env:?}");
+            assert!(sdk.http_client().is_some(), "{env:?}");
+            assert!(sdk.behavior_version().is_some(), "{env:?}");
+        }
     }
 }

@@ -72,19 +72,27 @@ pub fn local_net_policy() -> calsync::net::NetPolicy {
 pub async fn local_ctx() -> Ctx {
     let endpoint = local_var("AWS_ENDPOINT_URL");
     let region = local_var("AWS_REGION");
-    let mut loader = calsync::config::sdk_defaults()
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region.clone()));
-    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
-        loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "calsync-local",
-        ));
-    }
-    let sdk = loader.load().await;
+    // The functions' own configuration (`calsync::config::sdk_config`), with moto's test
+    // credentials where the environment has none.
+    let sdk = if std::env::var("AWS_ACCESS_KEY_ID").is_ok() {
+        calsync::config::sdk_config(
+            Some(&endpoint),
+            Some(&region),
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+    } else {
+        calsync::config::sdk_config(
+            Some(&endpoint),
+            Some(&region),
+            aws_sdk_sqs::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "calsync-local",
+            ),
+        )
+    };
     let policy = local_net_policy();
     let mut config = Config::from_env();
     if config.bodies_bucket.is_none() {

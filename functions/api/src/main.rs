@@ -12,7 +12,7 @@ use tower::Service;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let state = api::ApiState::from_env(Ctx::from_env().await);
+    let state = api::ApiState::from_env(Ctx::from_env());
     let state = &state;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
         if appsync::is_appsync(&ev.payload) {

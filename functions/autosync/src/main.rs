@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let ctx = Ctx::from_env().await;
+    let ctx = Ctx::from_env();
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
         Ok::<Value, Error>(Box::pin(handlers::autosync(ctx, ev.payload)).await)

@@ -9,7 +9,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let ctx = Ctx::from_env().await;
+    let ctx = Ctx::from_env();
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(

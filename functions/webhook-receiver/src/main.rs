@@ -8,7 +8,7 @@ use lambda_http::{service_fn, Body, Error, Request, Response};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     handlers::init_tracing();
-    let ctx = Ctx::from_env().await;
+    let ctx = Ctx::from_env();
     let ctx = &ctx;
     lambda_http::run(service_fn(move |req: Request| async move {
         let (parts, body) = req.into_parts();

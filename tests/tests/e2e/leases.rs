@@ -61,14 +61,11 @@ async fn eight_concurrent_acquirers_of_a_lease_get_one_holder() {
     assert!(ready, "moto did not start on {endpoint}");
 
     let mut ctx = calsync_e2e::local_ctx().await;
-    let sdk = calsync::config::sdk_defaults()
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "leases",
-        ))
-        .load()
-        .await;
+    let sdk = calsync::config::sdk_config(
+        Some(&endpoint),
+        Some("us-east-1"),
+        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "leases"),
+    );
     ctx.clients.ddb = aws_sdk_dynamodb::Client::new(&sdk);
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

@@ -63,18 +63,11 @@ async fn recorded<F: std::future::Future<Output = ()>>(name: &str, f: F) -> Path
 /// A context whose AWS clients sign with the access key id `key` (moto accepts any), so the
 /// recording tells this function's calls from everything else running in the process.
 async fn ctx_as(base: &Ctx, key: &str) -> Ctx {
-    let sdk = calsync::config::sdk_defaults()
-        .endpoint_url(moto())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            key,
-            "testing",
-            None,
-            None,
-            "policy-test",
-        ))
-        .load()
-        .await;
+    let sdk = calsync::config::sdk_config(
+        Some(&moto()),
+        Some("us-east-1"),
+        aws_sdk_sqs::config::Credentials::new(key, "testing", None, None, "policy-test"),
+    );
     let mut clients = Clients::with_net_policy(
         &sdk,
         calsync::net::NetPolicy::parse(calsync_e2e::LOCAL_ALLOW_NETS),
