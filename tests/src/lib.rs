@@ -74,25 +74,21 @@ pub async fn local_ctx() -> Ctx {
     let region = local_var("AWS_REGION");
     // The functions' own configuration (`calsync::config::sdk_config`), with moto's test
     // credentials where the environment has none.
-    let sdk = if std::env::var("AWS_ACCESS_KEY_ID").is_ok() {
-        calsync::config::sdk_config(
-            Some(&endpoint),
-            Some(&region),
+    use aws_sdk_sqs::config::{Credentials, SharedCredentialsProvider};
+    let credentials = if std::env::var("AWS_ACCESS_KEY_ID").is_ok() {
+        SharedCredentialsProvider::new(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         )
     } else {
-        calsync::config::sdk_config(
-            Some(&endpoint),
-            Some(&region),
-            aws_sdk_sqs::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "calsync-local",
-            ),
-        )
+        SharedCredentialsProvider::new(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "calsync-local",
+        ))
     };
+    let sdk = calsync::config::sdk_config(Some(&endpoint), Some(&region), credentials);
     let policy = local_net_policy();
     let mut config = Config::from_env();
     if config.bodies_bucket.is_none() {
