@@ -133,31 +133,30 @@ pub async fn pull(
             .collect();
         st.load(guesses).await?;
     }
-    let by_href: HashMap<RemoteId, String> = st
-        .maps
-        .values()
-        .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
-        .collect();
-
+    let mut by_href = hrefs_of(&st);
     let mut seen: HashSet<RemoteId> = HashSet::new();
-    let mut items = Vec::new();
-    let mut to_fetch = Vec::new();
-    for r in res.changed {
-        seen.insert(r.href.clone());
-        let known = by_href.get(&r.href).and_then(|u| st.maps.get(u));
-        if known.is_some_and(|m| m.etag.is_some() && m.etag == r.etag) {
-            continue; // unchanged, or the echo of our own write
+    Box::pin(apply_listed(&mut st, &by_href, res.changed, &mut seen)).await?;
+    let (mut unreadable, mut res_cursor) = (res.unreadable, res.cursor);
+    if res.settle {
+        // The listing had no resumable cursor: ask for one now that its objects are in.
+        // The answer lists everything again; what changed in between is applied, and it
+        // is what the removals below are weighed against.
+        // (A provider that answered with changes only would have its removals taken
+        // out of what the first listing saw.)
+        let again = provider.pull(Some(&res_cursor)).await?;
+        by_href = hrefs_of(&st);
+        if again.full {
+            seen.clear();
+            unreadable.clear();
         }
-        if r.data.is_some() {
-            items.push(r);
-        } else {
-            to_fetch.push(r.href);
+        Box::pin(apply_listed(&mut st, &by_href, again.changed, &mut seen)).await?;
+        for h in &again.removed {
+            seen.remove(h);
         }
+        unreadable.extend(again.unreadable);
+        res_cursor = again.cursor;
     }
-    // Boxed: a pull's future is large in debug builds, and these nest deepest.
-    Box::pin(st.apply_pages(items)).await?;
-    Box::pin(st.fetch_and_apply(&to_fetch)).await?;
-    for (href, reason) in res.unreadable {
+    for (href, reason) in unreadable {
         seen.insert(href.clone());
         let key = st.key_for_href(&href);
         st.mark_error(key, &href, None, reason).await?;
@@ -250,10 +249,46 @@ pub async fn pull(
     // touched (older debts have their own sync-back jobs).
     let self_pending = plan::owes_push(link, st.hub.values(), |uid| st.maps.get(uid));
     Ok(PullOutcome {
-        cursor: (!quarantined).then_some(res.cursor),
+        cursor: (!quarantined).then_some(res_cursor),
         hub_changed: st.hub_changed,
         self_pending,
         quarantined,
         in_sync_at: hub_read_ms.filter(|_| !self_pending && !link.read_only()),
     })
+}
+
+/// The mapped objects' remote ids, with their UIDs.
+fn hrefs_of(st: &PullState<'_>) -> HashMap<RemoteId, String> {
+    st.maps
+        .values()
+        .filter_map(|m| m.href.clone().map(|h| (h, m.uid.clone())))
+        .collect()
+}
+
+/// Apply the objects of a listing that are new or changed against their mappings (by etag;
+/// an equal etag is an unchanged object or the echo of our own write), reading those the
+/// listing carried no data for; every listed id goes into `seen`.
+async fn apply_listed(
+    st: &mut PullState<'_>,
+    by_href: &HashMap<RemoteId, String>,
+    changed: Vec<RemoteRef>,
+    seen: &mut HashSet<RemoteId>,
+) -> Result<(), EngineError> {
+    let mut items = Vec::new();
+    let mut to_fetch = Vec::new();
+    for r in changed {
+        seen.insert(r.href.clone());
+        let known = by_href.get(&r.href).and_then(|u| st.maps.get(u));
+        if known.is_some_and(|m| m.etag.is_some() && m.etag == r.etag) {
+            continue;
+        }
+        if r.data.is_some() {
+            items.push(r);
+        } else {
+            to_fetch.push(r.href);
+        }
+    }
+    // Boxed: a pull's future is large in debug builds, and these nest deepest.
+    Box::pin(st.apply_pages(items)).await?;
+    Box::pin(st.fetch_and_apply(&to_fetch)).await
 }

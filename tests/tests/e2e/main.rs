@@ -26,6 +26,7 @@ mod google_sync;
 mod graph_emulator;
 mod ics_and_autosync;
 mod incremental;
+mod initial_listing;
 mod lambda_invoke;
 mod leases;
 mod notifications;

@@ -4,6 +4,9 @@
 //! - Discovery: `current-user-principal` (RFC 5397) → `calendar-home-set` (RFC 4791 §6.2.1)
 //!   → Depth 1 listing; hrefs are resolved against the URL that returned them, so absolute
 //!   hrefs on another host (iCloud partitions `pNN-caldav.icloud.com`) are kept.
+//! - Initial pull: a Depth 1 PROPFIND listing (RFC 4918 §9.1) whose objects are read and
+//!   applied before the first sync-token is asked for (`PullResult::settle`): Radicale
+//!   walks every object before it answers a first sync-collection (about 1 s for 1,000).
 //! - Pull: `sync-collection` REPORT with Depth 0 (RFC 6578 §3.3); a member with status 404 is
 //!   removed; a 507 on the request-URI means truncated, so we repeat with the new token
 //!   (§3.6); a rejected token (403/409 `DAV:valid-sync-token`, or any 4xx on a tokened
@@ -16,6 +19,7 @@
 mod dav_error;
 mod discovery;
 mod hrefs;
+mod listing;
 pub mod mark;
 pub mod module;
 mod writes;
@@ -49,6 +53,10 @@ const MULTIGET_CHUNK: usize = 50;
 /// Cursor prefixes stored in the cursors table.
 const SYNC_PREFIX: &str = "sync:";
 const CTAG_PREFIX: &str = "ctag:";
+/// The cursor of an initial pull's PROPFIND listing ([`super::PullResult::settle`]): a pull
+/// from it asks sync-collection for a first token, a full listing. Never meant to be kept,
+/// and harmless if it is: it is then a full enumeration like any other.
+const LIST_CURSOR: &str = "list:";
 
 /// One calendar collection found by discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,144 +299,6 @@ impl CalDav {
         }
         Ok((parse_multistatus(url.as_str(), &r.body)?.0, r.url))
     }
-
-    /// One sync-collection round: (changed, removed, token, truncated).
-    async fn sync_collection(
-        &self,
-        token: &str,
-    ) -> Result<Result<(Vec<RemoteRef>, Vec<String>, String, bool), Response>, ProviderError> {
-        let body = format!(
-            r#"<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"#,
-            xml_escape(token)
-        );
-        let r = self
-            .request(
-                "REPORT",
-                &self.collection,
-                &[
-                    ("Depth", "0"),
-                    ("Content-Type", "application/xml; charset=utf-8"),
-                ],
-                Some(body),
-            )
-            .await?;
-        if r.status.as_u16() != 207 {
-            return Ok(Err(r));
-        }
-        let (rs, new_token) = parse_multistatus(self.collection.as_str(), &r.body)?;
-        let mut changed = Vec::new();
-        let mut removed = Vec::new();
-        let mut truncated = false;
-        let own_path = self.collection.path().to_string();
-        for resp in rs {
-            let is_self = self
-                .resolve(&resp.href)
-                .map(|u| u.path() == own_path)
-                .unwrap_or(false);
-            match resp.status {
-                Some(507) if is_self => truncated = true,
-                Some(404) => removed.push(resp.href),
-                _ if is_self => {}
-                _ if resp.href.ends_with('/') => {}
-                _ => changed.push(RemoteRef {
-                    href: resp.href.into(),
-                    etag: resp.etag.map(super::Etag::from),
-                    data: None,
-                    author: super::Author::Unknown,
-                }),
-            }
-        }
-        let token = new_token.ok_or_else(|| ProviderError::Protocol {
-            url: self.collection.to_string(),
-            detail: "sync-collection response without DAV:sync-token".into(),
-        })?;
-        Ok(Ok((changed, removed, token, truncated)))
-    }
-
-    async fn pull_sync(&self, token: Option<&str>) -> Result<Option<PullResult>, ProviderError> {
-        let mut result = PullResult {
-            full: token.is_none(),
-            ..Default::default()
-        };
-        let mut token = token.unwrap_or("").to_string();
-        // Bounded truncation loop (RFC 6578 §3.6): each round returns a newer token.
-        for _ in 0..1000 {
-            match self.sync_collection(&token).await? {
-                Ok((changed, removed, new_token, truncated)) => {
-                    result.changed.extend(changed);
-                    result
-                        .removed
-                        .extend(removed.into_iter().map(super::RemoteId::from));
-                    token = new_token;
-                    if !truncated {
-                        result.cursor = super::Cursor::new(format!("{SYNC_PREFIX}{token}"));
-                        return Ok(Some(result));
-                    }
-                }
-                Err(r) if !token.is_empty() && r.status.is_client_error() => {
-                    // DAV:valid-sync-token (403 sabre/dav, 409 others): start over, full.
-                    tracing::warn!(collection = %self.collection, status = r.status.as_u16(), "sync-token rejected; full re-enumeration");
-                    result = PullResult {
-                        full: true,
-                        ..Default::default()
-                    };
-                    token.clear();
-                }
-                Err(r) if r.status.is_client_error() => return Ok(None), // no RFC 6578 support
-                Err(r) => return Err(Self::rejected(&self.collection, &r)),
-            }
-        }
-        Err(ProviderError::Protocol {
-            url: self.collection.to_string(),
-            detail: "sync-collection kept answering 507 (truncated) 1000 times".into(),
-        })
-    }
-
-    async fn pull_ctag(&self, cursor: Option<&str>) -> Result<PullResult, ProviderError> {
-        let old = cursor.and_then(|c| c.strip_prefix(CTAG_PREFIX));
-        let (rs, _) = self
-            .propfind(&self.collection, "0", "<cs:getctag/>")
-            .await?;
-        let ctag = rs.into_iter().find_map(|r| r.ctag);
-        if let (Some(old), Some(new)) = (old, ctag.as_deref()) {
-            if old == new {
-                return Ok(PullResult {
-                    cursor: super::Cursor::new(format!("{CTAG_PREFIX}{new}")),
-                    ..Default::default()
-                });
-            }
-        }
-        let (rs, _) = self
-            .propfind(&self.collection, "1", "<d:getetag/><d:resourcetype/>")
-            .await?;
-        let own_path = self.collection.path().to_string();
-        let changed = rs
-            .into_iter()
-            .filter(|r| {
-                !r.href.ends_with('/')
-                    && self
-                        .resolve(&r.href)
-                        .map(|u| u.path() != own_path)
-                        .unwrap_or(true)
-            })
-            .map(|r| RemoteRef {
-                href: r.href.into(),
-                etag: r.etag.map(super::Etag::from),
-                data: None,
-                author: super::Author::Unknown,
-            })
-            .collect();
-        Ok(PullResult {
-            changed,
-            full: true,
-            // Without a ctag every pull lists everything; the etags still avoid refetching.
-            cursor: super::Cursor::new(
-                ctag.map(|c| format!("{CTAG_PREFIX}{c}"))
-                    .unwrap_or_default(),
-            ),
-            ..Default::default()
-        })
-    }
 }
 
 #[async_trait]
@@ -437,6 +307,17 @@ impl super::Provider for CalDav {
         let cursor = cursor.map(super::Cursor::as_str);
         if self.force_ctag || cursor.is_some_and(|c| c.starts_with(CTAG_PREFIX)) {
             return self.pull_ctag(cursor).await;
+        }
+        if cursor.is_none() {
+            // Listed at once; the first sync-token is asked for after the objects are in
+            // (PullResult::settle), from LIST_CURSOR, which is no sync-token: a full listing.
+            return Ok(PullResult {
+                changed: self.members().await?,
+                full: true,
+                settle: true,
+                cursor: super::Cursor::new(LIST_CURSOR.to_string()),
+                ..Default::default()
+            });
         }
         let token = cursor
             .and_then(|c| c.strip_prefix(SYNC_PREFIX))

@@ -401,9 +401,9 @@ pub(super) async fn pull(
     Ok(PullResult {
         changed,
         removed,
-        unreadable: Vec::new(),
         cursor: Cursor::new(serde_json::to_string(&c).unwrap_or_default()),
         full,
+        ..Default::default()
     })
 }
 
