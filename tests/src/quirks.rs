@@ -32,6 +32,9 @@ pub struct Quirks {
     pub strip_put_etag: bool,
     /// Report calendar-home-set as an absolute URL on the second listener.
     pub partition_home: bool,
+    /// Answer 403 to a Depth 1 PROPFIND of a calendar's members (`getetag`), as servers
+    /// that limit PROPFIND depth on large collections do.
+    pub refuse_member_listing: bool,
 }
 
 /// What the proxy does to a request it was told to fault ([`QuirkProxy::fail_next`],
@@ -57,6 +60,8 @@ struct Inner {
     partition: String,
     http: reqwest::Client,
     reports: AtomicU32,
+    /// Member listings refused ([`Quirks::refuse_member_listing`]).
+    refused: AtomicU32,
     /// Members per sync-collection answer set at run time ([`QuirkProxy::truncate_sync_reports`]);
     /// 0: as `quirks.truncate` says.
     truncating: AtomicUsize,
@@ -91,6 +96,7 @@ impl QuirkProxy {
             partition: partition.clone(),
             http: reqwest::Client::new(),
             reports: AtomicU32::new(0),
+            refused: AtomicU32::new(0),
             truncating: AtomicUsize::new(0),
             faults: Default::default(),
         });
@@ -154,6 +160,11 @@ impl QuirkProxy {
     /// sync-collection REPORTs seen so far.
     pub fn sync_reports(&self) -> u32 {
         self.inner.reports.load(Ordering::SeqCst)
+    }
+
+    /// Member listings refused so far ([`Quirks::refuse_member_listing`]).
+    pub fn refused_listings(&self) -> u32 {
+        self.inner.refused.load(Ordering::SeqCst)
     }
 }
 
@@ -246,6 +257,14 @@ async fn proxy(
         r.headers_mut()
             .insert("retry-after", axum::http::HeaderValue::from_static("0"));
         return r;
+    }
+    if inner.quirks.refuse_member_listing
+        && method.as_str() == "PROPFIND"
+        && headers.get("depth").is_some_and(|d| d.as_bytes() == b"1")
+        && text.contains("getetag")
+    {
+        inner.refused.fetch_add(1, Ordering::SeqCst);
+        return (StatusCode::FORBIDDEN, "depth 1 not allowed here").into_response();
     }
     let is_sync = method.as_str() == "REPORT" && text.contains("sync-collection");
     if is_sync {

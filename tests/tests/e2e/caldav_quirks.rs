@@ -61,6 +61,41 @@ async fn setup(tag: &str, proxy: &QuirkProxy, seed_radicale: usize, seed_xandiko
     }
 }
 
+/// An initial pull lists with a Depth 1 PROPFIND (the first sync-token is asked for last,
+/// `PullResult::settle`); a server that refuses that listing is listed by sync-collection.
+#[tokio::test]
+async fn a_refused_member_listing_falls_back_to_sync_collection() {
+    let ctx = local_ctx().await;
+    let proxy = QuirkProxy::start(
+        &radicale_base(),
+        Quirks {
+            refuse_member_listing: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s = setup("nolist", &proxy, 3, 0).await;
+    fixtures::sync_user(&ctx, s.user).await.unwrap();
+    assert_eq!(
+        proxy.refused_listings(),
+        1,
+        "the initial pull tried the listing"
+    );
+    assert_eq!(
+        fixtures::uid_counts(&ctx, &s.xandikos).await.unwrap().len(),
+        3,
+        "all members, listed by sync-collection"
+    );
+    let before = totals(&ctx, &s.via_proxy.link_id).await.unwrap();
+    fixtures::sync_link(&ctx, &s.via_proxy.link_id)
+        .await
+        .unwrap();
+    let after = totals(&ctx, &s.via_proxy.link_id).await.unwrap();
+    assert_eq!(after.requests - before.requests, 1, "then incremental");
+    assert_eq!(proxy.refused_listings(), 1);
+}
+
 #[tokio::test]
 async fn a_truncated_sync_collection_is_followed_to_the_end() {
     let ctx = local_ctx().await;

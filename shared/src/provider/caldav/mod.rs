@@ -311,13 +311,24 @@ impl super::Provider for CalDav {
         if cursor.is_none() {
             // Listed at once; the first sync-token is asked for after the objects are in
             // (PullResult::settle), from LIST_CURSOR, which is no sync-token: a full listing.
-            return Ok(PullResult {
-                changed: self.members().await?,
-                full: true,
-                settle: true,
-                cursor: super::Cursor::new(LIST_CURSOR.to_string()),
-                ..Default::default()
-            });
+            match self.members().await {
+                Ok(changed) => {
+                    return Ok(PullResult {
+                        changed,
+                        full: true,
+                        settle: true,
+                        cursor: super::Cursor::new(LIST_CURSOR.to_string()),
+                        ..Default::default()
+                    })
+                }
+                // A server that refuses a Depth 1 PROPFIND (some limit it on large
+                // collections) is listed by sync-collection alone.
+                Err(ProviderError::Rejected { status, .. }) if (400..500).contains(&status) => {
+                    tracing::info!(collection = %self.collection, status,
+                        "Depth 1 PROPFIND refused; listing with sync-collection");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let token = cursor
             .and_then(|c| c.strip_prefix(SYNC_PREFIX))
