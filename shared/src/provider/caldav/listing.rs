@@ -3,7 +3,7 @@
 
 use super::xml::{parse_multistatus, xml_escape};
 use super::{CalDav, Response, CTAG_PREFIX, SYNC_PREFIX};
-use crate::provider::{ProviderError, PullResult, RemoteRef};
+use crate::provider::{Author, Cursor, Etag, ProviderError, PullResult, RemoteId, RemoteRef};
 
 impl CalDav {
     /// One sync-collection round: (changed, removed, token, truncated).
@@ -33,12 +33,8 @@ impl CalDav {
         let mut changed = Vec::new();
         let mut removed = Vec::new();
         let mut truncated = false;
-        let own_path = self.collection.path().to_string();
         for resp in rs {
-            let is_self = self
-                .resolve(&resp.href)
-                .map(|u| u.path() == own_path)
-                .unwrap_or(false);
+            let is_self = self.is_collection(&resp.href);
             match resp.status {
                 Some(507) if is_self => truncated = true,
                 Some(404) => removed.push(resp.href),
@@ -46,9 +42,9 @@ impl CalDav {
                 _ if resp.href.ends_with('/') => {}
                 _ => changed.push(RemoteRef {
                     href: resp.href.into(),
-                    etag: resp.etag.map(crate::provider::Etag::from),
+                    etag: resp.etag.map(Etag::from),
                     data: None,
-                    author: crate::provider::Author::Unknown,
+                    author: Author::Unknown,
                 }),
             }
         }
@@ -75,11 +71,10 @@ impl CalDav {
                     result.changed.extend(changed);
                     result
                         .removed
-                        .extend(removed.into_iter().map(crate::provider::RemoteId::from));
+                        .extend(removed.into_iter().map(RemoteId::from));
                     token = new_token;
                     if !truncated {
-                        result.cursor =
-                            crate::provider::Cursor::new(format!("{SYNC_PREFIX}{token}"));
+                        result.cursor = Cursor::new(format!("{SYNC_PREFIX}{token}"));
                         return Ok(Some(result));
                     }
                 }
@@ -114,7 +109,7 @@ impl CalDav {
         if let (Some(old), Some(new)) = (old, ctag.as_deref()) {
             if old == new {
                 return Ok(PullResult {
-                    cursor: crate::provider::Cursor::new(format!("{CTAG_PREFIX}{new}")),
+                    cursor: Cursor::new(format!("{CTAG_PREFIX}{new}")),
                     ..Default::default()
                 });
             }
@@ -123,7 +118,7 @@ impl CalDav {
             changed: self.members().await?,
             full: true,
             // Without a ctag every pull lists everything; the etags still avoid refetching.
-            cursor: crate::provider::Cursor::new(
+            cursor: Cursor::new(
                 ctag.map(|c| format!("{CTAG_PREFIX}{c}"))
                     .unwrap_or_default(),
             ),
@@ -137,22 +132,22 @@ impl CalDav {
         let (rs, _) = self
             .propfind(&self.collection, "1", "<d:getetag/><d:resourcetype/>")
             .await?;
-        let own_path = self.collection.path().to_string();
         Ok(rs
             .into_iter()
-            .filter(|r| {
-                !r.href.ends_with('/')
-                    && self
-                        .resolve(&r.href)
-                        .map(|u| u.path() != own_path)
-                        .unwrap_or(true)
-            })
+            .filter(|r| !r.href.ends_with('/') && !self.is_collection(&r.href))
             .map(|r| RemoteRef {
                 href: r.href.into(),
-                etag: r.etag.map(crate::provider::Etag::from),
+                etag: r.etag.map(Etag::from),
                 data: None,
-                author: crate::provider::Author::Unknown,
+                author: Author::Unknown,
             })
             .collect())
+    }
+
+    /// Whether a multistatus `href` names the collection itself (by path; an href that does
+    /// not resolve does not).
+    fn is_collection(&self, href: &str) -> bool {
+        self.resolve(href)
+            .is_ok_and(|u| u.path() == self.collection.path())
     }
 }
