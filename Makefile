@@ -160,10 +160,11 @@ bench-functions:
 	./target/release/calsync-local bench-functions
 
 ## profile: perf over calsync's initial sync alone (the profiling build), flat profile in
-## target/profile/profile.txt (needs Debian's linux-perf)
+## target/profile/profile.txt (needs Debian's linux-perf); PROFILE_SCALE=1 EVENTS=10000
+## profiles bench-scale at that size instead (calsync alone)
 profile: venv
 	cargo build --profile profiling -p calsync-e2e --bin calsync-local
-	EVENTS=$(EVENTS) infra/local/with-stack.sh infra/local/profile.sh
+	EVENTS=$(EVENTS) PROFILE_SCALE=$(PROFILE_SCALE) infra/local/with-stack.sh infra/local/profile.sh
 
 ## deploy: sam build + sam deploy with infra/samconfig.toml (ARGS=--guided the first time)
 deploy: venv sam-venv

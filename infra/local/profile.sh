@@ -5,12 +5,19 @@
 # Needs the local stack (run through with-stack.sh) and Debian's linux-perf.
 # PERF_FREQ= samples a second (997); PERF_CALLGRAPH=1 records DWARF call graphs, for
 # `perf report --children` (what each function costs with its callees).
+# PROFILE_SCALE=1 profiles `bench-scale --sizes $EVENTS --peers-up-to 0` instead (calsync
+# alone, no floor or vdirsyncer: the size at which CPU per event grows, e.g. EVENTS=10000).
 set -euo pipefail
 events=${EVENTS:-1000}
 out=target/profile
 mkdir -p "$out"
 : >"$out/bench.log"
-./target/profiling/calsync-local bench --events "$events" --no-google >"$out/bench.log" 2>&1 &
+if [ -n "${PROFILE_SCALE:-}" ]; then
+  args=(bench-scale --sizes "$events" --peers-up-to 0)
+else
+  args=(bench --events "$events" --no-google)
+fi
+./target/profiling/calsync-local "${args[@]}" >"$out/bench.log" 2>&1 &
 bench=$!
 grep -m1 -q "initial sync starts" < <(tail --pid="$bench" -n +1 -f "$out/bench.log") || {
   echo "the bench ended before its initial sync:"; cat "$out/bench.log"; exit 1; }
