@@ -213,9 +213,10 @@ const LONG_POLL_SECS: i32 = 20;
 ///
 /// Each receive is a long poll: up to [`LONG_POLL_SECS`] while the other queue's batch is
 /// being handled (the drain cannot end before that batch does; a message its job sends here
-/// ends the wait at once, as on SQS), so that this process, whose CPU the bench counts, does not spend it on a receive a
-/// second while a long push runs. Lambda's pollers are not the function's. Up to a second
-/// when neither queue is being handled, so the drain ends soon after the last job.
+/// ends the wait at once, as on SQS), so that this process, whose CPU the bench counts,
+/// does not spend it on a receive a second while a long push runs (Lambda's pollers are not
+/// in the function's process). Up to a second when neither queue is being handled, so the
+/// drain ends soon after the last job.
 ///
 /// Errors: SQS failure; the queues did not empty.
 pub async fn drain_side_by_side(ctx: &Ctx) -> anyhow::Result<DrainStats> {
