@@ -21,6 +21,7 @@ pub mod merge;
 pub mod plan;
 mod push;
 pub mod push_plan;
+mod push_record;
 pub mod transform;
 
 mod pull;

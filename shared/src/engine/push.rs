@@ -4,12 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::push_plan::{self, Planned, Settled, Tally};
+use super::push_plan::{self, Planned};
+use super::push_record::{book, record_chunk, Recorded};
 use super::{EngineError, PushOutcome};
 use crate::config::now_millis;
-use crate::ical::EventSeries;
 use crate::model::{HubEvent, Link, Mapping, RunRecord};
-use crate::provider::{Provider, ProviderError, RemoteId, Write, WriteOutcome};
+use crate::provider::{Provider, RemoteId, Write};
 use crate::queue::PushResume;
 use crate::store::{ChangeCursor, Store};
 
@@ -42,7 +42,10 @@ pub struct PushFrom<'a> {
 /// read. The outcome's `read_ms` is the next watermark once the push is complete. A whole
 /// group push that stops at its deadline says in `resume` where its continuation picks up
 /// (the events page it stopped in); one given `from.resume` reads the events and mapping
-/// heads after that UID only, so that a chain of runs reads the group once.
+/// heads after that UID only, so that a chain of runs reads the group once. A whole group
+/// push during which the hub took many changes reads the group a second time in the same
+/// run ([`second_pass`]); the outcome's `read_ms` and `full_seq` are then the second
+/// pass's.
 pub async fn push(
     store: &Store,
     link: &Link,
@@ -80,6 +83,7 @@ pub async fn push(
         chunks: 0,
         pending: None,
         stopped: false,
+        attempted: HashMap::new(),
     };
     match changed {
         Some(events) => {
@@ -94,7 +98,7 @@ pub async fn push(
             // The whole group (from where the run before stopped), a page of events at a
             // time against the heads of the link's mappings: memory holds two pages'
             // bodies, whatever the group's size.
-            let (after, full_seq) = match from.resume {
+            let (after, mut full_seq) = match from.resume {
                 Some(r) => {
                     w.out.read_ms = r.read_ms;
                     (r.after.clone(), r.full_seq)
@@ -119,11 +123,29 @@ pub async fn push(
                 Ok::<_, crate::store::StoreError>((page, heads))
             };
             // Each page is written while the next one is read, so that the member is not
-            // kept waiting for the store between pages.
+            // kept waiting for the store between pages. The last page of the first pass
+            // is written while a second pass, when one is owed ([`second_pass`]), counts
+            // itself and reads its first page.
             let mut page_after = after;
+            let mut second = false;
             let (mut page, mut heads) = read_page(page_after.clone()).await?;
             loop {
-                let uids: HashSet<&str> = page.items.iter().map(|e| e.uid.as_str()).collect();
+                let mut events = page.items;
+                if second {
+                    let again = w.leave_attempted(&mut events);
+                    if !again.is_empty() {
+                        // Written by the first pass and changed since: their mappings as
+                        // recorded, once the first pass's receipts are in.
+                        w.flush().await?;
+                        let uids: Vec<String> = again.iter().map(|e| e.uid.clone()).collect();
+                        let (maps, _) = store
+                            .mappings_and_events(&link.link_id, None, &uids)
+                            .await?;
+                        let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
+                        w.page(maps, again, false).await?;
+                    }
+                }
+                let uids: HashSet<&str> = events.iter().map(|e| e.uid.as_str()).collect();
                 // Mappings of UIDs the group no longer holds are not the push's.
                 let maps = heads
                     .into_iter()
@@ -131,18 +153,30 @@ pub async fn push(
                     .map(|m| (m.uid.clone(), m))
                     .collect();
                 let next_after = page.next.clone();
-                let next = next_after.clone().map(|a| read_page(Some(a)));
-                let (written, next) =
-                    futures_util::future::join(w.page(maps, page.items, true), async {
-                        match next {
-                            Some(f) => Some(f.await).transpose(),
-                            None => Ok(None),
+                let read_ms = w.out.read_ms;
+                let ahead = async {
+                    match &next_after {
+                        Some(a) => Ok(Some((read_page(Some(a.clone())).await?, None))),
+                        None if !second && second_pass(store, link, read_ms).await? => {
+                            let read_ms = now_millis();
+                            let seq = store.begin_full_push(&link.link_id).await?;
+                            Ok(Some((read_page(None).await?, Some((seq, read_ms)))))
                         }
-                    })
-                    .await;
+                        None => Ok::<_, crate::store::StoreError>(None),
+                    }
+                };
+                let (written, ahead) =
+                    futures_util::future::join(w.page(maps, events, true), ahead).await;
                 written?;
-                match next? {
-                    Some(n) if !w.stopped => {
+                match ahead? {
+                    Some((n, pass)) if !w.stopped => {
+                        if let Some((seq, read_ms)) = pass {
+                            tracing::info!(link = %link.link_id, full_seq = seq,
+                                "the hub changed during the full push: a second pass");
+                            (second, full_seq) = (true, seq);
+                            w.out.full_seq = Some(seq);
+                            w.out.read_ms = read_ms;
+                        }
                         (page, heads) = n;
                         page_after = next_after;
                     }
@@ -171,8 +205,33 @@ pub async fn push(
 /// Hub events a full push reads, plans and writes at a time (one Query each).
 pub const PUSH_PAGE: i32 = 250;
 
+/// Whether a full push that read the whole group from `read_ms` (epoch ms) reads it once
+/// more in the same run: more than [`PUSH_TARGETED_MAX`] hub events changed since, so that
+/// the sync-backs queued for them would read the whole group anyway. This is an initial
+/// sync's early sync-back: it began on the pull's first page, and read in UID order while
+/// the pull wrote the rest. Its second pass begins after the pull ended, and so covers the
+/// pull's own sync-back ([`crate::handlers::bookkeeping::covered_by_full_push`]), which is
+/// then skipped; read while the first pass's last page is written, it keeps the member
+/// from waiting between the two (issue 11, the initial sync's wall).
+///
+/// Errors: DynamoDB failure reading the `changes-index` GSI.
+async fn second_pass(
+    store: &Store,
+    link: &Link,
+    read_ms: i64,
+) -> Result<bool, crate::store::StoreError> {
+    let since = ChangeCursor {
+        ms: read_ms,
+        uid: String::new(),
+    };
+    Ok(store
+        .changes_within(&link.group_id, &since, PUSH_TARGETED_MAX)
+        .await?
+        .is_none())
+}
+
 /// A chunk of planned writes, owned by the recording that follows it.
-type Chunk = Vec<(HubEvent, Mapping, Planned)>;
+pub(super) type Chunk = Vec<(HubEvent, Mapping, Planned)>;
 
 /// A push's writing half: plans each page of events, sends its writes in chunks (one bulk
 /// request per chunk where the provider has one) and records them. A chunk's receipts are
@@ -193,6 +252,10 @@ struct Writer<'a, 'r> {
     pending: Option<futures_util::future::BoxFuture<'a, Vec<Result<Recorded, EngineError>>>>,
     /// No more writes: the deadline passed or a result stopped the run.
     stopped: bool,
+    /// The hub version of each event this run sent a write for, by UID: a second pass
+    /// leaves them be, since their mapping heads may have been read before their receipts
+    /// were recorded.
+    attempted: HashMap<String, i64>,
 }
 
 impl Writer<'_, '_> {
@@ -277,9 +340,24 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
+    /// Take out of `events` those this run sent a write for: those at the version written
+    /// are dropped, and those changed since are returned.
+    fn leave_attempted(&self, events: &mut Vec<HubEvent>) -> Vec<HubEvent> {
+        let (sent, rest): (Vec<HubEvent>, Vec<HubEvent>) = std::mem::take(events)
+            .into_iter()
+            .partition(|e| self.attempted.contains_key(&e.uid));
+        *events = rest;
+        sent.into_iter()
+            .filter(|e| self.attempted.get(&e.uid).is_some_and(|v| *v < e.version))
+            .collect()
+    }
+
     /// Send one chunk while the previous one's outcomes are recorded.
     async fn send(&mut self, chunk: Chunk) -> Result<(), EngineError> {
         self.chunks += 1;
+        for (ev, _, _) in &chunk {
+            self.attempted.insert(ev.uid.clone(), ev.version);
+        }
         let results = {
             let writes: Vec<Write<'_>> = chunk
                 .iter()
@@ -309,11 +387,16 @@ impl Writer<'_, '_> {
     }
 
     /// Record what is still in flight.
-    async fn finish(mut self) -> Result<(), EngineError> {
+    async fn flush(&mut self) -> Result<(), EngineError> {
         if let Some(f) = self.pending.take() {
             book(self.run, self.out, f.await)?;
         }
         Ok(())
+    }
+
+    /// Record what is still in flight, at the push's end.
+    async fn finish(mut self) -> Result<(), EngineError> {
+        self.flush().await
     }
 }
 
@@ -334,171 +417,4 @@ fn write_of<'e>(ev: &'e HubEvent, m: &'e Mapping, kind: Planned) -> Write<'e> {
             etag: m.etag.as_ref(),
         },
     }
-}
-
-/// Mapping writes of one chunk in flight at once.
-const RECORDS_IN_FLIGHT: usize = 8;
-
-/// What recording one write's outcome adds to the run.
-#[derive(Debug, Default)]
-struct Recorded {
-    tally: Option<Tally>,
-    /// A precondition failed: the link needs a pull.
-    reread: bool,
-    /// The event was not written: its UID and the notice for the application.
-    failed: Option<(String, Option<(crate::model::NoticeKind, String)>)>,
-}
-
-/// Record a chunk's outcomes in the chunk's order: each settled as [`settle_write`]
-/// decides (a few at a time), then the chunk's mappings stored in one request where they
-/// fit ([`Store::put_mappings`]), forgotten ones deleted one by one.
-async fn record_chunk<'a>(
-    store: &'a Store,
-    provider: &'a dyn Provider,
-    chunk: Chunk,
-    results: Vec<WriteOutcome>,
-) -> Vec<Result<Recorded, EngineError>> {
-    use futures_util::StreamExt;
-    let settled: Vec<(Settled, Option<Tally>)> =
-        futures_util::stream::iter(chunk.into_iter().zip(results))
-            .map(|((ev, mapping, kind), result)| async move {
-                settle_write(provider, &ev, mapping, kind, result).await
-            })
-            .buffered(RECORDS_IN_FLIGHT)
-            .collect()
-            .await;
-    let puts: Vec<Mapping> = settled
-        .iter()
-        .filter_map(|(s, _)| match s {
-            Settled::Record(m) | Settled::Reread(m) | Settled::Failed { mapping: m, .. } => {
-                Some(m.clone())
-            }
-            Settled::Forget(_) | Settled::Stop(_) => None,
-        })
-        .collect();
-    if let Err(e) = store.put_mappings(&puts).await {
-        return vec![Err(e.into())];
-    }
-    let mut out = Vec::with_capacity(settled.len());
-    for (settled, tally) in settled {
-        let mut rec = Recorded {
-            tally,
-            ..Default::default()
-        };
-        match settled {
-            Settled::Record(_) => {}
-            Settled::Forget(m) => {
-                if let Err(e) = store.delete_mapping(&m.link_id, &m.uid).await {
-                    out.push(Err(e.into()));
-                    continue;
-                }
-            }
-            Settled::Reread(_) => rec.reread = true,
-            Settled::Failed { mapping, notice } => {
-                tracing::warn!(link = %mapping.link_id, uid = %mapping.uid, error = ?mapping.error, "event not written");
-                rec.failed = Some((mapping.uid, notice));
-            }
-            Settled::Stop(e) => {
-                out.push(Err(e.into()));
-                continue;
-            }
-        }
-        out.push(Ok(rec));
-    }
-    out
-}
-
-/// Add recorded outcomes to the run; the first error stops it.
-fn book(
-    run: &mut RunRecord,
-    out: &mut PushOutcome,
-    recorded: Vec<Result<Recorded, EngineError>>,
-) -> Result<(), EngineError> {
-    for r in recorded {
-        let r = r?;
-        match r.tally {
-            Some(Tally::Created) => run.created += 1,
-            Some(Tally::Updated) => run.updated += 1,
-            Some(Tally::Deleted) => run.deleted += 1,
-            None => {}
-        }
-        out.needs_pull |= r.reread;
-        if let Some((uid, notice)) = r.failed {
-            run.errors += 1;
-            if let Some((kind, why)) = notice {
-                run.notice(kind, &uid, &why);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What recording one planned write's outcome comes to, as [`push_plan::settle`] decides,
-/// and its tally. A create that met our own earlier object adopts it first.
-async fn settle_write(
-    provider: &dyn Provider,
-    ev: &HubEvent,
-    mapping: Mapping,
-    kind: Planned,
-    result: WriteOutcome,
-) -> (Settled, Option<Tally>) {
-    match (kind, result) {
-        (Planned::Create, Err(ProviderError::AlreadyExists(href))) => {
-            let (adopted, tally) = match adopt(provider, &RemoteId::from(href), ev).await {
-                Ok((w, tally)) => (Ok(Some(w)), tally),
-                Err(e) => (Err(e), None),
-            };
-            let (settled, _) = push_plan::settle(kind, ev, mapping, adopted, now_millis());
-            (settled, tally)
-        }
-        (kind, result) => push_plan::settle(kind, ev, mapping, result, now_millis()),
-    }
-}
-
-/// Create met an existing object at our deterministic id: the result of an earlier attempt
-/// whose mapping write was lost. Adopt it if it already holds this content (no tally), else
-/// overwrite it under `If-Match` of the version just read (`Updated`). When nothing is
-/// there — the object was deleted right after the refusal, or the refusal was spurious —
-/// the create is tried once more (`Created`); a second refusal is reported, never looped on.
-async fn adopt(
-    provider: &dyn Provider,
-    href: &RemoteId,
-    ev: &HubEvent,
-) -> Result<(crate::provider::WriteResult, Option<Tally>), ProviderError> {
-    let found = provider
-        .fetch(std::slice::from_ref(href))
-        .await?
-        .into_iter()
-        .next();
-    let Some(found) = found else {
-        return match provider.create(&ev.uid, &ev.ical).await {
-            Ok(w) => Ok((w, Some(Tally::Created))),
-            Err(ProviderError::AlreadyExists(_)) => Err(ProviderError::Rejected {
-                url: href.to_string(),
-                status: 412,
-                detail: "create refused (If-None-Match: *) twice, but no object found at this href"
-                    .into(),
-            }),
-            Err(e) => Err(e),
-        };
-    };
-    let same = match (
-        found
-            .data
-            .as_deref()
-            .map(|d| EventSeries::parse_single(href, d)),
-        EventSeries::parse_single("hub", &ev.ical),
-    ) {
-        (Some(Ok(r)), Ok(h)) => r.same_content(&h),
-        _ => false,
-    };
-    if same {
-        let w = crate::provider::WriteResult {
-            href: href.clone(),
-            etag: found.etag,
-        };
-        return Ok((w, None));
-    }
-    let w = provider.update(href, &ev.ical, found.etag.as_ref()).await?;
-    Ok((w, Some(Tally::Updated)))
 }

@@ -1,17 +1,19 @@
 //! A job's bookkeeping decisions, pure and table-tested: what a run changes on its link
-//! ([`link_update`]) and whether a catch-up push is already covered ([`catch_up_covered`]).
+//! ([`link_update`]) and whether a push queued by a pull is already covered
+//! ([`covered_by_full_push`]).
 
 use crate::model::{Link, LinkStatus, RunRecord};
 use crate::queue::SyncJob;
 use crate::store::LinkRunUpdate;
 
-use super::CATCH_UP;
+use super::{CATCH_UP, SYNC_BACK};
 
-/// Whether push `job` is a catch-up that a complete full push of `link` begun after the
-/// pull that queued it has covered ([`SyncJob::after_full_push`]): that push read the
-/// whole group after every write the pull found owed was in it.
-pub fn catch_up_covered(job: &SyncJob, link: &Link) -> bool {
-    job.trigger == CATCH_UP
+/// Whether push `job`, queued by a pull that had written everything it carries (a
+/// catch-up, or a long pull's own sync-back after its early ones), is covered by a complete
+/// full push of `link` begun after that pull ([`SyncJob::after_full_push`]): that push read
+/// the whole group after every change the job carries was in it.
+pub fn covered_by_full_push(job: &SyncJob, link: &Link) -> bool {
+    [CATCH_UP, SYNC_BACK].contains(&job.trigger.as_str())
         && job
             .after_full_push
             .is_some_and(|seq| link.full_pushed_seq > seq)

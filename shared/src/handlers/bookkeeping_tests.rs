@@ -1,7 +1,7 @@
-//! Table tests of [`super::link_update`] and [`super::catch_up_covered`].
+//! Table tests of [`super::link_update`] and [`super::covered_by_full_push`].
 
 use super::*;
-use crate::handlers::SYNC_BACK;
+use crate::handlers::CONTINUE;
 
 fn pull(quarantined: bool) -> Option<Completed> {
     Some(Completed::Pull {
@@ -220,7 +220,7 @@ fn a_run_writes_only_what_changed_on_its_link() {
 }
 
 #[test]
-fn a_catch_up_is_skipped_only_after_a_full_push_begun_after_its_pull_completed() {
+fn a_pulls_push_is_skipped_only_after_a_full_push_begun_after_the_pull_completed() {
     let mut link = Link::new("l", "g", 1, crate::model::ProviderKind::Caldav, "u");
     link.full_pushed_seq = 4;
     // (trigger, the pull's count, covered)
@@ -229,14 +229,18 @@ fn a_catch_up_is_skipped_only_after_a_full_push_begun_after_its_pull_completed()
         (CATCH_UP, Some(4), false), // that push began before the pull's writes were done
         (CATCH_UP, Some(5), false),
         (CATCH_UP, None, false), // a moved window, or a job from before the count
-        (SYNC_BACK, Some(3), false),
+        // A long pull's own sync-back, after its early ones (handlers::job).
+        (SYNC_BACK, Some(3), true),
+        (SYNC_BACK, Some(4), false),
+        (SYNC_BACK, None, false), // any other sync-back: its changes may be newer
+        (CONTINUE, Some(3), false),
         ("manual", Some(3), false),
     ];
     for (trigger, after, covered) in cases {
         let mut job = SyncJob::coalesced("l", trigger, "r");
         job.after_full_push = after;
         assert_eq!(
-            catch_up_covered(&job, &link),
+            covered_by_full_push(&job, &link),
             covered,
             "{trigger} after {after:?}"
         );

@@ -8,7 +8,7 @@ use crate::provider::{self, ProviderError};
 use crate::queue::{QueueKind, SyncJob};
 use crate::store::CursorState;
 
-use super::bookkeeping::{catch_up_covered, link_update, Completed};
+use super::bookkeeping::{covered_by_full_push, link_update, Completed};
 
 use super::{
     Direction, JobError, CATCH_UP, CONTINUE, DEADLINE_MARGIN_SECS, LEASE_SECS, RENEW_EVERY_SECS,
@@ -225,9 +225,9 @@ async fn run_leased(
         expires_at: now_secs() + RUN_TTL_SECS,
         ..Default::default()
     };
-    if dir == Direction::Push && catch_up_covered(job, link) {
-        tracing::info!(link = %link.link_id, after = ?job.after_full_push, full_pushed = link.full_pushed_seq,
-            "catch-up skipped: a full push begun after the pull that queued it has completed");
+    if dir == Direction::Push && covered_by_full_push(job, link) {
+        tracing::info!(link = %link.link_id, trigger = %job.trigger, after = ?job.after_full_push, full_pushed = link.full_pushed_seq,
+            "push skipped: a full push begun after the pull that queued it has completed");
         run.outcome = "ok".into();
         run.ended_ms = now_millis();
         record(
@@ -290,6 +290,8 @@ async fn run_leased(
             .send(QueueKind::SyncBack, &state.outbox)
             .await?;
     }
+    // Whether a pull queued its early sync-backs.
+    let mut early_sent = false;
     let outcome = match dir {
         Direction::Pull => {
             // The other members' pushes start once the hub holds a page of this pull's
@@ -313,7 +315,8 @@ async fn run_leased(
                 };
                 engine::pull(store, link, provider, run, from).await
             };
-            let (pulled, ()) = futures_util::join!(pulled, early);
+            let (pulled, sent) = futures_util::join!(pulled, early);
+            early_sent = sent;
             pulled.map(|o| (Some(o), None))
         }
         Direction::Push => {
@@ -408,7 +411,7 @@ async fn run_leased(
     if let Some(p) = pull {
         let mut jobs = Vec::new();
         if p.hub_changed {
-            jobs = sync_back_jobs(&store, link, &run.run_id).await?;
+            jobs = sync_back_jobs(&store, link, &run.run_id, early_sent).await?;
         }
         // A time window moves with the days: once a day, push even without changes so that
         // events entering or leaving the window arrive on (or leave) the member.
@@ -494,39 +497,55 @@ async fn run_leased(
 /// coalesced by `slot`. A link waiting for its user to reconnect gets its pending changes
 /// from the first sync after reconnection; one whose copies are being removed gets none.
 ///
+/// `after_early`: the pull's whole work is in the hub and it queued early sync-backs. Each
+/// job then carries its member's [`Link::full_push_seq`] read now (a consistent read, one
+/// per member), so that a full push begun later, such as the early sync-back's second pass
+/// ([`engine::push`]), covers it ([`covered_by_full_push`]).
+///
 /// Errors: DynamoDB failure reading the group's links.
 async fn sync_back_jobs(
     store: &crate::store::Store,
     link: &Link,
     slot: &str,
+    after_early: bool,
 ) -> anyhow::Result<Vec<SyncJob>> {
-    Ok(store
-        .links_of_group(&link.group_id)
-        .await?
-        .into_iter()
-        .filter(|o| o.link_id != link.link_id && !o.read_only() && o.status.syncs())
-        .map(|o| SyncJob::coalesced(&o.link_id, SYNC_BACK, slot))
-        .collect())
+    let members = store.links_of_group(&link.group_id).await?;
+    let mut jobs = Vec::new();
+    for o in members {
+        if o.link_id == link.link_id || o.read_only() || !o.status.syncs() {
+            continue;
+        }
+        let job = SyncJob::coalesced(&o.link_id, SYNC_BACK, slot);
+        jobs.push(match after_early {
+            true => match store.get_link(&o.link_id).await? {
+                Some(now) => job.after_full_push(now.full_push_seq),
+                None => continue,
+            },
+            false => job,
+        });
+    }
+    Ok(jobs)
 }
 
 /// Once `first` turns `true` (the pull's first page of changes is in the hub, more follow:
 /// [`engine::PullFrom::first_changes`]), queue the other members' sync-backs, so that their
 /// pushes write that page while the pull reads the rest. The pull's own sync-backs follow
-/// when it ends (another slot; FIFO order per link runs them after these), and read what
-/// these did not push. Nothing when the pull ends first. A failure is logged only: the
-/// pull's own sync-backs carry everything.
+/// when it ends (another slot; FIFO order per link runs them after these): they read what
+/// these did not push, or are skipped when one of these, or its second pass, began a full
+/// push after the pull ended and completed it. Nothing when the pull ends first. A failure is logged only: the
+/// pull's own sync-backs carry everything. Returns whether jobs were queued.
 async fn early_sync_back(
     ctx: &Ctx,
     store: &crate::store::Store,
     link: &Link,
     run_id: &str,
     mut first: tokio::sync::watch::Receiver<bool>,
-) {
+) -> bool {
     if first.wait_for(|fired| *fired).await.is_err() {
-        return;
+        return false;
     }
     let sent = async {
-        let jobs = sync_back_jobs(store, link, &format!("{run_id}:first")).await?;
+        let jobs = sync_back_jobs(store, link, &format!("{run_id}:first"), false).await?;
         if !jobs.is_empty() {
             ctx.queues().send(QueueKind::SyncBack, &jobs).await?;
         }
@@ -534,10 +553,12 @@ async fn early_sync_back(
     };
     match sent.await {
         Ok(n) => {
-            tracing::info!(link = %link.link_id, jobs = n, "first page of changes in the hub: sync-backs queued while the pull goes on")
+            tracing::info!(link = %link.link_id, jobs = n, "first page of changes in the hub: sync-backs queued while the pull goes on");
+            n > 0
         }
         Err(e) => {
-            tracing::warn!(link = %link.link_id, error = %e, "early sync-backs not queued; the pull's own follow")
+            tracing::warn!(link = %link.link_id, error = %e, "early sync-backs not queued; the pull's own follow");
+            false
         }
     }
 }

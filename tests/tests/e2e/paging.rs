@@ -154,11 +154,16 @@ struct Unsynced {
 }
 
 async fn unsynced(ctx: &Ctx, tag: &str) -> Unsynced {
+    unsynced_of(ctx, tag, N).await
+}
+
+/// [`unsynced`] with `n` events in the Radicale calendar.
+async fn unsynced_of(ctx: &Ctx, tag: &str, n: usize) -> Unsynced {
     let tag = fixtures::unique(tag);
     let src = fixtures::new_calendar(ctx, Server::Radicale, &tag)
         .await
         .unwrap();
-    let events: Vec<String> = (0..N)
+    let events: Vec<String> = (0..n)
         .map(|i| simple_event(&uid(i), &format!("Event {i}"), (i % 27 + 1) as u32))
         .collect();
     fixtures::radicale_upload(&src, &events).await.unwrap();
@@ -224,6 +229,104 @@ async fn a_long_pull_queues_the_sync_back_once_its_first_page_is_in_the_hub() {
     assert_eq!(pushes.len(), 2, "{pushes:?}");
     let created: u32 = pushes.iter().map(|run| run.created).sum();
     assert_eq!(created as usize, N, "{pushes:?}");
+    // The early sync-back began its full push after the pull had ended (the queues were
+    // drained after it), so the pull's own sync-back is covered: it reads the link, not
+    // the group, and writes nothing.
+    let skipped: Vec<_> = pushes.iter().filter(|run| run.created == 0).collect();
+    assert_eq!(skipped.len(), 1, "{pushes:?}");
+    assert!(
+        skipped[0].ddb_items_read < 10 && skipped[0].api_calls == 0,
+        "the pull's own sync-back read the group: {pushes:?}"
+    );
+}
+
+/// `n` new hub events of `group` (UIDs `late-000`…, before the calendar's `pg-` ones), as
+/// the pull of `origin` would make them.
+async fn hub_late_events(ctx: &Ctx, group: &str, origin: &str, n: usize) {
+    for i in 0..n {
+        let uid = format!("late-{i:03}");
+        let ics = simple_event(&uid, &format!("Late {i}"), (i % 27 + 1) as u32);
+        let series = calsync::ical::EventSeries::parse_single("late", &ics).unwrap();
+        let ev = HubEvent {
+            group_id: group.to_string(),
+            uid,
+            version: 1,
+            ical: series.to_ical(),
+            deleted: false,
+            updated_ms: now_millis(),
+            origin_link: origin.to_string(),
+            made_on: None,
+        };
+        ctx.store().put_event(&ev, None).await.unwrap();
+    }
+}
+
+/// A hub event made while a full push runs, with a UID before where the push has read, is
+/// one the push cannot see. When more such changes than a targeted push takes
+/// (`engine::PUSH_TARGETED_MAX`) came in during the push, the run that finishes the read
+/// counts a second full push and reads the group again: it writes what came in, and leaves
+/// alone the events it wrote itself (issue 11: the early sync-back of an initial sync,
+/// which began while the pull still wrote).
+#[tokio::test]
+async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwhile() {
+    const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
+    let mut ctx = local_ctx().await;
+    let Unsynced { dst, group, r, x } = unsynced(&ctx, "second-pass").await;
+    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap();
+    let before = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
+
+    // One chunk a run until the chain reads on past the first events page.
+    ctx.config.run_budget_secs = 0;
+    let mut job = SyncJob::unique(&x.link_id, "api");
+    let mut written = 0;
+    loop {
+        let run = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, "ok", "{run:?}");
+        written += run.created as usize;
+        let queued = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+            .await
+            .unwrap();
+        job = queued
+            .into_iter()
+            .find(|j| j.trigger == "continue")
+            .expect("a continuation");
+        if job.resume.as_ref().and_then(|r| r.after.as_ref()).is_some() {
+            break;
+        }
+        assert!(written < N, "the chain never left its first page");
+    }
+    // Events the chain has read past (UIDs before `pg-`), made after it began.
+    let store = ctx.store();
+    hub_late_events(&ctx, &group, &r.link_id, LATE).await;
+
+    // The last run has time: it finishes the first read, then reads the group again.
+    ctx.config.run_budget_secs = 420;
+    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(last.outcome, "ok", "{last:?}");
+    let queued = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "{queued:?}");
+    assert_eq!(written + last.created as usize, N + LATE, "{last:?}");
+    // One request a write: nothing the run wrote in its first read was written again.
+    assert_eq!(last.api_calls, last.created, "{last:?}");
+    let counts = fixtures::uid_counts(&ctx, &dst).await.unwrap();
+    assert_eq!(counts.len(), N + LATE);
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "written twice: {counts:?}"
+    );
+    // Two full pushes counted, both complete.
+    let after = store.get_link(&x.link_id).await.unwrap().unwrap();
+    assert_eq!(after.full_push_seq, before.full_push_seq + 2, "{after:?}");
+    assert_eq!(after.full_pushed_seq, after.full_push_seq, "{after:?}");
 }
 
 /// A push that reads the whole group and runs out of time hands its continuation the events
@@ -304,4 +407,50 @@ async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
         (0, 0, 0, 0),
         "{quiet:?}"
     );
+}
+
+/// A second pass reads its first page while the first pass's last page is written, so the
+/// mapping heads it reads can predate that page's receipts: it leaves alone every event the
+/// run has sent a write for. Here the group is one events page, so the second pass reads
+/// the heads of the very events the first pass is writing.
+#[tokio::test]
+async fn a_second_pass_leaves_alone_what_its_run_wrote() {
+    const SMALL: usize = 60;
+    const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
+    let mut ctx = local_ctx().await;
+    let Unsynced { dst, group, r, x } = unsynced_of(&ctx, "second-heads", SMALL).await;
+    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap();
+    // The chain's first run writes one chunk and stops.
+    ctx.config.run_budget_secs = 0;
+    let first =
+        calsync::handlers::run_job(&ctx, &SyncJob::unique(&x.link_id, "api"), Direction::Push)
+            .await
+            .unwrap();
+    assert_eq!(first.created, 50, "{first:?}");
+    let job = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.trigger == "continue")
+        .expect("a continuation");
+    hub_late_events(&ctx, &group, &r.link_id, LATE).await;
+
+    // The continuation reads the one page (the late events among it) and writes it; as more
+    // than PUSH_TARGETED_MAX changed since the chain began, a second pass reads the page
+    // again meanwhile, before the writes are recorded.
+    ctx.config.run_budget_secs = 420;
+    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(last.outcome, "ok", "{last:?}");
+    assert_eq!(last.created as usize, SMALL - 50 + LATE, "{last:?}");
+    // One request a write: no create sent again (a 412 and the fetch that adopts).
+    assert_eq!(last.api_calls, last.created, "{last:?}");
+    let counts = fixtures::uid_counts(&ctx, &dst).await.unwrap();
+    assert_eq!(counts.len(), SMALL + LATE);
+    let after = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
+    assert_eq!(after.full_pushed_seq, after.full_push_seq, "{after:?}");
 }
