@@ -157,7 +157,7 @@ pub async fn push(
                 let ahead = async {
                     match &next_after {
                         Some(a) => Ok(Some((read_page(Some(a.clone())).await?, None))),
-                        None if !second && second_pass(store, link, read_ms).await? => {
+                        None if !second && second_pass(store, link, read_ms, full_seq).await? => {
                             let read_ms = now_millis();
                             let seq = store.begin_full_push(&link.link_id).await?;
                             Ok(Some((read_page(None).await?, Some((seq, read_ms)))))
@@ -205,29 +205,38 @@ pub async fn push(
 /// Hub events a full push reads, plans and writes at a time (one Query each).
 pub const PUSH_PAGE: i32 = 250;
 
-/// Whether a full push that read the whole group from `read_ms` (epoch ms) reads it once
-/// more in the same run: more than [`PUSH_TARGETED_MAX`] hub events changed since, so that
-/// the sync-backs queued for them would read the whole group anyway. This is an initial
+/// Whether a full push counted as `full_seq` that read the whole group from `read_ms`
+/// (epoch ms) reads it once more in the same run: more than [`PUSH_TARGETED_MAX`] hub
+/// events changed since, so that the sync-backs queued for them would read the whole group
+/// anyway, and no full push of the link began after this one (a consistent read of
+/// [`Link::full_push_seq`]; a later one reads those changes itself, as when a long initial
+/// sync's two pushes run as interleaved chains of continuations). This is an initial
 /// sync's early sync-back: it began on the pull's first page, and read in UID order while
 /// the pull wrote the rest. Its second pass begins after the pull ended, and so covers the
 /// pull's own sync-back ([`crate::handlers::bookkeeping::covered_by_full_push`]), which is
 /// then skipped; read while the first pass's last page is written, it keeps the member
 /// from waiting between the two (issue 11, the initial sync's wall).
 ///
-/// Errors: DynamoDB failure reading the `changes-index` GSI.
+/// Errors: DynamoDB failure reading the `changes-index` GSI or the link.
 async fn second_pass(
     store: &Store,
     link: &Link,
     read_ms: i64,
+    full_seq: i64,
 ) -> Result<bool, crate::store::StoreError> {
     let since = ChangeCursor {
         ms: read_ms,
         uid: String::new(),
     };
-    Ok(store
+    let many = store
         .changes_within(&link.group_id, &since, PUSH_TARGETED_MAX)
         .await?
-        .is_none())
+        .is_none();
+    Ok(many
+        && store
+            .get_link(&link.link_id)
+            .await?
+            .is_some_and(|now| now.full_push_seq == full_seq))
 }
 
 /// A chunk of planned writes, owned by the recording that follows it.

@@ -278,28 +278,8 @@ async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwh
         .unwrap();
     let before = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
 
-    // One chunk a run until the chain reads on past the first events page.
     ctx.config.run_budget_secs = 0;
-    let mut job = SyncJob::unique(&x.link_id, "api");
-    let mut written = 0;
-    loop {
-        let run = calsync::handlers::run_job(&ctx, &job, Direction::Push)
-            .await
-            .unwrap();
-        assert_eq!(run.outcome, "ok", "{run:?}");
-        written += run.created as usize;
-        let queued = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
-            .await
-            .unwrap();
-        job = queued
-            .into_iter()
-            .find(|j| j.trigger == "continue")
-            .expect("a continuation");
-        if job.resume.as_ref().and_then(|r| r.after.as_ref()).is_some() {
-            break;
-        }
-        assert!(written < N, "the chain never left its first page");
-    }
+    let (job, written) = chain_past_first_page(&ctx, &x.link_id).await;
     // Events the chain has read past (UIDs before `pg-`), made after it began.
     let store = ctx.store();
     hub_late_events(&ctx, &group, &r.link_id, LATE).await;
@@ -407,6 +387,60 @@ async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
         (0, 0, 0, 0),
         "{quiet:?}"
     );
+}
+
+/// A full push that reads the whole group one chunk a run (`run_budget_secs` 0), run until
+/// its chain reads on past the first events page: the continuation job, and the events
+/// written so far.
+async fn chain_past_first_page(ctx: &Ctx, link_id: &str) -> (SyncJob, usize) {
+    let mut job = SyncJob::unique(link_id, "api");
+    let mut written = 0;
+    loop {
+        let run = calsync::handlers::run_job(ctx, &job, Direction::Push)
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, "ok", "{run:?}");
+        written += run.created as usize;
+        let queued = runner::take(ctx, QueueKind::SyncBack, link_id)
+            .await
+            .unwrap();
+        job = queued
+            .into_iter()
+            .find(|j| j.trigger == "continue")
+            .expect("a continuation");
+        if job.resume.as_ref().and_then(|r| r.after.as_ref()).is_some() {
+            return (job, written);
+        }
+        assert!(written < N, "the chain never left its first page");
+    }
+}
+
+/// No second pass when a full push of the link began after this one (at 10,000 events an
+/// initial sync's early sync-back and the pull's own run as interleaved chains): the later
+/// push reads what came in, so this one completes after its one read.
+#[tokio::test]
+async fn no_second_pass_when_a_later_full_push_began() {
+    const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
+    let mut ctx = local_ctx().await;
+    let Unsynced { group, r, x, .. } = unsynced(&ctx, "later-push").await;
+    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
+    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
+        .await
+        .unwrap();
+    ctx.config.run_budget_secs = 0;
+    let (job, written) = chain_past_first_page(&ctx, &x.link_id).await;
+    hub_late_events(&ctx, &group, &r.link_id, LATE).await;
+    let later = ctx.store().begin_full_push(&x.link_id).await.unwrap();
+
+    ctx.config.run_budget_secs = 420;
+    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(last.outcome, "ok", "{last:?}");
+    assert_eq!(written + last.created as usize, N, "{last:?}");
+    let after = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
+    assert_eq!(after.full_push_seq, later, "{after:?}");
+    assert_eq!(after.full_pushed_seq, later - 1, "{after:?}");
 }
 
 /// A second pass reads its first page while the first pass's last page is written, so the
