@@ -86,14 +86,7 @@ pub async fn push(
         attempted: HashMap::new(),
     };
     match changed {
-        Some(events) => {
-            let uids: Vec<String> = events.iter().map(|e| e.uid.clone()).collect();
-            let (maps, _) = store
-                .mappings_and_events(&link.link_id, None, &uids)
-                .await?;
-            let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
-            w.page(maps, events, false).await?;
-        }
+        Some(events) => w.page_by_key(events).await?,
         None => {
             // The whole group (from where the run before stopped), a page of events at a
             // time against the heads of the link's mappings: memory holds two pages'
@@ -137,12 +130,7 @@ pub async fn push(
                         // Written by the first pass and changed since: their mappings as
                         // recorded, once the first pass's receipts are in.
                         w.flush().await?;
-                        let uids: Vec<String> = again.iter().map(|e| e.uid.clone()).collect();
-                        let (maps, _) = store
-                            .mappings_and_events(&link.link_id, None, &uids)
-                            .await?;
-                        let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
-                        w.page(maps, again, false).await?;
+                        w.page_by_key(again).await?;
                     }
                 }
                 let uids: HashSet<&str> = events.iter().map(|e| e.uid.as_str()).collect();
@@ -317,6 +305,17 @@ impl Writer<'_, '_> {
                 return Ok(());
             }
         }
+    }
+
+    /// [`Writer::page`] for `events` with their whole mappings, read by key.
+    async fn page_by_key(&mut self, events: Vec<HubEvent>) -> Result<(), EngineError> {
+        let uids: Vec<String> = events.iter().map(|e| e.uid.clone()).collect();
+        let (maps, _) = self
+            .store
+            .mappings_and_events(&self.link.link_id, None, &uids)
+            .await?;
+        let maps = maps.into_iter().map(|m| (m.uid.clone(), m)).collect();
+        self.page(maps, events, false).await
     }
 
     /// Put back the merge bases and kept-aside versions of the planned mappings that came

@@ -285,11 +285,7 @@ async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwh
     hub_late_events(&ctx, &group, &r.link_id, LATE).await;
 
     // The last run has time: it finishes the first read, then reads the group again.
-    ctx.config.run_budget_secs = 420;
-    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
-        .await
-        .unwrap();
-    assert_eq!(last.outcome, "ok", "{last:?}");
+    let last = run_with_time(&mut ctx, &job).await;
     let queued = runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
         .await
         .unwrap();
@@ -415,6 +411,16 @@ async fn chain_past_first_page(ctx: &Ctx, link_id: &str) -> (SyncJob, usize) {
     }
 }
 
+/// Push `job` with the default run budget (420 s): a run that is not stopped for time.
+async fn run_with_time(ctx: &mut Ctx, job: &SyncJob) -> calsync::model::RunRecord {
+    ctx.config.run_budget_secs = 420;
+    let run = calsync::handlers::run_job(ctx, job, Direction::Push)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "ok", "{run:?}");
+    run
+}
+
 /// No second pass when a full push of the link began after this one (at 10,000 events an
 /// initial sync's early sync-back and the pull's own run as interleaved chains): the later
 /// push reads what came in, so this one completes after its one read.
@@ -432,11 +438,7 @@ async fn no_second_pass_when_a_later_full_push_began() {
     hub_late_events(&ctx, &group, &r.link_id, LATE).await;
     let later = ctx.store().begin_full_push(&x.link_id).await.unwrap();
 
-    ctx.config.run_budget_secs = 420;
-    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
-        .await
-        .unwrap();
-    assert_eq!(last.outcome, "ok", "{last:?}");
+    let last = run_with_time(&mut ctx, &job).await;
     assert_eq!(written + last.created as usize, N, "{last:?}");
     let after = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
     assert_eq!(after.full_push_seq, later, "{after:?}");
@@ -475,11 +477,7 @@ async fn a_second_pass_leaves_alone_what_its_run_wrote() {
     // The continuation reads the one page (the late events among it) and writes it; as more
     // than PUSH_TARGETED_MAX changed since the chain began, a second pass reads the page
     // again meanwhile, before the writes are recorded.
-    ctx.config.run_budget_secs = 420;
-    let last = calsync::handlers::run_job(&ctx, &job, Direction::Push)
-        .await
-        .unwrap();
-    assert_eq!(last.outcome, "ok", "{last:?}");
+    let last = run_with_time(&mut ctx, &job).await;
     assert_eq!(last.created as usize, SMALL - 50 + LATE, "{last:?}");
     // One request a write: no create sent again (a 412 and the fetch that adopts).
     assert_eq!(last.api_calls, last.created, "{last:?}");
