@@ -157,6 +157,17 @@ async fn unsynced(ctx: &Ctx, tag: &str) -> Unsynced {
     unsynced_of(ctx, tag, N).await
 }
 
+/// [`unsynced_of`], pulled into the hub, the sync-backs the pull queued taken out (the test
+/// runs the pushes itself).
+async fn pulled(ctx: &Ctx, tag: &str, n: usize) -> Unsynced {
+    let u = unsynced_of(ctx, tag, n).await;
+    fixtures::job_ok(ctx, &u.r.link_id, "manual", Direction::Pull).await;
+    runner::take(ctx, QueueKind::SyncBack, &u.x.link_id)
+        .await
+        .unwrap();
+    u
+}
+
 /// [`unsynced`] with `n` events in the Radicale calendar.
 async fn unsynced_of(ctx: &Ctx, tag: &str, n: usize) -> Unsynced {
     let tag = fixtures::unique(tag);
@@ -271,11 +282,7 @@ async fn hub_late_events(ctx: &Ctx, group: &str, origin: &str, n: usize) {
 async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwhile() {
     const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
     let mut ctx = local_ctx().await;
-    let Unsynced { dst, group, r, x } = unsynced(&ctx, "second-pass").await;
-    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
-    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
-        .await
-        .unwrap();
+    let Unsynced { dst, group, r, x } = pulled(&ctx, "second-pass", N).await;
     let before = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
 
     ctx.config.run_budget_secs = 0;
@@ -312,12 +319,7 @@ async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwh
 #[tokio::test]
 async fn a_continuation_reads_on_from_the_page_the_push_before_it_stopped_in() {
     let mut ctx = local_ctx().await;
-    let Unsynced { dst, r, x, .. } = unsynced(&ctx, "resume").await;
-    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
-    // The pull's own sync-backs are left out: this test runs the chain itself.
-    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
-        .await
-        .unwrap();
+    let Unsynced { dst, x, .. } = pulled(&ctx, "resume", N).await;
     let before = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
 
     // One chunk of writes a run (the CalDAV write batch, 50): nine runs.
@@ -428,11 +430,7 @@ async fn run_with_time(ctx: &mut Ctx, job: &SyncJob) -> calsync::model::RunRecor
 async fn no_second_pass_when_a_later_full_push_began() {
     const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
     let mut ctx = local_ctx().await;
-    let Unsynced { group, r, x, .. } = unsynced(&ctx, "later-push").await;
-    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
-    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
-        .await
-        .unwrap();
+    let Unsynced { group, r, x, .. } = pulled(&ctx, "later-push", N).await;
     ctx.config.run_budget_secs = 0;
     let (job, written) = chain_past_first_page(&ctx, &x.link_id).await;
     hub_late_events(&ctx, &group, &r.link_id, LATE).await;
@@ -454,11 +452,7 @@ async fn a_second_pass_leaves_alone_what_its_run_wrote() {
     const SMALL: usize = 60;
     const LATE: usize = calsync::engine::PUSH_TARGETED_MAX + 20;
     let mut ctx = local_ctx().await;
-    let Unsynced { dst, group, r, x } = unsynced_of(&ctx, "second-heads", SMALL).await;
-    fixtures::job_ok(&ctx, &r.link_id, "manual", Direction::Pull).await;
-    runner::take(&ctx, QueueKind::SyncBack, &x.link_id)
-        .await
-        .unwrap();
+    let Unsynced { dst, group, r, x } = pulled(&ctx, "second-heads", SMALL).await;
     // The chain's first run writes one chunk and stops.
     ctx.config.run_budget_secs = 0;
     let first =
