@@ -98,7 +98,6 @@ pub async fn push(
                 }
                 None => (None, store.begin_full_push(&link.link_id).await?),
             };
-            w.out.full_seq = Some(full_seq);
             // A page of events with the heads of the mappings in its UID range, so that the
             // first writes wait for one page's reads only (memory: two pages' bodies and
             // heads, whatever the group's size).
@@ -162,7 +161,6 @@ pub async fn push(
                             tracing::info!(link = %link.link_id, full_seq = seq,
                                 "the hub changed during the full push: a second pass");
                             (second, full_seq) = (true, seq);
-                            w.out.full_seq = Some(seq);
                             w.out.read_ms = read_ms;
                         }
                         (page, heads) = n;
@@ -175,6 +173,8 @@ pub async fn push(
                     break;
                 }
             }
+            // The pass this run read last: the second, when it began one.
+            w.out.full_seq = Some(full_seq);
             // Out of time: in the page read after `page_after` (stopped in it, or before
             // it), or in none (a stop that queues no continuation).
             if w.out.more {

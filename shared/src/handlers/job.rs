@@ -515,14 +515,14 @@ async fn sync_back_jobs(
         if o.link_id == link.link_id || o.read_only() || !o.status.syncs() {
             continue;
         }
-        let job = SyncJob::coalesced(&o.link_id, SYNC_BACK, slot);
-        jobs.push(match after_early {
-            true => match store.get_link(&o.link_id).await? {
-                Some(now) => job.after_full_push(now.full_push_seq),
+        let mut job = SyncJob::coalesced(&o.link_id, SYNC_BACK, slot);
+        if after_early {
+            match store.get_link(&o.link_id).await? {
+                Some(now) => job = job.after_full_push(now.full_push_seq),
                 None => continue,
-            },
-            false => job,
-        });
+            }
+        }
+        jobs.push(job);
     }
     Ok(jobs)
 }
@@ -532,8 +532,9 @@ async fn sync_back_jobs(
 /// pushes write that page while the pull reads the rest. The pull's own sync-backs follow
 /// when it ends (another slot; FIFO order per link runs them after these): they read what
 /// these did not push, or are skipped when one of these, or its second pass, began a full
-/// push after the pull ended and completed it. Nothing when the pull ends first. A failure is logged only: the
-/// pull's own sync-backs carry everything. Returns whether jobs were queued.
+/// push after the pull ended and completed it. Nothing when the pull ends first. A failure
+/// is logged only: the pull's own sync-backs carry everything. Returns whether jobs were
+/// queued.
 async fn early_sync_back(
     ctx: &Ctx,
     store: &crate::store::Store,

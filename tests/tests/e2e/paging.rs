@@ -288,7 +288,6 @@ async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwh
     ctx.config.run_budget_secs = 0;
     let (job, written) = chain_past_first_page(&ctx, &x.link_id).await;
     // Events the chain has read past (UIDs before `pg-`), made after it began.
-    let store = ctx.store();
     hub_late_events(&ctx, &group, &r.link_id, LATE).await;
 
     // The last run has time: it finishes the first read, then reads the group again.
@@ -307,7 +306,7 @@ async fn a_full_push_reads_the_group_again_when_the_hub_took_many_changes_meanwh
         "written twice: {counts:?}"
     );
     // Two full pushes counted, both complete.
-    let after = store.get_link(&x.link_id).await.unwrap().unwrap();
+    let after = ctx.store().get_link(&x.link_id).await.unwrap().unwrap();
     assert_eq!(after.full_push_seq, before.full_push_seq + 2, "{after:?}");
     assert_eq!(after.full_pushed_seq, after.full_push_seq, "{after:?}");
 }
